@@ -1,0 +1,41 @@
+# Every target installs what it needs into .venv, so a fresh clone works with one command.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test check lint typecheck unit bench schema clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/lens run scenarios/quickstart.yaml -o results/quickstart.json
+
+lint: install
+	$(BIN)/ruff check lens tests bench
+	$(BIN)/ruff format --check lens tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90
+
+test: lint typecheck unit
+
+check: test
+
+bench: install
+	$(BIN)/python -m bench
+
+schema: install
+	$(BIN)/lens schema --write schemas
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache results

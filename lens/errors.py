@@ -1,0 +1,68 @@
+"""The exception tree of lens.
+
+Exceptions are for misuse of lens (bad scenario, bad flags) and for bugs.  Failures of the
+system under test (HTTP errors, timeouts, cut streams) are *data*: they become
+``RequestRecord`` values with an error class, never exceptions that escape the executor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePos:
+    """A 1-based position in a source file, as editors show it."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input: where, which field, and what was expected."""
+
+    message: str
+    pos: SourcePos | None = None
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.pos}: " if self.pos else ""
+        field = f"{self.path}: " if self.path else ""
+        return f"{where}{field}{self.message}"
+
+
+class LensError(Exception):
+    """Base of every error lens raises on purpose."""
+
+
+class InputError(LensError):
+    """Bad user input (scenario, flags, results file). The CLI maps it to exit code 2."""
+
+    def __init__(self, problems: list[Problem] | Problem | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ScenarioError(InputError):
+    """The scenario file is not valid; every problem names file:line:col where known."""
+
+
+class PlanError(InputError):
+    """The scenario is valid but cannot be compiled (e.g. an unknown provider id)."""
+
+
+class ProviderError(LensError):
+    """A provider was misconfigured in a way only discovered when building a request."""
+
+
+class ExportError(LensError):
+    """An exporter could not write or push its output; local results are still written."""

@@ -1,0 +1,149 @@
+"""The execution plan: every default resolved, every arrival an offset, nothing sent yet.
+
+A ``Plan`` is what ``lens plan`` prints and what the executor runs.  It never holds a
+secret in the clear: API keys are ``Secret`` values whose repr and JSON form are masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lens.scenario.sla import SlaExpr
+
+ProviderType = Literal["openai", "openai-compatible", "simulated"]
+PatternName = Literal["burst", "constant-rate", "concurrency"]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A credential. Its value only leaves through ``reveal()``, at the HTTP seam."""
+
+    _value: str = field(repr=False)
+    source: str = ""  # where it came from, e.g. "${OPENAI_API_KEY}", safe to print
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source or '***'})"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """Behaviour of the built-in simulated server (seconds, rates as fractions)."""
+
+    ttft_s: float = 0.15
+    itl_s: float = 0.015
+    output_tokens: int = 64
+    jitter: float = 0.0  # relative standard deviation applied to each delay
+    error_429: float = 0.0
+    error_500: float = 0.0
+    cut_stream: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    id: str
+    type: ProviderType
+    model: str
+    base_url: str | None  # None for `simulated` until its server is started
+    api_key: Secret | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    include_usage: bool = True
+    sim: SimSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSpec:
+    id: str
+    messages: tuple[Message, ...]
+    max_tokens: int | None = None
+    weight: float = 1.0
+    source: str = ""  # "inline", "synthetic(seed=7)", "prompts/support.jsonl:3"
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalSchedule:
+    """Intended send times as offsets (seconds) from the start of the stage.
+
+    Offsets are absolute: the executor sleeps until ``t0 + offsets[i]``, so lateness of
+    one request never shifts the next.
+    """
+
+    offsets_s: tuple[float, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets_s)
+
+    @property
+    def span_s(self) -> float:
+        return self.offsets_s[-1] - self.offsets_s[0] if self.offsets_s else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """One stage against one provider: its own full schedule."""
+
+    stage: str
+    provider: str
+    pattern: PatternName
+    prompts: tuple[str, ...]  # prompt id of request i is prompts[i % len(prompts)]
+    timeout_s: float
+    max_tokens: int | None
+    arrivals: ArrivalSchedule | None = None  # open loop (burst, constant-rate)
+    concurrency: int | None = None  # closed loop: requests kept in flight
+    max_concurrency: int | None = None  # open loop: cap on requests in flight
+    requests: int | None = None  # closed loop: total to send (None: until duration)
+    duration_s: float | None = None  # closed loop: stop starting new requests after this
+
+    @property
+    def open_loop(self) -> bool:
+        return self.arrivals is not None
+
+    @property
+    def planned_requests(self) -> int | None:
+        if self.arrivals is not None:
+            return self.arrivals.count
+        return self.requests
+
+    def prompt_for(self, index: int) -> str:
+        return self.prompts[index % len(self.prompts)]
+
+
+@dataclass(frozen=True, slots=True)
+class SlaSpec:
+    expr: SlaExpr
+    provider: str | None = None
+    stage: str | None = None
+    where: str = ""  # file:line:col of the assertion, for messages
+
+    @property
+    def scope(self) -> str:
+        parts = [f"provider={self.provider}" if self.provider else "", f"stage={self.stage}" if self.stage else ""]
+        return " ".join(p for p in parts if p) or "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    description: str
+    source: str  # path of the scenario file
+    providers: Mapping[str, ProviderSpec]
+    prompts: Mapping[str, PromptSpec]
+    stages: tuple[StagePlan, ...]
+    slas: tuple[SlaSpec, ...]
+    scenario_version: int = 1

@@ -1,0 +1,66 @@
+"""RequestRecord: what the executor measured for one request, and nothing derived.
+
+Times are integer nanoseconds on the run's monotonic clock, relative to the run's start
+(``t0``).  A stamp that was never reached is ``None``; derived metrics live in
+``lens.metrics.request`` so this value stays a faithful log of what happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ErrorClass(StrEnum):
+    """Why a request did not succeed. Every class counts in every error rate."""
+
+    HTTP_4XX = "http_4xx"
+    HTTP_429 = "http_429"
+    HTTP_5XX = "http_5xx"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    STREAM_ERROR = "stream_error"  # the server reported an error inside a 200 stream
+    CUT_STREAM = "cut_stream"  # the body ended (or the connection dropped) before the terminator
+    EMPTY = "empty"  # the stream completed but carried no token
+    CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C / SIGTERM) while in flight
+
+
+class TokenSource(StrEnum):
+    USAGE = "usage"  # counts reported by the server in the stream
+    ESTIMATED = "estimated"  # counts estimated by lens (about 4 characters per token)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    provider: str
+    stage: str
+    prompt: str
+    index: int  # position of the request in its stage x provider schedule
+    ok: bool
+    error_class: ErrorClass | None
+    error_message: str | None
+    http_status: int | None
+    # Monotonic stamps, ns since run start. ``t_intended`` only for open-loop arrivals.
+    t_intended: int | None
+    t_dispatch: int
+    t_headers: int | None
+    t_first_chunk: int | None
+    t_first_token: int | None
+    t_first_visible: int | None
+    t_last_token: int | None
+    t_end: int
+    # One entry per token-bearing chunk: arrival stamp and the tokens it is taken to carry.
+    chunk_times: tuple[int, ...] = ()
+    chunk_tokens: tuple[int, ...] = ()
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    token_source: TokenSource | None = None
+    reads: int = 0  # network reads that delivered body bytes
+    request_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "error"
