@@ -133,7 +133,8 @@ class SlaSpec:
 
     @property
     def scope(self) -> str:
-        parts = [f"provider={self.provider}" if self.provider else "", f"stage={self.stage}" if self.stage else ""]
+        parts = [f"provider={self.provider}" if self.provider else ""]
+        parts.append(f"stage={self.stage}" if self.stage else "")
         return " ".join(p for p in parts if p) or "all"
 
 

@@ -6,6 +6,7 @@ metric's canonical unit (ms for times, a ratio for rates, per-second for through
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -58,8 +59,6 @@ class SlaExpr:
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

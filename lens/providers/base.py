@@ -1,0 +1,179 @@
+"""The seam between the executor and the wire protocols.
+
+A provider adapter turns a prompt into an ``httpx.Request`` and a response byte stream into
+timed facts.  The executor owns the clock and the socket; adapters never sleep, never read
+the clock, and never raise for failures of the system under test: they report them as an
+``ErrorClass`` with the provider's own message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from lens.plan.model import PromptSpec, ProviderSpec
+from lens.records import ErrorClass, TokenSource
+
+CHARS_PER_TOKEN = 4.0  # lens's token estimate when a server reports no usage
+
+
+def estimate_tokens(chars: int) -> int:
+    return max(1, round(chars / CHARS_PER_TOKEN)) if chars > 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts mapped to one model (see wire-formats.md, cheat-sheet §9)."""
+
+    input_tokens: int | None = None  # every prompt token, cached ones included
+    output_tokens: int | None = None  # every generated token, reasoning included
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutcome:
+    """What one response stream turned out to contain, with arrival stamps (ns)."""
+
+    chunk_times: tuple[int, ...]
+    chunk_tokens: tuple[int, ...]
+    t_first_token: int | None
+    t_first_visible: int | None
+    t_last_token: int | None
+    usage: Usage
+    token_source: TokenSource | None
+    error_class: ErrorClass | None = None
+    error_message: str | None = None
+    events: int = 0
+
+
+@dataclass(slots=True)
+class TokenTimeline:
+    """Accumulates token-bearing chunks as they are decoded; shared by every protocol."""
+
+    times: list[int] = field(default_factory=list)
+    chars: list[int] = field(default_factory=list)
+    t_first_visible: int | None = None
+    reasoning_chars: int = 0
+
+    def add(self, t_ns: int, chars: int, *, visible: bool = True) -> None:
+        self.times.append(t_ns)
+        self.chars.append(chars)
+        if visible:
+            if self.t_first_visible is None:
+                self.t_first_visible = t_ns
+        else:
+            self.reasoning_chars += chars
+
+    def tokens_per_chunk(self, streamed_tokens: int | None) -> tuple[int, ...]:
+        """How many tokens each chunk carried.
+
+        With a server count of the streamed tokens, every chunk carries at least one and
+        the surplus is shared out in proportion to each chunk's characters (largest
+        remainder, so the parts sum exactly).  Without one, ~4 characters per token.
+        """
+        n = len(self.chars)
+        if streamed_tokens is None:
+            return tuple(max(1, estimate_tokens(c)) for c in self.chars)
+        extra = streamed_tokens - n
+        if extra <= 0:
+            return (1,) * n
+        total = sum(self.chars)
+        shares = [extra * c / total for c in self.chars] if total > 0 else [extra / n] * n
+        base = [int(s) for s in shares]
+        left = extra - sum(base)
+        order = sorted(range(n), key=lambda i: shares[i] - base[i], reverse=True)
+        for i in order[:left]:
+            base[i] += 1
+        return tuple(1 + b for b in base)
+
+    def outcome(
+        self,
+        usage: Usage,
+        *,
+        error_class: ErrorClass | None,
+        error_message: str | None,
+        events: int,
+        hidden_reasoning_tokens: int = 0,
+    ) -> StreamOutcome:
+        if usage.output_tokens is not None:
+            source: TokenSource | None = TokenSource.USAGE
+            streamed = max(0, usage.output_tokens - hidden_reasoning_tokens)
+            per_chunk = self.tokens_per_chunk(streamed)
+        elif self.times:
+            source = TokenSource.ESTIMATED
+            per_chunk = self.tokens_per_chunk(None)
+            usage = Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=sum(per_chunk),
+                cached_input_tokens=usage.cached_input_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
+        else:
+            source, per_chunk = None, ()
+        if error_class is None and not self.times:
+            error_class, error_message = ErrorClass.EMPTY, "the stream carried no token"
+        return StreamOutcome(
+            chunk_times=tuple(self.times),
+            chunk_tokens=per_chunk,
+            t_first_token=self.times[0] if self.times else None,
+            t_first_visible=self.t_first_visible,
+            t_last_token=self.times[-1] if self.times else None,
+            usage=usage,
+            token_source=source,
+            error_class=error_class,
+            error_message=error_message,
+            events=events,
+        )
+
+
+class StreamDecoder(Protocol):
+    """Turns one response body into a ``StreamOutcome``. One instance per request."""
+
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Bytes of one network read, stamped when they arrived (before any parsing)."""
+
+    def finish(self, t_ns: int, *, eof: bool) -> StreamOutcome:
+        """The body ended (``eof``) or was cut (``eof=False``); say what it contained."""
+
+
+class ProviderAdapter(Protocol):
+    """One wire protocol, configured for one provider of the plan."""
+
+    spec: ProviderSpec
+
+    def build_request(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request: ...
+
+    def new_decoder(self, prompt: PromptSpec) -> StreamDecoder: ...
+
+    def classify_http_error(
+        self, status: int, headers: httpx.Headers, body: bytes
+    ) -> tuple[ErrorClass, str]: ...
+
+
+def classify_status(status: int) -> ErrorClass:
+    if status == 429:
+        return ErrorClass.HTTP_429
+    if 400 <= status < 500:
+        return ErrorClass.HTTP_4XX
+    return ErrorClass.HTTP_5XX
+
+
+def error_text(body: bytes, limit: int = 300) -> str:
+    """The provider's own error message from a JSON body, else the start of the body."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body[:limit].decode("utf-8", "replace").strip()
+    if isinstance(doc, dict):
+        err = doc.get("error", doc)
+        if isinstance(err, dict):
+            msg = err.get("message")
+            if isinstance(msg, str):
+                return msg[:limit]
+        elif isinstance(err, str):
+            return err[:limit]
+    return body[:limit].decode("utf-8", "replace").strip()

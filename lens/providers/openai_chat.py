@@ -1,0 +1,159 @@
+"""OpenAI Chat Completions streaming: OpenAI, any OpenAI-compatible server, and lens's simulator.
+
+Wire facts (wire-formats.md §1, §7): ``data: <json>`` events, ``data: [DONE]`` last; the first
+chunk is role-only with empty content (never a token); usage comes in a final chunk with
+``choices: []`` when ``stream_options.include_usage`` is set (vLLM may send it on every
+chunk, Groq on the finish chunk: the last one seen wins); an in-band ``{"error": …}`` ends the
+request as ``stream_error``; reasoning text streams as ``delta.reasoning_content`` (vLLM,
+DeepSeek) or ``delta.reasoning`` (Groq, Ollama).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from lens.plan.model import PromptSpec, ProviderSpec
+from lens.providers.base import (
+    StreamOutcome,
+    TokenTimeline,
+    Usage,
+    classify_status,
+    error_text,
+)
+from lens.providers.sse import SseDecoder
+from lens.records import ErrorClass
+
+_DONE = b"[DONE]"
+
+
+class OpenAIChatAdapter:
+    def __init__(self, spec: ProviderSpec) -> None:
+        if spec.base_url is None:
+            raise ValueError(f"provider {spec.id!r} has no base_url")
+        self.spec = spec
+        self._url = spec.base_url.rstrip("/") + "/chat/completions"
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        headers.update(dict(spec.headers))
+        if spec.api_key is not None and spec.api_key.reveal():
+            headers["authorization"] = f"Bearer {spec.api_key.reveal()}"
+        self._headers = headers
+
+    def build_request(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
+        body: dict[str, Any] = {
+            "model": self.spec.model,
+            "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
+            "stream": True,
+        }
+        if self.spec.include_usage:
+            body["stream_options"] = {"include_usage": True}
+        limit = prompt.max_tokens if prompt.max_tokens is not None else max_tokens
+        if limit is not None:
+            body[self.spec.max_tokens_field] = limit
+        return httpx.Request(
+            "POST", self._url, headers=self._headers, content=json.dumps(body).encode()
+        )
+
+    def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
+        del prompt
+        return OpenAIChatDecoder()
+
+    def classify_http_error(
+        self, status: int, headers: httpx.Headers, body: bytes
+    ) -> tuple[ErrorClass, str]:
+        del headers
+        return classify_status(status), f"HTTP {status}: {error_text(body)}"
+
+
+class OpenAIChatDecoder:
+    __slots__ = ("_done", "_error", "_sse", "_timeline", "_usage")
+
+    def __init__(self) -> None:
+        self._sse = SseDecoder()
+        self._timeline = TokenTimeline()
+        self._usage: dict[str, Any] | None = None
+        self._done = False
+        self._error: str | None = None
+
+    def feed(self, data: bytes, t_ns: int) -> None:
+        for ev in self._sse.feed(data, t_ns):
+            self._on_event(ev.data, ev.event, t_ns)
+
+    def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:
+        if data == _DONE:
+            self._done = True
+            return
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            self._error = self._error or f"unparseable event: {data[:120]!r}"
+            return
+        if not isinstance(obj, dict):
+            return
+        err = obj.get("error")
+        if err is not None or event == b"error":
+            if self._error is None:
+                msg = err.get("message") if isinstance(err, dict) else err
+                self._error = str(msg or "error event in stream")[:300]
+            return
+        usage = obj.get("usage")
+        if usage:
+            self._usage = usage
+        for choice in obj.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self._timeline.add(t_ns, len(content))
+                continue
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                self._timeline.add(t_ns, len(reasoning), visible=False)
+                continue
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                chars = sum(
+                    len((tc.get("function") or {}).get("arguments") or "") for tc in tool_calls
+                )
+                self._timeline.add(t_ns, max(chars, 1))
+
+    def finish(self, t_ns: int, *, eof: bool) -> StreamOutcome:
+        for ev in self._sse.close(t_ns):
+            self._on_event(ev.data, ev.event, t_ns)
+        usage, hidden = _map_usage(self._usage)
+        if self._timeline.reasoning_chars:
+            hidden = 0  # reasoning was streamed, so it is inside the chunks
+        error_class: ErrorClass | None = None
+        message: str | None = None
+        if self._error is not None:
+            error_class, message = ErrorClass.STREAM_ERROR, self._error
+        elif not eof or not self._done:
+            error_class = ErrorClass.CUT_STREAM
+            message = "stream ended before data: [DONE]" if eof else "connection lost mid-stream"
+        return self._timeline.outcome(
+            usage,
+            error_class=error_class,
+            error_message=message,
+            events=self._sse.events_seen,
+            hidden_reasoning_tokens=hidden,
+        )
+
+
+def _map_usage(raw: dict[str, Any] | None) -> tuple[Usage, int]:
+    """OpenAI usage → lens usage, plus reasoning tokens that were never streamed."""
+    if not raw:
+        return Usage(), 0
+    prompt = raw.get("prompt_tokens")
+    completion = raw.get("completion_tokens")
+    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens")
+    reasoning = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if reasoning is None:
+        reasoning = raw.get("reasoning_tokens")  # SGLang puts it at the top level
+    usage = Usage(
+        input_tokens=prompt if isinstance(prompt, int) else None,
+        output_tokens=completion if isinstance(completion, int) else None,
+        cached_input_tokens=cached if isinstance(cached, int) else None,
+        reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
+    )
+    return usage, reasoning if isinstance(reasoning, int) else 0

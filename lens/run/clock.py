@@ -1,0 +1,27 @@
+"""The run's monotonic clock: trio's clock, read as integer nanoseconds since run start.
+
+Using trio's clock (not the wall clock) for every stamp means schedules and measurements
+share one timeline: ``trio.sleep_until`` deadlines and the stamps that measure lateness
+against them agree exactly, and ``trio.testing.MockClock`` drives both in tests.
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class RunClock:
+    __slots__ = ("t0",)
+
+    def __init__(self) -> None:
+        self.t0 = trio.current_time()
+
+    def now_ns(self) -> int:
+        return int((trio.current_time() - self.t0) * 1e9)
+
+    def deadline(self, offset_s: float) -> float:
+        """The trio deadline ``offset_s`` seconds after the run started."""
+        return self.t0 + offset_s
+
+    def at_ns(self, offset_ns: int) -> float:
+        return self.t0 + offset_ns / 1e9

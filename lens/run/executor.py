@@ -1,0 +1,247 @@
+"""The trio executor: one nursery per stage x provider, absolute schedules, no hidden queues.
+
+Stage units run one after another so providers never compete for the client's CPU inside
+one measurement.  Open-loop stages (burst, constant-rate) sleep until ``t0 + offset_i`` for
+each arrival and start the request as its own task; a ``CapacityLimiter`` (the optional
+``max_concurrency`` cap) is acquired *after* the intended time, so any wait shows up in
+``dispatch_lag`` rather than vanishing.  Closed-loop stages (concurrency) run N workers.
+The httpx pool is sized so it can never become a second, invisible queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+import trio
+
+from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan
+from lens.providers.base import ProviderAdapter
+from lens.providers.registry import adapter_for
+from lens.records import RequestRecord
+from lens.run.clock import RunClock
+from lens.run.request import execute_request
+
+
+@dataclass(frozen=True, slots=True)
+class StageWindow:
+    """When one stage x provider unit ran, on the run clock (ns since run start)."""
+
+    stage: str
+    provider: str
+    t_start: int
+    t_end: int
+    planned: int | None
+    started: int
+
+
+class RunProgress:
+    """Counters the progress display reads; the executor and sink update them."""
+
+    def __init__(self, plan: Plan) -> None:
+        planned = [s.planned_requests for s in plan.stages]
+        self.total: int | None = (
+            None if any(p is None for p in planned) else sum(p for p in planned if p is not None)
+        )
+        self.started = 0
+        self.done = 0
+        self.errors = 0
+        self.output_tokens = 0
+        self.unit = ""
+
+    def record(self, rec: RequestRecord) -> None:
+        self.done += 1
+        if not rec.ok:
+            self.errors += 1
+        if rec.ok and rec.output_tokens:
+            self.output_tokens += rec.output_tokens
+
+
+TransportFactory = Callable[[ProviderSpec], httpx.AsyncBaseTransport | None]
+
+
+def _pool_size(unit: StagePlan) -> int | None:
+    if unit.concurrency is not None:
+        return unit.concurrency
+    return unit.max_concurrency  # None: unbounded, so the pool never queues arrivals
+
+
+def _client(
+    spec: ProviderSpec, unit: StagePlan, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    size = _pool_size(unit)
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    # The per-request deadline is a trio cancel scope; httpx only bounds the connect.
+    timeout = httpx.Timeout(None, connect=min(unit.timeout_s, 30.0))
+    return httpx.AsyncClient(
+        limits=limits, timeout=timeout, transport=transport, follow_redirects=False
+    )
+
+
+async def run_plan(
+    plan: Plan,
+    providers: Mapping[str, ProviderSpec],
+    emit: Callable[[RequestRecord], None],
+    *,
+    clock: RunClock | None = None,
+    progress: RunProgress | None = None,
+    transport_for: TransportFactory | None = None,
+) -> list[StageWindow]:
+    """Run every stage unit of ``plan`` in order; records go to ``emit`` as they finish.
+
+    ``providers`` are the plan's specs with live addresses (simulators started).  Callers
+    that may cancel the run and still want the windows of what ran use ``StageRunner``.
+    """
+    runner = StageRunner(
+        plan, providers, emit, clock=clock, progress=progress, transport_for=transport_for
+    )
+    await runner.run_all()
+    return runner.windows
+
+
+class StageRunner:
+    def __init__(
+        self,
+        plan: Plan,
+        providers: Mapping[str, ProviderSpec],
+        emit: Callable[[RequestRecord], None],
+        *,
+        clock: RunClock | None = None,
+        progress: RunProgress | None = None,
+        transport_for: TransportFactory | None = None,
+    ) -> None:
+        self.plan = plan
+        self.providers = providers
+        self.progress = progress or RunProgress(plan)
+        self._emit_outer = emit
+        self.clock = clock
+        self.transport_for = transport_for
+        self.windows: list[StageWindow] = []
+
+    def _emit(self, rec: RequestRecord) -> None:
+        self.progress.record(rec)
+        self._emit_outer(rec)
+
+    async def run_all(self) -> None:
+        if self.clock is None:
+            self.clock = RunClock()
+        for unit in self.plan.stages:
+            await self.run_unit(unit)
+
+    async def run_unit(self, unit: StagePlan) -> None:
+        assert self.clock is not None
+        clock = self.clock
+        spec = self.providers[unit.provider]
+        adapter = adapter_for(spec)
+        transport = self.transport_for(spec) if self.transport_for else None
+        self.progress.unit = f"{unit.stage}/{unit.provider}"
+        started = _Counter()
+        t_start = clock.now_ns()
+        try:
+            async with _client(spec, unit, transport) as client, trio.open_nursery() as nursery:
+                if unit.arrivals is not None:
+                    await self._open_loop(nursery, client, adapter, unit, t_start, started)
+                else:
+                    for _ in range(unit.concurrency or 1):
+                        nursery.start_soon(self._worker, client, adapter, unit, t_start, started)
+        finally:
+            # Also on cancellation: the window of a partial unit is still a fact.
+            self.windows.append(
+                StageWindow(
+                    stage=unit.stage,
+                    provider=unit.provider,
+                    t_start=t_start,
+                    t_end=clock.now_ns(),
+                    planned=unit.planned_requests,
+                    started=started.value,
+                )
+            )
+
+    async def _open_loop(
+        self,
+        nursery: trio.Nursery,
+        client: httpx.AsyncClient,
+        adapter: ProviderAdapter,
+        unit: StagePlan,
+        t_start: int,
+        started: _Counter,
+    ) -> None:
+        assert self.clock is not None
+        assert unit.arrivals is not None
+        limiter = trio.CapacityLimiter(unit.max_concurrency) if unit.max_concurrency else None
+        base = self.clock.at_ns(t_start)
+        for i, offset in enumerate(unit.arrivals.offsets_s):
+            await trio.sleep_until(base + offset)  # absolute: lateness never accumulates
+            t_intended = t_start + round(offset * 1e9)
+            nursery.start_soon(self._one, client, adapter, unit, i, t_intended, limiter)
+            started.value += 1
+            self.progress.started += 1
+
+    async def _one(
+        self,
+        client: httpx.AsyncClient,
+        adapter: ProviderAdapter,
+        unit: StagePlan,
+        index: int,
+        t_intended: int | None,
+        limiter: trio.CapacityLimiter | None,
+    ) -> None:
+        assert self.clock is not None
+        prompt = self.plan.prompts[unit.prompt_for(index)]
+        if limiter is None:
+            await self._send(client, adapter, unit, prompt, index, t_intended)
+        else:
+            async with limiter:
+                await self._send(client, adapter, unit, prompt, index, t_intended)
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        adapter: ProviderAdapter,
+        unit: StagePlan,
+        prompt: PromptSpec,
+        index: int,
+        t_intended: int | None,
+    ) -> None:
+        assert self.clock is not None
+        await execute_request(
+            client,
+            adapter,
+            prompt,
+            clock=self.clock,
+            stage=unit.stage,
+            index=index,
+            t_intended=t_intended,
+            timeout_s=unit.timeout_s,
+            max_tokens=unit.max_tokens,
+            emit=self._emit,
+        )
+
+    async def _worker(
+        self,
+        client: httpx.AsyncClient,
+        adapter: ProviderAdapter,
+        unit: StagePlan,
+        t_start: int,
+        counter: _Counter,
+    ) -> None:
+        assert self.clock is not None
+        stop_at = t_start + round(unit.duration_s * 1e9) if unit.duration_s is not None else None
+        while True:
+            if unit.requests is not None and counter.value >= unit.requests:
+                return
+            if stop_at is not None and self.clock.now_ns() >= stop_at:
+                return
+            index = counter.value
+            counter.value += 1
+            self.progress.started += 1
+            prompt = self.plan.prompts[unit.prompt_for(index)]
+            await self._send(client, adapter, unit, prompt, index, None)
+
+
+class _Counter:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
