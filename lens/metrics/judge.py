@@ -1,0 +1,225 @@
+"""SLA assertions x summaries -> verdicts: pass, fail, or inconclusive with a reason.
+
+An SLA applies to every stage x provider its optional ``provider``/``stage`` scope
+matches, giving one ``Verdict`` per pair; an SLA that matches nothing yields one
+inconclusive verdict, so a typo in a scope can never read as a pass.
+
+Inconclusive is its own outcome, not a soft pass: a statistic that rests on no values
+(``ttft`` when every request failed), or on fewer than its ``MIN_SAMPLES`` (a p99 of 20
+values is just the maximum), or a rate over zero started requests, does not show the
+SLA holds.  The exceptions are counts of what was run (``requests``, ``<metric>.n``):
+zero is a measurement there, so ``requests >= 100`` fails on an empty stage.
+
+Thresholds are canonical units (ms for times, fractions for ratios), as parsed by
+``lens.scenario.sla``; reasons print ratios as percentages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lens.catalog import REQUEST_METRICS, STAGE_METRICS
+from lens.metrics.summary import Summary
+from lens.plan.model import SlaSpec
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+EXIT_PASS = 0
+EXIT_FAIL = 1
+EXIT_INCONCLUSIVE = 3
+
+# Counts whose value is meaningful even when nothing was measured.
+_COUNT_METRICS = frozenset({"requests"})
+
+_NEVER_MEASURED_HINTS: dict[str, str] = {
+    "dispatch_lag": "only open-loop stages have an intended send time",
+    "ttft_from_intended": "only open-loop stages have an intended send time",
+    "e2e_from_intended": "only open-loop stages have an intended send time",
+    "tpot": "it needs responses of at least 2 output tokens",
+    "output_tokens_per_s": "it needs at least 2 output tokens spread over time",
+    "itl": "it needs at least 2 token-bearing chunks per response",
+    "icl": "it needs at least 2 token-bearing chunks per response",
+    "ttfot": "no response carried visible (non-reasoning) output",
+    "ttfb": "no response headers were timed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one SLA assertion on one stage x provider (or on nothing)."""
+
+    sla: str  # the assertion as written, e.g. "ttft.p95 < 800ms"
+    label: str  # metric[.stat], e.g. "ttft.p95"
+    op: str
+    threshold: float  # canonical unit
+    provider: str | None  # the matched summary's, or the SLA's scope when none matched
+    stage: str | None
+    outcome: Outcome
+    value: float | None  # measured value, also when inconclusive for too few samples
+    n: int  # values the statistic rests on
+    reason: str
+    exact: bool = True  # False when the value is a t-digest estimate
+    where: str = ""  # file:line:col of the assertion
+
+    @property
+    def scope(self) -> str:
+        parts = [
+            f"provider={self.provider}" if self.provider is not None else "",
+            f"stage={self.stage}" if self.stage is not None else "",
+        ]
+        return " ".join(p for p in parts if p) or "all"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sla": self.sla,
+            "label": self.label,
+            "op": self.op,
+            "threshold": self.threshold,
+            "provider": self.provider,
+            "stage": self.stage,
+            "outcome": self.outcome,
+            "value": self.value,
+            "n": self.n,
+            "reason": self.reason,
+            "exact": self.exact,
+            "where": self.where,
+        }
+
+
+def _unit(metric: str, stat: str | None) -> str:
+    if stat == "n":
+        return "count"
+    info = REQUEST_METRICS.get(metric) or STAGE_METRICS.get(metric)
+    return info.unit if info is not None else ""
+
+
+def format_value(value: float, unit: str) -> str:
+    """Human form of a canonical value: ratios as %, times with their unit."""
+    if unit == "ratio":
+        return f"{_num(value * 100)}%"
+    if unit in ("", "count"):
+        return _num(value)
+    return f"{_num(value)} {unit}"
+
+
+def _num(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _matches(spec: SlaSpec, summary: Summary) -> bool:
+    return (spec.provider is None or spec.provider == summary.provider) and (
+        spec.stage is None or spec.stage == summary.stage
+    )
+
+
+def _judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
+    expr = spec.expr
+    label, unit = expr.label, _unit(expr.metric, expr.stat)
+
+    def verdict(
+        outcome: Outcome, reason: str, value: float | None, n: int, exact: bool = True
+    ) -> Verdict:
+        return Verdict(
+            sla=expr.text,
+            label=label,
+            op=expr.op,
+            threshold=expr.threshold,
+            provider=summary.provider,
+            stage=summary.stage,
+            outcome=outcome,
+            value=value,
+            n=n,
+            reason=reason,
+            exact=exact,
+            where=spec.where,
+        )
+
+    try:
+        value = summary.get(expr.metric, expr.stat)
+        n = summary.samples(expr.metric, expr.stat)
+    except KeyError as exc:
+        return verdict("inconclusive", f"cannot evaluate {label}: {exc.args[0]}", None, 0)
+    is_request_metric = expr.metric in summary.metrics
+    exact = summary.metrics[expr.metric].exact if is_request_metric else True
+    is_count = expr.metric in _COUNT_METRICS or expr.stat == "n"
+
+    if not is_count:
+        if summary.requests == 0:
+            return verdict(
+                "inconclusive", f"no requests were started: {label} is undefined", value, n
+            )
+        if is_request_metric and n == 0:
+            if summary.ok == 0:
+                why = (
+                    f"no successful requests ({summary.errors} of {summary.requests} "
+                    f"failed): {expr.metric} was never measured"
+                )
+            else:
+                hint = _NEVER_MEASURED_HINTS.get(expr.metric, "")
+                why = f"{expr.metric} was never measured in {summary.ok} successful requests" + (
+                    f": {hint}" if hint else ""
+                )
+            return verdict("inconclusive", why, None, 0)
+        if n < expr.min_samples:
+            return verdict(
+                "inconclusive",
+                f"{expr.stat} needs >= {expr.min_samples} samples, got {n}",
+                value,
+                n,
+                exact,
+            )
+        if value is None:
+            return verdict(
+                "inconclusive",
+                f"{label} could not be computed (no stage window was recorded)",
+                None,
+                n,
+            )
+    assert value is not None  # counts are never None
+    shown = f"{label} = {format_value(value, unit)}"
+    limit = format_value(expr.threshold, unit)
+    note = f" (t-digest estimate over {n} values)" if not exact else ""
+    if expr.holds(value):
+        return verdict("pass", f"{shown} {expr.op} {limit}{note}", value, n, exact)
+    return verdict("fail", f"{shown}, not {expr.op} {limit}{note}", value, n, exact)
+
+
+def judge(slas: Sequence[SlaSpec], summaries: Sequence[Summary]) -> tuple[Verdict, ...]:
+    """One verdict per SLA x matching summary, in SLA order then summary order."""
+    out: list[Verdict] = []
+    for spec in slas:
+        matched = [s for s in summaries if _matches(spec, s)]
+        if not matched:
+            expr = spec.expr
+            out.append(
+                Verdict(
+                    sla=expr.text,
+                    label=expr.label,
+                    op=expr.op,
+                    threshold=expr.threshold,
+                    provider=spec.provider,
+                    stage=spec.stage,
+                    outcome="inconclusive",
+                    value=None,
+                    n=0,
+                    reason=f"no stage x provider matches {spec.scope}",
+                    where=spec.where,
+                )
+            )
+            continue
+        out.extend(_judge_one(spec, s) for s in matched)
+    return tuple(out)
+
+
+def exit_code(verdicts: Sequence[Verdict]) -> int:
+    """0 when everything passed (or nothing was asserted), 1 on any fail, 3 when only
+    inconclusive verdicts stand between the run and a pass."""
+    outcomes = {v.outcome for v in verdicts}
+    if "fail" in outcomes:
+        return EXIT_FAIL
+    if "inconclusive" in outcomes:
+        return EXIT_INCONCLUSIVE
+    return EXIT_PASS

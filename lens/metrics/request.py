@@ -1,0 +1,134 @@
+"""Per-request metric values derived from a ``RequestRecord`` (formulas: docs/metrics.md).
+
+Every time is returned in milliseconds (float), throughputs in tokens per second, token
+counts as plain numbers.  A metric that could not be measured is ``None`` (absent),
+never 0: a missing stamp, a single output token for ``tpot``, an open-loop-only metric
+in a closed-loop stage.
+
+Which requests count
+--------------------
+Response-latency metrics (``ttfb``, ``ttft``, ``ttfot``, ``e2e``, ``tpot``, ``itl``,
+``icl``, ``ttft_from_intended``, ``e2e_from_intended``, ``output_tokens_per_s``) and the
+token counts are taken from **successful requests only**.  A 500 answered in 3 ms, a
+429 whose headers came back at once, or a stream cut after its first token would
+otherwise *improve* the latency percentiles of a server that is failing; failed requests
+are not hidden, they count in ``requests``, ``errors``, ``error_rate`` and the
+per-class error counts instead.  ``dispatch_lag`` describes the client (how late lens
+sent the request against its schedule), not the server's answer, so it counts for
+every request, failed or not.
+
+``include_failed=True`` lifts the success rule, for per-request exports and debugging
+that want whatever stamps a failed request did reach; summaries never use it.
+"""
+
+from __future__ import annotations
+
+from lens.records import RequestRecord
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+# Scalar metrics: one value (or None) per request.  ``itl`` and ``icl`` are series.
+SCALAR_METRICS: tuple[str, ...] = (
+    "ttft",
+    "ttfot",
+    "ttfb",
+    "e2e",
+    "tpot",
+    "dispatch_lag",
+    "ttft_from_intended",
+    "e2e_from_intended",
+    "output_tokens_per_s",
+    "input_tokens",
+    "output_tokens",
+)
+SERIES_METRICS: tuple[str, ...] = ("itl", "icl")
+
+
+def _span_ms(start: int | None, end: int | None) -> float | None:
+    """``end - start`` in ms, or None when either stamp was never reached."""
+    if start is None or end is None:
+        return None
+    return (end - start) / NS_PER_MS
+
+
+def _count(n: int | None) -> float | None:
+    return None if n is None else float(n)
+
+
+def tpot_ms(rec: RequestRecord) -> float | None:
+    """(t_last_token - t_first_token) / (output_tokens - 1), needs >= 2 tokens.
+
+    Ends at the last token, so trailing usage or ``[DONE]`` frames do not count.  When
+    every token arrived in one chunk the decode time observed is 0 and so is ``tpot``.
+    """
+    n = rec.output_tokens
+    decode = _span_ms(rec.t_first_token, rec.t_last_token)
+    if n is None or n < 2 or decode is None:
+        return None
+    return decode / (n - 1)
+
+
+def output_tokens_per_s(rec: RequestRecord) -> float | None:
+    """(output_tokens - 1) / decode seconds; None for < 2 tokens or no decode time."""
+    n = rec.output_tokens
+    if n is None or n < 2 or rec.t_first_token is None or rec.t_last_token is None:
+        return None
+    decode_ns = rec.t_last_token - rec.t_first_token
+    if decode_ns <= 0:
+        return None
+    return (n - 1) * NS_PER_S / decode_ns
+
+
+def request_metrics(rec: RequestRecord, *, include_failed: bool = False) -> dict[str, float | None]:
+    """Every scalar metric of one request, keyed as ``SCALAR_METRICS``.
+
+    For a failed request only ``dispatch_lag`` is filled unless ``include_failed``.
+    """
+    measured = rec.ok or include_failed
+    out: dict[str, float | None] = dict.fromkeys(SCALAR_METRICS)
+    out["dispatch_lag"] = _span_ms(rec.t_intended, rec.t_dispatch)
+    if not measured:
+        return out
+    out["ttft"] = _span_ms(rec.t_dispatch, rec.t_first_token)
+    out["ttfot"] = _span_ms(rec.t_dispatch, rec.t_first_visible)
+    out["ttfb"] = _span_ms(rec.t_dispatch, rec.t_headers)
+    out["e2e"] = _span_ms(rec.t_dispatch, rec.t_end)
+    out["tpot"] = tpot_ms(rec)
+    out["ttft_from_intended"] = _span_ms(rec.t_intended, rec.t_first_token)
+    out["e2e_from_intended"] = _span_ms(rec.t_intended, rec.t_end)
+    out["output_tokens_per_s"] = output_tokens_per_s(rec)
+    out["input_tokens"] = _count(rec.input_tokens)
+    out["output_tokens"] = _count(rec.output_tokens)
+    return out
+
+
+def itl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
+    """Token-normalised inter-token latencies (ms).
+
+    For each consecutive pair of token-bearing chunks, the gap before the later chunk is
+    split evenly over the ``c`` tokens it carries: ``c`` values of ``gap / c``.  A chunk
+    counted as 0 tokens (or with no count at all) is taken as 1, since it was recorded
+    because it carried *some* token.  The first chunk contributes nothing: what precedes
+    it is ``ttft``.
+    """
+    if not (rec.ok or include_failed):
+        return []
+    times, tokens = rec.chunk_times, rec.chunk_tokens
+    out: list[float] = []
+    for k in range(1, len(times)):
+        gap = (times[k] - times[k - 1]) / NS_PER_MS
+        c = max(tokens[k], 1) if k < len(tokens) else 1
+        if c == 1:
+            out.append(gap)
+        else:
+            out.extend([gap / c] * c)
+    return out
+
+
+def icl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
+    """Raw inter-chunk latencies (ms) between consecutive token-bearing chunks."""
+    if not (rec.ok or include_failed):
+        return []
+    times = rec.chunk_times
+    return [(times[k] - times[k - 1]) / NS_PER_MS for k in range(1, len(times))]

@@ -1,0 +1,374 @@
+"""Records -> sketches -> one frozen ``Summary`` per stage x provider.
+
+``SummaryBuilder`` consumes records one at a time, so the executor's aggregator can feed
+it straight from its channel; it keeps counters and bounded sketches, never the records,
+so memory stays flat however long the run.  ``aggregate`` is the one-call form.
+
+Counting rules (see also ``lens.metrics.request``):
+
+* ``requests`` is every started request; ``errors`` every failed one, whatever its
+  class; ``error_rate = errors / requests`` and ``success_rate = ok / requests`` (both
+  ``None`` when nothing started, since 0/0 is not a rate).
+* ``rps`` is completed *successful* requests per second of the stage window and
+  ``throughput`` the output tokens of successful requests per second of that window.
+  The window is the executor's wall-clock span of the stage x provider run, passed in
+  explicitly: the span of the records alone would ignore idle time at the edges.
+  Without a window both are ``None``.
+* Per-request distributions (``metrics``) follow ``request_metrics``: latencies and
+  token counts over successful requests, ``dispatch_lag`` over all of them.
+
+Serialised sketches are *not* part of ``Summary.to_dict``: an exact sketch carries up to
+``exact_limit`` values per metric (hundreds of kB per stage), far more than a result
+file should hold by default.  Shards that must be merged later travel as
+``SummaryBuilder.to_dict()``, which holds the counters and the sketches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from lens.catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS
+from lens.metrics.request import (
+    NS_PER_S,
+    icl_values,
+    itl_values,
+    request_metrics,
+)
+from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
+from lens.records import ErrorClass, RequestRecord
+
+StageKey = tuple[str, str]  # (stage, provider)
+Window = tuple[int, int]  # (t_start_ns, t_end_ns) on the run clock
+
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 0.50),
+    ("p90", 0.90),
+    ("p95", 0.95),
+    ("p99", 0.99),
+)
+UNKNOWN_ERROR = "unknown"  # a failed record that carries no error class (a bug upstream)
+BUILDER_KIND = "lens.summary_builder"
+BUILDER_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MetricStats:
+    """Statistics of one metric; every value ``None`` when ``n == 0``."""
+
+    n: int
+    min: float | None = None
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    exact: bool = True  # False: percentiles are t-digest estimates
+
+    @classmethod
+    def from_sketch(cls, sketch: QuantileSketch) -> MetricStats:
+        if sketch.count == 0:
+            return cls(n=0)
+        p = {name: sketch.quantile(q) for name, q in PERCENTILES}
+        return cls(
+            n=sketch.count,
+            min=sketch.min,
+            mean=sketch.mean,
+            p50=p["p50"],
+            p90=p["p90"],
+            p95=p["p95"],
+            p99=p["p99"],
+            max=sketch.max,
+            exact=sketch.exact,
+        )
+
+    def get(self, stat: str) -> float | None:
+        """One statistic by name (one of ``REQUEST_STATS``); ``n`` as a float."""
+        if stat not in REQUEST_STATS:
+            raise KeyError(f"unknown statistic {stat!r}; expected one of {REQUEST_STATS}")
+        value: int | float | None = getattr(self, stat)
+        return None if value is None else float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {stat: getattr(self, stat) for stat in REQUEST_STATS}
+        out["exact"] = self.exact
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What one stage x provider run measured. Times in ms, rates per second."""
+
+    stage: str
+    provider: str
+    requests: int  # started
+    ok: int
+    errors: int
+    error_counts: Mapping[str, int]  # every ErrorClass, zeros included
+    error_rate: float | None
+    success_rate: float | None
+    rps: float | None
+    throughput: float | None
+    duration_s: float | None
+    output_tokens: int  # over successful requests
+    token_sources: Mapping[str, int]  # "usage"/"estimated" -> successful requests
+    metrics: Mapping[str, MetricStats]  # every name in REQUEST_METRICS
+
+    def get(self, metric: str, stat: str | None = None) -> float | None:
+        """The value an SLA on ``metric[.stat]`` compares; ``KeyError`` if unknown."""
+        if metric in STAGE_METRICS:
+            if stat is not None:
+                raise KeyError(f"{metric!r} is one value per stage and takes no statistic")
+            value: int | float | None = getattr(self, metric)
+            return None if value is None else float(value)
+        if metric not in self.metrics:
+            raise KeyError(f"unknown metric {metric!r}")
+        if stat is None:
+            raise KeyError(f"{metric!r} is a per-request metric: name a statistic")
+        return self.metrics[metric].get(stat)
+
+    def samples(self, metric: str, stat: str | None = None) -> int:
+        """How many values ``get(metric, stat)`` rests on.
+
+        Stage metrics rest on the started requests (an ``rps`` of 0 over 50 failed
+        requests is a measurement; over 0 started requests it is not), request metrics
+        on the values in their sketch.
+        """
+        if metric in STAGE_METRICS:
+            return self.requests
+        if metric not in self.metrics:
+            raise KeyError(f"unknown metric {metric!r}")
+        return self.metrics[metric].n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "provider": self.provider,
+            "requests": self.requests,
+            "ok": self.ok,
+            "errors": self.errors,
+            "error_counts": dict(self.error_counts),
+            "error_rate": self.error_rate,
+            "success_rate": self.success_rate,
+            "rps": self.rps,
+            "throughput": self.throughput,
+            "duration_s": self.duration_s,
+            "output_tokens": self.output_tokens,
+            "token_sources": dict(self.token_sources),
+            "metrics": {
+                name: {**stats.to_dict(), "unit": _unit(name)}
+                for name, stats in self.metrics.items()
+            },
+        }
+
+
+def _unit(metric: str) -> str | None:
+    info = REQUEST_METRICS.get(metric)  # None for a metric from a newer lens's shard
+    return info.unit if info is not None else None
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+class StageAccumulator:
+    """Counters and sketches of one stage x provider, fed one record at a time."""
+
+    def __init__(
+        self, stage: str, provider: str, *, exact_limit: int = DEFAULT_EXACT_LIMIT
+    ) -> None:
+        self.stage = stage
+        self.provider = provider
+        self.exact_limit = exact_limit
+        self.requests = 0
+        self.ok = 0
+        self.output_tokens = 0
+        self.error_counts: dict[str, int] = {c.value: 0 for c in ErrorClass}
+        self.token_sources: dict[str, int] = {}
+        self.sketches: dict[str, MetricSketch] = {
+            name: MetricSketch(exact_limit) for name in REQUEST_METRICS
+        }
+
+    @property
+    def key(self) -> StageKey:
+        return (self.stage, self.provider)
+
+    @property
+    def errors(self) -> int:
+        return self.requests - self.ok
+
+    def add(self, rec: RequestRecord) -> None:
+        if (rec.stage, rec.provider) != self.key:
+            raise ValueError(
+                f"record of stage={rec.stage!r} provider={rec.provider!r} fed to the "
+                f"accumulator of stage={self.stage!r} provider={self.provider!r}"
+            )
+        self.requests += 1
+        if rec.ok:
+            self.ok += 1
+            self.output_tokens += rec.output_tokens or 0
+            if rec.token_source is not None:
+                src = rec.token_source.value
+                self.token_sources[src] = self.token_sources.get(src, 0) + 1
+        else:
+            cls = rec.error_class.value if rec.error_class is not None else UNKNOWN_ERROR
+            self.error_counts[cls] = self.error_counts.get(cls, 0) + 1
+        sketches = self.sketches
+        for name, value in request_metrics(rec).items():
+            if value is not None:
+                sketches[name].add(value)
+        if rec.ok and len(rec.chunk_times) > 1:
+            sketches["itl"].add_many(itl_values(rec))
+            sketches["icl"].add_many(icl_values(rec))
+
+    def merge(self, other: StageAccumulator) -> None:
+        """Fold a shard of the same stage x provider (e.g. from another machine) in."""
+        if other.key != self.key:
+            raise ValueError(f"cannot merge {other.key} into {self.key}")
+        self.requests += other.requests
+        self.ok += other.ok
+        self.output_tokens += other.output_tokens
+        for cls, n in other.error_counts.items():
+            self.error_counts[cls] = self.error_counts.get(cls, 0) + n
+        for src, n in other.token_sources.items():
+            self.token_sources[src] = self.token_sources.get(src, 0) + n
+        for name, sketch in other.sketches.items():
+            self.sketches.setdefault(name, MetricSketch(self.exact_limit)).merge(sketch)
+
+    def summary(self, window: Window | None = None) -> Summary:
+        duration_s: float | None = None
+        rps: float | None = None
+        throughput: float | None = None
+        if window is not None:
+            duration_s = (window[1] - window[0]) / NS_PER_S
+            if duration_s > 0:
+                rps = self.ok / duration_s
+                throughput = self.output_tokens / duration_s
+        return Summary(
+            stage=self.stage,
+            provider=self.provider,
+            requests=self.requests,
+            ok=self.ok,
+            errors=self.errors,
+            error_counts=dict(self.error_counts),
+            error_rate=_rate(self.errors, self.requests),
+            success_rate=_rate(self.ok, self.requests),
+            rps=rps,
+            throughput=throughput,
+            duration_s=duration_s,
+            output_tokens=self.output_tokens,
+            token_sources=dict(self.token_sources),
+            metrics={name: MetricStats.from_sketch(s) for name, s in self.sketches.items()},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "provider": self.provider,
+            "exact_limit": self.exact_limit,
+            "requests": self.requests,
+            "ok": self.ok,
+            "output_tokens": self.output_tokens,
+            "error_counts": dict(self.error_counts),
+            "token_sources": dict(self.token_sources),
+            "sketches": {name: s.to_dict() for name, s in self.sketches.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        acc = cls(str(d["stage"]), str(d["provider"]), exact_limit=int(d["exact_limit"]))
+        acc.requests = int(d["requests"])
+        acc.ok = int(d["ok"])
+        acc.output_tokens = int(d["output_tokens"])
+        acc.error_counts.update({str(k): int(v) for k, v in d["error_counts"].items()})
+        acc.token_sources = {str(k): int(v) for k, v in d["token_sources"].items()}
+        acc.sketches.update({str(k): MetricSketch.from_dict(v) for k, v in d["sketches"].items()})
+        return acc
+
+
+class SummaryBuilder:
+    """Incremental aggregation of records into summaries, keyed by (stage, provider).
+
+    Groups appear in first-seen order (``open`` registers one ahead of its records, so a
+    stage that started nothing still gets a ``Summary``).
+    """
+
+    def __init__(self, *, exact_limit: int = DEFAULT_EXACT_LIMIT) -> None:
+        self.exact_limit = exact_limit
+        self._groups: dict[StageKey, StageAccumulator] = {}
+
+    def open(self, stage: str, provider: str) -> StageAccumulator:
+        """The accumulator of ``(stage, provider)``, created on first use."""
+        key = (stage, provider)
+        acc = self._groups.get(key)
+        if acc is None:
+            acc = self._groups[key] = StageAccumulator(
+                stage, provider, exact_limit=self.exact_limit
+            )
+        return acc
+
+    def add(self, rec: RequestRecord) -> None:
+        self.open(rec.stage, rec.provider).add(rec)
+
+    def add_many(self, records: Iterable[RequestRecord]) -> None:
+        for rec in records:
+            self.add(rec)
+
+    @property
+    def groups(self) -> Mapping[StageKey, StageAccumulator]:
+        return self._groups
+
+    @property
+    def sketches(self) -> Mapping[StageKey, Mapping[str, MetricSketch]]:
+        """Live sketches per (stage, provider), for merging shards of a distributed run."""
+        return {key: acc.sketches for key, acc in self._groups.items()}
+
+    def merge(self, other: SummaryBuilder) -> None:
+        for key, acc in other._groups.items():
+            self.open(*key).merge(acc)
+
+    def build(self, stage_windows: Mapping[StageKey, Window] | None = None) -> tuple[Summary, ...]:
+        """One ``Summary`` per group; windows for keys never seen add empty groups."""
+        windows = stage_windows or {}
+        for key in windows:
+            self.open(*key)
+        return tuple(acc.summary(windows.get(key)) for key, acc in self._groups.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": BUILDER_KIND,
+            "v": BUILDER_VERSION,
+            "exact_limit": self.exact_limit,
+            "groups": [acc.to_dict() for acc in self._groups.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        if d.get("kind") != BUILDER_KIND or d.get("v") != BUILDER_VERSION:
+            raise ValueError(
+                f"not a v{BUILDER_VERSION} lens summary builder: "
+                f"kind={d.get('kind')!r} v={d.get('v')!r}"
+            )
+        builder = cls(exact_limit=int(d["exact_limit"]))
+        for g in d["groups"]:
+            acc = StageAccumulator.from_dict(g)
+            builder._groups[acc.key] = acc
+        return builder
+
+
+def aggregate(
+    records: Iterable[RequestRecord],
+    *,
+    stage_windows: Mapping[StageKey, Window],
+    exact_limit: int = DEFAULT_EXACT_LIMIT,
+) -> tuple[Summary, ...]:
+    """One ``Summary`` per (stage, provider), in first-seen order of the records.
+
+    ``stage_windows[(stage, provider)] = (t_start_ns, t_end_ns)`` is the wall-clock span
+    of that run, from the executor; it is what ``rps`` and ``throughput`` divide by.
+    """
+    builder = SummaryBuilder(exact_limit=exact_limit)
+    builder.add_many(records)
+    return builder.build(stage_windows)
