@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from lens.scenario.sla import SlaExpr
 
@@ -31,6 +35,20 @@ class Secret:
 
     def __str__(self) -> str:
         return "***"
+
+    # Plans and records are dumped with pydantic (``TypeAdapter(Plan).dump_json``), which
+    # would otherwise walk the dataclass fields and write the value: dump the repr instead.
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.is_instance_schema(
+            cls, serialization=core_schema.plain_serializer_function_ser_schema(repr)
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "description": "a masked credential, e.g. Secret(${VAR})"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,341 @@
+"""``Scenario`` -> ``Plan``: resolve defaults, references and secrets; schedule arrivals.
+
+A pure function of the scenario (and of the environment, for the default OpenAI key): it
+reads no file and sends nothing, so ``lens plan`` can show exactly what ``lens run`` would
+do.  Every reference that does not resolve becomes a positioned ``Problem``; all of them are
+raised together as one ``PlanError``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from lens.errors import PlanError, Problem
+from lens.plan.model import (
+    ArrivalSchedule,
+    Message,
+    Plan,
+    PromptSpec,
+    ProviderSpec,
+    Secret,
+    SimSettings,
+    SlaSpec,
+    StagePlan,
+)
+from lens.scenario.checks import duplicate_problems
+from lens.scenario.messages import did_you_mean
+from lens.scenario.model import (
+    BurstStage,
+    ConcurrencyStage,
+    ConstantRateStage,
+    FilePrompt,
+    MessagesPrompt,
+    OpenAIProvider,
+    Provider,
+    Scenario,
+    SimulatedProvider,
+    Stage,
+    SyntheticPrompt,
+)
+from lens.scenario.prompts import synthetic_text
+from lens.scenario.sla import parse_sla
+from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
+
+OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
+# A stage's prompt cycle is made long enough for every line of its prompt files to come up,
+# but no longer than this; past it, long files restart from their first line.
+MAX_CYCLE = 100_000
+
+
+def compile_plan(
+    scenario: Scenario, *, source: str = "", env: Mapping[str, str] | None = None
+) -> Plan:
+    """Compile a validated scenario; ``source`` defaults to the file it was loaded from and
+    ``env`` (for ``OPENAI_API_KEY``) to ``os.environ``."""
+    ctx = _Context(scenario.source_map, os.environ if env is None else env, [])
+    ctx.problems += duplicate_problems(scenario)
+    providers = {pid: _provider(pid, spec, ctx) for pid, spec in scenario.providers.items()}
+    prompts, groups = _prompts(scenario)
+    stages = tuple(
+        plan
+        for i, stage in enumerate(scenario.load)
+        for plan in _stage(scenario, i, stage, groups, ctx)
+    )
+    slas = _slas(scenario, ctx)
+    if ctx.problems:
+        raise PlanError(ctx.problems)
+    return Plan(
+        name=scenario.name,
+        description=scenario.description,
+        source=source or scenario.source_map.file,
+        providers=providers,
+        prompts=prompts,
+        stages=stages,
+        slas=slas,
+        scenario_version=scenario.version,
+    )
+
+
+@dataclass(slots=True)
+class _Context:
+    source: SourceMap
+    env: Mapping[str, str]
+    problems: list[Problem]
+
+    def problem(self, message: str, path: PathT, *, key: bool = False) -> None:
+        pos = self.source.key_pos(path) if key else self.source.value_pos(path)
+        self.problems.append(Problem(message, pos=pos, path=format_path(path)))
+
+
+# --- providers -----------------------------------------------------------------------------
+
+
+def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
+    if isinstance(spec, SimulatedProvider):
+        sim = SimSettings(
+            ttft_s=spec.ttft,
+            itl_s=spec.itl,
+            output_tokens=spec.output_tokens,
+            jitter=spec.jitter,
+            error_429=spec.errors.rate_429,
+            error_500=spec.errors.rate_500,
+            cut_stream=spec.errors.cut_stream,
+            seed=spec.seed,
+        )
+        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, sim=sim)
+    return ProviderSpec(
+        id=pid,
+        type=spec.type,
+        model=spec.model,
+        base_url=spec.base_url,
+        api_key=_api_key(pid, spec, ctx),
+        headers=tuple(spec.headers.items()),
+        max_tokens_field=spec.max_tokens_field,
+        include_usage=spec.include_usage,
+    )
+
+
+def _api_key(pid: str, spec: Provider, ctx: _Context) -> Secret | None:
+    """The provider's key as a ``Secret`` whose source names variables, never the value.
+
+    openai-compatible: optional, and an empty value means "send none" (local servers).
+    openai: required; when not written, taken from ``OPENAI_API_KEY``.
+    """
+    assert not isinstance(spec, SimulatedProvider)
+    path = ("providers", pid, "api_key")
+    is_openai = isinstance(spec, OpenAIProvider)
+    if spec.api_key is not None:
+        value = spec.api_key.get_secret_value()
+        variables = ctx.source.env_variables(path)
+        origin = " ".join(f"${{{name}}}" for name in variables) if variables else "inline"
+        if value:
+            return Secret(value, source=origin)
+        if is_openai:
+            ctx.problem(f"provider {pid!r} (openai) has an empty api_key (from {origin})", path)
+        return None
+    if not is_openai:
+        return None
+    value = ctx.env.get(OPENAI_KEY_VARIABLE, "")
+    if value:
+        return Secret(value, source=f"${{{OPENAI_KEY_VARIABLE}}}")
+    ctx.problem(
+        f"provider {pid!r} (openai) needs an API key: environment variable "
+        f"{OPENAI_KEY_VARIABLE} is not set (export it, or set api_key: ${{VAR}})",
+        ("providers", pid),
+        key=True,
+    )
+    return None
+
+
+# --- prompts -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PromptGroup:
+    """A prompt as listed in the scenario: its weight and the plan prompt ids it stands for
+    (one, or one per line of a JSONL file)."""
+
+    weight: int
+    ids: tuple[str, ...]
+
+
+def _prompts(scenario: Scenario) -> tuple[dict[str, PromptSpec], dict[str, PromptGroup]]:
+    specs: dict[str, PromptSpec] = {}
+    groups: dict[str, PromptGroup] = {}
+    for prompt in scenario.prompts:
+        weight = float(prompt.weight)
+        if isinstance(prompt, MessagesPrompt):
+            messages = tuple(Message(m.role, m.content) for m in prompt.messages)
+            expanded = [PromptSpec(prompt.id, messages, prompt.max_tokens, weight, "inline")]
+        elif isinstance(prompt, SyntheticPrompt):
+            syn = prompt.synthetic
+            text = synthetic_text(syn.input_tokens, syn.seed)
+            expanded = [
+                PromptSpec(
+                    prompt.id,
+                    (Message("user", text),),
+                    syn.output_tokens,
+                    weight,
+                    f"synthetic(seed={syn.seed})",
+                )
+            ]
+        else:
+            assert isinstance(prompt, FilePrompt)
+            expanded = [
+                PromptSpec(
+                    f"{prompt.id}#{req.line}",
+                    tuple(Message(m.role, m.content) for m in req.messages),
+                    req.max_tokens,
+                    weight,
+                    f"{prompt.file}:{req.line}",
+                )
+                for req in prompt.requests
+            ]
+        specs.update((spec.id, spec) for spec in expanded)
+        groups[prompt.id] = PromptGroup(prompt.weight, tuple(spec.id for spec in expanded))
+    return specs, groups
+
+
+def smooth_weighted_round_robin(weights: Sequence[tuple[str, int]]) -> tuple[str, ...]:
+    """One cycle of nginx's smooth weighted round-robin: ``a:2, b:1`` -> ``a b a``.
+
+    Each turn every item gains its weight, the richest (first on ties) is picked and pays
+    the total.  Picks of one item are spread evenly instead of bunched, so a short run sees
+    the intended mix.  Weights are divided by their gcd first: the shortest exact cycle.
+    """
+    if not weights:
+        return ()
+    divisor = math.gcd(*(w for _, w in weights))
+    names = [name for name, _ in weights]
+    reduced = [w // divisor for _, w in weights]
+    total = sum(reduced)
+    current = [0] * len(reduced)
+    cycle: list[str] = []
+    for _ in range(total):
+        for i, w in enumerate(reduced):
+            current[i] += w
+        best = max(range(len(current)), key=current.__getitem__)
+        current[best] -= total
+        cycle.append(names[best])
+    return tuple(cycle)
+
+
+def prompt_cycle(groups: Sequence[PromptGroup]) -> tuple[str, ...]:
+    """The stage's prompt sequence: weights pick a listed prompt, then a file's lines take
+    turns within its slot, so a file's weight is its share however many lines it has.
+
+    The weighted cycle repeats until every file has wrapped around exactly (or, when that
+    would exceed ``MAX_CYCLE``, until each line came up at least once).
+    """
+    slots = smooth_weighted_round_robin([(str(i), g.weight) for i, g in enumerate(groups)])
+    uses = {i: slots.count(str(i)) for i in range(len(groups))}
+    repeats = 1
+    for i, group in enumerate(groups):
+        repeats = math.lcm(repeats, len(group.ids) // math.gcd(len(group.ids), uses[i]))
+    if repeats * len(slots) > MAX_CYCLE:
+        repeats = max(math.ceil(len(g.ids) / uses[i]) for i, g in enumerate(groups))
+    turn = [0] * len(groups)
+    sequence: list[str] = []
+    for _ in range(repeats):
+        for slot in slots:
+            i = int(slot)
+            group = groups[i]
+            sequence.append(group.ids[turn[i] % len(group.ids)])
+            turn[i] += 1
+    return tuple(sequence)
+
+
+# --- stages --------------------------------------------------------------------------------
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
+    listing = ", ".join(repr(k) for k in known)
+    return f"unknown {kind} {name!r}{did_you_mean(name, known)}; known {kind}s: {listing}"
+
+
+def _stage(
+    scenario: Scenario, index: int, stage: Stage, groups: Mapping[str, PromptGroup], ctx: _Context
+) -> list[StagePlan]:
+    here: PathT = ("load", index)
+    provider_ids = list(scenario.providers)
+    for j, pid in enumerate(stage.providers or ()):
+        if pid not in scenario.providers:
+            ctx.problem(_unknown("provider", pid, provider_ids), (*here, "providers", j))
+    for j, name in enumerate(stage.prompts or ()):
+        if name not in groups:
+            ctx.problem(_unknown("prompt", name, list(groups)), (*here, "prompts", j))
+    chosen = [groups[p] for p in (stage.prompts or groups) if p in groups]
+    if any(not g.ids for g in chosen):  # only a scenario built in code, with no file lines
+        ctx.problem("a prompt file of this stage has no requests", here)
+        return []
+    defaults = scenario.defaults
+    template = StagePlan(
+        stage=stage.id,
+        provider="",  # filled per provider below
+        pattern=stage.pattern,
+        prompts=prompt_cycle(chosen),
+        timeout_s=defaults.timeout if stage.timeout is None else stage.timeout,
+        max_tokens=defaults.max_tokens if stage.max_tokens is None else stage.max_tokens,
+    )
+    if isinstance(stage, BurstStage):
+        template = replace(template, arrivals=burst_arrivals(stage.requests))
+    elif isinstance(stage, ConstantRateStage):
+        arrivals = constant_rate_arrivals(stage.rate, stage.count)
+        template = replace(template, arrivals=arrivals, max_concurrency=stage.max_concurrency)
+    else:
+        assert isinstance(stage, ConcurrencyStage)
+        template = replace(
+            template,
+            concurrency=stage.concurrency,
+            requests=stage.requests,
+            duration_s=stage.duration,
+        )
+    # Stage order, then provider order: as the stage lists them, else as the scenario does.
+    return [
+        replace(template, provider=pid)
+        for pid in stage.providers or provider_ids
+        if pid in scenario.providers
+    ]
+
+
+def burst_arrivals(requests: int) -> ArrivalSchedule:
+    """Everything at the start of the stage."""
+    return ArrivalSchedule((0.0,) * requests)
+
+
+def constant_rate_arrivals(rate: float, count: int) -> ArrivalSchedule:
+    """Request i at exactly ``i / rate``: computed from the index, never accumulated, so
+    float error cannot drift the schedule over a long stage."""
+    return ArrivalSchedule(tuple(i / rate for i in range(count)))
+
+
+# --- SLAs ----------------------------------------------------------------------------------
+
+
+def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
+    stages = {stage.id: stage for stage in scenario.load}
+    specs = []
+    for i, entry in enumerate(scenario.sla):
+        here: PathT = ("sla", i)
+        provider, stage = entry.provider, entry.stage
+        if provider is not None and provider not in scenario.providers:
+            ctx.problem(
+                _unknown("provider", provider, list(scenario.providers)), (*here, "provider")
+            )
+        if stage is not None and stage not in stages:
+            ctx.problem(_unknown("stage", stage, list(stages)), (*here, "stage"))
+        elif stage is not None and provider is not None:
+            runs = stages[stage].providers
+            if runs is not None and provider not in runs:
+                ctx.problem(
+                    f"stage {stage!r} does not run provider {provider!r} (it runs "
+                    f"{', '.join(repr(p) for p in runs)}), so this SLA could never be judged",
+                    here,
+                )
+        pos = ctx.source.value_pos(here)
+        where = str(pos) if pos is not None else format_path(here)
+        specs.append(SlaSpec(parse_sla(entry.assert_), provider, stage, where))
+    return tuple(specs)

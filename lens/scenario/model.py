@@ -1,0 +1,459 @@
+"""The scenario file, version 1, as frozen pydantic models: the user contract in code.
+
+Field names are exactly the YAML keys.  Every model forbids unknown keys (typos must fail
+loudly) and is frozen.  Durations, rates and percentages are parsed into seconds, per-second
+rates and fractions here, so nothing downstream sees unit strings.  The JSON Schema in
+``schemas/scenario-v1.json`` is generated from these classes: descriptions written here are
+what editors show.
+
+Checks that need to look at several items at once (unique ids) live in ``checks.py`` because
+they report the positions of two nodes; references between sections (a stage naming a
+provider) are resolved by ``lens.plan.compile``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from lens.scenario.sla import parse_sla
+from lens.scenario.units import (
+    duration_json_schema,
+    parse_duration,
+    parse_percent,
+    parse_rate,
+    percent_json_schema,
+    rate_json_schema,
+    show,
+)
+from lens.scenario.yaml_nodes import SourceMap
+
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+# A schedule is materialised as one float per request; past this a typo ("rate: 5000/s" for an
+# hour) would eat gigabytes before anything is sent.
+MAX_REQUESTS_PER_STAGE = 1_000_000
+
+ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+URL_PATTERN = r"^https?://[^\s/]+\S*$"
+# Friendly wording for pattern mismatches, keyed by pattern (see messages.py).
+PATTERN_HINTS: dict[str, str] = {
+    ID_PATTERN: "expected an id made of letters, digits, '_', '-' and '.' (no spaces, no '#')",
+    URL_PATTERN: "expected an http:// or https:// URL such as http://127.0.0.1:8000/v1",
+}
+
+
+def _positive_duration(value: object) -> float:
+    return parse_duration(value, positive=True)
+
+
+# Seconds.  ``Duration`` may be zero (a simulated delay), ``PositiveDuration`` may not.
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), WithJsonSchema(duration_json_schema(positive=False))
+]
+PositiveDuration = Annotated[
+    float, BeforeValidator(_positive_duration), WithJsonSchema(duration_json_schema(positive=True))
+]
+Rate = Annotated[float, BeforeValidator(parse_rate), WithJsonSchema(rate_json_schema())]
+Percent = Annotated[float, BeforeValidator(parse_percent), WithJsonSchema(percent_json_schema())]
+# Strict: YAML already types numbers, so "8" (quoted) or true must not sneak in as an int.
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class FrozenModel(BaseModel):
+    """Base of every scenario model: immutable, and unknown keys are errors (typos)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- defaults ------------------------------------------------------------------------------
+
+
+class Defaults(FrozenModel):
+    """Values every stage inherits unless it sets its own."""
+
+    timeout: PositiveDuration = Field(
+        60.0, description="Per-request timeout, e.g. 30s (default 60s)."
+    )
+    max_tokens: PositiveInt | None = Field(
+        None, description="Output token limit sent with each request (default: the server's)."
+    )
+
+
+# --- providers -----------------------------------------------------------------------------
+
+
+class SimErrors(FrozenModel):
+    """Injected failures of the simulated server, as fractions of requests."""
+
+    rate_429: Percent = Field(0.0, description="Share answered with HTTP 429, e.g. 1%.")
+    rate_500: Percent = Field(0.0, description="Share answered with HTTP 500, e.g. 0.5%.")
+    cut_stream: Percent = Field(0.0, description="Share whose stream is cut midway, e.g. 1%.")
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> SimErrors:
+        if self.rate_429 + self.rate_500 + self.cut_stream > 1 + 1e-12:
+            raise ValueError("the error rates add up to more than 100%")
+        return self
+
+
+class SimulatedProvider(FrozenModel):
+    """lens's own loopback server with a scripted latency profile: no network, no cost."""
+
+    type: Literal["simulated"] = Field(description="Provider kind.")
+    model: NonEmptyStr = Field("lens-sim", description="Model name the simulator reports.")
+    ttft: Duration = Field(0.15, description="Time to first token, e.g. 150ms.")
+    itl: Duration = Field(0.015, description="Gap between output tokens, e.g. 15ms.")
+    output_tokens: PositiveInt = Field(64, description="Tokens generated per response.")
+    jitter: float = Field(
+        0.0, ge=0, strict=True, description="Relative standard deviation of each delay, e.g. 0.1."
+    )
+    errors: SimErrors = Field(
+        default=SimErrors.model_validate({}), description="Failures to inject, as percentages."
+    )
+    seed: int = Field(0, strict=True, description="Seed for jitter and error injection.")
+
+
+_HEADERS_DESCRIPTION = "Extra HTTP headers sent with every request."
+_MAX_TOKENS_FIELD_DESCRIPTION = "Request field carrying the output token limit."
+_INCLUDE_USAGE_DESCRIPTION = "Ask for token usage in the stream (stream_options.include_usage)."
+
+
+class OpenAICompatibleProvider(FrozenModel):
+    """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
+
+    type: Literal["openai-compatible"] = Field(description="Provider kind.")
+    base_url: Annotated[str, Field(pattern=URL_PATTERN)] = Field(
+        description="API root including the version, e.g. http://127.0.0.1:8000/v1."
+    )
+    model: NonEmptyStr = Field(description="Model name sent in each request.")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer token, usually ${VAR}; empty means none is sent."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
+    )
+    include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
+
+
+class OpenAIProvider(FrozenModel):
+    """The OpenAI API itself."""
+
+    type: Literal["openai"] = Field(description="Provider kind.")
+    model: NonEmptyStr = Field(description="Model name, e.g. gpt-4o-mini.")
+    base_url: Annotated[str, Field(pattern=URL_PATTERN)] = Field(
+        "https://api.openai.com/v1", description="API root (change it for a proxy)."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="API key; when omitted, the OPENAI_API_KEY environment variable."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
+    # OpenAI deprecated max_tokens for chat; reasoning models reject it.
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_completion_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
+    )
+    include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
+
+
+Provider = Annotated[
+    SimulatedProvider | OpenAICompatibleProvider | OpenAIProvider,
+    Field(discriminator="type"),
+]
+PROVIDER_TYPES: tuple[str, ...] = ("openai", "openai-compatible", "simulated")
+
+# --- prompts -------------------------------------------------------------------------------
+
+
+class ChatMessage(FrozenModel):
+    role: Literal["system", "developer", "user", "assistant"] = Field(description="Who speaks.")
+    content: str = Field(description="The message text.")
+
+
+MAX_WEIGHT = 1000  # the compiled cycle is as long as the sum of the weights
+
+
+def _weight() -> Any:
+    return Field(
+        1,
+        strict=True,
+        gt=0,
+        le=MAX_WEIGHT,
+        description="Relative share of requests (smooth weighted round-robin), 1 to 1000.",
+    )
+
+
+def _prompt_id() -> Any:
+    return Field(description="Unique prompt id, referenced by stages.")
+
+
+class MessagesPrompt(FrozenModel):
+    """A chat request written inline."""
+
+    id: Ident = _prompt_id()
+    weight: int = _weight()
+    messages: tuple[ChatMessage, ...] = Field(min_length=1, description="The chat messages.")
+    max_tokens: PositiveInt | None = Field(
+        None, description="Output token limit for this prompt (overrides the stage's)."
+    )
+
+
+class SyntheticSpec(FrozenModel):
+    input_tokens: PositiveInt = Field(description="Approximate prompt length in tokens.")
+    output_tokens: PositiveInt = Field(description="max_tokens sent with the request.")
+    seed: int = Field(0, strict=True, description="Seed of the generated text.")
+
+
+class SyntheticPrompt(FrozenModel):
+    """Generated text of a given length: deterministic for a seed."""
+
+    id: Ident = _prompt_id()
+    weight: int = _weight()
+    synthetic: SyntheticSpec = Field(description="Length and seed of the generated prompt.")
+
+
+@dataclass(frozen=True, slots=True)
+class FileRequest:
+    """One line of a prompts JSONL file (line is 1-based)."""
+
+    line: int
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int | None
+
+
+class FilePrompt(FrozenModel):
+    """A JSONL file of chat requests, one per line: {"messages": [...], "max_tokens": 50}."""
+
+    id: Ident = _prompt_id()
+    weight: int = _weight()
+    file: NonEmptyStr = Field(description="Path of the JSONL file, relative to the scenario.")
+    # Filled by the loader, which reads the file; not part of the YAML contract.
+    _requests: tuple[FileRequest, ...] = PrivateAttr(default=())
+
+    @property
+    def requests(self) -> tuple[FileRequest, ...]:
+        return self._requests
+
+
+PROMPT_KINDS: tuple[str, ...] = ("messages", "synthetic", "file")
+_KIND_OF_CLASS: dict[type[BaseModel], str] = {
+    MessagesPrompt: "messages",
+    SyntheticPrompt: "synthetic",
+    FilePrompt: "file",
+}
+
+
+def _prompt_kind(value: Any) -> str | None:
+    """The tag of a prompt: the one of messages/synthetic/file it has (None: not exactly one)."""
+    if isinstance(value, dict):
+        kinds = [k for k in PROMPT_KINDS if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return _KIND_OF_CLASS.get(type(value))
+
+
+Prompt = Annotated[
+    Annotated[MessagesPrompt, Tag("messages")]
+    | Annotated[SyntheticPrompt, Tag("synthetic")]
+    | Annotated[FilePrompt, Tag("file")],
+    Discriminator(
+        _prompt_kind,
+        custom_error_type="prompt_kind",
+        custom_error_message="a prompt needs exactly one of 'messages', 'synthetic' or 'file'",
+    ),
+]
+
+# --- load stages ---------------------------------------------------------------------------
+
+
+class _Stage(FrozenModel):
+    id: Ident = Field(description="Unique stage id, used in results and SLA scopes.")
+    providers: tuple[Ident, ...] | None = Field(
+        None, min_length=1, description="Provider ids to run this stage against (default: all)."
+    )
+    prompts: tuple[Ident, ...] | None = Field(
+        None, min_length=1, description="Prompt ids to use, round-robin (default: all)."
+    )
+    timeout: PositiveDuration | None = Field(None, description="Overrides defaults.timeout.")
+    max_tokens: PositiveInt | None = Field(None, description="Overrides defaults.max_tokens.")
+
+
+class BurstStage(_Stage):
+    """All requests at once (offset 0): the worst case for queueing."""
+
+    pattern: Literal["burst"] = Field(description="Load pattern.")
+    requests: PositiveInt = Field(description="Number of requests sent together.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> BurstStage:
+        _check_size(self.requests)
+        return self
+
+
+class ConstantRateStage(_Stage):
+    """Open loop: request i is sent at i / rate, whatever the server's speed."""
+
+    pattern: Literal["constant-rate"] = Field(description="Load pattern.")
+    rate: Rate = Field(description="Arrival rate, e.g. 5/s or 300/m.")
+    duration: PositiveDuration | None = Field(
+        None, description="Send for this long (with requests: whichever ends first)."
+    )
+    requests: PositiveInt | None = Field(
+        None, description="Send this many (with duration: whichever ends first)."
+    )
+    max_concurrency: PositiveInt | None = Field(
+        None, description="Cap on requests in flight; later arrivals wait for a slot."
+    )
+
+    @property
+    def count(self) -> int:
+        """Requests scheduled: ``requests``, ``floor(duration * rate)``, or the smaller."""
+        counts = [] if self.requests is None else [self.requests]
+        if self.duration is not None:
+            product = self.duration * self.rate
+            # The epsilon keeps 2.3s x 10/s at 23 despite 22.999999999999996; an absurd
+            # product (even inf) just needs to stay above the limit _check_size enforces.
+            limit = MAX_REQUESTS_PER_STAGE + 1
+            counts.append(math.floor(product + 1e-9) if product < limit else limit)
+        return min(counts)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ConstantRateStage:
+        if self.duration is None and self.requests is None:
+            raise ValueError("a constant-rate stage needs 'duration', 'requests' or both")
+        if self.count == 0:
+            raise ValueError(
+                f"{self.duration:g}s at {self.rate:g}/s schedules no request: "
+                "raise the rate or the duration"
+            )
+        _check_size(self.count)
+        return self
+
+
+class ConcurrencyStage(_Stage):
+    """Closed loop: keep this many requests in flight until done."""
+
+    pattern: Literal["concurrency"] = Field(description="Load pattern.")
+    concurrency: PositiveInt = Field(description="Requests kept in flight.")
+    requests: PositiveInt | None = Field(None, description="Total requests to send.")
+    duration: PositiveDuration | None = Field(
+        None, description="Stop starting requests after this long."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ConcurrencyStage:
+        if self.duration is None and self.requests is None:
+            raise ValueError("a concurrency stage needs 'requests', 'duration' or both")
+        if self.requests is not None:
+            _check_size(self.requests)
+        return self
+
+
+def _check_size(n: int) -> None:
+    if n > MAX_REQUESTS_PER_STAGE:
+        raise ValueError(
+            f"schedules more than {MAX_REQUESTS_PER_STAGE} requests, the most lens plans "
+            "for one stage"
+        )
+
+
+Stage = Annotated[BurstStage | ConstantRateStage | ConcurrencyStage, Field(discriminator="pattern")]
+PATTERNS: tuple[str, ...] = ("burst", "constant-rate", "concurrency")
+
+# --- SLA -----------------------------------------------------------------------------------
+
+
+class SlaAssert(FrozenModel):
+    """An SLA assertion, optionally limited to one provider and/or one stage."""
+
+    assert_: str = Field(
+        alias="assert",
+        description="'<metric>[.<stat>] <op> <value>[unit]', e.g. 'ttft.p95 < 800ms'.",
+    )
+    provider: Ident | None = Field(None, description="Only judge this provider.")
+    stage: Ident | None = Field(None, description="Only judge this stage.")
+
+    @field_validator("assert_")
+    @classmethod
+    def _parses(cls, text: str) -> str:
+        parse_sla(text)  # SlaSyntaxError is a ValueError: pydantic reports it at 'assert'
+        return text
+
+
+def _sla_entry(value: Any) -> Any:
+    # The short form "ttft.p95 < 800ms" is the long form without scope.
+    return {"assert": value} if isinstance(value, str) else value
+
+
+SlaEntry = Annotated[SlaAssert, BeforeValidator(_sla_entry, json_schema_input_type=str | SlaAssert)]
+
+# --- the scenario --------------------------------------------------------------------------
+
+
+def _version(value: Any) -> Any:
+    if type(value) is not int or value not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+        raise ValueError(
+            f"unsupported scenario version {show(value)}; this lens reads version {supported}"
+        )
+    return value
+
+
+def _ids_as_property_names(schema: dict[str, Any]) -> None:
+    """pydantic renders constrained dict keys as patternProperties, which lets keys that do
+    not match through unchecked; propertyNames + additionalProperties rejects them."""
+    (pattern, value_schema), *_ = schema.pop("patternProperties").items()
+    schema["propertyNames"] = {"pattern": pattern}
+    schema["additionalProperties"] = value_schema
+
+
+class Scenario(FrozenModel):
+    """A load test: providers to call, prompts to send, load stages, and SLA assertions."""
+
+    model_config = ConfigDict(
+        title="lens scenario (version 1)",
+        json_schema_extra={"$id": "https://lens.dev/schemas/scenario-v1.json"},
+    )
+
+    version: Annotated[Literal[1], BeforeValidator(_version)] = Field(
+        description="Scenario format version; this lens reads 1."
+    )
+    name: NonEmptyStr = Field(description="Short name, used in results and reports.")
+    description: str = Field("", description="What this scenario measures, for humans.")
+    defaults: Defaults = Field(
+        default=Defaults.model_validate({}), description="Values stages inherit."
+    )
+    providers: dict[Ident, Provider] = Field(
+        min_length=1,
+        description="The endpoints to load, by id.",
+        json_schema_extra=_ids_as_property_names,
+    )
+    prompts: tuple[Prompt, ...] = Field(
+        min_length=1, description="What to send; stages use them round-robin."
+    )
+    load: tuple[Stage, ...] = Field(min_length=1, description="Stages, run in order.")
+    sla: tuple[SlaEntry, ...] = Field(
+        (), description="Assertions on the results; a failing one fails the run."
+    )
+
+    # Where each value was written; set by the loader, empty for scenarios built in code.
+    _source: SourceMap = PrivateAttr(default_factory=SourceMap)
+
+    @property
+    def source_map(self) -> SourceMap:
+        return self._source

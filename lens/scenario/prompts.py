@@ -1,0 +1,128 @@
+"""Prompt material that is not written inline: synthetic text and JSONL files.
+
+Both are resolved when the scenario loads, so a missing file or a bad line is reported with
+the other scenario problems, and compiling a plan never touches the file system.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from lens.errors import Problem, SourcePos
+from lens.scenario.messages import explain
+from lens.scenario.model import ChatMessage, FileRequest, FrozenModel, PositiveInt
+from lens.scenario.yaml_nodes import format_path
+
+# lens's token estimate when a server reports no usage (same as lens.providers.base).
+CHARS_PER_TOKEN = 4
+# Short, common English words: each is one token in the usual BPE vocabularies, so the
+# token count a server reports lands near the estimate instead of far above it.
+_WORD_LIST = (
+    "the of and to in is you that it he was for on are as with his they at be this have "
+    "from or one had by word but not what all were we when your can said there use an each "
+    "which she do how their if will up other about out many then them these so some her "
+    "would make like him into time has look two more write go see number no way could "
+    "people my than first water been call who oil its now find long down day did get come "
+    "made may part"
+)
+_WORDS = tuple(_WORD_LIST.split())
+MAX_PROBLEMS_PER_FILE = 20  # a wholly wrong file should not bury the other problems
+
+
+def synthetic_text(input_tokens: int, seed: int) -> str:
+    """Deterministic filler of about ``input_tokens`` tokens for ``seed``.
+
+    The estimate is lens's usual one, ~4 characters per token: the text is exactly
+    ``4 * input_tokens`` characters of words drawn by ``random.Random(seed)``, so lens's own
+    estimate of it is exactly ``input_tokens``.  Real tokenizers count within ~15% of that
+    on this word list.
+    """
+    rng = random.Random(seed)
+    target = input_tokens * CHARS_PER_TOKEN
+    words: list[str] = []
+    length = -1
+    while length < target:
+        word = rng.choice(_WORDS)
+        words.append(word)
+        length += len(word) + 1
+    text = " ".join(words)[:target]
+    return text[:-1] + "." if text.endswith(" ") else text
+
+
+class _JsonlLine(FrozenModel):
+    """One line of a prompts file."""
+
+    messages: tuple[ChatMessage, ...] = Field(min_length=1)
+    max_tokens: PositiveInt | None = None
+
+
+def read_prompt_file(
+    path: Path, display: str, *, prompt_id: str, where: SourcePos | None
+) -> tuple[tuple[FileRequest, ...], list[Problem]]:
+    """Parse a JSONL prompts file.
+
+    Problems inside the file name ``display:line:col`` and the line's prompt id
+    (``support#3.messages[0].role``); problems with the file as a whole point at ``where``,
+    the ``file:`` value in the scenario.  Blank lines are skipped but keep their number, so
+    ids and messages always match the line an editor shows.
+    """
+    field = f"prompt {prompt_id!r}"
+    try:
+        data = path.read_bytes()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        directory = isinstance(exc, IsADirectoryError)
+        reason = "it is a directory" if directory else (getattr(exc, "strerror", "") or str(exc))
+        return (), [Problem(f"cannot read prompts file {display}: {reason}", pos=where, path=field)]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        pos = SourcePos(display, line, 1)
+        return (), [Problem("not valid UTF-8 text", pos=pos, path=f"{prompt_id}#{line}")]
+    requests: list[FileRequest] = []
+    problems: list[Problem] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        request, found = _parse_line(raw.rstrip("\r"), display, f"{prompt_id}#{number}", number)
+        problems.extend(found)
+        if request is not None:
+            requests.append(request)
+    if len(problems) > MAX_PROBLEMS_PER_FILE:
+        rest = len(problems) - MAX_PROBLEMS_PER_FILE
+        problems = [*problems[:MAX_PROBLEMS_PER_FILE], Problem(f"... and {rest} more in {display}")]
+    if not requests and not problems:
+        message = f"prompts file {display} is empty: expected one JSON chat request per line"
+        problems.append(Problem(message, pos=where, path=field))
+    return tuple(requests), problems
+
+
+def _parse_line(
+    raw: str, display: str, line_id: str, number: int
+) -> tuple[FileRequest | None, list[Problem]]:
+    try:
+        data: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        pos = SourcePos(display, number, exc.colno)
+        return None, [Problem(f"invalid JSON: {exc.msg}", pos=pos, path=line_id)]
+    pos = SourcePos(display, number, 1)
+    if not isinstance(data, dict):
+        message = 'expected a JSON object like {"messages": [...], "max_tokens": 50}'
+        return None, [Problem(message, pos=pos, path=line_id)]
+    try:
+        line = _JsonlLine.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            explained = explain(error, _JsonlLine)
+            if explained is None:
+                continue
+            path = format_path((line_id, *explained.path))
+            problems.append(Problem(explained.message, pos=pos, path=path))
+        return None, problems
+    return FileRequest(number, line.messages, line.max_tokens), []

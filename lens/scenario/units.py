@@ -1,0 +1,128 @@
+"""Durations, rates and percentages as people write them in a scenario.
+
+Each parser accepts either a YAML number or a string with a unit, and returns one canonical
+float (seconds, requests per second, a fraction).  The same regular expressions feed the JSON
+Schema (see ``*_json_schema``) so an editor and the loader accept exactly the same spellings.
+The error messages are the ones users read, so they show an example of the right form.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+# One number grammar for all three kinds: no sign (negatives are never meaningful here), no
+# exponent (nobody writes "1e3ms"), optional spaces before the unit.
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+DURATION_PATTERN = rf"^\s*{_NUMBER}\s*(?:ms|s|m)?\s*$"
+RATE_PATTERN = rf"^\s*{_NUMBER}\s*(?:/\s*(?:s|m))?\s*$"
+PERCENT_PATTERN = rf"^\s*{_NUMBER}\s*%?\s*$"
+
+_DURATION = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>ms|s|m)?\s*$")
+_RATE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?:/\s*(?P<unit>s|m))?\s*$")
+_PERCENT = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<pct>%)?\s*$")
+
+_SECONDS_PER_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
+_PER_SECOND_FACTOR = {None: 1.0, "s": 1.0, "m": 1.0 / 60.0}
+
+
+def show(value: object) -> str:
+    """A short rendering of a user value in YAML terms, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _plain_number(value: object) -> float | None:
+    """A YAML int/float as a float; ``None`` for anything else (bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        return math.inf
+
+
+def parse_duration(value: object, *, positive: bool = False) -> float:
+    """``150ms``, ``30s``, ``2m``, ``1.5s`` or a bare number of seconds -> seconds."""
+    expected = "expected a duration like 150ms, 2s or 1m (a bare number means seconds)"
+    seconds = _plain_number(value)
+    if seconds is None:
+        m = _DURATION.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise ValueError(f"{expected}, got {show(value)}")
+        seconds = float(m["num"]) * _SECONDS_PER_UNIT[m["unit"]]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{expected}, got {show(value)}")
+    if positive and seconds <= 0:
+        raise ValueError(f"must be longer than zero, got {show(value)}")
+    return seconds
+
+
+def parse_rate(value: object) -> float:
+    """``5/s``, ``300/m`` or a bare number per second -> requests per second (> 0)."""
+    expected = "expected a rate like 5/s or 300/m (a bare number means per second)"
+    per_second = _plain_number(value)
+    if per_second is None:
+        m = _RATE.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise ValueError(f"{expected}, got {show(value)}")
+        per_second = float(m["num"]) * _PER_SECOND_FACTOR[m["unit"]]
+    if not math.isfinite(per_second) or per_second <= 0:
+        raise ValueError(f"{expected} and greater than zero, got {show(value)}")
+    return per_second
+
+
+def parse_percent(value: object) -> float:
+    """``1%`` or a fraction ``0.01`` -> a fraction in [0, 1]."""
+    expected = "expected a percentage like 1% or a fraction like 0.01"
+    fraction = _plain_number(value)
+    percent_sign = False
+    if fraction is None:
+        m = _PERCENT.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise ValueError(f"{expected}, got {show(value)}")
+        percent_sign = m["pct"] is not None
+        fraction = float(m["num"]) / 100.0 if percent_sign else float(m["num"])
+    if not math.isfinite(fraction) or fraction < 0:
+        raise ValueError(f"{expected}, got {show(value)}")
+    if fraction > 1:
+        if percent_sign:
+            raise ValueError(f"must be at most 100%, got {show(value)}")
+        # "5" almost always means five percent: say so instead of a bare range error.
+        raise ValueError(
+            f"a fraction must be between 0 and 1, got {show(value)} (did you mean '{value}%'?)"
+        )
+    return fraction
+
+
+def duration_json_schema(*, positive: bool) -> dict[str, Any]:
+    number: dict[str, Any] = {"type": "number"}
+    number["exclusiveMinimum" if positive else "minimum"] = 0
+    return {"anyOf": [number, {"type": "string", "pattern": DURATION_PATTERN}]}
+
+
+def rate_json_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": RATE_PATTERN},
+        ]
+    }
+
+
+def percent_json_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "number", "minimum": 0, "maximum": 1},
+            {"type": "string", "pattern": PERCENT_PATTERN},
+        ]
+    }
