@@ -205,6 +205,12 @@ class StageAccumulator:
                 f"record of stage={rec.stage!r} provider={rec.provider!r} fed to the "
                 f"accumulator of stage={self.stage!r} provider={self.provider!r}"
             )
+        if rec.error_class is ErrorClass.CANCELLED:
+            # Cut off by lens's own interruption (Ctrl-C, SIGTERM), not an outcome of the
+            # system under test: listed in error_counts, kept out of every denominator.
+            # The run is marked partial, and a partial run never passes (see results).
+            self.error_counts[ErrorClass.CANCELLED.value] += 1
+            return
         self.requests += 1
         if rec.ok:
             self.ok += 1

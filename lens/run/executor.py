@@ -5,14 +5,17 @@ one measurement.  Open-loop stages (burst, constant-rate) sleep until ``t0 + off
 each arrival and start the request as its own task; a ``CapacityLimiter`` (the optional
 ``max_concurrency`` cap) is acquired *after* the intended time, so any wait shows up in
 ``dispatch_lag`` rather than vanishing.  Closed-loop stages (concurrency) run N workers.
-The httpx pool is sized so it can never become a second, invisible queue.
+Each in-flight request gets a one-connection client (lens.run.pool), so no client-side
+connection pool can become a second, invisible queue.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import certifi
 import httpx
 import trio
 
@@ -21,6 +24,7 @@ from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
 from lens.records import RequestRecord
 from lens.run.clock import RunClock
+from lens.run.pool import ClientPool
 from lens.run.request import execute_request
 
 
@@ -61,22 +65,36 @@ class RunProgress:
 TransportFactory = Callable[[ProviderSpec], httpx.AsyncBaseTransport | None]
 
 
-def _pool_size(unit: StagePlan) -> int | None:
+def _prepared_clients(unit: StagePlan) -> int:
+    """Clients to build before the stage clock starts: the most that can be in flight."""
     if unit.concurrency is not None:
         return unit.concurrency
-    return unit.max_concurrency  # None: unbounded, so the pool never queues arrivals
+    if unit.max_concurrency is not None:
+        return unit.max_concurrency
+    assert unit.arrivals is not None
+    # A burst needs them all at once; a paced stage grows the pool as it goes.
+    return min(unit.arrivals.offsets_s.count(0.0), 1024)
 
 
-def _client(
-    spec: ProviderSpec, unit: StagePlan, transport: httpx.AsyncBaseTransport | None
-) -> httpx.AsyncClient:
-    size = _pool_size(unit)
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    # The per-request deadline is a trio cancel scope; httpx only bounds the connect.
+def _client_factory(
+    unit: StagePlan, transport: httpx.AsyncBaseTransport | None, ssl_context: ssl.SSLContext
+) -> Callable[[], httpx.AsyncClient]:
+    # One connection per client (see lens.run.pool); the per-request deadline is a trio
+    # cancel scope, httpx only bounds the connect.
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     timeout = httpx.Timeout(None, connect=min(unit.timeout_s, 30.0))
-    return httpx.AsyncClient(
-        limits=limits, timeout=timeout, transport=transport, follow_redirects=False
-    )
+
+    def make() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            limits=limits,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            verify=ssl_context,
+            trust_env=False,  # a proxy from the environment would be a hidden hop in timings
+        )
+
+    return make
 
 
 async def run_plan(
@@ -118,6 +136,13 @@ class StageRunner:
         self.clock = clock
         self.transport_for = transport_for
         self.windows: list[StageWindow] = []
+        self._ssl: ssl.SSLContext | None = None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        # One verified context per run: creating one loads the CA bundle (tens of ms).
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl
 
     def _emit(self, rec: RequestRecord) -> None:
         self.progress.record(rec)
@@ -137,15 +162,21 @@ class StageRunner:
         transport = self.transport_for(spec) if self.transport_for else None
         self.progress.unit = f"{unit.stage}/{unit.provider}"
         started = _Counter()
+        # Building clients costs time: do it before the stage clock starts, so the first
+        # arrivals are not sent late because of it.
+        pool = ClientPool(_client_factory(unit, transport, self._ssl_context()))
+        pool.prepare(_prepared_clients(unit))
         t_start = clock.now_ns()
         try:
-            async with _client(spec, unit, transport) as client, trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery:
                 if unit.arrivals is not None:
-                    await self._open_loop(nursery, client, adapter, unit, t_start, started)
+                    await self._open_loop(nursery, pool, adapter, unit, t_start, started)
                 else:
                     for _ in range(unit.concurrency or 1):
-                        nursery.start_soon(self._worker, client, adapter, unit, t_start, started)
+                        nursery.start_soon(self._worker, pool, adapter, unit, t_start, started)
         finally:
+            with trio.CancelScope(shield=True):
+                await pool.aclose()
             # Also on cancellation: the window of a partial unit is still a fact.
             self.windows.append(
                 StageWindow(
@@ -161,7 +192,7 @@ class StageRunner:
     async def _open_loop(
         self,
         nursery: trio.Nursery,
-        client: httpx.AsyncClient,
+        pool: ClientPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         t_start: int,
@@ -174,13 +205,13 @@ class StageRunner:
         for i, offset in enumerate(unit.arrivals.offsets_s):
             await trio.sleep_until(base + offset)  # absolute: lateness never accumulates
             t_intended = t_start + round(offset * 1e9)
-            nursery.start_soon(self._one, client, adapter, unit, i, t_intended, limiter)
+            nursery.start_soon(self._one, pool, adapter, unit, i, t_intended, limiter)
             started.value += 1
             self.progress.started += 1
 
     async def _one(
         self,
-        client: httpx.AsyncClient,
+        pool: ClientPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         index: int,
@@ -190,14 +221,14 @@ class StageRunner:
         assert self.clock is not None
         prompt = self.plan.prompts[unit.prompt_for(index)]
         if limiter is None:
-            await self._send(client, adapter, unit, prompt, index, t_intended)
+            await self._send(pool, adapter, unit, prompt, index, t_intended)
         else:
             async with limiter:
-                await self._send(client, adapter, unit, prompt, index, t_intended)
+                await self._send(pool, adapter, unit, prompt, index, t_intended)
 
     async def _send(
         self,
-        client: httpx.AsyncClient,
+        pool: ClientPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         prompt: PromptSpec,
@@ -205,22 +236,23 @@ class StageRunner:
         t_intended: int | None,
     ) -> None:
         assert self.clock is not None
-        await execute_request(
-            client,
-            adapter,
-            prompt,
-            clock=self.clock,
-            stage=unit.stage,
-            index=index,
-            t_intended=t_intended,
-            timeout_s=unit.timeout_s,
-            max_tokens=unit.max_tokens,
-            emit=self._emit,
-        )
+        async with pool.client() as client:
+            await execute_request(
+                client,
+                adapter,
+                prompt,
+                clock=self.clock,
+                stage=unit.stage,
+                index=index,
+                t_intended=t_intended,
+                timeout_s=unit.timeout_s,
+                max_tokens=unit.max_tokens,
+                emit=self._emit,
+            )
 
     async def _worker(
         self,
-        client: httpx.AsyncClient,
+        pool: ClientPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         t_start: int,
@@ -237,7 +269,7 @@ class StageRunner:
             counter.value += 1
             self.progress.started += 1
             prompt = self.plan.prompts[unit.prompt_for(index)]
-            await self._send(client, adapter, unit, prompt, index, None)
+            await self._send(pool, adapter, unit, prompt, index, None)
 
 
 class _Counter:

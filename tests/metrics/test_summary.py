@@ -30,10 +30,11 @@ def only(summaries: tuple[Summary, ...]) -> Summary:
 
 def test_every_error_class_counts_in_the_denominator() -> None:
     recs = [record(index=i) for i in range(3)]
+    sut_classes = [c for c in ErrorClass if c is not ErrorClass.CANCELLED]
     recs += [failed(cls, index=10 + i) for i, cls in enumerate(ErrorClass)]
     recs.append(failed(error_class=None, index=99))  # a failure nobody classified
     s = only(aggregate(recs, stage_windows={("s", "p"): WINDOW_2S}))
-    n_classes = len(ErrorClass)
+    n_classes = len(sut_classes)
     assert s.requests == 3 + n_classes + 1
     assert s.ok == 3
     assert s.errors == n_classes + 1
@@ -41,6 +42,13 @@ def test_every_error_class_counts_in_the_denominator() -> None:
     assert s.error_rate == pytest.approx((n_classes + 1) / s.requests)
     assert s.success_rate == pytest.approx(3 / s.requests)
     assert s.get("errors") == float(n_classes + 1)
+
+
+def test_requests_cut_off_by_an_interruption_are_listed_but_not_counted() -> None:
+    recs = [record(index=0), failed(ErrorClass.CANCELLED, index=1)]
+    s = only(aggregate(recs, stage_windows={("s", "p"): WINDOW_2S}))
+    assert (s.requests, s.ok, s.errors, s.error_rate) == (1, 1, 0, 0.0)
+    assert s.error_counts["cancelled"] == 1
 
 
 def test_error_counts_list_every_class_even_at_zero() -> None:

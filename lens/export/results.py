@@ -1,0 +1,310 @@
+"""results.json: a self-describing, versioned record of one run.
+
+The document carries everything needed to read it later without the scenario: the
+resolved plan (secrets masked), an environment manifest, per stage x provider summaries,
+SLA verdicts, and one entry per request.  Its JSON Schema (``schemas/results-v1.json``) is
+generated from these models, and ``schema_version`` names the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lens._version import __version__
+from lens.catalog import REQUEST_STATS
+from lens.metrics.judge import Verdict, exit_code
+from lens.metrics.request import NS_PER_MS, request_metrics
+from lens.metrics.summary import Summary
+from lens.plan.describe import plan_to_dict
+from lens.plan.model import Plan
+from lens.records import RequestRecord
+from lens.run.executor import StageWindow
+from lens.run.session import RunOutcome
+
+SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
+SCHEMA_ID = "https://lens.dev/schemas/results-v1.json"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Environment(_Frozen):
+    lens_version: str
+    python: str
+    implementation: str
+    os: str
+    machine: str
+    cpu_count: int | None
+    hostname: str
+    started_at: str = Field(description="UTC wall clock, ISO 8601; durations never use it")
+    finished_at: str
+    clock: str = Field(description="the monotonic clock every duration was measured on")
+    argv: list[str]
+
+
+class MetricStatsOut(_Frozen):
+    n: int
+    min: float | None
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    exact: bool = Field(description="true: nearest-rank on exact values; false: t-digest")
+    unit: str | None
+
+
+class SummaryOut(_Frozen):
+    stage: str
+    provider: str
+    model: str
+    requests: int
+    ok: int
+    errors: int
+    error_counts: dict[str, int]
+    error_rate: float | None
+    success_rate: float | None
+    rps: float | None
+    throughput: float | None = Field(description="output tokens per second of stage wall time")
+    duration_s: float | None
+    output_tokens: int
+    token_sources: dict[str, int]
+    planned_requests: int | None
+    metrics: dict[str, MetricStatsOut]
+
+
+class VerdictOut(_Frozen):
+    sla: str
+    label: str
+    op: str
+    threshold: float
+    provider: str | None
+    stage: str | None
+    outcome: Literal["pass", "fail", "inconclusive"]
+    value: float | None
+    n: int
+    reason: str
+    exact: bool
+    where: str
+
+
+class RecordOut(_Frozen):
+    """One request. Times in ms; ``t_*`` are offsets from the start of the run."""
+
+    provider: str
+    stage: str
+    prompt: str
+    index: int
+    status: Literal["ok", "error"]
+    error_class: str | None
+    error_message: str | None
+    http_status: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    reasoning_tokens: int | None
+    token_source: Literal["usage", "estimated"] | None
+    ttft: float | None
+    ttfot: float | None
+    ttfb: float | None
+    e2e: float | None
+    tpot: float | None
+    dispatch_lag: float | None
+    ttft_from_intended: float | None
+    e2e_from_intended: float | None
+    output_tokens_per_s: float | None
+    t_intended: float | None
+    t_dispatch: float
+    t_headers: float | None
+    t_first_chunk: float | None
+    t_first_token: float | None
+    t_first_visible: float | None
+    t_last_token: float | None
+    t_end: float
+    chunks: int = Field(description="token-bearing chunks")
+    reads: int = Field(description="network reads that delivered body bytes")
+    request_id: str | None
+
+
+class StageWindowOut(_Frozen):
+    stage: str
+    provider: str
+    start_ms: float
+    end_ms: float
+    planned: int | None
+    started: int
+
+
+class Results(_Frozen):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_extra={"$id": SCHEMA_ID}, title="lens results v1"
+    )
+
+    schema_version: Literal["lens.results/v1"] = SCHEMA_VERSION
+    scenario: str
+    partial: bool = Field(description="true when the run was interrupted before its end")
+    interrupted_by: str | None
+    exit_code: int = Field(description="0 pass, 1 SLA failed, 3 only inconclusive")
+    environment: Environment
+    plan: dict[str, Any]
+    stages: list[StageWindowOut]
+    summaries: list[SummaryOut]
+    verdicts: list[VerdictOut]
+    records: list[RecordOut]
+
+
+def _ms(ns: int | None) -> float | None:
+    return None if ns is None else ns / NS_PER_MS
+
+
+def record_out(rec: RequestRecord) -> RecordOut:
+    m = request_metrics(rec, include_failed=True)
+    return RecordOut(
+        provider=rec.provider,
+        stage=rec.stage,
+        prompt=rec.prompt,
+        index=rec.index,
+        status="ok" if rec.ok else "error",
+        error_class=rec.error_class.value if rec.error_class else None,
+        error_message=rec.error_message,
+        http_status=rec.http_status,
+        input_tokens=rec.input_tokens,
+        output_tokens=rec.output_tokens,
+        cached_input_tokens=rec.cached_input_tokens,
+        reasoning_tokens=rec.reasoning_tokens,
+        token_source=rec.token_source.value if rec.token_source else None,
+        ttft=m["ttft"],
+        ttfot=m["ttfot"],
+        ttfb=m["ttfb"],
+        e2e=m["e2e"],
+        tpot=m["tpot"],
+        dispatch_lag=m["dispatch_lag"],
+        ttft_from_intended=m["ttft_from_intended"],
+        e2e_from_intended=m["e2e_from_intended"],
+        output_tokens_per_s=m["output_tokens_per_s"],
+        t_intended=_ms(rec.t_intended),
+        t_dispatch=rec.t_dispatch / NS_PER_MS,
+        t_headers=_ms(rec.t_headers),
+        t_first_chunk=_ms(rec.t_first_chunk),
+        t_first_token=_ms(rec.t_first_token),
+        t_first_visible=_ms(rec.t_first_visible),
+        t_last_token=_ms(rec.t_last_token),
+        t_end=rec.t_end / NS_PER_MS,
+        chunks=len(rec.chunk_times),
+        reads=rec.reads,
+        request_id=rec.request_id,
+    )
+
+
+def summary_out(s: Summary, plan: Plan, planned: int | None) -> SummaryOut:
+    d = s.to_dict()
+    return SummaryOut(
+        stage=s.stage,
+        provider=s.provider,
+        model=plan.providers[s.provider].model if s.provider in plan.providers else "",
+        requests=s.requests,
+        ok=s.ok,
+        errors=s.errors,
+        error_counts=dict(s.error_counts),
+        error_rate=s.error_rate,
+        success_rate=s.success_rate,
+        rps=s.rps,
+        throughput=s.throughput,
+        duration_s=s.duration_s,
+        output_tokens=s.output_tokens,
+        token_sources=dict(s.token_sources),
+        planned_requests=planned,
+        metrics={
+            name: MetricStatsOut(**{k: v[k] for k in (*REQUEST_STATS, "exact", "unit")})
+            for name, v in d["metrics"].items()
+        },
+    )
+
+
+def run_exit_code(verdicts: Sequence[Verdict], *, partial: bool) -> int:
+    """The verdicts' exit code, except that an interrupted run cannot pass: at best 3."""
+    code = exit_code(verdicts)
+    return 3 if partial and code == 0 else code
+
+
+def environment(outcome: RunOutcome) -> Environment:
+    finished = outcome.started_at + timedelta(seconds=outcome.duration_s)
+    return Environment(
+        lens_version=__version__,
+        python=platform.python_version(),
+        implementation=platform.python_implementation(),
+        os=f"{platform.system()} {platform.release()}",
+        machine=platform.machine(),
+        cpu_count=os.cpu_count(),
+        hostname=socket.gethostname(),
+        started_at=outcome.started_at.isoformat(),
+        finished_at=finished.isoformat(),
+        clock="trio.current_time (time.perf_counter, monotonic)",
+        argv=[Path(sys.argv[0]).name, *sys.argv[1:]],
+    )
+
+
+def build_results(
+    plan: Plan,
+    outcome: RunOutcome,
+    summaries: Sequence[Summary],
+    verdicts: Sequence[Verdict],
+) -> Results:
+    planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
+    return Results(
+        scenario=plan.name,
+        partial=outcome.partial,
+        interrupted_by=outcome.interrupted_by,
+        exit_code=run_exit_code(verdicts, partial=outcome.partial),
+        environment=environment(outcome),
+        plan=plan_to_dict(plan),
+        stages=[window_out(w) for w in outcome.windows],
+        summaries=[summary_out(s, plan, planned.get((s.stage, s.provider))) for s in summaries],
+        verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
+        records=[record_out(r) for r in outcome.records],
+    )
+
+
+def window_out(w: StageWindow) -> StageWindowOut:
+    return StageWindowOut(
+        stage=w.stage,
+        provider=w.provider,
+        start_ms=w.t_start / NS_PER_MS,
+        end_ms=w.t_end / NS_PER_MS,
+        planned=w.planned,
+        started=w.started,
+    )
+
+
+def results_json_schema() -> dict[str, Any]:
+    return Results.model_json_schema()
+
+
+def write_results(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(results.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written results file behind
+
+
+def write_records_jsonl(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for rec in results.records:
+            f.write(rec.model_dump_json() + "\n")
+
+
+def load_results(path: Path) -> Results:
+    return Results.model_validate(json.loads(path.read_text(encoding="utf-8")))

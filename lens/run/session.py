@@ -1,0 +1,92 @@
+"""One run of a plan: start simulators, execute, stop cleanly on Ctrl-C or SIGTERM.
+
+An interrupted run is not a failed run: every record measured so far (including requests
+cut off by the interruption, class ``cancelled``) is returned and marked partial.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TextIO
+
+import trio
+
+from lens.plan.model import Plan, ProviderSpec
+from lens.records import RequestRecord
+from lens.run.executor import RunProgress, StageRunner, StageWindow, TransportFactory
+from lens.run.progress import show_progress
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    records: tuple[RequestRecord, ...]
+    windows: tuple[StageWindow, ...]
+    started_at: datetime  # wall clock, for the manifest only; never used for durations
+    duration_s: float
+    interrupted_by: str | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.interrupted_by is not None
+
+
+async def execute(
+    plan: Plan,
+    providers: Mapping[str, ProviderSpec],
+    *,
+    progress_out: TextIO | None = None,
+    tty: bool = False,
+    handle_signals: bool = True,
+    on_record: Callable[[RequestRecord], None] | None = None,
+    transport_for: TransportFactory | None = None,
+) -> RunOutcome:
+    records: list[RequestRecord] = []
+
+    def emit(rec: RequestRecord) -> None:
+        records.append(rec)
+        if on_record is not None:
+            on_record(rec)
+
+    progress = RunProgress(plan)
+    runner = StageRunner(plan, providers, emit, progress=progress, transport_for=transport_for)
+    started_at = datetime.now(UTC)
+    t_start = trio.current_time()
+    interrupted: list[str] = []
+
+    async with trio.open_nursery() as nursery:
+        if handle_signals:
+            nursery.start_soon(_watch_signals, nursery.cancel_scope, interrupted)
+        if progress_out is not None:
+            nursery.start_soon(lambda: show_progress(progress, progress_out, tty=tty))
+        # A signal cancels this nursery, run_all included; otherwise the watchers stop here.
+        await runner.run_all()
+        nursery.cancel_scope.cancel()
+
+    return RunOutcome(
+        records=tuple(records),
+        windows=tuple(runner.windows),
+        started_at=started_at,
+        duration_s=trio.current_time() - t_start,
+        interrupted_by=interrupted[0] if interrupted else None,
+    )
+
+
+async def _watch_signals(scope: trio.CancelScope, interrupted: list[str]) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            interrupted.append(signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+def run_blocking(
+    plan: Plan,
+    providers: Mapping[str, ProviderSpec],
+    *,
+    progress_out: TextIO | None = None,
+    tty: bool = False,
+) -> RunOutcome:
+    return trio.run(lambda: execute(plan, providers, progress_out=progress_out, tty=tty))

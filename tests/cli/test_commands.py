@@ -1,0 +1,87 @@
+"""The CLI's offline commands: validate, plan, schema, version."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lens.cli import main, schema_text
+from lens.export.results import results_json_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "sk-test-DO-NOT-PRINT-1234"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("lens ")
+
+
+def test_validate_ok_and_invalid(
+    write_scenario: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_scenario()
+    assert main(["validate", str(good)]) == 0
+    assert f"{good}: ok" in capsys.readouterr().out
+    bad = write_scenario(ttft="soon", name="bad.yaml")
+    assert main(["validate", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:6:11: providers.sim.ttft: expected a duration" in err
+    assert "Traceback" not in err
+
+
+def test_compile_errors_exit_2(
+    write_scenario: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_scenario(sla='  - {assert: "ttft.p50 < 1s", provider: nope}')
+    assert main(["plan", str(path)]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_plan_text_and_json(
+    write_scenario: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_scenario(load="  - {id: r, pattern: constant-rate, rate: 4/s, duration: 1s}")
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 arrivals over 0.75s (4.00/s)" in out
+    assert "nothing was sent" in out
+    assert main(["plan", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (stage,) = doc["stages"]
+    assert stage["arrival_offsets_s"] == [0.0, 0.25, 0.5, 0.75]
+    assert stage["loop"] == "open"
+    assert doc["total_requests"] == 4
+
+
+def test_plan_never_prints_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("VLLM_API_KEY", SECRET)
+    example = str(ROOT / "scenarios" / "example.yaml")
+    assert main(["plan", example]) == 0
+    assert main(["plan", example, "--json"]) == 0
+    assert main(["validate", example]) == 0
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    assert "OPENAI_API_KEY" in captured.out
+
+
+def test_schema_print_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"]
+    assert main(["schema", "results"]) == 0
+    assert "records" in json.loads(capsys.readouterr().out)["properties"]
+    assert main(["schema", "--write", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results-v1.json", "scenario-v1.json"]
+
+
+def test_checked_in_results_schema_is_current() -> None:
+    checked_in = (ROOT / "schemas" / "results-v1.json").read_text()
+    assert checked_in == schema_text(results_json_schema()), "stale: run `make schema`"
