@@ -162,10 +162,6 @@ def schema_text(doc: dict[str, object]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def cmd_serve_sim(args: argparse.Namespace) -> int:
-    return sim_main(args.sim_args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lens", description="Measure how fast and how costly LLM APIs really are."
@@ -195,13 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--write", metavar="DIR", help="write every schema into DIR")
     s.set_defaults(func=cmd_schema)
 
-    sim = sub.add_parser(
+    sub.add_parser(
         "serve-sim",
         help="run the simulated OpenAI-compatible server standalone",
         add_help=False,
     )
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
-    sim.set_defaults(func=cmd_serve_sim)
     return p
 
 
@@ -211,6 +205,10 @@ def _print_problems(exc: InputError, out: TextIO) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve-sim"]:
+        # The simulator owns its flags (and its --help); argparse would claim them.
+        return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -134,6 +134,10 @@ class RecordOut(_Frozen):
     t_last_token: float | None
     t_end: float
     chunks: int = Field(description="token-bearing chunks")
+    chunk_offsets: list[float] = Field(
+        description="arrival of each token-bearing chunk, ms after dispatch (us resolution)"
+    )
+    chunk_tokens: list[int] = Field(description="tokens each chunk is taken to carry")
     reads: int = Field(description="network reads that delivered body bytes")
     request_id: str | None
 
@@ -203,6 +207,8 @@ def record_out(rec: RequestRecord) -> RecordOut:
         t_last_token=_ms(rec.t_last_token),
         t_end=rec.t_end / NS_PER_MS,
         chunks=len(rec.chunk_times),
+        chunk_offsets=[round((t - rec.t_dispatch) / NS_PER_MS, 3) for t in rec.chunk_times],
+        chunk_tokens=list(rec.chunk_tokens),
         reads=rec.reads,
         request_id=rec.request_id,
     )

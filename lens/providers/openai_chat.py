@@ -35,7 +35,13 @@ class OpenAIChatAdapter:
             raise ValueError(f"provider {spec.id!r} has no base_url")
         self.spec = spec
         self._url = spec.base_url.rstrip("/") + "/chat/completions"
-        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        # identity: a compressed event stream would be buffered by the compressor and
+        # arrive in bursts, and lens reads raw bytes to stamp them before any decoding.
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            "accept-encoding": "identity",
+        }
         headers.update(dict(spec.headers))
         if spec.api_key is not None and spec.api_key.reveal():
             headers["authorization"] = f"Bearer {spec.api_key.reveal()}"

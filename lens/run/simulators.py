@@ -24,6 +24,6 @@ def live_providers(plan: Plan) -> Iterator[Mapping[str, ProviderSpec]]:
         for pid, spec in plan.providers.items():
             if spec.type != "simulated" or spec.sim is None or pid not in used:
                 continue
-            server = stack.enter_context(SimServerProcess(spec.sim))
+            server = stack.enter_context(SimServerProcess(spec.sim, model=spec.model))
             live[pid] = dataclasses.replace(spec, base_url=server.base_url)
         yield live

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lens.cli import main, schema_text
@@ -85,3 +89,27 @@ def test_schema_print_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_checked_in_results_schema_is_current() -> None:
     checked_in = (ROOT / "schemas" / "results-v1.json").read_text()
     assert checked_in == schema_text(results_json_schema()), "stale: run `make schema`"
+
+
+def test_serve_sim_runs_standalone_and_stops_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lens.cli", "serve-sim", "--port", "0", "--ttft", "5ms"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("lens-sim listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with httpx.Client() as client:
+            r = client.post(f"{url}/v1/chat/completions", json=body)
+        assert r.status_code == 200
+        assert r.text.endswith("data: [DONE]\n\n")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert code == 0

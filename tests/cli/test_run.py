@@ -52,6 +52,9 @@ def test_run_writes_valid_results_and_records(
     assert rec["token_source"] == "usage"
     assert rec["output_tokens"] == 8
     assert rec["ttft"] > 0
+    assert len(rec["chunk_offsets"]) == rec["chunks"] == 8
+    assert rec["chunk_offsets"][0] == pytest.approx(rec["ttft"], abs=0.001)
+    assert rec["chunk_tokens"] == [1] * 8
     assert {v["outcome"] for v in doc["verdicts"]} == {"pass"}
     assert doc["environment"]["python"]
 

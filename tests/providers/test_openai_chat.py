@@ -195,6 +195,7 @@ def test_request_body_and_headers() -> None:
     assert str(req.url) == "http://127.0.0.1:9/v1/chat/completions"
     assert req.headers["authorization"] == "Bearer sk-123"
     assert req.headers["x-team"] == "a"
+    assert req.headers["accept-encoding"] == "identity"
     body = json.loads(req.content)
     assert body == {
         "model": "m",
