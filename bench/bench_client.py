@@ -101,23 +101,35 @@ def closed(concurrency: int, requests: int) -> StagePlan:
     )
 
 
+def warm_up() -> None:
+    """Pay one-time costs (lazy imports, first connection) outside every measurement."""
+    run_once(SimSettings(ttft_s=0.0, itl_s=0.0, output_tokens=4), closed(2, 4))
+
+
 def streaming(emit: Callable[[str], None]) -> None:
+    warm_up()
     sim = SimSettings(ttft_s=0.2, itl_s=0.02, output_tokens=128)
     emit("closed loop vs simulated server (TTFT 200 ms, ITL 20 ms, 128 tokens)")
     emit(
         f"{'streams':>8} {'reqs':>5} {'errors':>6} {'CPU us/token':>13} "
-        f"{'TTFT err p50':>13} {'p99':>8} {'ITL err p50':>12} {'p99':>8}"
+        f"{'TTFT err p50':>13} {'p99':>8} {'warm p99':>9} {'ITL err p50':>12} {'p99':>8}"
     )
+    emit("  (warm p99: requests after each stream's first, i.e. without the opening burst)")
     for conc, reqs in ((1, 5), (64, 192), (256, 512)):
         run = run_once(sim, closed(conc, reqs))
         ok = run.ok
         ttft_err = [(r.t_first_token - r.t_dispatch) / 1e6 - 200.0 for r in ok if r.t_first_token]
+        warm_err = [
+            (r.t_first_token - r.t_dispatch) / 1e6 - 200.0
+            for r in ok
+            if r.t_first_token and r.index >= conc
+        ]
         itl_err = [v - 20.0 for r in ok for v in itl_values(r)]
         us_per_token = run.cpu_s / max(run.tokens, 1) * 1e6
         emit(
             f"{conc:>8} {len(run.records):>5} {len(run.records) - len(ok):>6} "
             f"{us_per_token:>13.1f} {_pct(ttft_err, 0.5):>+12.2f}ms "
-            f"{_pct(ttft_err, 0.99):>+7.2f}ms "
+            f"{_pct(ttft_err, 0.99):>+7.2f}ms {_pct(warm_err, 0.99):>+7.2f}ms "
             f"{_pct(itl_err, 0.5):>+11.2f}ms {_pct(itl_err, 0.99):>+7.2f}ms"
         )
 

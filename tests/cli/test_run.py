@@ -16,6 +16,8 @@ import pytest
 
 from lens.cli import main
 from lens.export.results import results_json_schema
+from lens.plan.model import SimSettings
+from lens.sim.process import SimServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +160,42 @@ def test_sigterm_stops_cleanly_and_keeps_what_was_measured(
     assert 10 <= len(doc["records"]) < 600
     assert b"PARTIAL" in stdout
     assert b"results are partial" in stderr
+
+
+def test_every_error_class_over_real_sockets(tmp_path: Path) -> None:
+    faults = {
+        "hang": "timeout",
+        "midstream-error": "stream_error",
+        "empty": "empty",
+        "cut": "cut_stream",
+        "429": "http_429",
+        "500": "http_5xx",
+    }
+    with SimServerProcess(SimSettings(ttft_s=0.01, itl_s=0.001, output_tokens=4)) as sim:
+        providers = "".join(
+            f"  f{i}: {{type: openai-compatible, base_url: '{sim.base_url}', model: m, "
+            f"headers: {{x-lens-sim-fault: '{fault}'}}}}\n"
+            for i, fault in enumerate(faults)
+        )
+        providers += (
+            f"  notfound: {{type: openai-compatible, base_url: '{sim.url}/nope', model: m}}\n"
+        )
+        path = tmp_path / "s.yaml"
+        path.write_text(
+            "version: 1\nname: faults\ndefaults: {timeout: 500ms}\nproviders:\n"
+            + providers
+            + "prompts: [{id: q, messages: [{role: user, content: hi}]}]\n"
+            "load: [{id: b, pattern: burst, requests: 2}]\n"
+        )
+        out = tmp_path / "r.json"
+        assert run_cli([str(path), "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    got = {s["provider"]: {k for k, n in s["error_counts"].items() if n} for s in doc["summaries"]}
+    expected = {f"f{i}": {cls} for i, cls in enumerate(faults.values())}
+    expected["notfound"] = {"http_4xx"}
+    assert got == expected
+    by_class = {r["error_class"]: r for r in doc["records"]}
+    assert by_class["stream_error"]["error_message"]
+    assert by_class["timeout"]["e2e"] == pytest.approx(500, abs=50)
+    assert by_class["http_429"]["http_status"] == 429
+    assert all(r["status"] == "error" for r in doc["records"])
