@@ -27,6 +27,40 @@ from lens.providers.sse import SseDecoder
 from lens.records import ErrorClass
 
 _DONE = b"[DONE]"
+_CONTENT = b'"content":"'
+_QUOTE = ord('"')
+_BACKSLASH = ord("\\")
+# Any of these in an event means it needs the full JSON path.
+_SLOW_MARKERS = (b'"usage":{', b'"error"', b'"tool_calls"', b'"reasoning', b'"choices":[{"index":1')
+
+
+def _is_plain_delta(data: bytes) -> bool:
+    """A compact OpenAI chunk whose only news is ``delta.content`` (JSON left unparsed).
+
+    Compact JSON is what OpenAI, Azure, vLLM and the simulator send; a server that puts
+    spaces after colons simply takes the full path.
+    """
+    if data.count(_CONTENT) != 1:
+        return False
+    return not any(marker in data for marker in _SLOW_MARKERS)
+
+
+def _string_bytes(data: bytes, start: int) -> int:
+    """Length in bytes of the JSON string starting at ``start`` (escapes counted as written).
+
+    Only used to share a chunk's surplus tokens out by size, where bytes are close enough
+    to characters.
+    """
+    end = data.find(b'"', start)
+    while end > 0 and data[end - 1] == _BACKSLASH:
+        # An escaped quote, unless the backslash is itself escaped (count the run).
+        run = 1
+        while data[end - 1 - run] == _BACKSLASH:
+            run += 1
+        if run % 2 == 0:
+            break
+        end = data.find(b'"', end + 1)
+    return (end if end > 0 else len(data)) - start
 
 
 class OpenAIChatAdapter:
@@ -84,12 +118,19 @@ class OpenAIChatDecoder:
         self._error: str | None = None
 
     def feed(self, data: bytes, t_ns: int) -> None:
-        for ev in self._sse.feed(data, t_ns):
-            self._on_event(ev.data, ev.event, t_ns)
+        for event, payload in self._sse.feed(data):
+            self._on_event(payload, event, t_ns)
 
     def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:
         if data == _DONE:
             self._done = True
+            return
+        if not event and _is_plain_delta(data):
+            # Fast path for the overwhelmingly common event, a content delta with nothing
+            # else of interest: no JSON parse.  Anything unusual takes the full path.
+            start = data.find(_CONTENT) + len(_CONTENT)
+            if data[start] != _QUOTE:  # '"content":""' is the role chunk: not a token
+                self._timeline.add(t_ns, _string_bytes(data, start))
             return
         try:
             obj = json.loads(data)
@@ -125,8 +166,8 @@ class OpenAIChatDecoder:
                 self._timeline.add(t_ns, max(chars, 1))
 
     def finish(self, t_ns: int, *, eof: bool) -> StreamOutcome:
-        for ev in self._sse.close(t_ns):
-            self._on_event(ev.data, ev.event, t_ns)
+        for event, payload in self._sse.close():
+            self._on_event(payload, event, t_ns)
         usage, hidden = _map_usage(self._usage)
         if self._timeline.reasoning_chars:
             hidden = 0  # reasoning was streamed, so it is inside the chunks

@@ -2,24 +2,19 @@
 
 Lines may end in CRLF, LF or CR (Gemini uses CRLF); ``data:`` lines of one event are joined
 with LF; lines starting with ``:`` are comments; one optional space after the colon is
-stripped.  Each event is stamped with the arrival time of the read that *completed* it:
-that is when the client could first have acted on it.  Several events completed by one
-read honestly share that read's stamp.
+stripped.  ``feed`` takes the bytes of one network read and returns the events that read
+*completed*: the caller stamps them all with that read's arrival time, which is when the
+client could first have acted on them.  Several events completed by one read honestly
+share its stamp.
 
 The decoder is on lens's hottest path, so it works on whole buffers with C-level bytes
-methods (``find``, ``split``, ``replace``) and never walks characters in Python.
+methods (``find``, ``split``, ``replace``), returns plain ``(event, data)`` tuples, and never
+walks characters in Python.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    data: bytes
-    event: bytes  # b"" when the event had no ``event:`` line ("message")
-    t_ns: int
+SseEvent = tuple[bytes, bytes]  # (event name or b"" for "message", data)
 
 
 class SseDecoder:
@@ -29,8 +24,8 @@ class SseDecoder:
         self._buf = b""
         self.events_seen = 0
 
-    def feed(self, data: bytes, t_ns: int) -> list[SseEvent]:
-        """Add bytes from one read; return the events they completed, stamped ``t_ns``."""
+    def feed(self, data: bytes) -> list[SseEvent]:
+        """Add the bytes of one read; return the events they completed."""
         buf = self._buf + data if self._buf else data
         if b"\r" in buf:
             # Normalise line ends. A trailing CR may be the first half of a CRLF split
@@ -48,13 +43,16 @@ class SseDecoder:
         self._buf = buf[end + 2 :]
         out: list[SseEvent] = []
         for block in buf[:end].split(b"\n\n"):
-            ev = _parse_block(block, t_ns)
-            if ev is not None:
-                out.append(ev)
+            if block[:6] == b"data: " and b"\n" not in block:
+                out.append((b"", block[6:]))  # the common single-line event
+            else:
+                ev = _parse_block(block)
+                if ev is not None:
+                    out.append(ev)
         self.events_seen += len(out)
         return out
 
-    def close(self, t_ns: int) -> list[SseEvent]:
+    def close(self) -> list[SseEvent]:
         """End of stream: flush an event whose last line end was a lone CR held back.
 
         An event still missing its blank line is discarded, as the spec says; ``pending``
@@ -62,7 +60,7 @@ class SseDecoder:
         """
         if self._buf.endswith(b"\r"):
             buf, self._buf = self._buf[:-1] + b"\n", b""
-            return self.feed(buf, t_ns)
+            return self.feed(buf)
         return []
 
     @property
@@ -71,13 +69,7 @@ class SseDecoder:
         return bool(self._buf.strip(b"\r\n"))
 
 
-def _parse_block(block: bytes, t_ns: int) -> SseEvent | None:
-    if block.startswith(b"data:") and b"\n" not in block:
-        # Fast path: the overwhelmingly common single ``data:`` line event.
-        value = block[5:]
-        if value[:1] == b" ":
-            value = value[1:]
-        return SseEvent(value, b"", t_ns)
+def _parse_block(block: bytes) -> SseEvent | None:
     data: list[bytes] = []
     event = b""
     for line in block.split(b"\n"):
@@ -93,4 +85,4 @@ def _parse_block(block: bytes, t_ns: int) -> SseEvent | None:
         # ``id`` and ``retry`` do not matter to a one-shot stream; unknown fields are ignored.
     if not data:
         return None  # the spec dispatches nothing for an event without data
-    return SseEvent(b"\n".join(data), event, t_ns)
+    return (event, b"\n".join(data))

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lens.plan.model import Message, PromptSpec, ProviderSpec, Secret
 from lens.providers.openai_chat import OpenAIChatAdapter, OpenAIChatDecoder
@@ -21,7 +23,7 @@ DONE = b"data: [DONE]\n\n"
 
 def content(text: str) -> bytes:
     obj = {"id": "c1", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 def usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> bytes:
@@ -224,3 +226,31 @@ def test_http_errors_are_classified_with_the_provider_message() -> None:
     assert "Rate limit reached" in msg
     assert adapter.classify_http_error(404, httpx.Headers(), b"nope")[0] is ErrorClass.HTTP_4XX
     assert adapter.classify_http_error(503, httpx.Headers(), b"")[0] is ErrorClass.HTTP_5XX
+
+
+@given(st.text(min_size=0, max_size=30))
+def test_fast_path_agrees_with_full_json_parse(text: str) -> None:
+    compact = json.dumps(
+        {"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]},
+        separators=(",", ":"),
+    ).encode()
+    spaced = json.dumps(
+        {"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    ).encode()
+    fast, slow = OpenAIChatDecoder(), OpenAIChatDecoder()
+    fast.feed(b"data: " + compact + b"\n\n" + DONE, 7)
+    slow.feed(b"data: " + spaced + b"\n\n" + DONE, 7)
+    a, b = fast.finish(8, eof=True), slow.finish(8, eof=True)
+    assert a.chunk_times == b.chunk_times == ((7,) if text else ())
+    if text:
+        # Sizes agree up to JSON escaping (the fast path counts escaped bytes).
+        escaped = len(json.dumps(text)) - 2
+        assert fast._timeline.chars == [escaped]
+        assert slow._timeline.chars == [len(text)]
+
+
+def test_escaped_quotes_and_backslashes_in_content() -> None:
+    for text, size in (('say "hi"', 10), ("a\\", 3), ('\\"', 4)):
+        dec = OpenAIChatDecoder()
+        dec.feed(content(text) + DONE, 1)
+        assert dec._timeline.chars == [size], text
