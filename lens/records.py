@@ -22,6 +22,7 @@ class ErrorClass(StrEnum):
     STREAM_ERROR = "stream_error"  # the server reported an error inside a 200 stream
     CUT_STREAM = "cut_stream"  # the body ended (or the connection dropped) before the terminator
     EMPTY = "empty"  # the stream completed but carried no token
+    OVERLOADED = "overloaded"  # 529 / 503 "overloaded", also in-band (Anthropic, Bedrock)
     CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C / SIGTERM) while in flight
 
 
@@ -55,10 +56,13 @@ class RequestRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
     token_source: TokenSource | None = None
     reads: int = 0  # network reads that delivered body bytes
     request_id: str | None = None
+    # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
+    # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

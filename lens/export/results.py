@@ -114,6 +114,7 @@ class RecordOut(_Frozen):
     input_tokens: int | None
     output_tokens: int | None
     cached_input_tokens: int | None
+    cache_write_tokens: int | None
     reasoning_tokens: int | None
     token_source: Literal["usage", "estimated"] | None
     ttft: float | None
@@ -140,6 +141,10 @@ class RecordOut(_Frozen):
     chunk_tokens: list[int] = Field(description="tokens each chunk is taken to carry")
     reads: int = Field(description="network reads that delivered body bytes")
     request_id: str | None
+    provider_facts: dict[str, str] = Field(
+        description="provider headers and stream facts kept verbatim: retry-after, rate "
+        "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
+    )
 
 
 class StageWindowOut(_Frozen):
@@ -187,6 +192,7 @@ def record_out(rec: RequestRecord) -> RecordOut:
         input_tokens=rec.input_tokens,
         output_tokens=rec.output_tokens,
         cached_input_tokens=rec.cached_input_tokens,
+        cache_write_tokens=rec.cache_write_tokens,
         reasoning_tokens=rec.reasoning_tokens,
         token_source=rec.token_source.value if rec.token_source else None,
         ttft=m["ttft"],
@@ -211,6 +217,7 @@ def record_out(rec: RequestRecord) -> RecordOut:
         chunk_tokens=list(rec.chunk_tokens),
         reads=rec.reads,
         request_id=rec.request_id,
+        provider_facts=dict(rec.extra),
     )
 
 

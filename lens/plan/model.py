@@ -16,7 +16,20 @@ from pydantic_core import CoreSchema, core_schema
 
 from lens.scenario.sla import SlaExpr
 
-ProviderType = Literal["openai", "openai-compatible", "simulated"]
+ProviderType = Literal[
+    "openai",
+    "openai-compatible",
+    "simulated",
+    "anthropic",
+    "gemini",
+    "bedrock",
+    "azure-openai",
+    "openai-responses",
+]
+# Wire protocols the simulated server can speak (``type: simulated`` + ``protocol:``).
+SimProtocol = Literal[
+    "openai", "openai-responses", "anthropic", "gemini", "bedrock", "azure-openai"
+]
 PatternName = Literal["burst", "constant-rate", "concurrency"]
 
 
@@ -76,6 +89,16 @@ class ProviderSpec:
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     include_usage: bool = True
     sim: SimSettings | None = None
+    # Provider-specific settings; None where the type does not use them.
+    region: str | None = None  # bedrock
+    aws_profile: str | None = None  # bedrock: a named profile of the AWS credential chain
+    bedrock_api: Literal["converse", "invoke"] = (
+        "converse"  # converse-stream or invoke-with-response-stream
+    )
+    deployment: str | None = None  # azure-openai (classic /deployments/{d}/ URLs)
+    api_version: str | None = None  # azure-openai classic; None means the v1 API
+    auth: Literal["key", "entra", "aws"] = "key"  # how credentials are sent
+    anthropic_version: str = "2023-06-01"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ the clock, and never raise for failures of the system under test: they report th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,6 +33,7 @@ class Usage:
     output_tokens: int | None = None  # every generated token, reasoning included
     cached_input_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class StreamOutcome:
     error_class: ErrorClass | None = None
     error_message: str | None = None
     events: int = 0
+    extra: dict[str, str] = field(default_factory=dict)  # e.g. stop reason, server latency
 
 
 @dataclass(slots=True)
@@ -98,6 +101,7 @@ class TokenTimeline:
         error_message: str | None,
         events: int,
         hidden_reasoning_tokens: int = 0,
+        extra: dict[str, str] | None = None,
     ) -> StreamOutcome:
         if usage.output_tokens is not None:
             source: TokenSource | None = TokenSource.USAGE
@@ -106,12 +110,7 @@ class TokenTimeline:
         elif self.times:
             source = TokenSource.ESTIMATED
             per_chunk = self.tokens_per_chunk(None)
-            usage = Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=sum(per_chunk),
-                cached_input_tokens=usage.cached_input_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-            )
+            usage = dataclasses.replace(usage, output_tokens=sum(per_chunk))
         else:
             source, per_chunk = None, ()
         if error_class is None and not self.times:
@@ -127,6 +126,7 @@ class TokenTimeline:
             error_class=error_class,
             error_message=error_message,
             events=events,
+            extra=extra or {},
         )
 
 
@@ -153,10 +153,43 @@ class ProviderAdapter(Protocol):
         self, status: int, headers: httpx.Headers, body: bytes
     ) -> tuple[ErrorClass, str]: ...
 
+    def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
+        """Headers worth keeping in the record (request id, rate limits, server timings)."""
+        ...
+
+
+# Headers kept in records when present, whatever the provider (lower-case names).
+COMMON_FACT_HEADERS: tuple[str, ...] = (
+    "retry-after",
+    "retry-after-ms",
+    "x-request-id",
+    "request-id",
+    "x-amzn-requestid",
+    "openai-processing-ms",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+    "server-timing",
+)
+
+
+def header_facts(
+    headers: httpx.Headers, names: tuple[str, ...] = COMMON_FACT_HEADERS
+) -> dict[str, str]:
+    """The headers of ``names`` (and every ``anthropic-ratelimit-*``) that are present."""
+    facts = {name: headers[name] for name in names if name in headers}
+    facts.update(
+        (name, value) for name, value in headers.items() if name.startswith("anthropic-ratelimit-")
+    )
+    return facts
+
 
 def classify_status(status: int) -> ErrorClass:
     if status == 429:
         return ErrorClass.HTTP_429
+    if status == 529:
+        return ErrorClass.OVERLOADED
     if 400 <= status < 500:
         return ErrorClass.HTTP_4XX
     return ErrorClass.HTTP_5XX

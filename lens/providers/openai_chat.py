@@ -22,6 +22,7 @@ from lens.providers.base import (
     Usage,
     classify_status,
     error_text,
+    header_facts,
 )
 from lens.providers.sse import SseDecoder
 from lens.records import ErrorClass
@@ -99,6 +100,9 @@ class OpenAIChatAdapter:
     def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
         del prompt
         return OpenAIChatDecoder()
+
+    def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
+        return header_facts(headers)
 
     def classify_http_error(
         self, status: int, headers: httpx.Headers, body: bytes

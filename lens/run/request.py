@@ -43,6 +43,7 @@ async def execute_request(
     outcome: StreamOutcome | None = None
     error: tuple[ErrorClass, str] | None = None
     request_id: str | None = None
+    facts: dict[str, str] = {}
     cancelled = True  # until proven otherwise: an outer cancel skips the normal path
 
     t_dispatch = now()
@@ -57,8 +58,11 @@ async def execute_request(
             else:
                 t_headers = now()
                 status = response.status_code
-                request_id = response.headers.get("x-request-id") or response.headers.get(
-                    "request-id"
+                facts = adapter.response_facts(response.headers)
+                request_id = (
+                    facts.get("x-request-id")
+                    or facts.get("request-id")
+                    or facts.get("x-amzn-requestid")
                 )
                 try:
                     if status != 200:
@@ -109,6 +113,7 @@ async def execute_request(
                 t_end=t_end,
                 reads=reads,
                 request_id=request_id,
+                facts=facts,
             )
         )
 
@@ -129,6 +134,7 @@ def _record(
     t_end: int,
     reads: int,
     request_id: str | None,
+    facts: dict[str, str],
 ) -> RequestRecord:
     if error is None and outcome is not None and outcome.error_class is not None:
         error = (outcome.error_class, outcome.error_message or outcome.error_class.value)
@@ -160,8 +166,10 @@ def _record(
         input_tokens=usage_in,
         output_tokens=outcome.usage.output_tokens if outcome else None,
         cached_input_tokens=outcome.usage.cached_input_tokens if outcome else None,
+        cache_write_tokens=outcome.usage.cache_write_tokens if outcome else None,
         reasoning_tokens=outcome.usage.reasoning_tokens if outcome else None,
         token_source=source,
         reads=reads,
         request_id=request_id,
+        extra={**facts, **outcome.extra} if outcome else facts,
     )

@@ -57,6 +57,9 @@ def test_run_writes_valid_results_and_records(
     assert len(rec["chunk_offsets"]) == rec["chunks"] == 8
     assert rec["chunk_offsets"][0] == pytest.approx(rec["ttft"], abs=0.001)
     assert rec["chunk_tokens"] == [1] * 8
+    assert rec["request_id"]
+    assert rec["provider_facts"]["x-request-id"] == rec["request_id"]
+    assert "openai-processing-ms" in rec["provider_facts"]
     assert {v["outcome"] for v in doc["verdicts"]} == {"pass"}
     assert doc["environment"]["python"]
 
@@ -198,4 +201,5 @@ def test_every_error_class_over_real_sockets(tmp_path: Path) -> None:
     assert by_class["stream_error"]["error_message"]
     assert by_class["timeout"]["e2e"] == pytest.approx(500, abs=50)
     assert by_class["http_429"]["http_status"] == 429
+    assert by_class["http_429"]["provider_facts"]["retry-after"] == "1"
     assert all(r["status"] == "error" for r in doc["records"])
