@@ -137,6 +137,13 @@ class StageRunner:
         self.transport_for = transport_for
         self.windows: list[StageWindow] = []
         self._ssl: ssl.SSLContext | None = None
+        # Every adapter is built before anything is sent: a misconfigured provider (no
+        # credentials, unknown region) stops the run up front with a ProviderError,
+        # rather than after earlier stages have already run.
+        used = {unit.provider for unit in plan.stages}
+        self.adapters: dict[str, ProviderAdapter] = {
+            pid: adapter_for(spec) for pid, spec in providers.items() if pid in used
+        }
 
     def _ssl_context(self) -> ssl.SSLContext:
         # One verified context per run: creating one loads the CA bundle (tens of ms).
@@ -158,7 +165,7 @@ class StageRunner:
         assert self.clock is not None
         clock = self.clock
         spec = self.providers[unit.provider]
-        adapter = adapter_for(spec)
+        adapter = self.adapters[unit.provider]
         transport = self.transport_for(spec) if self.transport_for else None
         self.progress.unit = f"{unit.stage}/{unit.provider}"
         started = _Counter()

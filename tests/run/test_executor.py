@@ -4,6 +4,7 @@ import pytest
 import trio
 import trio.testing
 
+from lens.errors import ProviderError
 from lens.plan.model import (
     ArrivalSchedule,
     Message,
@@ -12,6 +13,7 @@ from lens.plan.model import (
     ProviderSpec,
     StagePlan,
 )
+from lens.providers import registry
 from lens.records import ErrorClass, RequestRecord
 from lens.run.executor import StageRunner, run_plan
 
@@ -184,3 +186,16 @@ async def test_interrupted_run_keeps_in_flight_records_and_windows(
     assert window.started == 2
     assert window.planned == 4
     assert window.t_end - window.t_start == 1000 * MS
+
+
+async def test_misconfigured_provider_stops_the_run_before_any_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(spec: ProviderSpec) -> object:
+        raise ProviderError(f"provider {spec.id!r}: no credentials")
+
+    monkeypatch.setitem(registry.ADAPTERS, "openai-compatible", broken)
+    fake = FakeOpenAI(Script())
+    with pytest.raises(ProviderError, match="no credentials"):
+        await run(plan_of(open_stage([0.0])), fake)
+    assert fake.calls == 0
