@@ -18,6 +18,28 @@ import httpx
 from lens.plan.model import PromptSpec, ProviderSpec
 from lens.records import ErrorClass, TokenSource
 
+SYSTEM_ROLES = frozenset({"system", "developer"})
+
+# Header names whose values are credentials: masked in reprs (httpx masks only
+# ``authorization``).  Shared by the adapters that send keys in their own header.
+SECRET_HEADERS = frozenset({"x-api-key", "api-key", "x-goog-api-key", "authorization"})
+
+
+class MaskedHeaders(httpx.Headers):
+    """``httpx.Headers`` whose repr masks every credential header, not only authorization."""
+
+    def __repr__(self) -> str:
+        shown = [(k, "[secure]" if k.lower() in SECRET_HEADERS else v) for k, v in self.items()]
+        return f"Headers({shown!r})"
+
+
+def masked_request(url: str | httpx.URL, headers: dict[str, str], body: bytes) -> httpx.Request:
+    """A POST whose headers never show a credential in a repr or a log line."""
+    request = httpx.Request("POST", url, headers=headers, content=body)
+    request.headers = MaskedHeaders(request.headers)
+    return request
+
+
 CHARS_PER_TOKEN = 4.0  # lens's token estimate when a server reports no usage
 
 
@@ -210,3 +232,25 @@ def error_text(body: bytes, limit: int = 300) -> str:
         elif isinstance(err, str):
             return err[:limit]
     return body[:limit].decode("utf-8", "replace").strip()
+
+
+_QUOTE_CHAR = b'"'
+_BACKSLASH = ord("\\")
+
+
+def json_string_bytes(data: bytes, start: int) -> int:
+    """Length in bytes of the JSON string value starting at ``start`` (escapes as written).
+
+    For hot-path decoders that skip ``json.loads`` on plain deltas: it only shares a
+    chunk's surplus tokens out by size, where bytes are close enough to characters.
+    """
+    end = data.find(_QUOTE_CHAR, start)
+    while end > 0 and data[end - 1] == _BACKSLASH:
+        # An escaped quote, unless the backslash is itself escaped (count the run).
+        run = 1
+        while data[end - 1 - run] == _BACKSLASH:
+            run += 1
+        if run % 2 == 0:
+            break
+        end = data.find(_QUOTE_CHAR, end + 1)
+    return (end if end > 0 else len(data)) - start

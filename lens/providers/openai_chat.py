@@ -23,6 +23,7 @@ from lens.providers.base import (
     classify_status,
     error_text,
     header_facts,
+    json_string_bytes,
 )
 from lens.providers.sse import SseDecoder
 from lens.records import ErrorClass
@@ -30,7 +31,6 @@ from lens.records import ErrorClass
 _DONE = b"[DONE]"
 _CONTENT = b'"content":"'
 _QUOTE = ord('"')
-_BACKSLASH = ord("\\")
 # Any of these in an event means it needs the full JSON path.
 _SLOW_MARKERS = (b'"usage":{', b'"error"', b'"tool_calls"', b'"reasoning', b'"choices":[{"index":1')
 
@@ -44,24 +44,6 @@ def _is_plain_delta(data: bytes) -> bool:
     if data.count(_CONTENT) != 1:
         return False
     return not any(marker in data for marker in _SLOW_MARKERS)
-
-
-def _string_bytes(data: bytes, start: int) -> int:
-    """Length in bytes of the JSON string starting at ``start`` (escapes counted as written).
-
-    Only used to share a chunk's surplus tokens out by size, where bytes are close enough
-    to characters.
-    """
-    end = data.find(b'"', start)
-    while end > 0 and data[end - 1] == _BACKSLASH:
-        # An escaped quote, unless the backslash is itself escaped (count the run).
-        run = 1
-        while data[end - 1 - run] == _BACKSLASH:
-            run += 1
-        if run % 2 == 0:
-            break
-        end = data.find(b'"', end + 1)
-    return (end if end > 0 else len(data)) - start
 
 
 class OpenAIChatAdapter:
@@ -134,7 +116,7 @@ class OpenAIChatDecoder:
             # else of interest: no JSON parse.  Anything unusual takes the full path.
             start = data.find(_CONTENT) + len(_CONTENT)
             if data[start] != _QUOTE:  # '"content":""' is the role chunk: not a token
-                self._timeline.add(t_ns, _string_bytes(data, start))
+                self._timeline.add(t_ns, json_string_bytes(data, start))
             return
         try:
             obj = json.loads(data)

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lens.plan.model import ProviderSpec
+from lens.providers.anthropic import AnthropicAdapter
+from lens.providers.azure_openai import AzureOpenAIAdapter
 from lens.providers.base import ProviderAdapter
+from lens.providers.bedrock import BedrockAdapter
+from lens.providers.gemini import GeminiAdapter
 from lens.providers.openai_chat import OpenAIChatAdapter
+from lens.providers.openai_responses import OpenAIResponsesAdapter
 
 AdapterFactory = Callable[[ProviderSpec], ProviderAdapter]
 
@@ -14,6 +19,11 @@ ADAPTERS: dict[str, AdapterFactory] = {
     "openai": OpenAIChatAdapter,
     "openai-compatible": OpenAIChatAdapter,
     "simulated": OpenAIChatAdapter,
+    "bedrock": BedrockAdapter,
+    "anthropic": AnthropicAdapter,
+    "gemini": GeminiAdapter,
+    "openai-responses": OpenAIResponsesAdapter,
+    "azure-openai": AzureOpenAIAdapter,
 }
 
 
