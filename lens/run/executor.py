@@ -5,7 +5,7 @@ one measurement.  Open-loop stages (burst, constant-rate) sleep until ``t0 + off
 each arrival and start the request as its own task; a ``CapacityLimiter`` (the optional
 ``max_concurrency`` cap) is acquired *after* the intended time, so any wait shows up in
 ``dispatch_lag`` rather than vanishing.  Closed-loop stages (concurrency) run N workers.
-Each in-flight request gets a one-connection client (lens.run.pool), so no client-side
+Each in-flight request borrows a one-connection transport (lens.run.pool), so no client-side
 connection pool can become a second, invisible queue.
 """
 
@@ -25,7 +25,7 @@ from lens.providers.registry import adapter_for
 from lens.records import RequestRecord
 from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
-from lens.run.pool import ClientPool
+from lens.run.pool import TransportPool
 from lens.run.request import execute_request
 
 
@@ -66,8 +66,8 @@ class RunProgress:
 TransportFactory = Callable[[ProviderSpec], httpx.AsyncBaseTransport | None]
 
 
-def _prepared_clients(unit: StagePlan) -> int:
-    """Clients to build before the stage clock starts: the most that can be in flight."""
+def _prepared_transports(unit: StagePlan) -> int:
+    """Transports to build before the stage clock starts: the most that can be in flight."""
     if unit.concurrency is not None:
         return unit.concurrency
     if unit.max_concurrency is not None:
@@ -77,29 +77,20 @@ def _prepared_clients(unit: StagePlan) -> int:
     return min(unit.arrivals.offsets_s.count(0.0), 1024)
 
 
-def _client_factory(
-    unit: StagePlan, transport: httpx.AsyncBaseTransport | None, ssl_context: ssl.SSLContext
-) -> Callable[[], httpx.AsyncClient]:
-    """Clients of one connection each (see lens.run.pool).
+def _transport_factory(
+    unit: StagePlan, injected: httpx.AsyncBaseTransport | None, ssl_context: ssl.SSLContext
+) -> Callable[[], httpx.AsyncBaseTransport]:
+    """Transports of one connection each (see lens.run.pool).
 
-    The connection is lens's lean HTTP/1.1 transport (lens.run.http11): httpx's API on top,
-    one read and one yield per network read underneath, a third of the CPU per token of
-    the default httpcore stack.  Tests pass their own ``transport``.  The per-request
-    deadline is a trio cancel scope; the transport only bounds the connect.
+    The connection is lens's lean HTTP/1.1 transport (lens.run.http11): one read and one
+    yield per network read, a third of the CPU per token of the default httpcore stack.
+    Tests inject their own transport.  The per-request deadline is a trio cancel scope;
+    the transport only bounds the connect.
     """
+    if injected is not None:
+        return lambda: injected
     connect_timeout = min(unit.timeout_s, 30.0)
-    timeout = httpx.Timeout(None, connect=connect_timeout)
-
-    def make() -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=timeout,
-            transport=transport
-            or LeanHTTP11Transport(ssl_context=ssl_context, connect_timeout=connect_timeout),
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment would be a hidden hop in timings
-        )
-
-    return make
+    return lambda: LeanHTTP11Transport(ssl_context=ssl_context, connect_timeout=connect_timeout)
 
 
 async def run_plan(
@@ -174,10 +165,10 @@ class StageRunner:
         transport = self.transport_for(spec) if self.transport_for else None
         self.progress.unit = f"{unit.stage}/{unit.provider}"
         started = _Counter()
-        # Building clients costs time: do it before the stage clock starts, so the first
+        # Building transports costs time: do it before the stage clock starts, so the first
         # arrivals are not sent late because of it.
-        pool = ClientPool(_client_factory(unit, transport, self._ssl_context()))
-        pool.prepare(_prepared_clients(unit))
+        pool = TransportPool(_transport_factory(unit, transport, self._ssl_context()))
+        pool.prepare(_prepared_transports(unit))
         t_start = clock.now_ns()
         try:
             async with trio.open_nursery() as nursery:
@@ -204,7 +195,7 @@ class StageRunner:
     async def _open_loop(
         self,
         nursery: trio.Nursery,
-        pool: ClientPool,
+        pool: TransportPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         t_start: int,
@@ -223,7 +214,7 @@ class StageRunner:
 
     async def _one(
         self,
-        pool: ClientPool,
+        pool: TransportPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         index: int,
@@ -240,7 +231,7 @@ class StageRunner:
 
     async def _send(
         self,
-        pool: ClientPool,
+        pool: TransportPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         prompt: PromptSpec,
@@ -248,9 +239,9 @@ class StageRunner:
         t_intended: int | None,
     ) -> None:
         assert self.clock is not None
-        async with pool.client() as client:
+        async with pool.transport() as transport:
             await execute_request(
-                client,
+                transport,
                 adapter,
                 prompt,
                 clock=self.clock,
@@ -264,7 +255,7 @@ class StageRunner:
 
     async def _worker(
         self,
-        pool: ClientPool,
+        pool: TransportPool,
         adapter: ProviderAdapter,
         unit: StagePlan,
         t_start: int,

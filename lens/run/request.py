@@ -21,7 +21,7 @@ MAX_ERROR_BODY = 16 * 1024
 
 
 async def execute_request(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
     adapter: ProviderAdapter,
     prompt: PromptSpec,
     *,
@@ -50,7 +50,7 @@ async def execute_request(
     try:
         with trio.move_on_after(timeout_s) as deadline:
             try:
-                response = await client.send(request, stream=True)
+                response = await transport.handle_async_request(request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 error = (ErrorClass.CONNECT, f"{type(exc).__name__}: {exc}")
             except httpx.HTTPError as exc:

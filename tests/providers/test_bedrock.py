@@ -663,9 +663,9 @@ async def test_execute_request_end_to_end() -> None:
 
     records: list[RequestRecord] = []
     adapter = BedrockAdapter(spec())
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+    async with httpx.MockTransport(handler) as transport:
         await execute_request(
-            client,
+            transport,
             adapter,
             PROMPT,
             clock=RunClock(),
@@ -699,9 +699,9 @@ async def test_execute_request_http_error() -> None:
         )
 
     records: list[RequestRecord] = []
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+    async with httpx.MockTransport(handler) as transport:
         await execute_request(
-            client,
+            transport,
             BedrockAdapter(spec()),
             PROMPT,
             clock=RunClock(),
