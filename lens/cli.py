@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "serve-sim",
-        help="run the simulated OpenAI-compatible server standalone",
+        help="run the simulated server standalone (any provider protocol: --protocol)",
         add_help=False,
     )
     return p

@@ -1,15 +1,16 @@
 """``Scenario`` -> ``Plan``: resolve defaults, references and secrets; schedule arrivals.
 
-A pure function of the scenario (and of the environment, for the default OpenAI key): it
-reads no file and sends nothing, so ``lens plan`` can show exactly what ``lens run`` would
-do.  Every reference that does not resolve becomes a positioned ``Problem``; all of them are
-raised together as one ``PlanError``.
+A pure function of the scenario and of the environment (default credentials, the Bedrock
+region): it reads no file and sends nothing, so ``lens plan`` can show exactly what ``lens
+run`` would do.  Every reference that does not resolve becomes a positioned ``Problem``; all
+of them are raised together as one ``PlanError``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,12 +29,20 @@ from lens.plan.model import (
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.messages import did_you_mean
 from lens.scenario.model import (
+    REGION_PATTERN,
+    AnthropicProvider,
+    AzureOpenAIProvider,
+    BedrockProvider,
     BurstStage,
     ConcurrencyStage,
     ConstantRateStage,
     FilePrompt,
+    GeminiProvider,
+    HostedProvider,
     MessagesPrompt,
+    OpenAICompatibleProvider,
     OpenAIProvider,
+    OpenAIResponsesProvider,
     Provider,
     Scenario,
     SimulatedProvider,
@@ -42,9 +51,24 @@ from lens.scenario.model import (
 )
 from lens.scenario.prompts import synthetic_text
 from lens.scenario.sla import parse_sla
+from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
 
 OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
+# Where a provider's credential comes from when the scenario gives no api_key: the first of
+# these variables that is set and not empty.
+KEY_VARIABLES: dict[str, tuple[str, ...]] = {
+    "openai": (OPENAI_KEY_VARIABLE,),
+    "openai-responses": (OPENAI_KEY_VARIABLE,),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "azure-openai": ("AZURE_OPENAI_API_KEY",),
+    "bedrock": ("AWS_BEARER_TOKEN_BEDROCK",),
+}
+ENTRA_ID_VARIABLE = "AZURE_OPENAI_AD_TOKEN"  # with auth: entra
+# Without a credential these still work: a local server, or Bedrock's AWS credential chain.
+OPTIONAL_KEY_TYPES = frozenset({"openai-compatible", "bedrock"})
+REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 # A stage's prompt cycle is made long enough for every line of its prompt files to come up,
 # but no longer than this; past it, long files restart from their first line.
 MAX_CYCLE = 100_000
@@ -54,7 +78,8 @@ def compile_plan(
     scenario: Scenario, *, source: str = "", env: Mapping[str, str] | None = None
 ) -> Plan:
     """Compile a validated scenario; ``source`` defaults to the file it was loaded from and
-    ``env`` (for ``OPENAI_API_KEY``) to ``os.environ``."""
+    ``env`` (default credentials such as ``OPENAI_API_KEY``, ``AWS_REGION``) to
+    ``os.environ``."""
     ctx = _Context(scenario.source_map, os.environ if env is None else env, [])
     ctx.problems += duplicate_problems(scenario)
     providers = {pid: _provider(pid, spec, ctx) for pid, spec in scenario.providers.items()}
@@ -104,49 +129,138 @@ def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
             error_500=spec.errors.rate_500,
             cut_stream=spec.errors.cut_stream,
             seed=spec.seed,
+            protocol=spec.protocol,
         )
         return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, sim=sim)
+    key = _api_key(pid, spec, ctx)
+    headers = tuple(spec.headers.items())
+    if isinstance(spec, OpenAICompatibleProvider | OpenAIProvider):
+        return ProviderSpec(
+            id=pid,
+            type=spec.type,
+            model=spec.model,
+            base_url=spec.base_url,
+            api_key=key,
+            headers=headers,
+            max_tokens_field=spec.max_tokens_field,
+            include_usage=spec.include_usage,
+        )
+    if isinstance(spec, OpenAIResponsesProvider | GeminiProvider):
+        return ProviderSpec(
+            id=pid,
+            type=spec.type,
+            model=spec.model,
+            base_url=spec.base_url,
+            api_key=key,
+            headers=headers,
+        )
+    if isinstance(spec, AnthropicProvider):
+        return ProviderSpec(
+            id=pid,
+            type="anthropic",
+            model=spec.model,
+            base_url=spec.base_url,
+            api_key=key,
+            headers=headers,
+            anthropic_version=spec.anthropic_version,
+        )
+    if isinstance(spec, BedrockProvider):
+        return ProviderSpec(
+            id=pid,
+            type="bedrock",
+            model=spec.model,
+            base_url=spec.url,  # None: the adapter uses the region's bedrock-runtime endpoint
+            api_key=key,
+            headers=headers,
+            region=_bedrock_region(pid, spec, ctx),
+            aws_profile=spec.profile,
+            bedrock_api=spec.api,
+            auth="aws" if key is None else "key",
+        )
+    assert isinstance(spec, AzureOpenAIProvider)
     return ProviderSpec(
         id=pid,
-        type=spec.type,
-        model=spec.model,
-        base_url=spec.base_url,
-        api_key=_api_key(pid, spec, ctx),
-        headers=tuple(spec.headers.items()),
+        type="azure-openai",
+        model=spec.deployment if spec.model is None else spec.model,
+        base_url=spec.url,
+        api_key=key,
+        headers=headers,
         max_tokens_field=spec.max_tokens_field,
         include_usage=spec.include_usage,
+        deployment=spec.deployment,
+        api_version=spec.api_version,
+        auth=spec.auth,
     )
 
 
-def _api_key(pid: str, spec: Provider, ctx: _Context) -> Secret | None:
-    """The provider's key as a ``Secret`` whose source names variables, never the value.
+def _api_key(pid: str, spec: HostedProvider, ctx: _Context) -> Secret | None:
+    """The provider's credential as a ``Secret`` whose source names variables, never the value.
 
-    openai-compatible: optional, and an empty value means "send none" (local servers).
-    openai: required; when not written, taken from ``OPENAI_API_KEY``.
+    Written ``api_key``: used as given; empty means "send none" where a credential is
+    optional (openai-compatible, bedrock) and is an error elsewhere.  Not written: the first
+    non-empty variable of ``KEY_VARIABLES`` (``AZURE_OPENAI_AD_TOKEN`` for Azure with
+    ``auth: entra``), required for every declared provider of a type that needs one.
     """
-    assert not isinstance(spec, SimulatedProvider)
-    path = ("providers", pid, "api_key")
-    is_openai = isinstance(spec, OpenAIProvider)
+    path: PathT = ("providers", pid, "api_key")
+    entra = isinstance(spec, AzureOpenAIProvider) and spec.auth == "entra"
+    variables = (ENTRA_ID_VARIABLE,) if entra else KEY_VARIABLES.get(spec.type, ())
+    required = spec.type not in OPTIONAL_KEY_TYPES
     if spec.api_key is not None:
         value = spec.api_key.get_secret_value()
-        variables = ctx.source.env_variables(path)
-        origin = " ".join(f"${{{name}}}" for name in variables) if variables else "inline"
+        names = ctx.source.env_variables(path)
+        origin = " ".join(f"${{{name}}}" for name in names) if names else "inline"
         if value:
             return Secret(value, source=origin)
-        if is_openai:
-            ctx.problem(f"provider {pid!r} (openai) has an empty api_key (from {origin})", path)
+        if required:
+            ctx.problem(f"{spec.type} provider {pid!r} has an empty api_key (from {origin})", path)
         return None
-    if not is_openai:
+    for name in variables:
+        value = ctx.env.get(name, "")
+        if value:
+            return Secret(value, source=f"${{{name}}}")
+    if not required:
         return None
-    value = ctx.env.get(OPENAI_KEY_VARIABLE, "")
-    if value:
-        return Secret(value, source=f"${{{OPENAI_KEY_VARIABLE}}}")
-    ctx.problem(
-        f"provider {pid!r} (openai) needs an API key: environment variable "
-        f"{OPENAI_KEY_VARIABLE} is not set (export it, or set api_key: ${{VAR}})",
-        ("providers", pid),
-        key=True,
-    )
+    if entra:
+        ctx.problem(
+            f"azure-openai provider {pid!r} uses auth: entra but has no token: set "
+            f"{ENTRA_ID_VARIABLE} to a Microsoft Entra ID access token, or give api_key:",
+            ("providers", pid, "auth"),
+        )
+    else:
+        ctx.problem(
+            f"{spec.type} provider {pid!r} has no api key: set {' or '.join(variables)}, "
+            "or give api_key:",
+            ("providers", pid),
+            key=True,
+        )
+    return None
+
+
+def _bedrock_region(pid: str, spec: BedrockProvider, ctx: _Context) -> str | None:
+    """``region``, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``; needed unless an
+    endpoint is given.  Only the shape is checked here: the adapter knows the regions."""
+    if spec.region is not None:
+        return spec.region
+    for name in REGION_VARIABLES:
+        value = ctx.env.get(name, "")
+        if not value:
+            continue
+        if re.fullmatch(REGION_PATTERN, value):
+            return value
+        ctx.problem(
+            f"bedrock provider {pid!r} takes its region from {name}, but {show(value)} is "
+            "not an AWS region name such as us-east-1: fix the variable, or give region:",
+            ("providers", pid),
+            key=True,
+        )
+        return None
+    if spec.url is None:
+        ctx.problem(
+            f"bedrock provider {pid!r} has no region: give region: (e.g. us-east-1), set "
+            "AWS_REGION or AWS_DEFAULT_REGION, or give endpoint:",
+            ("providers", pid),
+            key=True,
+        )
     return None
 
 

@@ -12,6 +12,9 @@ from typing import Any
 
 from lens.plan.model import Plan, ProviderSpec, StagePlan
 
+# Types that speak Chat Completions and so take max_tokens_field / include_usage.
+_CHAT_TYPES = frozenset({"openai", "openai-compatible", "azure-openai"})
+
 
 def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"id": spec.id, "type": spec.type, "model": spec.model}
@@ -22,9 +25,21 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
     if spec.headers:
         # Header values may carry credentials too: print the names only.
         out["headers"] = sorted(name for name, _ in spec.headers)
-    if spec.type != "simulated":
+    if spec.type in _CHAT_TYPES:
         out["max_tokens_field"] = spec.max_tokens_field
         out["include_usage"] = spec.include_usage
+    if spec.type == "bedrock":
+        out["region"] = spec.region
+        out["api"] = spec.bedrock_api
+        out["auth"] = "bearer" if spec.api_key is not None else "aws-sigv4"
+        if spec.aws_profile:
+            out["profile"] = spec.aws_profile
+    if spec.type == "azure-openai":
+        out["deployment"] = spec.deployment
+        out["api_version"] = spec.api_version  # None: the v1 API
+        out["auth"] = spec.auth
+    if spec.type == "anthropic":
+        out["anthropic_version"] = spec.anthropic_version
     if spec.sim is not None:
         s = spec.sim
         out["sim"] = {
@@ -36,6 +51,7 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             "error_500": s.error_500,
             "cut_stream": s.cut_stream,
             "seed": s.seed,
+            "protocol": s.protocol,
         }
     return out
 

@@ -76,6 +76,7 @@ class SimSettings:
     error_500: float = 0.0
     cut_stream: float = 0.0
     seed: int = 0
+    protocol: SimProtocol = "openai"  # the wire protocol the simulator speaks
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,7 +210,9 @@ def header_facts(
 def classify_status(status: int) -> ErrorClass:
     if status == 429:
         return ErrorClass.HTTP_429
-    if status == 529:
+    if status in (503, 529):
+        # Anthropic's 529, and the 503 every other provider answers when it is
+        # overloaded: capacity, not a bug, so its own class (it still counts as an error).
         return ErrorClass.OVERLOADED
     if 400 <= status < 500:
         return ErrorClass.HTTP_4XX

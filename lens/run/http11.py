@@ -47,7 +47,7 @@ from lens.run.http11_parse import (
     response_framing,
 )
 
-__all__ = ["LeanHTTP11Transport"]
+__all__ = ["DISPATCH_HOOK", "LeanHTTP11Transport"]
 
 Origin = tuple[bytes, str, int]  # (scheme, host, port)
 
@@ -128,6 +128,11 @@ class _Connection:
             raise httpx.ReadError(f"read failed: {exc!r}") from exc
 
 
+# A request extension: a callable invoked just before the request's bytes are handed to
+# the socket (after any connect and TLS handshake), so the caller can stamp dispatch.
+DISPATCH_HOOK = "lens.on_dispatch"
+
+
 class LeanHTTP11Transport(httpx.AsyncBaseTransport):
     """An httpx transport with one keep-alive HTTP/1.1 connection, built for streaming.
 
@@ -177,6 +182,9 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
             conn = None
         if conn is None:
             conn = self._conn = await self._open(origin, timeouts.get("connect"))
+        on_dispatch = request.extensions.get(DISPATCH_HOOK)
+        if on_dispatch is not None:
+            on_dispatch()  # the connection is ready: the request is handed to the socket now
         try:
             await self._send(conn, head + body if body else head, timeouts.get("write"))
             read_timeout: float | None = timeouts.get("read")

@@ -16,6 +16,7 @@ from lens.plan.model import PromptSpec
 from lens.providers.base import ProviderAdapter, StreamOutcome, estimate_tokens
 from lens.records import ErrorClass, RequestRecord, TokenSource
 from lens.run.clock import RunClock
+from lens.run.http11 import DISPATCH_HOOK
 
 MAX_ERROR_BODY = 16 * 1024
 
@@ -46,7 +47,16 @@ async def execute_request(
     facts: dict[str, str] = {}
     cancelled = True  # until proven otherwise: an outer cancel skips the normal path
 
-    t_dispatch = now()
+    # Dispatch is when the request is handed to the socket (metrics.md): lens's transport
+    # calls back at that moment, after connect and TLS, so client-side set-up never counts
+    # as server latency.  Other transports (test fakes) leave the stamp taken here.
+    t_call = t_dispatch = now()
+
+    def on_dispatch() -> None:
+        nonlocal t_dispatch
+        t_dispatch = now()
+
+    request.extensions[DISPATCH_HOOK] = on_dispatch
     try:
         with trio.move_on_after(timeout_s) as deadline:
             try:
@@ -93,6 +103,9 @@ async def execute_request(
                 outcome = decoder.finish(now(), eof=False)
     finally:
         t_end = now()
+        if t_dispatch > t_call:
+            # Client-side set-up before the bytes left (connect, TLS, encoding): kept, not hidden.
+            facts = {**facts, "pre_dispatch_ms": f"{(t_dispatch - t_call) / 1e6:.3f}"}
         if cancelled:
             error = (ErrorClass.CANCELLED, "run interrupted while the request was in flight")
             if status == 200 and outcome is None:
@@ -116,6 +129,7 @@ async def execute_request(
                 facts=facts,
             )
         )
+        del request.extensions[DISPATCH_HOOK]
 
 
 def _record(

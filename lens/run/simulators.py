@@ -6,13 +6,47 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 
-from lens.plan.model import Plan, ProviderSpec
+from lens.plan.model import Plan, ProviderSpec, ProviderType, Secret, SimProtocol
 from lens.sim.process import SimServerProcess
+
+# The provider type whose adapter speaks each simulated protocol, and whether its base URL
+# includes the ``/v1`` prefix (OpenAI-style) or is the bare origin (Anthropic, Gemini,
+# Azure and Bedrock adapters add their own paths).
+_CLIENT_FOR: dict[SimProtocol, tuple[ProviderType, bool]] = {
+    "openai": ("openai-compatible", True),
+    "openai-responses": ("openai-responses", True),
+    "anthropic": ("anthropic", False),
+    "gemini": ("gemini", False),
+    "bedrock": ("bedrock", False),
+    "azure-openai": ("azure-openai", False),
+}
+
+# The simulator accepts any credential; the adapters insist on one, so they get this.
+_SIM_KEY = Secret("lens-sim-key", "simulated")
+
+
+def simulated_client_spec(spec: ProviderSpec, url: str) -> ProviderSpec:
+    """The spec a real client of ``spec.sim.protocol`` needs to talk to the simulator at ``url``.
+
+    ``url`` is the server's origin (``http://127.0.0.1:PORT``).  The client is the very
+    adapter used for the hosted provider, so the simulator exercises real parsing code.
+    """
+    assert spec.sim is not None
+    client_type, v1 = _CLIENT_FOR[spec.sim.protocol]
+    return dataclasses.replace(
+        spec,
+        type=client_type,
+        base_url=f"{url}/v1" if v1 else url,
+        api_key=_SIM_KEY,
+        deployment=spec.deployment or spec.model,
+        region=spec.region or "us-east-1",
+        auth="key",
+    )
 
 
 @contextmanager
 def live_providers(plan: Plan) -> Iterator[Mapping[str, ProviderSpec]]:
-    """Every provider of ``plan`` with a reachable ``base_url``.
+    """Every provider of ``plan`` with a reachable address and a client type.
 
     Each ``simulated`` provider that a stage uses gets its own server process on an
     ephemeral loopback port, so its CPU never competes with the client's event loop and
@@ -25,5 +59,5 @@ def live_providers(plan: Plan) -> Iterator[Mapping[str, ProviderSpec]]:
             if spec.type != "simulated" or spec.sim is None or pid not in used:
                 continue
             server = stack.enter_context(SimServerProcess(spec.sim, model=spec.model))
-            live[pid] = dataclasses.replace(spec, base_url=server.base_url)
+            live[pid] = simulated_client_spec(spec, server.url)
         yield live

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, Tag
 from pydantic_core import ErrorDetails
 
-from lens.scenario.model import PATTERN_HINTS, PROMPT_KINDS
+from lens.scenario.model import PATTERN_HINTS, PROMPT_KINDS, PROVIDER_TYPE_ALIASES, FieldError
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT
 
@@ -37,6 +37,9 @@ class Explained:
 
 def did_you_mean(word: str, options: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    if not close:
+        alias = PROVIDER_TYPE_ALIASES.get(word.lower())
+        close = [alias] if alias is not None and alias in options else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -168,6 +171,9 @@ def explain(error: ErrorDetails, root: type[BaseModel]) -> Explained | None:
     if kind == "prompt_kind":
         return Explained(path, _prompt_kind_message(value))
     if kind in ("value_error", "assertion_error"):
+        cause = ctx.get("error")
+        if isinstance(cause, FieldError):
+            return Explained((*path, cause.key), str(cause), at_key=True)
         return Explained(path, str(ctx.get("error", error["msg"])))
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         if ctx.get("class_name") == "SlaAssert":

@@ -50,11 +50,24 @@ MAX_REQUESTS_PER_STAGE = 1_000_000
 
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 URL_PATTERN = r"^https?://[^\s/]+\S*$"
+# The shape of an AWS region name (us-east-1, us-gov-west-1, us-isob-east-1); whether the
+# region exists and offers Bedrock is left to the provider adapter.
+REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$"
 # Friendly wording for pattern mismatches, keyed by pattern (see messages.py).
 PATTERN_HINTS: dict[str, str] = {
     ID_PATTERN: "expected an id made of letters, digits, '_', '-' and '.' (no spaces, no '#')",
     URL_PATTERN: "expected an http:// or https:// URL such as http://127.0.0.1:8000/v1",
+    REGION_PATTERN: "expected an AWS region name such as us-east-1 or eu-west-3",
 }
+
+
+class FieldError(ValueError):
+    """A check of a whole model that one of its keys is to blame for: reported at that key
+    (``messages.explain``) rather than at the start of the model's mapping."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _positive_duration(value: object) -> float:
@@ -74,6 +87,8 @@ Percent = Annotated[float, BeforeValidator(parse_percent), WithJsonSchema(percen
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+Url = Annotated[str, Field(pattern=URL_PATTERN)]
+Region = Annotated[str, Field(pattern=REGION_PATTERN)]
 
 
 class FrozenModel(BaseModel):
@@ -113,10 +128,21 @@ class SimErrors(FrozenModel):
         return self
 
 
+# Wire protocols the simulated server can speak; lens.plan.model.SimProtocol must match.
+SimProtocolName = Literal[
+    "openai", "openai-responses", "anthropic", "gemini", "bedrock", "azure-openai"
+]
+
+
 class SimulatedProvider(FrozenModel):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
+    protocol: SimProtocolName = Field(
+        "openai",
+        description="Wire protocol the server speaks: openai (Chat Completions), "
+        "openai-responses, anthropic, gemini, bedrock or azure-openai.",
+    )
     model: NonEmptyStr = Field("lens-sim", description="Model name the simulator reports.")
     ttft: Duration = Field(0.15, description="Time to first token, e.g. 150ms.")
     itl: Duration = Field(0.015, description="Gap between output tokens, e.g. 15ms.")
@@ -133,50 +159,261 @@ class SimulatedProvider(FrozenModel):
 _HEADERS_DESCRIPTION = "Extra HTTP headers sent with every request."
 _MAX_TOKENS_FIELD_DESCRIPTION = "Request field carrying the output token limit."
 _INCLUDE_USAGE_DESCRIPTION = "Ask for token usage in the stream (stream_options.include_usage)."
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
+
+
+def _headers() -> Any:
+    return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
 class OpenAICompatibleProvider(FrozenModel):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
-    base_url: Annotated[str, Field(pattern=URL_PATTERN)] = Field(
+    base_url: Url = Field(
         description="API root including the version, e.g. http://127.0.0.1:8000/v1."
     )
     model: NonEmptyStr = Field(description="Model name sent in each request.")
     api_key: SecretStr | None = Field(
         None, description="Bearer token, usually ${VAR}; empty means none is sent."
     )
-    headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+    headers: dict[str, str] = _headers()
+    max_tokens_field: MaxTokensField = Field(
         "max_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
     )
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
 class OpenAIProvider(FrozenModel):
-    """The OpenAI API itself."""
+    """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
     model: NonEmptyStr = Field(description="Model name, e.g. gpt-4o-mini.")
-    base_url: Annotated[str, Field(pattern=URL_PATTERN)] = Field(
+    base_url: Url = Field(
         "https://api.openai.com/v1", description="API root (change it for a proxy)."
     )
     api_key: SecretStr | None = Field(
         None, description="API key; when omitted, the OPENAI_API_KEY environment variable."
     )
-    headers: dict[str, str] = Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
+    headers: dict[str, str] = _headers()
     # OpenAI deprecated max_tokens for chat; reasoning models reject it.
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+    max_tokens_field: MaxTokensField = Field(
         "max_completion_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
     )
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
+class OpenAIResponsesProvider(FrozenModel):
+    """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
+
+    type: Literal["openai-responses"] = Field(description="Provider kind.")
+    model: NonEmptyStr = Field(description="Model name, e.g. gpt-5-mini.")
+    base_url: Url = Field(
+        "https://api.openai.com/v1",
+        description="API root including the version; lens appends /responses.",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="API key; when omitted, the OPENAI_API_KEY environment variable."
+    )
+    headers: dict[str, str] = _headers()
+
+
+class AnthropicProvider(FrozenModel):
+    """Anthropic's Messages API (Claude)."""
+
+    type: Literal["anthropic"] = Field(description="Provider kind.")
+    model: NonEmptyStr = Field(description="Model name, e.g. claude-sonnet-4-20250514.")
+    base_url: Url = Field(
+        "https://api.anthropic.com",
+        description="API root without the version; lens appends /v1/messages.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="API key (x-api-key header); when omitted, the ANTHROPIC_API_KEY "
+        "environment variable.",
+    )
+    headers: dict[str, str] = _headers()
+    anthropic_version: NonEmptyStr = Field(
+        "2023-06-01", description="Value of the anthropic-version header."
+    )
+
+
+class GeminiProvider(FrozenModel):
+    """Google's Gemini API (streamGenerateContent over SSE)."""
+
+    type: Literal["gemini"] = Field(description="Provider kind.")
+    model: NonEmptyStr = Field(description="Model name, e.g. gemini-2.5-flash.")
+    base_url: Url = Field(
+        "https://generativelanguage.googleapis.com",
+        description="API root without the version; lens appends "
+        "/v1beta/models/{model}:streamGenerateContent.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="API key (x-goog-api-key header); when omitted, the GEMINI_API_KEY "
+        "environment variable, then GOOGLE_API_KEY.",
+    )
+    headers: dict[str, str] = _headers()
+
+
+def _given(*keys: str) -> dict[str, Any]:
+    """JSON Schema: each of ``keys`` is present and not null."""
+    return {"required": list(keys), "properties": {k: {"type": "string"} for k in keys}}
+
+
+# The schema says what the validators below check, so editors flag it too.
+_NOT_BOTH_URLS: dict[str, Any] = {"not": _given("base_url", "endpoint")}
+_ONE_URL: dict[str, Any] = {**_NOT_BOTH_URLS, "anyOf": [_given("endpoint"), _given("base_url")]}
+
+
+def _one_url(base_url: str | None, endpoint: str | None) -> None:
+    if base_url is not None and endpoint is not None:
+        raise FieldError(
+            "give either 'endpoint' or 'base_url', not both: they are two names of one setting",
+            "endpoint",
+        )
+
+
+class BedrockProvider(FrozenModel):
+    """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
+
+    model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
+
+    type: Literal["bedrock"] = Field(description="Provider kind.")
+    model: NonEmptyStr = Field(
+        description="Model id, inference profile or ARN, e.g. us.amazon.nova-micro-v1:0."
+    )
+    region: Region | None = Field(
+        None,
+        description="AWS region, e.g. us-east-1; when omitted, AWS_REGION, then "
+        "AWS_DEFAULT_REGION. Needed unless endpoint is given.",
+    )
+    profile: NonEmptyStr | None = Field(
+        None, description="Named profile of the AWS credential chain (default: the chain's)."
+    )
+    api: Literal["converse", "invoke"] = Field(
+        "converse",
+        description="converse (ConverseStream) or invoke (InvokeModelWithResponseStream, "
+        "model-native body).",
+    )
+    base_url: Url | None = Field(
+        None,
+        description="Runtime endpoint, e.g. a VPC endpoint (default: the region's "
+        "bedrock-runtime endpoint). Same as endpoint.",
+    )
+    endpoint: Url | None = Field(None, description="Same as base_url.")
+    headers: dict[str, str] = _headers()
+    api_key: SecretStr | None = Field(
+        None,
+        description="Bedrock API key, sent as a bearer token instead of SigV4 signing; when "
+        "omitted, AWS_BEARER_TOKEN_BEDROCK if set; empty means none.",
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> BedrockProvider:
+        _one_url(self.base_url, self.endpoint)
+        return self
+
+    @property
+    def url(self) -> str | None:
+        """``endpoint`` or ``base_url``, whichever was given."""
+        return self.endpoint if self.endpoint is not None else self.base_url
+
+
+class AzureOpenAIProvider(FrozenModel):
+    """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
+
+    model_config = ConfigDict(json_schema_extra=_ONE_URL)
+
+    type: Literal["azure-openai"] = Field(description="Provider kind.")
+    deployment: NonEmptyStr = Field(description="Deployment name; it selects the model.")
+    endpoint: Url | None = Field(
+        None,
+        description="Resource endpoint, e.g. https://myres.openai.azure.com; lens appends "
+        "/openai/... (required, or base_url).",
+    )
+    base_url: Url | None = Field(None, description="Same as endpoint.")
+    api_version: NonEmptyStr | None = Field(
+        None,
+        description="Classic API version, e.g. 2024-10-21: /openai/deployments/{deployment}/"
+        "...?api-version=; when omitted, the v1 API (/openai/v1/...).",
+    )
+    auth: Literal["key", "entra"] = Field(
+        "key",
+        description="key: api-key header; entra: Authorization: Bearer with a Microsoft "
+        "Entra ID token.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="API key (auth: key; default AZURE_OPENAI_API_KEY) or Entra ID token "
+        "(auth: entra; default AZURE_OPENAI_AD_TOKEN).",
+    )
+    headers: dict[str, str] = _headers()
+    max_tokens_field: MaxTokensField = Field(
+        "max_completion_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
+    )
+    include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
+    model: NonEmptyStr | None = Field(
+        None, description="Model name for results (default: the deployment, which picks it)."
+    )
+
+    @model_validator(mode="after")
+    def _url(self) -> AzureOpenAIProvider:
+        _one_url(self.base_url, self.endpoint)
+        if self.url is None:
+            raise FieldError(
+                "missing required field 'endpoint' (the resource URL, e.g. "
+                "https://myres.openai.azure.com; base_url is another name for it)",
+                "endpoint",
+            )
+        return self
+
+    @property
+    def url(self) -> str | None:
+        """``endpoint`` or ``base_url``, whichever was given (the validator requires one)."""
+        return self.endpoint if self.endpoint is not None else self.base_url
+
+
 Provider = Annotated[
-    SimulatedProvider | OpenAICompatibleProvider | OpenAIProvider,
+    SimulatedProvider
+    | OpenAICompatibleProvider
+    | OpenAIProvider
+    | OpenAIResponsesProvider
+    | AnthropicProvider
+    | GeminiProvider
+    | BedrockProvider
+    | AzureOpenAIProvider,
     Field(discriminator="type"),
 ]
-PROVIDER_TYPES: tuple[str, ...] = ("openai", "openai-compatible", "simulated")
+HostedProvider = (
+    OpenAICompatibleProvider
+    | OpenAIProvider
+    | OpenAIResponsesProvider
+    | AnthropicProvider
+    | GeminiProvider
+    | BedrockProvider
+    | AzureOpenAIProvider
+)
+PROVIDER_TYPES: tuple[str, ...] = (
+    "anthropic",
+    "azure-openai",
+    "bedrock",
+    "gemini",
+    "openai",
+    "openai-compatible",
+    "openai-responses",
+    "simulated",
+)
+# Names people reach for that difflib cannot match to a type (see messages.explain).
+PROVIDER_TYPE_ALIASES: dict[str, str] = {
+    "azure": "azure-openai",
+    "claude": "anthropic",
+    "google": "gemini",
+    "aws": "bedrock",
+    "amazon": "bedrock",
+    "vllm": "openai-compatible",
+    "ollama": "openai-compatible",
+}
 
 # --- prompts -------------------------------------------------------------------------------
 

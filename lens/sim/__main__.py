@@ -1,4 +1,4 @@
-"""``python -m lens.sim``: run the simulated OpenAI-compatible server."""
+"""``python -m lens.sim``: run the simulated LLM server (``--protocol`` picks the API)."""
 
 import sys
 

@@ -12,8 +12,9 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import get_args
 
-from lens.plan.model import SimSettings
+from lens.plan.model import SimProtocol, SimSettings
 
 DEFAULT_MODEL = "lens-sim-1"
 LISTENING_PREFIX = "lens-sim listening on "
@@ -70,6 +71,15 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+PROTOCOLS: tuple[str, ...] = get_args(SimProtocol)
+
+
+def _protocol(text: str) -> str:
+    if text not in PROTOCOLS:
+        raise ValueError(f"expected one of {', '.join(PROTOCOLS)}, got {text!r}")
+    return text
+
+
 def _argparse_type(parse: Callable[[str], object], name: str) -> Callable[[str], object]:
     """Wrap a parser so argparse prints our message instead of a bare 'invalid value'."""
 
@@ -89,6 +99,9 @@ class _Flag:
     flags: tuple[str, ...]  # first one is what config_to_argv writes
     parse: Callable[[str], object]
     help: str
+    # How config_to_argv writes the value: repr keeps floats exact, but would quote a
+    # string (``'anthropic'``), so string fields write themselves.
+    format: Callable[[object], str] = repr
 
 
 _SETTINGS_FLAGS: tuple[_Flag, ...] = (
@@ -100,6 +113,13 @@ _SETTINGS_FLAGS: tuple[_Flag, ...] = (
     _Flag("error_500", ("--error-500",), _rate, "fraction of requests answered 500"),
     _Flag("cut_stream", ("--cut-stream",), _rate, "fraction of streams cut mid-way"),
     _Flag("seed", ("--seed",), int, "seed of every random decision"),
+    _Flag(
+        "protocol",
+        ("--protocol",),
+        _protocol,
+        f"wire protocol to speak: {', '.join(PROTOCOLS)}",
+        format=str,
+    ),
 )
 
 
@@ -130,12 +150,17 @@ def validate_settings(settings: SimSettings) -> None:
     # One uniform draw is split into these ranges, so they must fit in [0, 1] together.
     if sum(rates) > 1.0 + 1e-12:
         raise ValueError(f"error_429 + error_500 + cut_stream must be <= 1, got {sum(rates)!r}")
+    if settings.protocol not in PROTOCOLS:
+        raise ValueError(
+            f"protocol must be one of {', '.join(PROTOCOLS)}, got {settings.protocol!r}"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lens.sim",
-        description="OpenAI-compatible streaming Chat Completions simulator (lens-sim).",
+        description="Streaming LLM API simulator (lens-sim): OpenAI Chat and Responses, "
+        "Azure OpenAI, Anthropic Messages, Gemini and Bedrock wire protocols.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument(
@@ -179,7 +204,7 @@ def settings_to_argv(settings: SimSettings) -> list[str]:
     """Flags for every ``SimSettings`` field; ``repr`` keeps floats exact on the way back."""
     argv: list[str] = []
     for flag in _SETTINGS_FLAGS:
-        argv += [flag.flags[0], repr(getattr(settings, flag.field))]
+        argv += [flag.flags[0], flag.format(getattr(settings, flag.field))]
     return argv
 
 

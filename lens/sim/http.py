@@ -9,6 +9,7 @@ pipelining, ``Expect: 100-continue``) and rejects the rest with a clear 4xx.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass
 
 import trio
@@ -21,25 +22,45 @@ REASONS: dict[int, str] = {
     100: "Continue",
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
+    503: "Service Unavailable",
     505: "HTTP Version Not Supported",
+    529: "Overloaded",  # Anthropic's; not an IANA status
 }
 
 CHUNK_END = b"0\r\n\r\n"
 
 
 class HttpError(Exception):
-    """A request we cannot or will not serve; answered with ``status`` and then closed."""
+    """A request we cannot or will not serve, answered with ``status``.
 
-    def __init__(self, status: int, message: str) -> None:
+    The body is rendered by the active protocol in its provider's error format; ``code``
+    and ``param`` feed the formats that have such fields (OpenAI's), ``headers`` are sent
+    as they are (``allow`` on a 405).  Framing errors also close the connection.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +72,11 @@ class Request:
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     body: bytes
     keep_alive: bool
+
+    def query(self) -> dict[str, str]:
+        """The query string's parameters, percent-decoded (the last one of a repeated name)."""
+        _, sep, query = self.target.partition("?")
+        return dict(urllib.parse.parse_qsl(query, keep_blank_values=True)) if sep else {}
 
 
 class RequestReader:
@@ -175,7 +201,9 @@ def response_bytes(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def error_body(message: str, type_: str, code: str | None = None) -> bytes:
+def error_body(
+    message: str, type_: str, code: str | None = None, param: str | None = None
+) -> bytes:
     """OpenAI's error envelope: ``{"error": {"message", "type", "param", "code"}}``."""
-    payload = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return json.dumps(payload, separators=(",", ":")).encode()

@@ -10,35 +10,53 @@ distinct word, and the token list is that cycle repeated: no per-token formattin
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from lens.sim.http import HttpError, error_body, frame_chunk
-
-FinishReason = Literal["stop", "length"]
-
-# Deterministic output text: token k is VOCAB[k % len(VOCAB)].  Short ASCII words, each
-# one "token", so a client counting deltas and a client reading usage agree.
-_LOREM = (
-    "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
-    "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis "
-    "nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat."
+from lens.sim.http import CHUNK_END, HttpError, Request, error_body, frame_chunk
+from lens.sim.protocol import (
+    Exchange,
+    FinishReason,
+    ParsedRequest,
+    Reply,
+    ReplyFault,
+    SimProtocol,
+    StreamHead,
+    StreamRenderer,
+    Timing,
+    json_object,
+    method_not_allowed,
 )
-VOCAB: tuple[str, ...] = tuple(f"{w} " for w in _LOREM.split(" "))
-_VOCAB_JSON: tuple[bytes, ...] = tuple(json.dumps(w).encode() for w in VOCAB)
+from lens.sim.text import VOCAB, VOCAB_JSON, completion_text, cycle, text_of, tokens_for
 
+__all__ = [
+    "DONE_CHUNK",
+    "MIDSTREAM_ERROR_CHUNK",
+    "MIDSTREAM_ERROR_MESSAGE",
+    "VOCAB",
+    "ChatRequest",
+    "ChunkRenderer",
+    "OpenAIChat",
+    "completion_body",
+    "completion_text",
+    "estimate_prompt_tokens",
+    "parse_chat_request",
+]
+
+CHAT_PATH = "/v1/chat/completions"
 DONE_CHUNK = frame_chunk(b"data: [DONE]\n\n")
 MIDSTREAM_ERROR_MESSAGE = "The server had an error while streaming the response (lens-sim)."
 MIDSTREAM_ERROR_CHUNK = frame_chunk(
     b"data: " + error_body(MIDSTREAM_ERROR_MESSAGE, "server_error") + b"\n\n"
 )
-
-
-def completion_text(n: int) -> str:
-    """The text of an ``n``-token completion (what the streamed deltas concatenate to)."""
-    v = len(VOCAB)
-    return "".join(VOCAB[k % v] for k in range(n))
+RATE_LIMIT_MESSAGE = (
+    "Rate limit reached for requests (simulated by lens-sim). Please try again in 1s."
+)
+SERVER_ERROR_MESSAGE = "The server had an error while processing your request (lens-sim)."
+OVERLOADED_MESSAGE = (
+    "That model is currently overloaded with other requests. You can retry your request "
+    "(simulated by lens-sim)."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +66,16 @@ class ChatRequest:
     include_usage: bool
     max_tokens: int | None  # max_completion_tokens wins over the legacy max_tokens
     prompt_tokens: int
+    obfuscation: bool = True
 
 
 def _bad(message: str, param: str | None = None) -> HttpError:
     return HttpError(400, message if param is None else f"{param}: {message}")
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": "..."}]
-        return "".join(
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
 def estimate_prompt_tokens(messages: list[Any]) -> int:
     """About four characters per token over the message texts, at least 1."""
-    chars = sum(len(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
-    return max(1, math.ceil(chars / 4))
+    return tokens_for(text_of(m.get("content")) for m in messages if isinstance(m, dict))
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
@@ -83,12 +91,7 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
 
 def parse_chat_request(body: bytes, default_model: str) -> ChatRequest:
     """Validate the fields the simulator uses; ignore the rest as a tolerant server would."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise _bad("the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _bad("the request body must be a JSON object")
+    data = json_object(body)
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("expected a non-empty array of messages", "messages")
@@ -107,6 +110,7 @@ def parse_chat_request(body: bytes, default_model: str) -> ChatRequest:
         include_usage=options.get("include_usage") is True,
         max_tokens=_max_tokens(data),
         prompt_tokens=estimate_prompt_tokens(messages),
+        obfuscation=options.get("include_obfuscation") is not False,
     )
 
 
@@ -137,14 +141,11 @@ class ChunkRenderer:
         Each distinct word is rendered once per request; the list is then built by
         repeating that cycle, at C speed, instead of formatting per token.
         """
-        cycle = self._cycle
-        v = len(_VOCAB_JSON)
-        while len(cycle) < min(n, v):
-            word = _VOCAB_JSON[len(cycle)]
-            cycle.append(frame_chunk(self._content_pre + word + self._CONTENT_POST))
-        if n <= len(cycle):
-            return cycle[:n]
-        return (cycle * (n // v + 1))[:n]
+        unit = self._cycle
+        while len(unit) < min(n, len(VOCAB_JSON)):
+            word = VOCAB_JSON[len(unit)]
+            unit.append(frame_chunk(self._content_pre + word + self._CONTENT_POST))
+        return cycle(n, unit)
 
     def finish(self, reason: FinishReason) -> bytes:
         return frame_chunk(
@@ -193,3 +194,111 @@ def completion_body(
         },
     }
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+# -- the protocol ------------------------------------------------------------------------------
+
+
+def chat_to_parsed(chat: ChatRequest, **extra: Any) -> ParsedRequest:
+    return ParsedRequest(
+        model=chat.model,
+        stream=chat.stream,
+        max_tokens=chat.max_tokens,
+        prompt_tokens=chat.prompt_tokens,
+        include_usage=chat.include_usage,
+        obfuscation=chat.obfuscation,
+        **extra,
+    )
+
+
+class _ChatStream(StreamRenderer):
+    __slots__ = ("_chunks", "_include_usage", "_prompt_tokens")
+
+    def __init__(self, parsed: ParsedRequest, completion_id: str, created: int) -> None:
+        self._chunks = ChunkRenderer(completion_id, created, parsed.model)
+        self._include_usage = parsed.include_usage
+        self._prompt_tokens = parsed.prompt_tokens
+        super().__init__(self._chunks.role)
+
+    def tokens(self, count: int) -> list[bytes]:
+        return self._chunks.tokens(count)
+
+    def suffix(self, n: int, finish: FinishReason) -> bytes:
+        trailer = self._chunks.finish(finish)
+        if self._include_usage:
+            trailer += self._chunks.usage(self._prompt_tokens, n)
+        return trailer + DONE_CHUNK + CHUNK_END
+
+    def midstream_error(self, sent: int) -> bytes:
+        return MIDSTREAM_ERROR_CHUNK + CHUNK_END
+
+
+def request_id(ex: Exchange) -> str:
+    return f"req_sim{ex.hex}"
+
+
+def openai_error_reply(error: HttpError, ex: Exchange) -> Reply:
+    """Any ``HttpError`` in OpenAI's envelope (also Azure's and Responses')."""
+    body = error_body(error.message, "invalid_request_error", error.code, error.param)
+    return Reply(error.status, body, headers=(*error.headers, ("x-request-id", request_id(ex))))
+
+
+def openai_fault_reply(fault: ReplyFault, ex: Exchange) -> Reply:
+    headers: tuple[tuple[str, str], ...] = (("x-request-id", request_id(ex)),)
+    if fault == "429":
+        body = error_body(RATE_LIMIT_MESSAGE, "requests", "rate_limit_exceeded")
+        return Reply(429, body, headers=(("retry-after", "1"), *headers))
+    if fault == "529":
+        return Reply(503, error_body(OVERLOADED_MESSAGE, "server_error"), headers=headers)
+    message = MIDSTREAM_ERROR_MESSAGE if fault == "midstream-error" else SERVER_ERROR_MESSAGE
+    return Reply(500, error_body(message, "server_error"), headers=headers)
+
+
+class OpenAIChat(SimProtocol):
+    """``POST /v1/chat/completions``; no auth required (any key is accepted)."""
+
+    name: ClassVar[str] = "openai"
+
+    def parse_request(self, req: Request, default_model: str) -> ParsedRequest:
+        if req.path != CHAT_PATH:
+            raise HttpError(
+                404, f"Unknown request URL: {req.method} {req.path}.", code="unknown_url"
+            )
+        if req.method != "POST":
+            raise method_not_allowed(req)
+        return chat_to_parsed(parse_chat_request(req.body, default_model))
+
+    def error_reply(self, error: HttpError, ex: Exchange) -> Reply:
+        return openai_error_reply(error, ex)
+
+    def fault_reply(self, fault: ReplyFault, parsed: ParsedRequest, ex: Exchange) -> Reply:
+        return openai_fault_reply(fault, ex)
+
+    def stream_head(self, parsed: ParsedRequest, ex: Exchange, processing_ms: int) -> StreamHead:
+        return StreamHead(
+            "text/event-stream; charset=utf-8",
+            (
+                ("cache-control", "no-cache"),
+                ("openai-version", "2020-10-01"),
+                ("openai-processing-ms", str(processing_ms)),
+                ("x-request-id", request_id(ex)),
+            ),
+        )
+
+    def renderer(self, parsed: ParsedRequest, ex: Exchange, timing: Timing) -> StreamRenderer:
+        return _ChatStream(parsed, f"chatcmpl-sim{ex.hex}", ex.created)
+
+    def completion(
+        self,
+        parsed: ParsedRequest,
+        ex: Exchange,
+        n: int,
+        finish: FinishReason,
+        processing_ms: int,
+        timing: Timing,
+    ) -> Reply:
+        body = completion_body(
+            f"chatcmpl-sim{ex.hex}", ex.created, parsed.model, n, finish, parsed.prompt_tokens
+        )
+        headers = (("x-request-id", request_id(ex)), ("openai-processing-ms", str(processing_ms)))
+        return Reply(200, body, headers=headers)

@@ -75,8 +75,18 @@ class SimServerProcess:
 
     @property
     def base_url(self) -> str:
-        """What an OpenAI client takes as ``base_url``: ``http://127.0.0.1:PORT/v1``."""
+        """What an OpenAI client takes as ``base_url``: ``http://127.0.0.1:PORT/v1``.
+
+        Meaningful for the ``openai`` and ``openai-responses`` protocols; clients of the
+        others take the root ``url`` (Anthropic, Azure ``azure_endpoint``, Bedrock
+        ``endpoint_url``) or ``url + "/v1beta"`` (Gemini).
+        """
         return f"{self.url}/v1"
+
+    @property
+    def protocol(self) -> str:
+        """The wire protocol the server speaks (``SimSettings.protocol``)."""
+        return self.config.settings.protocol
 
     @property
     def pid(self) -> int | None:

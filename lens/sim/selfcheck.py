@@ -13,6 +13,9 @@ Two phases against a simulator child process, with a lean raw-socket client:
 2. **throughput**: ttft=0, itl=0, ``--connections`` keep-alive connections sending
    requests back to back for ``--seconds``; reports tokens/s delivered.
 
+``--protocol`` picks the wire protocol (default ``openai``); every protocol's token
+chunks are counted by a byte marker, without parsing.
+
 Exits 0 when the steady-state p99 lateness (against the server's schedule), steady-state
 server CPU and throughput are within the limits, else 1.
 """
@@ -30,29 +33,72 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from lens.plan.model import SimSettings
 from lens.sim.config import parse_duration
 from lens.sim.process import SimServerProcess
 
-_MARK = b'"delta":{"content":'  # present in content chunks only, not in the role chunk
-_END = b"data: [DONE]\n\n\r\n0\r\n\r\n"
-_KEEP = max(len(_MARK), len(_END)) - 1  # bytes of the previous read that can start a match
+# The end of every chunked response body: the terminating zero-length chunk.
+_END = b"\r\n0\r\n\r\n"
 
 
-def _request(host: str, port: int, tokens: int) -> bytes:
-    body = json.dumps(
-        {
-            "model": "selfcheck",
-            "messages": [{"role": "user", "content": "hello"}],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "max_tokens": tokens,
-        }
-    ).encode()
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What to send to a simulator speaking one protocol, and how to count its tokens."""
+
+    path: str
+    headers: str  # extra request header lines, each ending in CRLF
+    body: dict[str, Any]
+    mark: bytes  # occurs once per content token in the response, nowhere else
+
+
+_CHAT = {"model": "selfcheck", "messages": [{"role": "user", "content": "hello"}]}
+_TARGETS: dict[str, _Target] = {
+    "openai": _Target(
+        "/v1/chat/completions",
+        "",
+        {**_CHAT, "stream": True, "stream_options": {"include_usage": True}},
+        b'"delta":{"content":',  # not in the role chunk, which has "role" first
+    ),
+    "azure-openai": _Target(
+        "/openai/deployments/selfcheck/chat/completions?api-version=2024-10-21",
+        "api-key: selfcheck\r\n",
+        {**_CHAT, "stream": True, "stream_options": {"include_usage": True}},
+        b'}},"delta":{"content":',  # after filled-in filter results: not the role chunk
+    ),
+    "openai-responses": _Target(
+        "/v1/responses",
+        "",
+        {"model": "selfcheck", "input": "hello", "stream": True},
+        b"event: response.output_text.delta\n",
+    ),
+    "anthropic": _Target(
+        "/v1/messages",
+        "x-api-key: selfcheck\r\nanthropic-version: 2023-06-01\r\n",
+        {**_CHAT, "max_tokens": 1_000_000, "stream": True},
+        b'"type":"text_delta"',
+    ),
+    "gemini": _Target(
+        "/v1beta/models/selfcheck:streamGenerateContent?alt=sse",
+        "x-goog-api-key: selfcheck\r\n",
+        {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]},
+        b'data: {"candidates"',
+    ),
+    "bedrock": _Target(
+        "/model/selfcheck/converse-stream",
+        "authorization: selfcheck\r\n",
+        {"messages": [{"role": "user", "content": [{"text": "hello"}]}]},
+        b"\x11contentBlockDelta",  # the :event-type header value, with its length byte
+    ),
+}
+
+
+def _request(host: str, port: int, target: _Target) -> bytes:
+    body = json.dumps(target.body).encode()
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+        f"POST {target.path} HTTP/1.1\r\nhost: {host}:{port}\r\n{target.headers}"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -73,10 +119,13 @@ def _own_cpu_seconds() -> float:
 class _Conn:
     """Client side of one connection: counts content tokens and stamps their arrival."""
 
-    __slots__ = ("arrivals", "first", "sent", "sock", "tail", "tokens")
+    __slots__ = ("arrivals", "first", "keep", "mark", "sent", "sock", "tail", "tokens")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, mark: bytes) -> None:
         self.sock = sock
+        self.mark = mark
+        # Bytes of the previous read that can start a match.
+        self.keep = max(len(mark), len(_END)) - 1
         self.sent = 0.0
         self.first = 0.0  # arrival of the first bytes (headers + role chunk)
         self.tokens = 0
@@ -88,14 +137,15 @@ class _Conn:
         if not self.first:
             self.first = now
         window = self.tail + data
-        found = window.count(_MARK)
+        # Marks wholly inside the kept tail were counted with the previous read.
+        found = window.count(self.mark) - self.tail.count(self.mark)
         self.tokens += found
         if stamp:
             self.arrivals.extend([now] * found)
         if window.endswith(_END):
             self.tail = b""
             return True
-        self.tail = window[-_KEEP:]
+        self.tail = window[-self.keep :]
         return False
 
 
@@ -131,15 +181,23 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def timing_phase(
-    host: str, port: int, pid: int, streams: int, tokens: int, ttft: float, itl: float
+    host: str,
+    port: int,
+    pid: int,
+    streams: int,
+    tokens: int,
+    ttft: float,
+    itl: float,
+    protocol: str = "openai",
 ) -> TimingResult:
     """Open ``streams`` connections, send all requests, stamp every token's arrival.
 
     The client is a plain ``selectors`` loop, not trio: at 25,600 chunks/s a trio client
     would spend more CPU than the server under test and measure its own lateness.
     """
-    request = _request(host, port, tokens)
-    conns = [_Conn(_connect(host, port)) for _ in range(streams)]
+    target = _TARGETS[protocol]
+    request = _request(host, port, target)
+    conns = [_Conn(_connect(host, port), target.mark) for _ in range(streams)]
     selector = selectors.DefaultSelector()
     cpu0, own0, t0 = _cpu_seconds(pid), _own_cpu_seconds(), time.perf_counter()
     for conn in conns:
@@ -212,11 +270,18 @@ def timing_phase(
 
 
 def throughput_phase(
-    host: str, port: int, pid: int, connections: int, tokens: int, seconds: float
+    host: str,
+    port: int,
+    pid: int,
+    connections: int,
+    tokens: int,
+    seconds: float,
+    protocol: str = "openai",
 ) -> tuple[int, float, float]:
     """Back-to-back requests on keep-alive connections; (tokens, wall s, server CPU s)."""
-    request = _request(host, port, tokens)
-    conns = [_Conn(_connect(host, port)) for _ in range(connections)]
+    target = _TARGETS[protocol]
+    request = _request(host, port, target)
+    conns = [_Conn(_connect(host, port), target.mark) for _ in range(connections)]
     selector = selectors.DefaultSelector()
     total = 0
     cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
@@ -254,6 +319,7 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--protocol", choices=tuple(_TARGETS), default="openai")
     p.add_argument("--streams", type=int, default=256)
     p.add_argument("--tokens", type=int, default=100)
     p.add_argument("--ttft", type=parse_duration, default=0.05)
@@ -285,15 +351,18 @@ def _server(settings: SimSettings) -> tuple[SimServerProcess, str, int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    protocol = args.protocol
     sim, host, port, pid = _server(
-        SimSettings(ttft_s=args.ttft, itl_s=args.itl, output_tokens=args.tokens)
+        SimSettings(ttft_s=args.ttft, itl_s=args.itl, output_tokens=args.tokens, protocol=protocol)
     )
     with sim:
-        timing = timing_phase(host, port, pid, args.streams, args.tokens, args.ttft, args.itl)
+        timing = timing_phase(
+            host, port, pid, args.streams, args.tokens, args.ttft, args.itl, protocol
+        )
     paced_p99 = _percentile(timing.steady_paced_lateness_ms, 0.99)
     timing_ok = paced_p99 <= args.max_p99_late_ms and timing.steady_cpu_share <= args.max_server_cpu
     print(
-        f"timing: {timing.streams} streams x {timing.tokens} tokens, ttft "
+        f"timing ({protocol}): {timing.streams} streams x {timing.tokens} tokens, ttft "
         f"{args.ttft * 1e3:g} ms, itl {args.itl * 1e3:g} ms: {timing.wall_s:.2f} s, "
         f"{timing.streams * timing.tokens / timing.wall_s:,.0f} chunks/s"
     )
@@ -310,16 +379,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     sim, host, port, pid = _server(
-        SimSettings(ttft_s=0.0, itl_s=0.0, output_tokens=args.throughput_tokens)
+        SimSettings(ttft_s=0.0, itl_s=0.0, output_tokens=args.throughput_tokens, protocol=protocol)
     )
     with sim:
         total, wall, cpu = throughput_phase(
-            host, port, pid, args.connections, args.throughput_tokens, args.seconds
+            host, port, pid, args.connections, args.throughput_tokens, args.seconds, protocol
         )
     rate = total / wall
     throughput_ok = rate >= args.min_tokens_per_s
     print(
-        f"throughput: ttft=0 itl=0, {args.connections} connections, "
+        f"throughput ({protocol}): ttft=0 itl=0, {args.connections} connections, "
         f"{args.throughput_tokens} tokens/response, {wall:.2f} s"
     )
     print(

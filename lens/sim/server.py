@@ -1,15 +1,20 @@
-"""lens-sim: an OpenAI-compatible streaming Chat Completions server on trio.
+"""lens-sim: a streaming LLM API simulator on trio, speaking one provider protocol.
 
 One trio task per connection reads requests with ``RequestReader`` and answers them in
-order (keep-alive, pipelining).  A streamed answer is planned up front: its chunks are
-pre-rendered and given due times on an absolute timeline that starts when the request
-body has been read (``token_due_times``).  Headers and the role chunk go out at once;
-the server's single ``Pacer`` task writes every later chunk at its due time (see
-``pacer.py`` for why one timer task instead of a sleep per token).  Chunks due at the
-same instant (itl=0; the finish/usage/[DONE] trailer, which belongs to the last token)
-are coalesced into one write, which is what makes the zero-delay throughput high.
+order (keep-alive, pipelining).  Everything a client sees of a provider (routes, auth,
+error bodies, headers, the bytes of every event) comes from the configured protocol
+module (``protocol.py`` describes the seam; ``protocols.py`` lists them); this module is
+protocol-agnostic: HTTP, planning, faults, jitter and the absolute schedule.
 
-Faults (429, 500, cut stream, mid-stream error, hang, empty) come from seeded random
+A streamed answer is planned up front: its chunks are pre-rendered and given due times
+on an absolute timeline that starts when the request body has been read
+(``token_due_times``).  The head and the protocol's prefix events go out at once; the
+server's single ``Pacer`` task writes every later chunk at its due time (see
+``pacer.py`` for why one timer task instead of a sleep per token).  Chunks due at the
+same instant (itl=0; the suffix, which belongs to the last token) are coalesced into one
+write, which is what makes the zero-delay throughput high.
+
+Faults (429, 500, 529, cut stream, mid-stream error, hang, empty) come from seeded random
 draws or from the ``x-lens-sim-fault`` request header; see ``SimServer._plan``.
 """
 
@@ -31,48 +36,39 @@ import trio
 
 from lens.plan.model import SimSettings
 from lens.sim.config import LISTENING_PREFIX, ServerConfig, parse_argv, validate_settings
-from lens.sim.http import (
-    CHUNK_END,
-    HttpError,
-    Request,
-    RequestReader,
-    error_body,
-    response_bytes,
-)
-from lens.sim.openai_chat import (
-    DONE_CHUNK,
-    MIDSTREAM_ERROR_CHUNK,
-    MIDSTREAM_ERROR_MESSAGE,
-    ChatRequest,
-    ChunkRenderer,
-    FinishReason,
-    completion_body,
-    parse_chat_request,
-)
+from lens.sim.http import HttpError, Request, RequestReader, response_bytes
 from lens.sim.pacer import Pacer, send_now
+from lens.sim.protocol import (
+    Exchange,
+    FinishReason,
+    ParsedRequest,
+    Reply,
+    ReplyFault,
+    StreamRenderer,
+    Timing,
+    method_not_allowed,
+)
+from lens.sim.protocols import get_protocol
 from lens.sim.schedule import token_due_times
 
-Fault = Literal["none", "429", "500", "cut", "midstream-error", "hang", "empty"]
+Fault = Literal["none", "429", "500", "529", "cut", "midstream-error", "hang", "empty"]
 FAULTS: tuple[Fault, ...] = get_args(Fault)
 _FAULT_BY_NAME: dict[str, Fault] = {f: f for f in FAULTS}
 
-CHAT_PATH = "/v1/chat/completions"
 FAULT_HEADER = "x-lens-sim-fault"
 TTFT_HEADER = "x-lens-sim-ttft-ms"
 ITL_HEADER = "x-lens-sim-itl-ms"
 TOKENS_HEADER = "x-lens-sim-tokens"
 
-RATE_LIMIT_MESSAGE = (
-    "Rate limit reached for requests (simulated by lens-sim). Please try again in 1s."
-)
-SERVER_ERROR_MESSAGE = "The server had an error while processing your request (lens-sim)."
-
+# Faults answered with a whole HTTP error instead of a stream.
+_REPLY_FAULTS: dict[Fault, ReplyFault] = {"429": "429", "500": "500", "529": "529"}
 _GET_ROUTES = ("/v1/models", "/health")
+_ERROR_INDEX_BASE = 1 << 39  # ids of error replies: disjoint from request indexes
 
 
 @dataclass(frozen=True, slots=True)
-class ChatPlan:
-    """Everything decided about one chat request before the first byte is written."""
+class ResponsePlan:
+    """Everything decided about one request before the first byte is written."""
 
     index: int
     fault: Fault
@@ -95,6 +91,16 @@ def _ms_header(headers: dict[str, str], name: str) -> float | None:
     return value / 1e3
 
 
+def _reply_bytes(reply: Reply, keep_alive: bool) -> bytes:
+    return response_bytes(
+        reply.status,
+        reply.body,
+        content_type=reply.content_type,
+        headers=reply.headers,
+        keep_alive=keep_alive,
+    )
+
+
 class SimServer:
     """The request handler; ``handle`` is what ``trio.serve_tcp`` calls per connection."""
 
@@ -102,9 +108,11 @@ class SimServer:
         validate_settings(settings)
         self.settings = settings
         self.model = model
-        self.requests = 0  # chat requests seen; the index seeds each request's decisions
+        self.protocol = get_protocol(settings.protocol)
+        self.requests = 0  # requests planned; the index seeds each request's decisions
+        self._errors = 0  # error replies, for their ids
         # Unique per server process so ids from two simulators never collide.
-        self._id_prefix = os.urandom(6).hex()
+        self._id_prefix = os.urandom(11).hex()
         self._models_body = json.dumps(
             {
                 "object": "list",
@@ -142,7 +150,7 @@ class SimServer:
                     request = await reader.next_request()
                 except HttpError as exc:
                     # Framing is broken; we cannot know where the next request starts.
-                    await stream.send_all(self._error(exc.status, exc.message, keep_alive=False))
+                    await stream.send_all(self._error(exc, keep_alive=False))
                     return
                 if request is None:
                     return
@@ -152,40 +160,37 @@ class SimServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return  # the client went away; nothing to report to anyone
 
+    def _error(self, error: HttpError, keep_alive: bool) -> bytes:
+        """``error`` in the protocol's format, with an id of its own."""
+        index = _ERROR_INDEX_BASE + self._errors
+        self._errors += 1
+        ex = Exchange(index, f"{self._id_prefix}{index:010x}", int(time.time()))
+        return _reply_bytes(self.protocol.error_reply(error, ex), keep_alive)
+
     async def _dispatch(
         self, stream: trio.SocketStream, reader: RequestReader, req: Request, t0: float
     ) -> bool:
         """Answer one request; return whether the connection may serve another."""
         keep = req.keep_alive
-        if req.path == CHAT_PATH:
-            if req.method != "POST":
-                await stream.send_all(self._not_allowed(req, "POST"))
-                return keep
-            try:
-                chat = parse_chat_request(req.body, self.model)
-                plan = self._plan(req.headers, chat, t0)
-            except HttpError as exc:
-                await stream.send_all(self._error(exc.status, exc.message, keep_alive=keep))
-                return keep
-            return await self._chat(stream, reader, req, chat, plan, t0)
         if req.path in _GET_ROUTES:
             if req.method != "GET":
-                await stream.send_all(self._not_allowed(req, "GET"))
+                await stream.send_all(self._error(method_not_allowed(req, "GET"), keep))
             elif req.path == "/health":
                 await stream.send_all(response_bytes(200, b'{"status":"ok"}', keep_alive=keep))
             else:
                 await stream.send_all(response_bytes(200, self._models_body, keep_alive=keep))
             return keep
-        await stream.send_all(
-            self._error(
-                404, f"Unknown request URL: {req.method} {req.path}.", keep, code="unknown_url"
-            )
-        )
-        return keep
+        try:
+            parsed = self.protocol.parse_request(req, self.model)
+            plan = self._plan(req.headers, parsed, t0)
+        except HttpError as exc:
+            await stream.send_all(self._error(exc, keep))
+            return keep
+        return await self._answer(stream, reader, req, parsed, plan, t0)
 
     # -- planning -------------------------------------------------------------------------
 
-    def _plan(self, headers: dict[str, str], chat: ChatRequest, t0: float) -> ChatPlan:
+    def _plan(self, headers: dict[str, str], parsed: ParsedRequest, t0: float) -> ResponsePlan:
         settings = self.settings
         ttft = _ms_header(headers, TTFT_HEADER)
         itl = _ms_header(headers, ITL_HEADER)
@@ -217,7 +222,7 @@ class SimServer:
         u_cut = rng.random()
 
         wanted = settings.output_tokens
-        n = wanted if chat.max_tokens is None else min(wanted, chat.max_tokens)
+        n = wanted if parsed.max_tokens is None else min(wanted, parsed.max_tokens)
         finish: FinishReason = "length" if n < wanted else "stop"
 
         fault: Fault
@@ -237,106 +242,80 @@ class SimServer:
         # there are two or more, so a cut stream is always visibly incomplete.
         cut_after = min(n, 1 + int(u_cut * max(1, n - 1)))
         due = token_due_times(t0, settings, max(n, 1), rng)
-        return ChatPlan(index, fault, n, finish, cut_after, due)
+        return ResponsePlan(index, fault, n, finish, cut_after, due)
 
     # -- responses ------------------------------------------------------------------------
 
-    def _ids(self, index: int) -> tuple[str, str]:
-        suffix = f"{self._id_prefix}{index:010x}"
-        return f"chatcmpl-sim{suffix}", f"req_sim{suffix}"
-
-    async def _chat(
+    async def _answer(
         self,
         stream: trio.SocketStream,
         reader: RequestReader,
         req: Request,
-        chat: ChatRequest,
-        plan: ChatPlan,
+        parsed: ParsedRequest,
+        plan: ResponsePlan,
         t0: float,
     ) -> bool:
         keep = req.keep_alive
-        completion_id, request_id = self._ids(plan.index)
-        if plan.fault == "429":
-            await stream.send_all(
-                self._error(
-                    429,
-                    RATE_LIMIT_MESSAGE,
-                    keep,
-                    type_="requests",
-                    code="rate_limit_exceeded",
-                    headers=(("retry-after", "1"), ("x-request-id", request_id)),
-                )
-            )
+        ex = Exchange(plan.index, f"{self._id_prefix}{plan.index:010x}", int(time.time()))
+        reply_fault = _REPLY_FAULTS.get(plan.fault)
+        if reply_fault is not None:
+            reply = self.protocol.fault_reply(reply_fault, parsed, ex)
+            await stream.send_all(_reply_bytes(reply, keep))
             return keep
-        if plan.fault == "500":
-            await stream.send_all(
-                self._error(
-                    500,
-                    SERVER_ERROR_MESSAGE,
-                    keep,
-                    type_="server_error",
-                    headers=(("x-request-id", request_id),),
-                )
-            )
-            return keep
-        if chat.stream:
-            return await self._stream(
-                stream, reader, chat, plan, t0, completion_id, request_id, keep
-            )
-        return await self._complete(stream, reader, chat, plan, t0, completion_id, request_id, keep)
+        due = plan.due
+        timing = Timing(round((due[0] - t0) * 1e3), round((due[max(plan.n - 1, 0)] - t0) * 1e3))
+        if parsed.stream:
+            return await self._stream(stream, reader, parsed, plan, t0, ex, timing, keep)
+        return await self._complete(stream, reader, parsed, plan, t0, ex, timing, keep)
 
     async def _stream(
         self,
         stream: trio.SocketStream,
         reader: RequestReader,
-        chat: ChatRequest,
-        plan: ChatPlan,
+        parsed: ParsedRequest,
+        plan: ResponsePlan,
         t0: float,
-        completion_id: str,
-        request_id: str,
+        ex: Exchange,
+        timing: Timing,
         keep: bool,
     ) -> bool:
         processing_ms = int((trio.current_time() - t0) * 1e3)
-        head = (
-            "HTTP/1.1 200 OK\r\n"
-            "content-type: text/event-stream; charset=utf-8\r\n"
-            "transfer-encoding: chunked\r\n"
-            "cache-control: no-cache\r\n"
-            "openai-version: 2020-10-01\r\n"
-            f"openai-processing-ms: {processing_ms}\r\n"
-            f"x-request-id: {request_id}\r\n"
-            f"connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
-        ).encode()
+        protocol_head = self.protocol.stream_head(parsed, ex, processing_ms)
+        head = "".join(
+            [
+                "HTTP/1.1 200 OK\r\n",
+                f"content-type: {protocol_head.content_type}\r\n",
+                "transfer-encoding: chunked\r\n",
+                *[f"{k}: {v}\r\n" for k, v in protocol_head.headers],
+                "connection: keep-alive\r\n\r\n" if keep else "connection: close\r\n\r\n",
+            ]
+        ).encode("latin-1")
         if plan.fault == "hang":
             await stream.send_all(head)
             await reader.drain_until_eof()
             return False
 
-        render = ChunkRenderer(completion_id, int(time.time()), chat.model)
+        render: StreamRenderer = self.protocol.renderer(parsed, ex, timing)
         due, n = plan.due, plan.n
-        opening = head + render.role
+        opening = head + render.prefix
         if due[0] > t0:
-            # Headers and role chunk go out now, before the token chunks are rendered.
+            # Head and prefix events go out now, before the token chunks are rendered.
             await send_now(stream, opening)
             opening = b""
         if plan.fault == "cut":
             k = plan.cut_after
             await self._write_schedule(stream, opening, due[:k], render.tokens(k))
-            return False  # the caller closes: no terminating chunk, no [DONE]
+            return False  # the caller closes: no terminating chunk, no end event
         if plan.fault == "midstream-error":
             k = plan.cut_after
             times = [*due[:k], due[min(k, max(n - 1, 0))]]
-            payloads = [*render.tokens(k), MIDSTREAM_ERROR_CHUNK + CHUNK_END]
+            payloads = [*render.tokens(k), render.midstream_error(k)]
             await self._write_schedule(stream, opening, times, payloads)
-            return keep
-        trailer = render.finish(plan.finish)
-        if chat.include_usage:
-            trailer += render.usage(chat.prompt_tokens, n)
-        trailer += DONE_CHUNK + CHUNK_END
+            return keep and not render.closes_after_error
+        payloads, trailer = render.complete(n, plan.finish)
         # The trailer belongs to the last token's instant (or to the first token's when
         # there is none): generation ended then.
         if n:
-            payloads = render.tokens(n)
             payloads[-1] += trailer
             await self._write_schedule(stream, opening, due[:n], payloads)
         else:
@@ -368,11 +347,11 @@ class SimServer:
         self,
         stream: trio.SocketStream,
         reader: RequestReader,
-        chat: ChatRequest,
-        plan: ChatPlan,
+        parsed: ParsedRequest,
+        plan: ResponsePlan,
         t0: float,
-        completion_id: str,
-        request_id: str,
+        ex: Exchange,
+        timing: Timing,
         keep: bool,
     ) -> bool:
         """Non-streamed answer: the whole body once the last token would have been made."""
@@ -385,48 +364,14 @@ class SimServer:
             return False
         if plan.fault == "midstream-error":
             await trio.sleep_until(due[min(plan.cut_after, max(plan.n - 1, 0))])
-            await stream.send_all(
-                self._error(
-                    500,
-                    MIDSTREAM_ERROR_MESSAGE,
-                    keep,
-                    type_="server_error",
-                    headers=(("x-request-id", request_id),),
-                )
-            )
+            reply = self.protocol.fault_reply("midstream-error", parsed, ex)
+            await stream.send_all(_reply_bytes(reply, keep))
             return keep
         await trio.sleep_until(due[max(plan.n - 1, 0)])
-        body = completion_body(
-            completion_id, int(time.time()), chat.model, plan.n, plan.finish, chat.prompt_tokens
-        )
         processing_ms = int((trio.current_time() - t0) * 1e3)
-        headers = (("x-request-id", request_id), ("openai-processing-ms", str(processing_ms)))
-        await stream.send_all(response_bytes(200, body, headers=headers, keep_alive=keep))
+        reply = self.protocol.completion(parsed, ex, plan.n, plan.finish, processing_ms, timing)
+        await stream.send_all(_reply_bytes(reply, keep))
         return keep
-
-    # -- errors ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _error(
-        status: int,
-        message: str,
-        keep_alive: bool,
-        *,
-        type_: str = "invalid_request_error",
-        code: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> bytes:
-        body = error_body(message, type_, code)
-        return response_bytes(status, body, headers=headers, keep_alive=keep_alive)
-
-    def _not_allowed(self, req: Request, allow: str) -> bytes:
-        return self._error(
-            405,
-            f"Method {req.method} is not allowed on {req.path}; use {allow}.",
-            req.keep_alive,
-            code="method_not_allowed",
-            headers=(("allow", allow),),
-        )
 
 
 def _merge_equal_times(

@@ -507,7 +507,7 @@ def body(kind: str, message: str) -> bytes:
             ErrorClass.OVERLOADED,
             "HTTP 503: Overloaded",
         ),
-        (503, b"upstream connect error", ErrorClass.HTTP_5XX, "HTTP 503: upstream connect error"),
+        (502, b"upstream connect error", ErrorClass.HTTP_5XX, "HTTP 502: upstream connect error"),
         (
             400,
             body("invalid_request_error", "max_tokens: Field required"),

@@ -329,7 +329,7 @@ AZURE_429 = (
         (
             503,
             b'{"error":{"code":"ServiceUnavailable","message":"The service is unavailable"}}',
-            ErrorClass.HTTP_5XX,
+            ErrorClass.OVERLOADED,
             "HTTP 503: The service",
         ),
     ],

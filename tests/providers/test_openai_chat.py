@@ -225,7 +225,8 @@ def test_http_errors_are_classified_with_the_provider_message() -> None:
     assert cls is ErrorClass.HTTP_429
     assert "Rate limit reached" in msg
     assert adapter.classify_http_error(404, httpx.Headers(), b"nope")[0] is ErrorClass.HTTP_4XX
-    assert adapter.classify_http_error(503, httpx.Headers(), b"")[0] is ErrorClass.HTTP_5XX
+    assert adapter.classify_http_error(502, httpx.Headers(), b"")[0] is ErrorClass.HTTP_5XX
+    assert adapter.classify_http_error(503, httpx.Headers(), b"")[0] is ErrorClass.OVERLOADED
 
 
 @given(st.text(min_size=0, max_size=30))

@@ -404,7 +404,7 @@ def test_no_secret_in_any_repr() -> None:
             ErrorClass.HTTP_4XX,
             "HTTP 400: Unsupported parameter",
         ),
-        (503, b'{"error":{"message":"Slow down"}}', ErrorClass.HTTP_5XX, "HTTP 503: Slow down"),
+        (503, b'{"error":{"message":"Slow down"}}', ErrorClass.OVERLOADED, "HTTP 503: Slow down"),
         (529, b"", ErrorClass.OVERLOADED, "HTTP 529: "),
     ],
 )

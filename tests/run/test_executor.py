@@ -145,7 +145,8 @@ async def test_timeout_is_a_record(autojump_clock: trio.testing.MockClock) -> No
     [
         (Script(status=429), ErrorClass.HTTP_429),
         (Script(status=400), ErrorClass.HTTP_4XX),
-        (Script(status=503), ErrorClass.HTTP_5XX),
+        (Script(status=500), ErrorClass.HTTP_5XX),
+        (Script(status=503), ErrorClass.OVERLOADED),
         (Script(connect_error=True), ErrorClass.CONNECT),
         (Script(cut_after=1), ErrorClass.CUT_STREAM),
         (Script(tokens=0), ErrorClass.EMPTY),

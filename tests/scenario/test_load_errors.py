@@ -124,15 +124,17 @@ def test_unknown_provider_type_lists_allowed() -> None:
     text = BASE.replace("type: simulated", "type: openai-compat")
     assert only_problem(text) == (
         "s.yaml:5:11: providers.sim.type: unknown type 'openai-compat' (did you mean "
-        "'openai-compatible'?); expected one of 'openai', 'openai-compatible', 'simulated'"
+        "'openai-compatible'?); expected one of 'anthropic', 'azure-openai', 'bedrock', "
+        "'gemini', 'openai', 'openai-compatible', 'openai-responses', 'simulated'"
     )
 
 
 def test_missing_provider_type() -> None:
     text = BASE.replace("    type: simulated\n", "    ttft: 1s\n")
     assert only_problem(text) == (
-        "s.yaml:5:5: providers.sim.type: missing field 'type': expected one of 'openai', "
-        "'openai-compatible', 'simulated'"
+        "s.yaml:5:5: providers.sim.type: missing field 'type': expected one of 'anthropic', "
+        "'azure-openai', 'bedrock', 'gemini', 'openai', 'openai-compatible', "
+        "'openai-responses', 'simulated'"
     )
 
 

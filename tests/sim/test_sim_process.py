@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lens.plan.model import SimSettings
+from lens.plan.model import SimProtocol, SimSettings
 from lens.sim import selfcheck
 from lens.sim.config import (
     ServerConfig,
@@ -29,6 +29,7 @@ from lens.sim.config import (
     validate_settings,
 )
 from lens.sim.process import SimServerError, SimServerProcess
+from lens.sim.protocols import PROTOCOL_NAMES, get_protocol
 from lens.sim.server import main, run_server
 from tests.sim.rawhttp import chat_body
 
@@ -49,6 +50,7 @@ _rates = st.floats(min_value=0, max_value=1 / 3, allow_nan=False)
     seed=st.integers(-(2**63), 2**63),
     port=st.integers(0, 65535),
     stdin=st.booleans(),
+    protocol=st.sampled_from(PROTOCOL_NAMES),
 )
 def test_settings_round_trip_through_argv(
     ttft: float,
@@ -61,10 +63,21 @@ def test_settings_round_trip_through_argv(
     seed: int,
     port: int,
     stdin: bool,
+    protocol: SimProtocol,
 ) -> None:
-    settings = SimSettings(ttft, itl, tokens, jitter, e429, e500, cut, seed)
+    settings = SimSettings(ttft, itl, tokens, jitter, e429, e500, cut, seed, protocol)
     config = ServerConfig(settings, "127.0.0.1", port, "m-1", exit_on_stdin_eof=stdin)
     assert parse_argv(config_to_argv(config)) == config
+
+
+def test_protocol_flag_round_trips_as_a_plain_word() -> None:
+    argv = settings_to_argv(SimSettings(protocol="openai-responses"))
+    assert argv[argv.index("--protocol") + 1] == "openai-responses"  # not repr's quotes
+    assert parse_argv(["--protocol", "anthropic"]).settings.protocol == "anthropic"
+    assert parse_argv([]).settings.protocol == "openai"
+    assert {get_protocol(name).name for name in PROTOCOL_NAMES} == set(PROTOCOL_NAMES)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        get_protocol("grpc")
 
 
 def test_every_settings_field_has_a_flag() -> None:
@@ -114,6 +127,7 @@ def test_human_flags() -> None:
         SimSettings(output_tokens=-1),
         SimSettings(error_500=1.5),
         SimSettings(error_429=0.6, cut_stream=0.6),
+        SimSettings(protocol="grpc"),  # type: ignore[arg-type]
     ],
 )
 def test_validate_settings_rejects(settings: SimSettings) -> None:
@@ -130,6 +144,7 @@ def test_validate_settings_rejects(settings: SimSettings) -> None:
         ["--jitter", "-1"],
         ["--port", "-1"],
         ["--error-429", "0.7", "--error-500", "0.7"],
+        ["--protocol", "grpc"],
     ],
 )
 def test_main_rejects_bad_flags_with_status_2(
@@ -141,7 +156,9 @@ def test_main_rejects_bad_flags_with_status_2(
 
 def test_main_help_is_status_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
-    assert "--output-tokens" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--output-tokens" in out
+    assert "--protocol" in out
 
 
 # -- run_server in this process -----------------------------------------------------------------
@@ -232,6 +249,27 @@ def test_process_serves_streams_and_stops_cleanly() -> None:
         _ = sim.base_url
 
 
+def test_process_speaks_the_configured_protocol() -> None:
+    with SimServerProcess(
+        SimSettings(ttft_s=0.0, itl_s=0.0, output_tokens=3, protocol="anthropic")
+    ) as sim:
+        assert sim.protocol == "anthropic"
+        assert "--protocol" in sim.argv
+        assert sim.argv[sim.argv.index("--protocol") + 1] == "anthropic"
+        with httpx.Client(base_url=sim.url) as client:
+            headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+            body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+            with client.stream(
+                "POST", "/v1/messages", json={**body, "stream": True}, headers=headers
+            ) as resp:
+                assert resp.status_code == 200
+                names = [line[7:] for line in resp.iter_lines() if line.startswith("event: ")]
+            assert names[0] == "message_start"
+            assert names[-1] == "message_stop"
+            assert names.count("content_block_delta") == 3
+            assert client.post("/v1/chat/completions", json=chat_body()).status_code == 404
+
+
 def test_process_exits_when_its_stdin_closes() -> None:
     sim = SimServerProcess(SimSettings()).start()
     try:
@@ -319,8 +357,10 @@ def test_module_entry_point_help() -> None:
 # -- the self-check script (tiny load, loose limits: a smoke test, not a benchmark) ----------
 
 
-def test_selfcheck_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("protocol", ["openai", "gemini"])
+def test_selfcheck_smoke(capsys: pytest.CaptureFixture[str], protocol: str) -> None:
     argv = [
+        "--protocol", protocol,
         "--streams", "4", "--tokens", "5", "--ttft", "5ms", "--itl", "5ms",
         "--connections", "2", "--throughput-tokens", "8", "--seconds", "0.2",
         "--max-p99-late-ms", "1000", "--max-server-cpu", "100",
@@ -329,6 +369,7 @@ def test_selfcheck_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert selfcheck.main(argv) == 1
     out = capsys.readouterr().out
     assert "token lateness vs server schedule" in out
+    assert f"throughput ({protocol})" in out
     assert "tokens/s" in out
     verdict = out.rstrip().splitlines()[-1]
     assert verdict.startswith("FAIL")
