@@ -16,6 +16,7 @@ from typing import Protocol
 import httpx
 
 from lens.plan.model import PromptSpec, ProviderSpec
+from lens.providers import ratelimit
 from lens.records import ErrorClass, TokenSource
 
 SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -199,12 +200,13 @@ COMMON_FACT_HEADERS: tuple[str, ...] = (
 def header_facts(
     headers: httpx.Headers, names: tuple[str, ...] = COMMON_FACT_HEADERS
 ) -> dict[str, str]:
-    """The headers of ``names`` (and every ``anthropic-ratelimit-*``) that are present."""
+    """The headers of ``names`` (and every ``anthropic-ratelimit-*``) that are present,
+    verbatim, plus their waits in seconds (``retry_after_s``, ``<reset header>_s``)."""
     facts = {name: headers[name] for name in names if name in headers}
     facts.update(
         (name, value) for name, value in headers.items() if name.startswith("anthropic-ratelimit-")
     )
-    return facts
+    return ratelimit.normalise(facts, headers.get("date")) if facts else facts
 
 
 def classify_status(status: int) -> ErrorClass:

@@ -538,6 +538,7 @@ def test_response_facts_keep_request_id_and_rate_limits() -> None:
         "retry-after": "12",
         "anthropic-ratelimit-requests-remaining": "0",
         "anthropic-ratelimit-tokens-reset": "2025-02-24T22:25:32Z",
+        "retry_after_s": "12",  # no date header: the RFC 3339 reset stays raw only
     }
 
 

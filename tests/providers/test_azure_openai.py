@@ -358,6 +358,7 @@ def test_response_facts_keep_retry_and_rate_limit_headers() -> None:
     assert facts == {
         "retry-after": "37",
         "retry-after-ms": "37000",
+        "retry_after_s": "37",
         "x-ratelimit-remaining-requests": "0",
         "x-ratelimit-remaining-tokens": "120",
         "x-request-id": "abc",
