@@ -60,6 +60,7 @@ class RequestRecord:
     reasoning_tokens: int | None = None
     token_source: TokenSource | None = None
     reads: int = 0  # network reads that delivered body bytes
+    attempt: int = 1  # 2, 3, ... for retries the stage asked for (each its own record)
     request_id: str | None = None
     # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
     # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.

@@ -107,6 +107,7 @@ class RecordOut(_Frozen):
     stage: str
     prompt: str
     index: int
+    attempt: int = Field(description="1, or 2, 3, ... for retries the scenario asked for")
     status: Literal["ok", "error"]
     error_class: str | None
     error_message: str | None
@@ -185,6 +186,7 @@ def record_out(rec: RequestRecord) -> RecordOut:
         stage=rec.stage,
         prompt=rec.prompt,
         index=rec.index,
+        attempt=rec.attempt,
         status="ok" if rec.ok else "error",
         error_class=rec.error_class.value if rec.error_class else None,
         error_message=rec.error_message,

@@ -21,6 +21,7 @@ from lens.plan.model import (
     Plan,
     PromptSpec,
     ProviderSpec,
+    RetryPolicy,
     Secret,
     SimSettings,
     SlaSpec,
@@ -44,6 +45,7 @@ from lens.scenario.model import (
     OpenAIProvider,
     OpenAIResponsesProvider,
     Provider,
+    Retries,
     Scenario,
     SimulatedProvider,
     Stage,
@@ -393,6 +395,7 @@ def _stage(
         prompts=prompt_cycle(chosen),
         timeout_s=defaults.timeout if stage.timeout is None else stage.timeout,
         max_tokens=defaults.max_tokens if stage.max_tokens is None else stage.max_tokens,
+        retries=_retry_policy(stage.retries or defaults.retries),
     )
     if isinstance(stage, BurstStage):
         template = replace(template, arrivals=burst_arrivals(stage.requests))
@@ -453,3 +456,14 @@ def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
         where = str(pos) if pos is not None else format_path(here)
         specs.append(SlaSpec(parse_sla(entry.assert_), provider, stage, where))
     return tuple(specs)
+
+
+def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
+    if retries is None or retries.max == 0:
+        return None
+    return RetryPolicy(
+        max_retries=retries.max,
+        on=frozenset(retries.on),
+        backoff_s=retries.backoff,
+        max_wait_s=retries.max_wait,
+    )

@@ -108,6 +108,13 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
         out["max_concurrency"] = unit.max_concurrency
     if unit.duration_s is not None:
         out["duration_s"] = unit.duration_s
+    if unit.retries is not None:
+        out["retries"] = {
+            "max": unit.retries.max_retries,
+            "on": sorted(unit.retries.on),
+            "backoff_s": unit.retries.backoff_s,
+            "max_wait_s": unit.retries.max_wait_s,
+        }
     out["expected_duration_s"] = expected_duration_s(unit, spec)
     return out
 

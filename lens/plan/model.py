@@ -137,6 +137,21 @@ class ArrivalSchedule:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to send a failed request again. Each attempt is recorded and counted."""
+
+    max_retries: int
+    on: frozenset[str]  # error class values
+    backoff_s: float
+    max_wait_s: float
+
+    def wait_s(self, retry: int, retry_after_s: float | None) -> float:
+        """The pause before retry number ``retry`` (1-based): the server's hint if any."""
+        wait = retry_after_s if retry_after_s is not None else self.backoff_s * 2 ** (retry - 1)
+        return min(max(wait, 0.0), self.max_wait_s)
+
+
+@dataclass(frozen=True, slots=True)
 class StagePlan:
     """One stage against one provider: its own full schedule."""
 
@@ -151,6 +166,7 @@ class StagePlan:
     max_concurrency: int | None = None  # open loop: cap on requests in flight
     requests: int | None = None  # closed loop: total to send (None: until duration)
     duration_s: float | None = None  # closed loop: stop starting new requests after this
+    retries: RetryPolicy | None = None  # None: a failure is final (no hidden retries)
 
     @property
     def open_loop(self) -> bool:

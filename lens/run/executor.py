@@ -11,6 +11,7 @@ connection pool can become a second, invisible queue.
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -238,20 +239,45 @@ class StageRunner:
         index: int,
         t_intended: int | None,
     ) -> None:
+        """One request, and its retries if the stage asks for them.
+
+        Every attempt is emitted as its own record (``attempt`` 1, 2, ...) the moment it
+        ends, cancelled ones included, so retries are never hidden from any rate.  Only the
+        first attempt is on the schedule; a retry has no intended time.
+        """
         assert self.clock is not None
-        async with pool.transport() as transport:
-            await execute_request(
-                transport,
-                adapter,
-                prompt,
-                clock=self.clock,
-                stage=unit.stage,
-                index=index,
-                t_intended=t_intended,
-                timeout_s=unit.timeout_s,
-                max_tokens=unit.max_tokens,
-                emit=self._emit,
-            )
+        policy = unit.retries
+        attempt = 1
+        last: list[RequestRecord] = []
+
+        def emit(rec: RequestRecord) -> None:
+            if attempt > 1:
+                rec = dataclasses.replace(rec, attempt=attempt)
+            last.append(rec)
+            self._emit(rec)
+
+        while True:
+            async with pool.transport() as transport:
+                await execute_request(
+                    transport,
+                    adapter,
+                    prompt,
+                    clock=self.clock,
+                    stage=unit.stage,
+                    index=index,
+                    t_intended=t_intended if attempt == 1 else None,
+                    timeout_s=unit.timeout_s,
+                    max_tokens=unit.max_tokens,
+                    emit=emit,
+                )
+            rec = last[-1]
+            if policy is None or rec.ok or attempt > policy.max_retries:
+                return
+            if rec.error_class is None or rec.error_class.value not in policy.on:
+                return
+            hint = rec.extra.get("retry_after_s")
+            await trio.sleep(policy.wait_s(attempt, float(hint) if hint else None))
+            attempt += 1
 
     async def _worker(
         self,

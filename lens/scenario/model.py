@@ -100,8 +100,33 @@ class FrozenModel(BaseModel):
 # --- defaults ------------------------------------------------------------------------------
 
 
+RetryableClass = Literal[
+    "http_429", "overloaded", "http_5xx", "timeout", "connect", "stream_error", "cut_stream"
+]
+
+
+class Retries(FrozenModel):
+    """Retries are off unless asked for; when on, every attempt is its own record."""
+
+    max: Annotated[int, Field(strict=True, ge=0, le=10)] = Field(
+        0, description="Extra attempts after a failure of a class in `on` (default 0: none)."
+    )
+    on: tuple[RetryableClass, ...] = Field(
+        ("http_429", "overloaded"), min_length=1, description="Error classes worth a retry."
+    )
+    backoff: Duration = Field(
+        1.0,
+        description="Wait before retry k when the server gave no retry-after: backoff * 2^(k-1).",
+    )
+    max_wait: PositiveDuration = Field(
+        30.0, description="Cap on any wait, including a server's retry-after."
+    )
+
+
 class Defaults(FrozenModel):
     """Values every stage inherits unless it sets its own."""
+
+    retries: Retries | None = Field(None, description="Retry policy (default: no retries).")
 
     timeout: PositiveDuration = Field(
         60.0, description="Per-request timeout, e.g. 30s (default 60s)."
@@ -528,6 +553,7 @@ class _Stage(FrozenModel):
     )
     timeout: PositiveDuration | None = Field(None, description="Overrides defaults.timeout.")
     max_tokens: PositiveInt | None = Field(None, description="Overrides defaults.max_tokens.")
+    retries: Retries | None = Field(None, description="Overrides defaults.retries.")
 
 
 class BurstStage(_Stage):

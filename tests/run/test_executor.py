@@ -11,6 +11,7 @@ from lens.plan.model import (
     Plan,
     PromptSpec,
     ProviderSpec,
+    RetryPolicy,
     StagePlan,
 )
 from lens.providers import registry
@@ -200,3 +201,49 @@ async def test_misconfigured_provider_stops_the_run_before_any_request(
     with pytest.raises(ProviderError, match="no credentials"):
         await run(plan_of(open_stage([0.0])), fake)
     assert fake.calls == 0
+
+
+async def test_no_retry_unless_asked(autojump_clock: trio.testing.MockClock) -> None:
+    fake = FakeOpenAI(Script(status=429))
+    recs = await run(plan_of(open_stage([0.0])), fake)
+    assert [r.attempt for r in recs] == [1]
+    assert fake.calls == 1
+
+
+async def test_retries_are_each_recorded_with_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Fails twice with 429, then succeeds: three records, waits of 0.5 s then 1 s.
+    fake = FakeOpenAI(lambda n: Script(status=429) if n < 2 else Script(tokens=2))
+    policy = RetryPolicy(max_retries=3, on=frozenset({"http_429"}), backoff_s=0.5, max_wait_s=5)
+    recs = await run(plan_of(open_stage([0.0], retries=policy)), fake)
+    recs.sort(key=lambda r: r.attempt)
+    assert [(r.attempt, r.ok, r.index) for r in recs] == [
+        (1, False, 0),
+        (2, False, 0),
+        (3, True, 0),
+    ]
+    assert recs[0].t_intended is not None
+    assert recs[1].t_intended is None  # a retry is not on the schedule
+    assert recs[1].t_dispatch - recs[0].t_end == 500 * MS
+    assert recs[2].t_dispatch - recs[1].t_end == 1000 * MS
+
+
+async def test_retries_stop_at_the_limit_and_skip_other_classes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    policy = RetryPolicy(max_retries=2, on=frozenset({"http_429"}), backoff_s=0.1, max_wait_s=5)
+    always_429 = FakeOpenAI(Script(status=429))
+    recs = await run(plan_of(open_stage([0.0], retries=policy)), always_429)
+    assert sorted(r.attempt for r in recs) == [1, 2, 3]
+    server_error = FakeOpenAI(Script(status=500))
+    recs = await run(plan_of(open_stage([0.0], retries=policy)), server_error)
+    assert [r.attempt for r in recs] == [1]
+
+
+def test_retry_wait_prefers_the_server_hint_and_is_capped() -> None:
+    policy = RetryPolicy(max_retries=3, on=frozenset({"http_429"}), backoff_s=1.0, max_wait_s=10)
+    assert policy.wait_s(1, None) == 1.0
+    assert policy.wait_s(3, None) == 4.0
+    assert policy.wait_s(1, 2.5) == 2.5
+    assert policy.wait_s(1, 60.0) == 10.0
