@@ -116,6 +116,10 @@ class PromptSpec:
     weight: float = 1.0
     source: str = ""  # "inline", "synthetic(seed=7)", "prompts/support.jsonl:3"
 
+    def token_limit(self, stage_max_tokens: int | None) -> int | None:
+        """The output limit to send: the prompt's own (synthetic, JSONL) beats the stage's."""
+        return self.max_tokens if self.max_tokens is not None else stage_max_tokens
+
 
 @dataclass(frozen=True, slots=True)
 class ArrivalSchedule:

@@ -90,7 +90,7 @@ class AnthropicAdapter:
 
     def build_request(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
         system, turns = split_system(prompt)
-        limit = prompt.max_tokens if prompt.max_tokens is not None else max_tokens
+        limit = prompt.token_limit(max_tokens)
         body: dict[str, Any] = {
             "model": self.spec.model,
             "max_tokens": limit if limit is not None else DEFAULT_MAX_TOKENS,

@@ -104,7 +104,7 @@ class AzureOpenAIAdapter:
         }
         if self.spec.include_usage:
             body["stream_options"] = {"include_usage": True}
-        limit = prompt.max_tokens if prompt.max_tokens is not None else max_tokens
+        limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body[self.spec.max_tokens_field] = limit
         return masked_request(self._url, self._headers, json.dumps(body).encode())

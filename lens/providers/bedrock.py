@@ -159,7 +159,7 @@ class BedrockAdapter:
         return self._url_text
 
     def build_request(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
-        limit = prompt.max_tokens if prompt.max_tokens is not None else max_tokens
+        limit = prompt.token_limit(max_tokens)
         body = self._invoke_body(prompt, limit) if self._invoke else _converse_body(prompt, limit)
         content = json.dumps(body, separators=(",", ":")).encode()
         request = httpx.Request("POST", self._url, headers=self._headers, content=content)

@@ -97,7 +97,7 @@ class GeminiAdapter:
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-        limit = prompt.max_tokens if prompt.max_tokens is not None else max_tokens
+        limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body["generationConfig"] = {"maxOutputTokens": limit}
         return masked_request(self._url, self._headers, json.dumps(body).encode())

@@ -72,7 +72,7 @@ class OpenAIChatAdapter:
         }
         if self.spec.include_usage:
             body["stream_options"] = {"include_usage": True}
-        limit = prompt.max_tokens if prompt.max_tokens is not None else max_tokens
+        limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body[self.spec.max_tokens_field] = limit
         return httpx.Request(

@@ -76,7 +76,7 @@ class OpenAIResponsesAdapter:
             "input": [{"role": m.role, "content": m.content} for m in prompt.messages],
             "stream": True,
         }
-        limit = prompt.max_tokens if prompt.max_tokens is not None else max_tokens
+        limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body["max_output_tokens"] = limit
         return masked_request(self._url, self._headers, json.dumps(body).encode())
