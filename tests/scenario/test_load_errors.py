@@ -102,7 +102,8 @@ def test_unknown_nested_key_suggests_from_the_right_model() -> None:
 def test_unknown_key_without_suggestion_lists_allowed_keys() -> None:
     text = BASE + "defaults: {zzz: 1}\n"
     assert only_problem(text) == (
-        "s.yaml:14:12: defaults.zzz: unknown field 'zzz'; allowed here: retries, timeout, max_tokens"
+        "s.yaml:14:12: defaults.zzz: unknown field 'zzz'; "
+        "allowed here: retries, timeout, max_tokens"
     )
 
 
