@@ -22,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
+from lens.export.costing import StageCost, prices_for, record_cost, stage_cost
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.request import NS_PER_MS, request_metrics
 from lens.metrics.summary import Summary
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
+from lens.pricing import CostBreakdown
 from lens.records import RequestRecord
 from lens.run.executor import StageWindow
 from lens.run.session import RunOutcome
@@ -83,6 +85,11 @@ class SummaryOut(_Frozen):
     token_sources: dict[str, int]
     planned_requests: int | None
     metrics: dict[str, MetricStatsOut]
+    cost: dict[str, str | int | None] | None = Field(
+        None,
+        description="total_usd, per_request_usd, per_1k_successful_usd, "
+        "per_1m_output_tokens_usd (decimal strings); absent when no price is known",
+    )
 
 
 class VerdictOut(_Frozen):
@@ -142,6 +149,12 @@ class RecordOut(_Frozen):
     chunk_tokens: list[int] = Field(description="tokens each chunk is taken to carry")
     reads: int = Field(description="network reads that delivered body bytes")
     request_id: str | None
+    cost_usd: str | None = Field(
+        None, description="what the request cost at list price (decimal string); absent if unknown"
+    )
+    cost_detail: dict[str, str | int | None] | None = Field(
+        None, description="parts, rates (USD per 1M tokens) and price source behind cost_usd"
+    )
     provider_facts: dict[str, str] = Field(
         description="provider headers and stream facts kept verbatim: retry-after, rate "
         "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
@@ -179,7 +192,7 @@ def _ms(ns: int | None) -> float | None:
     return None if ns is None else ns / NS_PER_MS
 
 
-def record_out(rec: RequestRecord) -> RecordOut:
+def record_out(rec: RequestRecord, cost: CostBreakdown | None = None) -> RecordOut:
     m = request_metrics(rec, include_failed=True)
     return RecordOut(
         provider=rec.provider,
@@ -220,10 +233,14 @@ def record_out(rec: RequestRecord) -> RecordOut:
         reads=rec.reads,
         request_id=rec.request_id,
         provider_facts=dict(rec.extra),
+        cost_usd=str(cost.total) if cost is not None else None,
+        cost_detail=cost.to_record() if cost is not None else None,
     )
 
 
-def summary_out(s: Summary, plan: Plan, planned: int | None) -> SummaryOut:
+def summary_out(
+    s: Summary, plan: Plan, planned: int | None, cost: StageCost | None = None
+) -> SummaryOut:
     d = s.to_dict()
     return SummaryOut(
         stage=s.stage,
@@ -241,6 +258,7 @@ def summary_out(s: Summary, plan: Plan, planned: int | None) -> SummaryOut:
         output_tokens=s.output_tokens,
         token_sources=dict(s.token_sources),
         planned_requests=planned,
+        cost=cost.as_dict() if cost is not None else None,
         metrics={
             name: MetricStatsOut(**{k: v[k] for k in (*REQUEST_STATS, "exact", "unit")})
             for name, v in d["metrics"].items()
@@ -278,6 +296,14 @@ def build_results(
     verdicts: Sequence[Verdict],
 ) -> Results:
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
+    prices = prices_for(plan.providers)
+    costs = [
+        record_cost(r, prices.get(r.provider), plan.providers[r.provider].type)
+        for r in outcome.records
+    ]
+    by_unit: dict[tuple[str, str], list[tuple[RequestRecord, CostBreakdown | None]]] = {}
+    for rec, cost in zip(outcome.records, costs, strict=True):
+        by_unit.setdefault((rec.stage, rec.provider), []).append((rec, cost))
     return Results(
         scenario=plan.name,
         partial=outcome.partial,
@@ -286,9 +312,17 @@ def build_results(
         environment=environment(outcome),
         plan=plan_to_dict(plan),
         stages=[window_out(w) for w in outcome.windows],
-        summaries=[summary_out(s, plan, planned.get((s.stage, s.provider))) for s in summaries],
+        summaries=[
+            summary_out(
+                s,
+                plan,
+                planned.get((s.stage, s.provider)),
+                stage_cost(by_unit.get((s.stage, s.provider), ())),
+            )
+            for s in summaries
+        ],
         verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
-        records=[record_out(r) for r in outcome.records],
+        records=[record_out(r, c) for r, c in zip(outcome.records, costs, strict=True)],
     )
 
 

@@ -170,6 +170,8 @@ class StageRunner:
         # arrivals are not sent late because of it.
         pool = TransportPool(_transport_factory(unit, transport, self._ssl_context()))
         pool.prepare(_prepared_transports(unit))
+        first = self.plan.prompts[unit.prompt_for(0)]
+        await pool.warm(adapter.build_request(first, unit.max_tokens).url)
         t_start = clock.now_ns()
         try:
             async with trio.open_nursery() as nursery:

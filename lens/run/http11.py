@@ -205,6 +205,22 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
             extensions={"http_version": response.http_version, "reason_phrase": response.reason},
         )
 
+    async def warm(self, url: httpx.URL) -> None:
+        """Open the connection to ``url``'s origin now, ahead of the first request.
+
+        Connecting (and a TLS handshake) before a stage starts keeps that set-up out of the
+        stage: dispatch is stamped after it in any case, but hundreds of connects at the
+        start of a burst would otherwise compete for the client's CPU with the first
+        responses.  A failure is left for the first request to report.
+        """
+        scheme = url.raw_scheme
+        default_port = _DEFAULT_PORTS.get(scheme)
+        if self._conn is not None or default_port is None:
+            return
+        origin: Origin = (scheme, url.raw_host.decode("ascii"), url.port or default_port)
+        with contextlib.suppress(httpx.ConnectError, httpx.ConnectTimeout):
+            self._conn = await self._open(origin, None)
+
     async def aclose(self) -> None:
         self._drop()
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
+import trio
 
 
 class TransportPool:
@@ -34,6 +35,14 @@ class TransportPool:
         """Create transports ahead of a stage, so building them is not timed as dispatch."""
         while len(self._all) < n:
             self._idle.append(self._new())
+
+    async def warm(self, url: httpx.URL) -> None:
+        """Connect every idle transport that can (lens's own) to ``url``, concurrently."""
+        async with trio.open_nursery() as nursery:
+            for transport in self._idle:
+                warm = getattr(transport, "warm", None)
+                if warm is not None:
+                    nursery.start_soon(warm, url)
 
     def _new(self) -> httpx.AsyncBaseTransport:
         transport = self._factory()

@@ -1030,3 +1030,25 @@ async def test_error_in_a_later_read_after_good_payload() -> None:
 def test_read_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="read_size"):
         LeanHTTP11Transport(read_size=0)
+
+
+async def test_warm_connects_ahead_and_the_request_reuses_it(
+    start_raw: StartRaw, transport: LeanHTTP11Transport
+) -> None:
+    server = await start_raw(replies(ok(b"hello")))
+    await transport.warm(httpx.URL(server.url + "/x"))
+    await transport.warm(httpx.URL(server.url + "/x"))  # already connected: nothing more
+    assert transport.connects == 1
+    response, parts = await fetch(transport, server.url + "/x")
+    assert response.status_code == 200
+    assert b"".join(parts) == b"hello"
+    assert server.accepts == 1
+    assert transport.connects == 1
+
+
+async def test_warm_leaves_a_refused_connect_to_the_request(transport: LeanHTTP11Transport) -> None:
+    await transport.warm(httpx.URL("http://127.0.0.1:9/"))
+    await transport.warm(httpx.URL("ftp://127.0.0.1/"))  # not HTTP: ignored
+    assert transport.connects == 0
+    with pytest.raises(httpx.ConnectError):
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
