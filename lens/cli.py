@@ -31,6 +31,7 @@ from lens.metrics.summary import aggregate
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
+from lens.pricing import PricingCatalog
 from lens.run.session import run_blocking
 from lens.run.simulators import live_providers
 from lens.scenario import load_scenario
@@ -162,6 +163,42 @@ def schema_text(doc: dict[str, object]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
+def cmd_pricing(args: argparse.Namespace) -> int:
+    catalog = PricingCatalog.load()
+    entries = [
+        e
+        for e in catalog.entries
+        if (args.provider is None or e.provider == args.provider)
+        and (
+            args.model is None
+            or args.model.lower() in (e.model.lower(), *map(str.lower, e.aliases))
+        )
+    ]
+    if args.model is not None and args.provider is not None and not entries:
+        found = catalog.lookup(args.provider, args.model)
+        entries = [found] if found is not None else []
+    if not entries:
+        print("no price known for that provider/model", file=sys.stderr)
+        return EXIT_INPUT
+    rows = [
+        [
+            e.provider,
+            e.model,
+            e.rates.input,
+            e.rates.cached_input if e.rates.cached_input is not None else "-",
+            e.rates.cache_write if e.rates.cache_write is not None else "-",
+            e.rates.output,
+            ", ".join(f">{t.above_input_tokens}" for t in e.tiers) or "-",
+            e.checked.isoformat(),
+        ]
+        for e in entries
+    ]
+    headers = ["provider", "model", "input", "cached", "cache write", "output", "tiers", "checked"]
+    print("USD per 1M tokens (list prices; reasoning billed as output)")
+    print(tabulate(rows, headers=headers, disable_numparse=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lens", description="Measure how fast and how costly LLM APIs really are."
@@ -190,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("which", nargs="?", choices=("scenario", "results"), default="scenario")
     s.add_argument("--write", metavar="DIR", help="write every schema into DIR")
     s.set_defaults(func=cmd_schema)
+
+    pr = sub.add_parser("pricing", help="print the pricing catalog (USD per 1M tokens)")
+    pr.add_argument("--provider", help="e.g. openai, anthropic, gemini, bedrock, azure-openai")
+    pr.add_argument("--model", help="a model id, alias or dated snapshot")
+    pr.set_defaults(func=cmd_pricing)
 
     sub.add_parser(
         "serve-sim",

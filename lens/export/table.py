@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from tabulate import tabulate
 
@@ -68,6 +69,22 @@ def verdict_rows(verdicts: Sequence[VerdictOut]) -> tuple[list[str], list[list[s
     return headers, rows
 
 
+def _money(value: str | int | None) -> str:
+    return "-" if value is None else f"${Decimal(str(value)):.6f}"
+
+
+def _cost_line(s: SummaryOut) -> str | None:
+    if s.cost is None:
+        return None
+    c = s.cost
+    unpriced = f" ({c['unpriced_requests']} without usage)" if c["unpriced_requests"] else ""
+    return (
+        f"  {s.stage}/{s.provider}: total {_money(c['total_usd'])}, "
+        f"{_money(c['per_request_usd'])} per request, "
+        f"{_money(c['per_1m_output_tokens_usd'])} per 1M output tokens{unpriced}"
+    )
+
+
 def _errors_line(s: SummaryOut) -> str | None:
     parts = [f"{k}={n}" for k, n in s.error_counts.items() if n]
     return f"  {s.stage}/{s.provider}: " + ", ".join(parts) if parts else None
@@ -85,6 +102,9 @@ def render(results: Results, fmt: str = "simple") -> str:
     errs = [line for s in results.summaries if (line := _errors_line(s))]
     if errs:
         out += ["", "errors by class:", *errs]
+    costs = [line for s in results.summaries if (line := _cost_line(s))]
+    if costs:
+        out += ["", "cost at list price:", *costs]
     if results.verdicts:
         out.append("")
         out.append("### SLA" if md else "SLA")

@@ -113,3 +113,17 @@ def test_serve_sim_runs_standalone_and_stops_on_sigterm() -> None:
         assert proc.stdout is not None
         proc.stdout.close()
     assert code == 0
+
+
+def test_pricing_lists_filters_and_resolves_snapshots(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pricing"]) == 0
+    listing = capsys.readouterr().out
+    assert "claude-3-5-haiku-20241022" in listing
+    assert "gemini-2.5-pro" in listing
+    assert main(["pricing", "--provider", "openai", "--model", "gpt-4o-mini-2024-07-18"]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-4o-mini  0.15     0.075" in out
+    assert main(["pricing", "--provider", "anthropic"]) == 0
+    assert "openai" not in capsys.readouterr().out.split("\n", 1)[1]
+    assert main(["pricing", "--model", "no-such-model"]) == 2
+    assert "no price known" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -203,3 +204,34 @@ def test_every_error_class_over_real_sockets(tmp_path: Path) -> None:
     assert by_class["http_429"]["http_status"] == 429
     assert by_class["http_429"]["provider_facts"]["retry-after"] == "1"
     assert all(r["status"] == "error" for r in doc["records"])
+
+
+def test_priced_provider_shows_cost_in_records_summary_and_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    settings = SimSettings(ttft_s=0.005, itl_s=0.001, output_tokens=10, protocol="anthropic")
+    with SimServerProcess(settings) as sim:
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            "version: 1\nname: cost\nproviders:\n"
+            f"  haiku: {{type: anthropic, base_url: '{sim.url}', model: claude-3-5-haiku-latest}}\n"
+            "prompts: [{id: q, messages: [{role: user, content: 'hello there'}]}]\n"
+            "load: [{id: b, pattern: burst, requests: 3}]\n"
+        )
+        out = tmp_path / "r.json"
+        assert main(["run", str(path), "-o", str(out), "--format", "table"]) == 0
+    table = capsys.readouterr().out
+    assert "cost at list price:" in table
+    doc = json.loads(out.read_text())
+    total = Decimal(0)
+    for rec in doc["records"]:
+        uncached = rec["input_tokens"] - (rec["cached_input_tokens"] or 0)
+        uncached -= rec["cache_write_tokens"] or 0
+        # claude-3-5-haiku list price: $0.80 input, $4 output per 1M tokens.
+        expected = (Decimal(uncached) * Decimal("0.8") + rec["output_tokens"] * 4) / 1_000_000
+        assert Decimal(rec["cost_usd"]) == expected
+        total += expected
+    (summary,) = doc["summaries"]
+    assert Decimal(summary["cost"]["total_usd"]) == total
+    assert summary["cost"]["priced_requests"] == 3
