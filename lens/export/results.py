@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
-from lens.export.costing import StageCost, prices_for, record_cost, stage_cost
+from lens.metrics.cost import StageCost, prices_for, record_cost, stage_cost
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.request import NS_PER_MS, request_metrics
 from lens.metrics.summary import Summary

@@ -65,6 +65,7 @@ def test_run_writes_valid_results_and_records(
     assert doc["environment"]["python"]
 
 
+@pytest.mark.no_cover  # a line tracer would add its own overhead to what is measured
 def test_measured_ttft_and_itl_match_the_server(
     write_scenario: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -1,5 +1,7 @@
 """Cost of each request and of each stage x provider, from token counts and list prices.
 
+Part of the metrics stage: a future cost SLA judges these values like any other metric.
+
 Money is ``decimal.Decimal`` end to end and leaves as decimal strings, so totals never
 drift.  A request whose provider has no known price, or whose token counts are unknown,
 has no cost (absent), never a cost of 0; failed requests that report usage still cost.

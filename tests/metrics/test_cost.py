@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from lens.export.costing import prices_for, record_cost, stage_cost
+from lens.metrics.cost import prices_for, record_cost, stage_cost
 from lens.plan.model import ProviderSpec, SimSettings
 from lens.records import ErrorClass, RequestRecord
 
