@@ -19,9 +19,5 @@ class RunClock:
     def now_ns(self) -> int:
         return int((trio.current_time() - self.t0) * 1e9)
 
-    def deadline(self, offset_s: float) -> float:
-        """The trio deadline ``offset_s`` seconds after the run started."""
-        return self.t0 + offset_s
-
     def at_ns(self, offset_ns: int) -> float:
         return self.t0 + offset_ns / 1e9

@@ -27,10 +27,6 @@ class TransportPool:
         self._idle: list[httpx.AsyncBaseTransport] = []
         self._all: list[httpx.AsyncBaseTransport] = []
 
-    @property
-    def size(self) -> int:
-        return len(self._all)
-
     def prepare(self, n: int) -> None:
         """Create transports ahead of a stage, so building them is not timed as dispatch."""
         while len(self._all) < n:
