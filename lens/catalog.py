@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Unit = Literal["ms", "tokens/s", "ratio", "count", "req/s"]
+Unit = Literal["ms", "tokens/s", "ratio", "count", "req/s", "usd"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,7 @@ REQUEST_METRICS: dict[str, MetricInfo] = {
         MetricInfo("output_tokens_per_s", "tokens/s", "(output_tokens - 1) / decode time"),
         MetricInfo("input_tokens", "count", "prompt tokens, cached ones included"),
         MetricInfo("output_tokens", "count", "generated tokens, reasoning included"),
+        MetricInfo("cost", "usd", "what the request cost (failed ones too); .total per stage"),
     )
 }
 
@@ -53,6 +54,9 @@ STAGE_METRICS: dict[str, MetricInfo] = {
 }
 
 REQUEST_STATS: tuple[str, ...] = ("n", "min", "mean", "p50", "p90", "p95", "p99", "max")
+# Statistics only some metrics have: the exact sum of what a stage spent.
+TOTAL_STAT = "total"
+TOTAL_METRICS = frozenset({"cost"})
 
 # A percentile resting on fewer values than this is not meaningful: p99 of 20 values is
 # simply the maximum.  An SLA on it is inconclusive, never a silent pass.

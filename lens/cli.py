@@ -117,7 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with live_providers(plan) as providers:
         outcome = run_blocking(plan, providers, progress_out=progress, tty=sys.stderr.isatty())
     windows = {(w.stage, w.provider): (w.t_start, w.t_end) for w in outcome.windows}
-    summaries = aggregate(outcome.records, stage_windows=windows)
+    summaries = aggregate(
+        outcome.records, stage_windows=windows, providers=plan.providers, slas=plan.slas
+    )
     verdicts = judge(plan.slas, summaries)
     results = build_results(plan, outcome, summaries, verdicts)
     _write_outputs(results, args)

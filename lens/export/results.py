@@ -22,19 +22,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
-from lens.metrics.cost import StageCost, prices_for, record_cost, stage_cost
+from lens.metrics.cost import StageCost, gpu_share, record_cost
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.request import NS_PER_MS, request_metrics
 from lens.metrics.summary import Summary
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import Plan
-from lens.pricing import CostBreakdown
+from lens.plan.model import Plan, ProviderSpec
+from lens.pricing import GpuHourRate
 from lens.records import RequestRecord
 from lens.run.executor import StageWindow
 from lens.run.session import RunOutcome
 
 SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
 SCHEMA_ID = "https://lens.dev/schemas/results-v1.json"
+
+# A record's cost (decimal string) and how it was worked out; None when unknown.
+_RecordPrice = tuple[str, dict[str, str | int | None]] | None
 
 
 class _Frozen(BaseModel):
@@ -85,10 +88,15 @@ class SummaryOut(_Frozen):
     token_sources: dict[str, int]
     planned_requests: int | None
     metrics: dict[str, MetricStatsOut]
+    sla_conforming: int = Field(
+        0, description="successful requests whose own values met every per-request SLA"
+    )
     cost: dict[str, str | int | None] | None = Field(
         None,
-        description="total_usd, per_request_usd, per_1k_successful_usd, "
-        "per_1m_output_tokens_usd (decimal strings); absent when no price is known",
+        description="pricing (tokens|gpu-hour), total_usd, per_request_usd, "
+        "per_1k_successful_usd, per_1m_output_tokens_usd, per_sla_conforming_usd (decimal "
+        "strings), sla_conforming_requests, priced/unpriced_requests; absent when no price "
+        "is known",
     )
 
 
@@ -192,7 +200,7 @@ def _ms(ns: int | None) -> float | None:
     return None if ns is None else ns / NS_PER_MS
 
 
-def record_out(rec: RequestRecord, cost: CostBreakdown | None = None) -> RecordOut:
+def record_out(rec: RequestRecord, cost: _RecordPrice = None) -> RecordOut:
     m = request_metrics(rec, include_failed=True)
     return RecordOut(
         provider=rec.provider,
@@ -233,14 +241,12 @@ def record_out(rec: RequestRecord, cost: CostBreakdown | None = None) -> RecordO
         reads=rec.reads,
         request_id=rec.request_id,
         provider_facts=dict(rec.extra),
-        cost_usd=str(cost.total) if cost is not None else None,
-        cost_detail=cost.to_record() if cost is not None else None,
+        cost_usd=cost[0] if cost is not None else None,
+        cost_detail=cost[1] if cost is not None else None,
     )
 
 
-def summary_out(
-    s: Summary, plan: Plan, planned: int | None, cost: StageCost | None = None
-) -> SummaryOut:
+def summary_out(s: Summary, plan: Plan, planned: int | None) -> SummaryOut:
     d = s.to_dict()
     return SummaryOut(
         stage=s.stage,
@@ -258,7 +264,8 @@ def summary_out(
         output_tokens=s.output_tokens,
         token_sources=dict(s.token_sources),
         planned_requests=planned,
-        cost=cost.as_dict() if cost is not None else None,
+        sla_conforming=s.sla_conforming,
+        cost=s.cost.as_dict() if s.cost is not None else None,
         metrics={
             name: MetricStatsOut(**{k: v[k] for k in (*REQUEST_STATS, "exact", "unit")})
             for name, v in d["metrics"].items()
@@ -296,14 +303,11 @@ def build_results(
     verdicts: Sequence[Verdict],
 ) -> Results:
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
-    prices = prices_for(plan.providers)
+    stage_costs = {(s.stage, s.provider): s.cost for s in summaries}
     costs = [
-        record_cost(r, prices.get(r.provider), plan.providers[r.provider].type)
+        _record_price(r, plan.providers[r.provider], stage_costs.get((r.stage, r.provider)))
         for r in outcome.records
     ]
-    by_unit: dict[tuple[str, str], list[tuple[RequestRecord, CostBreakdown | None]]] = {}
-    for rec, cost in zip(outcome.records, costs, strict=True):
-        by_unit.setdefault((rec.stage, rec.provider), []).append((rec, cost))
     return Results(
         scenario=plan.name,
         partial=outcome.partial,
@@ -312,18 +316,22 @@ def build_results(
         environment=environment(outcome),
         plan=plan_to_dict(plan),
         stages=[window_out(w) for w in outcome.windows],
-        summaries=[
-            summary_out(
-                s,
-                plan,
-                planned.get((s.stage, s.provider)),
-                stage_cost(by_unit.get((s.stage, s.provider), ())),
-            )
-            for s in summaries
-        ],
+        summaries=[summary_out(s, plan, planned.get((s.stage, s.provider))) for s in summaries],
         verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
         records=[record_out(r, c) for r, c in zip(outcome.records, costs, strict=True)],
     )
+
+
+def _record_price(rec: RequestRecord, spec: ProviderSpec, stage: StageCost | None) -> _RecordPrice:
+    """A record's cost and how it was worked out; None when unknown."""
+    breakdown = record_cost(rec, spec)
+    if breakdown is not None:
+        return str(breakdown.total), breakdown.to_record()
+    if isinstance(spec.price, GpuHourRate) and stage is not None:
+        share = gpu_share(rec, stage.total, stage.busy_ns)
+        if share is not None:
+            return str(share), {"pricing": "gpu-hour", **spec.price.to_dict()}
+    return None
 
 
 def window_out(w: StageWindow) -> StageWindowOut:

@@ -43,7 +43,10 @@ _NEVER_MEASURED_HINTS: dict[str, str] = {
     "icl": "it needs at least 2 token-bearing chunks per response",
     "ttfot": "no response carried visible (non-reasoning) output",
     "ttfb": "no response headers were timed",
+    "cost": "no response reported its token usage, so none could be priced",
 }
+# Statistics the summary holds as exact decimals whatever the sketch (see Summary.get).
+_EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ def format_value(value: float, unit: str) -> str:
     """Human form of a canonical value: ratios as %, times with their unit."""
     if unit == "ratio":
         return f"{_num(value * 100)}%"
+    if unit == "usd":
+        text = f"{value:.8f}".rstrip("0").rstrip(".")
+        return f"${text}"
     if unit in ("", "count"):
         return _num(value)
     return f"{_num(value)} {unit}"
@@ -110,9 +116,7 @@ def _num(value: float) -> str:
 
 
 def _matches(spec: SlaSpec, summary: Summary) -> bool:
-    return (spec.provider is None or spec.provider == summary.provider) and (
-        spec.stage is None or spec.stage == summary.stage
-    )
+    return spec.applies_to(summary.stage, summary.provider)
 
 
 def _judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
@@ -143,7 +147,11 @@ def _judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
     except KeyError as exc:
         return verdict("inconclusive", f"cannot evaluate {label}: {exc.args[0]}", None, 0)
     is_request_metric = expr.metric in summary.metrics
-    exact = summary.metrics[expr.metric].exact if is_request_metric else True
+    exact = (
+        summary.metrics[expr.metric].exact
+        if is_request_metric and (expr.metric, expr.stat) not in _EXACT_STATS
+        else True
+    )
     is_count = expr.metric in _COUNT_METRICS or expr.stat == "n"
 
     if not is_count:

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Self
 
-from lens.catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS
+from lens.catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS, TOTAL_STAT
+from lens.metrics.conformance import request_checks, request_conforms
+from lens.metrics.cost import CostAccumulator, StageCost, record_cost
 from lens.metrics.request import (
     NS_PER_S,
     icl_values,
@@ -37,7 +40,9 @@ from lens.metrics.request import (
     request_metrics,
 )
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
+from lens.plan.model import ProviderSpec, SlaSpec
 from lens.records import ErrorClass, RequestRecord
+from lens.scenario.sla import SlaExpr
 
 StageKey = tuple[str, str]  # (stage, provider)
 Window = tuple[int, int]  # (t_start_ns, t_end_ns) on the run clock
@@ -115,9 +120,15 @@ class Summary:
     output_tokens: int  # over successful requests
     token_sources: Mapping[str, int]  # "usage"/"estimated" -> successful requests
     metrics: Mapping[str, MetricStats]  # every name in REQUEST_METRICS
+    cost: StageCost | None = None  # None: no price applies or no request could be priced
+    sla_conforming: int = 0  # successful requests meeting every per-request SLA
 
     def get(self, metric: str, stat: str | None = None) -> float | None:
         """The value an SLA on ``metric[.stat]`` compares; ``KeyError`` if unknown."""
+        if metric == "cost" and stat in (TOTAL_STAT, "mean"):
+            # Exact decimal sums rather than the float sketch's.
+            exact: Decimal | None = None if self.cost is None else getattr(self.cost, stat)
+            return None if exact is None else float(exact)
         if metric in STAGE_METRICS:
             if stat is not None:
                 raise KeyError(f"{metric!r} is one value per stage and takes no statistic")
@@ -138,6 +149,8 @@ class Summary:
         """
         if metric in STAGE_METRICS:
             return self.requests
+        if stat == TOTAL_STAT:
+            return 0 if self.cost is None else self.cost.priced_requests
         if metric not in self.metrics:
             raise KeyError(f"unknown metric {metric!r}")
         return self.metrics[metric].n
@@ -161,6 +174,8 @@ class Summary:
                 name: {**stats.to_dict(), "unit": _unit(name)}
                 for name, stats in self.metrics.items()
             },
+            "cost": None if self.cost is None else self.cost.as_dict(),
+            "sla_conforming": self.sla_conforming,
         }
 
 
@@ -177,11 +192,21 @@ class StageAccumulator:
     """Counters and sketches of one stage x provider, fed one record at a time."""
 
     def __init__(
-        self, stage: str, provider: str, *, exact_limit: int = DEFAULT_EXACT_LIMIT
+        self,
+        stage: str,
+        provider: str,
+        *,
+        exact_limit: int = DEFAULT_EXACT_LIMIT,
+        spec: ProviderSpec | None = None,
+        checks: tuple[SlaExpr, ...] = (),
     ) -> None:
         self.stage = stage
         self.provider = provider
         self.exact_limit = exact_limit
+        self.spec = spec  # where the price comes from; None: unpriced
+        self.checks = checks  # per-request SLA checks, for sla_conforming
+        self.cost = CostAccumulator(spec.price if spec is not None else None)
+        self.sla_conforming = 0
         self.requests = 0
         self.ok = 0
         self.output_tokens = 0
@@ -222,12 +247,20 @@ class StageAccumulator:
             cls = rec.error_class.value if rec.error_class is not None else UNKNOWN_ERROR
             self.error_counts[cls] = self.error_counts.get(cls, 0) + 1
         sketches = self.sketches
-        for name, value in request_metrics(rec).items():
+        values: dict[str, float | None] = dict(request_metrics(rec))
+        cost = record_cost(rec, self.spec) if self.spec is not None else None
+        self.cost.add(rec, cost.total if cost is not None else None)
+        values["cost"] = float(cost.total) if cost is not None else None
+        for name, value in values.items():
             if value is not None:
                 sketches[name].add(value)
+        series: dict[str, list[float]] = {}
         if rec.ok and len(rec.chunk_times) > 1:
-            sketches["itl"].add_many(itl_values(rec))
-            sketches["icl"].add_many(icl_values(rec))
+            series = {"itl": itl_values(rec), "icl": icl_values(rec)}
+            sketches["itl"].add_many(series["itl"])
+            sketches["icl"].add_many(series["icl"])
+        if request_conforms(rec.ok, values, series, self.checks):
+            self.sla_conforming += 1
 
     def merge(self, other: StageAccumulator) -> None:
         """Fold a shard of the same stage x provider (e.g. from another machine) in."""
@@ -236,6 +269,8 @@ class StageAccumulator:
         self.requests += other.requests
         self.ok += other.ok
         self.output_tokens += other.output_tokens
+        self.sla_conforming += other.sla_conforming
+        self.cost.merge(other.cost)
         for cls, n in other.error_counts.items():
             self.error_counts[cls] = self.error_counts.get(cls, 0) + n
         for src, n in other.token_sources.items():
@@ -252,6 +287,16 @@ class StageAccumulator:
             if duration_s > 0:
                 rps = self.ok / duration_s
                 throughput = self.output_tokens / duration_s
+        cost = self.cost.result(
+            None if window is None else window[1] - window[0], self.sla_conforming
+        )
+        metrics = {name: MetricStats.from_sketch(s) for name, s in self.sketches.items()}
+        if cost is not None and not self.cost.per_request:
+            # GPU-hour pricing: only the stage total is known, so only the mean is.
+            mean = cost.mean
+            metrics["cost"] = MetricStats(
+                n=cost.priced_requests, mean=None if mean is None else float(mean)
+            )
         return Summary(
             stage=self.stage,
             provider=self.provider,
@@ -266,7 +311,9 @@ class StageAccumulator:
             duration_s=duration_s,
             output_tokens=self.output_tokens,
             token_sources=dict(self.token_sources),
-            metrics={name: MetricStats.from_sketch(s) for name, s in self.sketches.items()},
+            metrics=metrics,
+            cost=cost,
+            sla_conforming=self.sla_conforming,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,6 +327,8 @@ class StageAccumulator:
             "error_counts": dict(self.error_counts),
             "token_sources": dict(self.token_sources),
             "sketches": {name: s.to_dict() for name, s in self.sketches.items()},
+            "cost": self.cost.to_dict(),
+            "sla_conforming": self.sla_conforming,
         }
 
     @classmethod
@@ -291,6 +340,8 @@ class StageAccumulator:
         acc.error_counts.update({str(k): int(v) for k, v in d["error_counts"].items()})
         acc.token_sources = {str(k): int(v) for k, v in d["token_sources"].items()}
         acc.sketches.update({str(k): MetricSketch.from_dict(v) for k, v in d["sketches"].items()})
+        acc.cost.load(d["cost"])
+        acc.sla_conforming = int(d["sla_conforming"])
         return acc
 
 
@@ -301,8 +352,16 @@ class SummaryBuilder:
     stage that started nothing still gets a ``Summary``).
     """
 
-    def __init__(self, *, exact_limit: int = DEFAULT_EXACT_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        exact_limit: int = DEFAULT_EXACT_LIMIT,
+        providers: Mapping[str, ProviderSpec] | None = None,
+        slas: tuple[SlaSpec, ...] = (),
+    ) -> None:
         self.exact_limit = exact_limit
+        self.providers = providers or {}  # their prices price the records
+        self.slas = slas  # per-request checks behind sla_conforming
         self._groups: dict[StageKey, StageAccumulator] = {}
 
     def open(self, stage: str, provider: str) -> StageAccumulator:
@@ -311,7 +370,11 @@ class SummaryBuilder:
         acc = self._groups.get(key)
         if acc is None:
             acc = self._groups[key] = StageAccumulator(
-                stage, provider, exact_limit=self.exact_limit
+                stage,
+                provider,
+                exact_limit=self.exact_limit,
+                spec=self.providers.get(provider),
+                checks=request_checks(self.slas, stage, provider),
             )
         return acc
 
@@ -369,12 +432,16 @@ def aggregate(
     *,
     stage_windows: Mapping[StageKey, Window],
     exact_limit: int = DEFAULT_EXACT_LIMIT,
+    providers: Mapping[str, ProviderSpec] | None = None,
+    slas: tuple[SlaSpec, ...] = (),
 ) -> tuple[Summary, ...]:
     """One ``Summary`` per (stage, provider), in first-seen order of the records.
 
     ``stage_windows[(stage, provider)] = (t_start_ns, t_end_ns)`` is the wall-clock span
     of that run, from the executor; it is what ``rps`` and ``throughput`` divide by.
+    ``providers`` price the records (their ``price``) and ``slas`` decide which requests
+    count as SLA-conforming.
     """
-    builder = SummaryBuilder(exact_limit=exact_limit)
+    builder = SummaryBuilder(exact_limit=exact_limit, providers=providers, slas=slas)
     builder.add_many(records)
     return builder.build(stage_windows)

@@ -27,6 +27,7 @@ from lens.plan.model import (
     SlaSpec,
     StagePlan,
 )
+from lens.plan.prices import resolve_prices
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.messages import did_you_mean
 from lens.scenario.model import (
@@ -92,8 +93,13 @@ def compile_plan(
         for plan in _stage(scenario, i, stage, groups, ctx)
     )
     slas = _slas(scenario, ctx)
+    warnings: list[str] = []
+    prices = resolve_prices(
+        scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
+    )
     if ctx.problems:
         raise PlanError(ctx.problems)
+    providers = {pid: replace(p, price=prices[pid]) for pid, p in providers.items()}
     return Plan(
         name=scenario.name,
         description=scenario.description,
@@ -103,6 +109,8 @@ def compile_plan(
         stages=stages,
         slas=slas,
         scenario_version=scenario.version,
+        budget_usd=scenario.budget,
+        warnings=tuple(warnings),
     )
 
 

@@ -11,9 +11,31 @@ import math
 from typing import Any
 
 from lens.plan.model import Plan, ProviderSpec, StagePlan
+from lens.pricing import GpuHourRate, ProviderPrice
 
 # Types that speak Chat Completions and so take max_tokens_field / include_usage.
 _CHAT_TYPES = frozenset({"openai", "openai-compatible", "azure-openai"})
+
+
+def price_to_dict(price: ProviderPrice) -> dict[str, Any]:
+    """Money as decimal strings, as everywhere in lens's outputs."""
+    if isinstance(price, GpuHourRate):
+        return {"kind": "gpu-hour", **price.to_dict()}
+    rates = {
+        key: str(value)
+        for key in ("input", "output", "cached_input", "cache_write", "reasoning")
+        if (value := getattr(price.rates, key)) is not None
+    }
+    out: dict[str, Any] = {
+        "kind": "tokens",
+        "model": price.model,
+        "usd_per_mtok": rates,
+        "source": price.source,
+        "checked": price.checked.isoformat(),
+    }
+    if price.tiers:
+        out["tiers_above_input_tokens"] = [t.above_input_tokens for t in price.tiers]
+    return out
 
 
 def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
@@ -53,6 +75,7 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             "seed": s.seed,
             "protocol": s.protocol,
         }
+    out["price"] = price_to_dict(spec.price) if spec.price is not None else None
     return out
 
 
@@ -155,4 +178,6 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
             {"assert": s.expr.text, "provider": s.provider, "stage": s.stage, "where": s.where}
             for s in plan.slas
         ],
+        "budget_usd": str(plan.budget_usd) if plan.budget_usd is not None else None,
+        "warnings": list(plan.warnings),
     }

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from lens.pricing import ProviderPrice
 from lens.scenario.sla import SlaExpr
 
 ProviderType = Literal[
@@ -100,6 +102,7 @@ class ProviderSpec:
     api_version: str | None = None  # azure-openai classic; None means the v1 API
     auth: Literal["key", "entra", "aws"] = "key"  # how credentials are sent
     anthropic_version: str = "2023-06-01"
+    price: ProviderPrice | None = None  # resolved from catalog + scenario; None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,12 @@ class SlaSpec:
     stage: str | None = None
     where: str = ""  # file:line:col of the assertion, for messages
 
+    def applies_to(self, stage: str, provider: str) -> bool:
+        """Whether this assertion judges the ``stage`` x ``provider`` run."""
+        return (self.provider is None or self.provider == provider) and (
+            self.stage is None or self.stage == stage
+        )
+
     @property
     def scope(self) -> str:
         parts = [f"provider={self.provider}" if self.provider else ""]
@@ -210,3 +219,5 @@ class Plan:
     stages: tuple[StagePlan, ...]
     slas: tuple[SlaSpec, ...]
     scenario_version: int = 1
+    budget_usd: Decimal | None = None  # stop scheduling before spending could pass it
+    warnings: tuple[str, ...] = ()  # things worth saying that do not stop the run

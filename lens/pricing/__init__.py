@@ -10,14 +10,20 @@ from lens.pricing.catalog import (
     parse_entry,
 )
 from lens.pricing.cost import CostBreakdown, EffectiveRates, request_cost
+from lens.pricing.gpu import GpuHourRate
+
+# What a plan prices a provider with: list or negotiated token rates, or GPU-hours.
+ProviderPrice = ModelPrice | GpuHourRate
 
 __all__ = [
     "SCHEMA",
     "CostBreakdown",
     "EffectiveRates",
+    "GpuHourRate",
     "ModelPrice",
     "PricingCatalog",
     "PricingDataError",
+    "ProviderPrice",
     "Rates",
     "Tier",
     "parse_entry",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -37,9 +38,11 @@ from lens.scenario.units import (
     parse_duration,
     parse_percent,
     parse_rate,
+    parse_usd,
     percent_json_schema,
     rate_json_schema,
     show,
+    usd_json_schema,
 )
 from lens.scenario.yaml_nodes import SourceMap
 
@@ -136,6 +139,61 @@ class Defaults(FrozenModel):
     )
 
 
+# --- prices --------------------------------------------------------------------------------
+
+Usd = Annotated[Decimal, BeforeValidator(parse_usd), WithJsonSchema(usd_json_schema())]
+
+
+class TokenPrice(FrozenModel):
+    """Prices in USD per 1M tokens, billed the way lens's catalog bills them."""
+
+    input: Usd = Field(description="USD per 1M uncached input tokens, e.g. 0.15.")
+    output: Usd = Field(description="USD per 1M output tokens (reasoning included).")
+    cached_input: Usd | None = Field(
+        None, description="USD per 1M cache-read input tokens (default: the input rate)."
+    )
+    cache_write: Usd | None = Field(
+        None, description="USD per 1M cache-write tokens (default: the input rate)."
+    )
+    reasoning: Usd | None = Field(
+        None, description="USD per 1M reasoning tokens (default: billed as output)."
+    )
+
+
+class GpuHourPrice(FrozenModel):
+    """A self-hosted deployment billed by the hour whether busy or idle."""
+
+    gpu_hour: Usd = Field(description="USD per GPU per hour, e.g. 2.50.")
+    gpus: PositiveInt = Field(1, description="GPUs the deployment occupies.")
+
+
+def _price_kind(value: Any) -> str:
+    return "gpu" if isinstance(value, dict) and "gpu_hour" in value else "tokens"
+
+
+Price = Annotated[
+    Annotated[TokenPrice, Tag("tokens")] | Annotated[GpuHourPrice, Tag("gpu")],
+    Discriminator(_price_kind),
+]
+
+
+class _Priced(FrozenModel):
+    price: Price | None = Field(
+        None,
+        description="What this provider costs, overriding the pricing catalog: USD per 1M "
+        "tokens ({input, output, ...}) or per GPU-hour ({gpu_hour, gpus}).",
+    )
+
+
+class PricingEntry(TokenPrice):
+    """A negotiated or private price for a provider type and model, replacing the catalog's."""
+
+    provider: NonEmptyStr = Field(
+        description="Provider type whose catalog this entry joins, e.g. openai or bedrock."
+    )
+    model: NonEmptyStr = Field(description="Model name as providers name it.")
+
+
 # --- providers -----------------------------------------------------------------------------
 
 
@@ -159,7 +217,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(FrozenModel):
+class SimulatedProvider(_Priced):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -191,7 +249,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(FrozenModel):
+class OpenAICompatibleProvider(_Priced):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -209,7 +267,7 @@ class OpenAICompatibleProvider(FrozenModel):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIProvider(FrozenModel):
+class OpenAIProvider(_Priced):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -228,7 +286,7 @@ class OpenAIProvider(FrozenModel):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIResponsesProvider(FrozenModel):
+class OpenAIResponsesProvider(_Priced):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -243,7 +301,7 @@ class OpenAIResponsesProvider(FrozenModel):
     headers: dict[str, str] = _headers()
 
 
-class AnthropicProvider(FrozenModel):
+class AnthropicProvider(_Priced):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -263,7 +321,7 @@ class AnthropicProvider(FrozenModel):
     )
 
 
-class GeminiProvider(FrozenModel):
+class GeminiProvider(_Priced):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -299,7 +357,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(FrozenModel):
+class BedrockProvider(_Priced):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
@@ -345,7 +403,7 @@ class BedrockProvider(FrozenModel):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(FrozenModel):
+class AzureOpenAIProvider(_Priced):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
@@ -712,6 +770,14 @@ class Scenario(FrozenModel):
     load: tuple[Stage, ...] = Field(min_length=1, description="Stages, run in order.")
     sla: tuple[SlaEntry, ...] = Field(
         (), description="Assertions on the results; a failing one fails the run."
+    )
+    pricing: tuple[PricingEntry, ...] = Field(
+        (), description="Prices that replace or extend the built-in catalog (USD per 1M tokens)."
+    )
+    budget: Usd | None = Field(
+        None,
+        description="Spending cap in USD, e.g. $10: lens stops scheduling new requests "
+        "before the run's cost could pass it.",
     )
 
     # Where each value was written; set by the loader, empty for scenarios built in code.

@@ -1,5 +1,8 @@
 """SLA assertion expressions: ``<metric>[.<stat>] <op> <value>[unit]``.
 
+Money is written ``cost.mean < $0.002`` (or ``0.002 USD``); ``cost.total`` is the exact
+sum a stage spent.
+
 Parsed once, when the scenario loads, into a frozen ``SlaExpr`` whose threshold is in the
 metric's canonical unit (ms for times, a ratio for rates, per-second for throughputs).
 """
@@ -11,15 +14,23 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from lens.catalog import MIN_SAMPLES, REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS
+from lens.catalog import (
+    MIN_SAMPLES,
+    REQUEST_METRICS,
+    REQUEST_STATS,
+    STAGE_METRICS,
+    TOTAL_METRICS,
+    TOTAL_STAT,
+)
 
 Op = Literal["<", "<=", ">", ">="]
 
 _EXPR = re.compile(
     r"""^\s*(?P<metric>[a-z_][a-z0-9_]*)(?:\.(?P<stat>[a-z0-9_]+))?\s*
         (?P<op><=|>=|<|>)\s*
+        (?P<dollar>\$)?\s*
         (?P<value>[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*
-        (?P<unit>ms|s|m|%|/s|/m|tokens/s)?\s*$""",
+        (?P<unit>ms|s|m|%|/s|/m|tokens/s|USD|usd)?\s*$""",
     re.VERBOSE,
 )
 
@@ -71,6 +82,10 @@ def parse_sla(text: str) -> SlaExpr:
             "e.g. 'ttft.p95 < 800ms' or 'error_rate < 1%'"
         )
     metric, stat, op, unit = m["metric"], m["stat"], m["op"], m["unit"]
+    if m["dollar"] is not None:
+        if unit is not None:
+            raise SlaSyntaxError(f"{text!r}: write the amount as $0.002 or 0.002 USD, not both")
+        unit = "USD"
     value = float(m["value"])
     known = sorted([*REQUEST_METRICS, *STAGE_METRICS])
     if metric in REQUEST_METRICS:
@@ -79,10 +94,16 @@ def parse_sla(text: str) -> SlaExpr:
                 f"{metric!r} is a per-request metric: name a statistic, one of "
                 f"{', '.join(REQUEST_STATS)} (e.g. '{metric}.p95')"
             )
-        if stat not in REQUEST_STATS:
+        stats = [*REQUEST_STATS, TOTAL_STAT] if metric in TOTAL_METRICS else list(REQUEST_STATS)
+        if stat == TOTAL_STAT and metric not in TOTAL_METRICS:
             raise SlaSyntaxError(
-                f"unknown statistic {stat!r}{_did_you_mean(stat, list(REQUEST_STATS))}; "
-                f"expected one of {', '.join(REQUEST_STATS)}"
+                f"'{TOTAL_STAT}' is only defined for {', '.join(sorted(TOTAL_METRICS))}; "
+                f"expected one of {', '.join(stats)}"
+            )
+        if stat not in stats:
+            raise SlaSyntaxError(
+                f"unknown statistic {stat!r}{_did_you_mean(stat, stats)}; "
+                f"expected one of {', '.join(stats)}"
             )
         info = REQUEST_METRICS[metric]
     elif metric in STAGE_METRICS:
@@ -105,6 +126,10 @@ def parse_sla(text: str) -> SlaExpr:
             threshold = value
         else:
             raise SlaSyntaxError(f"{metric} is a ratio: use % or a plain number, not {unit!r}")
+    elif info.unit == "usd" and stat != "n":
+        if unit not in (None, "USD", "usd"):
+            raise SlaSyntaxError(f"{metric} is an amount of money: write $0.002, not {unit!r}")
+        threshold = value
     elif info.unit in ("req/s", "tokens/s") and stat != "n":
         if unit in (None, "/s", "tokens/s"):
             threshold = value

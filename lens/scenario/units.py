@@ -1,4 +1,4 @@
-"""Durations, rates and percentages as people write them in a scenario.
+"""Durations, rates, percentages and dollar amounts as people write them in a scenario.
 
 Each parser accepts either a YAML number or a string with a unit, and returns one canonical
 float (seconds, requests per second, a fraction).  The same regular expressions feed the JSON
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 # One number grammar for all three kinds: no sign (negatives are never meaningful here), no
@@ -18,10 +19,12 @@ _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 DURATION_PATTERN = rf"^\s*{_NUMBER}\s*(?:ms|s|m)?\s*$"
 RATE_PATTERN = rf"^\s*{_NUMBER}\s*(?:/\s*(?:s|m))?\s*$"
 PERCENT_PATTERN = rf"^\s*{_NUMBER}\s*%?\s*$"
+USD_PATTERN = rf"^\s*\$?\s*{_NUMBER}\s*(?:USD)?\s*$"
 
 _DURATION = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>ms|s|m)?\s*$")
 _RATE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?:/\s*(?P<unit>s|m))?\s*$")
 _PERCENT = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<pct>%)?\s*$")
+_USD = re.compile(rf"^\s*\$?\s*(?P<num>{_NUMBER})\s*(?:USD)?\s*$")
 
 _SECONDS_PER_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
 _PER_SECOND_FACTOR = {None: 1.0, "s": 1.0, "m": 1.0 / 60.0}
@@ -104,6 +107,30 @@ def parse_percent(value: object) -> float:
     return fraction
 
 
+def parse_usd(value: object) -> Decimal:
+    """``$10``, ``0.15``, ``"2.5 USD"`` -> an exact ``Decimal`` of US dollars.
+
+    A YAML float goes through its shortest repr (0.15 -> "0.15"), so no binary noise
+    reaches a price.
+    """
+    expected = "expected an amount of US dollars like $10 or 0.15"
+    if isinstance(value, bool):
+        raise ValueError(f"{expected}, got {show(value)}")
+    if isinstance(value, int | float):
+        text = repr(value)
+    elif isinstance(value, str) and (m := _USD.match(value)) is not None:
+        text = m["num"]
+    else:
+        raise ValueError(f"{expected}, got {show(value)}")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{expected}, got {show(value)}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"{expected}, got {show(value)}")
+    return amount
+
+
 def duration_json_schema(*, positive: bool) -> dict[str, Any]:
     number: dict[str, Any] = {"type": "number"}
     number["exclusiveMinimum" if positive else "minimum"] = 0
@@ -117,6 +144,10 @@ def rate_json_schema() -> dict[str, Any]:
             {"type": "string", "pattern": RATE_PATTERN},
         ]
     }
+
+
+def usd_json_schema() -> dict[str, Any]:
+    return {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": USD_PATTERN}]}
 
 
 def percent_json_schema() -> dict[str, Any]:

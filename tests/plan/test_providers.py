@@ -3,6 +3,7 @@ the environment, and the positioned errors for what cannot work."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,9 @@ def plan_of(block: str, env: dict[str, str] | None = None) -> Plan:
 
 
 def spec_of(block: str, env: dict[str, str] | None = None) -> ProviderSpec:
+    """The compiled provider, without its price (tests/plan/test_prices.py covers those)."""
     (spec,) = plan_of(block, env).providers.values()
-    return spec
+    return replace(spec, price=None)
 
 
 def plan_problems(block: str, env: dict[str, str] | None = None) -> list[str]:
