@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
@@ -26,12 +27,16 @@ from lens.export.results import (
     write_results,
 )
 from lens.export.table import render
+from lens.metrics.cost import record_cost
+from lens.metrics.estimate import plan_estimate, request_bound
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import Plan
+from lens.plan.model import Plan, ProviderSpec
 from lens.pricing import PricingCatalog
+from lens.records import RequestRecord
+from lens.run.budget import BudgetGuard
 from lens.run.session import run_blocking
 from lens.run.simulators import live_providers
 from lens.scenario import load_scenario
@@ -62,6 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = load_plan(args.file)
     doc = plan_to_dict(plan, arrivals=args.json)
+    doc["cost_estimate"] = cost_estimate_dict(plan)
     if args.json:
         print(json.dumps(doc, indent=1))
         return 0
@@ -69,11 +75,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cost_estimate_dict(plan: Plan) -> dict[str, object]:
+    """Upper bound of what the plan may cost (money as decimal strings)."""
+    units = plan_estimate(plan)
+    known = [u.usd for u in units if u.usd is not None]
+    return {
+        "upper_bound": True,
+        "total_usd": str(sum(known, Decimal(0))) if known else None,
+        "complete": len(known) == len(units),
+        "units": [
+            {
+                "stage": u.stage,
+                "provider": u.provider,
+                "usd": None if u.usd is None else str(u.usd),
+                "basis": u.basis,
+            }
+            for u in units
+        ],
+        "budget_usd": None if plan.budget_usd is None else str(plan.budget_usd),
+    }
+
+
+def _usd(text: object) -> str:
+    return "-" if text is None else f"${Decimal(str(text)):.6f}".rstrip("0").rstrip(".")
+
+
 def _plan_text(doc: dict[str, object]) -> str:
     rows = []
     stages = doc["stages"]
+    estimate = doc["cost_estimate"]
     assert isinstance(stages, list)
-    for s in stages:
+    assert isinstance(estimate, dict)
+    for s, cost in zip(stages, estimate["units"], strict=True):
         arr = s.get("arrivals")
         sched = ""
         if arr:
@@ -92,10 +125,20 @@ def _plan_text(doc: dict[str, object]) -> str:
                 s["requests"] if s["requests"] is not None else "until duration",
                 sched,
                 "-" if exp is None else f"{exp:.1f}s",
+                _usd(cost["usd"]),
                 ", ".join(s["prompts"]),
             ]
         )
-    headers = ["stage", "provider", "pattern", "requests", "schedule", "expected", "prompts"]
+    headers = [
+        "stage",
+        "provider",
+        "pattern",
+        "requests",
+        "schedule",
+        "expected",
+        "cost <=",
+        "prompts",
+    ]
     total = doc["expected_duration_s"]
     lines = [
         f"plan: {doc['scenario']} ({doc['source']})",
@@ -103,10 +146,28 @@ def _plan_text(doc: dict[str, object]) -> str:
         f"total requests: {doc['total_requests'] if doc['total_requests'] is not None else '?'}"
         f"; expected duration: {'?' if total is None else f'{total:.1f}s'}",
     ]
+    if estimate["total_usd"] is not None:
+        partial = "" if estimate["complete"] else " for the priced stages"
+        lines.append(
+            f"estimated cost: at most {_usd(estimate['total_usd'])}{partial} (every request "
+            "at its output limit)"
+        )
+    budget = estimate["budget_usd"]
+    if budget is not None:
+        over = estimate["total_usd"] is not None and Decimal(estimate["total_usd"]) > Decimal(
+            budget
+        )
+        lines.append(
+            f"budget: {_usd(budget)}"
+            + (": the run may stop early to stay within it" if over else "")
+        )
     slas = doc["sla"]
     assert isinstance(slas, list)
     if slas:
         lines.append("SLA: " + "; ".join(s["assert"] for s in slas))
+    warnings = doc["warnings"]
+    assert isinstance(warnings, list)
+    lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
 
@@ -114,8 +175,13 @@ def _plan_text(doc: dict[str, object]) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file)
     progress = None if args.quiet else sys.stderr
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    budget = budget_guard(plan)
     with live_providers(plan) as providers:
-        outcome = run_blocking(plan, providers, progress_out=progress, tty=sys.stderr.isatty())
+        outcome = run_blocking(
+            plan, providers, progress_out=progress, tty=sys.stderr.isatty(), budget=budget
+        )
     windows = {(w.stage, w.provider): (w.t_start, w.t_end) for w in outcome.windows}
     summaries = aggregate(
         outcome.records, stage_windows=windows, providers=plan.providers, slas=plan.slas
@@ -123,13 +189,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     verdicts = judge(plan.slas, summaries)
     results = build_results(plan, outcome, summaries, verdicts)
     _write_outputs(results, args)
-    if outcome.partial:
+    if budget is not None and budget.exhausted:
+        sent = sum(w.started for w in outcome.windows)
+        print(
+            f"budget {_usd(str(budget.limit))} reached after {sent} requests (spent "
+            f"{_usd(str(budget.spent))}): no further requests were sent; results are partial",
+            file=sys.stderr,
+        )
+    elif outcome.partial:
         print(
             f"run interrupted by {outcome.interrupted_by}: results are partial "
             f"({len(outcome.records)} requests measured)",
             file=sys.stderr,
         )
     return results.exit_code
+
+
+def budget_guard(plan: Plan) -> BudgetGuard | None:
+    if plan.budget_usd is None:
+        return None
+
+    def cost(rec: RequestRecord, spec: ProviderSpec) -> Decimal | None:
+        breakdown = record_cost(rec, spec)
+        return None if breakdown is None else breakdown.total
+
+    return BudgetGuard(plan.budget_usd, request_bound, cost)
 
 
 def _write_outputs(results: Results, args: argparse.Namespace) -> None:

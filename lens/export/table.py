@@ -81,7 +81,8 @@ def _cost_line(s: SummaryOut) -> str | None:
     return (
         f"  {s.stage}/{s.provider}: total {_money(c['total_usd'])}, "
         f"{_money(c['per_request_usd'])} per request, "
-        f"{_money(c['per_1m_output_tokens_usd'])} per 1M output tokens{unpriced}"
+        f"{_money(c['per_1m_output_tokens_usd'])} per 1M output tokens, "
+        f"{_money(c['per_sla_conforming_usd'])} per SLA-conforming request{unpriced}"
     )
 
 
@@ -94,7 +95,8 @@ def render(results: Results, fmt: str = "simple") -> str:
     """``fmt`` is a tabulate format: ``simple`` for consoles, ``github`` for markdown."""
     out: list[str] = []
     md = fmt == "github"
-    title = f"lens: {results.scenario}" + (" (PARTIAL: interrupted)" if results.partial else "")
+    stopped = f"stopped by {results.interrupted_by}" if results.interrupted_by else "interrupted"
+    title = f"lens: {results.scenario}" + (f" (PARTIAL: {stopped})" if results.partial else "")
     out.append(f"## {title}" if md else title)
     out.append("")
     headers, rows = summary_rows(results.summaries)
@@ -104,7 +106,7 @@ def render(results: Results, fmt: str = "simple") -> str:
         out += ["", "errors by class:", *errs]
     costs = [line for s in results.summaries if (line := _cost_line(s))]
     if costs:
-        out += ["", "cost at list price:", *costs]
+        out += ["", "cost (prices: see plan.providers[].price):", *costs]
     if results.verdicts:
         out.append("")
         out.append("### SLA" if md else "SLA")

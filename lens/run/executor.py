@@ -15,15 +15,18 @@ import dataclasses
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 import certifi
 import httpx
 import trio
 
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan
+from lens.pricing import GpuHourRate
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
 from lens.records import RequestRecord
+from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
 from lens.run.pool import TransportPool
@@ -125,14 +128,17 @@ class StageRunner:
         clock: RunClock | None = None,
         progress: RunProgress | None = None,
         transport_for: TransportFactory | None = None,
+        budget: BudgetGuard | None = None,
     ) -> None:
         self.plan = plan
+        self.budget = budget
         self.providers = providers
         self.progress = progress or RunProgress(plan)
         self._emit_outer = emit
         self.clock = clock
         self.transport_for = transport_for
         self.windows: list[StageWindow] = []
+        self._unit_start = 0  # run clock ns when the running unit began (units are serial)
         self._ssl: ssl.SSLContext | None = None
         # Every adapter is built before anything is sent: a misconfigured provider (no
         # credentials, unknown region) stops the run up front with a ProviderError,
@@ -156,7 +162,20 @@ class StageRunner:
         if self.clock is None:
             self.clock = RunClock()
         for unit in self.plan.stages:
+            if self.budget is not None and self.budget.exhausted:
+                return  # out of budget: later stages never start
             await self.run_unit(unit)
+
+    def _hold(self, unit: StagePlan, prompt: PromptSpec) -> Decimal | None:
+        """Budget held for one more attempt (0 without a budget); None: do not send."""
+        if self.budget is None:
+            return Decimal(0)
+        assert self.clock is not None
+        spec = self.providers[unit.provider]
+        running = Decimal(0)
+        if isinstance(spec.price, GpuHourRate):
+            running = spec.price.cost_of(self.clock.now_ns() - self._unit_start)
+        return self.budget.try_reserve(spec, unit, prompt, running)
 
     async def run_unit(self, unit: StagePlan) -> None:
         assert self.clock is not None
@@ -172,7 +191,7 @@ class StageRunner:
         pool.prepare(_prepared_transports(unit))
         first = self.plan.prompts[unit.prompt_for(0)]
         await pool.warm(adapter.build_request(first, unit.max_tokens).url)
-        t_start = clock.now_ns()
+        t_start = self._unit_start = clock.now_ns()
         try:
             async with trio.open_nursery() as nursery:
                 if unit.arrivals is not None:
@@ -184,16 +203,17 @@ class StageRunner:
             with trio.CancelScope(shield=True):
                 await pool.aclose()
             # Also on cancellation: the window of a partial unit is still a fact.
-            self.windows.append(
-                StageWindow(
-                    stage=unit.stage,
-                    provider=unit.provider,
-                    t_start=t_start,
-                    t_end=clock.now_ns(),
-                    planned=unit.planned_requests,
-                    started=started.value,
-                )
+            window = StageWindow(
+                stage=unit.stage,
+                provider=unit.provider,
+                t_start=t_start,
+                t_end=clock.now_ns(),
+                planned=unit.planned_requests,
+                started=started.value,
             )
+            self.windows.append(window)
+            if self.budget is not None:
+                self.budget.charge_time(spec, window.t_end - window.t_start)
 
     async def _open_loop(
         self,
@@ -210,8 +230,11 @@ class StageRunner:
         base = self.clock.at_ns(t_start)
         for i, offset in enumerate(unit.arrivals.offsets_s):
             await trio.sleep_until(base + offset)  # absolute: lateness never accumulates
+            held = self._hold(unit, self.plan.prompts[unit.prompt_for(i)])
+            if held is None:
+                return  # out of budget: in-flight requests finish, no new ones start
             t_intended = t_start + round(offset * 1e9)
-            nursery.start_soon(self._one, pool, adapter, unit, i, t_intended, limiter)
+            nursery.start_soon(self._one, pool, adapter, unit, i, t_intended, limiter, held)
             started.value += 1
             self.progress.started += 1
 
@@ -223,14 +246,15 @@ class StageRunner:
         index: int,
         t_intended: int | None,
         limiter: trio.CapacityLimiter | None,
+        held: Decimal,
     ) -> None:
         assert self.clock is not None
         prompt = self.plan.prompts[unit.prompt_for(index)]
         if limiter is None:
-            await self._send(pool, adapter, unit, prompt, index, t_intended)
+            await self._send(pool, adapter, unit, prompt, index, t_intended, held)
         else:
             async with limiter:
-                await self._send(pool, adapter, unit, prompt, index, t_intended)
+                await self._send(pool, adapter, unit, prompt, index, t_intended, held)
 
     async def _send(
         self,
@@ -240,14 +264,17 @@ class StageRunner:
         prompt: PromptSpec,
         index: int,
         t_intended: int | None,
+        held: Decimal,
     ) -> None:
         """One request, and its retries if the stage asks for them.
 
         Every attempt is emitted as its own record (``attempt`` 1, 2, ...) the moment it
         ends, cancelled ones included, so retries are never hidden from any rate.  Only the
-        first attempt is on the schedule; a retry has no intended time.
+        first attempt is on the schedule; a retry has no intended time.  ``held`` is the
+        budget reserved for the first attempt; each retry reserves its own.
         """
         assert self.clock is not None
+        spec = self.providers[unit.provider]
         policy = unit.retries
         attempt = 1
         last: list[RequestRecord] = []
@@ -256,6 +283,8 @@ class StageRunner:
             if attempt > 1:
                 rec = dataclasses.replace(rec, attempt=attempt)
             last.append(rec)
+            if self.budget is not None:
+                self.budget.settle(held, rec, spec)
             self._emit(rec)
 
         while True:
@@ -279,6 +308,10 @@ class StageRunner:
                 return
             hint = rec.extra.get("retry_after_s")
             await trio.sleep(policy.wait_s(attempt, float(hint) if hint else None))
+            next_hold = self._hold(unit, prompt)
+            if next_hold is None:
+                return
+            held = next_hold
             attempt += 1
 
     async def _worker(
@@ -297,10 +330,13 @@ class StageRunner:
             if stop_at is not None and self.clock.now_ns() >= stop_at:
                 return
             index = counter.value
+            prompt = self.plan.prompts[unit.prompt_for(index)]
+            held = self._hold(unit, prompt)
+            if held is None:
+                return
             counter.value += 1
             self.progress.started += 1
-            prompt = self.plan.prompts[unit.prompt_for(index)]
-            await self._send(pool, adapter, unit, prompt, index, None)
+            await self._send(pool, adapter, unit, prompt, index, None, held)
 
 
 class _Counter:

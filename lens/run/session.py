@@ -1,7 +1,9 @@
 """One run of a plan: start simulators, execute, stop cleanly on Ctrl-C or SIGTERM.
 
 An interrupted run is not a failed run: every record measured so far (including requests
-cut off by the interruption, class ``cancelled``) is returned and marked partial.
+cut off by the interruption, class ``cancelled``) is returned and marked partial.  Running
+out of budget also ends a run early (``interrupted_by="budget"``), but gently: requests in
+flight finish, only new ones are refused.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import trio
 
 from lens.plan.model import Plan, ProviderSpec
 from lens.records import RequestRecord
+from lens.run.budget import BudgetGuard
 from lens.run.executor import RunProgress, StageRunner, StageWindow, TransportFactory
 from lens.run.progress import show_progress
+
+BUDGET_STOP = "budget"  # interrupted_by when the budget ran out
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,7 @@ async def execute(
     handle_signals: bool = True,
     on_record: Callable[[RequestRecord], None] | None = None,
     transport_for: TransportFactory | None = None,
+    budget: BudgetGuard | None = None,
 ) -> RunOutcome:
     records: list[RequestRecord] = []
 
@@ -51,7 +57,9 @@ async def execute(
             on_record(rec)
 
     progress = RunProgress(plan)
-    runner = StageRunner(plan, providers, emit, progress=progress, transport_for=transport_for)
+    runner = StageRunner(
+        plan, providers, emit, progress=progress, transport_for=transport_for, budget=budget
+    )
     started_at = datetime.now(UTC)
     t_start = trio.current_time()
     interrupted: list[str] = []
@@ -65,6 +73,8 @@ async def execute(
         await runner.run_all()
         nursery.cancel_scope.cancel()
 
+    if not interrupted and budget is not None and budget.exhausted:
+        interrupted.append(BUDGET_STOP)
     return RunOutcome(
         records=tuple(records),
         windows=tuple(runner.windows),
@@ -88,5 +98,8 @@ def run_blocking(
     *,
     progress_out: TextIO | None = None,
     tty: bool = False,
+    budget: BudgetGuard | None = None,
 ) -> RunOutcome:
-    return trio.run(lambda: execute(plan, providers, progress_out=progress_out, tty=tty))
+    return trio.run(
+        lambda: execute(plan, providers, progress_out=progress_out, tty=tty, budget=budget)
+    )

@@ -223,7 +223,7 @@ def test_priced_provider_shows_cost_in_records_summary_and_table(
         out = tmp_path / "r.json"
         assert main(["run", str(path), "-o", str(out), "--format", "table"]) == 0
     table = capsys.readouterr().out
-    assert "cost at list price:" in table
+    assert "cost (prices: see plan.providers[].price):" in table
     doc = json.loads(out.read_text())
     total = Decimal(0)
     for rec in doc["records"]:
