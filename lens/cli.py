@@ -29,7 +29,7 @@ from lens.export.results import (
 from lens.export.table import render
 from lens.metrics.cost import record_cost
 from lens.metrics.estimate import plan_estimate, request_bound
-from lens.metrics.judge import judge
+from lens.metrics.judge import distrust, judge
 from lens.metrics.summary import aggregate
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
@@ -37,6 +37,7 @@ from lens.plan.model import Plan, ProviderSpec
 from lens.pricing import PricingCatalog
 from lens.records import RequestRecord
 from lens.run.budget import BudgetGuard
+from lens.run.harness import HarnessLimits, HarnessMonitor
 from lens.run.session import run_blocking
 from lens.run.simulators import live_providers
 from lens.scenario import load_scenario
@@ -178,16 +179,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     budget = budget_guard(plan)
+    harness = HarnessMonitor(HarnessLimits(plan.integrity.max_loop_lag_ms, plan.integrity.max_cpu))
     with live_providers(plan) as providers:
         outcome = run_blocking(
-            plan, providers, progress_out=progress, tty=sys.stderr.isatty(), budget=budget
+            plan,
+            providers,
+            progress_out=progress,
+            tty=sys.stderr.isatty(),
+            budget=budget,
+            harness=harness,
         )
     windows = {(w.stage, w.provider): (w.t_start, w.t_end) for w in outcome.windows}
     summaries = aggregate(
         outcome.records, stage_windows=windows, providers=plan.providers, slas=plan.slas
     )
     verdicts = judge(plan.slas, summaries)
+    if outcome.harness is not None:
+        verdicts = distrust(verdicts, outcome.harness.reasons)
     results = build_results(plan, outcome, summaries, verdicts)
+    if results.integrity is not None:
+        for warning in results.integrity.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     _write_outputs(results, args)
     if budget is not None and budget.exhausted:
         sent = sum(w.started for w in outcome.windows)

@@ -8,6 +8,7 @@ generated from these models, and ``schema_version`` names the contract.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
 from lens.metrics.cost import StageCost, gpu_share, record_cost
+from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.request import NS_PER_MS, request_metrics
 from lens.metrics.summary import Summary
@@ -156,6 +158,9 @@ class RecordOut(_Frozen):
     )
     chunk_tokens: list[int] = Field(description="tokens each chunk is taken to carry")
     reads: int = Field(description="network reads that delivered body bytes")
+    cold: bool | None = Field(
+        None, description="first request to its provider, or sent after an idle gap"
+    )
     request_id: str | None
     cost_usd: str | None = Field(
         None, description="what the request cost at list price (decimal string); absent if unknown"
@@ -167,6 +172,51 @@ class RecordOut(_Frozen):
         description="provider headers and stream facts kept verbatim: retry-after, rate "
         "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
     )
+
+
+class HarnessOut(_Frozen):
+    status: Literal["ok", "overloaded"]
+    reasons: list[str]
+    samples: int
+    loop_lag_p50_ms: float | None
+    loop_lag_p99_ms: float | None
+    loop_lag_max_ms: float | None
+    cpu: float | None = Field(description="client process CPU seconds per wall second")
+    max_loop_lag_ms: float
+    max_cpu: float
+
+
+class StreamDeliveryOut(_Frozen):
+    stage: str
+    provider: str
+    requests: int = Field(description="successful requests with enough chunks to judge")
+    chunks_per_read: float | None
+    zero_gap_share: float | None = Field(
+        description="median share of a stream's chunks that arrived in the same read as "
+        "the one before"
+    )
+    buffered: bool
+
+
+class ColdStartOut(_Frozen):
+    provider: str
+    cold_requests: int
+    warm_requests: int
+    cold_ttft_p50_ms: float | None
+    warm_ttft_p50_ms: float | None
+    warm_ttft_p90_ms: float | None
+    ratio: float | None
+    penalty_ms: float | None
+    significant: bool
+
+
+class IntegrityOut(_Frozen):
+    """lens's checks of its own measurements; ``warnings`` says what to distrust."""
+
+    harness: HarnessOut | None
+    streams: list[StreamDeliveryOut]
+    cold_start: list[ColdStartOut]
+    warnings: list[str]
 
 
 class StageWindowOut(_Frozen):
@@ -193,6 +243,7 @@ class Results(_Frozen):
     stages: list[StageWindowOut]
     summaries: list[SummaryOut]
     verdicts: list[VerdictOut]
+    integrity: IntegrityOut | None = None
     records: list[RecordOut]
 
 
@@ -200,7 +251,9 @@ def _ms(ns: int | None) -> float | None:
     return None if ns is None else ns / NS_PER_MS
 
 
-def record_out(rec: RequestRecord, cost: _RecordPrice = None) -> RecordOut:
+def record_out(
+    rec: RequestRecord, cost: _RecordPrice = None, cold: bool | None = None
+) -> RecordOut:
     m = request_metrics(rec, include_failed=True)
     return RecordOut(
         provider=rec.provider,
@@ -239,6 +292,7 @@ def record_out(rec: RequestRecord, cost: _RecordPrice = None) -> RecordOut:
         chunk_offsets=[round((t - rec.t_dispatch) / NS_PER_MS, 3) for t in rec.chunk_times],
         chunk_tokens=list(rec.chunk_tokens),
         reads=rec.reads,
+        cold=cold,
         request_id=rec.request_id,
         provider_facts=dict(rec.extra),
         cost_usd=cost[0] if cost is not None else None,
@@ -304,6 +358,8 @@ def build_results(
 ) -> Results:
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
     stage_costs = {(s.stage, s.provider): s.cost for s in summaries}
+    colds = cold_flags(outcome.records, cold_after_s=plan.integrity.cold_after_s)
+    integrity = integrity_out(plan, outcome, colds)
     costs = [
         _record_price(r, plan.providers[r.provider], stage_costs.get((r.stage, r.provider)))
         for r in outcome.records
@@ -318,7 +374,10 @@ def build_results(
         stages=[window_out(w) for w in outcome.windows],
         summaries=[summary_out(s, plan, planned.get((s.stage, s.provider))) for s in summaries],
         verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
-        records=[record_out(r, c) for r, c in zip(outcome.records, costs, strict=True)],
+        integrity=integrity,
+        records=[
+            record_out(r, c, cold) for r, c, cold in zip(outcome.records, costs, colds, strict=True)
+        ],
     )
 
 
@@ -332,6 +391,48 @@ def _record_price(rec: RequestRecord, spec: ProviderSpec, stage: StageCost | Non
         if share is not None:
             return str(share), {"pricing": "gpu-hour", **spec.price.to_dict()}
     return None
+
+
+def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> IntegrityOut:
+    settings = plan.integrity
+    streams = stream_delivery(outcome.records, buffered_share=settings.buffered_share)
+    colds_by_provider = cold_start(outcome.records, colds)
+    warnings: list[str] = []
+    harness = None
+    if outcome.harness is not None:
+        h = outcome.harness
+        harness = HarnessOut(
+            status="overloaded" if h.overloaded else "ok",
+            reasons=list(h.reasons),
+            samples=h.samples,
+            loop_lag_p50_ms=h.loop_lag_p50_ms,
+            loop_lag_p99_ms=h.loop_lag_p99_ms,
+            loop_lag_max_ms=h.loop_lag_max_ms,
+            cpu=h.cpu,
+            max_loop_lag_ms=h.limits.max_loop_lag_ms,
+            max_cpu=h.limits.max_cpu,
+        )
+        warnings += [f"harness overloaded: {r}" for r in h.reasons]
+    for s in streams:
+        if s.buffered and s.zero_gap_share is not None:
+            warnings.append(
+                f"stream_buffered: {s.stage}/{s.provider}: in a typical stream "
+                f"{s.zero_gap_share:.0%} of chunks arrived in the same read as the one "
+                "before (a buffering proxy, or a client reading too slowly): ITL is not "
+                "the model's"
+            )
+    for c in colds_by_provider:
+        if c.significant:
+            warnings.append(
+                f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
+                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x)"
+            )
+    return IntegrityOut(
+        harness=harness,
+        streams=[StreamDeliveryOut(**dataclasses.asdict(s)) for s in streams],
+        cold_start=[ColdStartOut(**dataclasses.asdict(c)) for c in colds_by_provider],
+        warnings=warnings,
+    )
 
 
 def window_out(w: StageWindow) -> StageWindowOut:

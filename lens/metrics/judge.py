@@ -17,7 +17,7 @@ Thresholds are canonical units (ms for times, fractions for ratios), as parsed b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from lens.catalog import REQUEST_METRICS, STAGE_METRICS
@@ -231,3 +231,17 @@ def exit_code(verdicts: Sequence[Verdict]) -> int:
     if "inconclusive" in outcomes:
         return EXIT_INCONCLUSIVE
     return EXIT_PASS
+
+
+def distrust(verdicts: Sequence[Verdict], reasons: Sequence[str]) -> tuple[Verdict, ...]:
+    """The verdicts of a run whose measurements are suspect (an overloaded client):
+    passes and fails both become inconclusive, keeping the measured value."""
+    if not reasons:
+        return tuple(verdicts)
+    why = "measurements distorted by the client: " + "; ".join(reasons)
+    return tuple(
+        replace(v, outcome="inconclusive", reason=f"{why} ({v.reason})")
+        if v.outcome != "inconclusive"
+        else v
+        for v in verdicts
+    )

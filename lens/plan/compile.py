@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from lens.errors import PlanError, Problem
 from lens.plan.model import (
     ArrivalSchedule,
+    IntegritySettings,
     Message,
     Plan,
     PromptSpec,
@@ -111,6 +112,12 @@ def compile_plan(
         scenario_version=scenario.version,
         budget_usd=scenario.budget,
         warnings=tuple(warnings),
+        integrity=IntegritySettings(
+            max_loop_lag_ms=scenario.integrity.max_loop_lag * 1e3,
+            max_cpu=scenario.integrity.max_cpu,
+            cold_after_s=scenario.integrity.cold_after,
+            buffered_share=scenario.integrity.buffered_share,
+        ),
     )
 
 

@@ -179,5 +179,11 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
             for s in plan.slas
         ],
         "budget_usd": str(plan.budget_usd) if plan.budget_usd is not None else None,
+        "integrity": {
+            "max_loop_lag_ms": plan.integrity.max_loop_lag_ms,
+            "max_cpu": plan.integrity.max_cpu,
+            "cold_after_s": plan.integrity.cold_after_s,
+            "buffered_share": plan.integrity.buffered_share,
+        },
         "warnings": list(plan.warnings),
     }

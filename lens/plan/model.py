@@ -210,6 +210,14 @@ class SlaSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class IntegritySettings:
+    max_loop_lag_ms: float = 25.0
+    max_cpu: float = 0.9  # share of one core
+    cold_after_s: float = 60.0
+    buffered_share: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     name: str
     description: str
@@ -221,3 +229,4 @@ class Plan:
     scenario_version: int = 1
     budget_usd: Decimal | None = None  # stop scheduling before spending could pass it
     warnings: tuple[str, ...] = ()  # things worth saying that do not stop the run
+    integrity: IntegritySettings = IntegritySettings()

@@ -20,6 +20,7 @@ from lens.plan.model import Plan, ProviderSpec
 from lens.records import RequestRecord
 from lens.run.budget import BudgetGuard
 from lens.run.executor import RunProgress, StageRunner, StageWindow, TransportFactory
+from lens.run.harness import HarnessMonitor, HarnessReport
 from lens.run.progress import show_progress
 
 BUDGET_STOP = "budget"  # interrupted_by when the budget ran out
@@ -32,6 +33,7 @@ class RunOutcome:
     started_at: datetime  # wall clock, for the manifest only; never used for durations
     duration_s: float
     interrupted_by: str | None = None
+    harness: HarnessReport | None = None  # the client's own load while it measured
 
     @property
     def partial(self) -> bool:
@@ -48,6 +50,7 @@ async def execute(
     on_record: Callable[[RequestRecord], None] | None = None,
     transport_for: TransportFactory | None = None,
     budget: BudgetGuard | None = None,
+    harness: HarnessMonitor | None = None,
 ) -> RunOutcome:
     records: list[RequestRecord] = []
 
@@ -69,6 +72,8 @@ async def execute(
             nursery.start_soon(_watch_signals, nursery.cancel_scope, interrupted)
         if progress_out is not None:
             nursery.start_soon(lambda: show_progress(progress, progress_out, tty=tty))
+        if harness is not None:
+            nursery.start_soon(harness.run)
         # A signal cancels this nursery, run_all included; otherwise the watchers stop here.
         await runner.run_all()
         nursery.cancel_scope.cancel()
@@ -81,6 +86,7 @@ async def execute(
         started_at=started_at,
         duration_s=trio.current_time() - t_start,
         interrupted_by=interrupted[0] if interrupted else None,
+        harness=None if harness is None else harness.report(),
     )
 
 
@@ -99,7 +105,10 @@ def run_blocking(
     progress_out: TextIO | None = None,
     tty: bool = False,
     budget: BudgetGuard | None = None,
+    harness: HarnessMonitor | None = None,
 ) -> RunOutcome:
     return trio.run(
-        lambda: execute(plan, providers, progress_out=progress_out, tty=tty, budget=budget)
+        lambda: execute(
+            plan, providers, progress_out=progress_out, tty=tty, budget=budget, harness=harness
+        )
     )

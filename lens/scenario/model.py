@@ -723,6 +723,30 @@ def _sla_entry(value: Any) -> Any:
 
 SlaEntry = Annotated[SlaAssert, BeforeValidator(_sla_entry, json_schema_input_type=str | SlaAssert)]
 
+# --- measurement integrity -----------------------------------------------------------------
+
+
+class Integrity(FrozenModel):
+    """When lens distrusts its own numbers, and what counts as a cold start."""
+
+    max_loop_lag: PositiveDuration = Field(
+        0.025,
+        description="Client event-loop lag (p99) above which the run is flagged overloaded "
+        "and its SLA verdicts inconclusive, e.g. 25ms.",
+    )
+    max_cpu: Percent = Field(
+        0.9, description="Client CPU (share of one core) above which the run is overloaded."
+    )
+    cold_after: PositiveDuration = Field(
+        60.0, description="Idle time after which a provider's next request counts as cold."
+    )
+    buffered_share: Percent = Field(
+        0.5,
+        description="Share of a typical stream's chunks arriving in the same read above "
+        "which the stream is flagged as buffered.",
+    )
+
+
 # --- the scenario --------------------------------------------------------------------------
 
 
@@ -773,6 +797,10 @@ class Scenario(FrozenModel):
     )
     pricing: tuple[PricingEntry, ...] = Field(
         (), description="Prices that replace or extend the built-in catalog (USD per 1M tokens)."
+    )
+    integrity: Integrity = Field(
+        default=Integrity.model_validate({}),
+        description="Thresholds of lens's self-checks (harness overload, cold starts).",
     )
     budget: Usd | None = Field(
         None,

@@ -1,0 +1,153 @@
+"""Can the numbers be trusted?  Stream buffering and cold starts, read from the records.
+
+* **Buffered streams.**  lens stamps each network read, so tokens that arrive in the same
+  read share a timestamp: an inter-chunk gap of exactly 0.  A buffering proxy (or a
+  client too slow to read as fast as the server writes) delivers a stream in a few large
+  reads: TTFT goes up and ITL collapses towards zero, which looks like a faster server.
+  When, in the typical request, most gaps are zero, the stage x provider is flagged
+  ``stream_buffered`` and its ITL figures describe the buffering, not the model.
+* **Cold starts.**  The first request to each provider, and any request sent after the
+  provider sat idle for longer than ``cold_after`` (nothing in flight, nothing sent), is
+  ``cold``.  Comparing cold and warm TTFT shows scale-to-zero or cache-warmup penalties;
+  the penalty is called significant when the median cold TTFT is at least 1.5x the warm
+  median and above the warm p90.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lens.metrics.request import NS_PER_MS, NS_PER_S
+from lens.records import RequestRecord
+
+DEFAULT_COLD_AFTER_S = 60.0
+DEFAULT_BUFFERED_SHARE = 0.5
+MIN_CHUNKS_FOR_BUFFERING = 4  # fewer chunks say nothing about how a stream is delivered
+COLD_RATIO = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelivery:
+    stage: str
+    provider: str
+    requests: int  # successful requests with enough chunks to judge
+    chunks_per_read: float | None  # mean over those requests
+    zero_gap_share: float | None  # median over those requests of the share of 0-gaps
+    buffered: bool
+
+
+def zero_gap_share(rec: RequestRecord) -> float | None:
+    times = rec.chunk_times
+    if len(times) < MIN_CHUNKS_FOR_BUFFERING:
+        return None
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return sum(1 for g in gaps if g == 0) / len(gaps)
+
+
+def stream_delivery(
+    records: Iterable[RequestRecord], *, buffered_share: float = DEFAULT_BUFFERED_SHARE
+) -> tuple[StreamDelivery, ...]:
+    groups: dict[tuple[str, str], list[RequestRecord]] = {}
+    for rec in records:
+        if rec.ok:
+            groups.setdefault((rec.stage, rec.provider), []).append(rec)
+    out = []
+    for (stage, provider), recs in groups.items():
+        shares, ratios = [], []
+        for rec in recs:
+            share = zero_gap_share(rec)
+            if share is None:
+                continue
+            shares.append(share)
+            if rec.reads:
+                ratios.append(len(rec.chunk_times) / rec.reads)
+        median = statistics.median(shares) if shares else None
+        out.append(
+            StreamDelivery(
+                stage=stage,
+                provider=provider,
+                requests=len(shares),
+                chunks_per_read=statistics.fmean(ratios) if ratios else None,
+                zero_gap_share=median,
+                buffered=median is not None and median > buffered_share,
+            )
+        )
+    return tuple(out)
+
+
+def cold_flags(
+    records: Sequence[RequestRecord], *, cold_after_s: float = DEFAULT_COLD_AFTER_S
+) -> list[bool]:
+    """For each record (same order), whether it was sent to a cold provider."""
+    cold_after_ns = cold_after_s * NS_PER_S
+    flags = [False] * len(records)
+    busy_until: dict[str, int] = {}  # provider -> latest end (or dispatch) seen so far
+    for i in sorted(range(len(records)), key=lambda k: records[k].t_dispatch):
+        rec = records[i]
+        last = busy_until.get(rec.provider)
+        flags[i] = last is None or rec.t_dispatch - last > cold_after_ns
+        # Ends of requests still in flight are not known in dispatch order; the dispatch
+        # itself proves the provider was not idle from here on.
+        busy_until[rec.provider] = max(last or 0, rec.t_dispatch, rec.t_end)
+    return flags
+
+
+@dataclass(frozen=True, slots=True)
+class ColdStart:
+    provider: str
+    cold_requests: int  # successful cold requests with a TTFT
+    warm_requests: int
+    cold_ttft_p50_ms: float | None
+    warm_ttft_p50_ms: float | None
+    warm_ttft_p90_ms: float | None
+    ratio: float | None  # cold p50 / warm p50
+    penalty_ms: float | None  # cold p50 - warm p50
+    significant: bool
+
+
+def _ttft_ms(rec: RequestRecord) -> float | None:
+    if not rec.ok or rec.t_first_token is None:
+        return None
+    return (rec.t_first_token - rec.t_dispatch) / NS_PER_MS
+
+
+def _p(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
+
+
+def cold_start(records: Sequence[RequestRecord], flags: Sequence[bool]) -> tuple[ColdStart, ...]:
+    by_provider: dict[str, tuple[list[float], list[float]]] = {}
+    for rec, cold in zip(records, flags, strict=True):
+        cold_list, warm_list = by_provider.setdefault(rec.provider, ([], []))
+        ttft = _ttft_ms(rec)
+        if ttft is not None:
+            (cold_list if cold else warm_list).append(ttft)
+    out = []
+    for provider, (cold_v, warm_v) in by_provider.items():
+        c50, w50, w90 = _p(cold_v, 0.5), _p(warm_v, 0.5), _p(warm_v, 0.9)
+        ratio = c50 / w50 if c50 is not None and w50 else None
+        out.append(
+            ColdStart(
+                provider=provider,
+                cold_requests=len(cold_v),
+                warm_requests=len(warm_v),
+                cold_ttft_p50_ms=c50,
+                warm_ttft_p50_ms=w50,
+                warm_ttft_p90_ms=w90,
+                ratio=ratio,
+                penalty_ms=c50 - w50 if c50 is not None and w50 is not None else None,
+                significant=ratio is not None
+                and w90 is not None
+                and c50 is not None
+                and ratio >= COLD_RATIO
+                and c50 > w90,
+            )
+        )
+    return tuple(out)
