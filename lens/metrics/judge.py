@@ -110,8 +110,8 @@ def _num(value: float) -> str:
 
 
 def _matches(spec: SlaSpec, summary: Summary) -> bool:
-    return (spec.provider is None or spec.provider == summary.provider) and (
-        spec.stage is None or spec.stage == summary.stage
+    return (spec.provider is None or spec.provider == summary.provider) and spec.covers(
+        summary.stage
     )
 
 
