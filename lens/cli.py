@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tabulate import tabulate
 
@@ -102,19 +102,22 @@ def _usd(text: object) -> str:
 
 
 def _plan_text(doc: dict[str, object]) -> str:
-    rows = []
     stages = doc["stages"]
     estimate = doc["cost_estimate"]
     assert isinstance(stages, list)
     assert isinstance(estimate, dict)
+    ranges = _sweep_ranges(stages)
+    rows = []
     for s, cost in zip(stages, estimate["units"], strict=True):
         arr = s.get("arrivals")
-        sched = ""
+        sched = gaps = ""
         if arr:
             rate = arr["mean_rate_per_s"]
             sched = f"{arr['count']} arrivals over {arr['span_s']:.2f}s" + (
                 f" ({rate:.2f}/s)" if rate else ""
             )
+            if arr["max_gap_s"] is not None:
+                gaps = f"{arr['min_gap_s']:.3g}-{arr['max_gap_s']:.3g}s"
         elif s.get("concurrency"):
             sched = f"{s['concurrency']} in flight"
         exp = s["expected_duration_s"]
@@ -125,21 +128,17 @@ def _plan_text(doc: dict[str, object]) -> str:
                 s["pattern"],
                 s["requests"] if s["requests"] is not None else "until duration",
                 sched,
+                _load_text(s, ranges),
+                gaps,
                 "-" if exp is None else f"{exp:.1f}s",
                 _usd(cost["usd"]),
                 ", ".join(s["prompts"]),
             ]
         )
     headers = [
-        "stage",
-        "provider",
-        "pattern",
-        "requests",
-        "schedule",
-        "expected",
-        "cost <=",
-        "prompts",
-    ]
+        "stage", "provider", "pattern", "requests", "schedule", "load", "gaps", "expected",
+        "cost <=", "prompts",
+    ]  # fmt: skip
     total = doc["expected_duration_s"]
     lines = [
         f"plan: {doc['scenario']} ({doc['source']})",
@@ -171,6 +170,39 @@ def _plan_text(doc: dict[str, object]) -> str:
     lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
+
+
+def _sweep_ranges(stages: list[dict[str, Any]]) -> dict[str, str]:
+    """The range each sweep covers, e.g. ``1-5/s`` or ``1-16 in flight``, by sweep id."""
+    values: dict[str, list[float]] = {}
+    unit: dict[str, str] = {}
+    for s in stages:
+        step = s.get("sweep")
+        if step is not None:
+            rate = step.get("rate_per_s")
+            values.setdefault(step["id"], []).append(step["concurrency"] if rate is None else rate)
+            unit[step["id"]] = " in flight" if rate is None else "/s"
+    return {sweep: f"{min(v):g}-{max(v):g}{unit[sweep]}" for sweep, v in values.items()}
+
+
+def _load_text(s: dict[str, Any], ranges: dict[str, str]) -> str:
+    """How the load was shaped: the intended rate (a ramp's range), the arrival process,
+    a sweep step's place; a pause before the unit."""
+    parts = []
+    arr = s.get("arrivals") or {}
+    if "rate_from_per_s" in arr:
+        low, high = arr["rate_from_per_s"], arr["rate_to_per_s"]
+        parts.append(f"{low:g}/s" if low == high else f"{low:g}->{high:g}/s")
+    if arr.get("process") in ("poisson", "gamma"):
+        shape = f" k={arr['burstiness']:g}" if "burstiness" in arr else ""
+        parts.append(f"{arr['process']}{shape} seed {arr['seed']}")
+    if "sweep" in s:
+        step = s["sweep"]
+        where = f"step {step['step'] + 1}/{step['steps']} of {step['id']} ({ranges[step['id']]})"
+        parts.append(where)
+    if s.get("pause_before_s"):
+        parts.append(f"{s['pause_before_s']:g}s pause first")
+    return ", ".join(parts)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -219,6 +219,14 @@ class IntegrityOut(_Frozen):
     warnings: list[str]
 
 
+class SweepStepOut(_Frozen):
+    sweep: str = Field(description="id of the sweep stage this unit is a step of")
+    step: int = Field(description="0-based position of the step in the sweep")
+    steps: int = Field(description="steps in the sweep")
+    rate_per_s: float | None = Field(description="the step's arrival rate (open loop)")
+    concurrency: int | None = Field(description="the step's concurrency (closed loop)")
+
+
 class StageWindowOut(_Frozen):
     stage: str
     provider: str
@@ -226,6 +234,7 @@ class StageWindowOut(_Frozen):
     end_ms: float
     planned: int | None
     started: int
+    sweep: SweepStepOut | None = Field(None, description="present when the stage is a sweep step")
 
 
 class Results(_Frozen):
@@ -443,6 +452,15 @@ def window_out(w: StageWindow) -> StageWindowOut:
         end_ms=w.t_end / NS_PER_MS,
         planned=w.planned,
         started=w.started,
+        sweep=None
+        if w.sweep is None
+        else SweepStepOut(
+            sweep=w.sweep.sweep,
+            step=w.sweep.index,
+            steps=w.sweep.steps,
+            rate_per_s=w.sweep.rate_per_s,
+            concurrency=w.sweep.concurrency,
+        ),
     )
 
 

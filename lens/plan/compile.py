@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lens.errors import PlanError, Problem
+from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
-    ArrivalSchedule,
     IntegritySettings,
     Message,
     Plan,
@@ -27,6 +27,7 @@ from lens.plan.model import (
     SimSettings,
     SlaSpec,
     StagePlan,
+    SweepStep,
 )
 from lens.plan.prices import resolve_prices
 from lens.scenario.checks import duplicate_problems
@@ -38,7 +39,6 @@ from lens.scenario.model import (
     BedrockProvider,
     BurstStage,
     ConcurrencyStage,
-    ConstantRateStage,
     FilePrompt,
     GeminiProvider,
     HostedProvider,
@@ -47,10 +47,12 @@ from lens.scenario.model import (
     OpenAIProvider,
     OpenAIResponsesProvider,
     Provider,
+    RampStage,
     Retries,
     Scenario,
     SimulatedProvider,
     Stage,
+    SweepStage,
     SyntheticPrompt,
 )
 from lens.scenario.prompts import synthetic_text
@@ -93,6 +95,7 @@ def compile_plan(
         for i, stage in enumerate(scenario.load)
         for plan in _stage(scenario, i, stage, groups, ctx)
     )
+    _step_id_problems(scenario, ctx)
     slas = _slas(scenario, ctx)
     warnings: list[str] = []
     prices = resolve_prices(
@@ -412,43 +415,119 @@ def _stage(
         max_tokens=defaults.max_tokens if stage.max_tokens is None else stage.max_tokens,
         retries=_retry_policy(stage.retries or defaults.retries),
     )
-    if isinstance(stage, BurstStage):
-        template = replace(template, arrivals=burst_arrivals(stage.requests))
-    elif isinstance(stage, ConstantRateStage):
-        arrivals = constant_rate_arrivals(stage.rate, stage.count)
-        template = replace(template, arrivals=arrivals, max_concurrency=stage.max_concurrency)
-    else:
-        assert isinstance(stage, ConcurrencyStage)
-        template = replace(
-            template,
-            concurrency=stage.concurrency,
-            requests=stage.requests,
-            duration_s=stage.duration,
-        )
-    # Stage order, then provider order: as the stage lists them, else as the scenario does.
+    steps: list[tuple[str, SweepStep | None]] = [(stage.id, None)]
+    pause = 0.0
+    if isinstance(stage, SweepStage):
+        steps, pause = list(sweep_steps(stage)), stage.pause
+    pids = [pid for pid in stage.providers or provider_ids if pid in scenario.providers]
+    # Step order, then provider order (as the stage lists them, else as the scenario does);
+    # a sweep's pause comes before each step after the first.
     return [
-        replace(template, provider=pid)
-        for pid in stage.providers or provider_ids
-        if pid in scenario.providers
+        _with_load(
+            stage,
+            replace(
+                template,
+                stage=stage_id,
+                provider=pid,
+                sweep=step,
+                pause_before_s=pause if step and step.index and not k else 0.0,
+            ),
+        )
+        for stage_id, step in steps
+        for k, pid in enumerate(pids)
     ]
 
 
-def burst_arrivals(requests: int) -> ArrivalSchedule:
-    """Everything at the start of the stage."""
-    return ArrivalSchedule((0.0,) * requests)
+def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
+    """The stage id and sweep position of each step: ``<id>.<rate>rps`` for a rate (``ladder.
+    2rps``, ``ladder.0.5rps``), ``<id>.c<n>`` for a concurrency (``ladder.c16``): ids that SLA
+    scopes, results and file names take as they are."""
+    if stage.rates is not None:
+        n = len(stage.rates)
+        return [
+            (f"{stage.id}.{rate:g}rps", SweepStep(stage.id, i, n, rate_per_s=rate))
+            for i, rate in enumerate(stage.rates)
+        ]
+    assert stage.concurrencies is not None
+    n = len(stage.concurrencies)
+    return [
+        (f"{stage.id}.c{c}", SweepStep(stage.id, i, n, concurrency=c))
+        for i, c in enumerate(stage.concurrencies)
+    ]
 
 
-def constant_rate_arrivals(rate: float, count: int) -> ArrivalSchedule:
-    """Request i at exactly ``i / rate``: computed from the index, never accumulated, so
-    float error cannot drift the schedule over a long stage."""
-    return ArrivalSchedule(tuple(i / rate for i in range(count)))
+def _with_load(stage: Stage, unit: StagePlan) -> StagePlan:
+    """``unit`` with its arrivals (open loop) or workers (closed loop); a random schedule
+    has its own stream per stage unit, drawn from the stage's seed."""
+    names = (unit.stage, unit.provider)
+    if isinstance(stage, BurstStage):
+        return replace(
+            unit, arrivals=burst_arrivals(stage.requests, stage.waves, stage.interval or 0.0)
+        )
+    if isinstance(stage, RampStage):
+        profile = RateProfile.ramp(stage.from_, stage.to, stage.duration, stage.steps)
+        arrivals = paced_arrivals(
+            profile, requests=None, process=stage.arrival, seed=stage.seed, names=names
+        )
+        return replace(unit, arrivals=arrivals, max_concurrency=stage.max_concurrency)
+    if isinstance(stage, ConcurrencyStage):
+        return replace(
+            unit, concurrency=stage.concurrency, requests=stage.requests, duration_s=stage.duration
+        )
+    if isinstance(stage, SweepStage):
+        step = unit.sweep
+        assert step is not None
+        if step.concurrency is not None:
+            return replace(
+                unit,
+                concurrency=step.concurrency,
+                requests=stage.requests,
+                duration_s=stage.duration,
+            )
+        assert step.rate_per_s is not None
+        rate = step.rate_per_s
+    else:
+        rate = stage.rate
+    arrivals = paced_arrivals(
+        RateProfile.constant(rate, stage.duration),
+        requests=stage.requests,
+        process=stage.arrival,
+        burstiness=1.0 if stage.burstiness is None else stage.burstiness,
+        seed=stage.seed,
+        names=names,
+    )
+    return replace(unit, arrivals=arrivals, max_concurrency=stage.max_concurrency)
 
 
 # --- SLAs ----------------------------------------------------------------------------------
 
 
+def _step_id_problems(scenario: Scenario, ctx: _Context) -> None:
+    """A sweep step's id must not be another stage's (or step's): results are keyed by it."""
+    taken: dict[str, PathT] = {stage.id: ("load", i, "id") for i, stage in enumerate(scenario.load)}
+    for i, stage in enumerate(scenario.load):
+        if not isinstance(stage, SweepStage):
+            continue
+        key = "rates" if stage.rates is not None else "concurrencies"
+        for j, (step_id, _) in enumerate(sweep_steps(stage)):
+            here: PathT = ("load", i, key, j)
+            if step_id in taken:
+                ctx.problem(
+                    f"this step of sweep {stage.id!r} is stage {step_id!r}, an id already "
+                    f"taken at {format_path(taken[step_id])}: rename one of them",
+                    here,
+                )
+            taken.setdefault(step_id, here)
+
+
 def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
-    stages = {stage.id: stage for stage in scenario.load}
+    # A scope names a stage, a sweep (all its steps) or one step of a sweep.
+    stages: dict[str, Stage] = {stage.id: stage for stage in scenario.load}
+    steps_of: dict[str, tuple[str, ...]] = {}
+    for sweep in scenario.load:
+        if isinstance(sweep, SweepStage):
+            steps_of[sweep.id] = tuple(step_id for step_id, _ in sweep_steps(sweep))
+            stages.update(dict.fromkeys(steps_of[sweep.id], sweep))
     specs = []
     for i, entry in enumerate(scenario.sla):
         here: PathT = ("sla", i)
@@ -469,7 +548,8 @@ def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
                 )
         pos = ctx.source.value_pos(here)
         where = str(pos) if pos is not None else format_path(here)
-        specs.append(SlaSpec(parse_sla(entry.assert_), provider, stage, where))
+        steps = steps_of.get(stage, ()) if stage is not None else ()
+        specs.append(SlaSpec(parse_sla(entry.assert_), provider, stage, where, steps))
     return tuple(specs)
 
 

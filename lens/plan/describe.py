@@ -10,7 +10,7 @@ import itertools
 import math
 from typing import Any
 
-from lens.plan.model import Plan, ProviderSpec, StagePlan
+from lens.plan.model import ArrivalSchedule, Plan, ProviderSpec, StagePlan
 from lens.pricing import GpuHourRate, ProviderPrice
 
 # Types that speak Chat Completions and so take max_tokens_field / include_usage.
@@ -102,6 +102,28 @@ def expected_duration_s(unit: StagePlan, spec: ProviderSpec) -> float | None:
     return None
 
 
+def arrival_stats(schedule: ArrivalSchedule) -> dict[str, Any]:
+    """What a schedule amounts to: count, span, mean rate and extreme gaps, and what it was
+    drawn from (process, seed, intended rate at start and end)."""
+    offs = schedule.offsets_s
+    gaps = [b - a for a, b in itertools.pairwise(offs)]
+    out: dict[str, Any] = {
+        "count": len(offs),
+        "span_s": schedule.span_s,
+        "mean_rate_per_s": (len(offs) - 1) / schedule.span_s if schedule.span_s > 0 else None,
+        "min_gap_s": min(gaps) if gaps else None,
+        "max_gap_s": max(gaps) if gaps else None,
+        "process": schedule.process,
+    }
+    if schedule.burstiness is not None:
+        out["burstiness"] = schedule.burstiness
+    if schedule.seed is not None:
+        out["seed"] = schedule.seed
+    if schedule.rate_per_s is not None:
+        out["rate_from_per_s"], out["rate_to_per_s"] = schedule.rate_per_s
+    return out
+
+
 def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     out: dict[str, Any] = {
         "stage": unit.stage,
@@ -114,17 +136,16 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
         "prompts": sorted(set(unit.prompts)),
     }
     if unit.arrivals is not None:
-        offs = unit.arrivals.offsets_s
-        gaps = [b - a for a, b in itertools.pairwise(offs)]
-        out["arrivals"] = {
-            "count": len(offs),
-            "span_s": unit.arrivals.span_s,
-            "mean_rate_per_s": (len(offs) - 1) / unit.arrivals.span_s
-            if unit.arrivals.span_s > 0
-            else None,
-            "min_gap_s": min(gaps) if gaps else None,
-            "max_gap_s": max(gaps) if gaps else None,
-        }
+        out["arrivals"] = arrival_stats(unit.arrivals)
+    if unit.sweep is not None:
+        step = unit.sweep
+        out["sweep"] = {"id": step.sweep, "step": step.index, "steps": step.steps}
+        if step.rate_per_s is not None:
+            out["sweep"]["rate_per_s"] = step.rate_per_s
+        if step.concurrency is not None:
+            out["sweep"]["concurrency"] = step.concurrency
+    if unit.pause_before_s:
+        out["pause_before_s"] = unit.pause_before_s
     if unit.concurrency is not None:
         out["concurrency"] = unit.concurrency
     if unit.max_concurrency is not None:
@@ -149,7 +170,10 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         if arrivals and unit.arrivals is not None:
             entry["arrival_offsets_s"] = list(unit.arrivals.offsets_s)
         stages.append(entry)
-    durations = [s["expected_duration_s"] for s in stages]
+    # A pause before a unit is wall time too.
+    durations = [s["expected_duration_s"] for s in stages] + [
+        unit.pause_before_s for unit in plan.stages
+    ]
     return {
         "scenario": plan.name,
         "description": plan.description,

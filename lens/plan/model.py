@@ -32,7 +32,9 @@ ProviderType = Literal[
 SimProtocol = Literal[
     "openai", "openai-responses", "anthropic", "gemini", "bedrock", "azure-openai"
 ]
-PatternName = Literal["burst", "constant-rate", "concurrency"]
+PatternName = Literal["burst", "constant-rate", "concurrency", "ramp", "sweep"]
+# How a schedule's offsets were drawn: at once (burst), evenly, or from a seeded process.
+ArrivalProcess = Literal["burst", "uniform", "poisson", "gamma"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,12 @@ class ArrivalSchedule:
     """
 
     offsets_s: tuple[float, ...]
+    # What the offsets were drawn from, for people reading the plan; the executor only
+    # reads the offsets.
+    process: ArrivalProcess = "uniform"
+    burstiness: float | None = None  # gamma shape k
+    seed: int | None = None  # the scenario's seed, for a random process
+    rate_per_s: tuple[float, float] | None = None  # intended rate at start and end
 
     @property
     def count(self) -> int:
@@ -159,6 +167,17 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class SweepStep:
+    """Where a stage unit sits in a sweep, so results and charts can group its steps."""
+
+    sweep: str  # the sweep stage's id as written; the unit's own id names the step
+    index: int  # 0-based
+    steps: int
+    rate_per_s: float | None = None  # open-loop step
+    concurrency: int | None = None  # closed-loop step
+
+
+@dataclass(frozen=True, slots=True)
 class StagePlan:
     """One stage against one provider: its own full schedule."""
 
@@ -174,6 +193,8 @@ class StagePlan:
     requests: int | None = None  # closed loop: total to send (None: until duration)
     duration_s: float | None = None  # closed loop: stop starting new requests after this
     retries: RetryPolicy | None = None  # None: a failure is final (no hidden retries)
+    sweep: SweepStep | None = None
+    pause_before_s: float = 0.0  # idle time before the unit starts, outside its window
 
     @property
     def open_loop(self) -> bool:
@@ -195,12 +216,15 @@ class SlaSpec:
     provider: str | None = None
     stage: str | None = None
     where: str = ""  # file:line:col of the assertion, for messages
+    steps: tuple[str, ...] = ()  # stage ids of the steps, when ``stage`` names a sweep
+
+    def covers(self, stage: str) -> bool:
+        """Whether the scope takes in the stage unit ``stage`` (a sweep: all its steps)."""
+        return self.stage is None or stage == self.stage or stage in self.steps
 
     def applies_to(self, stage: str, provider: str) -> bool:
         """Whether this assertion judges the ``stage`` x ``provider`` run."""
-        return (self.provider is None or self.provider == provider) and (
-            self.stage is None or self.stage == stage
-        )
+        return (self.provider is None or self.provider == provider) and self.covers(stage)
 
     @property
     def scope(self) -> str:

@@ -17,7 +17,9 @@ class RunClock:
         self.t0 = trio.current_time()
 
     def now_ns(self) -> int:
-        return int((trio.current_time() - self.t0) * 1e9)
+        # Rounded, not truncated: a stamp taken at an intended time (t0 + offset, as a float)
+        # must equal the intended time in ns, not fall one ns short of it.
+        return round((trio.current_time() - self.t0) * 1e9)
 
     def at_ns(self, offset_ns: int) -> float:
         return self.t0 + offset_ns / 1e9

@@ -1,16 +1,19 @@
 """The trio executor: one nursery per stage x provider, absolute schedules, no hidden queues.
 
 Stage units run one after another so providers never compete for the client's CPU inside
-one measurement.  Open-loop stages (burst, constant-rate) sleep until ``t0 + offset_i`` for
-each arrival and start the request as its own task; a ``CapacityLimiter`` (the optional
-``max_concurrency`` cap) is acquired *after* the intended time, so any wait shows up in
-``dispatch_lag`` rather than vanishing.  Closed-loop stages (concurrency) run N workers.
-Each in-flight request borrows a one-connection transport (lens.run.pool), so no client-side
-connection pool can become a second, invisible queue.
+one measurement.  Open-loop stages (burst, constant-rate, ramp, a sweep over rates) sleep
+until ``t0 + offset_i`` for each arrival and start the request as its own task; a
+``CapacityLimiter`` (the optional ``max_concurrency`` cap) is acquired *after* the intended
+time, so any wait shows up in ``dispatch_lag`` rather than vanishing.  Closed-loop stages
+(concurrency, a sweep over concurrencies) run N workers.  A unit may ask for a pause before
+it starts (between the steps of a sweep), which is outside its window.  Each in-flight
+request borrows a one-connection transport (lens.run.pool), so no client-side connection
+pool can become a second, invisible queue.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import ssl
 from collections.abc import Callable, Mapping
@@ -21,7 +24,7 @@ import certifi
 import httpx
 import trio
 
-from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan
+from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep
 from lens.pricing import GpuHourRate
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
@@ -43,6 +46,7 @@ class StageWindow:
     t_end: int
     planned: int | None
     started: int
+    sweep: SweepStep | None = None
 
 
 class RunProgress:
@@ -77,8 +81,10 @@ def _prepared_transports(unit: StagePlan) -> int:
     if unit.max_concurrency is not None:
         return unit.max_concurrency
     assert unit.arrivals is not None
-    # A burst needs them all at once; a paced stage grows the pool as it goes.
-    return min(unit.arrivals.offsets_s.count(0.0), 1024)
+    # A burst (each wave of one) needs them all at once; a paced stage grows the pool as it
+    # goes.
+    at_once = collections.Counter(unit.arrivals.offsets_s).most_common(1)
+    return min(at_once[0][1] if at_once else 0, 1024)
 
 
 def _transport_factory(
@@ -180,6 +186,10 @@ class StageRunner:
     async def run_unit(self, unit: StagePlan) -> None:
         assert self.clock is not None
         clock = self.clock
+        if unit.pause_before_s > 0:
+            # Between the steps of a sweep: the server drains, and no window is open.
+            self.progress.unit = f"pause before {unit.stage}"
+            await trio.sleep(unit.pause_before_s)
         spec = self.providers[unit.provider]
         adapter = self.adapters[unit.provider]
         transport = self.transport_for(spec) if self.transport_for else None
@@ -210,6 +220,7 @@ class StageRunner:
                 t_end=clock.now_ns(),
                 planned=unit.planned_requests,
                 started=started.value,
+                sweep=unit.sweep,
             )
             self.windows.append(window)
             if self.budget is not None:

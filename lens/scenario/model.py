@@ -13,7 +13,7 @@ provider) are resolved by ``lens.plan.compile``.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -85,6 +85,16 @@ PositiveDuration = Annotated[
     float, BeforeValidator(_positive_duration), WithJsonSchema(duration_json_schema(positive=True))
 ]
 Rate = Annotated[float, BeforeValidator(parse_rate), WithJsonSchema(rate_json_schema())]
+
+
+def _rate_or_zero(value: object) -> float:
+    return parse_rate(value, allow_zero=True)
+
+
+# Per second, zero allowed: where a ramp starts or ends.
+RateOrZero = Annotated[
+    float, BeforeValidator(_rate_or_zero), WithJsonSchema(rate_json_schema(allow_zero=True))
+]
 Percent = Annotated[float, BeforeValidator(parse_percent), WithJsonSchema(percent_json_schema())]
 # Strict: YAML already types numbers, so "8" (quoted) or true must not sneak in as an int.
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
@@ -615,55 +625,185 @@ class _Stage(FrozenModel):
 
 
 class BurstStage(_Stage):
-    """All requests at once (offset 0): the worst case for queueing."""
+    """All requests at once (offset 0), optionally repeated in waves: the worst case for
+    queueing."""
 
     pattern: Literal["burst"] = Field(description="Load pattern.")
-    requests: PositiveInt = Field(description="Number of requests sent together.")
+    requests: PositiveInt = Field(description="Number of requests sent together, per wave.")
+    waves: PositiveInt = Field(
+        1, description="Number of bursts, released at 0, interval, 2 x interval... (default 1)."
+    )
+    interval: PositiveDuration | None = Field(
+        None, description="Time between the starts of two waves, e.g. 10s (needs waves >= 2)."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> BurstStage:
-        _check_size(self.requests)
+        if self.interval is not None and self.waves == 1:
+            raise FieldError(
+                "'interval' separates waves: set 'waves' to 2 or more, or remove 'interval'",
+                "interval",
+            )
+        if self.waves > 1 and self.interval is None:
+            raise FieldError(
+                f"{self.waves} waves need an 'interval' between them, e.g. interval: 10s", "waves"
+            )
+        _check_size(self.requests * self.waves)
         return self
 
 
-class ConstantRateStage(_Stage):
-    """Open loop: request i is sent at i / rate, whatever the server's speed."""
+ArrivalName = Literal["uniform", "poisson", "gamma"]
 
-    pattern: Literal["constant-rate"] = Field(description="Load pattern.")
-    rate: Rate = Field(description="Arrival rate, e.g. 5/s or 300/m.")
-    duration: PositiveDuration | None = Field(
-        None, description="Send for this long (with requests: whichever ends first)."
+
+class _PacedStage(_Stage):
+    """Open loop at a set rate: how arrivals are spaced, and the cap on requests in flight."""
+
+    arrival: ArrivalName = Field(
+        "uniform",
+        description="How arrivals are spaced: uniform (exactly 1/rate apart), poisson "
+        "(exponential gaps) or gamma (gamma gaps of shape burstiness).",
     )
-    requests: PositiveInt | None = Field(
-        None, description="Send this many (with duration: whichever ends first)."
+    burstiness: float | None = Field(
+        None,
+        gt=0,
+        strict=True,
+        description="Shape k of gamma gaps (arrival: gamma; default 1, which is poisson): "
+        "below 1 burstier, above 1 more regular.",
+    )
+    seed: int = Field(
+        0, strict=True, description="Seed of random arrivals: same file, same schedule."
     )
     max_concurrency: PositiveInt | None = Field(
         None, description="Cap on requests in flight; later arrivals wait for a slot."
     )
 
-    @property
-    def count(self) -> int:
-        """Requests scheduled: ``requests``, ``floor(duration * rate)``, or the smaller."""
-        counts = [] if self.requests is None else [self.requests]
-        if self.duration is not None:
-            product = self.duration * self.rate
-            # The epsilon keeps 2.3s x 10/s at 23 despite 22.999999999999996; an absurd
-            # product (even inf) just needs to stay above the limit _check_size enforces.
-            limit = MAX_REQUESTS_PER_STAGE + 1
-            counts.append(math.floor(product + 1e-9) if product < limit else limit)
-        return min(counts)
+    @model_validator(mode="after")
+    def _burstiness_needs_gamma(self) -> _PacedStage:
+        if self.burstiness is not None and self.arrival != "gamma":
+            raise FieldError(
+                "'burstiness' shapes gamma arrivals: add 'arrival: gamma' or remove it",
+                "burstiness",
+            )
+        return self
+
+
+class ConstantRateStage(_PacedStage):
+    """Open loop: arrivals at a set mean rate (request i at i / rate when uniform), whatever
+    the server's speed."""
+
+    pattern: Literal["constant-rate"] = Field(description="Load pattern.")
+    rate: Rate = Field(description="Arrival rate, e.g. 5/s or 300/m.")
+    duration: PositiveDuration | None = Field(
+        None,
+        description="Send every arrival due before this time (with requests: whichever "
+        "ends first).",
+    )
+    requests: PositiveInt | None = Field(
+        None, description="Send this many (with duration: whichever ends first)."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> ConstantRateStage:
         if self.duration is None and self.requests is None:
             raise ValueError("a constant-rate stage needs 'duration', 'requests' or both")
-        if self.count == 0:
-            raise ValueError(
-                f"{self.duration:g}s at {self.rate:g}/s schedules no request: "
-                "raise the rate or the duration"
-            )
-        _check_size(self.count)
+        _check_expected_size(self.rate, self.duration, self.requests)
         return self
+
+
+class RampStage(_Stage):
+    """Open loop with a rate that changes linearly (or in equal steps) from one value to
+    another over the stage."""
+
+    pattern: Literal["ramp"] = Field(description="Load pattern.")
+    from_: RateOrZero = Field(
+        alias="from", description="Arrival rate at the start, e.g. 1/s; 0 is allowed."
+    )
+    to: RateOrZero = Field(
+        description="Arrival rate at the end, e.g. 20/s; below 'from' for a falling ramp."
+    )
+    duration: PositiveDuration = Field(description="Length of the ramp, e.g. 60s.")
+    steps: Annotated[int, Field(strict=True, ge=2)] | None = Field(
+        None,
+        description="Change the rate in this many equal-duration steps, evenly spaced from "
+        "'from' to 'to' inclusive (default: a smooth linear ramp).",
+    )
+    arrival: Literal["uniform", "poisson"] = Field(
+        "uniform",
+        description="uniform (arrival i where the expected count reaches i) or poisson.",
+    )
+    seed: int = Field(
+        0, strict=True, description="Seed of poisson arrivals: same file, same schedule."
+    )
+    max_concurrency: PositiveInt | None = Field(
+        None, description="Cap on requests in flight; later arrivals wait for a slot."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RampStage:
+        if self.from_ == 0 and self.to == 0:
+            raise ValueError("a ramp from 0/s to 0/s sends nothing: raise 'from' or 'to'")
+        _check_expected_size((self.from_ + self.to) / 2, self.duration, None)
+        return self
+
+
+class SweepStage(_PacedStage):
+    """A series of steps at increasing load: open-loop rates or closed-loop concurrencies.
+    Each step is its own stage in results, with the id ``<id>.<rate>rps`` or ``<id>.c<n>``."""
+
+    pattern: Literal["sweep"] = Field(description="Load pattern.")
+    rates: tuple[Rate, ...] | None = Field(
+        None,
+        min_length=1,
+        description="One open-loop constant-rate step per rate, e.g. [1/s, 2/s, 5/s].",
+    )
+    concurrencies: tuple[PositiveInt, ...] | None = Field(
+        None, min_length=1, description="One closed-loop step per concurrency, e.g. [1, 4, 16]."
+    )
+    duration: PositiveDuration | None = Field(
+        None, description="Length of each step (with requests: whichever ends first)."
+    )
+    requests: PositiveInt | None = Field(
+        None, description="Requests of each step (with duration: whichever ends first)."
+    )
+    pause: Duration = Field(
+        0.0, description="Idle time before each step after the first, e.g. 5s (default 0)."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SweepStage:
+        if self.rates is not None and self.concurrencies is not None:
+            raise FieldError(
+                "give either 'rates' (open loop) or 'concurrencies' (closed loop), not both",
+                "concurrencies",
+            )
+        if self.duration is None and self.requests is None:
+            raise ValueError("a sweep stage needs 'duration', 'requests' or both, for each step")
+        if self.concurrencies is not None:
+            for key in ("arrival", "burstiness", "seed", "max_concurrency"):
+                if key in self.model_fields_set:
+                    raise FieldError(
+                        f"'{key}' applies to a sweep over 'rates'; a sweep over "
+                        "'concurrencies' is closed loop",
+                        key,
+                    )
+            _no_repeats(self.concurrencies, "concurrencies", str)
+            if self.requests is not None:
+                _check_size(self.requests)
+        elif self.rates is not None:
+            _no_repeats(self.rates, "rates", lambda r: f"{r:g}/s")
+            _check_expected_size(max(self.rates), self.duration, self.requests)
+        else:
+            raise ValueError("a sweep stage needs 'rates' (open loop) or 'concurrencies'")
+        return self
+
+
+def _no_repeats(values: tuple[Any, ...], key: str, shown: Callable[[Any], str]) -> None:
+    # Each step becomes a stage named after its value: two equal steps could not be told apart.
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise FieldError(
+                f"{shown(value)} appears twice in '{key}': each step needs its own", key
+            )
 
 
 class ConcurrencyStage(_Stage):
@@ -685,7 +825,7 @@ class ConcurrencyStage(_Stage):
         return self
 
 
-def _check_size(n: int) -> None:
+def _check_size(n: float) -> None:
     if n > MAX_REQUESTS_PER_STAGE:
         raise ValueError(
             f"schedules more than {MAX_REQUESTS_PER_STAGE} requests, the most lens plans "
@@ -693,8 +833,20 @@ def _check_size(n: int) -> None:
         )
 
 
-Stage = Annotated[BurstStage | ConstantRateStage | ConcurrencyStage, Field(discriminator="pattern")]
-PATTERNS: tuple[str, ...] = ("burst", "constant-rate", "concurrency")
+def _check_expected_size(rate: float, duration: float | None, requests: int | None) -> None:
+    """The size check of an open-loop schedule, before it is drawn: random arrivals make
+    its exact length known only to the compiler."""
+    expected = [float(requests)] if requests is not None else []
+    if duration is not None:
+        expected.append(rate * duration)
+    _check_size(min(expected))
+
+
+Stage = Annotated[
+    BurstStage | ConstantRateStage | ConcurrencyStage | RampStage | SweepStage,
+    Field(discriminator="pattern"),
+]
+PATTERNS: tuple[str, ...] = ("burst", "constant-rate", "concurrency", "ramp", "sweep")
 
 # --- SLA -----------------------------------------------------------------------------------
 

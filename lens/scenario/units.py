@@ -70,8 +70,9 @@ def parse_duration(value: object, *, positive: bool = False) -> float:
     return seconds
 
 
-def parse_rate(value: object) -> float:
-    """``5/s``, ``300/m`` or a bare number per second -> requests per second (> 0)."""
+def parse_rate(value: object, *, allow_zero: bool = False) -> float:
+    """``5/s``, ``300/m`` or a bare number per second -> requests per second (> 0, or >= 0
+    with ``allow_zero``: a ramp may start or end at rest)."""
     expected = "expected a rate like 5/s or 300/m (a bare number means per second)"
     per_second = _plain_number(value)
     if per_second is None:
@@ -79,8 +80,11 @@ def parse_rate(value: object) -> float:
         if m is None:
             raise ValueError(f"{expected}, got {show(value)}")
         per_second = float(m["num"]) * _PER_SECOND_FACTOR[m["unit"]]
+    if allow_zero and per_second == 0:
+        return per_second
     if not math.isfinite(per_second) or per_second <= 0:
-        raise ValueError(f"{expected} and greater than zero, got {show(value)}")
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise ValueError(f"{expected} and {bound}, got {show(value)}")
     return per_second
 
 
@@ -137,10 +141,10 @@ def duration_json_schema(*, positive: bool) -> dict[str, Any]:
     return {"anyOf": [number, {"type": "string", "pattern": DURATION_PATTERN}]}
 
 
-def rate_json_schema() -> dict[str, Any]:
+def rate_json_schema(*, allow_zero: bool = False) -> dict[str, Any]:
     return {
         "anyOf": [
-            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "number", "minimum" if allow_zero else "exclusiveMinimum": 0},
             {"type": "string", "pattern": RATE_PATTERN},
         ]
     }

@@ -63,6 +63,46 @@ def test_plan_text_and_json(
     assert doc["total_requests"] == 4
 
 
+def test_plan_text_shows_each_patterns_shape(
+    write_scenario: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_scenario(
+        load="  - {id: up, pattern: ramp, from: 1/s, to: 20/s, duration: 4s}\n"
+        "  - {id: p, pattern: constant-rate, rate: 5/s, requests: 9, arrival: gamma,"
+        " burstiness: 0.5, seed: 3}\n"
+        "  - {id: ladder, pattern: sweep, rates: [5/s, 10/s, 20/s], duration: 1s, pause: 2s}\n"
+        "  - {id: w, pattern: burst, requests: 2, waves: 2, interval: 1s}\n"
+        "  - {id: c, pattern: sweep, concurrencies: [1, 8], requests: 8}",
+    )
+    assert main(["plan", str(path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert "1->20/s" in rows["up"]
+    assert "gamma k=0.5 seed 3" in rows["p"]
+    assert "10/s, step 2/3 of ladder (5-20/s), 2s pause first" in rows["ladder.10rps"]
+    assert "0.1-0.1s" in rows["ladder.10rps"]  # the gaps
+    assert "4 arrivals over 1.00s (3.00/s)" in rows["w"]
+    assert "0-1s" in rows["w"]
+    assert "step 2/2 of c (1-8 in flight)" in rows["c.c8"]
+    assert main(["plan", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_id = {s["stage"]: s for s in doc["stages"]}
+    assert len(by_id["up"]["arrival_offsets_s"]) == by_id["up"]["arrivals"]["count"] == 42
+    assert by_id["ladder.20rps"]["arrival_offsets_s"] == [i / 20 for i in range(20)]
+    assert by_id["w"]["arrival_offsets_s"] == [0.0, 0.0, 1.0, 1.0]
+    assert by_id["p"]["arrivals"]["process"] == "gamma"
+    assert "arrival_offsets_s" not in by_id["c.c1"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_scenario_validates(
+    path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.setenv(name, "test-key-not-real")
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith(f"{path}: ok")
+
+
 def test_plan_never_prints_secrets(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -212,6 +212,26 @@ def test_a_scope_matching_nothing_is_inconclusive() -> None:
     assert one([sla("ttft.max < 1s")], ()).reason == "no stage x provider matches all"
 
 
+def test_a_sweep_scope_matches_each_of_its_steps() -> None:
+    recs = [
+        *ttft_records(10, stage="ladder.1rps", provider="a"),
+        *ttft_records(10, stage="ladder.2rps", provider="a"),
+        *ttft_records(10, stage="ladder.2rps", provider="b"),
+        *ttft_records(10, stage="ladder.5rps", provider="a"),  # named alike, not a step
+    ]
+    spec = SlaSpec(parse_sla("ttft.max < 1s"), stage="ladder", steps=("ladder.1rps", "ladder.2rps"))
+    out = judge([spec], summaries(recs))
+    assert [(v.provider, v.stage) for v in out] == [
+        ("a", "ladder.1rps"),
+        ("a", "ladder.2rps"),
+        ("b", "ladder.2rps"),
+    ]
+    scoped = SlaSpec(parse_sla("ttft.max < 1s"), provider="b", stage="ladder", steps=spec.steps)
+    assert [(v.provider, v.stage) for v in judge([scoped], summaries(recs))] == [
+        ("b", "ladder.2rps")
+    ]
+
+
 def test_verdicts_keep_sla_order_then_summary_order() -> None:
     out = judge([sla("ttft.max < 1s", provider="a"), sla("error_rate < 1%")], _grid())
     assert [(v.sla, v.provider, v.stage) for v in out] == [

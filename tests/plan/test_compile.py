@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from lens.errors import PlanError
 from lens.plan import compile as compile_module
+from lens.plan.arrivals import RateProfile, paced_arrivals
 from lens.plan.compile import (
     PromptGroup,
     compile_plan,
-    constant_rate_arrivals,
     prompt_cycle,
     smooth_weighted_round_robin,
 )
@@ -328,7 +328,7 @@ def test_sla_where_falls_back_to_the_path_without_positions() -> None:
 
 
 def test_constant_rate_offsets_are_absolute() -> None:
-    offsets = constant_rate_arrivals(3.0, 10_000).offsets_s
+    offsets = paced_arrivals(RateProfile.constant(3.0, None), requests=10_000).offsets_s
     assert offsets == tuple(i / 3.0 for i in range(10_000))
     accumulated = 0.0
     for _ in range(9_999):
@@ -346,16 +346,15 @@ def test_constant_rate_schedule_properties(rate: float, duration: float) -> None
         "    pattern: burst\n    requests: 2\n",
         f"    pattern: constant-rate\n    rate: {rate!r}\n    duration: {duration!r}\n",
     )
-    expected = math.floor(duration * rate + 1e-9)
-    if expected == 0:
-        return
     stage = plan_of(text).stages[0]
     assert stage.arrivals is not None
     offsets = stage.arrivals.offsets_s
-    assert len(offsets) == expected
-    assert offsets[0] == 0.0
+    n = len(offsets)
+    assert offsets == tuple(i / rate for i in range(n))
     assert all(b > a for a, b in itertools.pairwise(offsets))
-    assert offsets[-1] < duration + 1e-9
+    # Every arrival due before the end, and only those: the next would be due at the end.
+    assert offsets[-1] < duration
+    assert n / rate >= duration * (1 - 2e-9)
 
 
 # --- weighted round-robin ------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_missing_required_field_names_it_and_says_what_it_is() -> None:
     text = BASE.replace("    requests: 2\n", "")
     assert only_problem(text) == (
         "s.yaml:11:5: load[0].requests: missing required field 'requests' "
-        "(Number of requests sent together)"
+        "(Number of requests sent together, per wave)"
     )
 
 
@@ -140,10 +140,10 @@ def test_missing_provider_type() -> None:
 
 
 def test_unknown_pattern_lists_allowed() -> None:
-    text = BASE.replace("pattern: burst", "pattern: ramp")
+    text = BASE.replace("pattern: burst", "pattern: spike")
     assert only_problem(text) == (
-        "s.yaml:12:14: load[0].pattern: unknown pattern 'ramp'; expected one of 'burst', "
-        "'concurrency', 'constant-rate'"
+        "s.yaml:12:14: load[0].pattern: unknown pattern 'spike'; expected one of 'burst', "
+        "'concurrency', 'constant-rate', 'ramp', 'sweep'"
     )
 
 
@@ -281,16 +281,6 @@ def test_concurrency_needs_requests_or_duration() -> None:
     )
     assert only_problem(text) == (
         "s.yaml:11:5: load[0]: a concurrency stage needs 'requests', 'duration' or both"
-    )
-
-
-def test_constant_rate_that_schedules_nothing() -> None:
-    text = BASE.replace(
-        "    pattern: burst\n    requests: 2\n",
-        "    pattern: constant-rate\n    rate: 0.1/s\n    duration: 5s\n",
-    )
-    assert only_problem(text) == (
-        "s.yaml:11:5: load[0]: 5s at 0.1/s schedules no request: raise the rate or the duration"
     )
 
 
@@ -444,3 +434,126 @@ def test_scenario_error_message_lists_every_problem() -> None:
 def test_nul_in_the_path() -> None:
     with pytest.raises(ScenarioError, match="cannot read a\x00b: embedded null byte"):
         load_scenario("a\x00b")
+
+
+# --- load patterns: arrival processes, waves, ramps, sweeps --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [
+        (
+            "    pattern: constant-rate\n    rate: 5/s\n    duration: 2s\n    arrival: bursty\n",
+            "s.yaml:15:14: load[0].arrival: expected one of 'uniform', 'poisson' or 'gamma', "
+            "got 'bursty'",
+        ),
+        (
+            "    pattern: constant-rate\n    rate: 5/s\n    duration: 2s\n    arrival: gamma\n"
+            "    burstiness: -0.5\n",
+            "s.yaml:16:17: load[0].burstiness: must be greater than 0, got -0.5",
+        ),
+        (
+            "    pattern: constant-rate\n    rate: 5/s\n    duration: 2s\n    arrival: poisson\n"
+            "    burstiness: 2\n",
+            "s.yaml:16:5: load[0].burstiness: 'burstiness' shapes gamma arrivals: add "
+            "'arrival: gamma' or remove it",
+        ),
+        (
+            "    pattern: ramp\n    from: -1\n    to: 5/s\n    duration: 10s\n",
+            "s.yaml:13:11: load[0].from: expected a rate like 5/s or 300/m (a bare number means "
+            "per second) and zero or more, got -1",
+        ),
+        (
+            "    pattern: ramp\n    from: 0/s\n    to: 0\n    duration: 10s\n",
+            "s.yaml:11:5: load[0]: a ramp from 0/s to 0/s sends nothing: raise 'from' or 'to'",
+        ),
+        (
+            "    pattern: ramp\n    from: 1/s\n    to: 5/s\n    duration: 10s\n    steps: 1\n",
+            "s.yaml:16:12: load[0].steps: must be at least 2, got 1",
+        ),
+        (
+            "    pattern: ramp\n    from: 1/s\n    to: 5/s\n    duration: 10s\n"
+            "    arrival: gamma\n",
+            "s.yaml:16:14: load[0].arrival: expected one of 'uniform' or 'poisson', got 'gamma'",
+        ),
+        (
+            "    pattern: sweep\n    rates: [1/s, 2/s]\n    concurrencies: [1, 2]\n"
+            "    duration: 5s\n",
+            "s.yaml:14:5: load[0].concurrencies: give either 'rates' (open loop) or "
+            "'concurrencies' (closed loop), not both",
+        ),
+        (
+            "    pattern: sweep\n    duration: 5s\n",
+            "s.yaml:11:5: load[0]: a sweep stage needs 'rates' (open loop) or 'concurrencies'",
+        ),
+        (
+            "    pattern: sweep\n    rates: [1/s]\n",
+            "s.yaml:11:5: load[0]: a sweep stage needs 'duration', 'requests' or both, for each "
+            "step",
+        ),
+        (
+            "    pattern: sweep\n    concurrencies: [1, 2]\n    requests: 4\n"
+            "    arrival: poisson\n",
+            "s.yaml:15:5: load[0].arrival: 'arrival' applies to a sweep over 'rates'; a sweep "
+            "over 'concurrencies' is closed loop",
+        ),
+        (
+            "    pattern: sweep\n    rates: [1/s, 2/s, 60/m]\n    requests: 4\n",
+            "s.yaml:13:5: load[0].rates: 1/s appears twice in 'rates': each step needs its own",
+        ),
+        (
+            "    pattern: burst\n    requests: 2\n    interval: 1s\n",
+            "s.yaml:14:5: load[0].interval: 'interval' separates waves: set 'waves' to 2 or "
+            "more, or remove 'interval'",
+        ),
+        (
+            "    pattern: burst\n    requests: 2\n    waves: 3\n",
+            "s.yaml:14:5: load[0].waves: 3 waves need an 'interval' between them, e.g. "
+            "interval: 10s",
+        ),
+    ],
+    ids=[
+        "unknown-arrival",
+        "negative-burstiness",
+        "burstiness-without-gamma",
+        "negative-from",
+        "ramp-of-nothing",
+        "one-step",
+        "gamma-ramp",
+        "rates-and-concurrencies",
+        "no-steps",
+        "no-step-length",
+        "arrival-on-closed-loop",
+        "repeated-rate",
+        "interval-without-waves",
+        "waves-without-interval",
+    ],
+)
+def test_bad_load_pattern(stage: str, expected: str) -> None:
+    assert only_problem(BASE.replace("    pattern: burst\n    requests: 2\n", stage)) == expected
+
+
+def test_ramp_without_from_and_to() -> None:
+    text = BASE.replace(
+        "    pattern: burst\n    requests: 2\n", "    pattern: ramp\n    duration: 9s\n"
+    )
+    assert problems(text) == [
+        "s.yaml:11:5: load[0].from: missing required field 'from' (Arrival rate at the start, "
+        "e.g. 1/s; 0 is allowed)",
+        "s.yaml:11:5: load[0].to: missing required field 'to' (Arrival rate at the end, e.g. "
+        "20/s; below 'from' for a falling ramp)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "    pattern: burst\n    requests: 1000\n    waves: 2000\n    interval: 1s\n",
+        "    pattern: ramp\n    from: 0\n    to: 2000/s\n    duration: 2000s\n",
+        "    pattern: sweep\n    rates: [1/s, 1000/s]\n    duration: 2000s\n",
+        "    pattern: sweep\n    concurrencies: [1]\n    requests: 2000000\n",
+    ],
+)
+def test_absurd_pattern_sizes_are_refused(stage: str) -> None:
+    text = BASE.replace("    pattern: burst\n    requests: 2\n", stage)
+    assert "schedules more than 1000000 requests, the most lens plans" in only_problem(text)

@@ -33,7 +33,7 @@ def test_quickstart() -> None:
     assert [type(stage) for stage in s.load] == [BurstStage, ConstantRateStage, ConcurrencyStage]
     steady = s.load[1]
     assert isinstance(steady, ConstantRateStage)
-    assert (steady.rate, steady.duration, steady.count) == (10.0, 5.0, 50)
+    assert (steady.rate, steady.duration, steady.arrival) == (10.0, 5.0, "uniform")
     assert [sla.assert_ for sla in s.sla] == [
         "ttft.p95 < 400ms",
         "itl.p50 < 40ms",
@@ -170,17 +170,3 @@ def test_environment_interpolation_end_to_end() -> None:
     prompt = s.prompts[0]
     assert isinstance(prompt, MessagesPrompt)
     assert prompt.messages[0].content == "costs $5"
-
-
-def test_constant_rate_count_is_the_smaller_limit() -> None:
-    text = BASE.replace(
-        "    pattern: burst\n    requests: 2\n",
-        "    pattern: constant-rate\n    rate: 10/s\n    duration: 2.3s\n    requests: 100\n",
-    )
-    stage = parse(text).load[0]
-    assert isinstance(stage, ConstantRateStage)
-    assert stage.count == 23  # floor(2.3 * 10) despite 22.999999999999996
-    text = text.replace("requests: 100", "requests: 7")
-    stage = parse(text).load[0]
-    assert isinstance(stage, ConstantRateStage)
-    assert stage.count == 7

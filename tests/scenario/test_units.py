@@ -48,6 +48,16 @@ def test_positive_duration_rejects_zero() -> None:
         parse_duration("0ms", positive=True)
 
 
+def test_rate_of_zero_only_where_allowed() -> None:
+    assert parse_rate("0/s", allow_zero=True) == 0.0
+    assert parse_rate(0, allow_zero=True) == 0.0
+    assert parse_rate("3/m", allow_zero=True) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="and zero or more, got -1"):
+        parse_rate(-1, allow_zero=True)
+    with pytest.raises(ValueError, match="and greater than zero, got 0"):
+        parse_rate(0)
+
+
 @pytest.mark.parametrize(
     ("text", "per_second"),
     [("5/s", 5.0), ("300/m", 5.0), ("2.5", 2.5), (7, 7.0), ("10 / s", 10.0), (0.5, 0.5)],

@@ -1,0 +1,158 @@
+"""Load patterns compiled from YAML: arrival processes, burst waves, ramps and sweeps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lens.plan.describe import plan_to_dict
+from lens.plan.model import SweepStep
+from tests.plan.test_compile import BASE, plan_of, plan_problems
+
+WARM = "  - id: warm\n    pattern: burst\n    requests: 2\n"
+
+
+def with_load(load: str, sla: str = "") -> str:
+    return BASE.replace(WARM, load) + (f"sla:\n{sla}" if sla else "")
+
+
+def test_burst_waves() -> None:
+    plan = plan_of(with_load("  - {id: w, pattern: burst, requests: 2, waves: 3, interval: 2s}\n"))
+    unit = plan.stages[0]
+    assert unit.arrivals is not None
+    assert unit.arrivals.offsets_s == (0.0, 0.0, 2.0, 2.0, 4.0, 4.0)
+    assert unit.planned_requests == 6
+
+
+def test_seeded_arrivals_differ_per_provider_and_repeat_per_file() -> None:
+    text = with_load(
+        "  - {id: p, pattern: constant-rate, rate: 20/s, duration: 5s, arrival: poisson}\n"
+    )
+    sim, other = plan_of(text).stages
+    assert sim.arrivals is not None
+    assert other.arrivals is not None
+    assert sim.arrivals.offsets_s != other.arrivals.offsets_s
+    assert plan_of(text).stages[0].arrivals == sim.arrivals
+    reseeded = plan_of(text.replace("arrival: poisson", "arrival: poisson, seed: 9"))
+    assert reseeded.stages[0].arrivals != sim.arrivals
+    assert (sim.arrivals.process, sim.arrivals.seed) == ("poisson", 0)
+
+
+def test_gamma_arrivals_take_burstiness() -> None:
+    text = with_load(
+        "  - {id: g, pattern: constant-rate, rate: 5/s, requests: 50, arrival: gamma,"
+        " burstiness: 0.25, seed: 3, providers: [sim]}\n"
+    )
+    (unit,) = plan_of(text).stages
+    assert unit.arrivals is not None
+    assert (unit.arrivals.count, unit.arrivals.burstiness, unit.arrivals.seed) == (50, 0.25, 3)
+
+
+def test_ramp_compiles_to_its_schedule() -> None:
+    text = with_load(
+        "  - {id: r, pattern: ramp, from: 1/s, to: 3/s, duration: 2s, max_concurrency: 4,"
+        " providers: [sim]}\n"
+    )
+    (unit,) = plan_of(text).stages
+    assert unit.arrivals is not None
+    expected = [math.sqrt(1 + 2 * i) - 1 for i in range(4)]
+    assert unit.arrivals.offsets_s == pytest.approx(expected, abs=1e-12)
+    assert (unit.pattern, unit.max_concurrency, unit.open_loop) == ("ramp", 4, True)
+    stepped = plan_of(text.replace("duration: 2s", "duration: 3s, steps: 3")).stages[0]
+    assert stepped.arrivals is not None
+    assert stepped.arrivals.offsets_s == pytest.approx((0, 1, 1.5, 2, 7 / 3, 8 / 3), abs=1e-12)
+
+
+RATE_SWEEP = "  - {id: ladder, pattern: sweep, rates: [1/s, 2/s, 0.5/s], duration: 2s, pause: 3s}\n"
+
+
+def test_rate_sweep_expands_into_steps_then_providers() -> None:
+    plan = plan_of(with_load(RATE_SWEEP))
+    assert [(u.stage, u.provider, u.pause_before_s) for u in plan.stages] == [
+        ("ladder.1rps", "sim", 0.0),
+        ("ladder.1rps", "other", 0.0),
+        ("ladder.2rps", "sim", 3.0),  # the pause is before each later step, once
+        ("ladder.2rps", "other", 0.0),
+        ("ladder.0.5rps", "sim", 3.0),
+        ("ladder.0.5rps", "other", 0.0),
+    ]
+    step = plan.stages[2]
+    assert step.sweep == SweepStep("ladder", 1, 3, rate_per_s=2.0)
+    assert step.arrivals is not None
+    assert step.arrivals.offsets_s == (0.0, 0.5, 1.0, 1.5)
+    assert step.pattern == "sweep"
+    doc = plan_to_dict(plan)
+    assert doc["stages"][2]["sweep"] == {"id": "ladder", "step": 1, "steps": 3, "rate_per_s": 2.0}
+    assert doc["stages"][2]["pause_before_s"] == 3.0
+    assert "pause_before_s" not in doc["stages"][0]
+    units = sum(s["expected_duration_s"] for s in doc["stages"])
+    assert doc["expected_duration_s"] == pytest.approx(units + 6.0)
+
+
+def test_rate_sweep_takes_the_arrival_settings() -> None:
+    text = with_load(
+        "  - {id: s, pattern: sweep, rates: [4/s, 8/s], requests: 10, arrival: gamma,"
+        " burstiness: 2, seed: 1, max_concurrency: 3, providers: [sim]}\n"
+    )
+    units = plan_of(text).stages
+    assert [u.max_concurrency for u in units] == [3, 3]
+    for unit in units:
+        assert unit.arrivals is not None
+        assert (unit.arrivals.count, unit.arrivals.process, unit.arrivals.seed) == (10, "gamma", 1)
+    assert units[0].arrivals != units[1].arrivals
+
+
+def test_concurrency_sweep_is_closed_loop() -> None:
+    text = with_load(
+        "  - {id: c, pattern: sweep, concurrencies: [1, 16], requests: 20, duration: 9s,"
+        " providers: [other]}\n"
+    )
+    plan = plan_of(text)
+    assert [
+        (u.stage, u.provider, u.concurrency, u.requests, u.duration_s, u.arrivals)
+        for u in plan.stages
+    ] == [("c.c1", "other", 1, 20, 9.0, None), ("c.c16", "other", 16, 20, 9.0, None)]
+    assert plan.stages[1].sweep == SweepStep("c", 1, 2, concurrency=16)
+    assert plan_to_dict(plan)["stages"][1]["sweep"]["concurrency"] == 16
+
+
+def test_sla_scoped_to_a_sweep_covers_its_steps() -> None:
+    plan = plan_of(
+        with_load(
+            RATE_SWEEP,
+            '  - {assert: "ttft.p50 < 1s", stage: ladder}\n'
+            '  - {assert: "ttft.p50 < 1s", stage: ladder.2rps}\n'
+            '  - {assert: "ttft.p50 < 1s", stage: ladder, provider: sim}\n',
+        )
+    )
+    whole, one, scoped = plan.slas
+    assert whole.steps == ("ladder.1rps", "ladder.2rps", "ladder.0.5rps")
+    assert whole.covers("ladder.0.5rps")
+    assert not whole.covers("other")
+    assert one.steps == ()
+    assert one.covers("ladder.2rps")
+    assert not one.covers("ladder.1rps")
+    assert scoped.steps == whole.steps
+
+
+def test_sla_scope_must_name_a_stage_sweep_or_step() -> None:
+    text = with_load(
+        RATE_SWEEP.replace("}", ", providers: [sim]}"),
+        '  - {assert: "ttft.p50 < 1s", stage: ladder.3rps}\n'
+        '  - {assert: "ttft.p50 < 1s", stage: ladder.1rps, provider: other}\n',
+    )
+    first, second = plan_problems(text)
+    assert first.startswith("s.yaml:15:38: sla[0].stage: unknown stage 'ladder.3rps'")
+    assert "known stages: 'ladder', 'ladder.1rps', 'ladder.2rps', 'ladder.0.5rps'" in first
+    assert "stage 'ladder.1rps' does not run provider 'other'" in second
+
+
+def test_step_ids_must_not_collide_with_stage_ids() -> None:
+    text = with_load("  - {id: ladder.c2, pattern: burst, requests: 1}\n" + RATE_SWEEP).replace(
+        "rates: [1/s, 2/s, 0.5/s]", "concurrencies: [1, 2]"
+    )
+    text = text.replace(", pause: 3s", ", pause: 3s, requests: 2")
+    (problem,) = plan_problems(text)
+    assert problem.startswith("s.yaml:14:53: load[1].concurrencies[1]: this step of sweep")
+    assert "stage 'ladder.c2', an id already taken at load[0].id" in problem
