@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from lens.errors import PlanError, Problem
 from lens.plan.model import (
     ArrivalSchedule,
+    ExportSpec,
     Message,
     Plan,
     PromptSpec,
@@ -55,6 +56,7 @@ from lens.scenario.prompts import synthetic_text
 from lens.scenario.sla import parse_sla
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
+from lens.targets import parse_target
 
 OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
 # Where a provider's credential comes from when the scenario gives no api_key: the first of
@@ -103,6 +105,7 @@ def compile_plan(
         stages=stages,
         slas=slas,
         scenario_version=scenario.version,
+        exports=_exports(scenario),
     )
 
 
@@ -455,6 +458,16 @@ def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
         pos = ctx.source.value_pos(here)
         where = str(pos) if pos is not None else format_path(here)
         specs.append(SlaSpec(parse_sla(entry.assert_), provider, stage, where))
+    return tuple(specs)
+
+
+def _exports(scenario: Scenario) -> tuple[ExportSpec, ...]:
+    specs = []
+    for i, text in enumerate(scenario.export):
+        target = parse_target(text)  # the loader has checked it
+        pos = scenario.source_map.value_pos(("export", i))
+        where = str(pos) if pos is not None else f"export[{i}]"
+        specs.append(ExportSpec(target.kind, Secret(target.dest, source=target.masked), where))
     return tuple(specs)
 
 

@@ -155,4 +155,6 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
             {"assert": s.expr.text, "provider": s.provider, "stage": s.stage, "where": s.where}
             for s in plan.slas
         ],
+        # Only the masked destination: a token in it stays out of plans and results.
+        "export": [{"kind": e.kind, "dest": e.dest.source, "where": e.where} for e in plan.exports],
     }

@@ -201,6 +201,15 @@ class SlaSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportSpec:
+    """A scenario ``export:`` entry; ``lens run`` adds its ``--export`` flags to these."""
+
+    kind: str
+    dest: Secret  # may carry a token; its source is the masked destination, safe to print
+    where: str = ""  # file:line:col of the entry, for messages
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     name: str
     description: str
@@ -210,3 +219,4 @@ class Plan:
     stages: tuple[StagePlan, ...]
     slas: tuple[SlaSpec, ...]
     scenario_version: int = 1
+    exports: tuple[ExportSpec, ...] = ()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -42,6 +43,7 @@ from lens.scenario.units import (
     show,
 )
 from lens.scenario.yaml_nodes import SourceMap
+from lens.targets import EXPORT_KINDS, TargetError, parse_target
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 # A schedule is materialised as one float per request; past this a typo ("rate: 5000/s" for an
@@ -665,6 +667,33 @@ def _sla_entry(value: Any) -> Any:
 
 SlaEntry = Annotated[SlaAssert, BeforeValidator(_sla_entry, json_schema_input_type=str | SlaAssert)]
 
+# --- exports -------------------------------------------------------------------------------
+
+
+def _export_target(text: str) -> str:
+    try:
+        parse_target(text)
+    except TargetError as exc:  # its message masks credentials; pydantic positions it
+        raise ValueError(str(exc)) from None
+    return text
+
+
+# The schema checks the shape only; lens also checks each kind's destination.
+_EXPORT_PATTERN = rf"^\s*({'|'.join(EXPORT_KINDS)})\s*=.*\S"
+ExportEntry = Annotated[
+    str,
+    AfterValidator(_export_target),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _EXPORT_PATTERN,
+            "description": "KIND=DEST, e.g. csv=out/requests.csv, junit=out/sla.xml, "
+            "prometheus=http://127.0.0.1:9091?job=lens, "
+            "influx=http://127.0.0.1:8086/write?db=lens",
+        }
+    ),
+]
+
 # --- the scenario --------------------------------------------------------------------------
 
 
@@ -712,6 +741,11 @@ class Scenario(FrozenModel):
     load: tuple[Stage, ...] = Field(min_length=1, description="Stages, run in order.")
     sla: tuple[SlaEntry, ...] = Field(
         (), description="Assertions on the results; a failing one fails the run."
+    )
+    export: tuple[ExportEntry, ...] = Field(
+        (),
+        description="Where lens run also sends its results, as KIND=DEST strings "
+        "(added to any --export flags).",
     )
 
     # Where each value was written; set by the loader, empty for scenarios built in code.
