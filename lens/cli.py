@@ -2,26 +2,31 @@
 
 The run command reads as the pipeline it is: load → compile → start simulators → execute →
 aggregate → judge → export.  Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
-input, 3 only inconclusive verdicts, 130 interrupted before anything ran.
+input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
+interrupted before anything ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ValidationError
 from tabulate import tabulate
 
 from lens._version import __version__
-from lens.errors import InputError, LensError
+from lens.errors import InputError, LensError, Problem
+from lens.export.registry import export_all
 from lens.export.results import (
     Results,
     build_results,
+    load_results,
     results_json_schema,
     write_records_jsonl,
     write_results,
@@ -41,10 +46,14 @@ from lens.run.harness import HarnessLimits, HarnessMonitor
 from lens.run.session import run_blocking
 from lens.run.simulators import live_providers
 from lens.scenario import load_scenario
+from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema
 from lens.sim.server import main as sim_main
+from lens.targets import ExportTarget, TargetError, parse_target
 
+EXIT_SLA_FAILED = 1
 EXIT_INPUT = 2
+EXIT_EXPORT = 4
 
 
 def load_plan(path: str) -> Plan:
@@ -205,8 +214,39 @@ def _load_text(s: dict[str, Any], ranges: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
+def cli_targets(specs: Sequence[str], flag: str) -> list[ExportTarget]:
+    """``KIND=DEST`` flags, ``${VAR}`` expanded from the environment, checked up front so
+    a typo fails before a long run rather than after it."""
+    targets, problems = [], []
+    for spec in specs:
+        expanded = interpolate(spec, os.environ)
+        if expanded.problems:
+            problems += [f"{flag}: {p.message}" for p in expanded.problems]
+            continue
+        try:
+            targets.append(parse_target(expanded.value))
+        except TargetError as exc:
+            problems.append(f"{flag}: {exc}")
+    if problems:
+        raise InputError([Problem(p) for p in problems])
+    return targets
+
+
+def _export(results: Results, targets: Sequence[ExportTarget]) -> int:
+    """Exit code after exporting: the results' own, or 4 for a failed export unless an SLA
+    failed (that is the news a CI job needs first)."""
+    failures = export_all(results, targets)
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    if failures and results.exit_code != EXIT_SLA_FAILED:
+        return EXIT_EXPORT
+    return results.exit_code
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file)
+    targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports]
+    targets += cli_targets(args.export, "--export")
     progress = None if args.quiet else sys.stderr
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -246,7 +286,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"({len(outcome.records)} requests measured)",
             file=sys.stderr,
         )
-    return results.exit_code
+    return _export(results, targets)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    targets = cli_targets(args.to, "--to")
+    return _export(read_results(args.results), targets)
+
+
+def read_results(path: str) -> Results:
+    try:
+        return load_results(Path(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such results file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+    except ValidationError as exc:
+        problems = [
+            Problem(
+                f"{err['msg']} (a lens results file, schema lens.results/v1, expected)",
+                path=".".join(str(p) for p in err["loc"]) or "(top)",
+            )
+            for err in exc.errors()[:5]
+        ]
+        raise InputError([Problem(f"{path}: not a lens results file"), *problems]) from None
 
 
 def budget_guard(plan: Plan) -> BudgetGuard | None:
@@ -351,7 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--records", metavar="FILE.jsonl", help="also write one line per request")
     r.add_argument("--format", choices=("table", "json", "markdown"), default=None)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
+    r.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="KIND=DEST",
+        help="also export to DEST (repeatable): csv=, prometheus=, influx=, junit=, markdown=",
+    )
     r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("export", help="export a saved results file (exit 4 if an export fails)")
+    e.add_argument("results", metavar="RESULTS.json")
+    e.add_argument("--to", action="append", required=True, metavar="KIND=DEST", help="repeatable")
+    e.set_defaults(func=cmd_export)
 
     s = sub.add_parser("schema", help="print the JSON Schema of scenarios (or results)")
     s.add_argument("which", nargs="?", choices=("scenario", "results"), default="scenario")

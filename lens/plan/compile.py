@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
+    ExportSpec,
     IntegritySettings,
     Message,
     Plan,
@@ -59,6 +60,7 @@ from lens.scenario.prompts import synthetic_text
 from lens.scenario.sla import parse_sla
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
+from lens.targets import parse_target
 
 OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
 # Where a provider's credential comes from when the scenario gives no api_key: the first of
@@ -121,6 +123,7 @@ def compile_plan(
             cold_after_s=scenario.integrity.cold_after,
             buffered_share=scenario.integrity.buffered_share,
         ),
+        exports=_exports(scenario),
     )
 
 
@@ -550,6 +553,16 @@ def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
         where = str(pos) if pos is not None else format_path(here)
         steps = steps_of.get(stage, ()) if stage is not None else ()
         specs.append(SlaSpec(parse_sla(entry.assert_), provider, stage, where, steps))
+    return tuple(specs)
+
+
+def _exports(scenario: Scenario) -> tuple[ExportSpec, ...]:
+    specs = []
+    for i, text in enumerate(scenario.export):
+        target = parse_target(text)  # the loader has checked it
+        pos = scenario.source_map.value_pos(("export", i))
+        where = str(pos) if pos is not None else f"export[{i}]"
+        specs.append(ExportSpec(target.kind, Secret(target.dest, source=target.masked), where))
     return tuple(specs)
 
 

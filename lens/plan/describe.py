@@ -210,4 +210,6 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
             "buffered_share": plan.integrity.buffered_share,
         },
         "warnings": list(plan.warnings),
+        # Only the masked destination: a token in it stays out of plans and results.
+        "export": [{"kind": e.kind, "dest": e.dest.source, "where": e.where} for e in plan.exports],
     }

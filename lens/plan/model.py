@@ -242,6 +242,15 @@ class IntegritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportSpec:
+    """A scenario ``export:`` entry; ``lens run`` adds its ``--export`` flags to these."""
+
+    kind: str
+    dest: Secret  # may carry a token; its source is the masked destination, safe to print
+    where: str = ""  # file:line:col of the entry, for messages
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     name: str
     description: str
@@ -254,3 +263,4 @@ class Plan:
     budget_usd: Decimal | None = None  # stop scheduling before spending could pass it
     warnings: tuple[str, ...] = ()  # things worth saying that do not stop the run
     integrity: IntegritySettings = IntegritySettings()
+    exports: tuple[ExportSpec, ...] = ()

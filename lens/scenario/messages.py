@@ -24,7 +24,7 @@ from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT
 
 # Values under these keys are credentials: never echo them.
-SENSITIVE_KEYS = frozenset({"api_key", "headers"})
+SENSITIVE_KEYS = frozenset({"api_key", "headers", "export"})  # export: DEST may hold a token
 KEY_SEGMENT = "[key]"  # pydantic's location segment for a bad dict key
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -45,6 +46,7 @@ from lens.scenario.units import (
     usd_json_schema,
 )
 from lens.scenario.yaml_nodes import SourceMap
+from lens.targets import EXPORT_KINDS, TargetError, parse_target
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 # A schedule is materialised as one float per request; past this a typo ("rate: 5000/s" for an
@@ -899,6 +901,33 @@ class Integrity(FrozenModel):
     )
 
 
+# --- exports -------------------------------------------------------------------------------
+
+
+def _export_target(text: str) -> str:
+    try:
+        parse_target(text)
+    except TargetError as exc:  # its message masks credentials; pydantic positions it
+        raise ValueError(str(exc)) from None
+    return text
+
+
+# The schema checks the shape only; lens also checks each kind's destination.
+_EXPORT_PATTERN = rf"^\s*({'|'.join(EXPORT_KINDS)})\s*=.*\S"
+ExportEntry = Annotated[
+    str,
+    AfterValidator(_export_target),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _EXPORT_PATTERN,
+            "description": "KIND=DEST, e.g. csv=out/requests.csv, junit=out/sla.xml, "
+            "prometheus=http://127.0.0.1:9091?job=lens, "
+            "influx=http://127.0.0.1:8086/write?db=lens",
+        }
+    ),
+]
+
 # --- the scenario --------------------------------------------------------------------------
 
 
@@ -958,6 +987,11 @@ class Scenario(FrozenModel):
         None,
         description="Spending cap in USD, e.g. $10: lens stops scheduling new requests "
         "before the run's cost could pass it.",
+    )
+    export: tuple[ExportEntry, ...] = Field(
+        (),
+        description="Where lens run also sends its results, as KIND=DEST strings "
+        "(added to any --export flags).",
     )
 
     # Where each value was written; set by the loader, empty for scenarios built in code.

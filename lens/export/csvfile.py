@@ -1,0 +1,172 @@
+"""CSV: one row per request, and a summary CSV per stage x provider written next to it.
+
+``out/requests.csv`` also writes ``out/requests.summary.csv``.  Columns keep a fixed order
+whatever the run measured (every metric, statistic and error class of the catalogue), and a
+value that was not measured is an empty cell, never 0.  ``t_*`` columns are ms after the
+start of the run; metric columns carry their unit in the name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lens.catalog import REQUEST_METRICS
+from lens.export.facts import COST_FIELDS, ERROR_CLASSES, METRICS, STATS, models
+from lens.export.results import RecordOut, Results, SummaryOut
+from lens.export.sink import write_atomic
+from lens.targets import ExportTarget
+
+Cell = str | int | float | None
+
+_REQUEST_TIMES = (
+    "t_intended",
+    "t_dispatch",
+    "t_headers",
+    "t_first_chunk",
+    "t_first_token",
+    "t_first_visible",
+    "t_last_token",
+    "t_end",
+)
+_REQUEST_METRICS_MS = (
+    "ttft",
+    "ttfot",
+    "ttfb",
+    "e2e",
+    "tpot",
+    "dispatch_lag",
+    "ttft_from_intended",
+    "e2e_from_intended",
+)
+_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "stage",
+    "provider",
+    "model",
+    "prompt",
+    "index",
+    "attempt",
+    "status",
+    "error_class",
+    "http_status",
+    *(f"{t}_ms" for t in _REQUEST_TIMES),
+    *(f"{m}_ms" for m in _REQUEST_METRICS_MS),
+    "output_tokens_per_s",
+    *_TOKENS,
+    "token_source",
+    "chunks",
+    "cost_usd",
+    "request_id",
+    "error_message",
+)
+
+
+def _unit_suffix(metric: str, stat: str) -> str:
+    return "_ms" if stat != "n" and REQUEST_METRICS[metric].unit == "ms" else ""
+
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "stage",
+    "provider",
+    "model",
+    "requests",
+    "ok",
+    "errors",
+    "error_rate",
+    "success_rate",
+    "rps",
+    "throughput_tokens_per_s",
+    "duration_s",
+    "output_tokens",
+    "planned_requests",
+    *(f"errors_{c}" for c in ERROR_CLASSES),
+    *(f"{m}_{s}{_unit_suffix(m, s)}" for m in METRICS for s in STATS),
+    *(f"cost_{c}" for c in COST_FIELDS),
+)
+
+
+def summary_path(path: Path) -> Path:
+    """``requests.csv`` -> ``requests.summary.csv`` (same directory)."""
+    suffix = path.suffix or ".csv"
+    return path.with_name(f"{path.stem if path.suffix else path.name}.summary{suffix}")
+
+
+def request_row(rec: RecordOut, model: str) -> list[Cell]:
+    return [
+        rec.stage,
+        rec.provider,
+        model,
+        rec.prompt,
+        rec.index,
+        rec.attempt,
+        rec.status,
+        rec.error_class,
+        rec.http_status,
+        *(getattr(rec, t) for t in _REQUEST_TIMES),
+        *(getattr(rec, m) for m in _REQUEST_METRICS_MS),
+        rec.output_tokens_per_s,
+        *(getattr(rec, t) for t in _TOKENS),
+        rec.token_source,
+        rec.chunks,
+        rec.cost_usd,
+        rec.request_id,
+        rec.error_message,
+    ]
+
+
+def summary_row(s: SummaryOut) -> list[Cell]:
+    cost = s.cost or {}
+    row: list[Cell] = [
+        s.stage,
+        s.provider,
+        s.model,
+        s.requests,
+        s.ok,
+        s.errors,
+        s.error_rate,
+        s.success_rate,
+        s.rps,
+        s.throughput,
+        s.duration_s,
+        s.output_tokens,
+        s.planned_requests,
+        *(s.error_counts.get(c, 0) for c in ERROR_CLASSES),
+    ]
+    for metric in METRICS:
+        stats = s.metrics.get(metric)
+        row += [None if stats is None else getattr(stats, stat) for stat in STATS]
+    row += [cost.get(c) for c in COST_FIELDS]
+    return row
+
+
+def to_csv(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buf.getvalue()
+
+
+def requests_csv(results: Results) -> str:
+    model = models(results)
+    rows = (request_row(r, model.get(r.provider, "")) for r in results.records)
+    return to_csv(REQUEST_COLUMNS, rows)
+
+
+def summary_csv(results: Results) -> str:
+    return to_csv(SUMMARY_COLUMNS, (summary_row(s) for s in results.summaries))
+
+
+def export_csv(results: Results, target: ExportTarget) -> None:
+    path = Path(target.dest)
+    write_atomic(path, requests_csv(results))
+    write_atomic(summary_path(path), summary_csv(results))

@@ -1,0 +1,51 @@
+"""What every exporter derives from a ``Results`` the same way: model names, wall-clock
+timestamps and the stable order of metrics, statistics, error classes and cost fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lens.catalog import REQUEST_METRICS, REQUEST_STATS
+from lens.export.results import Results, SummaryOut
+from lens.records import ErrorClass
+
+METRICS: tuple[str, ...] = tuple(REQUEST_METRICS)
+STATS: tuple[str, ...] = REQUEST_STATS
+ERROR_CLASSES: tuple[str, ...] = tuple(c.value for c in ErrorClass)
+COST_FIELDS: tuple[str, ...] = (
+    "total_usd",
+    "per_request_usd",
+    "per_1k_successful_usd",
+    "per_1m_output_tokens_usd",
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NS_PER_MS = 1_000_000
+
+
+def models(results: Results) -> dict[str, str]:
+    """Provider id -> model name, from the plan (a provider with no summary has one too)."""
+    found = {str(p["id"]): str(p.get("model", "")) for p in results.plan.get("providers", [])}
+    found.update((s.provider, s.model) for s in results.summaries if s.model)
+    return found
+
+
+def run_start_ns(results: Results) -> int:
+    """The run's start, ns since the Unix epoch, exactly (no float on the way)."""
+    started = datetime.fromisoformat(results.environment.started_at)
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    delta = started - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
+
+
+def wall_ns(results: Results, offset_ms: float) -> int:
+    """Wall clock of a run offset: ``environment.started_at`` + the offset (ms)."""
+    return run_start_ns(results) + round(offset_ms * NS_PER_MS)
+
+
+def stage_end_ms(results: Results, summary: SummaryOut) -> float:
+    """When the stage x provider unit of a summary ended (ms after the run start)."""
+    for window in results.stages:
+        if (window.stage, window.provider) == (summary.stage, summary.provider):
+            return window.end_ms
+    return max((w.end_ms for w in results.stages), default=0.0)

@@ -1,0 +1,139 @@
+"""InfluxDB line protocol: per-request and per-stage points, written over HTTP.
+
+Measurements (tags: ``scenario``, ``stage``, ``provider``, ``model``):
+
+* ``lens_request``: one point per request, also tagged ``prompt``, ``status`` and
+  ``error_class``; fields are the record's metrics (``*_ms``), token counts, ``index``,
+  ``attempt``, ``http_status``, ``cost_usd`` and ``error_message``.  Its timestamp is the
+  wall clock of the dispatch: ``environment.started_at`` + ``t_dispatch`` (ns).  Requests of
+  one series dispatched in the same nanosecond are moved 1 ns apart, since InfluxDB keeps
+  only the last point of a series per timestamp.
+* ``lens_summary``: one point per stage x provider at the end of its stage window; fields
+  ``requests``, ``ok``, ``errors``, ``error_rate``, ``rps``, ``throughput``,
+  ``<metric>_<stat>`` (ms for times), ``errors_<class>`` and ``cost_<...>_usd``.
+
+Destinations: ``/write?db=...`` (InfluxDB 1.x, VictoriaMetrics) or
+``/api/v2/write?org=...&bucket=...`` (InfluxDB 2.x and 3.x; ``precision=ns`` is added).  A
+``token`` option of the URL, else ``$INFLUX_TOKEN``, is sent as ``Authorization: Token``
+and never as part of the URL.  Lines go in batches of ``BATCH_LINES`` per POST.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from lens.export.facts import ERROR_CLASSES, METRICS, STATS, models, stage_end_ms, wall_ns
+from lens.export.lineproto import FieldValue, batches, line
+from lens.export.results import RecordOut, Results, SummaryOut
+from lens.export.sink import send
+from lens.targets import ExportTarget
+
+BATCH_LINES = 5000
+AUTH_VARIABLE = "INFLUX_TOKEN"
+_REQUEST_FIELDS_MS = (
+    "ttft",
+    "ttfot",
+    "ttfb",
+    "e2e",
+    "tpot",
+    "dispatch_lag",
+    "ttft_from_intended",
+    "e2e_from_intended",
+)
+_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+def _money(value: str | int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def request_point(results: Results, rec: RecordOut, model: str, ts: int) -> str | None:
+    tags = {
+        "scenario": results.scenario,
+        "stage": rec.stage,
+        "provider": rec.provider,
+        "model": model,
+        "prompt": rec.prompt,
+        "status": rec.status,
+        "error_class": rec.error_class,
+    }
+    fields: dict[str, FieldValue] = {f"{m}_ms": getattr(rec, m) for m in _REQUEST_FIELDS_MS}
+    fields["output_tokens_per_s"] = rec.output_tokens_per_s
+    fields.update((t, getattr(rec, t)) for t in _TOKENS)
+    fields.update(
+        index=rec.index,
+        attempt=rec.attempt,
+        http_status=rec.http_status,
+        chunks=rec.chunks,
+        cost_usd=_money(rec.cost_usd),
+        error_message=rec.error_message,
+    )
+    return line("lens_request", tags, fields, ts)
+
+
+def summary_point(results: Results, s: SummaryOut, model: str) -> str | None:
+    tags = {"scenario": results.scenario, "stage": s.stage, "provider": s.provider, "model": model}
+    fields: dict[str, FieldValue] = {
+        "requests": s.requests,
+        "ok": s.ok,
+        "errors": s.errors,
+        "error_rate": s.error_rate,
+        "success_rate": s.success_rate,
+        "rps": s.rps,
+        "throughput": s.throughput,
+        "duration_s": s.duration_s,
+        "output_tokens": s.output_tokens,
+        "planned_requests": s.planned_requests,
+    }
+    fields.update((f"errors_{c}", s.error_counts.get(c, 0)) for c in ERROR_CLASSES)
+    for metric in METRICS:
+        stats = s.metrics.get(metric)
+        if stats is not None:
+            fields.update((f"{metric}_{stat}", getattr(stats, stat)) for stat in STATS)
+    if s.cost is not None:
+        fields.update((f"cost_{k}", _money(v)) for k, v in s.cost.items() if k.endswith("_usd"))
+    return line("lens_summary", tags, fields, wall_ns(results, stage_end_ms(results, s)))
+
+
+def points(results: Results) -> Iterator[str]:
+    model = models(results)
+    taken: set[tuple[str, ...]] = set()
+    for rec in results.records:
+        series = (rec.stage, rec.provider, rec.prompt, rec.status, rec.error_class or "")
+        ts = wall_ns(results, rec.t_dispatch)
+        while (*series, str(ts)) in taken:
+            ts += 1
+        taken.add((*series, str(ts)))
+        if (text := request_point(results, rec, model.get(rec.provider, ""), ts)) is not None:
+            yield text
+    for s in results.summaries:
+        if (text := summary_point(results, s, model.get(s.provider, s.model))) is not None:
+            yield text
+
+
+def write_url(dest: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The URL to POST to (credential options removed) and its headers."""
+    parts = urlsplit(dest)
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    token = next((v for k, v in options if k == "token"), None) or env.get(AUTH_VARIABLE)
+    kept = [(k, v) for k, v in options if k not in ("token", "precision")]
+    if parts.path.rstrip("/").endswith("/api/v2/write"):
+        kept.append(("precision", "ns"))
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    return parts._replace(query=urlencode(kept)).geturl(), headers
+
+
+def export_influx(results: Results, target: ExportTarget) -> None:
+    url, headers = write_url(target.dest, os.environ)
+    for body in batches(points(results), BATCH_LINES):
+        send(target, "POST", url, content=body.encode(), headers=headers)

@@ -1,0 +1,53 @@
+"""Exporters by kind: a plain dict from the ``KIND`` of ``KIND=DEST`` to a function.
+
+The keys must be exactly ``lens.targets.EXPORT_KINDS`` (a test checks), which is what the
+scenario loader and the CLI accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lens.errors import ExportError
+from lens.export.csvfile import export_csv
+from lens.export.influx import export_influx
+from lens.export.junit import export_junit
+from lens.export.markdown import export_markdown
+from lens.export.prometheus import export_prometheus
+from lens.export.results import Results
+from lens.targets import ExportTarget
+
+Exporter = Callable[[Results, ExportTarget], None]
+
+EXPORTERS: dict[str, Exporter] = {
+    "csv": export_csv,
+    "prometheus": export_prometheus,
+    "influx": export_influx,
+    "junit": export_junit,
+    "markdown": export_markdown,
+    # "html": the HTML report's exporter goes here (and "html" into EXPORT_KINDS).
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFailure:
+    target: ExportTarget
+    reason: str  # credentials already masked
+
+    def __str__(self) -> str:
+        return f"export {self.target.kind} to {self.target.masked}: {self.reason}"
+
+
+def export_all(results: Results, targets: Sequence[ExportTarget]) -> list[ExportFailure]:
+    """Run every export; one that fails does not stop the others."""
+    failures = []
+    for target in targets:
+        try:
+            EXPORTERS[target.kind](results, target)
+        except ExportError as exc:
+            failures.append(ExportFailure(target, str(exc)))
+        except OSError as exc:  # a file destination: missing permission, a directory...
+            reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            failures.append(ExportFailure(target, target.scrub(reason)))
+    return failures
