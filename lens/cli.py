@@ -18,9 +18,11 @@ from tabulate import tabulate
 
 from lens._version import __version__
 from lens.errors import InputError, LensError
+from lens.export.report import write_html
 from lens.export.results import (
     Results,
     build_results,
+    load_results,
     results_json_schema,
     write_records_jsonl,
     write_results,
@@ -143,6 +145,14 @@ def _write_outputs(results: Results, args: argparse.Namespace) -> None:
         sys.stdout.write(render(results))
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    source = Path(args.results)
+    dest = Path(args.output) if args.output else source.with_suffix(".html")
+    write_html(load_results(source), dest)
+    print(f"wrote {dest}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     schemas = {
         "scenario-v1.json": scenario_json_schema(),
@@ -222,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=("table", "json", "markdown"), default=None)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="draw a self-contained HTML report of a results file")
+    rp.add_argument("results", metavar="RESULTS.json")
+    rp.add_argument(
+        "-o", "--output", metavar="REPORT.html", help="default: RESULTS.json with .html"
+    )
+    rp.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schema", help="print the JSON Schema of scenarios (or results)")
     s.add_argument("which", nargs="?", choices=("scenario", "results"), default="scenario")
