@@ -17,12 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
 from tabulate import tabulate
 
 from lens._version import __version__
 from lens.errors import InputError, LensError, Problem
 from lens.export.registry import export_all
+from lens.export.report import write_html
 from lens.export.results import (
     Results,
     build_results,
@@ -291,27 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     targets = cli_targets(args.to, "--to")
-    return _export(read_results(args.results), targets)
-
-
-def read_results(path: str) -> Results:
-    try:
-        return load_results(Path(path))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
-    except ValidationError as exc:
-        problems = [
-            Problem(
-                f"{err['msg']} (a lens results file, schema lens.results/v1, expected)",
-                path=".".join(str(p) for p in err["loc"]) or "(top)",
-            )
-            for err in exc.errors()[:5]
-        ]
-        raise InputError([Problem(f"{path}: not a lens results file"), *problems]) from None
+    return _export(load_results(Path(args.results)), targets)
 
 
 def budget_guard(plan: Plan) -> BudgetGuard | None:
@@ -336,6 +316,14 @@ def _write_outputs(results: Results, args: argparse.Namespace) -> None:
         sys.stdout.write(render(results, "github"))
     elif not args.quiet or args.format == "table":
         sys.stdout.write(render(results))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    source = Path(args.results)
+    dest = Path(args.output) if args.output else source.with_suffix(".html")
+    write_html(load_results(source), dest)
+    print(f"wrote {dest}")
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -429,6 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("results", metavar="RESULTS.json")
     e.add_argument("--to", action="append", required=True, metavar="KIND=DEST", help="repeatable")
     e.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("report", help="draw a self-contained HTML report of a results file")
+    rp.add_argument("results", metavar="RESULTS.json")
+    rp.add_argument(
+        "-o", "--output", metavar="REPORT.html", help="default: RESULTS.json with .html"
+    )
+    rp.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schema", help="print the JSON Schema of scenarios (or results)")
     s.add_argument("which", nargs="?", choices=("scenario", "results"), default="scenario")

@@ -14,8 +14,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
-# Add "html" here and in lens.export.registry.EXPORTERS when the HTML report lands.
-EXPORT_KINDS: tuple[str, ...] = ("csv", "prometheus", "influx", "junit", "markdown")
+EXPORT_KINDS: tuple[str, ...] = ("csv", "prometheus", "influx", "junit", "markdown", "html")
 # Query options whose values are credentials (InfluxDB 1.x takes u=...&p=...).
 SECRET_OPTIONS = frozenset({"token", "password", "p", "api_key", "apikey", "access_token"})
 MASK = "***"

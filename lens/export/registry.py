@@ -15,6 +15,7 @@ from lens.export.influx import export_influx
 from lens.export.junit import export_junit
 from lens.export.markdown import export_markdown
 from lens.export.prometheus import export_prometheus
+from lens.export.report import export_html
 from lens.export.results import Results
 from lens.targets import ExportTarget
 
@@ -26,7 +27,7 @@ EXPORTERS: dict[str, Exporter] = {
     "influx": export_influx,
     "junit": export_junit,
     "markdown": export_markdown,
-    # "html": the HTML report's exporter goes here (and "html" into EXPORT_KINDS).
+    "html": export_html,
 }
 
 

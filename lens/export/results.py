@@ -19,10 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
+from lens.errors import InputError, Problem
 from lens.metrics.cost import StageCost, gpu_share, record_cost
 from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
@@ -483,4 +484,30 @@ def write_records_jsonl(results: Results, path: Path) -> None:
 
 
 def load_results(path: Path) -> Results:
-    return Results.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    """Read a results.json back; a missing, unreadable or foreign file is an InputError."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such results file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+    except ValueError as exc:  # undecodable bytes
+        raise InputError(f"{path}: not a JSON file: {exc}") from None
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if version != SCHEMA_VERSION:
+        raise InputError(
+            f"{path}: not a lens results file (schema_version {version!r}, "
+            f"expected {SCHEMA_VERSION!r})"
+        )
+    try:
+        return Results.model_validate(doc)
+    except ValidationError as exc:
+        problems = [Problem(f"{path}: not a lens results file ({SCHEMA_VERSION}):")]
+        problems += [
+            Problem(f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}") for e in exc.errors()[:5]
+        ]
+        if exc.error_count() > 5:
+            problems.append(Problem(f"{path}: ... and {exc.error_count() - 5} more problems"))
+        raise InputError(problems) from exc

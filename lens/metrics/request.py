@@ -23,6 +23,8 @@ that want whatever stamps a failed request did reach; summaries never use it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lens.records import RequestRecord
 
 NS_PER_MS = 1_000_000
@@ -114,10 +116,17 @@ def itl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[floa
     """
     if not (rec.ok or include_failed):
         return []
-    times, tokens = rec.chunk_times, rec.chunk_tokens
+    return itl_from_chunks(rec.chunk_times, rec.chunk_tokens, unit=NS_PER_MS)
+
+
+def itl_from_chunks(
+    times: Sequence[float], tokens: Sequence[int], *, unit: float = 1.0
+) -> list[float]:
+    """The rule of ``itl_values`` on bare chunk stamps: ``times`` in any unit, divided by
+    ``unit`` to give ms (results.json keeps them as ms offsets, records as ns stamps)."""
     out: list[float] = []
     for k in range(1, len(times)):
-        gap = (times[k] - times[k - 1]) / NS_PER_MS
+        gap = (times[k] - times[k - 1]) / unit
         c = max(tokens[k], 1) if k < len(tokens) else 1
         if c == 1:
             out.append(gap)

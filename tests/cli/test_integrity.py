@@ -42,7 +42,9 @@ def cpu_hog() -> Iterator[None]:
 def test_an_overloaded_client_is_flagged_and_its_verdicts_are_inconclusive(
     write_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_scenario(ttft="30ms", itl="2ms", load=LOAD, sla="  - ttft.p50 < 10s")
+    # long enough (> 1 s of samples) for the harness to judge itself
+    long_load = "  - {id: c, pattern: concurrency, concurrency: 1, requests: 40}"
+    path = write_scenario(ttft="30ms", itl="2ms", load=long_load, sla="  - ttft.p50 < 10s")
     out = tmp_path / "r.json"
     assert main(["run", "--quiet", str(path), "-o", str(out)]) == 3
     doc = json.loads(out.read_text())

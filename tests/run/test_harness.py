@@ -11,12 +11,13 @@ from lens.run.harness import HarnessLimits, HarnessMonitor, HarnessReport
 
 def report(**kw: object) -> HarnessReport:
     base: dict[str, object] = {
-        "samples": 10,
         "loop_lag_p50_ms": 1.0,
         "loop_lag_p99_ms": 2.0,
         "loop_lag_max_ms": 3.0,
         "cpu": 0.2,
         "limits": HarnessLimits(max_loop_lag_ms=25.0, max_cpu=0.9),
+        "samples": 40,
+        "span_s": 2.0,
     }
     base.update(kw)
     return HarnessReport(**base)  # type: ignore[arg-type]
@@ -32,6 +33,9 @@ def test_thresholds_decide_overload_and_say_why() -> None:
     busy = report(cpu=0.95)
     assert busy.reasons == ("client CPU 95% of a core > 90%",)
     assert not report(loop_lag_p99_ms=None, cpu=None).overloaded
+    # too short to tell start-up from load
+    assert not report(cpu=0.95, span_s=1.9).overloaded
+    assert not report(loop_lag_p99_ms=40.0, samples=19).overloaded
 
 
 async def test_a_stalled_loop_shows_as_lag_once(autojump_clock: trio.testing.MockClock) -> None:

@@ -1,0 +1,221 @@
+"""What the report's charts show, read from a Results document; no drawing here.
+
+Only successful requests give latencies (as in every summary): a failed request is counted
+in the tables, never plotted as a latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from lens.export.results import RecordOut, Results, SummaryOut
+from lens.metrics.request import itl_from_chunks
+
+LatencyMetric = Literal["ttft", "itl", "e2e"]
+
+# A CDF line needs no more points than the eye can tell apart; runs can have 10^5 values.
+CDF_POINTS = 400
+BIN_S = 1.0  # throughput over time: rates per bin of this many seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    label: str
+    provider: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StageMark:
+    stage: str
+    provider: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPoint:
+    stage: str
+    rps: float
+    ttft_p50: float | None
+    ttft_p95: float | None
+    e2e_p95: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CostPoint:
+    stage: str
+    provider: str
+    per_1m_output_usd: Decimal | None
+    per_request_usd: Decimal | None
+    ttft_p95: float | None
+
+
+def usd(amount: Decimal) -> str:
+    """Dollars to the cent from $1 up; below, three significant digits ($0.000243)."""
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.3g}"
+
+
+def unit_label(stage: str, provider: str) -> str:
+    return f"{stage} / {provider}"
+
+
+def providers(results: Results) -> list[str]:
+    """Provider ids in the order they first ran, so colours are stable across charts."""
+    seen = dict.fromkeys(s.provider for s in results.summaries)
+    seen.update(dict.fromkeys(r.provider for r in results.records))
+    return list(seen)
+
+
+def _ok(results: Results) -> list[RecordOut]:
+    return [r for r in results.records if r.status == "ok"]
+
+
+def request_values(rec: RecordOut, metric: LatencyMetric) -> list[float]:
+    if metric == "itl":
+        return itl_from_chunks(rec.chunk_offsets, rec.chunk_tokens)
+    value = rec.ttft if metric == "ttft" else rec.e2e
+    return [] if value is None else [value]
+
+
+def ecdf(values: Iterable[float], max_points: int = CDF_POINTS) -> tuple[list[float], list[float]]:
+    """Sorted values and the fraction of values <= each, thinned to ``max_points``."""
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        return [], []
+    keep = range(n) if n <= max_points else _spread(n, max_points)
+    return [xs[i] for i in keep], [(i + 1) / n for i in keep]
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices evenly over ``0..n-1``, both ends included (the extremes matter)."""
+    return sorted({round(j * (n - 1) / (k - 1)) for j in range(k)})
+
+
+def latency_cdfs(results: Results, metric: LatencyMetric) -> list[Series]:
+    """One CDF per stage x provider, in the order the summaries list them."""
+    values: dict[tuple[str, str], list[float]] = {
+        (s.stage, s.provider): [] for s in results.summaries
+    }
+    for rec in _ok(results):
+        values.setdefault((rec.stage, rec.provider), []).extend(request_values(rec, metric))
+    out = []
+    for (stage, provider), vals in values.items():
+        x, y = ecdf(vals)
+        if x:
+            out.append(Series(unit_label(stage, provider), provider, tuple(x), tuple(y)))
+    return out
+
+
+def latency_over_time(results: Results, metric: Literal["ttft", "e2e"]) -> list[Series]:
+    """Per provider: each request's latency against its dispatch time (s since run start)."""
+    points: dict[str, list[tuple[float, float]]] = {p: [] for p in providers(results)}
+    for rec in _ok(results):
+        value = rec.ttft if metric == "ttft" else rec.e2e
+        if value is not None:
+            points[rec.provider].append((rec.t_dispatch / 1000, value))
+    return [
+        Series(p, p, tuple(x for x, _ in pts), tuple(y for _, y in pts))
+        for p, pts in points.items()
+        if pts
+    ]
+
+
+def throughput_over_time(
+    results: Results, bin_s: float = BIN_S
+) -> tuple[list[Series], list[Series]]:
+    """Per provider, in ``bin_s`` bins from the run's start: output tokens/s (each chunk's
+    tokens at its arrival) and completed requests/s (at their end), successful ones only."""
+    ok = _ok(results)
+    if not ok:
+        return [], []
+    bins = max(1, math.ceil(max(r.t_end for r in ok) / 1000 / bin_s))
+    tokens = {p: [0.0] * bins for p in providers(results)}
+    done = {p: [0.0] * bins for p in providers(results)}
+
+    def slot(t_ms: float) -> int:
+        return min(bins - 1, max(0, int(t_ms / 1000 / bin_s)))
+
+    for rec in ok:
+        done[rec.provider][slot(rec.t_end)] += 1 / bin_s
+        for offset, n in zip(rec.chunk_offsets, rec.chunk_tokens, strict=False):
+            tokens[rec.provider][slot(rec.t_dispatch + offset)] += n / bin_s
+    starts = tuple(i * bin_s for i in range(bins))
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for w in results.stages:
+        windows.setdefault(w.provider, []).append((w.start_ms / 1000, w.end_ms / 1000))
+
+    def series(p: str, values: list[float]) -> Series:
+        """Gaps (NaN) where the provider had nothing scheduled, rather than a line at 0
+        through every other provider's stages."""
+        spans = windows.get(p)
+        return Series(
+            p,
+            p,
+            starts,
+            tuple(
+                math.nan
+                if spans and v == 0 and not any(a < t + bin_s and b > t for a, b in spans)
+                else v
+                for t, v in zip(starts, values, strict=True)
+            ),
+        )
+
+    active = {r.provider for r in ok}
+    return (
+        [series(p, v) for p, v in tokens.items() if p in active],
+        [series(p, v) for p, v in done.items() if p in active],
+    )
+
+
+def stage_marks(results: Results) -> list[StageMark]:
+    return [
+        StageMark(w.stage, w.provider, w.start_ms / 1000, w.end_ms / 1000) for w in results.stages
+    ]
+
+
+def _stat(s: SummaryOut, metric: str, stat: str) -> float | None:
+    stats = s.metrics.get(metric)
+    value: float | None = getattr(stats, stat) if stats is not None else None
+    return value
+
+
+def sweep(results: Results) -> dict[str, list[SweepPoint]]:
+    """Latency against achieved req/s, per provider that ran 2+ stages, by req/s."""
+    points: dict[str, list[SweepPoint]] = {}
+    for s in results.summaries:
+        if s.rps is not None and s.ok:
+            points.setdefault(s.provider, []).append(
+                SweepPoint(
+                    s.stage,
+                    s.rps,
+                    _stat(s, "ttft", "p50"),
+                    _stat(s, "ttft", "p95"),
+                    _stat(s, "e2e", "p95"),
+                )
+            )
+    return {p: sorted(pts, key=lambda q: q.rps) for p, pts in points.items() if len(pts) >= 2}
+
+
+def _usd(value: str | int | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def cost_points(summaries: Sequence[SummaryOut]) -> list[CostPoint]:
+    return [
+        CostPoint(
+            s.stage,
+            s.provider,
+            _usd(s.cost.get("per_1m_output_tokens_usd")),
+            _usd(s.cost.get("per_request_usd")),
+            _stat(s, "ttft", "p95"),
+        )
+        for s in summaries
+        if s.cost is not None
+    ]
