@@ -23,6 +23,8 @@ that want whatever stamps a failed request did reach; summaries never use it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lens.records import RequestRecord
 
 NS_PER_MS = 1_000_000
@@ -104,20 +106,32 @@ def request_metrics(rec: RequestRecord, *, include_failed: bool = False) -> dict
 
 
 def itl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
-    """Token-normalised inter-token latencies (ms).
-
-    For each consecutive pair of token-bearing chunks, the gap before the later chunk is
-    split evenly over the ``c`` tokens it carries: ``c`` values of ``gap / c``.  A chunk
-    counted as 0 tokens (or with no count at all) is taken as 1, since it was recorded
-    because it carried *some* token.  The first chunk contributes nothing: what precedes
-    it is ``ttft``.
-    """
+    """Token-normalised inter-token latencies (ms) of one request (rule: ``itl_gaps``)."""
     if not (rec.ok or include_failed):
         return []
-    times, tokens = rec.chunk_times, rec.chunk_tokens
+    return itl_gaps(rec.chunk_times, rec.chunk_tokens, per_ms=NS_PER_MS)
+
+
+def icl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
+    """Raw inter-chunk latencies (ms) between consecutive token-bearing chunks."""
+    if not (rec.ok or include_failed):
+        return []
+    return icl_gaps(rec.chunk_times, per_ms=NS_PER_MS)
+
+
+def itl_gaps(times: Sequence[float], tokens: Sequence[int], *, per_ms: float = 1) -> list[float]:
+    """Token-normalised inter-token latencies (ms) from chunk arrival times.
+
+    ``times`` are in any unit, ``per_ms`` of which make a millisecond (ns on the run
+    clock, ms in a results file).  For each consecutive pair of token-bearing chunks, the
+    gap before the later chunk is split evenly over the ``c`` tokens it carries: ``c``
+    values of ``gap / c``.  A chunk counted as 0 tokens (or with no count at all) is
+    taken as 1, since it was recorded because it carried *some* token.  The first chunk
+    contributes nothing: what precedes it is ``ttft``.
+    """
     out: list[float] = []
     for k in range(1, len(times)):
-        gap = (times[k] - times[k - 1]) / NS_PER_MS
+        gap = (times[k] - times[k - 1]) / per_ms
         c = max(tokens[k], 1) if k < len(tokens) else 1
         if c == 1:
             out.append(gap)
@@ -126,9 +140,6 @@ def itl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[floa
     return out
 
 
-def icl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
-    """Raw inter-chunk latencies (ms) between consecutive token-bearing chunks."""
-    if not (rec.ok or include_failed):
-        return []
-    times = rec.chunk_times
-    return [(times[k] - times[k - 1]) / NS_PER_MS for k in range(1, len(times))]
+def icl_gaps(times: Sequence[float], *, per_ms: float = 1) -> list[float]:
+    """Raw gaps (ms) between consecutive chunk arrival times (unit as ``itl_gaps``)."""
+    return [(times[k] - times[k - 1]) / per_ms for k in range(1, len(times))]
