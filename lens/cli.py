@@ -3,7 +3,8 @@
 The run command reads as the pipeline it is: load → compile → start simulators → execute →
 aggregate → judge → export.  Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
 input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
-interrupted before anything ran.
+interrupted before anything ran.  ``lens recommend`` exits 0 when some provider is
+eligible, 1 when none is, 2 on invalid input.
 """
 
 from __future__ import annotations
@@ -22,23 +23,26 @@ from tabulate import tabulate
 from lens._version import __version__
 from lens.errors import InputError, LensError, Problem
 from lens.export.registry import export_all
+from lens.export.reload import rejudge, summary_from_out, verdict_from_out
 from lens.export.report import write_html
 from lens.export.results import (
     Results,
     build_results,
     load_results,
+    recommendation_out,
     results_json_schema,
     write_records_jsonl,
     write_results,
 )
-from lens.export.table import render
+from lens.export.table import render, render_recommendation
 from lens.metrics.cost import record_cost
 from lens.metrics.estimate import plan_estimate, request_bound
 from lens.metrics.judge import distrust, judge
+from lens.metrics.recommend import recommend
 from lens.metrics.summary import aggregate
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import Plan, ProviderSpec
+from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.pricing import PricingCatalog
 from lens.records import RequestRecord
 from lens.run.budget import BudgetGuard
@@ -48,6 +52,7 @@ from lens.run.simulators import live_providers
 from lens.scenario import load_scenario
 from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema
+from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.sim.server import main as sim_main
 from lens.targets import ExportTarget, TargetError, parse_target
 
@@ -382,6 +387,33 @@ def cmd_pricing(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    results = load_results(Path(args.results))
+    try:
+        slas = tuple(SlaSpec(parse_sla(text), where="--sla") for text in args.sla)
+    except SlaSyntaxError as exc:
+        raise InputError(str(exc)) from exc
+    stages = None if args.stage is None else frozenset(args.stage)
+    known = list(dict.fromkeys(s.stage for s in results.summaries))
+    unknown = sorted((stages or frozenset()) - set(known))
+    if unknown:
+        raise InputError(
+            f"no stage {', '.join(unknown)} in the results; stages: {', '.join(known) or 'none'}"
+        )
+    if slas:
+        summaries, verdicts = rejudge(results, slas)
+    else:
+        summaries = [summary_from_out(s) for s in results.summaries]
+        verdicts = tuple(verdict_from_out(v) for v in results.verdicts)
+    models = {s.provider: s.model for s in results.summaries}
+    rec = recommendation_out(recommend(summaries, verdicts, models, stages))
+    if args.json:
+        sys.stdout.write(rec.model_dump_json(indent=1) + "\n")
+    else:
+        sys.stdout.write(render_recommendation(rec))
+    return 0 if rec.best is not None else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lens", description="Measure how fast and how costly LLM APIs really are."
@@ -424,6 +456,22 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="REPORT.html", help="default: RESULTS.json with .html"
     )
     rp.set_defaults(func=cmd_report)
+
+    rc = sub.add_parser(
+        "recommend",
+        help="the cheapest provider meeting the SLA, from a results file (exit 0 found, 1 none)",
+    )
+    rc.add_argument("results", metavar="RESULTS.json")
+    rc.add_argument(
+        "--sla",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="judge against this SLA instead of the run's (repeatable), e.g. 'ttft.p95 < 500ms'",
+    )
+    rc.add_argument("--stage", action="append", metavar="ID", help="only these stages (repeatable)")
+    rc.add_argument("--json", action="store_true", help="machine-readable output")
+    rc.set_defaults(func=cmd_recommend)
 
     s = sub.add_parser("schema", help="print the JSON Schema of scenarios (or results)")
     s.add_argument("which", nargs="?", choices=("scenario", "results"), default="scenario")

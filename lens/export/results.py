@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from lens.errors import InputError, Problem
 from lens.metrics.cost import StageCost, gpu_share, record_cost
 from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
+from lens.metrics.recommend import Recommendation, recommend
 from lens.metrics.request import NS_PER_MS, request_metrics
 from lens.metrics.summary import Summary
 from lens.plan.describe import plan_to_dict
@@ -98,8 +100,8 @@ class SummaryOut(_Frozen):
         None,
         description="pricing (tokens|gpu-hour), total_usd, per_request_usd, "
         "per_1k_successful_usd, per_1m_output_tokens_usd, per_sla_conforming_usd (decimal "
-        "strings), sla_conforming_requests, priced/unpriced_requests; absent when no price "
-        "is known",
+        "strings), sla_conforming_requests, priced/unpriced_requests, priced_ok_requests, "
+        "priced_output_tokens; absent when no price is known",
     )
 
 
@@ -116,6 +118,79 @@ class VerdictOut(_Frozen):
     reason: str
     exact: bool
     where: str
+
+
+class ExclusionOut(_Frozen):
+    reason: str
+    sla: str | None = Field(description="the assertion that did not pass, if a verdict is why")
+    stage: str | None
+    outcome: Literal["pass", "fail", "inconclusive"] | None
+
+
+class CandidateOut(_Frozen):
+    """One provider as a choice: its stages pooled. Money as decimal strings."""
+
+    provider: str
+    model: str
+    rank: int | None = Field(description="1 = recommended; null when excluded")
+    eligible: bool
+    pareto: bool = Field(description="on the frontier of p95 TTFT vs cost per 1M output tokens")
+    stages: list[str]
+    requests: int
+    ok: int
+    sla_conforming: int
+    total_usd: str | None
+    per_sla_conforming_usd: str | None
+    per_1m_output_tokens_usd: str | None
+    ttft_p95_ms: float | None = Field(description="the worst stage's p95")
+    verdicts_passed: int
+    verdicts_failed: int
+    verdicts_inconclusive: int
+    excluded_because: list[ExclusionOut]
+
+
+class RecommendationOut(_Frozen):
+    """Which provider is the cheapest that meets the SLA (lens.metrics.recommend)."""
+
+    stages: list[str] | None = Field(description="the stages considered; null: all")
+    best: str | None = Field(description="the recommended provider; null when none is eligible")
+    candidates: list[CandidateOut] = Field(description="ranked eligible ones, then excluded ones")
+
+
+def _usd(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def recommendation_out(rec: Recommendation) -> RecommendationOut:
+    return RecommendationOut(
+        stages=None if rec.stages is None else list(rec.stages),
+        best=rec.best.provider if rec.best is not None else None,
+        candidates=[
+            CandidateOut(
+                provider=c.provider,
+                model=c.model,
+                rank=c.rank,
+                eligible=c.eligible,
+                pareto=c.pareto,
+                stages=list(c.stages),
+                requests=c.requests,
+                ok=c.ok,
+                sla_conforming=c.sla_conforming,
+                total_usd=_usd(c.total_usd),
+                per_sla_conforming_usd=_usd(c.per_sla_conforming_usd),
+                per_1m_output_tokens_usd=_usd(c.per_1m_output_tokens_usd),
+                ttft_p95_ms=c.ttft_p95_ms,
+                verdicts_passed=c.passed,
+                verdicts_failed=c.failed,
+                verdicts_inconclusive=c.inconclusive,
+                excluded_because=[
+                    ExclusionOut(reason=e.reason, sla=e.sla, stage=e.stage, outcome=e.outcome)
+                    for e in c.excluded_because
+                ],
+            )
+            for c in rec.candidates
+        ],
+    )
 
 
 class RecordOut(_Frozen):
@@ -254,6 +329,9 @@ class Results(_Frozen):
     summaries: list[SummaryOut]
     verdicts: list[VerdictOut]
     integrity: IntegrityOut | None = None
+    recommendation: RecommendationOut | None = Field(
+        None, description="the cheapest provider meeting the SLA; absent in older results"
+    )
     records: list[RecordOut]
 
 
@@ -385,6 +463,9 @@ def build_results(
         summaries=[summary_out(s, plan, planned.get((s.stage, s.provider))) for s in summaries],
         verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
         integrity=integrity,
+        recommendation=recommendation_out(
+            recommend(summaries, verdicts, {p: spec.model for p, spec in plan.providers.items()})
+        ),
         records=[
             record_out(r, c, cold) for r, c, cold in zip(outcome.records, costs, colds, strict=True)
         ],

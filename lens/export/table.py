@@ -1,4 +1,4 @@
-"""Console and markdown tables of summaries and verdicts (tabulate)."""
+"""Console and markdown tables of summaries, verdicts and recommendations (tabulate)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from decimal import Decimal
 
 from tabulate import tabulate
 
-from lens.export.results import Results, SummaryOut, VerdictOut
+from lens.export.results import (
+    CandidateOut,
+    ExclusionOut,
+    RecommendationOut,
+    Results,
+    SummaryOut,
+    VerdictOut,
+)
 
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     # header, metric, stat
@@ -73,6 +80,105 @@ def _money(value: str | int | None) -> str:
     return "-" if value is None else f"${Decimal(str(value)):.6f}"
 
 
+def _price(value: str | None) -> str:
+    """Four significant digits (at least cents), never in exponent form: per-request
+    prices are tiny."""
+    if value is None:
+        return "-"
+    d = Decimal(value)
+    if d == 0:
+        return "$0"
+    return f"${d.quantize(Decimal(1).scaleb(min(d.adjusted() - 3, -2))).normalize():f}"
+
+
+def exclusion_text(e: ExclusionOut) -> str:
+    if e.sla is None:
+        return e.reason
+    where = f" [stage {e.stage}]" if e.stage is not None else ""
+    return f"{e.sla}{where} {e.outcome}: {e.reason}"
+
+
+def _ranked(c: CandidateOut) -> str:
+    return f"{c.provider} ({c.model})" if c.model else c.provider
+
+
+def recommendation_rows(rec: RecommendationOut) -> tuple[list[str], list[list[str]]]:
+    headers = [
+        "rank",
+        "provider",
+        "model",
+        "$ / SLA-conforming req",
+        "$ / 1M output tokens",
+        "TTFT p95 ms",
+        "conforming",
+        "Pareto",
+    ]
+    rows = [
+        [
+            str(c.rank) if c.rank is not None else "-",
+            c.provider,
+            c.model,
+            _price(c.per_sla_conforming_usd),
+            _price(c.per_1m_output_tokens_usd),
+            _num(c.ttft_p95_ms),
+            f"{c.sla_conforming}/{c.requests}",
+            "*" if c.pareto else "",
+        ]
+        for c in rec.candidates
+    ]
+    return headers, rows
+
+
+def render_recommendation(rec: RecommendationOut, fmt: str = "simple") -> str:
+    """The ``lens recommend`` report: every candidate, then why each excluded one is out."""
+    scope = f" (stages: {', '.join(rec.stages)})" if rec.stages is not None else ""
+    best = next((c for c in rec.candidates if c.provider == rec.best), None)
+    out = [
+        f"recommended{scope}: {_ranked(best)}, the cheapest per SLA-conforming request of "
+        f"{sum(c.eligible for c in rec.candidates)} meeting every SLA"
+        if best is not None
+        else f"no provider meets every SLA at a known cost{scope}",
+        "",
+    ]
+    headers, rows = recommendation_rows(rec)
+    out.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
+    out.append("* on the Pareto frontier of TTFT p95 vs cost per 1M output tokens")
+    excluded = [c for c in rec.candidates if not c.eligible]
+    if excluded:
+        out += ["", "excluded:"]
+        for c in excluded:
+            out += [f"  {c.provider}:", *(f"    {exclusion_text(e)}" for e in c.excluded_because)]
+    return "\n".join(out) + "\n"
+
+
+def _recommendation_block(rec: RecommendationOut | None) -> list[str]:
+    """A few lines for the run table, when there is a choice to make and a price to go by."""
+    if rec is None or len(rec.candidates) < 2:
+        return []
+    if all(c.total_usd is None for c in rec.candidates):
+        return []
+    eligible = [c for c in rec.candidates if c.eligible]
+    out = [f"recommendation: none of {len(rec.candidates)} providers meets every SLA"]
+    if eligible:
+        best, *others = eligible
+        assert best.per_sla_conforming_usd is not None  # eligible candidates are costed
+        out = [
+            f"recommendation: {_ranked(best)}, {_price(best.per_sla_conforming_usd)} per "
+            f"SLA-conforming request, the cheapest of {len(eligible)} meeting every SLA"
+        ]
+        for c in others:
+            assert c.per_sla_conforming_usd is not None
+            ratio = Decimal(c.per_sla_conforming_usd) / Decimal(best.per_sla_conforming_usd)
+            out.append(f"  then {c.provider}: {_price(c.per_sla_conforming_usd)} ({ratio:.1f}x)")
+    for c in rec.candidates:
+        if not c.eligible:
+            why = "; ".join(
+                f"{e.sla} ({e.outcome})" if e.sla else e.reason for e in c.excluded_because
+            )
+            out.append(f"  excluded {c.provider}: {why}")
+    return out
+
+
 def _cost_line(s: SummaryOut) -> str | None:
     if s.cost is None:
         return None
@@ -112,6 +218,9 @@ def render(results: Results, fmt: str = "simple") -> str:
         out.append("### SLA" if md else "SLA")
         headers, rows = verdict_rows(results.verdicts)
         out.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
+    block = _recommendation_block(results.recommendation)
+    if block:
+        out += ["", *block]
     counts = {k: sum(1 for v in results.verdicts if v.outcome == k) for k in _MARK}
     out.append("")
     out.append(

@@ -88,6 +88,9 @@ class StageCost:
             "sla_conforming_requests": self.sla_conforming,
             "priced_requests": self.priced_requests,
             "unpriced_requests": self.unpriced_requests,
+            # What the per-request and per-token figures divide by, so stages can be pooled.
+            "priced_ok_requests": self.ok_requests,
+            "priced_output_tokens": self.output_tokens,
         }
 
 

@@ -106,27 +106,32 @@ def request_metrics(rec: RequestRecord, *, include_failed: bool = False) -> dict
 
 
 def itl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
-    """Token-normalised inter-token latencies (ms).
-
-    For each consecutive pair of token-bearing chunks, the gap before the later chunk is
-    split evenly over the ``c`` tokens it carries: ``c`` values of ``gap / c``.  A chunk
-    counted as 0 tokens (or with no count at all) is taken as 1, since it was recorded
-    because it carried *some* token.  The first chunk contributes nothing: what precedes
-    it is ``ttft``.
-    """
+    """Token-normalised inter-token latencies (ms) of one request (rule: ``itl_gaps``)."""
     if not (rec.ok or include_failed):
         return []
-    return itl_from_chunks(rec.chunk_times, rec.chunk_tokens, unit=NS_PER_MS)
+    return itl_gaps(rec.chunk_times, rec.chunk_tokens, per_ms=NS_PER_MS)
 
 
-def itl_from_chunks(
-    times: Sequence[float], tokens: Sequence[int], *, unit: float = 1.0
-) -> list[float]:
-    """The rule of ``itl_values`` on bare chunk stamps: ``times`` in any unit, divided by
-    ``unit`` to give ms (results.json keeps them as ms offsets, records as ns stamps)."""
+def icl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
+    """Raw inter-chunk latencies (ms) between consecutive token-bearing chunks."""
+    if not (rec.ok or include_failed):
+        return []
+    return icl_gaps(rec.chunk_times, per_ms=NS_PER_MS)
+
+
+def itl_gaps(times: Sequence[float], tokens: Sequence[int], *, per_ms: float = 1) -> list[float]:
+    """Token-normalised inter-token latencies (ms) from chunk arrival times.
+
+    ``times`` are in any unit, ``per_ms`` of which make a millisecond (ns on the run
+    clock, ms in a results file).  For each consecutive pair of token-bearing chunks, the
+    gap before the later chunk is split evenly over the ``c`` tokens it carries: ``c``
+    values of ``gap / c``.  A chunk counted as 0 tokens (or with no count at all) is
+    taken as 1, since it was recorded because it carried *some* token.  The first chunk
+    contributes nothing: what precedes it is ``ttft``.
+    """
     out: list[float] = []
     for k in range(1, len(times)):
-        gap = (times[k] - times[k - 1]) / unit
+        gap = (times[k] - times[k - 1]) / per_ms
         c = max(tokens[k], 1) if k < len(tokens) else 1
         if c == 1:
             out.append(gap)
@@ -135,9 +140,6 @@ def itl_from_chunks(
     return out
 
 
-def icl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[float]:
-    """Raw inter-chunk latencies (ms) between consecutive token-bearing chunks."""
-    if not (rec.ok or include_failed):
-        return []
-    times = rec.chunk_times
-    return [(times[k] - times[k - 1]) / NS_PER_MS for k in range(1, len(times))]
+def icl_gaps(times: Sequence[float], *, per_ms: float = 1) -> list[float]:
+    """Raw gaps (ms) between consecutive chunk arrival times (unit as ``itl_gaps``)."""
+    return [(times[k] - times[k - 1]) / per_ms for k in range(1, len(times))]

@@ -9,7 +9,7 @@ from lens.metrics.request import (
     SCALAR_METRICS,
     SERIES_METRICS,
     icl_values,
-    itl_from_chunks,
+    itl_gaps,
     itl_values,
     output_tokens_per_s,
     request_metrics,
@@ -79,11 +79,11 @@ def test_itl_splits_a_k_token_chunk_into_k_gaps() -> None:
     assert sum(itl_values(rec)) == 40.0
 
 
-def test_itl_from_chunks_applies_the_same_rule_to_ms_offsets() -> None:
+def test_itl_gaps_apply_the_same_rule_to_ms_offsets() -> None:
     # results.json keeps chunk arrivals as ms after dispatch, not ns stamps
-    assert itl_from_chunks([200.0, 210.0, 240.0], [1, 2, 3]) == [5.0, 5.0, 10.0, 10.0, 10.0]
-    assert itl_from_chunks([200.0, 210.0], [1, 0]) == [10.0]
-    assert itl_from_chunks([200.0], [4]) == []
+    assert itl_gaps([200.0, 210.0, 240.0], [1, 2, 3]) == [5.0, 5.0, 10.0, 10.0, 10.0]
+    assert itl_gaps([200.0, 210.0], [1, 0]) == [10.0]
+    assert itl_gaps([200.0], [4]) == []
 
 
 def test_itl_counts_a_zero_token_chunk_as_one() -> None:

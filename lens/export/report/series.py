@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Literal
 
 from lens.export.results import RecordOut, Results, SummaryOut
-from lens.metrics.request import itl_from_chunks
+from lens.metrics.request import itl_gaps
 
 LatencyMetric = Literal["ttft", "itl", "e2e"]
 
@@ -78,7 +78,7 @@ def _ok(results: Results) -> list[RecordOut]:
 
 def request_values(rec: RecordOut, metric: LatencyMetric) -> list[float]:
     if metric == "itl":
-        return itl_from_chunks(rec.chunk_offsets, rec.chunk_tokens)
+        return itl_gaps(rec.chunk_offsets, rec.chunk_tokens)
     value = rec.ttft if metric == "ttft" else rec.e2e
     return [] if value is None else [value]
 
