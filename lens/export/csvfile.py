@@ -14,7 +14,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lens.catalog import REQUEST_METRICS
-from lens.export.facts import COST_FIELDS, ERROR_CLASSES, METRICS, STATS, models
+from lens.export.facts import (
+    COST_FIELDS,
+    ERROR_CLASSES,
+    METRICS,
+    RECORD_TIMES_MS,
+    RECORD_TOKENS,
+    STATS,
+    models,
+)
 from lens.export.results import RecordOut, Results, SummaryOut
 from lens.export.sink import write_atomic
 from lens.targets import ExportTarget
@@ -31,23 +39,6 @@ _REQUEST_TIMES = (
     "t_last_token",
     "t_end",
 )
-_REQUEST_METRICS_MS = (
-    "ttft",
-    "ttfot",
-    "ttfb",
-    "e2e",
-    "tpot",
-    "dispatch_lag",
-    "ttft_from_intended",
-    "e2e_from_intended",
-)
-_TOKENS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
 REQUEST_COLUMNS: tuple[str, ...] = (
     "stage",
     "provider",
@@ -59,9 +50,9 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "error_class",
     "http_status",
     *(f"{t}_ms" for t in _REQUEST_TIMES),
-    *(f"{m}_ms" for m in _REQUEST_METRICS_MS),
+    *(f"{m}_ms" for m in RECORD_TIMES_MS),
     "output_tokens_per_s",
-    *_TOKENS,
+    *RECORD_TOKENS,
     "token_source",
     "chunks",
     "cost_usd",
@@ -112,9 +103,9 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.error_class,
         rec.http_status,
         *(getattr(rec, t) for t in _REQUEST_TIMES),
-        *(getattr(rec, m) for m in _REQUEST_METRICS_MS),
+        *(getattr(rec, m) for m in RECORD_TIMES_MS),
         rec.output_tokens_per_s,
-        *(getattr(rec, t) for t in _TOKENS),
+        *(getattr(rec, t) for t in RECORD_TOKENS),
         rec.token_source,
         rec.chunks,
         rec.cost_usd,

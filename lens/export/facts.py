@@ -17,6 +17,25 @@ COST_FIELDS: tuple[str, ...] = (
     "per_request_usd",
     "per_1k_successful_usd",
     "per_1m_output_tokens_usd",
+    "per_sla_conforming_usd",
+)
+# Per-request values every per-request export carries: times in ms, then token counts.
+RECORD_TIMES_MS: tuple[str, ...] = (
+    "ttft",
+    "ttfot",
+    "ttfb",
+    "e2e",
+    "tpot",
+    "dispatch_lag",
+    "ttft_from_intended",
+    "e2e_from_intended",
+)
+RECORD_TOKENS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NS_PER_MS = 1_000_000

@@ -24,7 +24,16 @@ import os
 from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from lens.export.facts import ERROR_CLASSES, METRICS, STATS, models, stage_end_ms, wall_ns
+from lens.export.facts import (
+    ERROR_CLASSES,
+    METRICS,
+    RECORD_TIMES_MS,
+    RECORD_TOKENS,
+    STATS,
+    models,
+    stage_end_ms,
+    wall_ns,
+)
 from lens.export.lineproto import FieldValue, batches, line
 from lens.export.results import RecordOut, Results, SummaryOut
 from lens.export.sink import send
@@ -32,23 +41,6 @@ from lens.targets import ExportTarget
 
 BATCH_LINES = 5000
 AUTH_VARIABLE = "INFLUX_TOKEN"
-_REQUEST_FIELDS_MS = (
-    "ttft",
-    "ttfot",
-    "ttfb",
-    "e2e",
-    "tpot",
-    "dispatch_lag",
-    "ttft_from_intended",
-    "e2e_from_intended",
-)
-_TOKENS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
 
 
 def _money(value: str | int | None) -> float | None:
@@ -65,9 +57,9 @@ def request_point(results: Results, rec: RecordOut, model: str, ts: int) -> str 
         "status": rec.status,
         "error_class": rec.error_class,
     }
-    fields: dict[str, FieldValue] = {f"{m}_ms": getattr(rec, m) for m in _REQUEST_FIELDS_MS}
+    fields: dict[str, FieldValue] = {f"{m}_ms": getattr(rec, m) for m in RECORD_TIMES_MS}
     fields["output_tokens_per_s"] = rec.output_tokens_per_s
-    fields.update((t, getattr(rec, t)) for t in _TOKENS)
+    fields.update((t, getattr(rec, t)) for t in RECORD_TOKENS)
     fields.update(
         index=rec.index,
         attempt=rec.attempt,

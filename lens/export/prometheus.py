@@ -41,9 +41,10 @@ QUANTILES: tuple[tuple[str, str], ...] = (
 )
 VERDICT_VALUE = {"pass": 1.0, "fail": 0.0, "inconclusive": -1.0}
 _COST_HELP = {
-    "per_request_usd": "cost at list price per priced request",
-    "per_1k_successful_usd": "cost at list price per 1000 successful requests",
-    "per_1m_output_tokens_usd": "cost at list price per million output tokens",
+    "per_request_usd": "cost per priced request",
+    "per_1k_successful_usd": "cost per 1000 successful requests",
+    "per_1m_output_tokens_usd": "cost per million output tokens",
+    "per_sla_conforming_usd": "cost per request that met every per-request SLA",
 }
 
 Labels = tuple[tuple[str, str], ...]
@@ -117,7 +118,7 @@ def _unit_families(results: Results) -> list[Family]:
     rps = Family("lens_requests_per_second", "gauge", "successful requests per second of stage")
     tps = Family("lens_output_tokens_per_second", "gauge", "output tokens per second of stage")
     error_ratio = Family("lens_error_ratio", "gauge", "failed / started requests")
-    cost_total = Family("lens_cost_usd_total", "counter", "cost at list price, USD")
+    cost_total = Family("lens_cost_usd_total", "counter", "what the run cost, USD")
     cost_rates = {c: Family(f"lens_cost_{c}", "gauge", h) for c, h in _COST_HELP.items()}
     summaries: dict[str, Family] = {}
     for metric in METRICS:

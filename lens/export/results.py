@@ -239,7 +239,7 @@ class RecordOut(_Frozen):
     )
     request_id: str | None
     cost_usd: str | None = Field(
-        None, description="what the request cost at list price (decimal string); absent if unknown"
+        None, description="what the request cost (decimal string); absent if unknown"
     )
     cost_detail: dict[str, str | int | None] | None = Field(
         None, description="parts, rates (USD per 1M tokens) and price source behind cost_usd"

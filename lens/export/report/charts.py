@@ -370,7 +370,7 @@ def _cost_chart(costs: Sequence[CostPoint], colors: dict[str, str]) -> Chart:
     ax_bar.invert_yaxis()
     ax_bar.margins(x=0.2)
     ax_bar.set_title("Cost per 1M output tokens")
-    ax_bar.set_xlabel("USD per 1M output tokens (list price)")
+    ax_bar.set_xlabel("USD per 1M output tokens")
     # Close points would overprint text labels: the colour names the provider, the marker
     # the stage, and one legend says which is which.
     stages = list(dict.fromkeys(c.stage for c in costs))
@@ -395,5 +395,5 @@ def _cost_chart(costs: Sequence[CostPoint], colors: dict[str, str]) -> Chart:
     ax_scatter.set_xlabel("TTFT p95 (ms)")
     ax_scatter.set_ylabel("USD per request")
     ax_scatter.margins(x=0.15, y=0.15)
-    note = "At list price; only stages whose provider has a known price are shown."
+    note = "Only stages whose provider has a known price are shown."
     return Chart(key, title, _svg(fig, key), note)

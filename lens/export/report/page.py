@@ -222,7 +222,7 @@ def _costs(results: Results) -> str:
     if all(s.cost is None for s in results.summaries):
         return (
             '<p class="empty">No price known for any provider: cost is unknown, not $0 '
-            "(simulated and self-hosted models have no list price).</p>"
+            "(give simulated and self-hosted providers a price: in the scenario).</p>"
         )
     headers = [
         "stage",
@@ -233,9 +233,10 @@ def _costs(results: Results) -> str:
         "unpriced requests",
     ]
     note = (
-        '<p class="meta">At list price from the pricing catalog; "no price known" means the '
-        "model has no catalog price (or is simulated), not that it was free. Unpriced "
-        "requests reported no token counts.</p>"
+        '<p class="meta">At the price the plan resolved for each provider (its price:, the '
+        "scenario's pricing: entries, or the catalog's list price); \"no price known\" means "
+        "none of these had one, not that it was free. Unpriced requests reported no token "
+        "counts.</p>"
     )
     return _table(headers, [_cost_row(s) for s in results.summaries], text_cols=(0, 1)) + note
 
