@@ -377,12 +377,26 @@ def cmd_pricing(args: argparse.Namespace) -> int:
             e.rates.cache_write if e.rates.cache_write is not None else "-",
             e.rates.output,
             ", ".join(f">{t.above_input_tokens}" for t in e.tiers) or "-",
+            f"-{(e.batch_discount * 100).normalize():f}%" if e.batch_discount is not None else "-",
             e.checked.isoformat(),
         ]
         for e in entries
     ]
-    headers = ["provider", "model", "input", "cached", "cache write", "output", "tiers", "checked"]
-    print("USD per 1M tokens (list prices; reasoning billed as output)")
+    headers = [
+        "provider",
+        "model",
+        "input",
+        "cached",
+        "cache write",
+        "output",
+        "tiers",
+        "batch",
+        "checked",
+    ]
+    print(
+        "USD per 1M tokens (list prices; reasoning billed as output; batch: the discount of "
+        "the provider's asynchronous batch API, which lens's streaming requests do not get)"
+    )
     print(tabulate(rows, headers=headers, disable_numparse=True))
     return 0
 

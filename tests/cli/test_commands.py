@@ -163,6 +163,7 @@ def test_pricing_lists_filters_and_resolves_snapshots(capsys: pytest.CaptureFixt
     assert main(["pricing", "--provider", "openai", "--model", "gpt-4o-mini-2024-07-18"]) == 0
     out = capsys.readouterr().out
     assert "gpt-4o-mini  0.15     0.075" in out
+    assert "-50%" in out  # OpenAI's batch API discount, shown, not applied
     assert main(["pricing", "--provider", "anthropic"]) == 0
     assert "openai" not in capsys.readouterr().out.split("\n", 1)[1]
     assert main(["pricing", "--model", "no-such-model"]) == 2
