@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check lint typecheck unit bench schema clean
+.PHONY: install servers demo test check lint typecheck unit bench schema clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian packages the exporter and report tests run for real (see the script).
+servers:
+	tools/install-test-servers
 
 demo: install
 	$(BIN)/lens run scenarios/quickstart.yaml -o results/quickstart.json
@@ -27,7 +31,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90
 
-test: lint typecheck unit
+test: servers lint typecheck unit
 
 check: test
 
