@@ -16,7 +16,7 @@ from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.scenario import parse_scenario
 from tests.export._results import hand_results
-from tests.export.servers import Server, free_port
+from tests.export.servers import Server, create_database, free_port, influx_query
 
 SCENARIO = """\
 version: 1
@@ -196,3 +196,35 @@ def test_lens_plan_prints_no_export_token(
 def test_an_export_entry_must_be_a_string() -> None:
     with pytest.raises(ScenarioError, match="export"):
         parse_scenario(SCENARIO + "export: [{csv: x}]\n", file="s.yaml")
+
+
+@pytest.mark.slow
+def test_every_format_from_one_run(
+    tmp_path: Path, pushgateway: Server, influxdb: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_database(influxdb, "onerun")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO.replace("name: exports", "name: onerun"))
+    out = tmp_path / "out"
+    flags = [
+        f"csv={out}/requests.csv",
+        f"prometheus={out}/lens.prom",
+        f"prometheus={pushgateway.url}?job=onerun",
+        f"influx={influxdb.url}/write?db=onerun",
+        f"junit={out}/sla.xml",
+        f"markdown={out}/summary.md",
+        f"html={out}/report.html",
+    ]
+    args = ["run", "-q", str(scenario), "-o", str(out / "r.json")]
+    code = main([*args, *(a for f in flags for a in ("--export", f))])
+    assert code == 0, capsys.readouterr().err
+    with (out / "requests.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 3
+    assert (out / "requests.summary.csv").exists()
+    assert "lens_requests_total{" in (out / "lens.prom").read_text()
+    assert 'job="onerun"' in httpx.get(f"{pushgateway.url}/metrics").text
+    (count,) = influx_query(influxdb, "onerun", "SELECT count(e2e_ms) FROM lens_request")
+    assert count["count"] == 3
+    assert "<testsuite" in (out / "sla.xml").read_text()
+    assert "| stage" in (out / "summary.md").read_text()
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
