@@ -460,9 +460,12 @@ def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
 
 
 def _with_load(stage: Stage, unit: StagePlan) -> StagePlan:
-    """``unit`` with its arrivals (open loop) or workers (closed loop); a random schedule
-    has its own stream per stage unit, drawn from the stage's seed."""
-    names = (unit.stage, unit.provider)
+    """``unit`` with its arrivals (open loop) or workers (closed loop).
+
+    A random schedule is drawn from the stage's seed and id, not the provider's: every
+    provider of a stage faces the very same arrival times, so a comparison between them
+    is not also a comparison between two draws of the process.  Stages differ."""
+    names = (unit.stage,)
     if isinstance(stage, BurstStage):
         return replace(
             unit, arrivals=burst_arrivals(stage.requests, stage.waves, stage.interval or 0.0)

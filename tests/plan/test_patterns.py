@@ -25,14 +25,18 @@ def test_burst_waves() -> None:
     assert unit.planned_requests == 6
 
 
-def test_seeded_arrivals_differ_per_provider_and_repeat_per_file() -> None:
+def test_seeded_arrivals_are_shared_by_providers_differ_by_stage_and_repeat() -> None:
     text = with_load(
         "  - {id: p, pattern: constant-rate, rate: 20/s, duration: 5s, arrival: poisson}\n"
+        "  - {id: q, pattern: constant-rate, rate: 20/s, duration: 5s, arrival: poisson}\n"
     )
-    sim, other = plan_of(text).stages
+    sim, other, next_stage, _ = plan_of(text).stages
     assert sim.arrivals is not None
     assert other.arrivals is not None
-    assert sim.arrivals.offsets_s != other.arrivals.offsets_s
+    assert next_stage.arrivals is not None
+    assert sim.provider != other.provider
+    assert sim.arrivals.offsets_s == other.arrivals.offsets_s  # a fair comparison
+    assert sim.arrivals.offsets_s != next_stage.arrivals.offsets_s
     assert plan_of(text).stages[0].arrivals == sim.arrivals
     reseeded = plan_of(text.replace("arrival: poisson", "arrival: poisson, seed: 9"))
     assert reseeded.stages[0].arrivals != sim.arrivals
