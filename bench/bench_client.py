@@ -14,12 +14,12 @@ in another process (its own core), talking over loopback.
 from __future__ import annotations
 
 import resource
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
+from lens.metrics.pacing import pacing as stage_pacing
 from lens.metrics.request import itl_values
 from lens.plan.model import (
     ArrivalSchedule,
@@ -163,15 +163,13 @@ def pacing(emit: Callable[[str], None]) -> None:
             max_tokens=None,
             arrivals=ArrivalSchedule(tuple(i / rate for i in range(n))),
         )
-        run = run_once(sim, unit)
-        disp = sorted(r.t_dispatch for r in run.records)
-        achieved = (len(disp) - 1) / ((disp[-1] - disp[0]) / 1e9)
-        lags = [
-            (r.t_dispatch - r.t_intended) / 1e6 for r in run.records if r.t_intended is not None
-        ]
+        # The figures lens run reports per open-loop stage (results: summaries[].pacing).
+        (p,) = stage_pacing(run_once(sim, unit).records)
+        assert p.achieved_rate_per_s is not None
+        assert p.rate_error is not None
         emit(
-            f"{rate:>10.0f} {achieved:>11.2f} {(achieved / rate - 1) * 100:>+6.2f}% "
-            f"{statistics.median(lags):>7.3f}ms {_pct(lags, 0.99):>7.3f}ms {max(lags):>6.2f}ms"
+            f"{rate:>10.0f} {p.achieved_rate_per_s:>11.2f} {p.rate_error * 100:>+6.2f}% "
+            f"{p.lag_p50_ms:>7.3f}ms {p.lag_p99_ms:>7.3f}ms {p.lag_max_ms:>6.2f}ms"
         )
 
 

@@ -39,15 +39,15 @@ from lens.metrics.cost import record_cost
 from lens.metrics.estimate import plan_estimate, request_bound
 from lens.metrics.judge import distrust, judge
 from lens.metrics.recommend import recommend
-from lens.metrics.summary import aggregate
+from lens.metrics.summary import Summary, SummaryBuilder
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.pricing import PricingCatalog
-from lens.records import RequestRecord
+from lens.records import Phase, RequestRecord
 from lens.run.budget import BudgetGuard
 from lens.run.harness import HarnessLimits, HarnessMonitor
-from lens.run.session import run_blocking
+from lens.run.session import RunOutcome, run_blocking
 from lens.run.simulators import live_providers
 from lens.scenario import load_scenario
 from lens.scenario.env import interpolate
@@ -134,6 +134,8 @@ def _plan_text(doc: dict[str, object]) -> str:
                 gaps = f"{arr['min_gap_s']:.3g}-{arr['max_gap_s']:.3g}s"
         elif s.get("concurrency"):
             sched = f"{s['concurrency']} in flight"
+        elif "idle_gaps_s" in s:
+            sched = "probes after idle " + ", ".join(f"{g:g}s" for g in s["idle_gaps_s"])
         exp = s["expected_duration_s"]
         rows.append(
             [
@@ -216,7 +218,29 @@ def _load_text(s: dict[str, Any], ranges: dict[str, str]) -> str:
         parts.append(where)
     if s.get("pause_before_s"):
         parts.append(f"{s['pause_before_s']:g}s pause first")
-    return ", ".join(parts)
+    return ", ".join([*parts, *_phase_text(s)])
+
+
+def _phase_text(s: dict[str, Any]) -> list[str]:
+    """Warmup, cooldown and drain, as the plan resolved them: ``warmup #0-1`` (request
+    indices) or ``warmup <5s``, ``cooldown #15+`` or ``cooldown >=55s``, ``drain cancel``."""
+    parts = []
+    phases = s.get("phases", {})
+    if "warmup_requests" in phases:
+        parts.append(f"warmup #0-{phases['warmup_requests'] - 1}")
+    if "warmup_s" in phases:
+        parts.append(f"warmup <{phases['warmup_s']:g}s")
+    if "cooldown_from_request" in phases:
+        parts.append(f"cooldown #{phases['cooldown_from_request']}+")
+    if "cooldown_from_s" in phases:
+        parts.append(f"cooldown >={phases['cooldown_from_s']:g}s")
+    if phases.get("sla_includes_warmup"):
+        parts.append("judged with warmup")
+    drain = s.get("drain")
+    if drain is not None:
+        grace = drain["timeout_s"]
+        parts.append(f"drain {drain['policy']}" + (f" after {grace:g}s" if grace else ""))
+    return parts
 
 
 def cli_targets(specs: Sequence[str], flag: str) -> list[ExportTarget]:
@@ -266,14 +290,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             budget=budget,
             harness=harness,
         )
-    windows = {(w.stage, w.provider): (w.t_start, w.t_end) for w in outcome.windows}
-    summaries = aggregate(
-        outcome.records, stage_windows=windows, providers=plan.providers, slas=plan.slas
-    )
+    summaries, phase_summaries = summarise(plan, outcome)
     verdicts = judge(plan.slas, summaries)
     if outcome.harness is not None:
         verdicts = distrust(verdicts, outcome.harness.reasons)
-    results = build_results(plan, outcome, summaries, verdicts)
+    results = build_results(plan, outcome, summaries, verdicts, phase_summaries)
     if results.integrity is not None:
         for warning in results.integrity.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -292,6 +313,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return _export(results, targets)
+
+
+def summarise(plan: Plan, outcome: RunOutcome) -> tuple[tuple[Summary, ...], tuple[Summary, ...]]:
+    """The measured summaries (judged) and the warmup/cooldown ones, each over its own part
+    of the stage window; a stage with ``sla_includes_warmup`` pools them, over its whole
+    window."""
+    pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
+    builder = SummaryBuilder(providers=plan.providers, slas=plan.slas, pooled_stages=pooled)
+    builder.add_many(outcome.records)
+    windows = {
+        (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
+        for w in outcome.windows
+    }
+    set_apart: tuple[Phase, ...] = ("warmup", "cooldown")
+    phase_windows = {
+        (w.stage, w.provider, phase): w.span(phase) for w in outcome.windows for phase in set_apart
+    }
+    return builder.build(windows), builder.build_phases(phase_windows)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
+
+# Where a request sits in its stage: warmup and cooldown requests are sent and measured as
+# usual but summarised apart from the measured phase (see lens.metrics.summary).
+Phase = Literal["warmup", "measure", "cooldown"]
+PHASES: tuple[Phase, ...] = ("warmup", "measure", "cooldown")
 
 
 class ErrorClass(StrEnum):
-    """Why a request did not succeed. Every class counts in every error rate."""
+    """Why a request did not succeed.  Every class counts in every error rate except the two
+    that say where lens itself cut a request off (``cancelled``, ``drained``)."""
 
     HTTP_4XX = "http_4xx"
     HTTP_429 = "http_429"
@@ -24,6 +31,7 @@ class ErrorClass(StrEnum):
     EMPTY = "empty"  # the stream completed but carried no token
     OVERLOADED = "overloaded"  # 529 / 503 "overloaded", also in-band (Anthropic, Bedrock)
     CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C / SIGTERM) while in flight
+    DRAINED = "drained"  # in flight at its stage's cutoff, cancelled by ``drain: cancel``
 
 
 class TokenSource(StrEnum):
@@ -61,6 +69,7 @@ class RequestRecord:
     token_source: TokenSource | None = None
     reads: int = 0  # network reads that delivered body bytes
     attempt: int = 1  # 2, 3, ... for retries the stage asked for (each its own record)
+    phase: Phase = "measure"  # a retry keeps the phase of its first attempt
     request_id: str | None = None
     # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
     # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.

@@ -91,6 +91,8 @@ def summary_from_out(s: SummaryOut) -> Summary:
         },
         cost=stage_cost_from_out(s),
         sla_conforming=s.sla_conforming,
+        phase=s.phase,
+        drained=s.drained,
     )
 
 

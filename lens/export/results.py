@@ -26,8 +26,10 @@ from lens._version import __version__
 from lens.catalog import REQUEST_STATS
 from lens.errors import InputError, Problem
 from lens.metrics.cost import StageCost, gpu_share, record_cost
+from lens.metrics.idle import IdleProbes, idle_probes
 from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
+from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
 from lens.metrics.request import NS_PER_MS, request_metrics
 from lens.metrics.summary import Summary
@@ -41,6 +43,7 @@ from lens.run.session import RunOutcome
 SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
 SCHEMA_ID = "https://lens.dev/schemas/results-v1.json"
 
+PhaseName = Literal["warmup", "measure", "cooldown"]
 # A record's cost (decimal string) and how it was worked out; None when unknown.
 _RecordPrice = tuple[str, dict[str, str | int | None]] | None
 
@@ -76,9 +79,28 @@ class MetricStatsOut(_Frozen):
     unit: str | None
 
 
+class PacingOut(_Frozen):
+    """How closely an open-loop schedule was kept (lens.metrics.pacing)."""
+
+    sent: int = Field(description="first attempts with an intended send time")
+    planned_rate_per_s: float | None = Field(
+        description="(n - 1) / span of the intended times of the arrivals sent; null: a burst"
+    )
+    achieved_rate_per_s: float | None = Field(description="the same over the dispatch times")
+    rate_error: float | None = Field(description="achieved / planned - 1")
+    lag_p50_ms: float = Field(description="dispatch - intended, nearest-rank p50")
+    lag_p99_ms: float
+    lag_max_ms: float
+
+
 class SummaryOut(_Frozen):
     stage: str
     provider: str
+    phase: PhaseName = Field(
+        "measure",
+        description="measure: the judged summary; warmup/cooldown: those requests alone "
+        "(in phase_summaries, never judged)",
+    )
     model: str
     requests: int
     ok: int
@@ -86,6 +108,11 @@ class SummaryOut(_Frozen):
     error_counts: dict[str, int]
     error_rate: float | None
     success_rate: float | None
+    drained: int = Field(
+        0,
+        description="requests in flight at the stage's cutoff and cut off (drain: cancel): "
+        "not in requests, error_rate or success_rate",
+    )
     rps: float | None
     throughput: float | None = Field(description="output tokens per second of stage wall time")
     duration_s: float | None
@@ -102,6 +129,9 @@ class SummaryOut(_Frozen):
         "per_1k_successful_usd, per_1m_output_tokens_usd, per_sla_conforming_usd (decimal "
         "strings), sla_conforming_requests, priced/unpriced_requests, priced_ok_requests, "
         "priced_output_tokens; absent when no price is known",
+    )
+    pacing: PacingOut | None = Field(
+        None, description="open-loop stages: achieved vs planned dispatch rate, dispatch lag"
     )
 
 
@@ -201,6 +231,7 @@ class RecordOut(_Frozen):
     prompt: str
     index: int
     attempt: int = Field(description="1, or 2, 3, ... for retries the scenario asked for")
+    phase: PhaseName = Field("measure", description="warmup, measure or cooldown")
     status: Literal["ok", "error"]
     error_class: str | None
     error_message: str | None
@@ -286,6 +317,26 @@ class ColdStartOut(_Frozen):
     significant: bool
 
 
+class ProbeOut(_Frozen):
+    index: int
+    idle_s: float | None = Field(
+        description="measured idle time before the probe: previous probe's end to this "
+        "dispatch; null for the first"
+    )
+    ttft_ms: float | None
+    e2e_ms: float
+    ok: bool
+    cold: bool = Field(description="sent after more than integrity.cold_after of idle time")
+
+
+class IdleProbesOut(_Frozen):
+    """One idle-probe stage x provider: latency against the idle gap before each probe."""
+
+    stage: str
+    provider: str
+    probes: list[ProbeOut]
+
+
 class IntegrityOut(_Frozen):
     """lens's checks of its own measurements; ``warnings`` says what to distrust."""
 
@@ -311,6 +362,12 @@ class StageWindowOut(_Frozen):
     planned: int | None
     started: int
     sweep: SweepStepOut | None = Field(None, description="present when the stage is a sweep step")
+    measure_start_ms: float | None = Field(
+        None, description="when the measured phase began (after warmup); null: at start_ms"
+    )
+    measure_end_ms: float | None = Field(
+        None, description="when the cooldown began; null: at end_ms"
+    )
 
 
 class Results(_Frozen):
@@ -327,7 +384,15 @@ class Results(_Frozen):
     plan: dict[str, Any]
     stages: list[StageWindowOut]
     summaries: list[SummaryOut]
+    phase_summaries: list[SummaryOut] = Field(
+        default_factory=list,
+        description="warmup and cooldown requests of each stage x provider, summarised "
+        "apart and never judged",
+    )
     verdicts: list[VerdictOut]
+    idle_probes: list[IdleProbesOut] = Field(
+        default_factory=list, description="idle-probe stages: each probe against its idle gap"
+    )
     integrity: IntegrityOut | None = None
     recommendation: RecommendationOut | None = Field(
         None, description="the cheapest provider meeting the SLA; absent in older results"
@@ -349,6 +414,7 @@ def record_out(
         prompt=rec.prompt,
         index=rec.index,
         attempt=rec.attempt,
+        phase=rec.phase,
         status="ok" if rec.ok else "error",
         error_class=rec.error_class.value if rec.error_class else None,
         error_message=rec.error_message,
@@ -388,11 +454,18 @@ def record_out(
     )
 
 
-def summary_out(s: Summary, plan: Plan, planned: int | None) -> SummaryOut:
+def summary_out(
+    s: Summary, plan: Plan, planned: int | None, paced: Pacing | None = None
+) -> SummaryOut:
     d = s.to_dict()
     return SummaryOut(
         stage=s.stage,
         provider=s.provider,
+        phase=s.phase,
+        drained=s.drained,
+        pacing=None
+        if paced is None
+        else PacingOut(**{k: v for k, v in dataclasses.asdict(paced).items() if k in _PACING}),
         model=plan.providers[s.provider].model if s.provider in plan.providers else "",
         requests=s.requests,
         ok=s.ok,
@@ -413,6 +486,9 @@ def summary_out(s: Summary, plan: Plan, planned: int | None) -> SummaryOut:
             for name, v in d["metrics"].items()
         },
     )
+
+
+_PACING = frozenset(PacingOut.model_fields)
 
 
 def run_exit_code(verdicts: Sequence[Verdict], *, partial: bool) -> int:
@@ -443,8 +519,11 @@ def build_results(
     outcome: RunOutcome,
     summaries: Sequence[Summary],
     verdicts: Sequence[Verdict],
+    phase_summaries: Sequence[Summary] = (),
 ) -> Results:
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
+    paced = {(p.stage, p.provider): p for p in pacing(outcome.records)}
+    probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
     stage_costs = {(s.stage, s.provider): s.cost for s in summaries}
     colds = cold_flags(outcome.records, cold_after_s=plan.integrity.cold_after_s)
     integrity = integrity_out(plan, outcome, colds)
@@ -460,8 +539,15 @@ def build_results(
         environment=environment(outcome),
         plan=plan_to_dict(plan),
         stages=[window_out(w) for w in outcome.windows],
-        summaries=[summary_out(s, plan, planned.get((s.stage, s.provider))) for s in summaries],
+        summaries=[
+            summary_out(
+                s, plan, planned.get((s.stage, s.provider)), paced.get((s.stage, s.provider))
+            )
+            for s in summaries
+        ],
+        phase_summaries=[summary_out(s, plan, None) for s in phase_summaries],
         verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
+        idle_probes=[idle_probes_out(p) for p in idle_probes(outcome.records, colds, probe_stages)],
         integrity=integrity,
         recommendation=recommendation_out(
             recommend(summaries, verdicts, {p: spec.model for p, spec in plan.providers.items()})
@@ -526,6 +612,14 @@ def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> Int
     )
 
 
+def idle_probes_out(p: IdleProbes) -> IdleProbesOut:
+    return IdleProbesOut(
+        stage=p.stage,
+        provider=p.provider,
+        probes=[ProbeOut(**dataclasses.asdict(probe)) for probe in p.probes],
+    )
+
+
 def window_out(w: StageWindow) -> StageWindowOut:
     return StageWindowOut(
         stage=w.stage,
@@ -534,6 +628,8 @@ def window_out(w: StageWindow) -> StageWindowOut:
         end_ms=w.t_end / NS_PER_MS,
         planned=w.planned,
         started=w.started,
+        measure_start_ms=_ms(w.t_measure_start),
+        measure_end_ms=_ms(w.t_measure_end),
         sweep=None
         if w.sweep is None
         else SweepStepOut(

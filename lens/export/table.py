@@ -10,6 +10,7 @@ from tabulate import tabulate
 from lens.export.results import (
     CandidateOut,
     ExclusionOut,
+    IdleProbesOut,
     RecommendationOut,
     Results,
     SummaryOut,
@@ -45,7 +46,7 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
     rows = []
     for s in summaries:
         row = [
-            s.stage,
+            s.stage if s.phase == "measure" else f"{s.stage} [{s.phase}]",
             s.provider,
             str(s.requests),
             str(s.ok),
@@ -193,8 +194,46 @@ def _cost_line(s: SummaryOut) -> str | None:
 
 
 def _errors_line(s: SummaryOut) -> str | None:
-    parts = [f"{k}={n}" for k, n in s.error_counts.items() if n]
+    # Drained requests are not errors of the server: they have lines of their own.
+    parts = [f"{k}={n}" for k, n in s.error_counts.items() if n and k != "drained"]
     return f"  {s.stage}/{s.provider}: " + ", ".join(parts) if parts else None
+
+
+def _drained_line(s: SummaryOut) -> str | None:
+    if not s.drained:
+        return None
+    return (
+        f"  {s.stage}/{s.provider}: {s.drained} in flight at the stage's cutoff, cut off "
+        "(drain: cancel; not counted in err%)"
+    )
+
+
+def _pacing_line(s: SummaryOut) -> str | None:
+    p = s.pacing
+    if p is None:
+        return None
+    rate = ""
+    if p.planned_rate_per_s is not None and p.achieved_rate_per_s is not None:
+        error = f" ({p.rate_error * 100:+.2f}%)" if p.rate_error is not None else ""
+        rate = (
+            f"planned {p.planned_rate_per_s:.2f}/s, achieved {p.achieved_rate_per_s:.2f}/s{error}, "
+        )
+    return (
+        f"  {s.stage}/{s.provider}: {rate}dispatch lag p50 {p.lag_p50_ms:.2f} ms, "
+        f"p99 {p.lag_p99_ms:.2f} ms, max {p.lag_max_ms:.2f} ms"
+    )
+
+
+def _probe_lines(p: IdleProbesOut) -> list[str]:
+    out = [f"  {p.stage}/{p.provider}:"]
+    for probe in p.probes:
+        idle = "first" if probe.idle_s is None else f"after {probe.idle_s:.3f}s idle"
+        state = ("ok" if probe.ok else "error") + (", cold" if probe.cold else "")
+        out.append(
+            f"    #{probe.index} {idle}: TTFT {_num(probe.ttft_ms)} ms, E2E "
+            f"{_num(probe.e2e_ms)} ms ({state})"
+        )
+    return out
 
 
 def render(results: Results, fmt: str = "simple") -> str:
@@ -207,9 +246,22 @@ def render(results: Results, fmt: str = "simple") -> str:
     out.append("")
     headers, rows = summary_rows(results.summaries)
     out.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
+    if results.phase_summaries:
+        out += ["", "warmup and cooldown (summarised apart, not judged):"]
+        headers, rows = summary_rows(results.phase_summaries)
+        out.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
     errs = [line for s in results.summaries if (line := _errors_line(s))]
     if errs:
         out += ["", "errors by class:", *errs]
+    drained = [line for s in results.summaries if (line := _drained_line(s))]
+    if drained:
+        out += ["", "drained:", *drained]
+    paced = [line for s in results.summaries if (line := _pacing_line(s))]
+    if paced:
+        out += ["", "pacing (open loop, every phase):", *paced]
+    if results.idle_probes:
+        out += ["", "idle probes (idle time before each probe):"]
+        out += [line for p in results.idle_probes for line in _probe_lines(p)]
     costs = [line for s in results.summaries if (line := _cost_line(s))]
     if costs:
         out += ["", "cost (prices: see plan.providers[].price):", *costs]

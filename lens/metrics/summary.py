@@ -8,7 +8,14 @@ Counting rules (see also ``lens.metrics.request``):
 
 * ``requests`` is every started request; ``errors`` every failed one, whatever its
   class; ``error_rate = errors / requests`` and ``success_rate = ok / requests`` (both
-  ``None`` when nothing started, since 0/0 is not a rate).
+  ``None`` when nothing started, since 0/0 is not a rate).  Two classes say lens cut a
+  request off, not the server: ``cancelled`` (the run was interrupted) and ``drained`` (in
+  flight at its stage's cutoff with ``drain: cancel``).  Both are listed in
+  ``error_counts`` and kept out of every denominator; drained ones are also counted in
+  ``drained`` and their cost in the stage's cost.
+* Warmup and cooldown requests (``RequestRecord.phase``) are summarised apart, one
+  ``Summary`` per phase with its ``phase`` set, unless their stage pools them with the
+  measured ones (``sla_includes_warmup``).
 * ``rps`` is completed *successful* requests per second of the stage window and
   ``throughput`` the output tokens of successful requests per second of that window.
   The window is the executor's wall-clock span of the stage x provider run, passed in
@@ -41,10 +48,11 @@ from lens.metrics.request import (
 )
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
 from lens.plan.model import ProviderSpec, SlaSpec
-from lens.records import ErrorClass, RequestRecord
+from lens.records import ErrorClass, Phase, RequestRecord
 from lens.scenario.sla import SlaExpr
 
 StageKey = tuple[str, str]  # (stage, provider)
+PhaseKey = tuple[str, str, Phase]  # (stage, provider, phase)
 Window = tuple[int, int]  # (t_start_ns, t_end_ns) on the run clock
 
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -122,6 +130,8 @@ class Summary:
     metrics: Mapping[str, MetricStats]  # every name in REQUEST_METRICS
     cost: StageCost | None = None  # None: no price applies or no request could be priced
     sla_conforming: int = 0  # successful requests meeting every per-request SLA
+    phase: Phase = "measure"  # warmup / cooldown: that phase's requests, summarised apart
+    drained: int = 0  # in flight at the stage's cutoff and cut off (not in ``requests``)
 
     def get(self, metric: str, stat: str | None = None) -> float | None:
         """The value an SLA on ``metric[.stat]`` compares; ``KeyError`` if unknown."""
@@ -176,6 +186,8 @@ class Summary:
             },
             "cost": None if self.cost is None else self.cost.as_dict(),
             "sla_conforming": self.sla_conforming,
+            "phase": self.phase,
+            "drained": self.drained,
         }
 
 
@@ -199,9 +211,12 @@ class StageAccumulator:
         exact_limit: int = DEFAULT_EXACT_LIMIT,
         spec: ProviderSpec | None = None,
         checks: tuple[SlaExpr, ...] = (),
+        phase: Phase = "measure",
     ) -> None:
         self.stage = stage
         self.provider = provider
+        self.phase = phase
+        self.drained = 0
         self.exact_limit = exact_limit
         self.spec = spec  # where the price comes from; None: unpriced
         self.checks = checks  # per-request SLA checks, for sla_conforming
@@ -236,6 +251,14 @@ class StageAccumulator:
             # The run is marked partial, and a partial run never passes (see results).
             self.error_counts[ErrorClass.CANCELLED.value] += 1
             return
+        if rec.error_class is ErrorClass.DRAINED:
+            # Cut off by the stage's own end (drain: cancel): not a server error, never a
+            # success; what it used is still paid for.
+            self.error_counts[ErrorClass.DRAINED.value] += 1
+            self.drained += 1
+            cost = record_cost(rec, self.spec) if self.spec is not None else None
+            self.cost.add(rec, cost.total if cost is not None else None)
+            return
         self.requests += 1
         if rec.ok:
             self.ok += 1
@@ -267,6 +290,7 @@ class StageAccumulator:
         if other.key != self.key:
             raise ValueError(f"cannot merge {other.key} into {self.key}")
         self.requests += other.requests
+        self.drained += other.drained
         self.ok += other.ok
         self.output_tokens += other.output_tokens
         self.sla_conforming += other.sla_conforming
@@ -314,6 +338,8 @@ class StageAccumulator:
             metrics=metrics,
             cost=cost,
             sla_conforming=self.sla_conforming,
+            phase=self.phase,
+            drained=self.drained,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -322,6 +348,7 @@ class StageAccumulator:
             "provider": self.provider,
             "exact_limit": self.exact_limit,
             "requests": self.requests,
+            "drained": self.drained,
             "ok": self.ok,
             "output_tokens": self.output_tokens,
             "error_counts": dict(self.error_counts),
@@ -335,6 +362,7 @@ class StageAccumulator:
     def from_dict(cls, d: Mapping[str, Any]) -> Self:
         acc = cls(str(d["stage"]), str(d["provider"]), exact_limit=int(d["exact_limit"]))
         acc.requests = int(d["requests"])
+        acc.drained = int(d.get("drained", 0))
         acc.ok = int(d["ok"])
         acc.output_tokens = int(d["output_tokens"])
         acc.error_counts.update({str(k): int(v) for k, v in d["error_counts"].items()})
@@ -349,7 +377,8 @@ class SummaryBuilder:
     """Incremental aggregation of records into summaries, keyed by (stage, provider).
 
     Groups appear in first-seen order (``open`` registers one ahead of its records, so a
-    stage that started nothing still gets a ``Summary``).
+    stage that started nothing still gets a ``Summary``).  Warmup and cooldown records go
+    to groups of their own (``build_phases``) unless their stage is in ``pooled_stages``.
     """
 
     def __init__(
@@ -358,11 +387,14 @@ class SummaryBuilder:
         exact_limit: int = DEFAULT_EXACT_LIMIT,
         providers: Mapping[str, ProviderSpec] | None = None,
         slas: tuple[SlaSpec, ...] = (),
+        pooled_stages: frozenset[str] = frozenset(),
     ) -> None:
         self.exact_limit = exact_limit
         self.providers = providers or {}  # their prices price the records
         self.slas = slas  # per-request checks behind sla_conforming
+        self.pooled_stages = pooled_stages
         self._groups: dict[StageKey, StageAccumulator] = {}
+        self._phase_groups: dict[PhaseKey, StageAccumulator] = {}
 
     def open(self, stage: str, provider: str) -> StageAccumulator:
         """The accumulator of ``(stage, provider)``, created on first use."""
@@ -379,7 +411,21 @@ class SummaryBuilder:
         return acc
 
     def add(self, rec: RequestRecord) -> None:
-        self.open(rec.stage, rec.provider).add(rec)
+        if rec.phase == "measure" or rec.stage in self.pooled_stages:
+            self.open(rec.stage, rec.provider).add(rec)
+            return
+        key = (rec.stage, rec.provider, rec.phase)
+        acc = self._phase_groups.get(key)
+        if acc is None:
+            acc = self._phase_groups[key] = StageAccumulator(
+                rec.stage,
+                rec.provider,
+                exact_limit=self.exact_limit,
+                spec=self.providers.get(rec.provider),
+                checks=request_checks(self.slas, rec.stage, rec.provider),
+                phase=rec.phase,
+            )
+        acc.add(rec)
 
     def add_many(self, records: Iterable[RequestRecord]) -> None:
         for rec in records:
@@ -404,6 +450,13 @@ class SummaryBuilder:
         for key in windows:
             self.open(*key)
         return tuple(acc.summary(windows.get(key)) for key, acc in self._groups.items())
+
+    def build_phases(
+        self, phase_windows: Mapping[PhaseKey, Window] | None = None
+    ) -> tuple[Summary, ...]:
+        """One ``Summary`` per warmup or cooldown group seen, in first-seen order."""
+        windows = phase_windows or {}
+        return tuple(acc.summary(windows.get(key)) for key, acc in self._phase_groups.items())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -435,7 +488,8 @@ def aggregate(
     providers: Mapping[str, ProviderSpec] | None = None,
     slas: tuple[SlaSpec, ...] = (),
 ) -> tuple[Summary, ...]:
-    """One ``Summary`` per (stage, provider), in first-seen order of the records.
+    """One ``Summary`` per (stage, provider), in first-seen order of the records: the
+    measured phase's (``SummaryBuilder.build_phases`` has the others).
 
     ``stage_windows[(stage, provider)] = (t_start_ns, t_end_ns)`` is the wall-clock span
     of that run, from the executor; it is what ``rps`` and ``throughput`` divide by.

@@ -30,6 +30,7 @@ from lens.plan.model import (
     StagePlan,
     SweepStep,
 )
+from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.messages import did_you_mean
@@ -43,6 +44,7 @@ from lens.scenario.model import (
     FilePrompt,
     GeminiProvider,
     HostedProvider,
+    IdleProbeStage,
     MessagesPrompt,
     OpenAICompatibleProvider,
     OpenAIProvider,
@@ -425,7 +427,7 @@ def _stage(
     pids = [pid for pid in stage.providers or provider_ids if pid in scenario.providers]
     # Step order, then provider order (as the stage lists them, else as the scenario does);
     # a sweep's pause comes before each step after the first.
-    return [
+    units = [
         _with_load(
             stage,
             replace(
@@ -439,6 +441,23 @@ def _stage(
         for stage_id, step in steps
         for k, pid in enumerate(pids)
     ]
+    if isinstance(stage, IdleProbeStage):
+        return units
+    seen: set[str] = set()
+
+    def problem(message: str, key: str) -> None:
+        # Every unit of a stage resolves the same keys: say each thing once.
+        if message in seen:
+            return
+        seen.add(message)
+        if key in stage.model_fields_set:
+            ctx.problem(message, (*here, key))
+        elif key in defaults.model_fields_set:
+            ctx.problem(message, ("defaults", key))
+        else:
+            ctx.problem(message, (*here, "pattern"))
+
+    return [with_phases(stage, defaults, unit, problem) for unit in units]
 
 
 def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
@@ -480,6 +499,8 @@ def _with_load(stage: Stage, unit: StagePlan) -> StagePlan:
         return replace(
             unit, concurrency=stage.concurrency, requests=stage.requests, duration_s=stage.duration
         )
+    if isinstance(stage, IdleProbeStage):
+        return replace(unit, idle_gaps_s=stage.gaps, requests=len(stage.gaps) + 1)
     if isinstance(stage, SweepStage):
         step = unit.sweep
         assert step is not None

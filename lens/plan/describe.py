@@ -10,7 +10,7 @@ import itertools
 import math
 from typing import Any
 
-from lens.plan.model import ArrivalSchedule, Plan, ProviderSpec, StagePlan
+from lens.plan.model import ArrivalSchedule, Phases, Plan, ProviderSpec, StagePlan
 from lens.pricing import GpuHourRate, ProviderPrice
 
 # Types that speak Chat Completions and so take max_tokens_field / include_usage.
@@ -89,6 +89,9 @@ def _sim_e2e_s(spec: ProviderSpec, max_tokens: int | None) -> float | None:
 def expected_duration_s(unit: StagePlan, spec: ProviderSpec) -> float | None:
     """Wall time the unit should take, where it can be known before sending anything."""
     e2e = _sim_e2e_s(spec, unit.max_tokens)
+    if unit.idle_gaps_s is not None:
+        n = len(unit.idle_gaps_s) + 1
+        return sum(unit.idle_gaps_s) + n * e2e if e2e is not None else None
     if unit.arrivals is not None:
         last = unit.arrivals.offsets_s[-1] if unit.arrivals.offsets_s else 0.0
         if unit.max_concurrency is not None and e2e is not None:
@@ -124,6 +127,21 @@ def arrival_stats(schedule: ArrivalSchedule) -> dict[str, Any]:
     return out
 
 
+def phases_to_dict(phases: Phases) -> dict[str, Any]:
+    """Where warmup ends and cooldown begins: request indices and/or seconds."""
+    out: dict[str, Any] = {}
+    if phases.warmup_requests:
+        out["warmup_requests"] = phases.warmup_requests
+    if phases.warmup_s:
+        out["warmup_s"] = phases.warmup_s
+    if phases.cooldown_from_index is not None:
+        out["cooldown_from_request"] = phases.cooldown_from_index
+    if phases.cooldown_from_s is not None:
+        out["cooldown_from_s"] = phases.cooldown_from_s
+    out["sla_includes_warmup"] = phases.pooled
+    return out
+
+
 def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     out: dict[str, Any] = {
         "stage": unit.stage,
@@ -146,6 +164,16 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
             out["sweep"]["concurrency"] = step.concurrency
     if unit.pause_before_s:
         out["pause_before_s"] = unit.pause_before_s
+    if unit.phases.any:
+        out["phases"] = phases_to_dict(unit.phases)
+    if unit.drain != "wait" or unit.drain_timeout_s is not None:
+        out["drain"] = {
+            "policy": unit.drain,
+            "timeout_s": unit.drain_timeout_s,
+            "cutoff_s": unit.cutoff_s,  # None: when the last request is sent
+        }
+    if unit.idle_gaps_s is not None:
+        out["idle_gaps_s"] = list(unit.idle_gaps_s)
     if unit.concurrency is not None:
         out["concurrency"] = unit.concurrency
     if unit.max_concurrency is not None:

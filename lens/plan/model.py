@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from lens.pricing import ProviderPrice
+from lens.records import Phase
 from lens.scenario.sla import SlaExpr
 
 ProviderType = Literal[
@@ -32,7 +33,7 @@ ProviderType = Literal[
 SimProtocol = Literal[
     "openai", "openai-responses", "anthropic", "gemini", "bedrock", "azure-openai"
 ]
-PatternName = Literal["burst", "constant-rate", "concurrency", "ramp", "sweep"]
+PatternName = Literal["burst", "constant-rate", "concurrency", "ramp", "sweep", "idle-probe"]
 # How a schedule's offsets were drawn: at once (burst), evenly, or from a seeded process.
 ArrivalProcess = Literal["burst", "uniform", "poisson", "gamma"]
 
@@ -178,6 +179,41 @@ class SweepStep:
 
 
 @dataclass(frozen=True, slots=True)
+class Phases:
+    """Which requests of a unit are warmup or cooldown.
+
+    By index (the first ``warmup_requests``; from ``cooldown_from_index`` on) or by when a
+    request is due or started, in seconds from the unit's start (before ``warmup_s``; from
+    ``cooldown_from_s`` on).  Open-loop units are resolved to indices when the plan is
+    compiled, since their offsets are known; closed-loop ones may keep seconds.
+    """
+
+    warmup_requests: int = 0
+    warmup_s: float = 0.0
+    cooldown_from_index: int | None = None
+    cooldown_from_s: float | None = None
+    pooled: bool = False  # sla_includes_warmup: judged with the measured requests
+
+    def phase_of(self, index: int, offset_s: float) -> Phase:
+        if index < self.warmup_requests or offset_s < self.warmup_s:
+            return "warmup"
+        if (self.cooldown_from_index is not None and index >= self.cooldown_from_index) or (
+            self.cooldown_from_s is not None and offset_s >= self.cooldown_from_s
+        ):
+            return "cooldown"
+        return "measure"
+
+    @property
+    def any(self) -> bool:
+        return bool(self.warmup_requests or self.warmup_s) or (
+            self.cooldown_from_index is not None or self.cooldown_from_s is not None
+        )
+
+
+DrainPolicy = Literal["wait", "cancel"]
+
+
+@dataclass(frozen=True, slots=True)
 class StagePlan:
     """One stage against one provider: its own full schedule."""
 
@@ -195,6 +231,20 @@ class StagePlan:
     retries: RetryPolicy | None = None  # None: a failure is final (no hidden retries)
     sweep: SweepStep | None = None
     pause_before_s: float = 0.0  # idle time before the unit starts, outside its window
+    phases: Phases = Phases()
+    drain: DrainPolicy = "wait"
+    drain_timeout_s: float | None = None
+    # The planned end, in seconds from the unit's start: the stage's duration, else (None)
+    # when its last request is sent.  Requests still in flight then are drained.
+    cutoff_s: float | None = None
+    idle_gaps_s: tuple[float, ...] | None = None  # idle-probe: idle time before probe 1, 2...
+
+    @property
+    def drain_grace_s(self) -> float | None:
+        """How long requests in flight may run past the cutoff (None: as long as they take)."""
+        if self.drain == "cancel":
+            return self.drain_timeout_s or 0.0
+        return self.drain_timeout_s
 
     @property
     def open_loop(self) -> bool:

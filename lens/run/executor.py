@@ -5,10 +5,16 @@ one measurement.  Open-loop stages (burst, constant-rate, ramp, a sweep over rat
 until ``t0 + offset_i`` for each arrival and start the request as its own task; a
 ``CapacityLimiter`` (the optional ``max_concurrency`` cap) is acquired *after* the intended
 time, so any wait shows up in ``dispatch_lag`` rather than vanishing.  Closed-loop stages
-(concurrency, a sweep over concurrencies) run N workers.  A unit may ask for a pause before
-it starts (between the steps of a sweep), which is outside its window.  Each in-flight
-request borrows a one-connection transport (lens.run.pool), so no client-side connection
-pool can become a second, invisible queue.
+(concurrency, a sweep over concurrencies) run N workers; an idle probe sends one request at
+a time with idle gaps between them.  A unit may ask for a pause before it starts (between
+the steps of a sweep), which is outside its window.  Each in-flight request borrows a
+one-connection transport (lens.run.pool), so no client-side connection pool can become a
+second, invisible queue.
+
+Each request is tagged with its phase (warmup, measure, cooldown) from the plan's bounds.
+When a unit reaches its cutoff (its duration, else its last request sent), the requests
+still in flight may run on for the unit's drain grace (unbounded for ``drain: wait``);
+past it, one cancel scope cuts them off and their records say ``drained``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep
 from lens.pricing import GpuHourRate
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
-from lens.records import RequestRecord
+from lens.records import ErrorClass, Phase, RequestRecord
 from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
@@ -47,6 +53,21 @@ class StageWindow:
     planned: int | None
     started: int
     sweep: SweepStep | None = None
+    # Where the measured phase began and ended (the first measured and the first cooldown
+    # request's intended or actual start); None: at the window's own edge.
+    t_measure_start: int | None = None
+    t_measure_end: int | None = None
+
+    def span(self, phase: Phase) -> tuple[int, int]:
+        """The part of the window ``phase`` had: warmup up to the first measured request,
+        cooldown from the first cooldown request, the measured phase in between."""
+        start = self.t_start if self.t_measure_start is None else self.t_measure_start
+        end = self.t_end if self.t_measure_end is None else self.t_measure_end
+        if phase == "warmup":
+            return (self.t_start, start)
+        if phase == "cooldown":
+            return (end, self.t_end)
+        return (start, end)
 
 
 class RunProgress:
@@ -80,7 +101,8 @@ def _prepared_transports(unit: StagePlan) -> int:
         return unit.concurrency
     if unit.max_concurrency is not None:
         return unit.max_concurrency
-    assert unit.arrivals is not None
+    if unit.arrivals is None:  # an idle probe: one at a time
+        return 1
     # A burst (each wave of one) needs them all at once; a paced stage grows the pool as it
     # goes.
     at_once = collections.Counter(unit.arrivals.offsets_s).most_common(1)
@@ -194,7 +216,7 @@ class StageRunner:
         adapter = self.adapters[unit.provider]
         transport = self.transport_for(spec) if self.transport_for else None
         self.progress.unit = f"{unit.stage}/{unit.provider}"
-        started = _Counter()
+        state = _UnitState()
         # Building transports costs time: do it before the stage clock starts, so the first
         # arrivals are not sent late because of it.
         pool = TransportPool(_transport_factory(unit, transport, self._ssl_context()))
@@ -202,13 +224,18 @@ class StageRunner:
         first = self.plan.prompts[unit.prompt_for(0)]
         await pool.warm(adapter.build_request(first, unit.max_tokens).url)
         t_start = self._unit_start = clock.now_ns()
+        if unit.cutoff_s is not None and unit.arrivals is None:
+            state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
         try:
-            async with trio.open_nursery() as nursery:
-                if unit.arrivals is not None:
-                    await self._open_loop(nursery, pool, adapter, unit, t_start, started)
-                else:
-                    for _ in range(unit.concurrency or 1):
-                        nursery.start_soon(self._worker, pool, adapter, unit, t_start, started)
+            with state.drain:
+                async with trio.open_nursery() as nursery:
+                    if unit.arrivals is not None:
+                        await self._open_loop(nursery, pool, adapter, unit, t_start, state)
+                    elif unit.idle_gaps_s is not None:
+                        await self._idle_probe(pool, adapter, unit, state)
+                    else:
+                        for _ in range(unit.concurrency or 1):
+                            nursery.start_soon(self._worker, pool, adapter, unit, t_start, state)
         finally:
             with trio.CancelScope(shield=True):
                 await pool.aclose()
@@ -219,8 +246,10 @@ class StageRunner:
                 t_start=t_start,
                 t_end=clock.now_ns(),
                 planned=unit.planned_requests,
-                started=started.value,
+                started=state.started,
                 sweep=unit.sweep,
+                t_measure_start=state.measure_start,
+                t_measure_end=state.measure_end,
             )
             self.windows.append(window)
             if self.budget is not None:
@@ -233,7 +262,7 @@ class StageRunner:
         adapter: ProviderAdapter,
         unit: StagePlan,
         t_start: int,
-        started: _Counter,
+        state: _UnitState,
     ) -> None:
         assert self.clock is not None
         assert unit.arrivals is not None
@@ -245,9 +274,31 @@ class StageRunner:
             if held is None:
                 return  # out of budget: in-flight requests finish, no new ones start
             t_intended = t_start + round(offset * 1e9)
-            nursery.start_soon(self._one, pool, adapter, unit, i, t_intended, limiter, held)
-            started.value += 1
+            phase = state.enter(unit.phases.phase_of(i, offset), t_intended)
+            nursery.start_soon(
+                self._one, pool, adapter, unit, i, t_intended, limiter, held, phase, state
+            )
+            state.started += 1
             self.progress.started += 1
+        # The cutoff is the planned end, or now if the last arrival went out after it.
+        cutoff = base + unit.cutoff_s if unit.cutoff_s is not None else trio.current_time()
+        state.cut_off_at(max(cutoff, trio.current_time()), unit.drain_grace_s)
+
+    async def _idle_probe(
+        self, pool: TransportPool, adapter: ProviderAdapter, unit: StagePlan, state: _UnitState
+    ) -> None:
+        """One request, then one more after each idle gap, counted from the previous
+        request's end (its last attempt's): nothing is in flight while the provider idles."""
+        assert unit.idle_gaps_s is not None
+        for index, gap in enumerate((0.0, *unit.idle_gaps_s)):
+            await trio.sleep(gap)
+            prompt = self.plan.prompts[unit.prompt_for(index)]
+            held = self._hold(unit, prompt)
+            if held is None:
+                return
+            state.started += 1
+            self.progress.started += 1
+            await self._send(pool, adapter, unit, prompt, index, None, held, "measure", state)
 
     async def _one(
         self,
@@ -258,14 +309,16 @@ class StageRunner:
         t_intended: int | None,
         limiter: trio.CapacityLimiter | None,
         held: Decimal,
+        phase: Phase,
+        state: _UnitState,
     ) -> None:
         assert self.clock is not None
         prompt = self.plan.prompts[unit.prompt_for(index)]
         if limiter is None:
-            await self._send(pool, adapter, unit, prompt, index, t_intended, held)
+            await self._send(pool, adapter, unit, prompt, index, t_intended, held, phase, state)
         else:
             async with limiter:
-                await self._send(pool, adapter, unit, prompt, index, t_intended, held)
+                await self._send(pool, adapter, unit, prompt, index, t_intended, held, phase, state)
 
     async def _send(
         self,
@@ -276,13 +329,16 @@ class StageRunner:
         index: int,
         t_intended: int | None,
         held: Decimal,
+        phase: Phase,
+        state: _UnitState,
     ) -> None:
         """One request, and its retries if the stage asks for them.
 
         Every attempt is emitted as its own record (``attempt`` 1, 2, ...) the moment it
         ends, cancelled ones included, so retries are never hidden from any rate.  Only the
         first attempt is on the schedule; a retry has no intended time.  ``held`` is the
-        budget reserved for the first attempt; each retry reserves its own.
+        budget reserved for the first attempt; each retry reserves its own.  An attempt cut
+        off by the unit's drain is ``drained``, not ``cancelled`` (lens's own interruption).
         """
         assert self.clock is not None
         spec = self.providers[unit.provider]
@@ -291,8 +347,14 @@ class StageRunner:
         last: list[RequestRecord] = []
 
         def emit(rec: RequestRecord) -> None:
-            if attempt > 1:
-                rec = dataclasses.replace(rec, attempt=attempt)
+            if rec.error_class is ErrorClass.CANCELLED and state.drain.cancel_called:
+                rec = dataclasses.replace(
+                    rec,
+                    error_class=ErrorClass.DRAINED,
+                    error_message=f"in flight at the stage's cutoff (drain: {unit.drain})",
+                )
+            if attempt > 1 or phase != "measure":
+                rec = dataclasses.replace(rec, attempt=attempt, phase=phase)
             last.append(rec)
             if self.budget is not None:
                 self.budget.settle(held, rec, spec)
@@ -331,27 +393,53 @@ class StageRunner:
         adapter: ProviderAdapter,
         unit: StagePlan,
         t_start: int,
-        counter: _Counter,
+        state: _UnitState,
     ) -> None:
         assert self.clock is not None
         stop_at = t_start + round(unit.duration_s * 1e9) if unit.duration_s is not None else None
         while True:
-            if unit.requests is not None and counter.value >= unit.requests:
+            if unit.requests is not None and state.started >= unit.requests:
                 return
-            if stop_at is not None and self.clock.now_ns() >= stop_at:
+            now = self.clock.now_ns()
+            if stop_at is not None and now >= stop_at:
                 return
-            index = counter.value
+            index = state.started
             prompt = self.plan.prompts[unit.prompt_for(index)]
             held = self._hold(unit, prompt)
             if held is None:
                 return
-            counter.value += 1
+            state.started += 1
             self.progress.started += 1
-            await self._send(pool, adapter, unit, prompt, index, None, held)
+            if unit.requests is not None and state.started == unit.requests:
+                # The last request is on its way: the unit's cutoff, unless its duration
+                # ends it earlier.
+                state.cut_off_at(trio.current_time(), unit.drain_grace_s)
+            phase = state.enter(unit.phases.phase_of(index, (now - t_start) / 1e9), now)
+            await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
 
 
-class _Counter:
-    __slots__ = ("value",)
+class _UnitState:
+    """What the tasks of one running unit share: requests started, where the measured
+    phase began and ended, and the drain scope around every request in flight."""
+
+    __slots__ = ("drain", "measure_end", "measure_start", "started")
 
     def __init__(self) -> None:
-        self.value = 0
+        self.started = 0
+        self.measure_start: int | None = None
+        self.measure_end: int | None = None
+        self.drain = trio.CancelScope()
+
+    def enter(self, phase: Phase, t_ns: int) -> Phase:
+        """Note the start of a request of ``phase`` at ``t_ns`` (run clock)."""
+        if phase == "measure" and self.measure_start is None:
+            self.measure_start = t_ns
+        elif phase == "cooldown" and self.measure_end is None:
+            self.measure_end = t_ns
+        return phase
+
+    def cut_off_at(self, cutoff: float, grace_s: float | None) -> None:
+        """Cut requests in flight off ``grace_s`` after ``cutoff`` (trio time); never
+        later than an earlier cutoff, and never with no grace limit (``drain: wait``)."""
+        if grace_s is not None:
+            self.drain.deadline = min(self.drain.deadline, cutoff + grace_s)

@@ -39,10 +39,12 @@ from lens.scenario.units import (
     parse_duration,
     parse_percent,
     parse_rate,
+    parse_span,
     parse_usd,
     percent_json_schema,
     rate_json_schema,
     show,
+    span_json_schema,
     usd_json_schema,
 )
 from lens.scenario.yaml_nodes import SourceMap
@@ -98,6 +100,31 @@ RateOrZero = Annotated[
     float, BeforeValidator(_rate_or_zero), WithJsonSchema(rate_json_schema(allow_zero=True))
 ]
 Percent = Annotated[float, BeforeValidator(parse_percent), WithJsonSchema(percent_json_schema())]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """How long a warmup or cooldown lasts: seconds, or a number of requests."""
+
+    seconds: float | None = None
+    requests: int | None = None
+
+    def __str__(self) -> str:
+        if self.requests is not None:
+            return f"{self.requests} request{'s' if self.requests != 1 else ''}"
+        return f"{self.seconds:g}s"
+
+
+def _span(value: object) -> Span:
+    if isinstance(value, Span):
+        return value
+    seconds, requests = parse_span(value)
+    return Span(seconds, requests)
+
+
+# ``10s`` or ``5 requests``.
+PhaseSpan = Annotated[Span, BeforeValidator(_span), WithJsonSchema(span_json_schema())]
+DrainPolicy = Literal["wait", "cancel"]
 # Strict: YAML already types numbers, so "8" (quoted) or true must not sneak in as an int.
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -138,6 +165,26 @@ class Retries(FrozenModel):
     )
 
 
+_WARMUP_DESCRIPTION = (
+    "The first seconds (10s) or arrivals (5 requests) of each stage: sent and measured as "
+    "usual, summarised apart and left out of SLA verdicts (default: none)."
+)
+_COOLDOWN_DESCRIPTION = (
+    "The last seconds (10s) or arrivals (5 requests) of each stage, treated like warmup."
+)
+_DRAIN_DESCRIPTION = (
+    "What happens to requests in flight when the stage ends: wait (let them finish) or cancel "
+    "(cut them off, recorded as drained)."
+)
+_DRAIN_TIMEOUT_DESCRIPTION = (
+    "How long requests in flight may run on after the stage ends before they are cut off "
+    "(drained): a cap for drain: wait, a grace for drain: cancel."
+)
+_SLA_INCLUDES_WARMUP_DESCRIPTION = (
+    "Judge SLAs on warmup and cooldown requests too, pooled into the main summary."
+)
+
+
 class Defaults(FrozenModel):
     """Values every stage inherits unless it sets its own."""
 
@@ -148,6 +195,13 @@ class Defaults(FrozenModel):
     )
     max_tokens: PositiveInt | None = Field(
         None, description="Output token limit sent with each request (default: the server's)."
+    )
+    warmup: PhaseSpan | None = Field(None, description=_WARMUP_DESCRIPTION)
+    cooldown: PhaseSpan | None = Field(None, description=_COOLDOWN_DESCRIPTION)
+    drain: DrainPolicy = Field("wait", description=_DRAIN_DESCRIPTION)
+    drain_timeout: PositiveDuration | None = Field(None, description=_DRAIN_TIMEOUT_DESCRIPTION)
+    sla_includes_warmup: bool = Field(
+        False, strict=True, description=_SLA_INCLUDES_WARMUP_DESCRIPTION
     )
 
 
@@ -626,7 +680,22 @@ class _Stage(FrozenModel):
     retries: Retries | None = Field(None, description="Overrides defaults.retries.")
 
 
-class BurstStage(_Stage):
+class _PhasedStage(_Stage):
+    """A load stage whose first and last requests can be set apart, and whose requests in
+    flight at the end are waited for or cut off."""
+
+    warmup: PhaseSpan | None = Field(None, description=_WARMUP_DESCRIPTION)
+    cooldown: PhaseSpan | None = Field(None, description=_COOLDOWN_DESCRIPTION)
+    drain: DrainPolicy | None = Field(
+        None, description=_DRAIN_DESCRIPTION + " Default: defaults.drain."
+    )
+    drain_timeout: PositiveDuration | None = Field(None, description=_DRAIN_TIMEOUT_DESCRIPTION)
+    sla_includes_warmup: bool | None = Field(
+        None, strict=True, description=_SLA_INCLUDES_WARMUP_DESCRIPTION
+    )
+
+
+class BurstStage(_PhasedStage):
     """All requests at once (offset 0), optionally repeated in waves: the worst case for
     queueing."""
 
@@ -657,7 +726,7 @@ class BurstStage(_Stage):
 ArrivalName = Literal["uniform", "poisson", "gamma"]
 
 
-class _PacedStage(_Stage):
+class _PacedStage(_PhasedStage):
     """Open loop at a set rate: how arrivals are spaced, and the cap on requests in flight."""
 
     arrival: ArrivalName = Field(
@@ -712,7 +781,7 @@ class ConstantRateStage(_PacedStage):
         return self
 
 
-class RampStage(_Stage):
+class RampStage(_PhasedStage):
     """Open loop with a rate that changes linearly (or in equal steps) from one value to
     another over the stage."""
 
@@ -808,7 +877,7 @@ def _no_repeats(values: tuple[Any, ...], key: str, shown: Callable[[Any], str]) 
             )
 
 
-class ConcurrencyStage(_Stage):
+class ConcurrencyStage(_PhasedStage):
     """Closed loop: keep this many requests in flight until done."""
 
     pattern: Literal["concurrency"] = Field(description="Load pattern.")
@@ -825,6 +894,17 @@ class ConcurrencyStage(_Stage):
         if self.requests is not None:
             _check_size(self.requests)
         return self
+
+
+class IdleProbeStage(_Stage):
+    """One request, then after each gap of idle time (nothing in flight) one more: how the
+    provider answers after sitting idle (scale to zero, evicted caches)."""
+
+    pattern: Literal["idle-probe"] = Field(description="Load pattern.")
+    gaps: tuple[Duration, ...] = Field(
+        min_length=1,
+        description="Idle time before each probe after the first, e.g. [0s, 30s, 2m, 10m].",
+    )
 
 
 def _check_size(n: float) -> None:
@@ -845,10 +925,18 @@ def _check_expected_size(rate: float, duration: float | None, requests: int | No
 
 
 Stage = Annotated[
-    BurstStage | ConstantRateStage | ConcurrencyStage | RampStage | SweepStage,
+    BurstStage | ConstantRateStage | ConcurrencyStage | RampStage | SweepStage | IdleProbeStage,
     Field(discriminator="pattern"),
 ]
-PATTERNS: tuple[str, ...] = ("burst", "constant-rate", "concurrency", "ramp", "sweep")
+PhasedStage = BurstStage | ConstantRateStage | ConcurrencyStage | RampStage | SweepStage
+PATTERNS: tuple[str, ...] = (
+    "burst",
+    "constant-rate",
+    "concurrency",
+    "ramp",
+    "sweep",
+    "idle-probe",
+)
 
 # --- SLA -----------------------------------------------------------------------------------
 

@@ -20,11 +20,13 @@ DURATION_PATTERN = rf"^\s*{_NUMBER}\s*(?:ms|s|m)?\s*$"
 RATE_PATTERN = rf"^\s*{_NUMBER}\s*(?:/\s*(?:s|m))?\s*$"
 PERCENT_PATTERN = rf"^\s*{_NUMBER}\s*%?\s*$"
 USD_PATTERN = rf"^\s*\$?\s*{_NUMBER}\s*(?:USD)?\s*$"
+REQUESTS_PATTERN = r"^\s*[0-9]+\s*requests?\s*$"
 
 _DURATION = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>ms|s|m)?\s*$")
 _RATE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?:/\s*(?P<unit>s|m))?\s*$")
 _PERCENT = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<pct>%)?\s*$")
 _USD = re.compile(rf"^\s*\$?\s*(?P<num>{_NUMBER})\s*(?:USD)?\s*$")
+_REQUESTS = re.compile(r"^\s*(?P<num>[0-9]+)\s*requests?\s*$")
 
 _SECONDS_PER_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
 _PER_SECOND_FACTOR = {None: 1.0, "s": 1.0, "m": 1.0 / 60.0}
@@ -68,6 +70,20 @@ def parse_duration(value: object, *, positive: bool = False) -> float:
     if positive and seconds <= 0:
         raise ValueError(f"must be longer than zero, got {show(value)}")
     return seconds
+
+
+def parse_span(value: object) -> tuple[float | None, int | None]:
+    """``10s`` (a duration, a bare number being seconds) or ``5 requests`` -> (seconds,
+    None) or (None, count): how long a warmup or cooldown lasts (zero: none)."""
+    m = _REQUESTS.match(value) if isinstance(value, str) else None
+    if m is None:
+        try:
+            return parse_duration(value), None
+        except ValueError:
+            raise ValueError(
+                f"expected a duration like 10s or a count like '5 requests', got {show(value)}"
+            ) from None
+    return None, int(m["num"])
 
 
 def parse_rate(value: object, *, allow_zero: bool = False) -> float:
@@ -139,6 +155,15 @@ def duration_json_schema(*, positive: bool) -> dict[str, Any]:
     number: dict[str, Any] = {"type": "number"}
     number["exclusiveMinimum" if positive else "minimum"] = 0
     return {"anyOf": [number, {"type": "string", "pattern": DURATION_PATTERN}]}
+
+
+def span_json_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            *duration_json_schema(positive=False)["anyOf"],
+            {"type": "string", "pattern": REQUESTS_PATTERN},
+        ]
+    }
 
 
 def rate_json_schema(*, allow_zero: bool = False) -> dict[str, Any]:

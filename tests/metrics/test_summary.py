@@ -30,7 +30,8 @@ def only(summaries: tuple[Summary, ...]) -> Summary:
 
 def test_every_error_class_counts_in_the_denominator() -> None:
     recs = [record(index=i) for i in range(3)]
-    sut_classes = [c for c in ErrorClass if c is not ErrorClass.CANCELLED]
+    lens_cut_off = (ErrorClass.CANCELLED, ErrorClass.DRAINED)
+    sut_classes = [c for c in ErrorClass if c not in lens_cut_off]
     recs += [failed(cls, index=10 + i) for i, cls in enumerate(ErrorClass)]
     recs.append(failed(error_class=None, index=99))  # a failure nobody classified
     s = only(aggregate(recs, stage_windows={("s", "p"): WINDOW_2S}))
@@ -42,6 +43,14 @@ def test_every_error_class_counts_in_the_denominator() -> None:
     assert s.error_rate == pytest.approx((n_classes + 1) / s.requests)
     assert s.success_rate == pytest.approx(3 / s.requests)
     assert s.get("errors") == float(n_classes + 1)
+
+
+def test_drained_requests_are_listed_apart_and_not_in_any_rate() -> None:
+    recs = [record(index=0), failed(index=1), failed(ErrorClass.DRAINED, index=2)]
+    s = only(aggregate(recs, stage_windows={("s", "p"): WINDOW_2S}))
+    assert (s.requests, s.ok, s.errors, s.drained) == (2, 1, 1, 1)
+    assert (s.error_rate, s.success_rate) == (0.5, 0.5)
+    assert s.error_counts[ErrorClass.DRAINED.value] == 1
 
 
 def test_requests_cut_off_by_an_interruption_are_listed_but_not_counted() -> None:

@@ -103,7 +103,8 @@ def test_unknown_key_without_suggestion_lists_allowed_keys() -> None:
     text = BASE + "defaults: {zzz: 1}\n"
     assert only_problem(text) == (
         "s.yaml:14:12: defaults.zzz: unknown field 'zzz'; "
-        "allowed here: retries, timeout, max_tokens"
+        "allowed here: retries, timeout, max_tokens, warmup, cooldown, drain, drain_timeout, "
+        "sla_includes_warmup"
     )
 
 
@@ -143,7 +144,7 @@ def test_unknown_pattern_lists_allowed() -> None:
     text = BASE.replace("pattern: burst", "pattern: spike")
     assert only_problem(text) == (
         "s.yaml:12:14: load[0].pattern: unknown pattern 'spike'; expected one of 'burst', "
-        "'concurrency', 'constant-rate', 'ramp', 'sweep'"
+        "'concurrency', 'constant-rate', 'idle-probe', 'ramp', 'sweep'"
     )
 
 

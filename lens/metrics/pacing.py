@@ -1,0 +1,72 @@
+"""Did the open-loop schedule go out as planned?  Achieved vs planned rate, and lateness.
+
+Per stage x provider, over the first attempts that had an intended send time (every
+phase: pacing is a property of the schedule, not of the measured window):
+
+* ``planned_rate_per_s``: (n - 1) / (last - first intended time) of the n arrivals sent,
+  so a run stopped early (budget, Ctrl-C) is compared with the part of the plan it ran;
+* ``achieved_rate_per_s``: the same over the dispatch stamps;
+* ``rate_error``: achieved / planned - 1;
+* dispatch lag (dispatch - intended) p50, p99 (nearest rank) and max, in ms.
+
+A burst has no rate (every arrival of a wave is due at once): its rates are ``None`` and
+only the lag is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lens.metrics.request import NS_PER_MS, NS_PER_S
+from lens.metrics.sketch import nearest_rank
+from lens.records import RequestRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    stage: str
+    provider: str
+    sent: int
+    planned_rate_per_s: float | None
+    achieved_rate_per_s: float | None
+    rate_error: float | None
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+
+
+def _rate(first_ns: int, last_ns: int, n: int) -> float | None:
+    return (n - 1) * NS_PER_S / (last_ns - first_ns) if last_ns > first_ns else None
+
+
+def pacing(records: Iterable[RequestRecord]) -> tuple[Pacing, ...]:
+    """One ``Pacing`` per open-loop stage x provider, in first-seen order."""
+    stamps: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for rec in records:
+        if rec.t_intended is not None and rec.attempt == 1:
+            stamps.setdefault((rec.stage, rec.provider), []).append(
+                (rec.t_intended, rec.t_dispatch)
+            )
+    out = []
+    for (stage, provider), pairs in stamps.items():
+        intended = [i for i, _ in pairs]
+        dispatched = [d for _, d in pairs]
+        n = len(pairs)
+        planned = _rate(min(intended), max(intended), n)
+        achieved = _rate(min(dispatched), max(dispatched), n) if planned is not None else None
+        lags = sorted((d - i) / NS_PER_MS for i, d in pairs)
+        out.append(
+            Pacing(
+                stage=stage,
+                provider=provider,
+                sent=n,
+                planned_rate_per_s=planned,
+                achieved_rate_per_s=achieved,
+                rate_error=achieved / planned - 1 if planned and achieved else None,
+                lag_p50_ms=nearest_rank(lags, 0.5),
+                lag_p99_ms=nearest_rank(lags, 0.99),
+                lag_max_ms=lags[-1],
+            )
+        )
+    return tuple(out)
