@@ -54,6 +54,7 @@ from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.sim.server import main as sim_main
+from lens.sweeps.driver import SweepDriver
 from lens.targets import ExportTarget, TargetError, parse_target
 
 EXIT_SLA_FAILED = 1
@@ -177,6 +178,9 @@ def _plan_text(doc: dict[str, object]) -> str:
             f"budget: {_usd(budget)}"
             + (": the run may stop early to stay within it" if over else "")
         )
+    adaptive = doc["adaptive_sweeps"]
+    assert isinstance(adaptive, list)
+    lines.extend(_adaptive_text(sweep) for sweep in adaptive)
     slas = doc["sla"]
     assert isinstance(slas, list)
     if slas:
@@ -186,6 +190,30 @@ def _plan_text(doc: dict[str, object]) -> str:
     lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
+
+
+def _adaptive_text(sweep: dict[str, Any]) -> str:
+    """What an adaptive sweep leaves to the run: the table shows only its known steps."""
+    conditions = sweep.get("conditions", [])
+    if sweep["kind"] == "stop_when":
+        return (
+            f"sweep {sweep['id']}: stops after the first step where {' or '.join(conditions)} "
+            "holds; which steps run is decided at run time"
+        )
+    if sweep["kind"] == "find_max_rate":
+        bounds = [f"precision {sweep['precision']}"] if "precision" in sweep else []
+        bounds += [f"at most {sweep['max_steps']} steps"] if "max_steps" in sweep else []
+        return (
+            f"sweep {sweep['id']}: searches {sweep['rate_from_per_s']:g}-"
+            f"{sweep['rate_to_per_s']:g}/s for the highest rate meeting "
+            f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
+            "bounds, the steps between them are decided at run time"
+        )
+    return (
+        f"sweep {sweep['id']}: after its synchronous and saturation steps, "
+        f"{sweep['auto_steps']} rate steps between the measured throughputs, decided at run "
+        "time"
+    )
 
 
 def _sweep_ranges(stages: list[dict[str, Any]]) -> dict[str, str]:
@@ -214,7 +242,8 @@ def _load_text(s: dict[str, Any], ranges: dict[str, str]) -> str:
         parts.append(f"{arr['process']}{shape} seed {arr['seed']}")
     if "sweep" in s:
         step = s["sweep"]
-        where = f"step {step['step'] + 1}/{step['steps']} of {step['id']} ({ranges[step['id']]})"
+        of = "" if step["steps"] is None else f"/{step['steps']}"
+        where = f"step {step['step'] + 1}{of} of {step['id']} ({ranges[step['id']]})"
         parts.append(where)
     if s.get("pause_before_s"):
         parts.append(f"{s['pause_before_s']:g}s pause first")
@@ -281,6 +310,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     budget = budget_guard(plan)
     harness = HarnessMonitor(HarnessLimits(plan.integrity.max_loop_lag_ms, plan.integrity.max_cpu))
+    sweeps = SweepDriver(plan)
     with live_providers(plan) as providers:
         outcome = run_blocking(
             plan,
@@ -289,12 +319,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             tty=sys.stderr.isatty(),
             budget=budget,
             harness=harness,
+            drive=sweeps.drive,
+            on_record=sweeps.record,
         )
-    summaries, phase_summaries = summarise(plan, outcome)
-    verdicts = judge(plan.slas, summaries)
+    slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its run-time steps
+    summaries, phase_summaries = summarise(plan, outcome, slas)
+    verdicts = judge(slas, summaries)
     if outcome.harness is not None:
         verdicts = distrust(verdicts, outcome.harness.reasons)
-    results = build_results(plan, outcome, summaries, verdicts, phase_summaries)
+    results = build_results(
+        plan, outcome, summaries, verdicts, phase_summaries, sweeps=sweeps.outcomes
+    )
     if results.integrity is not None:
         for warning in results.integrity.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -315,12 +350,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _export(results, targets)
 
 
-def summarise(plan: Plan, outcome: RunOutcome) -> tuple[tuple[Summary, ...], tuple[Summary, ...]]:
+def summarise(
+    plan: Plan, outcome: RunOutcome, slas: tuple[SlaSpec, ...]
+) -> tuple[tuple[Summary, ...], tuple[Summary, ...]]:
     """The measured summaries (judged) and the warmup/cooldown ones, each over its own part
     of the stage window; a stage with ``sla_includes_warmup`` pools them, over its whole
     window."""
     pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
-    builder = SummaryBuilder(providers=plan.providers, slas=plan.slas, pooled_stages=pooled)
+    builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
     builder.add_many(outcome.records)
     windows = {
         (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")

@@ -33,6 +33,7 @@ from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
 from lens.metrics.request import NS_PER_MS, request_metrics
 from lens.metrics.summary import Summary
+from lens.metrics.sweeps import SweepOutcome
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, ProviderSpec
 from lens.pricing import GpuHourRate
@@ -317,7 +318,7 @@ class ColdStartOut(_Frozen):
     significant: bool
 
 
-class ProbeOut(_Frozen):
+class IdleProbeOut(_Frozen):
     index: int
     idle_s: float | None = Field(
         description="measured idle time before the probe: previous probe's end to this "
@@ -334,7 +335,7 @@ class IdleProbesOut(_Frozen):
 
     stage: str
     provider: str
-    probes: list[ProbeOut]
+    probes: list[IdleProbeOut]
 
 
 class IntegrityOut(_Frozen):
@@ -349,7 +350,10 @@ class IntegrityOut(_Frozen):
 class SweepStepOut(_Frozen):
     sweep: str = Field(description="id of the sweep stage this unit is a step of")
     step: int = Field(description="0-based position of the step in the sweep")
-    steps: int = Field(description="steps in the sweep")
+    steps: int | None = Field(
+        description="steps in the sweep; null when they are decided at run time "
+        "(find_max_rate, auto)"
+    )
     rate_per_s: float | None = Field(description="the step's arrival rate (open loop)")
     concurrency: int | None = Field(description="the step's concurrency (closed loop)")
 
@@ -368,6 +372,39 @@ class StageWindowOut(_Frozen):
     measure_end_ms: float | None = Field(
         None, description="when the cooldown began; null: at end_ms"
     )
+
+
+class SweepProbeOut(_Frozen):
+    stage: str = Field(description="the step's stage id, e.g. search.80rps")
+    rate_per_s: float | None
+    concurrency: int | None
+    held: bool = Field(
+        description="find_max_rate: the step met every SLA; stop_when: the stop condition "
+        "held; auto: always false"
+    )
+    rps: float | None = Field(description="successful requests per second of the step")
+    detail: str = Field(description="the verdicts behind 'held'")
+
+
+class SweepOut(_Frozen):
+    """What an adaptive sweep (stop_when, find_max_rate, auto) found, per provider."""
+
+    id: str = Field(description="id of the sweep stage")
+    provider: str
+    kind: Literal["stop_when", "find_max_rate", "auto"]
+    reason: str = Field(description="why the sweep ended, in words")
+    probes: list[SweepProbeOut] = Field(description="the steps that ran, in order")
+    not_run: list[str] = Field(description="stop_when: planned steps skipped after the stop")
+    max_rate_per_s: float | None = Field(
+        None, description="find_max_rate: the highest rate meeting every SLA (null: none did)"
+    )
+    bracket: tuple[float | None, float | None] | None = Field(
+        None,
+        description="find_max_rate: [highest passing, lowest failing] rate; a null end is "
+        "open (even the lowest failed, or even the highest passed)",
+    )
+    sync_rps: float | None = Field(None, description="auto: throughput one request at a time")
+    saturated_rps: float | None = Field(None, description="auto: throughput at saturation")
 
 
 class Results(_Frozen):
@@ -396,6 +433,10 @@ class Results(_Frozen):
     integrity: IntegrityOut | None = None
     recommendation: RecommendationOut | None = Field(
         None, description="the cheapest provider meeting the SLA; absent in older results"
+    )
+    sweeps: list[SweepOut] = Field(
+        default_factory=list,
+        description="adaptive sweeps (stop_when, find_max_rate, auto) and what they found",
     )
     records: list[RecordOut]
 
@@ -520,6 +561,7 @@ def build_results(
     summaries: Sequence[Summary],
     verdicts: Sequence[Verdict],
     phase_summaries: Sequence[Summary] = (),
+    sweeps: Sequence[SweepOutcome] = (),
 ) -> Results:
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
     paced = {(p.stage, p.provider): p for p in pacing(outcome.records)}
@@ -552,6 +594,7 @@ def build_results(
         recommendation=recommendation_out(
             recommend(summaries, verdicts, {p: spec.model for p, spec in plan.providers.items()})
         ),
+        sweeps=[sweep_out(o) for o in sweeps],
         records=[
             record_out(r, c, cold) for r, c, cold in zip(outcome.records, costs, colds, strict=True)
         ],
@@ -616,7 +659,22 @@ def idle_probes_out(p: IdleProbes) -> IdleProbesOut:
     return IdleProbesOut(
         stage=p.stage,
         provider=p.provider,
-        probes=[ProbeOut(**dataclasses.asdict(probe)) for probe in p.probes],
+        probes=[IdleProbeOut(**dataclasses.asdict(probe)) for probe in p.probes],
+    )
+
+
+def sweep_out(o: SweepOutcome) -> SweepOut:
+    return SweepOut(
+        id=o.sweep,
+        provider=o.provider,
+        kind=o.kind,
+        reason=o.reason,
+        probes=[SweepProbeOut(**dataclasses.asdict(p)) for p in o.probes],
+        not_run=list(o.not_run),
+        max_rate_per_s=o.max_rate_per_s,
+        bracket=o.bracket,
+        sync_rps=o.sync_rps,
+        saturated_rps=o.saturated_rps,
     )
 
 

@@ -14,6 +14,7 @@ from lens.export.results import (
     RecommendationOut,
     Results,
     SummaryOut,
+    SweepOut,
     VerdictOut,
 )
 
@@ -236,6 +237,31 @@ def _probe_lines(p: IdleProbesOut) -> list[str]:
     return out
 
 
+def sweep_lines(sweep: SweepOut) -> list[str]:
+    """What an adaptive sweep found, for the run table."""
+    head = f"  {sweep.id}/{sweep.provider} ({sweep.kind}): "
+    if sweep.kind == "find_max_rate":
+        low, high = sweep.bracket or (None, None)
+        bracket = f"[{_rate(low, 'open')}, {_rate(high, 'open')})"
+        found = (
+            f"max rate {sweep.max_rate_per_s:g}/s"
+            if sweep.max_rate_per_s is not None
+            else "no rate passed"
+        )
+        lines = [f"{head}{found}, bracket {bracket}, {len(sweep.probes)} steps"]
+        lines.append(f"    {sweep.reason}")
+        lines += [f"    {'pass' if p.held else 'fail'} {p.stage}: {p.detail}" for p in sweep.probes]
+        return lines
+    lines = [head + sweep.reason]
+    if sweep.not_run:
+        lines.append(f"    not run: {', '.join(sweep.not_run)}")
+    return lines
+
+
+def _rate(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:g}/s"
+
+
 def render(results: Results, fmt: str = "simple") -> str:
     """``fmt`` is a tabulate format: ``simple`` for consoles, ``github`` for markdown."""
     out: list[str] = []
@@ -250,6 +276,9 @@ def render(results: Results, fmt: str = "simple") -> str:
         out += ["", "warmup and cooldown (summarised apart, not judged):"]
         headers, rows = summary_rows(results.phase_summaries)
         out.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
+
+    if results.sweeps:
+        out += ["", "sweeps:", *(line for sw in results.sweeps for line in sweep_lines(sw))]
     errs = [line for s in results.summaries if (line := _errors_line(s))]
     if errs:
         out += ["", "errors by class:", *errs]

@@ -17,17 +17,20 @@ from dataclasses import dataclass, replace
 from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
+    AdaptiveSweep,
     ExportSpec,
     IntegritySettings,
     Message,
     Plan,
     PromptSpec,
     ProviderSpec,
+    RateStepLoad,
     RetryPolicy,
     Secret,
     SimSettings,
     SlaSpec,
     StagePlan,
+    SweepKind,
     SweepStep,
 )
 from lens.plan.phases import with_phases
@@ -41,6 +44,7 @@ from lens.scenario.model import (
     BedrockProvider,
     BurstStage,
     ConcurrencyStage,
+    ConstantRateStage,
     FilePrompt,
     GeminiProvider,
     HostedProvider,
@@ -51,6 +55,7 @@ from lens.scenario.model import (
     OpenAIResponsesProvider,
     Provider,
     RampStage,
+    RateRange,
     Retries,
     Scenario,
     SimulatedProvider,
@@ -101,6 +106,11 @@ def compile_plan(
     )
     _step_id_problems(scenario, ctx)
     slas = _slas(scenario, ctx)
+    sweeps = tuple(
+        sweep
+        for i, stage in enumerate(scenario.load)
+        if isinstance(stage, SweepStage) and (sweep := _adaptive(stage, i, ctx)) is not None
+    )
     warnings: list[str] = []
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
@@ -126,6 +136,7 @@ def compile_plan(
             buffered_share=scenario.integrity.buffered_share,
         ),
         exports=_exports(scenario),
+        sweeps=sweeps,
     )
 
 
@@ -155,6 +166,7 @@ def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
             cut_stream=spec.errors.cut_stream,
             seed=spec.seed,
             protocol=spec.protocol,
+            capacity=spec.capacity,
         )
         return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, sim=sim)
     key = _api_key(pid, spec, ctx)
@@ -460,20 +472,39 @@ def _stage(
     return [with_phases(stage, defaults, unit, problem) for unit in units]
 
 
+def step_id(sweep: str, *, rate: float | None = None, concurrency: int | None = None) -> str:
+    """``<id>.<rate>rps`` for a rate (``ladder.2rps``, ``ladder.0.5rps``), ``<id>.c<n>`` for a
+    concurrency (``ladder.c16``): ids that SLA scopes, results and file names take as they
+    are."""
+    return f"{sweep}.c{concurrency}" if rate is None else f"{sweep}.{rate:g}rps"
+
+
 def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
-    """The stage id and sweep position of each step: ``<id>.<rate>rps`` for a rate (``ladder.
-    2rps``, ``ladder.0.5rps``), ``<id>.c<n>`` for a concurrency (``ladder.c16``): ids that SLA
-    scopes, results and file names take as they are."""
+    """The stage id and sweep position of each step known before the run: every listed rate
+    or concurrency; the two bounds of a search (``rates: {from, to}``); the synchronous and
+    saturation steps of ``auto``.  The steps of the last two are decided at run time."""
+    if isinstance(stage.rates, RateRange):
+        bounds = (stage.rates.from_, stage.rates.to)
+        return [
+            (step_id(stage.id, rate=r), SweepStep(stage.id, i, None, rate_per_s=r))
+            for i, r in enumerate(bounds)
+        ]
+    if stage.auto is not None:
+        closed = (1, stage.auto.saturation)
+        return [
+            (step_id(stage.id, concurrency=c), SweepStep(stage.id, i, None, concurrency=c))
+            for i, c in enumerate(closed)
+        ]
     if stage.rates is not None:
         n = len(stage.rates)
         return [
-            (f"{stage.id}.{rate:g}rps", SweepStep(stage.id, i, n, rate_per_s=rate))
+            (step_id(stage.id, rate=rate), SweepStep(stage.id, i, n, rate_per_s=rate))
             for i, rate in enumerate(stage.rates)
         ]
     assert stage.concurrencies is not None
     n = len(stage.concurrencies)
     return [
-        (f"{stage.id}.c{c}", SweepStep(stage.id, i, n, concurrency=c))
+        (step_id(stage.id, concurrency=c), SweepStep(stage.id, i, n, concurrency=c))
         for i, c in enumerate(stage.concurrencies)
     ]
 
@@ -512,18 +543,88 @@ def _with_load(stage: Stage, unit: StagePlan) -> StagePlan:
                 duration_s=stage.duration,
             )
         assert step.rate_per_s is not None
-        rate = step.rate_per_s
-    else:
-        rate = stage.rate
-    arrivals = paced_arrivals(
-        RateProfile.constant(rate, stage.duration),
+        return _at_rate(unit, step.rate_per_s, _rate_step_load(stage))
+    return _at_rate(unit, stage.rate, _rate_step_load(stage))
+
+
+def _rate_step_load(stage: ConstantRateStage | SweepStage) -> RateStepLoad:
+    return RateStepLoad(
+        duration_s=stage.duration,
         requests=stage.requests,
         process=stage.arrival,
         burstiness=1.0 if stage.burstiness is None else stage.burstiness,
         seed=stage.seed,
-        names=names,
+        max_concurrency=stage.max_concurrency,
     )
-    return replace(unit, arrivals=arrivals, max_concurrency=stage.max_concurrency)
+
+
+def _at_rate(unit: StagePlan, rate: float, load: RateStepLoad) -> StagePlan:
+    arrivals = paced_arrivals(
+        RateProfile.constant(rate, load.duration_s),
+        requests=load.requests,
+        process=load.process,
+        burstiness=load.burstiness,
+        seed=load.seed,
+        names=(unit.stage,),  # shared by the stage's providers: see _with_load
+    )
+    return replace(
+        unit,
+        arrivals=arrivals,
+        max_concurrency=load.max_concurrency,
+        concurrency=None,
+        requests=None,
+        duration_s=None,
+    )
+
+
+def rate_step(
+    base: StagePlan, sweep: AdaptiveSweep, rate: float, index: int, *, pause: bool
+) -> StagePlan:
+    """A step of ``sweep`` at ``rate`` chosen at run time, made from ``base`` (any planned
+    unit of the sweep for the same provider) exactly as the compiler makes a listed step;
+    ``pause``: the sweep's pause comes first."""
+    assert sweep.load is not None
+    unit = replace(
+        base,
+        stage=step_id(sweep.sweep, rate=rate),
+        sweep=SweepStep(sweep.sweep, index, None, rate_per_s=rate),
+        pause_before_s=sweep.pause_s if pause else 0.0,
+    )
+    return _at_rate(unit, rate, sweep.load)
+
+
+def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | None:
+    """What the run needs to choose the steps of ``stage`` (None: all are listed)."""
+    here: PathT = ("load", index)
+    kind: SweepKind
+    if stage.find_max_rate is not None:
+        kind = "find_max_rate"
+    elif stage.auto is not None:
+        kind = "auto"
+    elif stage.stop_when is not None:
+        kind = "stop_when"
+    else:
+        return None
+    texts = stage.find_max_rate or stage.stop_when or ()
+    key = "find_max_rate" if stage.find_max_rate is not None else "stop_when"
+    conditions = []
+    for j, text in enumerate(texts):
+        path: PathT = (*here, key) if len(texts) == 1 else (*here, key, j)
+        pos = ctx.source.value_pos(path)
+        where = str(pos) if pos is not None else format_path(path)
+        conditions.append(SlaSpec(parse_sla(text), where=where))
+    search = stage.rates if isinstance(stage.rates, RateRange) else None
+    return AdaptiveSweep(
+        sweep=stage.id,
+        kind=kind,
+        conditions=tuple(conditions),
+        load=_rate_step_load(stage),
+        pause_s=stage.pause,
+        search_range=None if search is None else (search.from_, search.to),
+        precision=stage.precision,
+        max_steps=stage.max_steps,
+        auto_steps=None if stage.auto is None else stage.auto.steps,
+    )
 
 
 # --- SLAs ----------------------------------------------------------------------------------
@@ -535,16 +636,24 @@ def _step_id_problems(scenario: Scenario, ctx: _Context) -> None:
     for i, stage in enumerate(scenario.load):
         if not isinstance(stage, SweepStage):
             continue
-        key = "rates" if stage.rates is not None else "concurrencies"
-        for j, (step_id, _) in enumerate(sweep_steps(stage)):
-            here: PathT = ("load", i, key, j)
-            if step_id in taken:
+        for j, (name, _) in enumerate(sweep_steps(stage)):
+            here = _step_path(stage, i, j)
+            if name in taken:
                 ctx.problem(
-                    f"this step of sweep {stage.id!r} is stage {step_id!r}, an id already "
-                    f"taken at {format_path(taken[step_id])}: rename one of them",
+                    f"this step of sweep {stage.id!r} is stage {name!r}, an id already "
+                    f"taken at {format_path(taken[name])}: rename one of them",
                     here,
                 )
-            taken.setdefault(step_id, here)
+            taken.setdefault(name, here)
+
+
+def _step_path(stage: SweepStage, index: int, j: int) -> PathT:
+    """Where step ``j`` of a sweep was written (``auto``: the steps it implies)."""
+    if isinstance(stage.rates, RateRange):
+        return ("load", index, "rates", ("from", "to")[j])
+    if stage.auto is not None:
+        return ("load", index, "auto")
+    return ("load", index, "rates" if stage.rates is not None else "concurrencies", j)
 
 
 def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
@@ -553,7 +662,7 @@ def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
     steps_of: dict[str, tuple[str, ...]] = {}
     for sweep in scenario.load:
         if isinstance(sweep, SweepStage):
-            steps_of[sweep.id] = tuple(step_id for step_id, _ in sweep_steps(sweep))
+            steps_of[sweep.id] = tuple(name for name, _ in sweep_steps(sweep))
             stages.update(dict.fromkeys(steps_of[sweep.id], sweep))
     specs = []
     for i, entry in enumerate(scenario.sla):

@@ -10,7 +10,14 @@ import itertools
 import math
 from typing import Any
 
-from lens.plan.model import ArrivalSchedule, Phases, Plan, ProviderSpec, StagePlan
+from lens.plan.model import (
+    AdaptiveSweep,
+    ArrivalSchedule,
+    Phases,
+    Plan,
+    ProviderSpec,
+    StagePlan,
+)
 from lens.pricing import GpuHourRate, ProviderPrice
 
 # Types that speak Chat Completions and so take max_tokens_field / include_usage.
@@ -74,6 +81,7 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             "cut_stream": s.cut_stream,
             "seed": s.seed,
             "protocol": s.protocol,
+            "capacity": s.capacity,
         }
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
     return out
@@ -191,6 +199,22 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     return out
 
 
+def adaptive_sweep_to_dict(sweep: AdaptiveSweep) -> dict[str, Any]:
+    """An adaptive sweep's rules: the plan lists its known steps, these decide the rest."""
+    out: dict[str, Any] = {"id": sweep.sweep, "kind": sweep.kind, "decided_at_run_time": True}
+    if sweep.conditions:
+        out["conditions"] = [c.expr.text for c in sweep.conditions]
+    if sweep.search_range is not None:
+        out["rate_from_per_s"], out["rate_to_per_s"] = sweep.search_range
+    if sweep.precision is not None:
+        out["precision"] = str(sweep.precision)
+    if sweep.max_steps is not None:
+        out["max_steps"] = sweep.max_steps
+    if sweep.auto_steps is not None:
+        out["auto_steps"] = sweep.auto_steps
+    return out
+
+
 def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
     stages = []
     for unit in plan.stages:
@@ -238,6 +262,7 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
             "buffered_share": plan.integrity.buffered_share,
         },
         "warnings": list(plan.warnings),
+        "adaptive_sweeps": [adaptive_sweep_to_dict(s) for s in plan.sweeps],
         # Only the masked destination: a token in it stays out of plans and results.
         "export": [{"kind": e.kind, "dest": e.dest.source, "where": e.where} for e in plan.exports],
     }

@@ -18,6 +18,7 @@ from pydantic_core import CoreSchema, core_schema
 from lens.pricing import ProviderPrice
 from lens.records import Phase
 from lens.scenario.sla import SlaExpr
+from lens.scenario.units import Precision
 
 ProviderType = Literal[
     "openai",
@@ -82,6 +83,7 @@ class SimSettings:
     cut_stream: float = 0.0
     seed: int = 0
     protocol: SimProtocol = "openai"  # the wire protocol the simulator speaks
+    capacity: int | None = None  # responses generated at once; None: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +174,8 @@ class SweepStep:
     """Where a stage unit sits in a sweep, so results and charts can group its steps."""
 
     sweep: str  # the sweep stage's id as written; the unit's own id names the step
-    index: int  # 0-based
-    steps: int
+    index: int  # 0-based, in the order the steps run
+    steps: int | None  # None: decided at run time (find_max_rate, auto)
     rate_per_s: float | None = None  # open-loop step
     concurrency: int | None = None  # closed-loop step
 
@@ -283,6 +285,44 @@ class SlaSpec:
         return " ".join(p for p in parts if p) or "all"
 
 
+SweepKind = Literal["stop_when", "find_max_rate", "auto"]
+PacedArrival = Literal["uniform", "poisson", "gamma"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateStepLoad:
+    """How to draw the schedule of a rate step chosen at run time: the sweep's settings."""
+
+    duration_s: float | None
+    requests: int | None
+    process: PacedArrival = "uniform"
+    burstiness: float = 1.0
+    seed: int = 0
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveSweep:
+    """A sweep whose steps depend on the judged summaries of the steps before.
+
+    ``Plan.stages`` lists the steps known before the run: every step of a ``stop_when``
+    sweep (some may be skipped), the two bounds of ``find_max_rate``, the synchronous and
+    saturation steps of ``auto``.  The rest are decided at run time, one step at a time.
+    """
+
+    sweep: str  # the sweep stage's id
+    kind: SweepKind
+    # stop_when: the sweep ends at the first step where any holds; find_max_rate: a rate
+    # passes when every one passes.
+    conditions: tuple[SlaSpec, ...] = ()
+    load: RateStepLoad | None = None  # rate steps chosen at run time
+    pause_s: float = 0.0  # before each step after the first
+    search_range: tuple[float, float] | None = None  # find_max_rate: (from, to) per second
+    precision: Precision | None = None  # find_max_rate
+    max_steps: int | None = None  # find_max_rate: probes, both bounds included
+    auto_steps: int | None = None  # auto: rate steps between the two measured throughputs
+
+
 @dataclass(frozen=True, slots=True)
 class IntegritySettings:
     max_loop_lag_ms: float = 25.0
@@ -314,3 +354,4 @@ class Plan:
     warnings: tuple[str, ...] = ()  # things worth saying that do not stop the run
     integrity: IntegritySettings = IntegritySettings()
     exports: tuple[ExportSpec, ...] = ()
+    sweeps: tuple[AdaptiveSweep, ...] = ()  # sweeps whose steps are decided at run time

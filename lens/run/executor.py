@@ -186,9 +186,13 @@ class StageRunner:
         self.progress.record(rec)
         self._emit_outer(rec)
 
-    async def run_all(self) -> None:
+    def start(self) -> None:
+        """Start the run clock, once: units run by ``run_unit`` share it."""
         if self.clock is None:
             self.clock = RunClock()
+
+    async def run_all(self) -> None:
+        self.start()
         for unit in self.plan.stages:
             if self.budget is not None and self.budget.exhausted:
                 return  # out of budget: later stages never start

@@ -9,7 +9,7 @@ flight finish, only new ones are refused.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
@@ -24,6 +24,9 @@ from lens.run.harness import HarnessMonitor, HarnessReport
 from lens.run.progress import show_progress
 
 BUDGET_STOP = "budget"  # interrupted_by when the budget ran out
+# Runs the plan's units through the runner: StageRunner.run_all, or a caller's order (the
+# adaptive sweeps of lens.sweeps choose steps as they go).
+Drive = Callable[[StageRunner], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ async def execute(
     transport_for: TransportFactory | None = None,
     budget: BudgetGuard | None = None,
     harness: HarnessMonitor | None = None,
+    drive: Drive | None = None,
 ) -> RunOutcome:
     records: list[RequestRecord] = []
 
@@ -74,8 +78,8 @@ async def execute(
             nursery.start_soon(lambda: show_progress(progress, progress_out, tty=tty))
         if harness is not None:
             nursery.start_soon(harness.run)
-        # A signal cancels this nursery, run_all included; otherwise the watchers stop here.
-        await runner.run_all()
+        # A signal cancels this nursery, the run included; otherwise the watchers stop here.
+        await (drive or StageRunner.run_all)(runner)
         nursery.cancel_scope.cancel()
 
     if not interrupted and budget is not None and budget.exhausted:
@@ -106,9 +110,18 @@ def run_blocking(
     tty: bool = False,
     budget: BudgetGuard | None = None,
     harness: HarnessMonitor | None = None,
+    drive: Drive | None = None,
+    on_record: Callable[[RequestRecord], None] | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
-            plan, providers, progress_out=progress_out, tty=tty, budget=budget, harness=harness
+            plan,
+            providers,
+            progress_out=progress_out,
+            tty=tty,
+            budget=budget,
+            harness=harness,
+            drive=drive,
+            on_record=on_record,
         )
     )

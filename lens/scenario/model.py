@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     PrivateAttr,
     SecretStr,
     Tag,
@@ -33,15 +34,18 @@ from pydantic import (
     model_validator,
 )
 
-from lens.scenario.sla import parse_sla
+from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.scenario.units import (
+    Precision,
     duration_json_schema,
     parse_duration,
     parse_percent,
+    parse_precision,
     parse_rate,
     parse_span,
     parse_usd,
     percent_json_schema,
+    precision_json_schema,
     rate_json_schema,
     show,
     span_json_schema,
@@ -303,6 +307,12 @@ class SimulatedProvider(_Priced):
         default=SimErrors.model_validate({}), description="Failures to inject, as percentages."
     )
     seed: int = Field(0, strict=True, description="Seed for jitter and error injection.")
+    capacity: PositiveInt | None = Field(
+        None,
+        description="Responses generated at once, e.g. 4; later requests wait in a FIFO "
+        "queue and their TTFT grows by the wait, as on a real inference server (default: no "
+        "limit).",
+    )
 
 
 _HEADERS_DESCRIPTION = "Extra HTTP headers sent with every request."
@@ -817,18 +827,86 @@ class RampStage(_PhasedStage):
         return self
 
 
+class RateRange(FrozenModel):
+    """The rates a search may try, both included."""
+
+    from_: Rate = Field(alias="from", description="Lowest rate to try, e.g. 1/s.")
+    to: Rate = Field(description="Highest rate to try, e.g. 64/s.")
+
+
+class AutoSweep(FrozenModel):
+    """GuideLLM-style sweep: a synchronous step (one request at a time) and a saturation
+    step measure the slowest and the highest throughput, then constant-rate steps fill the
+    range between them."""
+
+    steps: PositiveInt = Field(
+        description="Constant-rate steps spread evenly between the synchronous and the "
+        "saturated throughput, both excluded (each already has its own step)."
+    )
+    saturation: PositiveInt = Field(
+        64, description="Requests kept in flight by the saturation step (default 64)."
+    )
+
+
+def _conditions(field: str, role: str) -> Callable[[Any], tuple[str, ...]]:
+    """An SLA expression or a list of them, each parsed now so errors point at it."""
+
+    def check(value: Any) -> tuple[str, ...]:
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list | tuple) or not texts:
+            raise ValueError(f"'{field}' takes an SLA expression or a list of them ({role})")
+        for text in texts:
+            if not isinstance(text, str):
+                raise ValueError(f"'{field}' takes SLA expressions as strings ({role})")
+            try:
+                parse_sla(text)
+            except SlaSyntaxError as exc:
+                raise ValueError(f"{exc} ({field}: {role})") from None
+        return tuple(texts)
+
+    return check
+
+
+_SLA_LIST_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]
+}
+_STOP_ROLE = "the condition that ends the sweep, e.g. 'ttft.p95 > 2s'"
+_SEARCH_ROLE = "the SLAs every rate must meet, e.g. 'ttft.p95 < 500ms'"
+StopConditions = Annotated[
+    tuple[str, ...],
+    PlainValidator(_conditions("stop_when", _STOP_ROLE)),
+    WithJsonSchema(_SLA_LIST_SCHEMA),
+]
+SearchSlas = Annotated[
+    tuple[str, ...],
+    PlainValidator(_conditions("find_max_rate", _SEARCH_ROLE)),
+    WithJsonSchema(_SLA_LIST_SCHEMA),
+]
+SearchPrecision = Annotated[
+    Precision, PlainValidator(parse_precision), WithJsonSchema(precision_json_schema())
+]
+
+
 class SweepStage(_PacedStage):
     """A series of steps at increasing load: open-loop rates or closed-loop concurrencies.
-    Each step is its own stage in results, with the id ``<id>.<rate>rps`` or ``<id>.c<n>``."""
+    Each step is its own stage in results, with the id ``<id>.<rate>rps`` or ``<id>.c<n>``.
+    Three kinds decide steps at run time from the steps before: ``stop_when`` ends the sweep
+    early, ``find_max_rate`` searches for the highest rate meeting SLAs, ``auto`` places rate
+    steps between the measured synchronous and saturated throughput."""
 
     pattern: Literal["sweep"] = Field(description="Load pattern.")
-    rates: tuple[Rate, ...] | None = Field(
+    rates: tuple[Rate, ...] | RateRange | None = Field(
         None,
-        min_length=1,
-        description="One open-loop constant-rate step per rate, e.g. [1/s, 2/s, 5/s].",
+        description="One open-loop constant-rate step per rate, e.g. [1/s, 2/s, 5/s]; with "
+        "find_max_rate, the range to search: {from: 1/s, to: 64/s}.",
     )
     concurrencies: tuple[PositiveInt, ...] | None = Field(
         None, min_length=1, description="One closed-loop step per concurrency, e.g. [1, 4, 16]."
+    )
+    auto: AutoSweep | None = Field(
+        None,
+        description="Choose the rates at run time: a synchronous and a saturation step, then "
+        "'steps' constant-rate steps between their throughputs, e.g. {steps: 5}.",
     )
     duration: PositiveDuration | None = Field(
         None, description="Length of each step (with requests: whichever ends first)."
@@ -839,16 +917,45 @@ class SweepStage(_PacedStage):
     pause: Duration = Field(
         0.0, description="Idle time before each step after the first, e.g. 5s (default 0)."
     )
+    stop_when: StopConditions | None = Field(
+        None,
+        description="End the sweep after the first step where this holds (any of a list), "
+        "e.g. 'ttft.p95 > 2s'; that step is kept, later steps are not run.",
+    )
+    find_max_rate: SearchSlas | None = Field(
+        None,
+        description="Search 'rates: {from, to}' by bisection for the highest rate whose step "
+        "meets every one of these SLAs, e.g. 'ttft.p95 < 500ms'.",
+    )
+    precision: SearchPrecision | None = Field(
+        None,
+        description="find_max_rate stops when the highest passing and lowest failing rates "
+        "are this close: 5% (of the rate) or 0.5/s.",
+    )
+    max_steps: Annotated[int, Field(strict=True, ge=2)] | None = Field(
+        None, description="find_max_rate runs at most this many steps, the two bounds included."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> SweepStage:
-        if self.rates is not None and self.concurrencies is not None:
+        given = [k for k in ("rates", "concurrencies", "auto") if getattr(self, k) is not None]
+        if len(given) > 1:
             raise FieldError(
-                "give either 'rates' (open loop) or 'concurrencies' (closed loop), not both",
-                "concurrencies",
+                "give one of 'rates' (open loop), 'concurrencies' (closed loop) or 'auto', "
+                f"not {' and '.join(repr(k) for k in given)}",
+                given[1],
             )
+        if not given:
+            raise ValueError("a sweep stage needs 'rates' (open loop), 'concurrencies' or 'auto'")
         if self.duration is None and self.requests is None:
             raise ValueError("a sweep stage needs 'duration', 'requests' or both, for each step")
+        self._check_search()
+        if self.stop_when is not None and (self.find_max_rate is not None or self.auto):
+            raise FieldError(
+                "'stop_when' ends a sweep over listed 'rates' or 'concurrencies'; "
+                f"{'find_max_rate' if self.find_max_rate else 'auto'} decides its own steps",
+                "stop_when",
+            )
         if self.concurrencies is not None:
             for key in ("arrival", "burstiness", "seed", "max_concurrency"):
                 if key in self.model_fields_set:
@@ -858,14 +965,47 @@ class SweepStage(_PacedStage):
                         key,
                     )
             _no_repeats(self.concurrencies, "concurrencies", str)
-            if self.requests is not None:
-                _check_size(self.requests)
-        elif self.rates is not None:
+        if self.requests is not None and self.rates is None:  # closed-loop steps
+            _check_size(self.requests)
+        if isinstance(self.rates, tuple):
+            if not self.rates:
+                raise FieldError("'rates' needs at least one rate", "rates")
             _no_repeats(self.rates, "rates", lambda r: f"{r:g}/s")
             _check_expected_size(max(self.rates), self.duration, self.requests)
-        else:
-            raise ValueError("a sweep stage needs 'rates' (open loop) or 'concurrencies'")
+        elif isinstance(self.rates, RateRange):
+            _check_expected_size(self.rates.to, self.duration, self.requests)
         return self
+
+    def _check_search(self) -> None:
+        search = self.find_max_rate is not None
+        for key in ("precision", "max_steps"):
+            if getattr(self, key) is not None and not search:
+                raise FieldError(f"'{key}' tunes 'find_max_rate': add it, or remove '{key}'", key)
+        if isinstance(self.rates, RateRange) and not search:
+            raise FieldError(
+                "a range of rates ({from, to}) is searched by 'find_max_rate'; to run fixed "
+                "steps, list them: rates: [1/s, 2/s, 5/s]",
+                "rates",
+            )
+        if not search:
+            return
+        if not isinstance(self.rates, RateRange):
+            raise FieldError(
+                "find_max_rate searches a range of rates: give rates: {from: 1/s, to: 64/s}",
+                "rates" if self.rates is not None else "find_max_rate",
+            )
+        if self.rates.from_ >= self.rates.to:
+            raise FieldError(
+                f"the search range must rise: 'from' ({self.rates.from_:g}/s) is not below "
+                f"'to' ({self.rates.to:g}/s)",
+                "rates",
+            )
+        if self.precision is None and self.max_steps is None:
+            raise FieldError(
+                "find_max_rate needs to know when to stop: give 'precision' (e.g. 5% or "
+                "0.5/s), 'max_steps' or both",
+                "find_max_rate",
+            )
 
 
 def _no_repeats(values: tuple[Any, ...], key: str, shown: Callable[[Any], str]) -> None:

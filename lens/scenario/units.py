@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -127,6 +128,39 @@ def parse_percent(value: object) -> float:
     return fraction
 
 
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """How close a rate search must get: a share of the rate (``5%``) or a rate (``0.5/s``)."""
+
+    value: float  # a fraction when relative, else requests per second
+    relative: bool
+
+    def reached(self, passing: float, failing: float) -> bool:
+        """Whether the bracket ``[passing, failing)`` is narrow enough to stop."""
+        allowed = self.value * passing if self.relative else self.value
+        return failing - passing <= allowed
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}/s"
+
+
+def parse_precision(value: object) -> Precision:
+    """``5%`` (of the rate) or ``0.5/s`` (a bare number is per second) -> a ``Precision``."""
+    if isinstance(value, Precision):
+        return value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        fraction = parse_percent(value)
+        if not 0 < fraction < 1:
+            raise ValueError(f"a relative precision must be above 0% and below 100%, got {value}")
+        return Precision(fraction, relative=True)
+    try:
+        return Precision(parse_rate(value), relative=False)
+    except ValueError:
+        raise ValueError(
+            f"expected a precision like 5% (of the rate) or 0.5/s, got {show(value)}"
+        ) from None
+
+
 def parse_usd(value: object) -> Decimal:
     """``$10``, ``0.15``, ``"2.5 USD"`` -> an exact ``Decimal`` of US dollars.
 
@@ -177,6 +211,16 @@ def rate_json_schema(*, allow_zero: bool = False) -> dict[str, Any]:
 
 def usd_json_schema() -> dict[str, Any]:
     return {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": USD_PATTERN}]}
+
+
+def precision_json_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": rf"{RATE_PATTERN}|^\s*{_NUMBER}\s*%\s*$"},
+        ],
+        "description": "5% (of the rate) or 0.5/s (a bare number is per second)",
+    }
 
 
 def percent_json_schema() -> dict[str, Any]:

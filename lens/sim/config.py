@@ -80,6 +80,11 @@ def _protocol(text: str) -> str:
     return text
 
 
+def _capacity(text: str) -> int | None:
+    value = _non_negative_int(text)
+    return value or None  # 0: no limit, so every SimSettings value has a flag form
+
+
 def _argparse_type(parse: Callable[[str], object], name: str) -> Callable[[str], object]:
     """Wrap a parser so argparse prints our message instead of a bare 'invalid value'."""
 
@@ -120,6 +125,13 @@ _SETTINGS_FLAGS: tuple[_Flag, ...] = (
         f"wire protocol to speak: {', '.join(PROTOCOLS)}",
         format=str,
     ),
+    _Flag(
+        "capacity",
+        ("--capacity",),
+        _capacity,
+        "responses generated at once; later requests queue, FIFO (0: no limit)",
+        format=lambda value: str(value or 0),
+    ),
 )
 
 
@@ -150,6 +162,8 @@ def validate_settings(settings: SimSettings) -> None:
     # One uniform draw is split into these ranges, so they must fit in [0, 1] together.
     if sum(rates) > 1.0 + 1e-12:
         raise ValueError(f"error_429 + error_500 + cut_stream must be <= 1, got {sum(rates)!r}")
+    if settings.capacity is not None and settings.capacity < 1:
+        raise ValueError(f"capacity must be >= 1 (or None: no limit), got {settings.capacity!r}")
     if settings.protocol not in PROTOCOLS:
         raise ValueError(
             f"protocol must be one of {', '.join(PROTOCOLS)}, got {settings.protocol!r}"

@@ -15,7 +15,9 @@ same instant (itl=0; the suffix, which belongs to the last token) are coalesced 
 write, which is what makes the zero-delay throughput high.
 
 Faults (429, 500, 529, cut stream, mid-stream error, hang, empty) come from seeded random
-draws or from the ``x-lens-sim-fault`` request header; see ``SimServer._plan``.
+draws or from the ``x-lens-sim-fault`` request header; see ``SimServer._plan``.  With a
+``capacity``, a response waits for a generation slot (``capacity.py``) and its whole
+schedule starts when it is admitted.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Literal, get_args
 import trio
 
 from lens.plan.model import SimSettings
+from lens.sim.capacity import GenerationSlots
 from lens.sim.config import LISTENING_PREFIX, ServerConfig, parse_argv, validate_settings
 from lens.sim.http import HttpError, Request, RequestReader, response_bytes
 from lens.sim.pacer import Pacer, send_now
@@ -121,6 +124,7 @@ class SimServer:
             separators=(",", ":"),
         ).encode()
         self.pacer = Pacer()
+        self.slots = GenerationSlots(settings.capacity)
 
     async def serve(
         self,
@@ -262,11 +266,16 @@ class SimServer:
             reply = self.protocol.fault_reply(reply_fault, parsed, ex)
             await stream.send_all(_reply_bytes(reply, keep))
             return keep
-        due = plan.due
-        timing = Timing(round((due[0] - t0) * 1e3), round((due[max(plan.n - 1, 0)] - t0) * 1e3))
-        if parsed.stream:
-            return await self._stream(stream, reader, parsed, plan, t0, ex, timing, keep)
-        return await self._complete(stream, reader, parsed, plan, t0, ex, timing, keep)
+        async with self.slots.held() as admitted:
+            # Generation starts when a slot frees up: the wait in the queue delays every
+            # token, the first one included (a rejection above never queues).
+            if admitted > t0:
+                plan = replace(plan, due=[t + (admitted - t0) for t in plan.due])
+            due = plan.due
+            timing = Timing(round((due[0] - t0) * 1e3), round((due[max(plan.n - 1, 0)] - t0) * 1e3))
+            if parsed.stream:
+                return await self._stream(stream, reader, parsed, plan, t0, ex, timing, keep)
+            return await self._complete(stream, reader, parsed, plan, t0, ex, timing, keep)
 
     async def _stream(
         self,

@@ -168,3 +168,20 @@ def test_pricing_lists_filters_and_resolves_snapshots(capsys: pytest.CaptureFixt
     assert "openai" not in capsys.readouterr().out.split("\n", 1)[1]
     assert main(["pricing", "--model", "no-such-model"]) == 2
     assert "no price known" in capsys.readouterr().err
+
+
+def test_plan_says_what_adaptive_sweeps_decide_at_run_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["plan", str(ROOT / "scenarios" / "capacity.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "search.40rps" in out
+    assert "search.160rps" in out
+    assert "step 2 of search (40-160/s)" in out  # no total: it is not known yet
+    assert (
+        "sweep search: searches 40-160/s for the highest rate meeting ttft.p95 < 150ms "
+        "(precision 5/s); the table lists its two bounds, the steps between them are decided "
+        "at run time"
+    ) in out
+    assert "sweep ladder: stops after the first step where ttft.p95 > 150ms holds" in out
+    assert "sweep auto: after its synchronous and saturation steps, 3 rate steps" in out

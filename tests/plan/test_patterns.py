@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
+from lens.plan.compile import rate_step
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import SweepStep
 from tests.plan.test_compile import BASE, plan_of, plan_problems
@@ -160,3 +162,80 @@ def test_step_ids_must_not_collide_with_stage_ids() -> None:
     (problem,) = plan_problems(text)
     assert problem.startswith("s.yaml:14:53: load[1].concurrencies[1]: this step of sweep")
     assert "stage 'ladder.c2', an id already taken at load[0].id" in problem
+
+
+ADAPTIVE = (
+    "  - {id: search, pattern: sweep, rates: {from: 10/s, to: 80/s}, duration: 2s,"
+    " find_max_rate: ['ttft.p95 < 1s', 'error_rate < 1%'], precision: 5%, max_steps: 6,"
+    " pause: 1s}\n"
+    "  - {id: auto, pattern: sweep, auto: {steps: 4, saturation: 8}, requests: 20}\n"
+    "  - {id: ladder, pattern: sweep, rates: [1/s, 2/s], duration: 1s,"
+    " stop_when: 'ttft.p95 > 2s'}\n"
+)
+
+
+def test_adaptive_sweeps_plan_their_known_steps() -> None:
+    plan = plan_of(with_load(ADAPTIVE, sla="  - {assert: 'error_rate < 1%', stage: search}\n"))
+    sim = [u for u in plan.stages if u.provider == "sim"]
+    assert [u.stage for u in sim] == [
+        "search.10rps",
+        "search.80rps",
+        "auto.c1",
+        "auto.c8",
+        "ladder.1rps",
+        "ladder.2rps",
+    ]
+    assert sim[1].sweep == SweepStep("search", 1, None, rate_per_s=80.0)
+    assert sim[3].sweep == SweepStep("auto", 1, None, concurrency=8)
+    assert (sim[3].concurrency, sim[3].requests) == (8, 20)
+    assert sim[5].sweep == SweepStep("ladder", 1, 2, rate_per_s=2.0)
+    search, auto, ladder = plan.sweeps
+    assert (search.kind, search.search_range, search.max_steps) == ("find_max_rate", (10, 80), 6)
+    assert [c.expr.text for c in search.conditions] == ["ttft.p95 < 1s", "error_rate < 1%"]
+    assert search.conditions[1].where == "s.yaml:13:112"
+    assert str(search.precision) == "5%"
+    assert (auto.kind, auto.auto_steps) == ("auto", 4)
+    assert (ladder.kind, ladder.conditions[0].where) == ("stop_when", "s.yaml:15:78")
+    assert plan.slas[0].steps == ("search.10rps", "search.80rps")  # more are added at run time
+    assert plan_to_dict(plan)["adaptive_sweeps"][0] == {
+        "id": "search",
+        "kind": "find_max_rate",
+        "decided_at_run_time": True,
+        "conditions": ["ttft.p95 < 1s", "error_rate < 1%"],
+        "rate_from_per_s": 10.0,
+        "rate_to_per_s": 80.0,
+        "precision": "5%",
+        "max_steps": 6,
+    }
+
+
+def test_a_rate_step_chosen_at_run_time_is_made_like_a_listed_one() -> None:
+    listed = plan_of(
+        with_load(
+            "  - {id: search, pattern: sweep, rates: [10/s, 45/s], requests:"
+            " 30, arrival: poisson, seed: 3, max_concurrency: 4, pause: 2s}\n"
+        )
+    )
+    plan = plan_of(
+        with_load(
+            "  - {id: search, pattern: sweep, rates: {from: 10/s, to: 80/s},"
+            " requests: 30, arrival: poisson, seed: 3, max_concurrency: 4,"
+            " pause: 2s, find_max_rate: 'ttft.p95 < 1s', max_steps: 3}\n"
+        )
+    )
+    (sweep,) = plan.sweeps
+    made = rate_step(plan.stages[0], sweep, 45.0, 1, pause=True)
+    # The listed 45/s step of the same provider, but for the count of steps, which only the
+    # run will know.
+    assert dataclasses.replace(made, sweep=listed.stages[2].sweep) == listed.stages[2]
+    assert made.sweep == SweepStep("search", 1, None, rate_per_s=45.0)
+
+
+def test_auto_sweep_step_ids_must_be_free() -> None:
+    (problem,) = plan_problems(
+        with_load(
+            "  - {id: auto.c1, pattern: burst, requests: 1}\n"
+            "  - {id: auto, pattern: sweep, auto: {steps: 2}, requests: 4}\n"
+        )
+    )
+    assert problem.startswith("s.yaml:14:38: load[1].auto: this step of sweep 'auto' is stage")

@@ -480,12 +480,13 @@ def test_nul_in_the_path() -> None:
         (
             "    pattern: sweep\n    rates: [1/s, 2/s]\n    concurrencies: [1, 2]\n"
             "    duration: 5s\n",
-            "s.yaml:14:5: load[0].concurrencies: give either 'rates' (open loop) or "
-            "'concurrencies' (closed loop), not both",
+            "s.yaml:14:5: load[0].concurrencies: give one of 'rates' (open loop), "
+            "'concurrencies' (closed loop) or 'auto', not 'rates' and 'concurrencies'",
         ),
         (
             "    pattern: sweep\n    duration: 5s\n",
-            "s.yaml:11:5: load[0]: a sweep stage needs 'rates' (open loop) or 'concurrencies'",
+            "s.yaml:11:5: load[0]: a sweep stage needs 'rates' (open loop), 'concurrencies' or "
+            "'auto'",
         ),
         (
             "    pattern: sweep\n    rates: [1/s]\n",

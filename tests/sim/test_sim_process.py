@@ -51,6 +51,7 @@ _rates = st.floats(min_value=0, max_value=1 / 3, allow_nan=False)
     port=st.integers(0, 65535),
     stdin=st.booleans(),
     protocol=st.sampled_from(PROTOCOL_NAMES),
+    capacity=st.none() | st.integers(1, 10**6),
 )
 def test_settings_round_trip_through_argv(
     ttft: float,
@@ -64,8 +65,9 @@ def test_settings_round_trip_through_argv(
     port: int,
     stdin: bool,
     protocol: SimProtocol,
+    capacity: int | None,
 ) -> None:
-    settings = SimSettings(ttft, itl, tokens, jitter, e429, e500, cut, seed, protocol)
+    settings = SimSettings(ttft, itl, tokens, jitter, e429, e500, cut, seed, protocol, capacity)
     config = ServerConfig(settings, "127.0.0.1", port, "m-1", exit_on_stdin_eof=stdin)
     assert parse_argv(config_to_argv(config)) == config
 
@@ -128,6 +130,7 @@ def test_human_flags() -> None:
         SimSettings(error_500=1.5),
         SimSettings(error_429=0.6, cut_stream=0.6),
         SimSettings(protocol="grpc"),  # type: ignore[arg-type]
+        SimSettings(capacity=0),
     ],
 )
 def test_validate_settings_rejects(settings: SimSettings) -> None:
