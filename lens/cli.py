@@ -1,7 +1,8 @@
 """The ``lens`` command: argv in, exit code out.
 
-The run command reads as the pipeline it is: load → compile → start simulators → execute →
-aggregate → judge → export.  Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
+``lens run`` is load → compile → ``lens.pipeline.run_plan`` (execute, summarise, judge,
+assemble results) → write → export; this module adds only what concerns the terminal.
+Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
 input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
 interrupted before anything ran.  ``lens recommend`` exits 0 when some provider is
 eligible, 1 when none is, 2 on invalid input.
@@ -14,20 +15,19 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from tabulate import tabulate
 
 from lens._version import __version__
 from lens.errors import InputError, LensError, Problem
+from lens.export.plan_view import plan_text, usd
 from lens.export.registry import export_all
 from lens.export.reload import rejudge, summary_from_out, verdict_from_out
 from lens.export.report import write_html
 from lens.export.results import (
     Results,
-    build_results,
     load_results,
     recommendation_out,
     results_json_schema,
@@ -35,26 +35,18 @@ from lens.export.results import (
     write_results,
 )
 from lens.export.table import render, render_recommendation
-from lens.metrics.cost import record_cost
-from lens.metrics.estimate import plan_estimate, request_bound
-from lens.metrics.judge import distrust, judge
+from lens.metrics.estimate import estimate_to_dict
 from lens.metrics.recommend import recommend
-from lens.metrics.summary import Summary, SummaryBuilder
+from lens.pipeline import run_plan
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import Plan, ProviderSpec, SlaSpec
+from lens.plan.model import Plan, SlaSpec
 from lens.pricing import PricingCatalog
-from lens.records import Phase, RequestRecord
-from lens.run.budget import BudgetGuard
-from lens.run.harness import HarnessLimits, HarnessMonitor
-from lens.run.session import RunOutcome, run_blocking
-from lens.run.simulators import live_providers
 from lens.scenario import load_scenario
 from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.sim.server import main as sim_main
-from lens.sweeps.driver import SweepDriver
 from lens.targets import ExportTarget, TargetError, parse_target
 
 EXIT_SLA_FAILED = 1
@@ -83,193 +75,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = load_plan(args.file)
     doc = plan_to_dict(plan, arrivals=args.json)
-    doc["cost_estimate"] = cost_estimate_dict(plan)
+    doc["cost_estimate"] = estimate_to_dict(plan)
     if args.json:
         print(json.dumps(doc, indent=1))
         return 0
-    print(_plan_text(doc))
+    print(plan_text(doc))
     return 0
-
-
-def cost_estimate_dict(plan: Plan) -> dict[str, object]:
-    """Upper bound of what the plan may cost (money as decimal strings)."""
-    units = plan_estimate(plan)
-    known = [u.usd for u in units if u.usd is not None]
-    return {
-        "upper_bound": True,
-        "total_usd": str(sum(known, Decimal(0))) if known else None,
-        "complete": len(known) == len(units),
-        "units": [
-            {
-                "stage": u.stage,
-                "provider": u.provider,
-                "usd": None if u.usd is None else str(u.usd),
-                "basis": u.basis,
-            }
-            for u in units
-        ],
-        "budget_usd": None if plan.budget_usd is None else str(plan.budget_usd),
-    }
-
-
-def _usd(text: object) -> str:
-    return "-" if text is None else f"${Decimal(str(text)):.6f}".rstrip("0").rstrip(".")
-
-
-def _plan_text(doc: dict[str, object]) -> str:
-    stages = doc["stages"]
-    estimate = doc["cost_estimate"]
-    assert isinstance(stages, list)
-    assert isinstance(estimate, dict)
-    ranges = _sweep_ranges(stages)
-    rows = []
-    for s, cost in zip(stages, estimate["units"], strict=True):
-        arr = s.get("arrivals")
-        sched = gaps = ""
-        if arr:
-            rate = arr["mean_rate_per_s"]
-            sched = f"{arr['count']} arrivals over {arr['span_s']:.2f}s" + (
-                f" ({rate:.2f}/s)" if rate else ""
-            )
-            if arr["max_gap_s"] is not None:
-                gaps = f"{arr['min_gap_s']:.3g}-{arr['max_gap_s']:.3g}s"
-        elif s.get("concurrency"):
-            sched = f"{s['concurrency']} in flight"
-        elif "idle_gaps_s" in s:
-            sched = "probes after idle " + ", ".join(f"{g:g}s" for g in s["idle_gaps_s"])
-        exp = s["expected_duration_s"]
-        rows.append(
-            [
-                s["stage"],
-                s["provider"],
-                s["pattern"],
-                s["requests"] if s["requests"] is not None else "until duration",
-                sched,
-                _load_text(s, ranges),
-                gaps,
-                "-" if exp is None else f"{exp:.1f}s",
-                _usd(cost["usd"]),
-                ", ".join(s["prompts"]),
-            ]
-        )
-    headers = [
-        "stage", "provider", "pattern", "requests", "schedule", "load", "gaps", "expected",
-        "cost <=", "prompts",
-    ]  # fmt: skip
-    total = doc["expected_duration_s"]
-    lines = [
-        f"plan: {doc['scenario']} ({doc['source']})",
-        tabulate(rows, headers=headers, disable_numparse=True),
-        f"total requests: {doc['total_requests'] if doc['total_requests'] is not None else '?'}"
-        f"; expected duration: {'?' if total is None else f'{total:.1f}s'}",
-    ]
-    if estimate["total_usd"] is not None:
-        partial = "" if estimate["complete"] else " for the priced stages"
-        lines.append(
-            f"estimated cost: at most {_usd(estimate['total_usd'])}{partial} (every request "
-            "at its output limit)"
-        )
-    budget = estimate["budget_usd"]
-    if budget is not None:
-        over = estimate["total_usd"] is not None and Decimal(estimate["total_usd"]) > Decimal(
-            budget
-        )
-        lines.append(
-            f"budget: {_usd(budget)}"
-            + (": the run may stop early to stay within it" if over else "")
-        )
-    adaptive = doc["adaptive_sweeps"]
-    assert isinstance(adaptive, list)
-    lines.extend(_adaptive_text(sweep) for sweep in adaptive)
-    slas = doc["sla"]
-    assert isinstance(slas, list)
-    if slas:
-        lines.append("SLA: " + "; ".join(s["assert"] for s in slas))
-    warnings = doc["warnings"]
-    assert isinstance(warnings, list)
-    lines.extend(f"warning: {w}" for w in warnings)
-    lines.append("nothing was sent")
-    return "\n".join(lines)
-
-
-def _adaptive_text(sweep: dict[str, Any]) -> str:
-    """What an adaptive sweep leaves to the run: the table shows only its known steps."""
-    conditions = sweep.get("conditions", [])
-    if sweep["kind"] == "stop_when":
-        return (
-            f"sweep {sweep['id']}: stops after the first step where {' or '.join(conditions)} "
-            "holds; which steps run is decided at run time"
-        )
-    if sweep["kind"] == "find_max_rate":
-        bounds = [f"precision {sweep['precision']}"] if "precision" in sweep else []
-        bounds += [f"at most {sweep['max_steps']} steps"] if "max_steps" in sweep else []
-        return (
-            f"sweep {sweep['id']}: searches {sweep['rate_from_per_s']:g}-"
-            f"{sweep['rate_to_per_s']:g}/s for the highest rate meeting "
-            f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
-            "bounds, the steps between them are decided at run time"
-        )
-    return (
-        f"sweep {sweep['id']}: after its synchronous and saturation steps, "
-        f"{sweep['auto_steps']} rate steps between the measured throughputs, decided at run "
-        "time"
-    )
-
-
-def _sweep_ranges(stages: list[dict[str, Any]]) -> dict[str, str]:
-    """The range each sweep covers, e.g. ``1-5/s`` or ``1-16 in flight``, by sweep id."""
-    values: dict[str, list[float]] = {}
-    unit: dict[str, str] = {}
-    for s in stages:
-        step = s.get("sweep")
-        if step is not None:
-            rate = step.get("rate_per_s")
-            values.setdefault(step["id"], []).append(step["concurrency"] if rate is None else rate)
-            unit[step["id"]] = " in flight" if rate is None else "/s"
-    return {sweep: f"{min(v):g}-{max(v):g}{unit[sweep]}" for sweep, v in values.items()}
-
-
-def _load_text(s: dict[str, Any], ranges: dict[str, str]) -> str:
-    """How the load was shaped: the intended rate (a ramp's range), the arrival process,
-    a sweep step's place; a pause before the unit."""
-    parts = []
-    arr = s.get("arrivals") or {}
-    if "rate_from_per_s" in arr:
-        low, high = arr["rate_from_per_s"], arr["rate_to_per_s"]
-        parts.append(f"{low:g}/s" if low == high else f"{low:g}->{high:g}/s")
-    if arr.get("process") in ("poisson", "gamma"):
-        shape = f" k={arr['burstiness']:g}" if "burstiness" in arr else ""
-        parts.append(f"{arr['process']}{shape} seed {arr['seed']}")
-    if "sweep" in s:
-        step = s["sweep"]
-        of = "" if step["steps"] is None else f"/{step['steps']}"
-        where = f"step {step['step'] + 1}{of} of {step['id']} ({ranges[step['id']]})"
-        parts.append(where)
-    if s.get("pause_before_s"):
-        parts.append(f"{s['pause_before_s']:g}s pause first")
-    return ", ".join([*parts, *_phase_text(s)])
-
-
-def _phase_text(s: dict[str, Any]) -> list[str]:
-    """Warmup, cooldown and drain, as the plan resolved them: ``warmup #0-1`` (request
-    indices) or ``warmup <5s``, ``cooldown #15+`` or ``cooldown >=55s``, ``drain cancel``."""
-    parts = []
-    phases = s.get("phases", {})
-    if "warmup_requests" in phases:
-        parts.append(f"warmup #0-{phases['warmup_requests'] - 1}")
-    if "warmup_s" in phases:
-        parts.append(f"warmup <{phases['warmup_s']:g}s")
-    if "cooldown_from_request" in phases:
-        parts.append(f"cooldown #{phases['cooldown_from_request']}+")
-    if "cooldown_from_s" in phases:
-        parts.append(f"cooldown >={phases['cooldown_from_s']:g}s")
-    if phases.get("sla_includes_warmup"):
-        parts.append("judged with warmup")
-    drain = s.get("drain")
-    if drain is not None:
-        grace = drain["timeout_s"]
-        parts.append(f"drain {drain['policy']}" + (f" after {grace:g}s" if grace else ""))
-    return parts
 
 
 def cli_targets(specs: Sequence[str], flag: str) -> list[ExportTarget]:
@@ -305,31 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file)
     targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports]
     targets += cli_targets(args.export, "--export")
-    progress = None if args.quiet else sys.stderr
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    budget = budget_guard(plan)
-    harness = HarnessMonitor(HarnessLimits(plan.integrity.max_loop_lag_ms, plan.integrity.max_cpu))
-    sweeps = SweepDriver(plan)
-    with live_providers(plan) as providers:
-        outcome = run_blocking(
-            plan,
-            providers,
-            progress_out=progress,
-            tty=sys.stderr.isatty(),
-            budget=budget,
-            harness=harness,
-            drive=sweeps.drive,
-            on_record=sweeps.record,
-        )
-    slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its run-time steps
-    summaries, phase_summaries = summarise(plan, outcome, slas)
-    verdicts = judge(slas, summaries)
-    if outcome.harness is not None:
-        verdicts = distrust(verdicts, outcome.harness.reasons)
-    results = build_results(
-        plan, outcome, summaries, verdicts, phase_summaries, sweeps=sweeps.outcomes
-    )
+    progress = None if args.quiet else sys.stderr
+    report = run_plan(plan, progress_out=progress, tty=sys.stderr.isatty())
+    results, outcome, budget = report.results, report.outcome, report.budget
     if results.integrity is not None:
         for warning in results.integrity.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -337,8 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if budget is not None and budget.exhausted:
         sent = sum(w.started for w in outcome.windows)
         print(
-            f"budget {_usd(str(budget.limit))} reached after {sent} requests (spent "
-            f"{_usd(str(budget.spent))}): no further requests were sent; results are partial",
+            f"budget {usd(str(budget.limit))} reached after {sent} requests (spent "
+            f"{usd(str(budget.spent))}): no further requests were sent; results are partial",
             file=sys.stderr,
         )
     elif outcome.partial:
@@ -350,40 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _export(results, targets)
 
 
-def summarise(
-    plan: Plan, outcome: RunOutcome, slas: tuple[SlaSpec, ...]
-) -> tuple[tuple[Summary, ...], tuple[Summary, ...]]:
-    """The measured summaries (judged) and the warmup/cooldown ones, each over its own part
-    of the stage window; a stage with ``sla_includes_warmup`` pools them, over its whole
-    window."""
-    pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
-    builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
-    builder.add_many(outcome.records)
-    windows = {
-        (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
-        for w in outcome.windows
-    }
-    set_apart: tuple[Phase, ...] = ("warmup", "cooldown")
-    phase_windows = {
-        (w.stage, w.provider, phase): w.span(phase) for w in outcome.windows for phase in set_apart
-    }
-    return builder.build(windows), builder.build_phases(phase_windows)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     targets = cli_targets(args.to, "--to")
     return _export(load_results(Path(args.results)), targets)
-
-
-def budget_guard(plan: Plan) -> BudgetGuard | None:
-    if plan.budget_usd is None:
-        return None
-
-    def cost(rec: RequestRecord, spec: ProviderSpec) -> Decimal | None:
-        breakdown = record_cost(rec, spec)
-        return None if breakdown is None else breakdown.total
-
-    return BudgetGuard(plan.budget_usd, request_bound, cost)
 
 
 def _write_outputs(results: Results, args: argparse.Namespace) -> None:

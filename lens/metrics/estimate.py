@@ -88,3 +88,24 @@ def unit_estimate(plan: Plan, unit: StagePlan) -> UnitEstimate:
 
 def plan_estimate(plan: Plan) -> tuple[UnitEstimate, ...]:
     return tuple(unit_estimate(plan, unit) for unit in plan.stages)
+
+
+def estimate_to_dict(plan: Plan) -> dict[str, object]:
+    """Upper bound of what the plan may cost (money as decimal strings)."""
+    units = plan_estimate(plan)
+    known = [u.usd for u in units if u.usd is not None]
+    return {
+        "upper_bound": True,
+        "total_usd": str(sum(known, Decimal(0))) if known else None,
+        "complete": len(known) == len(units),
+        "units": [
+            {
+                "stage": u.stage,
+                "provider": u.provider,
+                "usd": None if u.usd is None else str(u.usd),
+                "basis": u.basis,
+            }
+            for u in units
+        ],
+        "budget_usd": None if plan.budget_usd is None else str(plan.budget_usd),
+    }

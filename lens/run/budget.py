@@ -62,6 +62,10 @@ class BudgetGuard:
         actual = self._cost(rec, spec)
         self.spent += held if actual is None else actual
 
+    def release(self, held: Decimal) -> None:
+        """A reservation whose request was never sent: it cost nothing."""
+        self.reserved -= held
+
     def charge_time(self, spec: ProviderSpec, wall_ns: int) -> None:
         """A GPU-hour stage ended after ``wall_ns``: add its cost."""
         if isinstance(spec.price, GpuHourRate):

@@ -320,9 +320,56 @@ class StageRunner:
         prompt = self.plan.prompts[unit.prompt_for(index)]
         if limiter is None:
             await self._send(pool, adapter, unit, prompt, index, t_intended, held, phase, state)
-        else:
-            async with limiter:
-                await self._send(pool, adapter, unit, prompt, index, t_intended, held, phase, state)
+            return
+        try:
+            await limiter.acquire()
+        except trio.Cancelled:
+            # Cut off (drain, Ctrl-C) while waiting for a slot: it was due and never went
+            # out.  Recorded, so the wait is not hidden; it cost nothing.
+            self._never_sent(unit, prompt, index, t_intended, held, phase, state)
+            raise
+        try:
+            await self._send(pool, adapter, unit, prompt, index, t_intended, held, phase, state)
+        finally:
+            limiter.release()
+
+    def _never_sent(
+        self,
+        unit: StagePlan,
+        prompt: PromptSpec,
+        index: int,
+        t_intended: int | None,
+        held: Decimal,
+        phase: Phase,
+        state: _UnitState,
+    ) -> None:
+        assert self.clock is not None
+        now = self.clock.now_ns()
+        drained = state.drain.cancel_called
+        rec = RequestRecord(
+            provider=unit.provider,
+            stage=unit.stage,
+            prompt=prompt.id,
+            index=index,
+            ok=False,
+            error_class=ErrorClass.DRAINED if drained else ErrorClass.CANCELLED,
+            error_message="waited for a max_concurrency slot until the "
+            + ("stage's cutoff" if drained else "run was interrupted")
+            + "; never sent",
+            http_status=None,
+            t_intended=t_intended,
+            t_dispatch=now,
+            t_headers=None,
+            t_first_chunk=None,
+            t_first_token=None,
+            t_first_visible=None,
+            t_last_token=None,
+            t_end=now,
+            phase=phase,
+        )
+        if self.budget is not None:
+            self.budget.release(held)
+        self._emit(rec)
 
     async def _send(
         self,

@@ -159,3 +159,11 @@ async def test_without_a_budget_nothing_is_held(autojump_clock: trio.testing.Moc
     records: list[RequestRecord] = []
     await StageRunner(plan, plan.providers, records.append, transport_for=lambda _: fake).run_all()
     assert len(records) == 2
+
+
+def test_a_request_never_sent_releases_its_reservation() -> None:
+    g = guard("1")
+    held = g.try_reserve(PRICED, stage(), PROMPTS["a"], Decimal(0))
+    assert held is not None
+    g.release(held)
+    assert (g.reserved, g.spent) == (Decimal(0), Decimal(0))

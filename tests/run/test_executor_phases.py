@@ -163,3 +163,21 @@ async def test_idle_probe_waits_each_gap_after_the_previous_end(
     assert [p.cold for p in probed.probes] == [True, False, False, True]
     assert [p.ttft_ms for p in probed.probes] == [100.0] * 4
     assert window.started == 4
+
+
+async def test_requests_waiting_for_a_slot_at_the_cutoff_are_recorded_never_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One slot, three due at once, 100 ms each, cut off at 150 ms: the first finishes, the
+    # second is in flight (drained), the third never got a slot (drained, never sent).
+    unit = open_stage([0.0, 0.0, 0.0], drain="cancel", cutoff_s=0.15, max_concurrency=1)
+    recs, window = await run_unit(unit)
+    assert [r.error_class for r in recs] == [None, ErrorClass.DRAINED, ErrorClass.DRAINED]
+    never = recs[2]
+    assert (
+        never.error_message
+        == "waited for a max_concurrency slot until the stage's cutoff; never sent"
+    )
+    assert never.t_intended == window.t_start
+    assert never.t_dispatch == never.t_end == window.t_start + 150 * MS  # waited 150 ms
+    assert never.http_status is None

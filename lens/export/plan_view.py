@@ -1,0 +1,171 @@
+"""``lens plan`` as text: the plan's stages, their load and phases, the cost bound, the
+budget and what adaptive sweeps leave to run time.  It reads the plan as plain data
+(``plan_to_dict`` plus the cost estimate), the same document ``lens plan --json`` prints."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from tabulate import tabulate
+
+
+def usd(text: object) -> str:
+    """A dollar amount for people: up to six decimals, no trailing zeros."""
+    return "-" if text is None else f"${Decimal(str(text)):.6f}".rstrip("0").rstrip(".")
+
+
+def plan_text(doc: dict[str, object]) -> str:
+    stages = doc["stages"]
+    estimate = doc["cost_estimate"]
+    assert isinstance(stages, list)
+    assert isinstance(estimate, dict)
+    ranges = _sweep_ranges(stages)
+    rows = []
+    for s, cost in zip(stages, estimate["units"], strict=True):
+        arr = s.get("arrivals")
+        sched = gaps = ""
+        if arr:
+            rate = arr["mean_rate_per_s"]
+            sched = f"{arr['count']} arrivals over {arr['span_s']:.2f}s" + (
+                f" ({rate:.2f}/s)" if rate else ""
+            )
+            if arr["max_gap_s"] is not None:
+                gaps = f"{arr['min_gap_s']:.3g}-{arr['max_gap_s']:.3g}s"
+        elif s.get("concurrency"):
+            sched = f"{s['concurrency']} in flight"
+        elif "idle_gaps_s" in s:
+            sched = "probes after idle " + ", ".join(f"{g:g}s" for g in s["idle_gaps_s"])
+        exp = s["expected_duration_s"]
+        rows.append(
+            [
+                s["stage"],
+                s["provider"],
+                s["pattern"],
+                s["requests"] if s["requests"] is not None else "until duration",
+                sched,
+                _load_text(s, ranges),
+                gaps,
+                "-" if exp is None else f"{exp:.1f}s",
+                usd(cost["usd"]),
+                ", ".join(s["prompts"]),
+            ]
+        )
+    headers = [
+        "stage", "provider", "pattern", "requests", "schedule", "load", "gaps", "expected",
+        "cost <=", "prompts",
+    ]  # fmt: skip
+    total = doc["expected_duration_s"]
+    lines = [
+        f"plan: {doc['scenario']} ({doc['source']})",
+        tabulate(rows, headers=headers, disable_numparse=True),
+        f"total requests: {doc['total_requests'] if doc['total_requests'] is not None else '?'}"
+        f"; expected duration: {'?' if total is None else f'{total:.1f}s'}",
+    ]
+    if estimate["total_usd"] is not None:
+        partial = "" if estimate["complete"] else " for the priced stages"
+        lines.append(
+            f"estimated cost: at most {usd(estimate['total_usd'])}{partial} (every request "
+            "at its output limit)"
+        )
+    budget = estimate["budget_usd"]
+    if budget is not None:
+        over = estimate["total_usd"] is not None and Decimal(estimate["total_usd"]) > Decimal(
+            budget
+        )
+        lines.append(
+            f"budget: {usd(budget)}"
+            + (": the run may stop early to stay within it" if over else "")
+        )
+    adaptive = doc["adaptive_sweeps"]
+    assert isinstance(adaptive, list)
+    lines.extend(_adaptive_text(sweep) for sweep in adaptive)
+    slas = doc["sla"]
+    assert isinstance(slas, list)
+    if slas:
+        lines.append("SLA: " + "; ".join(s["assert"] for s in slas))
+    warnings = doc["warnings"]
+    assert isinstance(warnings, list)
+    lines.extend(f"warning: {w}" for w in warnings)
+    lines.append("nothing was sent")
+    return "\n".join(lines)
+
+
+def _adaptive_text(sweep: dict[str, Any]) -> str:
+    """What an adaptive sweep leaves to the run: the table shows only its known steps."""
+    conditions = sweep.get("conditions", [])
+    if sweep["kind"] == "stop_when":
+        return (
+            f"sweep {sweep['id']}: stops after the first step where {' or '.join(conditions)} "
+            "holds; which steps run is decided at run time"
+        )
+    if sweep["kind"] == "find_max_rate":
+        bounds = [f"precision {sweep['precision']}"] if "precision" in sweep else []
+        bounds += [f"at most {sweep['max_steps']} steps"] if "max_steps" in sweep else []
+        return (
+            f"sweep {sweep['id']}: searches {sweep['rate_from_per_s']:g}-"
+            f"{sweep['rate_to_per_s']:g}/s for the highest rate meeting "
+            f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
+            "bounds, the steps between them are decided at run time"
+        )
+    return (
+        f"sweep {sweep['id']}: after its synchronous and saturation steps, "
+        f"{sweep['auto_steps']} rate steps between the measured throughputs, decided at run "
+        "time"
+    )
+
+
+def _sweep_ranges(stages: list[dict[str, Any]]) -> dict[str, str]:
+    """The range each sweep covers, e.g. ``1-5/s`` or ``1-16 in flight``, by sweep id."""
+    values: dict[str, list[float]] = {}
+    unit: dict[str, str] = {}
+    for s in stages:
+        step = s.get("sweep")
+        if step is not None:
+            rate = step.get("rate_per_s")
+            values.setdefault(step["id"], []).append(step["concurrency"] if rate is None else rate)
+            unit[step["id"]] = " in flight" if rate is None else "/s"
+    return {sweep: f"{min(v):g}-{max(v):g}{unit[sweep]}" for sweep, v in values.items()}
+
+
+def _load_text(s: dict[str, Any], ranges: dict[str, str]) -> str:
+    """How the load was shaped: the intended rate (a ramp's range), the arrival process,
+    a sweep step's place; a pause before the unit."""
+    parts = []
+    arr = s.get("arrivals") or {}
+    if "rate_from_per_s" in arr:
+        low, high = arr["rate_from_per_s"], arr["rate_to_per_s"]
+        parts.append(f"{low:g}/s" if low == high else f"{low:g}->{high:g}/s")
+    if arr.get("process") in ("poisson", "gamma"):
+        shape = f" k={arr['burstiness']:g}" if "burstiness" in arr else ""
+        parts.append(f"{arr['process']}{shape} seed {arr['seed']}")
+    if "sweep" in s:
+        step = s["sweep"]
+        of = "" if step["steps"] is None else f"/{step['steps']}"
+        where = f"step {step['step'] + 1}{of} of {step['id']} ({ranges[step['id']]})"
+        parts.append(where)
+    if s.get("pause_before_s"):
+        parts.append(f"{s['pause_before_s']:g}s pause first")
+    return ", ".join([*parts, *_phase_text(s)])
+
+
+def _phase_text(s: dict[str, Any]) -> list[str]:
+    """Warmup, cooldown and drain, as the plan resolved them: ``warmup #0-1`` (request
+    indices) or ``warmup <5s``, ``cooldown #15+`` or ``cooldown >=55s``, ``drain cancel``."""
+    parts = []
+    phases = s.get("phases", {})
+    if "warmup_requests" in phases:
+        parts.append(f"warmup #0-{phases['warmup_requests'] - 1}")
+    if "warmup_s" in phases:
+        parts.append(f"warmup <{phases['warmup_s']:g}s")
+    if "cooldown_from_request" in phases:
+        parts.append(f"cooldown #{phases['cooldown_from_request']}+")
+    if "cooldown_from_s" in phases:
+        parts.append(f"cooldown >={phases['cooldown_from_s']:g}s")
+    if phases.get("sla_includes_warmup"):
+        parts.append("judged with warmup")
+    drain = s.get("drain")
+    if drain is not None:
+        grace = drain["timeout_s"]
+        parts.append(f"drain {drain['policy']}" + (f" after {grace:g}s" if grace else ""))
+    return parts

@@ -1,0 +1,103 @@
+"""One run, stage by stage: the plan in, ``Results`` out.
+
+Each step is a small function, and ``run_plan`` reads as their list: guard the budget,
+watch the harness, execute (adaptive sweeps choosing their steps as they go), summarise,
+judge, assemble results.  The CLI adds only what is about the terminal: warnings,
+writing files, exporting, exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TextIO
+
+from lens.export.results import Results, build_results
+from lens.metrics.cost import record_cost
+from lens.metrics.estimate import request_bound
+from lens.metrics.judge import Verdict, distrust, judge
+from lens.metrics.summary import Summary, SummaryBuilder
+from lens.plan.model import Plan, ProviderSpec, SlaSpec
+from lens.records import Phase, RequestRecord
+from lens.run.budget import BudgetGuard
+from lens.run.harness import HarnessLimits, HarnessMonitor
+from lens.run.session import RunOutcome, run_blocking
+from lens.run.simulators import live_providers
+from lens.sweeps.driver import SweepDriver
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    results: Results
+    outcome: RunOutcome
+    budget: BudgetGuard | None  # None: the scenario set no budget
+
+
+def run_plan(plan: Plan, *, progress_out: TextIO | None = None, tty: bool = False) -> RunReport:
+    budget = budget_guard(plan)
+    harness = harness_monitor(plan)
+    sweeps = SweepDriver(plan)
+    with live_providers(plan) as providers:
+        outcome = run_blocking(
+            plan,
+            providers,
+            progress_out=progress_out,
+            tty=tty,
+            budget=budget,
+            harness=harness,
+            drive=sweeps.drive,
+            on_record=sweeps.record,
+        )
+    slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its run-time steps
+    summaries, phase_summaries = summarise(plan, outcome, slas)
+    verdicts = judge_run(slas, summaries, outcome)
+    results = build_results(
+        plan, outcome, summaries, verdicts, phase_summaries, sweeps=sweeps.outcomes
+    )
+    return RunReport(results, outcome, budget)
+
+
+def budget_guard(plan: Plan) -> BudgetGuard | None:
+    if plan.budget_usd is None:
+        return None
+
+    def cost(rec: RequestRecord, spec: ProviderSpec) -> Decimal | None:
+        breakdown = record_cost(rec, spec)
+        return None if breakdown is None else breakdown.total
+
+    return BudgetGuard(plan.budget_usd, request_bound, cost)
+
+
+def harness_monitor(plan: Plan) -> HarnessMonitor:
+    limits = plan.integrity
+    return HarnessMonitor(HarnessLimits(limits.max_loop_lag_ms, limits.max_cpu))
+
+
+def summarise(
+    plan: Plan, outcome: RunOutcome, slas: tuple[SlaSpec, ...]
+) -> tuple[tuple[Summary, ...], tuple[Summary, ...]]:
+    """The measured summaries (judged) and the warmup/cooldown ones, each over its own part
+    of the stage window; a stage with ``sla_includes_warmup`` pools them, over its whole
+    window."""
+    pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
+    builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
+    builder.add_many(outcome.records)
+    windows = {
+        (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
+        for w in outcome.windows
+    }
+    set_apart: tuple[Phase, ...] = ("warmup", "cooldown")
+    phase_windows = {
+        (w.stage, w.provider, phase): w.span(phase) for w in outcome.windows for phase in set_apart
+    }
+    return builder.build(windows), builder.build_phases(phase_windows)
+
+
+def judge_run(
+    slas: tuple[SlaSpec, ...], summaries: tuple[Summary, ...], outcome: RunOutcome
+) -> tuple[Verdict, ...]:
+    """Verdicts, made inconclusive when the client itself was the bottleneck."""
+    verdicts = judge(slas, summaries)
+    if outcome.harness is not None:
+        verdicts = distrust(verdicts, outcome.harness.reasons)
+    return verdicts
