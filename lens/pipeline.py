@@ -17,6 +17,7 @@ from lens.metrics.cost import record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
 from lens.metrics.summary import Summary, SummaryBuilder
+from lens.metrics.sweeps import SweepOutcome, distrust_sweeps
 from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.records import Phase, RequestRecord
 from lens.run.budget import BudgetGuard
@@ -52,7 +53,7 @@ def run_plan(plan: Plan, *, progress_out: TextIO | None = None, tty: bool = Fals
     summaries, phase_summaries = summarise(plan, outcome, slas)
     verdicts = judge_run(slas, summaries, outcome)
     results = build_results(
-        plan, outcome, summaries, verdicts, phase_summaries, sweeps=sweeps.outcomes
+        plan, outcome, summaries, verdicts, phase_summaries, sweeps=judge_sweeps(sweeps, outcome)
     )
     return RunReport(results, outcome, budget)
 
@@ -101,3 +102,11 @@ def judge_run(
     if outcome.harness is not None:
         verdicts = distrust(verdicts, outcome.harness.reasons)
     return verdicts
+
+
+def judge_sweeps(sweeps: SweepDriver, outcome: RunOutcome) -> tuple[SweepOutcome, ...]:
+    """What the adaptive sweeps found, flagged distrusted when the client itself was the
+    bottleneck: the run's harness report applies to every sweep of the run."""
+    if outcome.harness is None:
+        return tuple(sweeps.outcomes)
+    return distrust_sweeps(sweeps.outcomes, outcome.harness.reasons)

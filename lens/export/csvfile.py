@@ -4,6 +4,16 @@
 whatever the run measured (every metric, statistic and error class of the catalogue), and a
 value that was not measured is an empty cell, never 0.  ``t_*`` columns are ms after the
 start of the run; metric columns carry their unit in the name.
+
+Columns added later are appended, so the position of every earlier column never moves:
+
+* requests: ... ``error_message``, then ``phase`` (warmup, measure, cooldown) and ``cold``
+  (``true``/``false``: the first request to its provider, or sent after an idle gap; empty
+  when unknown);
+* summary: ... ``cost_*``, then ``phase``, ``drained``, ``sla_conforming`` and the open-loop
+  pacing ``pacing_sent``, ``pacing_planned_rate_per_s``, ``pacing_achieved_rate_per_s``,
+  ``pacing_rate_error`` (achieved / planned - 1), ``pacing_lag_{p50,p99,max}_ms``.  The
+  judged (``measure``) rows come first, then one row per warmup/cooldown phase summary.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from lens.export.facts import (
     COST_FIELDS,
     ERROR_CLASSES,
     METRICS,
+    PACING_FIELDS,
     RECORD_TIMES_MS,
     RECORD_TOKENS,
     STATS,
@@ -58,6 +69,8 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "cost_usd",
     "request_id",
     "error_message",
+    "phase",
+    "cold",
 )
 
 
@@ -82,6 +95,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *(f"errors_{c}" for c in ERROR_CLASSES),
     *(f"{m}_{s}{_unit_suffix(m, s)}" for m in METRICS for s in STATS),
     *(f"cost_{c}" for c in COST_FIELDS),
+    "phase",
+    "drained",
+    "sla_conforming",
+    *(f"pacing_{p}" for p in PACING_FIELDS),
 )
 
 
@@ -111,6 +128,8 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.cost_usd,
         rec.request_id,
         rec.error_message,
+        rec.phase,
+        None if rec.cold is None else str(rec.cold).lower(),
     ]
 
 
@@ -136,6 +155,8 @@ def summary_row(s: SummaryOut) -> list[Cell]:
         stats = s.metrics.get(metric)
         row += [None if stats is None else getattr(stats, stat) for stat in STATS]
     row += [cost.get(c) for c in COST_FIELDS]
+    row += [s.phase, s.drained, s.sla_conforming]
+    row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
     return row
 
 
@@ -154,7 +175,8 @@ def requests_csv(results: Results) -> str:
 
 
 def summary_csv(results: Results) -> str:
-    return to_csv(SUMMARY_COLUMNS, (summary_row(s) for s in results.summaries))
+    rows = (summary_row(s) for s in (*results.summaries, *results.phase_summaries))
+    return to_csv(SUMMARY_COLUMNS, rows)
 
 
 def export_csv(results: Results, target: ExportTarget) -> None:

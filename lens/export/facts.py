@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from lens.catalog import REQUEST_METRICS, REQUEST_STATS
-from lens.export.results import Results, SummaryOut
+from lens.export.results import PacingOut, Results, SummaryOut
 from lens.records import ErrorClass
 
 METRICS: tuple[str, ...] = tuple(REQUEST_METRICS)
@@ -37,6 +37,8 @@ RECORD_TOKENS: tuple[str, ...] = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
+# How closely an open-loop schedule was kept (PacingOut), in field order.
+PACING_FIELDS: tuple[str, ...] = tuple(PacingOut.model_fields)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NS_PER_MS = 1_000_000
 
@@ -63,8 +65,11 @@ def wall_ns(results: Results, offset_ms: float) -> int:
 
 
 def stage_end_ms(results: Results, summary: SummaryOut) -> float:
-    """When the stage x provider unit of a summary ended (ms after the run start)."""
+    """When the stage x provider unit of a summary ended (ms after the run start); for a
+    warmup summary, when its warmup ended (the measured phase began)."""
     for window in results.stages:
         if (window.stage, window.provider) == (summary.stage, summary.provider):
+            if summary.phase == "warmup" and window.measure_start_ms is not None:
+                return window.measure_start_ms
             return window.end_ms
     return max((w.end_ms for w in results.stages), default=0.0)

@@ -9,6 +9,20 @@ that was never measured is left out rather than written as 0.
 ``lens_sla_verdict`` is 1 for pass, 0 for fail and -1 for inconclusive, so
 ``lens_sla_verdict < 1`` is every assertion that did not pass and ``== 0`` the failures.
 
+What lens knows about its own measurements: ``lens_requests_drained_total``; open-loop
+pacing (``lens_pacing_{planned,achieved}_rate_requests_per_second``,
+``lens_pacing_rate_error_ratio`` = achieved / planned - 1, and
+``lens_pacing_dispatch_lag_seconds{quantile="0.5"|"0.99"|"1"}``, 1 being the maximum); the
+harness self-check, labelled ``scenario`` only (``lens_harness_overloaded`` 0/1,
+``lens_harness_loop_lag_seconds{quantile=...}``, ``lens_harness_cpu_ratio``); and
+``lens_cold_start_penalty_seconds`` per provider (``scenario``, ``provider``, ``model``).
+
+Adaptive sweeps (``scenario``, ``sweep``, ``provider``, ``model``): ``lens_sweep_cut_short``
+and ``lens_sweep_distrusted`` (0/1) for each, and for find_max_rate
+``lens_sweep_max_rate_requests_per_second``, only when it has an answer to trust: absent
+when no rate passed, when the run stopped before the sweep ended, and when the client was
+overloaded (the 0/1 families say which).
+
 Push: ``PUT {url}/metrics/job/<job>{/<label>/<value>}``.  PUT replaces the whole group, so a
 re-push never leaves series of a previous run behind.  ``job`` (default ``lens``) and any
 other query option of the destination URL (``?job=lens&instance=ci``) form the grouping key;
@@ -110,10 +124,119 @@ def _base(results: Results, s: SummaryOut, model: str) -> Labels:
     )
 
 
+# The quantile label of gauges that carry a p50, p99 and maximum (quantile 1).
+_LAG_QUANTILES: tuple[tuple[str, str], ...] = (("0.5", "p50"), ("0.99", "p99"), ("1", "max"))
+
+
+def _pacing_families(results: Results) -> list[Family]:
+    planned = Family(
+        "lens_pacing_planned_rate_requests_per_second",
+        "gauge",
+        "open loop: the rate the arrivals sent were scheduled at",
+    )
+    achieved = Family(
+        "lens_pacing_achieved_rate_requests_per_second",
+        "gauge",
+        "open loop: the rate the arrivals were dispatched at",
+    )
+    error = Family(
+        "lens_pacing_rate_error_ratio", "gauge", "open loop: achieved / planned rate - 1"
+    )
+    lag = Family(
+        "lens_pacing_dispatch_lag_seconds",
+        "gauge",
+        "open loop: dispatch - intended send time of first attempts (quantile 1: maximum)",
+    )
+    model = models(results)
+    for s in results.summaries:
+        if s.pacing is None:
+            continue
+        base = _base(results, s, model.get(s.provider, s.model))
+        paced = s.pacing
+        for fam, value in (
+            (planned, paced.planned_rate_per_s),
+            (achieved, paced.achieved_rate_per_s),
+            (error, paced.rate_error),
+        ):
+            if value is not None:
+                fam.add(base, value)
+        for q, stat in _LAG_QUANTILES:
+            lag.add((*base, ("quantile", q)), getattr(paced, f"lag_{stat}_ms") * 1e-3)
+    return [planned, achieved, error, lag]
+
+
+def _integrity_families(results: Results) -> list[Family]:
+    run: Labels = (("scenario", results.scenario),)
+    overloaded = Family(
+        "lens_harness_overloaded", "gauge", "1 when lens itself was the bottleneck (harness)"
+    )
+    loop_lag = Family(
+        "lens_harness_loop_lag_seconds",
+        "gauge",
+        "lateness of the client's event-loop wake-ups (quantile 1: maximum)",
+    )
+    cpu = Family("lens_harness_cpu_ratio", "gauge", "client CPU seconds per wall second")
+    penalty = Family(
+        "lens_cold_start_penalty_seconds",
+        "gauge",
+        "TTFT p50 of cold requests (first, or after an idle gap) - that of warm ones",
+    )
+    integrity = results.integrity
+    if integrity is None:
+        return [overloaded, loop_lag, cpu, penalty]
+    if (h := integrity.harness) is not None:
+        overloaded.add(run, 1 if h.status == "overloaded" else 0)
+        for q, stat in _LAG_QUANTILES:
+            value = getattr(h, f"loop_lag_{stat}_ms")
+            if value is not None:
+                loop_lag.add((*run, ("quantile", q)), value * 1e-3)
+        if h.cpu is not None:
+            cpu.add(run, h.cpu)
+    model = models(results)
+    for c in integrity.cold_start:
+        if c.penalty_ms is not None:
+            labels = (*run, ("provider", c.provider), ("model", model.get(c.provider, "")))
+            penalty.add(labels, c.penalty_ms * 1e-3)
+    return [overloaded, loop_lag, cpu, penalty]
+
+
+def _sweep_families(results: Results) -> list[Family]:
+    max_rate = Family(
+        "lens_sweep_max_rate_requests_per_second",
+        "gauge",
+        "find_max_rate: the highest rate meeting every SLA, when trustworthy",
+    )
+    cut_short = Family(
+        "lens_sweep_cut_short", "gauge", "1 when the run stopped before the sweep ended"
+    )
+    distrusted = Family(
+        "lens_sweep_distrusted", "gauge", "1 when the client was overloaded during the sweep"
+    )
+    model = models(results)
+    for sw in results.sweeps:
+        labels: Labels = (
+            ("scenario", results.scenario),
+            ("sweep", sw.id),
+            ("provider", sw.provider),
+            ("model", model.get(sw.provider, "")),
+        )
+        cut_short.add(labels, 1 if sw.cut_short else 0)
+        distrusted.add(labels, 1 if sw.distrusted else 0)
+        trusted = not (sw.cut_short or sw.distrusted)
+        if sw.kind == "find_max_rate" and sw.max_rate_per_s is not None and trusted:
+            max_rate.add(labels, sw.max_rate_per_s)
+    return [max_rate, cut_short, distrusted]
+
+
 def _unit_families(results: Results) -> list[Family]:
     requests = Family("lens_requests_total", "counter", "requests started")
     errors = Family("lens_request_errors_total", "counter", "failed requests by error class")
     tokens = Family("lens_output_tokens_total", "counter", "output tokens received")
+    drained = Family(
+        "lens_requests_drained_total",
+        "counter",
+        "requests in flight at the stage's cutoff and cut off (not in lens_requests_total)",
+    )
     duration = Family("lens_stage_duration_seconds", "gauge", "wall time of the stage")
     rps = Family("lens_requests_per_second", "gauge", "successful requests per second of stage")
     tps = Family("lens_output_tokens_per_second", "gauge", "output tokens per second of stage")
@@ -131,6 +254,7 @@ def _unit_families(results: Results) -> list[Family]:
         for cls in ERROR_CLASSES:
             errors.add((*base, ("error_class", cls)), s.error_counts.get(cls, 0))
         tokens.add(base, s.output_tokens)
+        drained.add(base, s.drained)
         for fam, value in ((duration, s.duration_s), (rps, s.rps), (tps, s.throughput)):
             if value is not None:
                 fam.add(base, value)
@@ -155,6 +279,7 @@ def _unit_families(results: Results) -> list[Family]:
     return [
         requests,
         errors,
+        drained,
         tokens,
         duration,
         rps,
@@ -187,7 +312,16 @@ def families(results: Results) -> list[Family]:
     partial.add(run, 1 if results.partial else 0)
     started = Family("lens_run_start_timestamp_seconds", "gauge", "wall clock of the run start")
     started.add(run, run_start_ns(results) / 1e9)
-    return [*_unit_families(results), verdicts, exit_code, partial, started]
+    return [
+        *_unit_families(results),
+        *_pacing_families(results),
+        verdicts,
+        exit_code,
+        partial,
+        started,
+        *_integrity_families(results),
+        *_sweep_families(results),
+    ]
 
 
 def exposition(results: Results) -> str:

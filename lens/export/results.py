@@ -405,6 +405,16 @@ class SweepOut(_Frozen):
     )
     sync_rps: float | None = Field(None, description="auto: throughput one request at a time")
     saturated_rps: float | None = Field(None, description="auto: throughput at saturation")
+    cut_short: bool = Field(
+        False,
+        description="the run stopped (budget, signal) before the sweep ended: probes are the "
+        "steps that ran, and there is no answer",
+    )
+    distrusted: bool = Field(
+        False,
+        description="the client was overloaded (integrity.harness): the sweep's decisions "
+        "and answer rest on distorted timings; the reason says why",
+    )
 
 
 class Results(_Frozen):
@@ -675,6 +685,8 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
         bracket=o.bracket,
         sync_rps=o.sync_rps,
         saturated_rps=o.saturated_rps,
+        cut_short=o.cut_short,
+        distrusted=o.distrusted,
     )
 
 

@@ -239,16 +239,19 @@ def _probe_lines(p: IdleProbesOut) -> list[str]:
 
 def sweep_lines(sweep: SweepOut) -> list[str]:
     """What an adaptive sweep found, for the run table."""
-    head = f"  {sweep.id}/{sweep.provider} ({sweep.kind}): "
+    flags = (("cut short", sweep.cut_short), ("DISTRUSTED", sweep.distrusted))
+    kind = ", ".join([sweep.kind, *(name for name, on in flags if on)])
+    head = f"  {sweep.id}/{sweep.provider} ({kind}): "
     if sweep.kind == "find_max_rate":
         low, high = sweep.bracket or (None, None)
-        bracket = f"[{_rate(low, 'open')}, {_rate(high, 'open')})"
-        found = (
-            f"max rate {sweep.max_rate_per_s:g}/s"
-            if sweep.max_rate_per_s is not None
-            else "no rate passed"
-        )
-        lines = [f"{head}{found}, bracket {bracket}, {len(sweep.probes)} steps"]
+        if sweep.cut_short:
+            found = "no answer"
+        elif sweep.max_rate_per_s is not None:
+            found = f"max rate {sweep.max_rate_per_s:g}/s"
+            found += f", bracket [{_rate(low, 'open')}, {_rate(high, 'open')})"
+        else:
+            found = f"no rate passed, bracket [{_rate(low, 'open')}, {_rate(high, 'open')})"
+        lines = [f"{head}{found}, {len(sweep.probes)} steps"]
         lines.append(f"    {sweep.reason}")
         lines += [f"    {'pass' if p.held else 'fail'} {p.stage}: {p.detail}" for p in sweep.probes]
         return lines

@@ -7,7 +7,8 @@ summary, sweep position); this is the sweep's own account on top of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from lens.plan.model import SweepKind
 
@@ -37,3 +38,20 @@ class SweepOutcome:
     bracket: tuple[float | None, float | None] | None = None  # (passing, failing); None: open
     sync_rps: float | None = None  # auto: throughput one request at a time
     saturated_rps: float | None = None  # auto: throughput of the saturation step
+    # The run stopped (budget, signal) before the sweep could end: the probes are the steps
+    # that ran, and there is no answer (max_rate_per_s, bracket) to give.
+    cut_short: bool = False
+    # The client was overloaded while it measured: every decision rests on distorted timings.
+    distrusted: bool = False
+
+
+def distrust_sweeps(
+    outcomes: Sequence[SweepOutcome], reasons: Sequence[str]
+) -> tuple[SweepOutcome, ...]:
+    """The sweeps of a run whose measurements are suspect (an overloaded client, the run's
+    harness ``reasons``): each is flagged ``distrusted`` and says why first, keeping what it
+    found, as ``lens.metrics.judge.distrust`` does for verdicts."""
+    if not reasons:
+        return tuple(outcomes)
+    why = "measurements distorted by the client: " + "; ".join(reasons)
+    return tuple(replace(o, distrusted=True, reason=f"{why} ({o.reason})") for o in outcomes)

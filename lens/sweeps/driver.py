@@ -18,7 +18,7 @@ from lens.plan.compile import rate_step, step_id
 from lens.plan.model import AdaptiveSweep, Plan, SlaSpec, StagePlan
 from lens.records import RequestRecord
 from lens.run.executor import StageRunner
-from lens.sweeps.steps import Controller, NextStep, controller_for
+from lens.sweeps.steps import Controller, NextStep, controller_for, cut_short
 
 
 class SweepDriver:
@@ -80,19 +80,33 @@ class SweepDriver:
             steps = [u.sweep for u in units if u.sweep is not None]
             controllers[pid] = controller_for(sweep, pid, steps)
             pending[pid] = next(controllers[pid])
-        ran = dict.fromkeys(planned, 0)
-        while pending:
-            for k, pid in enumerate(list(pending)):
-                if _out_of_budget(runner):
-                    return  # the sweep has no answer; the results say they are partial
-                unit = _unit(sweep, planned[pid], pending[pid], ran[pid], pause=k == 0)
-                probe = await self._step(runner, sweep, unit)
-                ran[pid] += 1
-                try:
-                    pending[pid] = controllers[pid].send(probe)
-                except StopIteration as done:
-                    self.outcomes.append(done.value)
-                    del pending[pid]
+        probes: dict[str, list[Probe]] = {pid: [] for pid in planned}
+        running: dict[str, str] = {}  # provider -> the step it is in the middle of
+        cause = "the run was interrupted"  # a signal cancels the run inside a step
+        try:
+            while pending:
+                for k, pid in enumerate(list(pending)):
+                    if _out_of_budget(runner):
+                        cause = "the budget ran out"
+                        return
+                    unit = _unit(sweep, planned[pid], pending[pid], len(probes[pid]), pause=k == 0)
+                    running[pid] = unit.stage
+                    probe = await self._step(runner, sweep, unit)
+                    del running[pid]
+                    probes[pid].append(probe)
+                    try:
+                        pending[pid] = controllers[pid].send(probe)
+                    except StopIteration as done:
+                        self.outcomes.append(done.value)
+                        del pending[pid]
+        finally:
+            # Stopped before its end (budget, Ctrl-C): each provider still going gets its
+            # account of the steps that ran, marked cut short, with no answer.
+            for pid in pending:
+                steps = [u.sweep for u in planned[pid] if u.sweep is not None]
+                self.outcomes.append(
+                    cut_short(sweep, pid, steps, probes[pid], cause, running.get(pid))
+                )
 
     async def _step(self, runner: StageRunner, sweep: AdaptiveSweep, unit: StagePlan) -> Probe:
         """Run ``unit``, then judge its summary against the sweep's conditions."""

@@ -146,5 +146,44 @@ def auto_steps(
     )
 
 
+def cut_short(
+    sweep: AdaptiveSweep,
+    provider: str,
+    planned: Sequence[SweepStep],
+    probes: Sequence[Probe],
+    cause: str,
+    running: str | None = None,
+) -> SweepOutcome:
+    """The outcome of a sweep the run stopped before it could end (``cause``, e.g. the
+    budget ran out): the probes that ran, no answer, and for stop_when the planned steps
+    never run.  ``running`` is the step that was cut off in the middle, if one was."""
+    during = f" during {running}" if running is not None else ""
+    reason = f"cut short: {cause}{during}, after {len(probes)} completed step(s)"
+    if sweep.kind == "find_max_rate":
+        passed = [p.rate_per_s for p in probes if p.held and p.rate_per_s is not None]
+        failed = [p.rate_per_s for p in probes if not p.held and p.rate_per_s is not None]
+        so_far = [f"{max(passed):g}/s passed"] if passed else []
+        so_far += [f"{min(failed):g}/s failed"] if failed else []
+        reason += f" ({' and '.join(so_far)} so far)" if so_far else ""
+        reason += "; no answer"
+    ran = {p.stage for p in probes} | {running}
+    return SweepOutcome(
+        sweep.sweep,
+        provider,
+        sweep.kind,
+        reason,
+        tuple(probes),
+        not_run=tuple(
+            name
+            for s in planned
+            if (name := step_id(sweep.sweep, rate=s.rate_per_s, concurrency=s.concurrency))
+            not in ran
+        )
+        if sweep.kind == "stop_when"
+        else (),
+        cut_short=True,
+    )
+
+
 def _rps(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.3g} req/s"

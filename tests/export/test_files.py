@@ -13,7 +13,7 @@ from lens.export.csvfile import REQUEST_COLUMNS, SUMMARY_COLUMNS, summary_path
 from lens.export.registry import EXPORTERS, export_all
 from lens.export.table import render
 from lens.targets import parse_target
-from tests.export._results import ERROR_MESSAGE, SCENARIO_NAME, hand_results
+from tests.export._results import ERROR_MESSAGE, SCENARIO_NAME, hand_results, rich_results
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -58,6 +58,51 @@ def test_csv_rows_columns_and_empty_cells(tmp_path: Path) -> None:
     assert sim["ttfot_p50_ms"] == "190.0"
     assert sim["cost_total_usd"] == ""
     assert summaries[1]["cost_total_usd"] == "0.0000084"
+
+
+def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> None:
+    # Appended: every earlier column keeps its position.
+    assert REQUEST_COLUMNS[-2:] == ("phase", "cold")
+    assert SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("cost_per_sla_conforming_usd") + 1 :] == (
+        "phase",
+        "drained",
+        "sla_conforming",
+        "pacing_sent",
+        "pacing_planned_rate_per_s",
+        "pacing_achieved_rate_per_s",
+        "pacing_rate_error",
+        "pacing_lag_p50_ms",
+        "pacing_lag_p99_ms",
+        "pacing_lag_max_ms",
+    )
+    dest = tmp_path / "requests.csv"
+    assert export_all(rich_results(), [parse_target(f"csv={dest}")]) == []
+    _, rows = read_csv(dest)
+    assert [(r["provider"], r["phase"], r["cold"]) for r in rows[:3]] == [
+        ("gpt", "warmup", "true"),  # the first request to gpt
+        ("sim", "measure", "true"),
+        ("sim", "measure", "false"),
+    ]
+    _, summaries = read_csv(summary_path(dest))
+    assert [(s["provider"], s["phase"]) for s in summaries] == [
+        ("sim", "measure"),
+        ("gpt", "measure"),
+        ("gpt", "warmup"),
+    ]
+    sim, gpt, warmup = summaries
+    # sim went out 6, 8 and 4 ms late: planned 2 / 22 ms, achieved 2 / 20 ms.
+    assert float(sim["pacing_planned_rate_per_s"]) == pytest.approx(90.909, rel=1e-4)
+    assert float(sim["pacing_achieved_rate_per_s"]) == 100.0
+    assert float(sim["pacing_rate_error"]) == pytest.approx(0.1)
+    assert (sim["pacing_sent"], sim["pacing_lag_p50_ms"], sim["pacing_lag_max_ms"]) == (
+        "3",
+        "6.0",
+        "8.0",
+    )
+    assert (sim["drained"], sim["sla_conforming"]) == ("0", "2")
+    assert (gpt["drained"], gpt["requests"]) == ("1", "2")  # drained: not a request
+    assert gpt["pacing_rate_error"] == ""  # closed loop: no pacing, an empty cell, not 0
+    assert (warmup["requests"], warmup["pacing_sent"]) == ("1", "")
 
 
 def test_junit_has_one_testcase_per_verdict(tmp_path: Path) -> None:

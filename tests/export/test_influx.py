@@ -17,7 +17,7 @@ from lens.export.facts import run_start_ns
 from lens.export.influx import export_influx, points, write_url
 from lens.export.sink import RetryPolicy, send
 from lens.targets import parse_target
-from tests.export._results import ERROR_MESSAGE, SCENARIO_NAME, hand_results
+from tests.export._results import ERROR_MESSAGE, SCENARIO_NAME, hand_results, rich_results
 from tests.export.lineparse import parse
 from tests.export.servers import ScriptedServer, Server, create_database, free_port, influx_query
 
@@ -49,6 +49,43 @@ def test_points_carry_wall_clock_timestamps_and_unique_series_times() -> None:
     assert sim.fields["requests"] == 3
     assert sim.fields["errors_http_5xx"] == 1
     assert sim.fields["ttft_p50"] == 190.0
+
+
+def test_summaries_by_phase_sweeps_and_the_harness() -> None:
+    results = rich_results(overloaded=True)
+    parsed = [parse(p) for p in points(results)]
+    summaries = {
+        (p.tags["provider"], p.tags["phase"]): p for p in parsed if p.measurement == "lens_summary"
+    }
+    assert list(summaries) == [("sim", "measure"), ("gpt", "measure"), ("gpt", "warmup")]
+    sim = summaries["sim", "measure"]
+    assert sim.fields["pacing_rate_error"] == pytest.approx(0.1)
+    assert (sim.fields["pacing_lag_p99_ms"], sim.fields["sla_conforming"]) == (8.0, 2)
+    gpt = summaries["gpt", "measure"]
+    assert gpt.fields["drained"] == 1
+    assert not any(k.startswith("pacing_") for k in gpt.fields)  # closed loop: absent
+    start = run_start_ns(results)
+    assert summaries["gpt", "warmup"].timestamp == start + 5_000_000  # when its warmup ended
+    assert gpt.timestamp == start + 300_000_000
+    found, cut = [p for p in parsed if p.measurement == "lens_sweep"]
+    assert (found.tags["sweep"], found.tags["kind"], found.tags["provider"]) == (
+        "search",
+        "find_max_rate",
+        "gpt",
+    )
+    assert found.fields["max_rate_per_s"] == 85.0
+    assert (found.fields["bracket_passing"], found.fields["bracket_failing"]) == (85.0, 88.75)
+    assert (found.fields["distrusted"], found.fields["cut_short"]) == (True, False)
+    assert str(found.fields["reason"]).startswith("measurements distorted by the client")
+    assert cut.fields["cut_short"] is True
+    assert "max_rate_per_s" not in cut.fields  # no answer: absent, not 0
+    (harness,) = [p for p in parsed if p.measurement == "lens_harness"]
+    assert harness.tags == {"scenario": SCENARIO_NAME}
+    assert (harness.fields["status"], harness.fields["overloaded"]) == ("overloaded", True)
+    assert harness.fields["loop_lag_p99_ms"] == 40.0
+    assert not any(
+        p.measurement in ("lens_sweep", "lens_harness") for p in map(parse, points(hand_results()))
+    )
 
 
 def test_write_url_moves_the_token_into_a_header() -> None:
@@ -84,6 +121,31 @@ def test_influxdb_1x_stores_every_point(influxdb: Server) -> None:
     )
     assert summary["requests"] == 3
     assert summary["ttft_p50"] == 190.0
+
+
+def test_influxdb_1x_stores_phases_sweeps_and_the_harness(influxdb: Server) -> None:
+    create_database(influxdb, "rich")
+    results = rich_results(overloaded=True)
+    export_influx(results, parse_target(f"influx={influxdb.url}/write?db=rich"))
+    query = "SELECT requests, drained, pacing_rate_error FROM lens_summary GROUP BY phase, provider"
+    rows = influx_query(influxdb, "rich", query)
+    by_key = {(r["provider"], r["phase"]): r for r in rows}
+    assert set(by_key) == {("sim", "measure"), ("gpt", "measure"), ("gpt", "warmup")}
+    assert by_key["gpt", "measure"]["drained"] == 1
+    assert by_key["sim", "measure"]["pacing_rate_error"] == pytest.approx(0.1)
+    assert by_key["gpt", "measure"]["pacing_rate_error"] is None
+    (sweep,) = influx_query(
+        influxdb, "rich", "SELECT max_rate_per_s, distrusted FROM lens_sweep WHERE provider = 'gpt'"
+    )
+    assert (sweep["max_rate_per_s"], sweep["distrusted"]) == (85.0, True)
+    (harness,) = influx_query(
+        influxdb, "rich", "SELECT overloaded, loop_lag_p99_ms FROM lens_harness"
+    )
+    assert (harness["overloaded"], harness["loop_lag_p99_ms"]) == (True, 40.0)
+    requests = influx_query(
+        influxdb, "rich", "SELECT cold FROM lens_request WHERE phase = 'warmup'"
+    )
+    assert [r["cold"] for r in requests] == [True]
 
 
 def vm_export(server: Server, match: str, count: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from lens.export.prometheus import (
     push_url,
 )
 from lens.targets import parse_target
-from tests.export._results import SCENARIO_NAME, hand_results
+from tests.export._results import SCENARIO_NAME, hand_results, rich_results
 from tests.export.servers import Server, free_port
 
 
@@ -78,6 +78,54 @@ def test_exposition_has_help_type_base_units_and_labels() -> None:
     assert values[f'lens_sla_verdict{{{base},sla="error_rate < 1%"}}'] == 0
 
 
+def test_pacing_drain_harness_cold_start_and_sweeps() -> None:
+    text = exposition(rich_results())
+    types = {line.split()[2]: line.split()[3] for line in text.splitlines() if "# TYPE" in line}
+    assert types["lens_requests_drained_total"] == "counter"
+    assert types["lens_pacing_dispatch_lag_seconds"] == "gauge"
+    values = samples(text)
+    scenario = f'scenario="{escape_label_value(SCENARIO_NAME)}"'
+    sim = f'{scenario},stage="warm",provider="sim",model="lens-sim"'
+    gpt = f'{scenario},stage="warm",provider="gpt",model="gpt-4o-mini"'
+    assert values[f"lens_requests_drained_total{{{gpt}}}"] == 1
+    assert values[f"lens_requests_drained_total{{{sim}}}"] == 0
+    assert values[f"lens_pacing_rate_error_ratio{{{sim}}}"] == pytest.approx(0.1)
+    assert values[f"lens_pacing_achieved_rate_requests_per_second{{{sim}}}"] == 100
+    lags = {
+        q: values[f'lens_pacing_dispatch_lag_seconds{{{sim},quantile="{q}"}}']
+        for q in ("0.5", "0.99", "1")
+    }
+    assert lags == pytest.approx({"0.5": 0.006, "0.99": 0.008, "1": 0.008})
+    assert not any(k.startswith("lens_pacing") and 'provider="gpt"' in k for k in values)
+    assert values[f"lens_harness_overloaded{{{scenario}}}"] == 0
+    assert values[f'lens_harness_loop_lag_seconds{{{scenario},quantile="0.99"}}'] == 0.008
+    assert values[f"lens_harness_cpu_ratio{{{scenario}}}"] == 0.25
+    penalty = f'lens_cold_start_penalty_seconds{{{scenario},provider="sim",model="lens-sim"}}'
+    assert values[penalty] == pytest.approx(0.010)
+    sweep = f'{scenario},sweep="search",provider="gpt",model="gpt-4o-mini"'
+    assert values[f"lens_sweep_max_rate_requests_per_second{{{sweep}}}"] == 85
+    max_rates = [k for k in values if k.startswith("lens_sweep_max_rate")]
+    assert max_rates == [f"lens_sweep_max_rate_requests_per_second{{{sweep}}}"]  # sim: cut short
+    cut = f'{scenario},sweep="search",provider="sim",model="lens-sim"'
+    assert values[f"lens_sweep_cut_short{{{cut}}}"] == 1
+    assert values[f"lens_sweep_distrusted{{{sweep}}}"] == 0
+
+
+def test_an_overloaded_client_leaves_no_max_rate_to_trust() -> None:
+    values = samples(exposition(rich_results(overloaded=True)))
+    scenario = f'scenario="{escape_label_value(SCENARIO_NAME)}"'
+    assert values[f"lens_harness_overloaded{{{scenario}}}"] == 1
+    sweep = f'{scenario},sweep="search",provider="gpt",model="gpt-4o-mini"'
+    assert values[f"lens_sweep_distrusted{{{sweep}}}"] == 1
+    assert not any(k.startswith("lens_sweep_max_rate") for k in values)
+
+
+def test_families_never_measured_are_left_out() -> None:
+    text = exposition(hand_results())  # no harness, no sweeps, no open loop
+    for family in ("lens_harness_", "lens_sweep_", "lens_pacing_"):
+        assert family not in text
+
+
 def test_textfile_is_written_atomically(tmp_path: Path) -> None:
     dest = tmp_path / "textfile" / "lens.prom"
     export_prometheus(hand_results(), parse_target(f"prometheus={dest}"))
@@ -101,7 +149,7 @@ def group_metrics(server: Server) -> list[dict[str, Any]]:
 
 
 def test_push_arrives_and_a_repush_replaces_the_group(pushgateway: Server) -> None:
-    results = hand_results()
+    results = rich_results()
     target = parse_target(f"prometheus={pushgateway.url}?job=lens-test&instance=ci/1")
     export_prometheus(results, target)
     (group,) = [g for g in group_metrics(pushgateway) if g["labels"]["job"] == "lens-test"]
@@ -113,6 +161,16 @@ def test_push_arrives_and_a_repush_replaces_the_group(pushgateway: Server) -> No
     (ttft,) = [m for m in group["lens_ttft_seconds"]["metrics"] if m["labels"]["provider"] == "sim"]
     assert float(ttft["count"]) == 2
     assert {q: float(v) for q, v in ttft["quantiles"].items()}["0.5"] == pytest.approx(0.19)
+    (overloaded,) = group["lens_harness_overloaded"]["metrics"]
+    assert float(overloaded["value"]) == 0
+    (max_rate,) = group["lens_sweep_max_rate_requests_per_second"]["metrics"]
+    assert (max_rate["labels"]["sweep"], float(max_rate["value"])) == ("search", 85.0)
+    lags = group["lens_pacing_dispatch_lag_seconds"]["metrics"]
+    assert {m["labels"]["quantile"]: float(m["value"]) for m in lags} == {
+        "0.5": 0.006,
+        "0.99": 0.008,
+        "1": 0.008,
+    }
 
     # A second push of fewer series: PUT replaces the group, nothing stale is left.
     only_gpt = results.model_copy(

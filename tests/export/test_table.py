@@ -7,6 +7,7 @@ import pytest
 from lens.export.results import ExclusionOut, RecommendationOut, Results
 from lens.export.table import render, render_recommendation
 from tests.export._reload_results import built
+from tests.export._results import rich_results
 
 
 def _with(results: Results, rec: RecommendationOut | None) -> Results:
@@ -89,3 +90,16 @@ def test_reasons_other_than_verdicts_are_shown_as_they_are() -> None:
     report = render_recommendation(none)
     assert "  b:\n    no price known\n" in report
     assert "    ttft.max < 250ms [stage s] fail: ttft.max = 290 ms, not < 250 ms\n" in report
+
+
+def test_sweeps_say_when_they_were_cut_short_or_distrusted() -> None:
+    lines = render(rich_results(overloaded=True)).splitlines()
+    assert (
+        "  search/gpt (find_max_rate, DISTRUSTED): max rate 85/s, bracket [85/s, 88.75/s), 1 steps"
+        in lines
+    )
+    assert "  search/sim (find_max_rate, cut short, DISTRUSTED): no answer, 1 steps" in lines
+    trusted = render(rich_results()).splitlines()
+    assert (
+        "  search/gpt (find_max_rate): max rate 85/s, bracket [85/s, 88.75/s), 1 steps" in trusted
+    )

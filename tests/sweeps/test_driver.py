@@ -8,6 +8,7 @@ so TTFT p95 crosses 150 ms a little past 80/s.  On a mock clock all of it is exa
 
 from __future__ import annotations
 
+import math
 import textwrap
 from decimal import Decimal
 
@@ -61,8 +62,9 @@ def plan_of(load: str, providers: tuple[str, ...] = ("fake",), sla: str = "") ->
 
 
 async def drive(
-    plan: Plan, budget: BudgetGuard | None = None
+    plan: Plan, budget: BudgetGuard | None = None, cancel_after_s: float = math.inf
 ) -> tuple[SweepDriver, list[RequestRecord], list[StageWindow]]:
+    """Drive ``plan``; ``cancel_after_s`` cancels the run then, as a signal does."""
     server = QueueingServer(capacity=4)
     driver = SweepDriver(plan)
     records: list[RequestRecord] = []
@@ -72,7 +74,8 @@ async def drive(
         driver.record(rec)
 
     runner = StageRunner(plan, plan.providers, emit, transport_for=lambda _: server, budget=budget)
-    await driver.drive(runner)
+    with trio.move_on_after(cancel_after_s):
+        await driver.drive(runner)
     return driver, records, runner.windows
 
 
@@ -273,4 +276,68 @@ async def test_the_budget_stops_a_sweep_and_what_follows(
     driver, records, windows = await drive(plan, budget)
     assert [w.stage for w in windows] == ["ladder.10rps", "ladder.20rps"]
     assert len(records) == 6
-    assert driver.outcomes == []  # no answer: the run is partial
+    # The sweep still gives its account: the steps that ran, cut short, no stop found.
+    (outcome,) = driver.outcomes
+    assert outcome.cut_short
+    assert [p.stage for p in outcome.probes] == ["ladder.10rps", "ladder.20rps"]
+    assert outcome.not_run == ("ladder.30rps",)
+    assert outcome.reason == "cut short: the budget ran out, after 2 completed step(s)"
+
+
+async def test_a_signal_in_the_middle_of_find_max_rate_keeps_the_probes_that_ran(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = plan_of(
+        """\
+        - id: search
+          pattern: sweep
+          rates: {from: 40/s, to: 160/s}
+          duration: 2s
+          find_max_rate: "ttft.p95 < 150ms"
+          precision: 5/s
+        """,
+        providers=("a", "b"),
+    )
+    # Rounds of one step per provider: 40/s for a and b (2 s each), 160/s for a (4 s with
+    # the queue drained), then the signal comes about 2 s into b's 160/s step.
+    driver, _, windows = await drive(plan, cancel_after_s=10.0)
+    assert [(w.stage, w.provider) for w in windows] == [
+        ("search.40rps", "a"),
+        ("search.40rps", "b"),
+        ("search.160rps", "a"),
+        ("search.160rps", "b"),  # cut off, its window still a fact
+    ]
+    a, b = driver.outcomes
+    assert (a.provider, b.provider) == ("a", "b")
+    assert (a.cut_short, b.cut_short) == (True, True)
+    assert [(p.stage, p.held) for p in a.probes] == [
+        ("search.40rps", True),
+        ("search.160rps", False),
+    ]
+    assert [(p.stage, p.held) for p in b.probes] == [("search.40rps", True)]
+    assert a.reason == (
+        "cut short: the run was interrupted, after 2 completed step(s) "
+        "(40/s passed and 160/s failed so far); no answer"
+    )
+    assert b.reason == (
+        "cut short: the run was interrupted during search.160rps, after 1 completed step(s) "
+        "(40/s passed so far); no answer"
+    )
+    assert (a.max_rate_per_s, a.bracket) == (None, None)  # a bracket not narrowed: no answer
+
+
+async def test_a_sweep_that_ends_before_the_signal_is_not_cut_short(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = plan_of(
+        """\
+        - {id: ladder, pattern: sweep, rates: [10/s, 20/s], requests: 2,
+           stop_when: "error_rate > 50%"}
+        - {id: after, pattern: constant-rate, rate: 1/s, duration: 10s}
+        """
+    )
+    driver, _, windows = await drive(plan, cancel_after_s=0.5)
+    assert [w.stage for w in windows] == ["ladder.10rps", "ladder.20rps", "after"]
+    (outcome,) = driver.outcomes
+    assert not outcome.cut_short
+    assert outcome.reason.startswith("every step ran")
