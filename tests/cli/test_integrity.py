@@ -44,7 +44,9 @@ def test_an_overloaded_client_is_flagged_and_its_verdicts_are_inconclusive(
 ) -> None:
     # long enough (> 1 s of samples) for the harness to judge itself
     long_load = "  - {id: c, pattern: concurrency, concurrency: 1, requests: 40}"
-    path = write_scenario(ttft="30ms", itl="2ms", load=long_load, sla="  - ttft.p50 < 10s")
+    path = write_scenario(
+        ttft="30ms", itl="2ms", load=long_load, sla="  - ttft.p50 < 10s", integrity=""
+    )
     out = tmp_path / "r.json"
     assert main(["run", "--quiet", str(path), "-o", str(out)]) == 3
     doc = json.loads(out.read_text())
@@ -62,7 +64,9 @@ def test_a_quiet_client_is_ok_and_the_first_request_is_cold(
     write_scenario: Callable[..., Path], tmp_path: Path
 ) -> None:
     # 10 ms between tokens: far apart enough that no read carries two of them
-    path = write_scenario(ttft="30ms", itl="10ms", load=LOAD, sla="  - ttft.p50 < 10s")
+    path = write_scenario(
+        ttft="30ms", itl="10ms", load=LOAD, sla="  - ttft.p50 < 10s", integrity=""
+    )
     out = tmp_path / "r.json"
     assert main(["run", "--quiet", str(path), "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
@@ -82,7 +86,7 @@ def test_a_quiet_client_is_ok_and_the_first_request_is_cold(
 def test_thresholds_come_from_the_scenario(
     write_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_scenario(load=LOAD)
+    path = write_scenario(load=LOAD, integrity="")
     path.write_text(
         "integrity: {max_loop_lag: 50ms, max_cpu: 100%, cold_after: 1s}\n" + path.read_text()
     )

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 SCENARIO = """\
 version: 1
 name: choose
+integrity: {max_cpu: 100%, max_loop_lag: 10s}  # judged even on a busy test machine
 defaults: {max_tokens: 8}
 providers:
   cheap_slow: {type: simulated, model: small, ttft: 300ms, itl: 1ms, output_tokens: 8,

@@ -90,7 +90,9 @@ def test_drain_cancel_cuts_off_slow_requests_at_the_duration(
 def test_idle_probe_reports_each_probe_against_its_gap(
     write_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_scenario(load="  - {id: idle, pattern: idle-probe, gaps: [0s, 100ms, 400ms]}")
+    path = write_scenario(
+        load="  - {id: idle, pattern: idle-probe, gaps: [0s, 100ms, 400ms]}", integrity=""
+    )
     path.write_text(path.read_text() + "integrity: {cold_after: 250ms}\n")
     assert main(["plan", str(path)]) == 0
     assert "probes after idle 0s, 0.1s, 0.4s" in capsys.readouterr().out
