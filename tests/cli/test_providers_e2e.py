@@ -62,6 +62,7 @@ def scenario(servers: dict[str, str], load: str, extra_headers: str = "") -> str
     return f"""\
 version: 1
 name: all-providers
+integrity: {{max_cpu: 100%, max_loop_lag: 10s}}  # judged even on a busy test machine
 defaults: {{timeout: 2s, max_tokens: 64}}
 providers:
   compat: {{type: openai-compatible, base_url: '{servers["openai"]}/v1', model: m{h}}}

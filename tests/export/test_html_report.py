@@ -26,6 +26,7 @@ from tests.metrics._factory import failed, ns, record
 REAL_SCENARIO = """\
 version: 1
 name: report-itest
+integrity: {max_cpu: 100%, max_loop_lag: 10s}  # judged even on a busy test machine
 providers:
   quick: {type: simulated, ttft: 15ms, itl: 2ms, output_tokens: 8}
   flaky:
