@@ -8,7 +8,9 @@ import re
 import shutil
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -16,8 +18,25 @@ from lens.cli import main
 from lens.errors import ExportError
 from lens.export.registry import EXPORTERS, export_all
 from lens.export.report import MISSING_MATPLOTLIB, export_html, render_html, write_html
-from lens.export.report.series import ecdf, latency_cdfs, sweep, throughput_over_time
-from lens.export.results import Results, load_results
+from lens.export.report.sections import sweep_words
+from lens.export.report.series import (
+    SweepRun,
+    SweepStep,
+    ecdf,
+    latency_cdfs,
+    sweep,
+    sweep_runs,
+    throughput_over_time,
+)
+from lens.export.results import (
+    HarnessOut,
+    Results,
+    StreamDeliveryOut,
+    SweepOut,
+    SweepProbeOut,
+    SweepStepOut,
+    load_results,
+)
 from lens.records import ErrorClass
 from lens.targets import parse_target
 from tests.export._report_results import make_results, with_costs
@@ -51,6 +70,38 @@ sla:
 REAL_CHARTS = 6
 HOSTILE = "<script>alert(1)</script>"
 
+# A server that streams 4 responses at once (about 80 req/s): a knee for the three adaptive
+# sweeps to find, a plain stage with warmup and cooldown on two priced providers (big fails
+# its TTFT SLA, so the recommendation excludes it), and idle probes.
+SWEEP_SCENARIO = """\
+version: 1
+name: report-sweeps
+defaults: {timeout: 10s}
+integrity: {cold_after: 100ms}
+providers:
+  sim: {type: simulated, ttft: 20ms, itl: 2ms, output_tokens: 16, capacity: 4,
+        price: {input: 1, output: 2}}
+  big: {type: simulated, ttft: 60ms, itl: 2ms, output_tokens: 16, price: {input: 5, output: 10}}
+prompts:
+  - id: q
+    messages: [{role: user, content: "hello"}]
+load:
+  - {id: steady, pattern: constant-rate, rate: 60/s, duration: 0.5s, warmup: 3 requests,
+     cooldown: 3 requests}
+  - {id: search, pattern: sweep, providers: [sim], rates: {from: 40/s, to: 160/s},
+     duration: 0.6s, find_max_rate: "ttft.p95 < 150ms", precision: 60/s}
+  - {id: ladder, pattern: sweep, providers: [sim], rates: [30/s, 160/s, 200/s],
+     duration: 0.5s, stop_when: "ttft.p95 > 100ms"}
+  - {id: auto, pattern: sweep, providers: [sim], auto: {steps: 1, saturation: 8},
+     duration: 0.4s}
+  - {id: idle, pattern: idle-probe, providers: [sim], gaps: [0s, 150ms]}
+sla:
+  - error_rate < 1%
+  - {assert: "ttft.p95 < 40ms", stage: steady}
+"""
+# 3 CDFs, 2 over time, one chart per sweep (3), the plain stages of sim (steady, idle), cost.
+SWEEP_CHARTS = 10
+
 
 @pytest.fixture(scope="module")
 def real_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -65,6 +116,21 @@ def real_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def real_html(real_results: Path) -> str:
     return render_html(load_results(real_results))
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    """A real run of SWEEP_SCENARIO (about 8 s)."""
+    tmp = tmp_path_factory.mktemp("sweeps")
+    scenario, out = tmp / "s.yaml", tmp / "results.json"
+    scenario.write_text(SWEEP_SCENARIO)
+    main(["run", "--quiet", str(scenario), "-o", str(out)])
+    return load_results(out)
+
+
+@pytest.fixture(scope="module")
+def sweep_html(sweep_results: Results) -> str:
+    return render_html(sweep_results)
 
 
 def svg_count(html: str) -> int:
@@ -368,9 +434,15 @@ def chromium() -> str | None:
 
 
 @pytest.mark.skipif(chromium() is None, reason="chromium is not installed")
-def test_headless_chromium_draws_every_chart_without_errors(real_html: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("html_fixture", "charts"), [("real_html", REAL_CHARTS), ("sweep_html", SWEEP_CHARTS)]
+)
+def test_headless_chromium_draws_every_chart_without_errors(
+    request: pytest.FixtureRequest, html_fixture: str, charts: int, tmp_path: Path
+) -> None:
+    html: str = request.getfixturevalue(html_fixture)
     page = tmp_path / "report.html"
-    page.write_text(real_html, encoding="utf-8")
+    page.write_text(html, encoding="utf-8")
     browser = chromium()
     assert browser is not None
     dom = subprocess.run(
@@ -382,4 +454,396 @@ def test_headless_chromium_draws_every_chart_without_errors(real_html: str, tmp_
     ).stdout
     attrs = body_attrs(dom)
     assert attrs["data-errors"] == "0"
-    assert attrs["data-charts-drawn"] == attrs["data-charts"] == str(REAL_CHARTS)
+    assert attrs["data-charts-drawn"] == attrs["data-charts"] == str(charts)
+
+
+def section(html: str, title: str) -> str:
+    """The HTML of one <section>, by its heading."""
+    start = html.index(f"<section><h2>{title}</h2>")
+    return html[start : html.index("</section>", start)]
+
+
+def by_sweep(results: Results, kind: str) -> SweepOut:
+    (found,) = [o for o in results.sweeps if o.kind == kind]
+    return found
+
+
+@pytest.mark.slow
+def test_each_sweep_has_its_chart_and_says_what_it_found(
+    sweep_results: Results, sweep_html: str
+) -> None:
+    html = section(sweep_html, "Load sweep")
+    for sweep_id in ("search", "ladder", "auto"):
+        assert f"<h3>Sweep {sweep_id}</h3>" in html
+    assert svg_count(sweep_html) == SWEEP_CHARTS
+    assert body_attrs(sweep_html)["data-charts"] == str(SWEEP_CHARTS)
+    assert "<h3>Stages that are not sweep steps</h3>" in html
+
+    search = by_sweep(sweep_results, "find_max_rate")
+    assert search.max_rate_per_s is not None
+    assert search.bracket is not None
+    low, high = search.bracket
+    assert low == search.max_rate_per_s
+    assert high is not None  # the capacity is well under the top rate
+    assert (
+        f"max rate {low:g}/s, the highest rate meeting every SLA; the limit lies in the "
+        f"bracket [{low:g}/s, {high:g}/s), after {len(search.probes)} steps." in html
+    )
+    # drawn: the max rate, the bracket, rings on the steps that failed
+    assert f">sim: max rate {low:g}/s</text>" in html
+    assert f">sim: bracket [{low:g}/s, {high:g}/s)</text>" in html
+    assert ">step failed the SLA</text>" in html
+    for probe in search.probes:
+        verdict = "pass" if probe.held else "fail"
+        detail = escape(probe.detail)
+        assert f'<td class="text">{verdict}</td><td class="text">{detail}</td>' in html
+
+    ladder = by_sweep(sweep_results, "stop_when")
+    stop = next(p for p in ladder.probes if p.held)
+    assert ladder.not_run == ["ladder.200rps"]
+    assert f"stopped at {stop.stage} ({stop.rate_per_s:g}/s), the first step where" in html
+    assert "Not run: ladder.200rps." in html
+    assert f">sim: stopped at {stop.rate_per_s:g}/s</text>" in html
+    assert '<td class="text">ladder.200rps</td><td>-</td>' in html
+    assert '<td class="text">not run</td>' in html
+
+    auto = by_sweep(sweep_results, "auto")
+    assert auto.sync_rps is not None
+    assert auto.saturated_rps is not None
+    assert (
+        f"a synchronous throughput of {auto.sync_rps:.3g} req/s (one request at a time) and a "
+        f"saturated throughput of {auto.saturated_rps:.3g} req/s, then 1 constant-rate" in html
+    )
+    assert f">sim: synchronous {auto.sync_rps:.3g} req/s</text>" in html
+    assert f">sim: saturated {auto.saturated_rps:.3g} req/s</text>" in html
+    # every step's achieved throughput and latency, as its summary says
+    steps = {w.stage for w in sweep_results.stages if w.sweep is not None}
+    assert len(steps) == len(search.probes) + len(ladder.probes) + len(auto.probes)
+    for s in sweep_results.summaries:
+        if s.stage in steps:
+            assert s.rps is not None
+            p95 = s.metrics["ttft"].p95
+            assert p95 is not None
+            assert f'<td class="text">{s.stage}</td>' in html
+            assert f"<td>{s.rps:.2f}</td>" in html
+            assert f"<td>{p95:.1f}</td>" in html
+
+
+@pytest.mark.slow
+def test_sweep_runs_group_steps_by_sweep_in_order_of_load(sweep_results: Results) -> None:
+    runs = sweep_runs(sweep_results)
+    assert list(runs) == ["search", "ladder", "auto"]
+    assert all([r.provider for r in group] == ["sim"] for group in runs.values())
+    (search,) = runs["search"]
+    rates = [st.rate_per_s for st in search.steps]
+    assert rates == sorted(r for r in rates if r is not None)
+    assert search.outcome is not None
+    assert search.outcome == by_sweep(sweep_results, "find_max_rate")
+    held = {p.stage: p.held for p in search.outcome.probes}
+    assert {st.stage: st.held for st in search.steps} == held
+    assert search.step_at_rate(40.0) is search.steps[0]
+    assert search.step_at_rate(None) is None
+    (auto,) = runs["auto"]
+    assert (auto.steps[0].label, auto.steps[-1].label) == ("c1", "c8")  # by what they achieved
+    # the plain-stage chart leaves sweep steps to the sweep charts
+    plain = sweep(sweep_results)
+    assert {p: {q.stage for q in pts} for p, pts in plain.items()} == {"sim": {"steady", "idle"}}
+
+
+@pytest.mark.slow
+def test_pacing_phases_and_recommendation(sweep_results: Results, sweep_html: str) -> None:
+    html = section(sweep_html, "Pacing and phases")
+    paced = [s for s in sweep_results.summaries if s.pacing is not None]
+    assert {s.stage for s in paced} >= {"steady", "search.40rps", "ladder.30rps"}
+    for s in paced:
+        p = s.pacing
+        assert p is not None
+        assert p.planned_rate_per_s is not None
+        assert p.rate_error is not None
+        assert (
+            f'<td class="text">{s.stage}</td><td class="text">{s.provider}</td><td>{p.sent}</td>'
+            f"<td>{p.planned_rate_per_s:.2f}</td><td>{p.achieved_rate_per_s:.2f}</td>"
+            f"<td>{p.rate_error * 100:+.2f}%</td><td>{p.lag_p50_ms:.2f}</td>"
+            f"<td>{p.lag_p99_ms:.2f}</td><td>{p.lag_max_ms:.2f}</td>" in html
+        )
+    assert "<h3>Warmup and cooldown (not judged)</h3>" in html
+    assert {(s.stage, s.phase) for s in sweep_results.phase_summaries} == {
+        ("steady", "warmup"),
+        ("steady", "cooldown"),
+    }
+    for phase in ("warmup", "cooldown"):
+        assert html.count(f'<td class="text">steady [{phase}]</td>') == 2  # sim and big
+    assert "[warmup]" not in section(sweep_html, "Summary")
+
+    rec = section(sweep_html, "Recommendation")
+    assert sweep_results.recommendation is not None
+    assert sweep_results.recommendation.best == "sim"
+    assert (
+        "Recommended: sim (lens-sim), the cheapest per SLA-conforming request of 1 meeting "
+        "every SLA." in rec
+    )
+    assert '<tr class="pass"><td>1</td><td class="text">sim</td>' in rec
+    assert '<tr class="fail"><td>-</td><td class="text">big</td>' in rec
+    assert "<h3>Excluded, and why</h3>" in rec
+    assert "<li><strong>big</strong><ul><li>ttft.p95 &lt; 40ms [stage steady] fail: " in rec
+    pareto = sum(c.pareto for c in sweep_results.recommendation.candidates)
+    assert rec.count('<td class="text">Pareto</td>') == pareto >= 1
+    # the page's order: verdicts, then the recommendation, then errors
+    assert sweep_html.index("<h2>SLA verdicts</h2>") < sweep_html.index("<h2>Recommendation")
+    assert sweep_html.index("<h2>Recommendation") < sweep_html.index("<h2>Errors by class")
+
+
+@pytest.mark.slow
+def test_integrity_of_a_real_run(sweep_results: Results, sweep_html: str) -> None:
+    html = section(sweep_html, "Measurement integrity")
+    integrity = sweep_results.integrity
+    assert integrity is not None
+    h = integrity.harness
+    assert h is not None
+    # A busy machine can overload the client: the row says which, whatever it was.
+    status, css = ("ok", "pass") if h.status == "ok" else ("overloaded: ", "fail")
+    assert f'<tr class="{css}"><td class="text">{status}' in html
+    assert (
+        f"</td><td>{h.samples}</td>"
+        f"<td>{h.loop_lag_p50_ms:.2f}</td><td>{h.loop_lag_p99_ms:.2f}</td>"
+        f"<td>{h.loop_lag_max_ms:.2f}</td><td>{h.max_loop_lag_ms:.0f}</td>" in html
+    )
+    streams = len(integrity.streams)
+    assert streams > 8  # folded away under a summary line
+    assert f"<details><summary>every stage x provider ({streams})</summary>" in html
+    buffered = sum(s.buffered for s in integrity.streams)  # none, unless the machine is busy
+    assert f"{buffered} of {streams} stage x provider streams look buffered" in html
+    for c in integrity.cold_start:
+        assert f'<td class="text">{c.provider}</td><td>{c.cold_requests}</td>' in html
+    (probes,) = sweep_results.idle_probes
+    assert [p.idle_s is None for p in probes.probes] == [True, False, False]
+    assert "<td>#0</td><td>first</td>" in html
+    for p in probes.probes[1:]:
+        assert p.idle_s is not None
+        assert f"<td>#{p.index}</td><td>{p.idle_s:.3f}</td><td>{p.ttft_ms:.1f}</td>" in html
+    # no warning in a calm run; whatever there were, each is in the banner
+    assert ("Measurement warnings" in sweep_html) == bool(integrity.warnings)
+    for warning in integrity.warnings:
+        assert f"<li>{escape(warning)}</li>" in sweep_html
+
+
+def two_stage_run(tmp_path: Path, *, ok: bool = True) -> Results:
+    """Provider a ran stages s1 and s2; made, below, into the steps of one sweep."""
+    make = record if ok else failed
+    records = [
+        make(provider="a", stage=st, index=i)
+        for k, st in enumerate(("s1", "s2"))
+        for i in range(3 * (k + 1))  # s2 twice the requests in the same time: twice the req/s
+    ]
+    return make_results(tmp_path, records)
+
+
+def as_fixed_sweep(results: Results, sweep_id: str) -> Results:
+    stages = [
+        w.model_copy(
+            update={
+                "sweep": SweepStepOut(
+                    sweep=sweep_id, step=i, steps=2, rate_per_s=None, concurrency=2**i
+                )
+            }
+        )
+        for i, w in enumerate(results.stages)
+    ]
+    return results.model_copy(update={"stages": stages})
+
+
+def test_a_fixed_sweep_is_charted_by_concurrency_and_its_id_escaped(tmp_path: Path) -> None:
+    html = render_html(as_fixed_sweep(two_stage_run(tmp_path), HOSTILE))
+    assert HOSTILE not in html
+    assert "<h3>Sweep &lt;script&gt;alert(1)&lt;/script&gt;</h3>" in html
+    assert "<li>a: 2 fixed steps.</li>" in html
+    assert '<td class="text">s1</td><td>c1</td>' in html
+    assert '<td class="text">s2</td><td>c2</td>' in html
+    assert ">c2</text>" in html  # the step's label on the chart
+    assert "<h3>Stages that are not sweep steps</h3>" not in html
+    assert svg_count(html) == 6  # 3 CDFs, 2 over time, the sweep
+
+
+def test_a_sweep_with_no_success_has_no_chart(tmp_path: Path) -> None:
+    html = render_html(as_fixed_sweep(two_stage_run(tmp_path, ok=False), "s"))
+    assert "Sweep s: no step had a successful request to plot." in html
+    assert svg_count(html) == 0
+
+
+def run_of(steps: list[tuple[float, bool]], outcome: SweepOut) -> SweepRun:
+    return SweepRun(
+        "s",
+        "a",
+        tuple(
+            SweepStep(f"s.{r:g}rps", f"{r:g}/s", r, None, r, 10, 20, 30, held) for r, held in steps
+        ),
+        outcome,
+    )
+
+
+def outcome(kind: Literal["stop_when", "find_max_rate", "auto"], **fields: Any) -> SweepOut:
+    return SweepOut(
+        **{
+            "id": "s",
+            "provider": "a",
+            "kind": kind,
+            "reason": "r",
+            "probes": [],
+            "not_run": [],
+            **fields,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("run", "words"),
+    [
+        (
+            run_of(
+                [(10, False), (40, False)],
+                outcome("find_max_rate", max_rate_per_s=None, bracket=(None, 10.0)),
+            ),
+            "a (find_max_rate): no rate met every SLA: even the lowest tried, 10/s, failed "
+            "(the bracket is open below), after 0 steps.",
+        ),
+        (
+            run_of(
+                [(10, True), (40, True)],
+                outcome("find_max_rate", max_rate_per_s=40.0, bracket=(40.0, None)),
+            ),
+            "a (find_max_rate): max rate 40/s, but the bracket is open above: even the highest "
+            "rate tried passed, so the real limit may be higher, after 0 steps.",
+        ),
+        (
+            run_of([(10, False), (40, False)], outcome("stop_when")),
+            "a (stop_when): every step ran; the stop condition never held.",
+        ),
+        (
+            run_of([(10, False)], outcome("auto")),
+            "a (auto): measured a synchronous throughput of ? (one request at a time) and a "
+            "saturated throughput of ?, then 1 constant-rate steps between them.",
+        ),
+    ],
+)
+def test_sweep_outcomes_in_words(run: SweepRun, words: str) -> None:
+    assert sweep_words(run) == words
+
+
+def test_an_open_bracket_draws_no_span(tmp_path: Path) -> None:
+    results = two_stage_run(tmp_path)
+    stages = [
+        w.model_copy(
+            update={
+                "sweep": SweepStepOut(
+                    sweep="s", step=i, steps=None, rate_per_s=10.0 * (i + 1), concurrency=None
+                )
+            }
+        )
+        for i, w in enumerate(results.stages)
+    ]
+    found = outcome(
+        "find_max_rate",
+        max_rate_per_s=20.0,
+        bracket=(20.0, None),
+        probes=[
+            SweepProbeOut(
+                stage=w.stage,
+                rate_per_s=10.0 * (i + 1),
+                concurrency=None,
+                held=True,
+                rps=None,
+                detail="ok",
+            )
+            for i, w in enumerate(results.stages)
+        ],
+    )
+    html = render_html(results.model_copy(update={"stages": stages, "sweeps": [found]}))
+    assert ">a: max rate 20/s</text>" in html
+    assert "bracket [" not in html.replace("the bracket is open above", "")
+    assert ">step failed the SLA</text>" not in html
+    assert html.count('<td class="text">pass</td>') == 2
+
+
+def test_integrity_warnings_make_a_banner_and_an_overloaded_harness(tmp_path: Path) -> None:
+    results = one_stage_run(tmp_path)
+    assert results.integrity is not None
+    harness = HarnessOut(
+        status="overloaded",
+        reasons=[f"loop lag p99 80 ms > 25 ms {HOSTILE}"],
+        samples=40,
+        loop_lag_p50_ms=3.0,
+        loop_lag_p99_ms=80.0,
+        loop_lag_max_ms=120.5,
+        cpu=0.97,
+        max_loop_lag_ms=25.0,
+        max_cpu=0.9,
+    )
+    stream = StreamDeliveryOut(
+        stage="s1",
+        provider="a",
+        requests=3,
+        chunks_per_read=4.0,
+        zero_gap_share=0.75,
+        buffered=True,
+    )
+    integrity = results.integrity.model_copy(
+        update={
+            "harness": harness,
+            "streams": [stream],
+            "warnings": [f"harness overloaded: {HOSTILE}", "stream_buffered: s1/a: 75%"],
+        }
+    )
+    html = render_html(results.model_copy(update={"integrity": integrity}))
+    assert HOSTILE not in html
+    banner = html.index('<div class="banner warn" role="alert">')
+    assert banner < html.index("<h2>Summary</h2>")  # near the top, before any number
+    assert (
+        "<li>harness overloaded: &lt;script&gt;alert(1)&lt;/script&gt;</li>"
+        "<li>stream_buffered: s1/a: 75%</li></ul></div>" in html
+    )
+    assert (
+        '<tr class="fail"><td class="text">overloaded: loop lag p99 80 ms &gt; 25 ms '
+        "&lt;script&gt;alert(1)&lt;/script&gt;</td><td>40</td><td>3.00</td><td>80.00</td>"
+        "<td>120.50</td><td>25</td><td>97%</td><td>90%</td></tr>" in html
+    )
+    assert (
+        '<tr class="buffered"><td class="text">s1</td><td class="text">a</td><td>3</td>'
+        '<td>4.00</td><td>75%</td><td class="text">BUFFERED</td></tr>' in html
+    )
+    assert "1 of 1 stage x provider streams look buffered" in html
+    assert "<details>" not in html
+
+
+def test_results_without_integrity_say_so(tmp_path: Path) -> None:
+    results = one_stage_run(tmp_path)
+    html = render_html(results.model_copy(update={"integrity": None}))
+    assert "Not recorded: these results predate lens&#x27;s integrity checks." in html
+    assert "Measurement warnings" not in html
+    assert "<h2>Pacing and phases</h2>" not in html  # bursts are not paced by a rate...
+    bare = results.integrity
+    assert bare is not None
+    html = render_html(
+        results.model_copy(
+            update={
+                "integrity": bare.model_copy(
+                    update={"harness": None, "streams": [], "cold_start": []}
+                )
+            }
+        )
+    )
+    assert "The client was not sampled in this run." in html
+    assert "No stream had enough chunks to judge its delivery." in html
+    assert "No provider had both cold and warm requests to compare." in html
+
+
+def test_drained_requests_are_listed_when_there_are_any(tmp_path: Path) -> None:
+    results = one_stage_run(tmp_path)
+    assert "Cut off at the stage" not in render_html(results)
+    first, *rest = results.summaries
+    drained = results.model_copy(
+        update={"summaries": [first.model_copy(update={"drained": 2}), *rest]}
+    )
+    html = section(render_html(drained), "Summary")
+    assert "<h3>Cut off at the stage&#x27;s end</h3>" in html
+    assert '<td class="text">s1</td><td class="text">a</td><td>2</td><td>3</td>' in html
+    assert html.count('<td class="text">s1</td><td class="text">b</td><td>') == 1  # summary only

@@ -8,6 +8,7 @@ pyplot: no global state, no GUI backend).
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,12 +24,14 @@ from lens.export.report.series import (
     Series,
     StageMark,
     SweepPoint,
+    SweepRun,
     cost_points,
     latency_cdfs,
     latency_over_time,
     providers,
     stage_marks,
     sweep,
+    sweep_runs,
     throughput_over_time,
     unit_label,
     usd,
@@ -49,6 +52,7 @@ _WIDTH_IN = 11.0
 # Past this many points a scatter is embedded as one bitmap; thousands of SVG circles
 # make a heavy page for no visible gain.
 _RASTER_ABOVE = 3000
+_LEGEND_ROWS = 30
 _CDF_TITLES: dict[LatencyMetric, str] = {
     "ttft": "Time to first token (TTFT)",
     "itl": "Inter-token latency (ITL)",
@@ -71,6 +75,8 @@ def draw_charts(results: Results) -> list[Chart]:
         colors = {p: _PALETTE[i % len(_PALETTE)] for i, p in enumerate(providers(results))}
         charts = [_cdf_chart(results, metric, colors) for metric in ("ttft", "itl", "e2e")]
         charts += [_latency_time_chart(results, colors), _throughput_chart(results, colors)]
+        for i, (sweep_id, runs) in enumerate(sweep_runs(results).items()):
+            charts.append(_sweep_run_chart(f"sweep-{i}", sweep_id, runs, colors))
         sweeps = sweep(results)
         if sweeps:
             charts.append(_sweep_chart(sweeps, colors))
@@ -159,7 +165,9 @@ def _cdf_chart(results: Results, metric: LatencyMetric, colors: dict[str, str]) 
     lines = latency_cdfs(results, metric)
     if not lines:
         return Chart(key, title, None, f"no successful request measured {metric.upper()}")
-    fig = _figure(4.2)
+    # Tall enough for one legend line per stage / provider (two columns past _LEGEND_ROWS).
+    cols = 1 if len(lines) <= _LEGEND_ROWS else 2
+    fig = _figure(max(4.2, 0.2 * math.ceil(len(lines) / cols) + 1.0))
     ax = fig.add_subplot()
     step: dict[str, int] = {}
     for s in lines:
@@ -191,7 +199,7 @@ def _cdf_chart(results: Results, metric: LatencyMetric, colors: dict[str, str]) 
     ax.set_title(f"{title}: cumulative distribution")
     ax.set_xlabel(f"{metric.upper()} (ms{', log scale' if ax.get_xscale() == 'log' else ''})")
     ax.set_ylabel("requests at or below (%)" if metric != "itl" else "token gaps at or below (%)")
-    ax.legend(title="stage / provider", loc="upper left", bbox_to_anchor=(1.04, 1.0))
+    ax.legend(title="stage / provider", loc="upper left", bbox_to_anchor=(1.04, 1.0), ncols=cols)
     note = (
         "One line per stage / provider: read across at p50 and p95. Successful requests only."
         if metric != "itl"
@@ -354,6 +362,137 @@ def _sweep_chart(sweeps: dict[str, list[SweepPoint]], colors: dict[str, str]) ->
         "throughput stops growing is the knee: the load the provider can sustain."
     )
     return Chart(key, title, _svg(fig, key), note)
+
+
+_STEP_PANELS: tuple[tuple[str, str, str, str, int], ...] = (
+    # field, legend name, line style, marker, panel
+    ("ttft_p50", "TTFT p50", "-", "o", 0),
+    ("ttft_p95", "TTFT p95", "--", "s", 0),
+    ("e2e_p95", "E2E p95", "-", "^", 1),
+)
+
+
+def _sweep_run_chart(
+    key: str, sweep_id: str, runs: Sequence[SweepRun], colors: dict[str, str]
+) -> Chart:
+    """One sweep: each provider's steps as latency against achieved throughput, with what
+    an adaptive sweep found drawn on top (max rate and bracket, stop, auto's bounds)."""
+    title = f"Sweep {sweep_id}"
+    if not any(st.rps is not None for run in runs for st in run.steps):
+        return Chart(key, title, None, "no step had a successful request to plot")
+    fig = _figure(4.8)
+    axes = fig.subplots(1, 2)
+    failed_shown = False
+    for n, run in enumerate(runs):
+        color = colors[run.provider]
+        for field, name, dash, marker, panel in _STEP_PANELS:
+            ax = axes[panel]
+            known = [
+                (st.rps, v, st)
+                for st in run.steps
+                if st.rps is not None and (v := getattr(st, field)) is not None
+            ]
+            if not known:
+                continue
+            ax.plot(
+                [k[0] for k in known],
+                [k[1] for k in known],
+                dash,
+                marker=marker,
+                color=color,
+                label=f"{run.provider} {name}",
+                linewidth=1.6,
+            )
+            if field == "ttft_p50":
+                continue  # one set of step labels per panel is enough
+            for x, y, st in known:
+                ax.annotate(
+                    st.label,
+                    (x, y),
+                    # providers alternate above and below: steps at one rate do not overprint
+                    xytext=(5, 5) if n % 2 == 0 else (5, -13),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=color,
+                )
+            searched = run.outcome is not None and run.outcome.kind == "find_max_rate"
+            fails = [(x, y) for x, y, st in known if searched and st.held is False]
+            if fails:
+                ax.scatter(
+                    [f[0] for f in fails],
+                    [f[1] for f in fails],
+                    s=150,
+                    facecolors="none",
+                    edgecolors="#c62828",
+                    linewidths=1.4,
+                    zorder=3,
+                    label=None if failed_shown else "step failed the SLA",
+                )
+                failed_shown = True
+        _mark_sweep_outcome(axes, run, color)
+    for ax, name in zip(axes, ("TTFT", "E2E"), strict=True):
+        ax.set_title(f"{name} against achieved throughput")
+        ax.set_xlabel("achieved throughput (successful requests/s)")
+        ax.set_ylabel(f"{name} (ms)")
+        ax.set_ylim(bottom=0)
+        ax.margins(x=0.12, y=0.15)
+    handles, labels = axes[0].get_legend_handles_labels()
+    more_handles, more_labels = axes[1].get_legend_handles_labels()
+    seen = set(labels)
+    for h, lab in zip(more_handles, more_labels, strict=True):
+        if lab not in seen:
+            handles.append(h)
+            labels.append(lab)
+            seen.add(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)))
+    note = (
+        "One point per step (labelled with its rate or concurrency) at the throughput it "
+        "achieved: where latency turns up while throughput stops growing is the knee."
+    )
+    return Chart(key, title, _svg(fig, key), note)
+
+
+def _mark_sweep_outcome(axes: Sequence[Axes], run: SweepRun, color: str) -> None:
+    """What an adaptive sweep found, as vertical lines at throughputs and a shaded bracket."""
+    o = run.outcome
+    if o is None:
+        return
+    lines: list[tuple[float, str, Any]] = []
+    if o.kind == "find_max_rate":
+        best = run.step_at_rate(o.max_rate_per_s)
+        if best is not None and best.rps is not None:
+            lines.append((best.rps, f"{run.provider}: max rate {best.label}", (0, (4, 2))))
+        low, high = o.bracket or (None, None)
+        lo_step, hi_step = run.step_at_rate(low), run.step_at_rate(high)
+        if lo_step is not None and hi_step is not None and lo_step.rps and hi_step.rps:
+            for i, ax in enumerate(axes):
+                ax.axvspan(
+                    min(lo_step.rps, hi_step.rps),
+                    max(lo_step.rps, hi_step.rps),
+                    color=color,
+                    alpha=0.1,
+                    linewidth=0,
+                    zorder=0,
+                    label=f"{run.provider}: bracket [{lo_step.label}, {hi_step.label})"
+                    if i == 0
+                    else None,
+                )
+    elif o.kind == "stop_when":
+        stop = next((st for st in run.steps if st.held), None)
+        if stop is not None and stop.rps is not None:
+            lines.append((stop.rps, f"{run.provider}: stopped at {stop.label}", (0, (1, 2))))
+    else:
+        if o.sync_rps is not None:
+            lines.append((o.sync_rps, f"{run.provider}: synchronous {o.sync_rps:.3g} req/s", ":"))
+        if o.saturated_rps is not None:
+            lines.append(
+                (o.saturated_rps, f"{run.provider}: saturated {o.saturated_rps:.3g} req/s", "-.")
+            )
+    for x, label, style in lines:
+        for i, ax in enumerate(axes):
+            ax.axvline(
+                x, color=color, linestyle=style, linewidth=1.3, label=label if i == 0 else None
+            )
 
 
 def _cost_chart(costs: Sequence[CostPoint], colors: dict[str, str]) -> Chart:

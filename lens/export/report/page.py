@@ -14,6 +14,15 @@ from html import escape
 
 from lens._version import __version__
 from lens.export.report.charts import Chart
+from lens.export.report.markup import table
+from lens.export.report.sections import (
+    drained_table,
+    integrity_section,
+    pacing_section,
+    recommendation_section,
+    sweeps_section,
+    warnings_banner,
+)
 from lens.export.report.series import usd
 from lens.export.results import Results, SummaryOut
 from lens.export.table import summary_rows, verdict_rows
@@ -52,6 +61,14 @@ figure { background: #fff; border: 1px solid var(--line); border-radius: 6px; ma
 figure svg { display: block; width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
 .empty { color: var(--muted); font-style: italic; }
+h3 { font-size: 16px; margin: 22px 0 6px; }
+.banner.warn { background: #fdecea; border-color: #e5a29b; }
+.banner ul, ul.found, ul.why { margin: 6px 0 0; padding-left: 22px; }
+.banner li { font-weight: 400; }
+ul.found li { margin: 2px 0; }
+.headline { font-weight: 600; }
+tr.buffered td:last-child { color: var(--fail); font-weight: 700; }
+details > summary { cursor: pointer; color: var(--muted); margin: 4px 0; }
 footer { color: var(--muted); font-size: 12.5px; margin-top: 40px; }
 """
 
@@ -73,32 +90,6 @@ _SCRIPT = """
 """
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
-
-
-def _cells(row: Sequence[str], text_cols: Sequence[int] = (), tag: str = "td") -> str:
-    return "".join(
-        f'<{tag} class="text">{escape(c)}</{tag}>'
-        if i in text_cols
-        else f"<{tag}>{escape(c)}</{tag}>"
-        for i, c in enumerate(row)
-    )
-
-
-def _table(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    text_cols: Sequence[int],
-    row_classes: Sequence[str] | None = None,
-) -> str:
-    opens = [f'<tr class="{escape(c)}">' for c in row_classes] if row_classes else None
-    body = "".join(
-        (opens[i] if opens else "<tr>") + _cells(row, text_cols) + "</tr>"
-        for i, row in enumerate(rows)
-    )
-    return (
-        f'<div class="scroll"><table><thead><tr>{_cells(headers, text_cols, "th")}</tr></thead>'
-        f"<tbody>{body}</tbody></table></div>"
-    )
 
 
 def _when(iso: str) -> str:
@@ -155,7 +146,7 @@ def _summary(results: Results) -> str:
     if not results.summaries:
         return '<p class="empty">No stage ran.</p>'
     headers, rows = summary_rows(results.summaries)
-    return _table(headers, rows, text_cols=(0, 1)) + (
+    return table(headers, rows, text_cols=(0, 1)) + (
         '<p class="meta">Latencies in ms, from successful requests only; failed requests '
         "count in reqs and err%. req/s and tok/s are over each stage's wall time.</p>"
     )
@@ -165,7 +156,7 @@ def _verdicts(results: Results) -> str:
     if not results.verdicts:
         return '<p class="empty">The scenario asserts no SLA.</p>'
     headers, rows = verdict_rows(results.verdicts)
-    return _table(
+    return table(
         headers, rows, text_cols=(0, 1, 2, 5), row_classes=[v.outcome for v in results.verdicts]
     )
 
@@ -191,7 +182,7 @@ def _errors(results: Results) -> str:
     if not rows:
         return '<p class="empty">No request failed.</p>'
     headers = ["stage", "provider", "error class", "count", "of requests", "first message"]
-    return _table(headers, rows, text_cols=(0, 1, 2, 5))
+    return table(headers, rows, text_cols=(0, 1, 2, 5))
 
 
 def _clip(text: str) -> str:
@@ -238,7 +229,7 @@ def _costs(results: Results) -> str:
         "none of these had one, not that it was free. Unpriced requests reported no token "
         "counts.</p>"
     )
-    return _table(headers, [_cost_row(s) for s in results.summaries], text_cols=(0, 1)) + note
+    return table(headers, [_cost_row(s) for s in results.summaries], text_cols=(0, 1)) + note
 
 
 def _figure(chart: Chart) -> str:
@@ -258,15 +249,30 @@ def assemble(results: Results, charts: Sequence[Chart]) -> str:
         return "".join(_figure(by_key[k]) for k in keys if k in by_key)
 
     sections = [
-        _section("Summary", _summary(results)),
+        _section("Summary", _summary(results) + drained_table(results)),
         _section("SLA verdicts", _verdicts(results)),
+    ]
+    rec = results.recommendation
+    if rec is not None and rec.candidates:
+        sections.append(_section("Recommendation", recommendation_section(rec)))
+    sections += [
         _section("Errors by class", _errors(results)),
         _section("Latency distributions", figures("cdf-ttft", "cdf-itl", "cdf-e2e")),
         _section("Over time", figures("latency-time", "throughput-time")),
     ]
-    if "sweep" in by_key:
-        sections.append(_section("Load sweep", figures("sweep")))
-    sections.append(_section("Cost", _costs(results) + figures("cost")))
+    swept = sweeps_section(results, figures)
+    if swept or "sweep" in by_key:
+        plain = figures("sweep")
+        if swept and plain:
+            plain = "<h3>Stages that are not sweep steps</h3>" + plain
+        sections.append(_section("Load sweep", swept + plain))
+    paced = pacing_section(results)
+    if paced:
+        sections.append(_section("Pacing and phases", paced))
+    sections += [
+        _section("Measurement integrity", integrity_section(results)),
+        _section("Cost", _costs(results) + figures("cost")),
+    ]
     drawn = sum(1 for c in charts if c.svg is not None)
     return (
         "<!DOCTYPE html>\n"
@@ -277,6 +283,7 @@ def assemble(results: Results, charts: Sequence[Chart]) -> str:
         f"<style>{_CSS}</style><script>{_SCRIPT}</script></head>"
         f'<body data-charts="{drawn}" data-errors="0"><main>'
         + _header(results)
+        + warnings_banner(results)
         + "".join(sections)
         + f"<footer>{escape(results.schema_version)} · report drawn by lens {__version__} · "
         "self-contained: works offline</footer>" + "</main></body></html>\n"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from lens.export.results import RecordOut, Results, SummaryOut
+from lens.export.results import RecordOut, Results, SummaryOut, SweepOut, SweepStepOut
 from lens.metrics.request import itl_gaps
 
 LatencyMetric = Literal["ttft", "itl", "e2e"]
@@ -187,10 +187,12 @@ def _stat(s: SummaryOut, metric: str, stat: str) -> float | None:
 
 
 def sweep(results: Results) -> dict[str, list[SweepPoint]]:
-    """Latency against achieved req/s, per provider that ran 2+ stages, by req/s."""
+    """Latency against achieved req/s, per provider that ran 2+ plain stages (sweep steps
+    have charts of their own, see ``sweep_runs``), by req/s."""
+    steps = {(w.stage, w.provider) for w in results.stages if w.sweep is not None}
     points: dict[str, list[SweepPoint]] = {}
     for s in results.summaries:
-        if s.rps is not None and s.ok:
+        if s.rps is not None and s.ok and (s.stage, s.provider) not in steps:
             points.setdefault(s.provider, []).append(
                 SweepPoint(
                     s.stage,
@@ -219,3 +221,91 @@ def cost_points(summaries: Sequence[SummaryOut]) -> list[CostPoint]:
         for s in summaries
         if s.cost is not None
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepStep:
+    """One step of a sweep for one provider: where it was set and what it achieved."""
+
+    stage: str
+    label: str  # the step's setting: "80/s" or "c16"
+    rate_per_s: float | None
+    concurrency: int | None
+    rps: float | None  # achieved (successful requests per second); None: nothing succeeded
+    ttft_p50: float | None
+    ttft_p95: float | None
+    e2e_p95: float | None
+    held: bool | None  # the controller's judgement (adaptive sweeps); None: a fixed sweep
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRun:
+    """A sweep's steps for one provider, in order of load, and what the sweep found."""
+
+    sweep: str
+    provider: str
+    steps: tuple[SweepStep, ...]
+    outcome: SweepOut | None  # None: a fixed sweep, or results from before adaptive sweeps
+
+    def step_at_rate(self, rate: float | None) -> SweepStep | None:
+        return next((s for s in self.steps if rate is not None and s.rate_per_s == rate), None)
+
+
+def step_label(rate_per_s: float | None, concurrency: int | None) -> str:
+    if rate_per_s is not None:
+        return f"{rate_per_s:g}/s"
+    return f"c{concurrency}" if concurrency is not None else "?"
+
+
+def _load_order(steps: Sequence[SweepStep]) -> list[SweepStep]:
+    """By rate, or by concurrency; a mix (auto: c1, rates, saturation) by what it achieved."""
+    if all(s.rate_per_s is not None for s in steps):
+        return sorted(steps, key=lambda s: s.rate_per_s or 0.0)
+    if all(s.concurrency is not None for s in steps):
+        return sorted(steps, key=lambda s: s.concurrency or 0)
+    return sorted(steps, key=lambda s: s.rps if s.rps is not None else math.inf)
+
+
+def sweep_runs(results: Results) -> dict[str, list[SweepRun]]:
+    """Per sweep id (in the order they ran), one run per provider: every step's measured
+    latencies at the throughput it achieved, with the sweep's own account when it has one."""
+    measured = {(s.stage, s.provider): s for s in results.summaries}
+    outcomes = {(o.id, o.provider): o for o in results.sweeps}
+    held: dict[tuple[str, str], bool] = {
+        (p.stage, o.provider): p.held for o in results.sweeps for p in o.probes
+    }
+    grouped: dict[str, dict[str, list[tuple[str, SweepStepOut]]]] = {}
+    for w in results.stages:
+        if w.sweep is not None:
+            by_provider = grouped.setdefault(w.sweep.sweep, {})
+            by_provider.setdefault(w.provider, []).append((w.stage, w.sweep))
+    for o in results.sweeps:  # a sweep whose windows are missing still has its account
+        grouped.setdefault(o.id, {}).setdefault(o.provider, [])
+    out: dict[str, list[SweepRun]] = {}
+    for sweep_id, by_provider in grouped.items():
+        for provider, windows in by_provider.items():
+            steps = []
+            for stage, pos in windows:
+                s = measured.get((stage, provider))
+                steps.append(
+                    SweepStep(
+                        stage,
+                        step_label(pos.rate_per_s, pos.concurrency),
+                        pos.rate_per_s,
+                        pos.concurrency,
+                        s.rps if s is not None and s.ok else None,
+                        None if s is None else _stat(s, "ttft", "p50"),
+                        None if s is None else _stat(s, "ttft", "p95"),
+                        None if s is None else _stat(s, "e2e", "p95"),
+                        held.get((stage, provider)),
+                    )
+                )
+            out.setdefault(sweep_id, []).append(
+                SweepRun(
+                    sweep_id,
+                    provider,
+                    tuple(_load_order(steps)),
+                    outcomes.get((sweep_id, provider)),
+                )
+            )
+    return out
