@@ -21,6 +21,7 @@ import trio
 
 from lens.metrics.pacing import pacing as stage_pacing
 from lens.metrics.request import itl_values
+from lens.plan.compile import PRECISE_SPIN_S
 from lens.plan.model import (
     ArrivalSchedule,
     Message,
@@ -152,7 +153,9 @@ def pacing(emit: Callable[[str], None]) -> None:
         f"{'planned/s':>10} {'achieved/s':>11} {'error':>7} "
         f"{'lag p50':>9} {'lag p99':>9} {'max':>8}"
     )
-    for rate, seconds in ((50.0, 4.0), (200.0, 3.0), (500.0, 2.0)):
+    cases = [(rate, seconds, 0.0) for rate, seconds in ((50.0, 4.0), (200.0, 3.0), (500.0, 2.0))]
+    cases += [(rate, seconds, PRECISE_SPIN_S) for rate, seconds in ((50.0, 4.0), (200.0, 3.0))]
+    for rate, seconds, spin_s in cases:
         n = int(rate * seconds)
         unit = StagePlan(
             stage=f"r{rate:g}",
@@ -162,6 +165,7 @@ def pacing(emit: Callable[[str], None]) -> None:
             timeout_s=30.0,
             max_tokens=None,
             arrivals=ArrivalSchedule(tuple(i / rate for i in range(n))),
+            spin_s=spin_s,
         )
         # The figures lens run reports per open-loop stage (results: summaries[].pacing).
         (p,) = stage_pacing(run_once(sim, unit).records)
@@ -170,6 +174,7 @@ def pacing(emit: Callable[[str], None]) -> None:
         emit(
             f"{rate:>10.0f} {p.achieved_rate_per_s:>11.2f} {p.rate_error * 100:>+6.2f}% "
             f"{p.lag_p50_ms:>7.3f}ms {p.lag_p99_ms:>7.3f}ms {p.lag_max_ms:>6.2f}ms"
+            + ("  (pacing: precise)" if spin_s else "")
         )
 
 

@@ -87,6 +87,8 @@ REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 # A stage's prompt cycle is made long enough for every line of its prompt files to come up,
 # but no longer than this; past it, long files restart from their first line.
 MAX_CYCLE = 100_000
+# pacing: precise wakes this early before each arrival: one epoll timeout's rounding.
+PRECISE_SPIN_S = 0.0015
 
 
 def compile_plan(
@@ -431,6 +433,7 @@ def _stage(
         timeout_s=defaults.timeout if stage.timeout is None else stage.timeout,
         max_tokens=defaults.max_tokens if stage.max_tokens is None else stage.max_tokens,
         retries=_retry_policy(stage.retries or defaults.retries),
+        spin_s=PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0,
     )
     steps: list[tuple[str, SweepStep | None]] = [(stage.id, None)]
     pause = 0.0

@@ -188,6 +188,8 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
         out["max_concurrency"] = unit.max_concurrency
     if unit.duration_s is not None:
         out["duration_s"] = unit.duration_s
+    if unit.spin_s:
+        out["pacing"] = {"mode": "precise", "spin_s": unit.spin_s}
     if unit.retries is not None:
         out["retries"] = {
             "max": unit.retries.max_retries,

@@ -240,6 +240,9 @@ class StagePlan:
     # when its last request is sent.  Requests still in flight then are drained.
     cutoff_s: float | None = None
     idle_gaps_s: tuple[float, ...] | None = None  # idle-probe: idle time before probe 1, 2...
+    # Open loop: wake this long before each arrival and spin through the rest, because the
+    # event loop's timers (epoll, millisecond timeouts rounded up) wake up to 1 ms late.
+    spin_s: float = 0.0
 
     @property
     def drain_grace_s(self) -> float | None:

@@ -273,7 +273,7 @@ class StageRunner:
         limiter = trio.CapacityLimiter(unit.max_concurrency) if unit.max_concurrency else None
         base = self.clock.at_ns(t_start)
         for i, offset in enumerate(unit.arrivals.offsets_s):
-            await trio.sleep_until(base + offset)  # absolute: lateness never accumulates
+            await _until(base + offset, unit.spin_s)  # absolute: lateness never accumulates
             held = self._hold(unit, self.plan.prompts[unit.prompt_for(i)])
             if held is None:
                 return  # out of budget: in-flight requests finish, no new ones start
@@ -494,3 +494,16 @@ class _UnitState:
         later than an earlier cutoff, and never with no grace limit (``drain: wait``)."""
         if grace_s is not None:
             self.drain.deadline = min(self.drain.deadline, cutoff + grace_s)
+
+
+async def _until(deadline: float, spin_s: float) -> None:
+    """Sleep until ``deadline`` on the trio clock.  With ``spin_s``, wake that much early
+    and yield to the scheduler until the deadline: other tasks keep running, and the
+    send is not up to a millisecond late because epoll rounds its timeouts up.  (A
+    MockClock never advances while a task spins: schedule tests use ``spin_s=0``.)"""
+    if spin_s <= 0:
+        await trio.sleep_until(deadline)
+        return
+    await trio.sleep_until(deadline - spin_s)
+    while trio.current_time() < deadline:
+        await trio.lowlevel.checkpoint()

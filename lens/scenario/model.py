@@ -207,6 +207,12 @@ class Defaults(FrozenModel):
     sla_includes_warmup: bool = Field(
         False, strict=True, description=_SLA_INCLUDES_WARMUP_DESCRIPTION
     )
+    pacing: Literal["standard", "precise"] = Field(
+        "standard",
+        description="Open-loop dispatch: standard (the event loop's timers, up to ~1 ms late) "
+        "or precise (the last millisecond before each arrival is spun through: sub-ms "
+        "dispatch lag for up to a millisecond of CPU per request).",
+    )
 
 
 # --- prices --------------------------------------------------------------------------------

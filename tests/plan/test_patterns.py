@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from lens.plan.compile import rate_step
+from lens.plan.compile import PRECISE_SPIN_S, rate_step
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import SweepStep
 from tests.plan.test_compile import BASE, plan_of, plan_problems
@@ -239,3 +239,12 @@ def test_auto_sweep_step_ids_must_be_free() -> None:
         )
     )
     assert problem.startswith("s.yaml:14:38: load[1].auto: this step of sweep 'auto' is stage")
+
+
+def test_precise_pacing_is_a_default_for_every_unit() -> None:
+    text = with_load("  - {id: p, pattern: constant-rate, rate: 20/s, duration: 1s}\n")
+    assert all(u.spin_s == 0.0 for u in plan_of(text).stages)
+    precise = plan_of(text.replace("version: 1\n", "version: 1\ndefaults: {pacing: precise}\n"))
+    assert all(u.spin_s == PRECISE_SPIN_S for u in precise.stages)
+    (first, *_) = plan_to_dict(precise)["stages"]
+    assert first["pacing"] == {"mode": "precise", "spin_s": PRECISE_SPIN_S}
