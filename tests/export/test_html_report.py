@@ -77,7 +77,7 @@ SWEEP_SCENARIO = """\
 version: 1
 name: report-sweeps
 defaults: {timeout: 10s}
-integrity: {cold_after: 100ms}
+integrity: {cold_after: 100ms, max_cpu: 100%, max_loop_lag: 10s}  # judged on a busy machine too
 providers:
   sim: {type: simulated, ttft: 20ms, itl: 2ms, output_tokens: 16, capacity: 4,
         price: {input: 1, output: 2}}
