@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from lens.catalog import REQUEST_METRICS, REQUEST_STATS
 from lens.export.results import PacingOut, Results, SummaryOut
+from lens.metrics.request import SCALAR_METRICS
 from lens.records import ErrorClass
 
 METRICS: tuple[str, ...] = tuple(REQUEST_METRICS)
@@ -19,16 +20,10 @@ COST_FIELDS: tuple[str, ...] = (
     "per_1m_output_tokens_usd",
     "per_sla_conforming_usd",
 )
-# Per-request values every per-request export carries: times in ms, then token counts.
-RECORD_TIMES_MS: tuple[str, ...] = (
-    "ttft",
-    "ttfot",
-    "ttfb",
-    "e2e",
-    "tpot",
-    "dispatch_lag",
-    "ttft_from_intended",
-    "e2e_from_intended",
+# Per-request values every per-request export carries: the request's times in ms (as
+# request_metrics computes them), then token counts.
+RECORD_TIMES_MS: tuple[str, ...] = tuple(
+    m for m in SCALAR_METRICS if REQUEST_METRICS[m].unit == "ms"
 )
 RECORD_TOKENS: tuple[str, ...] = (
     "input_tokens",

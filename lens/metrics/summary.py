@@ -270,7 +270,7 @@ class StageAccumulator:
             cls = rec.error_class.value if rec.error_class is not None else UNKNOWN_ERROR
             self.error_counts[cls] = self.error_counts.get(cls, 0) + 1
         sketches = self.sketches
-        values: dict[str, float | None] = dict(request_metrics(rec))
+        values = request_metrics(rec)  # a fresh dict: cost joins it below
         cost = record_cost(rec, self.spec) if self.spec is not None else None
         self.cost.add(rec, cost.total if cost is not None else None)
         values["cost"] = float(cost.total) if cost is not None else None
