@@ -12,6 +12,7 @@ per-request cost is only known once the stage has ended.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal
@@ -28,15 +29,38 @@ def record_cost(rec: RequestRecord, spec: ProviderSpec) -> CostBreakdown | None:
     """What one request cost at token prices; None for GPU-hour or unknown prices."""
     if not isinstance(spec.price, ModelPrice):
         return None
+    return _token_cost(
+        spec.price,
+        spec.type,
+        rec.input_tokens,
+        rec.cached_input_tokens,
+        rec.cache_write_tokens,
+        rec.output_tokens,
+        rec.reasoning_tokens,
+    )
+
+
+# Each record is priced twice (summing per stage, then its results entry), and requests of
+# one prompt mostly repeat the same counts: the exact Decimal work is done once per shape.
+@functools.lru_cache(maxsize=4096)
+def _token_cost(
+    price: ModelPrice,
+    provider_type: str,
+    input_tokens: int | None,
+    cached_input_tokens: int | None,
+    cache_write_tokens: int | None,
+    output_tokens: int | None,
+    reasoning_tokens: int | None,
+) -> CostBreakdown | None:
     try:
         return request_cost(
-            spec.price,
-            input_tokens=rec.input_tokens,
-            cached_input_tokens=rec.cached_input_tokens,
-            cache_write_tokens=rec.cache_write_tokens,
-            output_tokens=rec.output_tokens,
-            reasoning_tokens=rec.reasoning_tokens,
-            provider_type=spec.type,
+            price,
+            input_tokens=input_tokens,
+            cached_input_tokens=cached_input_tokens,
+            cache_write_tokens=cache_write_tokens,
+            output_tokens=output_tokens,
+            reasoning_tokens=reasoning_tokens,
+            provider_type=provider_type,
         )
     except ValueError:
         return None  # inconsistent counts from the server: unknown, not guessed
