@@ -20,6 +20,7 @@ from typing import TextIO
 
 from tabulate import tabulate
 
+from lens import exitcodes
 from lens._version import __version__
 from lens.errors import InputError, LensError, Problem
 from lens.export.plan_view import plan_text, usd
@@ -49,9 +50,9 @@ from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.sim.server import main as sim_main
 from lens.targets import ExportTarget, TargetError, parse_target
 
-EXIT_SLA_FAILED = 1
-EXIT_INPUT = 2
-EXIT_EXPORT = 4
+EXIT_SLA_FAILED = exitcodes.SLA_FAILED
+EXIT_INPUT = exitcodes.INPUT
+EXIT_EXPORT = exitcodes.EXPORT_FAILED
 
 
 def load_plan(path: str) -> Plan:
@@ -362,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
     return code
 
 

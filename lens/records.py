@@ -21,11 +21,18 @@ class ErrorClass(StrEnum):
     """Why a request did not succeed.  Every class counts in every error rate except the two
     that say where lens itself cut a request off (``cancelled``, ``drained``)."""
 
+    HTTP_3XX = "http_3xx"  # a redirect: lens follows none (the record says where it pointed)
     HTTP_4XX = "http_4xx"
     HTTP_429 = "http_429"
     HTTP_5XX = "http_5xx"
     TIMEOUT = "timeout"
-    CONNECT = "connect"
+    CONNECT = "connect"  # could not connect: DNS, refused, unreachable, TLS handshake, proxy
+    # The connection dropped (EOF or reset) after the request was sent and before any
+    # response byte: the server may or may not have processed it.
+    CONNECTION_LOST = "connection_lost"
+    # The response broke the wire format (HTTP framing, an unsupported coding, a limit
+    # exceeded, JSON of the wrong shape): the server answered, but not in its protocol.
+    PROTOCOL_ERROR = "protocol_error"
     STREAM_ERROR = "stream_error"  # the server reported an error inside a 200 stream
     CUT_STREAM = "cut_stream"  # the body ended (or the connection dropped) before the terminator
     EMPTY = "empty"  # the stream completed but carried no token

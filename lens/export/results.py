@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lens import exitcodes
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
 from lens.errors import InputError, Problem
@@ -545,7 +546,7 @@ _PACING = frozenset(PacingOut.model_fields)
 def run_exit_code(verdicts: Sequence[Verdict], *, partial: bool) -> int:
     """The verdicts' exit code, except that an interrupted run cannot pass: at best 3."""
     code = exit_code(verdicts)
-    return 3 if partial and code == 0 else code
+    return exitcodes.INCONCLUSIVE if partial and code == exitcodes.OK else code
 
 
 def environment(outcome: RunOutcome) -> Environment:

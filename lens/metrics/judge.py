@@ -20,15 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from lens import exitcodes
 from lens.catalog import REQUEST_METRICS, STAGE_METRICS
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 
-EXIT_PASS = 0
-EXIT_FAIL = 1
-EXIT_INCONCLUSIVE = 3
+EXIT_PASS = exitcodes.OK
+EXIT_FAIL = exitcodes.SLA_FAILED
+EXIT_INCONCLUSIVE = exitcodes.INCONCLUSIVE
 
 # Counts whose value is meaningful even when nothing was measured.
 _COUNT_METRICS = frozenset({"requests"})

@@ -216,6 +216,8 @@ def classify_status(status: int) -> ErrorClass:
         # Anthropic's 529, and the 503 every other provider answers when it is
         # overloaded: capacity, not a bug, so its own class (it still counts as an error).
         return ErrorClass.OVERLOADED
+    if 300 <= status < 400:
+        return ErrorClass.HTTP_3XX
     if 400 <= status < 500:
         return ErrorClass.HTTP_4XX
     return ErrorClass.HTTP_5XX

@@ -22,6 +22,14 @@ _DIGITS = b"0123456789"
 _FORBIDDEN_IN_FIELD = (b"\r", b"\n", b"\0")
 
 
+class ProtocolViolation(httpx.RemoteProtocolError):
+    """The response broke HTTP/1.1 or a limit lens sets (an unsupported coding, a head or
+    body too large, 101 Switching Protocols): the request's record says ``protocol_error``.
+
+    A plain ``httpx.RemoteProtocolError`` still means the peer closed or cut the exchange.
+    """
+
+
 def build_request_head(request: httpx.Request, body_length: int) -> tuple[bytes, bool]:
     """The request line and header block for ``request`` with a body of ``body_length``,
     and whether the request asked to close the connection (``Connection: close``).

@@ -147,7 +147,14 @@ class FrozenModel(BaseModel):
 
 
 RetryableClass = Literal[
-    "http_429", "overloaded", "http_5xx", "timeout", "connect", "stream_error", "cut_stream"
+    "http_429",
+    "overloaded",
+    "http_5xx",
+    "timeout",
+    "connect",
+    "connection_lost",
+    "stream_error",
+    "cut_stream",
 ]
 
 
