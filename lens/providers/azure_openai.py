@@ -143,7 +143,7 @@ class AzureChatDecoder(OpenAIChatDecoder):
     def _take_finish(self, data: bytes) -> None:
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             return  # the base class reports it
         for choice in (obj.get("choices") or ()) if isinstance(obj, dict) else ():
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None
