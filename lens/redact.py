@@ -151,10 +151,10 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """``text`` with every secret replaced; URLs and echoed credential headers masked."""
+        if "://" in text:  # URLs first: their user-info keeps its user:password shape
+            text = _URL.sub(lambda m: mask_url(m.group(0)), text)
         if self._pattern is not None:
             text = self._pattern.sub(MASK, text)
-        if "://" in text:
-            text = _URL.sub(lambda m: mask_url(m.group(0)), text)
         text = _ECHOED_HEADER.sub(_mask_echoed, text)
         return _BEARER.sub(_mask_bearer, text) if "Bear" in text or "Basic" in text else text
 

@@ -25,9 +25,7 @@ How a failure is classed:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
-from typing import cast
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import trio
@@ -245,15 +243,16 @@ async def _stream(
     t_first_chunk: int | None = None
     reads = 0
     eof = False
+    body = _reads(response)
     try:
-        # aclosing: a decoder that raises leaves the body iterator unfinished; close it now.
-        async with aclosing(_body_of(response)) as body:
-            async for chunk in body:
-                t = now()  # stamped before any parsing
-                if t_first_chunk is None:
-                    t_first_chunk = t
-                reads += 1
-                decoder.feed(chunk, t)
+        async for chunk in body:
+            if not chunk:
+                continue  # not a read that delivered body bytes (httpx's aiter_raw skips them too)
+            t = now()  # stamped before any parsing
+            if t_first_chunk is None:
+                t_first_chunk = t
+            reads += 1
+            decoder.feed(chunk, t)
         eof = True
     except ProtocolViolation as exc:
         x.fail((ErrorClass.PROTOCOL_ERROR, describe(exc)))
@@ -267,25 +266,43 @@ async def _stream(
         # Also when cancelled mid-read: what was measured stays measured.
         x.t_first_chunk = t_first_chunk
         x.reads = reads
+        await _close(body)
     x.finish(decoder, now(), eof=eof)
 
 
-def _body_of(response: httpx.Response) -> AsyncGenerator[bytes, None]:
-    # httpx types aiter_raw as an iterator; it is an async generator, which aclosing needs.
-    return cast("AsyncGenerator[bytes, None]", response.aiter_raw())
+def _reads(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The transport's own iterator over the body's network reads.
+
+    Not ``response.aiter_raw()``: that wraps it in one more generator (a re-chunker and a
+    byte counter lens does not use) per read, and hides the inner generator, which a
+    request that stops reading early (a decoder that gave up) could then not close.
+    """
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("lens reads responses of async transports only")
+    return stream.__aiter__()
+
+
+async def _close(body: AsyncIterator[bytes]) -> None:
+    """Close a body iterator left unfinished, now rather than at garbage collection."""
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _error_body(response: httpx.Response) -> bytes:
     """Up to ``MAX_ERROR_BODY`` bytes of an error body; what arrived if the read failed."""
     body = b""
+    parts = _reads(response)
     try:
-        async with aclosing(_body_of(response)) as parts:
-            async for part in parts:
-                body += part
-                if len(body) >= MAX_ERROR_BODY:
-                    break
+        async for part in parts:
+            body += part
+            if len(body) >= MAX_ERROR_BODY:
+                break
     except httpx.HTTPError:
         pass  # the status is the news; a cut error body is still worth quoting
+    finally:
+        await _close(parts)
     return body
 
 
