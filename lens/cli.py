@@ -427,8 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _lens_failed(exc: Exception, args: argparse.Namespace) -> int:
     """The process's boundary: one line on stderr, the traceback in a file, exit 5."""
     leaf = innermost(exc)
-    if isinstance(leaf, InputError):  # an input error raised where a group wrapped it
+    if isinstance(leaf, InputError):  # lens's own errors, raised where a group wrapped them
         _print_problems(leaf, sys.stderr, args.redactor)
+        return EXIT_INPUT
+    if isinstance(leaf, LensError):
+        print(f"error: {args.redactor(str(leaf))}", file=sys.stderr)
         return EXIT_INPUT
     redact: Redactor = args.redactor
     text = redact("".join(traceback.format_exception(exc)))

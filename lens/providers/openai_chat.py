@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from lens.errors import ProviderError
 from lens.plan.model import PromptSpec, ProviderSpec
 from lens.providers.base import (
     PayloadShapeError,
@@ -51,7 +52,7 @@ def _is_plain_delta(data: bytes) -> bool:
 class OpenAIChatAdapter:
     def __init__(self, spec: ProviderSpec) -> None:
         if spec.base_url is None:
-            raise ValueError(f"provider {spec.id!r} has no base_url")
+            raise ProviderError(f"provider {spec.id!r} has no base_url")
         self.spec = spec
         self._url = spec.base_url.rstrip("/") + "/chat/completions"
         # identity: a compressed event stream would be buffered by the compressor and
