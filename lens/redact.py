@@ -155,7 +155,8 @@ class Redactor:
             text = _URL.sub(lambda m: mask_url(m.group(0)), text)
         if self._pattern is not None:
             text = self._pattern.sub(MASK, text)
-        text = _ECHOED_HEADER.sub(_mask_echoed, text)
+        if ":" in text or "=" in text:  # an echoed header needs one: skip the regex scan
+            text = _ECHOED_HEADER.sub(_mask_echoed, text)
         return _BEARER.sub(_mask_bearer, text) if "Bear" in text or "Basic" in text else text
 
     def optional(self, text: str | None) -> str | None:
@@ -257,12 +258,13 @@ def environment_secrets(environ: Mapping[str, str]) -> list[tuple[str, str]]:
 
 def redact_record(rec: RequestRecord, redact: Redactor) -> RequestRecord:
     """``rec`` with its server-controlled text (error message, request id, provider facts)
-    redacted; the same record when it has none."""
+    redacted; the very same record when there was nothing to redact (the common case, and
+    a cheap one: rebuilding a record costs more than checking it)."""
     if rec.error_message is None and rec.request_id is None and not rec.extra:
         return rec
-    return dataclasses.replace(
-        rec,
-        error_message=redact.optional(rec.error_message),
-        request_id=redact.optional(rec.request_id),
-        extra=redact.facts(rec.extra),
-    )
+    message = redact.optional(rec.error_message)
+    request_id = redact.optional(rec.request_id)
+    extra = redact.facts(rec.extra)
+    if message == rec.error_message and request_id == rec.request_id and extra == rec.extra:
+        return rec
+    return dataclasses.replace(rec, error_message=message, request_id=request_id, extra=extra)
