@@ -153,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {redact(warning)}", file=sys.stderr)
     progress = None if args.quiet else sys.stderr
     # --records is written as requests finish, so a killed run leaves every finished one.
-    log = RecordsLog(Path(args.records), plan) if args.records else None
+    log = _records_log(Path(args.records), plan) if args.records else None
     try:
         report = run_plan(
             plan,
@@ -193,6 +193,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     targets = cli_targets(args.to, "--to")
     return _export(load_results(Path(args.results)), targets)
+
+
+def _records_log(path: Path, plan: Plan) -> RecordsLog:
+    try:
+        return RecordsLog(path, plan)
+    except OSError as exc:
+        raise InputError(f"--records {path}: cannot write there: {describe(exc)}") from exc
 
 
 def _write_files(results: Results, args: argparse.Namespace) -> None:

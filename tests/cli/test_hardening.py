@@ -199,3 +199,33 @@ def test_the_failure_line_names_a_real_file_even_in_a_subprocess(
     found = failure_line(proc.stderr)
     assert found["what"].startswith(("FileExistsError", "NotADirectoryError"))
     assert Path(found["path"]).parent == tmp_path  # the results folder was unusable
+
+
+def test_an_unwritable_records_path_is_an_input_error_before_anything_is_sent(
+    write_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    code = main(["run", "-q", str(write_scenario()), "--records", str(blocker / "r.jsonl")])
+    assert code == exitcodes.INPUT
+    assert capsys.readouterr().err.startswith(f"error: --records {blocker / 'r.jsonl'}: ")
+
+
+def test_a_secret_too_short_to_redact_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SHORT_KEY", "abc")
+    with HostileServer() as server:
+        path = tmp_path / "s.yaml"
+        path.write_text(
+            "version: 1\nname: short\nproviders:\n"
+            f"  p: {{type: openai-compatible, base_url: '{server.base_url('ok')}', model: m, "
+            "api_key: '${SHORT_KEY}'}\n"
+            "prompts: [{id: q, messages: [{role: user, content: hi}]}]\n"
+            "load: [{id: b, pattern: burst, requests: 1}]\n"
+        )
+        assert main(["run", "-q", str(path)]) == exitcodes.OK
+    assert (
+        "warning: api_key of provider p (3 characters) is shorter than 4 characters: "
+        "it is not redacted from output" in capsys.readouterr().err
+    )
