@@ -4,8 +4,14 @@
 assemble results) → write → export; this module adds only what concerns the terminal.
 Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
 input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
-interrupted before anything ran.  ``lens recommend`` exits 0 when some provider is
-eligible, 1 when none is, 2 on invalid input.
+interrupted before anything ran, 5 lens itself failed (every code is in lens.exitcodes).
+``lens recommend`` exits 0 when some provider is eligible, 1 when none is, 2 on invalid
+input.
+
+``main`` is the process's one error boundary: an unexpected exception anywhere prints one
+line (what failed, and the file holding the full traceback, secrets redacted) and exits 5,
+after ``lens run`` has written what it measured.  Every text printed passes through the
+run's ``Redactor`` (lens.redact).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -22,12 +31,13 @@ from tabulate import tabulate
 
 from lens import exitcodes
 from lens._version import __version__
-from lens.errors import InputError, LensError, Problem
+from lens.errors import InputError, LensError, Problem, describe, innermost
 from lens.export.plan_view import plan_text, usd
 from lens.export.registry import export_all
 from lens.export.reload import rejudge, summary_from_out, verdict_from_out
 from lens.export.report import write_html
 from lens.export.results import (
+    RecordsLog,
     Results,
     load_results,
     recommendation_out,
@@ -43,12 +53,13 @@ from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, SlaSpec
 from lens.pricing import PricingCatalog
+from lens.redact import Redactor
 from lens.scenario import load_scenario
 from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.sim.server import main as sim_main
-from lens.targets import ExportTarget, TargetError, parse_target
+from lens.targets import ExportTarget, TargetError, parse_target, secrets_of
 
 EXIT_SLA_FAILED = exitcodes.SLA_FAILED
 EXIT_INPUT = exitcodes.INPUT
@@ -59,13 +70,20 @@ def load_plan(path: str) -> Plan:
     return compile_plan(load_scenario(path), source=path)
 
 
+def _redactor(args: argparse.Namespace, plan: Plan) -> Redactor:
+    """The plan's redactor, also kept on ``args`` for the process's error boundary."""
+    redact = Redactor.for_plan(plan, os.environ)
+    args.redactor = redact
+    return redact
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     worst = 0
     for path in args.files:
         try:
             plan = load_plan(path)
         except InputError as exc:
-            _print_problems(exc, sys.stderr)
+            _print_problems(exc, sys.stderr, args.redactor)
             worst = EXIT_INPUT
         else:
             units = len(plan.stages)
@@ -75,8 +93,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = load_plan(args.file)
+    redact = _redactor(args, plan)
     doc = plan_to_dict(plan, arrivals=args.json)
     doc["cost_estimate"] = estimate_to_dict(plan)
+    doc = redact.tree(doc)
     if args.json:
         print(json.dumps(doc, indent=1))
         return 0
@@ -102,12 +122,14 @@ def cli_targets(specs: Sequence[str], flag: str) -> list[ExportTarget]:
     return targets
 
 
-def _export(results: Results, targets: Sequence[ExportTarget]) -> int:
+def _export(
+    results: Results, targets: Sequence[ExportTarget], redact: Redactor | None = None
+) -> int:
     """Exit code after exporting: the results' own, or 4 for a failed export unless an SLA
     failed (that is the news a CI job needs first)."""
     failures = export_all(results, targets)
     for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
+        print(f"error: {(redact or Redactor())(str(failure))}", file=sys.stderr)
     if failures and results.exit_code != EXIT_SLA_FAILED:
         return EXIT_EXPORT
     return results.exit_code
@@ -115,16 +137,42 @@ def _export(results: Results, targets: Sequence[ExportTarget]) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file)
-    targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports]
-    targets += cli_targets(args.export, "--export")
+    redact = _redactor(args, plan)
+    flagged = cli_targets(args.export, "--export")
+    if flagged:
+        redact = args.redactor = redact.with_secrets(
+            (secret, "--export destination") for t in flagged for secret in secrets_of(t.dest)
+        )
+    targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports] + flagged
+    for what in redact.skipped:
+        print(
+            f"warning: {what} is shorter than 4 characters: it is not redacted from output",
+            file=sys.stderr,
+        )
     for warning in plan.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {redact(warning)}", file=sys.stderr)
     progress = None if args.quiet else sys.stderr
-    report = run_plan(plan, progress_out=progress, tty=sys.stderr.isatty())
+    # --records is written as requests finish, so a killed run leaves every finished one.
+    log = _records_log(Path(args.records), plan) if args.records else None
+    try:
+        report = run_plan(
+            plan,
+            progress_out=progress,
+            tty=sys.stderr.isatty(),
+            on_record=None if log is None else log.write,
+            redactor=redact,
+        )
+    finally:
+        if log is not None:
+            log.close()
     results, outcome, budget = report.results, report.outcome, report.budget
+    if report.failure is not None:
+        # lens failed after measuring: write what was measured, then the boundary says so.
+        _write_files(results, args)
+        raise report.failure
     if results.integrity is not None:
         for warning in results.integrity.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"warning: {redact(warning)}", file=sys.stderr)
     _write_outputs(results, args)
     if budget is not None and budget.exhausted:
         sent = sum(w.started for w in outcome.windows)
@@ -139,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"({len(outcome.records)} requests measured)",
             file=sys.stderr,
         )
-    return _export(results, targets)
+    return _export(results, targets, redact)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -147,11 +195,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return _export(load_results(Path(args.results)), targets)
 
 
-def _write_outputs(results: Results, args: argparse.Namespace) -> None:
+def _records_log(path: Path, plan: Plan) -> RecordsLog:
+    try:
+        return RecordsLog(path, plan)
+    except OSError as exc:
+        raise InputError(f"--records {path}: cannot write there: {describe(exc)}") from exc
+
+
+def _write_files(results: Results, args: argparse.Namespace) -> None:
     if args.output:
         write_results(results, Path(args.output))
     if args.records:
         write_records_jsonl(results, Path(args.records))
+
+
+def _write_outputs(results: Results, args: argparse.Namespace) -> None:
+    _write_files(results, args)
     if args.format == "json":
         sys.stdout.write(results.model_dump_json(indent=1) + "\n")
     elif args.format == "markdown":
@@ -342,9 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_problems(exc: InputError, out: TextIO) -> None:
+def _print_problems(exc: InputError, out: TextIO, redact: Redactor) -> None:
     for problem in exc.problems:
-        print(f"error: {problem}", file=out)
+        print(f"error: {redact(str(problem))}", file=out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,18 +412,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The simulator owns its flags (and its --help); argparse would claim them.
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
+    # Until a command knows the plan's secrets, URLs and echoed credential headers are
+    # still masked.
+    args.redactor = Redactor()
     try:
         code: int = args.func(args)
     except InputError as exc:
-        _print_problems(exc, sys.stderr)
+        _print_problems(exc, sys.stderr, args.redactor)
         return EXIT_INPUT
     except LensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {args.redactor(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return exitcodes.INTERRUPTED
+    except Exception as exc:
+        return _lens_failed(exc, args)
     return code
+
+
+def _lens_failed(exc: Exception, args: argparse.Namespace) -> int:
+    """The process's boundary: one line on stderr, the traceback in a file, exit 5."""
+    leaf = innermost(exc)
+    if isinstance(leaf, InputError):  # lens's own errors, raised where a group wrapped them
+        _print_problems(leaf, sys.stderr, args.redactor)
+        return EXIT_INPUT
+    if isinstance(leaf, LensError):
+        print(f"error: {args.redactor(str(leaf))}", file=sys.stderr)
+        return EXIT_INPUT
+    redact: Redactor = args.redactor
+    text = redact("".join(traceback.format_exception(exc)))
+    try:
+        where = str(_write_traceback(text, getattr(args, "output", None)))
+    except OSError as err:
+        where = f"nowhere (it could not be written: {describe(err)})"
+    print(f"lens failed: {redact(describe(leaf))} — full traceback in {where}", file=sys.stderr)
+    return exitcodes.LENS_FAILED
+
+
+def _write_traceback(text: str, results_path: str | None) -> Path:
+    """Next to the results file when there is one, else in the temporary directory;
+    readable by its owner only (it may quote scenario values)."""
+    prefix = f"lens-failure-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-"
+    try:
+        folder = Path(results_path).parent if results_path else None
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".txt", dir=folder)
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lens import exitcodes
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
-from lens.errors import InputError, Problem
+from lens.errors import InputError, Problem, describe, innermost
 from lens.metrics.cost import StageCost, gpu_share, record_cost
 from lens.metrics.idle import IdleProbes, idle_probes
 from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
@@ -39,8 +39,9 @@ from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, ProviderSpec
 from lens.pricing import GpuHourRate
 from lens.records import RequestRecord
+from lens.redact import Redactor
 from lens.run.executor import StageWindow
-from lens.run.session import RunOutcome
+from lens.run.session import LENS_FAILED_STOP, RunOutcome
 
 SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
 SCHEMA_ID = "https://lens.dev/schemas/results-v1.json"
@@ -427,7 +428,14 @@ class Results(_Frozen):
     scenario: str
     partial: bool = Field(description="true when the run was interrupted before its end")
     interrupted_by: str | None
-    exit_code: int = Field(description="0 pass, 1 SLA failed, 3 only inconclusive")
+    exit_code: int = Field(
+        description="0 pass, 1 SLA failed, 3 only inconclusive (or partial), 5 lens failed"
+    )
+    failure: str | None = Field(
+        None,
+        description="lens itself failed (exit 5): the exception, secrets redacted; the run "
+        "is partial and holds what was measured until then",
+    )
     environment: Environment
     plan: dict[str, Any]
     stages: list[StageWindowOut]
@@ -549,7 +557,7 @@ def run_exit_code(verdicts: Sequence[Verdict], *, partial: bool) -> int:
     return exitcodes.INCONCLUSIVE if partial and code == exitcodes.OK else code
 
 
-def environment(outcome: RunOutcome) -> Environment:
+def environment(outcome: RunOutcome, redact: Redactor | None = None) -> Environment:
     finished = outcome.started_at + timedelta(seconds=outcome.duration_s)
     return Environment(
         lens_version=__version__,
@@ -562,7 +570,8 @@ def environment(outcome: RunOutcome) -> Environment:
         started_at=outcome.started_at.isoformat(),
         finished_at=finished.isoformat(),
         clock="trio.current_time (time.perf_counter, monotonic)",
-        argv=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        # Flags may carry credentials (--export influx=http://...?token=...).
+        argv=(redact or Redactor()).tree([Path(sys.argv[0]).name, *sys.argv[1:]]),
     )
 
 
@@ -573,7 +582,11 @@ def build_results(
     verdicts: Sequence[Verdict],
     phase_summaries: Sequence[Summary] = (),
     sweeps: Sequence[SweepOutcome] = (),
+    redactor: Redactor | None = None,
 ) -> Results:
+    """The results document.  ``redactor`` (default: the plan's secrets) masks the plan
+    section and argv; records were redacted when they were created (lens.run.session)."""
+    redact = redactor if redactor is not None else Redactor.for_plan(plan)
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
     paced = {(p.stage, p.provider): p for p in pacing(outcome.records)}
     probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
@@ -588,9 +601,12 @@ def build_results(
         scenario=plan.name,
         partial=outcome.partial,
         interrupted_by=outcome.interrupted_by,
-        exit_code=run_exit_code(verdicts, partial=outcome.partial),
-        environment=environment(outcome),
-        plan=plan_to_dict(plan),
+        exit_code=exitcodes.LENS_FAILED
+        if outcome.failure is not None
+        else run_exit_code(verdicts, partial=outcome.partial),
+        failure=None if outcome.failure is None else redact(describe(innermost(outcome.failure))),
+        environment=environment(outcome, redact),
+        plan=redact.tree(plan_to_dict(plan)),
         stages=[window_out(w) for w in outcome.windows],
         summaries=[
             summary_out(
@@ -610,6 +626,40 @@ def build_results(
             record_out(r, c, cold) for r, c, cold in zip(outcome.records, costs, colds, strict=True)
         ],
     )
+
+
+def salvage_results(
+    plan: Plan, outcome: RunOutcome, failure: BaseException, redactor: Redactor | None = None
+) -> Results:
+    """Results of a run lens failed to summarise: every record (priced where that works),
+    the stage windows, the plan, and the failure; no summaries or verdicts.  Best effort on
+    purpose: it runs after something in lens broke, so it avoids the summarising code."""
+    redact = redactor if redactor is not None else Redactor.for_plan(plan)
+    try:
+        plan_doc: dict[str, Any] = redact.tree(plan_to_dict(plan))
+    except Exception:
+        plan_doc = {"scenario": plan.name}
+    return Results(
+        scenario=plan.name,
+        partial=True,
+        interrupted_by=LENS_FAILED_STOP,
+        exit_code=exitcodes.LENS_FAILED,
+        failure=redact(describe(innermost(failure))),
+        environment=environment(outcome, redact),
+        plan=plan_doc,
+        stages=[window_out(w) for w in outcome.windows],
+        summaries=[],
+        verdicts=[],
+        recommendation=None,
+        records=[record_out(r, _token_price(r, plan)) for r in outcome.records],
+    )
+
+
+def _token_price(rec: RequestRecord, plan: Plan) -> _RecordPrice:
+    """A record's cost from its own tokens (no stage context: no GPU-hour share)."""
+    spec = plan.providers.get(rec.provider)
+    breakdown = record_cost(rec, spec) if spec is not None else None
+    return None if breakdown is None else (str(breakdown.total), breakdown.to_record())
 
 
 def _record_price(rec: RequestRecord, spec: ProviderSpec, stage: StageCost | None) -> _RecordPrice:
@@ -725,10 +775,44 @@ def write_results(results: Results, path: Path) -> None:
 
 
 def write_records_jsonl(results: Results, path: Path) -> None:
+    """Every record of ``results``, one JSON line each, replacing ``path`` atomically (the
+    lines ``RecordsLog`` appended during the run stay until the new file is complete)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
         for rec in results.records:
             f.write(rec.model_dump_json() + "\n")
+    tmp.replace(path)
+
+
+class RecordsLog:
+    """``--records FILE.jsonl`` as the run goes: opened (emptied) when the run starts, one
+    line appended and flushed per finished request, so a process killed outright
+    (``kill -9``) loses only the requests that were in flight.
+
+    A line is the request as ``results.json`` has it, except what needs the whole run: no
+    ``cold`` flag and no GPU-hour cost share.  When the run ends and its results are built,
+    ``write_records_jsonl`` replaces the file with the complete lines, atomically.
+    """
+
+    def __init__(self, path: Path, plan: Plan) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._plan = plan
+        self._file = path.open("w", encoding="utf-8")
+        self.written = 0
+
+    def write(self, rec: RequestRecord) -> None:
+        if self._file.closed:
+            return  # a record finishing after the log was closed (never, in lens run)
+        self._file.write(record_out(rec, _token_price(rec, self._plan)).model_dump_json() + "\n")
+        # To the OS now: a killed process loses nothing written; only a crash of the
+        # machine itself could (no fsync per request, which would cost milliseconds).
+        self._file.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def load_results(path: Path) -> Results:

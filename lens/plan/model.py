@@ -94,6 +94,9 @@ class ProviderSpec:
     base_url: str | None  # None for `simulated` until its server is started
     api_key: Secret | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # Lower-cased names of headers the scenario marked ``secret: true``: their values are
+    # redacted from every output, like those of headers named like credentials.
+    secret_headers: frozenset[str] = frozenset()
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     include_usage: bool = True
     sim: SimSettings | None = None

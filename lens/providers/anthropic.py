@@ -122,7 +122,7 @@ class AnthropicAdapter:
 def _error_type(body: bytes) -> str | None:
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: unparseable too
         return None
     err = doc.get("error") if isinstance(doc, dict) else None
     kind = err.get("type") if isinstance(err, dict) else None
@@ -178,7 +178,7 @@ class AnthropicDecoder:
                         return
         try:
             obj = json.loads(data)  # tolerates the padding spaces
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             self._set_error(f"unparseable event: {data[:120]!r}")
             return
         if not isinstance(obj, dict):

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from lens.errors import ProviderError
 from lens.plan.model import PromptSpec, ProviderSpec
 from lens.providers.base import (
     COMMON_FACT_HEADERS,
@@ -58,14 +59,14 @@ def azure_endpoint(base_url: str) -> str:
 class AzureOpenAIAdapter:
     def __init__(self, spec: ProviderSpec) -> None:
         if spec.base_url is None:
-            raise ValueError(f"provider {spec.id!r} has no base_url (the Azure endpoint)")
+            raise ProviderError(f"provider {spec.id!r} has no base_url (the Azure endpoint)")
         if spec.auth not in ("key", "entra"):
-            raise ValueError(f"provider {spec.id!r}: azure-openai auth must be key or entra")
+            raise ProviderError(f"provider {spec.id!r}: azure-openai auth must be key or entra")
         self.spec = spec
         endpoint = azure_endpoint(spec.base_url)
         if spec.api_version is not None:
             if not spec.deployment:
-                raise ValueError(
+                raise ProviderError(
                     f"provider {spec.id!r}: api_version selects the classic Azure URLs, "
                     "which need a deployment"
                 )
@@ -143,7 +144,7 @@ class AzureChatDecoder(OpenAIChatDecoder):
     def _take_finish(self, data: bytes) -> None:
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             return  # the base class reports it
         for choice in (obj.get("choices") or ()) if isinstance(obj, dict) else ():
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None

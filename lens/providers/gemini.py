@@ -45,7 +45,7 @@ def _google_error(body: bytes) -> dict[str, Any] | None:
     """The ``error`` object of a Google API error body (also inside a one-element array)."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: unparseable too
         return None
     if isinstance(doc, list) and doc:
         doc = doc[0]
@@ -163,7 +163,7 @@ class GeminiDecoder:
         # parsing each is cheap next to OpenAI-style one-token chunks.
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             self._set_error(f"unparseable event: {data[:120]!r}")
             return
         if isinstance(obj, list) and len(obj) == 1:

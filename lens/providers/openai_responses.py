@@ -123,7 +123,7 @@ class OpenAIResponsesDecoder:
                 return
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             self._set_error(f"unparseable event: {data[:120]!r}")
             return
         if not isinstance(obj, dict):

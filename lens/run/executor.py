@@ -225,8 +225,9 @@ class StageRunner:
         # arrivals are not sent late because of it.
         pool = TransportPool(_transport_factory(unit, transport, self._ssl_context()))
         pool.prepare(_prepared_transports(unit))
-        first = self.plan.prompts[unit.prompt_for(0)]
-        await pool.warm(adapter.build_request(first, unit.max_tokens).url)
+        first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
+        if first_url is not None:
+            await pool.warm(first_url)
         t_start = self._unit_start = clock.now_ns()
         if unit.cutoff_s is not None and unit.arrivals is None:
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
@@ -494,6 +495,15 @@ class _UnitState:
         later than an earlier cutoff, and never with no grace limit (``drain: wait``)."""
         if grace_s is not None:
             self.drain.deadline = min(self.drain.deadline, cutoff + grace_s)
+
+
+def _first_url(adapter: ProviderAdapter, prompt: PromptSpec, unit: StagePlan) -> httpx.URL | None:
+    """Where the unit's first request goes, to warm a connection to; None if lens cannot
+    build that request: then every request of the unit is a record that says why."""
+    try:
+        return adapter.build_request(prompt, unit.max_tokens).url
+    except Exception:
+        return None
 
 
 async def _until(deadline: float, spin_s: float) -> None:
