@@ -33,7 +33,7 @@ from lens import exitcodes
 from lens._version import __version__
 from lens.errors import InputError, LensError, Problem, describe, innermost
 from lens.export.plan_view import plan_text, usd
-from lens.export.registry import export_all
+from lens.export.registry import EXPORTERS, export_all
 from lens.export.reload import rejudge, summary_from_out, verdict_from_out
 from lens.export.report import write_html
 from lens.export.results import (
@@ -87,8 +87,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
             worst = EXIT_INPUT
         else:
             units = len(plan.stages)
-            print(f"{path}: ok ({len(plan.providers)} providers, {units} stage runs)")
+            print(
+                f"{path}: ok ({_count(len(plan.providers), 'provider')}, "
+                f"{_count(units, 'stage run')})"
+            )
     return worst
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -191,8 +198,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export's own exit code: 0 exported, 4 an export failed, 2 bad input.  The saved
+    run's SLA result is a different question; ``--exit-code-from-results`` repeats it
+    (with 4 still winning over a pass, and 1 over a failed export, as ``lens run``)."""
     targets = cli_targets(args.to, "--to")
-    return _export(load_results(Path(args.results)), targets)
+    results = load_results(Path(args.results))
+    if args.exit_code_from_results:
+        return _export(results, targets)
+    failures = export_all(results, targets)
+    for failure in failures:
+        print(f"error: {Redactor()(str(failure))}", file=sys.stderr)
+    return EXIT_EXPORT if failures else exitcodes.OK
 
 
 def _records_log(path: Path, plan: Plan) -> RecordsLog:
@@ -324,6 +340,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0 if rec.best is not None else 1
 
 
+_KINDS = ", ".join(f"{kind}=" for kind in EXPORTERS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lens", description="Measure how fast and how costly LLM APIs really are."
@@ -351,13 +370,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KIND=DEST",
-        help="also export to DEST (repeatable): csv=, prometheus=, influx=, junit=, markdown=",
+        help=f"also export to DEST (repeatable): {_KINDS}",
     )
     r.set_defaults(func=cmd_run)
 
-    e = sub.add_parser("export", help="export a saved results file (exit 4 if an export fails)")
+    e = sub.add_parser(
+        "export",
+        help="export a saved results file (exit 0 exported, 4 an export failed, 2 bad input)",
+    )
     e.add_argument("results", metavar="RESULTS.json")
-    e.add_argument("--to", action="append", required=True, metavar="KIND=DEST", help="repeatable")
+    e.add_argument(
+        "--to", action="append", required=True, metavar="KIND=DEST", help=f"repeatable: {_KINDS}"
+    )
+    e.add_argument(
+        "--exit-code-from-results",
+        action="store_true",
+        help="exit with the saved run's SLA result (as lens run would) instead of export's own",
+    )
     e.set_defaults(func=cmd_export)
 
     rp = sub.add_parser("report", help="draw a self-contained HTML report of a results file")

@@ -17,6 +17,7 @@ from lens.export.results import (
     SweepOut,
     VerdictOut,
 )
+from lens.metrics.judge import measured_text
 
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     # header, metric, stat
@@ -74,7 +75,8 @@ def verdict_rows(verdicts: Sequence[VerdictOut]) -> tuple[list[str], list[list[s
             )
             if p
         )
-        rows.append([_MARK[v.outcome], v.sla, scope or "all", _num(v.value, 2), str(v.n), v.reason])
+        measured = measured_text(v.label, v.value)
+        rows.append([_MARK[v.outcome], v.sla, scope or "all", measured, str(v.n), v.reason])
     return headers, rows
 
 
