@@ -1,10 +1,17 @@
-"""Pure HTTP/1.1 framing for lens.run.http11: request heads, response heads, body decoders.
+"""Pure HTTP/1.1 framing for lens.run.http11: request heads, response heads, body decoders
+(framing, then gzip/deflate content decoding when the response uses it).
+
+Responses are read as h11 (httpx's default parser) reads them, rule for rule: bare-LF
+line ends accepted, obs-fold unfolded, anything h11 refuses a ProtocolViolation; the
+differential test in tests/run/test_http11_h11_diff.py holds the two together and lists
+the few deliberate differences.
 
 Nothing here does I/O, so every rule can be tested byte by byte.  The body decoders are
 built for the streaming hot path: ``feed`` is called once per network read and returns
 *all* the payload that read completed as one ``bytes`` (``b""`` when it completed none),
 so the caller yields at most once per read and never holds back a byte that arrived.
-Parsing uses ``bytes.find`` and slicing only: no regexes, no per-chunk objects.
+Body decoding uses ``bytes.find`` and slicing only: no regexes, no per-chunk objects (the
+end of a head is found with one regex search per read, once per response).
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ async def test_gzip_sse_is_decoded_per_read(
     # Writes 20 ms apart are separate reads on loopback, each one whole event.
     assert len(parts) > 1
     assert all(part.count(b"\n\n") >= 1 and part.endswith(b"\n\n") for part in parts)
-    assert (await fetch(transport, server.url))[0].status_code == 200  # kept alive
+    assert (await fetch(transport, server.url))[0].status_code == 200
+    assert server.accepts == 1  # a complete gzip body leaves the connection reusable
 
 
 async def test_gzip_reads_map_one_to_one_to_decoded_yields() -> None:
