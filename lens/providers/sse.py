@@ -46,9 +46,11 @@ class SseDecoder:
 
     def feed(self, data: bytes) -> list[SseEvent]:
         """Add the bytes of one read; return the events they completed."""
-        if self._parts or self._cr or b"\r" in data:
-            return self._feed_continued(data)
-        # The common case: no event carried over, LF line ends.
+        if self._cr or b"\r" in data:
+            data = self._normalise(data)
+        if self._parts:
+            return self._continue(data)
+        # The common case: no event carried over.
         end = data.rfind(b"\n\n")
         if end < 0:
             if data:
@@ -68,30 +70,32 @@ class SseDecoder:
         self.events_seen += len(out)
         return out
 
-    def _feed_continued(self, data: bytes) -> list[SseEvent]:
+    def _normalise(self, data: bytes) -> bytes:
+        """This read's line ends as LF; a trailing CR waits for the next read."""
         if self._cr:
             self._cr = False
             data = b"\r" + data
-        if b"\r" in data:
-            # Normalise line ends in this read only; a trailing CR waits for the next.
-            if data.endswith(b"\r"):
-                self._cr = True
-                data = data[:-1]
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if data.endswith(b"\r"):
+            self._cr = True
+            data = data[:-1]
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+    def _continue(self, data: bytes) -> list[SseEvent]:
+        """``data`` (normalised) after the held pieces of an incomplete event."""
         parts = self._parts
         end = data.rfind(b"\n\n")
-        if end < 0:
-            if parts and data[:1] == b"\n" and parts[-1][-1:] == b"\n":
-                # The blank line straddles the reads: "...\n" then "\n...".
-                buf = b"".join(parts)[:-1]
-                rest = data[1:]
-            else:
-                if data:
-                    self._hold(data)
-                return []
-        else:
-            buf = b"".join(parts) + data[:end] if parts else data[:end]
+        if end >= 0:
+            head = parts[0] if len(parts) == 1 else b"".join(parts)
+            buf = head + data[:end]
             rest = data[end + 2 :]
+        elif data[:1] == b"\n" and parts[-1][-1:] == b"\n":
+            # The blank line straddles the reads: "...\n" then "\n...".
+            buf = (parts[0] if len(parts) == 1 else b"".join(parts))[:-1]
+            rest = data[1:]
+        else:
+            if data:
+                self._hold(data)
+            return []
         parts.clear()
         self._size = 0
         if rest:
@@ -129,7 +133,7 @@ class SseDecoder:
         """
         if self._cr:
             self._cr = False
-            return self._feed_continued(b"\n")
+            return self.feed(b"\n")
         return []
 
     @property
