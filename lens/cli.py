@@ -55,15 +55,16 @@ EXIT_INPUT = exitcodes.INPUT
 EXIT_EXPORT = exitcodes.EXPORT_FAILED
 
 
-def load_plan(path: str) -> Plan:
-    return compile_plan(load_scenario(path), source=path)
+def load_plan(path: str, *, allow_files_outside: bool = False) -> Plan:
+    scenario = load_scenario(path, allow_files_outside=allow_files_outside)
+    return compile_plan(scenario, source=path)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     worst = 0
     for path in args.files:
         try:
-            plan = load_plan(path)
+            plan = load_plan(path, allow_files_outside=args.allow_files_outside)
         except InputError as exc:
             _print_problems(exc, sys.stderr)
             worst = EXIT_INPUT
@@ -74,7 +75,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file)
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
     doc = plan_to_dict(plan, arrivals=args.json)
     doc["cost_estimate"] = estimate_to_dict(plan)
     if args.json:
@@ -114,7 +115,7 @@ def _export(results: Results, targets: Sequence[ExportTarget]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file)
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
     targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports]
     targets += cli_targets(args.export, "--export")
     for warning in plan.warnings:
@@ -274,11 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate scenario files (exit 0 ok, 2 invalid)")
     v.add_argument("files", nargs="+", metavar="FILE")
+    _files_outside_flag(v)
     v.set_defaults(func=cmd_validate)
 
     pl = sub.add_parser("plan", help="show the resolved execution plan; nothing is sent")
     pl.add_argument("file", metavar="FILE")
     pl.add_argument("--json", action="store_true", help="the plan as JSON, every arrival listed")
+    _files_outside_flag(pl)
     pl.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("run", help="run a scenario and judge its SLAs")
@@ -294,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND=DEST",
         help="also export to DEST (repeatable): csv=, prometheus=, influx=, junit=, markdown=",
     )
+    _files_outside_flag(r)
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="export a saved results file (exit 4 if an export fails)")
@@ -340,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return p
+
+
+def _files_outside_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-files-outside",
+        action="store_true",
+        help="let file: prompts read files outside the scenario's folder (trusted scenarios)",
+    )
 
 
 def _print_problems(exc: InputError, out: TextIO) -> None:
