@@ -125,6 +125,7 @@ class _Loader(yaml.SafeLoader):
         self.file = file
         self.aliases: dict[tuple[int, int], _Alias] = {}  # (parent id, index or key id)
         self.depth = 0
+        self.composed = 0  # nodes written out (aliases are counted when converted)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -134,14 +135,22 @@ class _Loader(yaml.SafeLoader):
                 anchor = str(getattr(event, "anchor", ""))
                 self.aliases[(id(parent), slot)] = _Alias(event.start_mark, anchor)
             return super().compose_node(parent, index)
-        if self.depth >= MAX_DEPTH:
+        self.composed += 1
+        if self.depth >= MAX_DEPTH or self.composed > MAX_NODES:
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            raise _LimitError(_too_deep(), SourcePos(self.file, mark.line + 1, mark.column + 1))
+            pos = SourcePos(self.file, mark.line + 1, mark.column + 1)
+            if self.depth >= MAX_DEPTH:
+                raise _LimitError(_too_deep(), pos)
+            raise _LimitError(_too_many(), pos)
         self.depth += 1
         try:
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+
+def _too_many() -> str:
+    return f"the document has more than {MAX_NODES} values; a scenario has a few hundred"
 
 
 def _too_deep() -> str:
@@ -195,10 +204,7 @@ class _Converter:
                 "values (an alias or merge-key bomb?); a scenario has a few hundred",
                 self.pos(alias.mark),
             )
-        raise _LimitError(
-            f"the document has more than {MAX_NODES} values; a scenario has a few hundred",
-            self.pos(node.start_mark),
-        )
+        raise _LimitError(_too_many(), self.pos(node.start_mark))
 
     def convert(self, node: Node, path: PathT, via: _Alias | None = None) -> Any:
         if via is not None:

@@ -326,3 +326,14 @@ def test_absurd_nesting_is_a_problem_not_a_crash() -> None:
     assert messages(d) == [
         "f.yaml:1:103: nested more than 100 levels deep: too deep to be a scenario"
     ]
+
+
+def test_a_huge_document_stops_while_composing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yaml_nodes, "MAX_NODES", 100)
+    text = "a:\n" + "".join(f"  - {i}\n" for i in range(500))
+    (message,) = messages(parse_yaml(text, "f.yaml", {}))
+    # The root mapping, its key, the list and 97 items: the 98th item tips it.
+    assert (
+        message
+        == "f.yaml:99:5: the document has more than 100 values; a scenario has a few hundred"
+    )
