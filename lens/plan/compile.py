@@ -117,7 +117,7 @@ def compile_plan(
         for i, stage in enumerate(scenario.load)
         if isinstance(stage, SweepStage) and (sweep := _adaptive(stage, i, ctx)) is not None
     )
-    warnings: list[str] = []
+    warnings: list[str] = _literal_variable_warnings(scenario)
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
@@ -402,6 +402,34 @@ def _prompts(scenario: Scenario) -> tuple[dict[str, PromptSpec], dict[str, Promp
         specs.update((spec.id, spec) for spec in expanded)
         groups[prompt.id] = PromptGroup(prompt.weight, tuple(spec.id for spec in expanded))
     return specs, groups
+
+
+def _literal_variable_warnings(scenario: Scenario) -> list[str]:
+    """Prompts that look as if they meant to read the environment: ``${...}`` is sent as
+    written unless the scenario says ``allow_env_in_prompts: true``."""
+    if scenario.allow_env_in_prompts:
+        return []
+    found = []
+    for i, prompt in enumerate(scenario.prompts):
+        if isinstance(prompt, MessagesPrompt):
+            hits = [
+                ("prompts", i, "messages", j, "content")
+                for j, m in enumerate(prompt.messages)
+                if "${" in m.content
+            ]
+            where = [str(scenario.source_map.value_pos(path) or format_path(path)) for path in hits]
+        elif isinstance(prompt, FilePrompt):
+            lines = [r.line for r in prompt.requests if any("${" in m.content for m in r.messages)]
+            where = [f"{prompt.file}:{line}" for line in lines]
+        else:
+            continue
+        if where:
+            shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+            found.append(
+                f"prompt {prompt.id!r} contains '${{' ({shown}): sent as written; prompts read "
+                "environment variables only with allow_env_in_prompts: true"
+            )
+    return found
 
 
 def smooth_weighted_round_robin(weights: Sequence[tuple[str, int]]) -> tuple[str, ...]:

@@ -211,3 +211,39 @@ def test_bad_limits_are_positioned(written: str, message: str) -> None:
         plan_of(SMALL + f"limits: {written}\n", {})
     (problem,) = info.value.problems
     assert str(problem).startswith(message)
+
+
+# --- literal ${...} in prompts ---------------------------------------------------------------
+
+
+def test_a_literal_variable_in_a_prompt_is_sent_as_written_with_a_warning() -> None:
+    plan = plan_of()
+    assert plan.prompts["q"].messages[0].content == "${NOT_READ}"
+    assert plan.warnings[0] == (
+        "prompt 'q' contains '${' (s.yaml:24:38): sent as written; prompts read environment "
+        "variables only with allow_env_in_prompts: true"
+    )
+
+
+def test_no_warning_once_prompts_may_read_the_environment() -> None:
+    plan = plan_of(TEXT + "allow_env_in_prompts: true\n", {**ENV, "NOT_READ": "x"})
+    assert plan.prompts["q"].messages[0].content == "x"
+    assert not any("allow_env_in_prompts" in w for w in plan.warnings)
+    assert EnvRead("NOT_READ", "prompts[0].messages[0].content") in plan.environment
+
+
+def test_prompt_file_lines_with_a_literal_variable_are_named(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text(
+        "".join(
+            f'{{"messages": [{{"role": "user", "content": "{c}"}}]}}\n'
+            for c in ("a", "${A}", "b", "${B}", "$${C}", "${D}", "${E}")
+        )
+    )
+    text = SMALL.replace(
+        "  - {id: q, messages: [{role: user, content: hi}]}", "  - {id: f, file: p.jsonl}"
+    )
+    scenario = parse_scenario(text, file="s.yaml", base_dir=tmp_path, env={})
+    (warning,) = compile_plan(scenario, env={}).warnings
+    assert warning.startswith(
+        "prompt 'f' contains '${' (p.jsonl:2, p.jsonl:4, p.jsonl:5 and 2 more): sent as written"
+    )
