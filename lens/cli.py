@@ -66,8 +66,9 @@ EXIT_INPUT = exitcodes.INPUT
 EXIT_EXPORT = exitcodes.EXPORT_FAILED
 
 
-def load_plan(path: str) -> Plan:
-    return compile_plan(load_scenario(path), source=path)
+def load_plan(path: str, *, allow_files_outside: bool = False) -> Plan:
+    scenario = load_scenario(path, allow_files_outside=allow_files_outside)
+    return compile_plan(scenario, source=path)
 
 
 def _redactor(args: argparse.Namespace, plan: Plan) -> Redactor:
@@ -81,7 +82,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     worst = 0
     for path in args.files:
         try:
-            plan = load_plan(path)
+            plan = load_plan(path, allow_files_outside=args.allow_files_outside)
         except InputError as exc:
             _print_problems(exc, sys.stderr, args.redactor)
             worst = EXIT_INPUT
@@ -99,7 +100,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file)
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
     redact = _redactor(args, plan)
     doc = plan_to_dict(plan, arrivals=args.json)
     doc["cost_estimate"] = estimate_to_dict(plan)
@@ -143,7 +144,7 @@ def _export(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file)
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
     redact = _redactor(args, plan)
     flagged = cli_targets(args.export, "--export")
     if flagged:
@@ -352,11 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate scenario files (exit 0 ok, 2 invalid)")
     v.add_argument("files", nargs="+", metavar="FILE")
+    _files_outside_flag(v)
     v.set_defaults(func=cmd_validate)
 
     pl = sub.add_parser("plan", help="show the resolved execution plan; nothing is sent")
     pl.add_argument("file", metavar="FILE")
     pl.add_argument("--json", action="store_true", help="the plan as JSON, every arrival listed")
+    _files_outside_flag(pl)
     pl.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("run", help="run a scenario and judge its SLAs")
@@ -372,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND=DEST",
         help=f"also export to DEST (repeatable): {_KINDS}",
     )
+    _files_outside_flag(r)
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser(
@@ -428,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return p
+
+
+def _files_outside_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-files-outside",
+        action="store_true",
+        help="let file: prompts read files outside the scenario's folder (trusted scenarios)",
+    )
 
 
 def _print_problems(exc: InputError, out: TextIO, redact: Redactor) -> None:

@@ -26,17 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from lens.plan.model import Plan, ProviderSpec
+from lens.plan.model import Plan, ProviderSpec, header_is_secret
 from lens.records import RequestRecord
 from lens.targets import secrets_of
 
 MASK = "***"
 MIN_SECRET_CHARS = 4
 
-# A header whose value is a credential (issue 10); a scenario may mark more (secret: true).
-SECRET_HEADER_NAME = re.compile(
-    r"authorization|api-key|x-api-key|x-goog-api-key|token|secret|password|cookie", re.IGNORECASE
-)
 # Query parameters whose values are credentials: these names exactly, or any name matching
 # the pattern (X-Amz-Signature, client_secret, refresh_token, ...).
 SECRET_QUERY_NAMES = frozenset(
@@ -57,10 +53,6 @@ _ECHOED_HEADER = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+([A-Za-z0-9._~+/=-]{8,})")
-
-
-def is_secret_header(name: str, marked: Iterable[str] = ()) -> bool:
-    return bool(SECRET_HEADER_NAME.search(name)) or name.lower() in marked
 
 
 def is_secret_query_name(name: str) -> bool:
@@ -234,9 +226,8 @@ def provider_secrets(spec: ProviderSpec) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if spec.api_key is not None:
         found.append((spec.api_key.reveal(), f"api_key of {where}"))
-    marked = {name.lower() for name in spec.secret_headers}
     for name, value in spec.headers:
-        if is_secret_header(name, marked):
+        if header_is_secret(spec, name):
             found.append((value, f"header {name} of {where}"))
     if spec.base_url:
         found += _url_secrets(spec.base_url, f"base_url of {where}")

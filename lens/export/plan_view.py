@@ -1,6 +1,8 @@
 """``lens plan`` as text: the plan's stages, their load and phases, the cost bound, the
-budget and what adaptive sweeps leave to run time.  It reads the plan as plain data
-(``plan_to_dict`` plus the cost estimate), the same document ``lens plan --json`` prints."""
+budget, what adaptive sweeps leave to run time, the environment variables the scenario reads
+(names only), extra headers (secret values masked) and the response size limits.  It reads
+the plan as plain data (``plan_to_dict`` plus the cost estimate), the same document
+``lens plan --json`` prints."""
 
 from __future__ import annotations
 
@@ -84,11 +86,48 @@ def plan_text(doc: dict[str, object]) -> str:
     assert isinstance(slas, list)
     if slas:
         lines.append("SLA: " + "; ".join(s["assert"] for s in slas))
+    lines.extend(_config_text(doc))
     warnings = doc["warnings"]
     assert isinstance(warnings, list)
     lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
+
+
+def size_text(size: int) -> str:
+    """Bytes for people: ``1MiB``, ``64MiB``, ``1500B``."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
+def _config_text(doc: dict[str, Any]) -> list[str]:
+    """What the scenario takes from outside, and the caps it sets: one line each."""
+    lines = []
+    reads = doc["environment"]
+    if reads:
+        fields: dict[str, list[str]] = {}
+        for read in reads:
+            where = read["field"] + (" (default)" if read["default"] else "")
+            fields.setdefault(read["variable"], []).append(where)
+        lines.append(
+            "environment: "
+            + "; ".join(f"{name} -> {', '.join(where)}" for name, where in fields.items())
+        )
+    else:
+        lines.append("environment: none read")
+    for provider in doc["providers"]:
+        headers = provider.get("headers")
+        if headers:
+            shown = ", ".join(f"{name}: {value}" for name, value in headers.items())
+            lines.append(f"headers of {provider['id']}: {shown}")
+    limits = doc["limits"]
+    lines.append(
+        f"limits: events up to {size_text(limits['max_event_bytes'])}, responses up to "
+        f"{size_text(limits['max_response_bytes'])}"
+    )
+    return lines
 
 
 def _adaptive_text(sweep: dict[str, Any]) -> str:

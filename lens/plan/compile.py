@@ -12,14 +12,16 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
     AdaptiveSweep,
+    EnvRead,
     ExportSpec,
     IntegritySettings,
+    Limits,
     Message,
     Plan,
     PromptSpec,
@@ -36,6 +38,7 @@ from lens.plan.model import (
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.scenario.checks import duplicate_problems
+from lens.scenario.headers import unsendable
 from lens.scenario.messages import did_you_mean
 from lens.scenario.model import (
     REGION_PATTERN,
@@ -58,6 +61,7 @@ from lens.scenario.model import (
     RateRange,
     Retries,
     Scenario,
+    SecretHeader,
     SimulatedProvider,
     Stage,
     SweepStage,
@@ -113,7 +117,7 @@ def compile_plan(
         for i, stage in enumerate(scenario.load)
         if isinstance(stage, SweepStage) and (sweep := _adaptive(stage, i, ctx)) is not None
     )
-    warnings: list[str] = []
+    warnings: list[str] = _literal_variable_warnings(scenario)
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
@@ -139,6 +143,11 @@ def compile_plan(
         ),
         exports=_exports(scenario),
         sweeps=sweeps,
+        limits=Limits(
+            max_event_bytes=scenario.limits.max_event_bytes,
+            max_response_bytes=scenario.limits.max_response_bytes,
+        ),
+        environment=_environment(scenario.source_map, ctx.reads),
     )
 
 
@@ -147,6 +156,7 @@ class _Context:
     source: SourceMap
     env: Mapping[str, str]
     problems: list[Problem]
+    reads: list[EnvRead] = field(default_factory=list)  # lens's own defaults read
 
     def problem(self, message: str, path: PathT, *, key: bool = False) -> None:
         pos = self.source.key_pos(path) if key else self.source.value_pos(path)
@@ -156,7 +166,35 @@ class _Context:
 # --- providers -----------------------------------------------------------------------------
 
 
+def _environment(source: SourceMap, defaults: list[EnvRead]) -> tuple[EnvRead, ...]:
+    """Every variable the plan was built from: the scenario's ``${VAR}`` in file order, then
+    the defaults lens read for fields the scenario left out."""
+
+    def order(path: PathT) -> tuple[int, int]:
+        pos = source.value_pos(path)
+        return (pos.line, pos.col) if pos is not None else (0, 0)
+
+    written = [
+        EnvRead(name, format_path(path))
+        for path in sorted(source.variables, key=order)
+        for name in dict.fromkeys(source.variables[path])
+    ]
+    return (*written, *defaults)
+
+
 def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
+    built = _provider_spec(pid, spec, ctx)
+    if isinstance(spec, SimulatedProvider):
+        return built
+    secret = frozenset(
+        name.lower()
+        for name, value in spec.headers.items()
+        if isinstance(value, SecretHeader) and value.secret
+    )
+    return replace(built, secret_headers=secret)
+
+
+def _provider_spec(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
     if isinstance(spec, SimulatedProvider):
         sim = SimSettings(
             ttft_s=spec.ttft,
@@ -172,7 +210,10 @@ def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
         )
         return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, sim=sim)
     key = _api_key(pid, spec, ctx)
-    headers = tuple(spec.headers.items())
+    headers = tuple(
+        (name, value.value if isinstance(value, SecretHeader) else value)
+        for name, value in spec.headers.items()
+    )
     if isinstance(spec, OpenAICompatibleProvider | OpenAIProvider):
         return ProviderSpec(
             id=pid,
@@ -256,6 +297,16 @@ def _api_key(pid: str, spec: HostedProvider, ctx: _Context) -> Secret | None:
     for name in variables:
         value = ctx.env.get(name, "")
         if value:
+            ctx.reads.append(EnvRead(name, format_path(path), default=True))
+            why = unsendable(value)
+            if why is not None:  # the value is never shown: it is a credential
+                ctx.problem(
+                    f"{spec.type} provider {pid!r} takes its api key from {name}, which {why}: "
+                    "it could not be sent in an HTTP header",
+                    ("providers", pid),
+                    key=True,
+                )
+                return None
             return Secret(value, source=f"${{{name}}}")
     if not required:
         return None
@@ -284,6 +335,7 @@ def _bedrock_region(pid: str, spec: BedrockProvider, ctx: _Context) -> str | Non
         value = ctx.env.get(name, "")
         if not value:
             continue
+        ctx.reads.append(EnvRead(name, format_path(("providers", pid, "region")), default=True))
         if re.fullmatch(REGION_PATTERN, value):
             return value
         ctx.problem(
@@ -350,6 +402,34 @@ def _prompts(scenario: Scenario) -> tuple[dict[str, PromptSpec], dict[str, Promp
         specs.update((spec.id, spec) for spec in expanded)
         groups[prompt.id] = PromptGroup(prompt.weight, tuple(spec.id for spec in expanded))
     return specs, groups
+
+
+def _literal_variable_warnings(scenario: Scenario) -> list[str]:
+    """Prompts that look as if they meant to read the environment: ``${...}`` is sent as
+    written unless the scenario says ``allow_env_in_prompts: true``."""
+    if scenario.allow_env_in_prompts:
+        return []
+    found = []
+    for i, prompt in enumerate(scenario.prompts):
+        if isinstance(prompt, MessagesPrompt):
+            hits = [
+                ("prompts", i, "messages", j, "content")
+                for j, m in enumerate(prompt.messages)
+                if "${" in m.content
+            ]
+            where = [str(scenario.source_map.value_pos(path) or format_path(path)) for path in hits]
+        elif isinstance(prompt, FilePrompt):
+            lines = [r.line for r in prompt.requests if any("${" in m.content for m in r.messages)]
+            where = [f"{prompt.file}:{line}" for line in lines]
+        else:
+            continue
+        if where:
+            shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+            found.append(
+                f"prompt {prompt.id!r} contains '${{' ({shown}): sent as written; prompts read "
+                "environment variables only with allow_env_in_prompts: true"
+            )
+    return found
 
 
 def smooth_weighted_round_robin(weights: Sequence[tuple[str, int]]) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """The plan as plain data, for ``lens plan`` and for the ``plan`` section of results.
 
-Pure functions; secrets are replaced by where they came from (``${OPENAI_API_KEY}``), so a
-plan can be printed, logged and committed without leaking a key.
+Pure functions; secrets are replaced by where they came from (``${OPENAI_API_KEY}``) and
+secret header values by ``***``, so a plan can be printed, logged and committed without
+leaking a key.  Environment variables are listed by name and field, never by value.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from lens.plan.model import (
     Plan,
     ProviderSpec,
     StagePlan,
+    header_is_secret,
 )
 from lens.pricing import GpuHourRate, ProviderPrice
 
+MASK = "***"
 # Types that speak Chat Completions and so take max_tokens_field / include_usage.
 _CHAT_TYPES = frozenset({"openai", "openai-compatible", "azure-openai"})
 
@@ -52,8 +55,10 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
     if spec.api_key is not None:
         out["api_key"] = f"<secret from {spec.api_key.source or 'scenario'}>"
     if spec.headers:
-        # Header values may carry credentials too: print the names only.
-        out["headers"] = sorted(name for name, _ in spec.headers)
+        # Values of headers marked secret, or named like a credential, are masked.
+        out["headers"] = {
+            name: MASK if header_is_secret(spec, name) else value for name, value in spec.headers
+        }
     if spec.type in _CHAT_TYPES:
         out["max_tokens_field"] = spec.max_tokens_field
         out["include_usage"] = spec.include_usage
@@ -263,6 +268,14 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
             "cold_after_s": plan.integrity.cold_after_s,
             "buffered_share": plan.integrity.buffered_share,
         },
+        "limits": {
+            "max_event_bytes": plan.limits.max_event_bytes,
+            "max_response_bytes": plan.limits.max_response_bytes,
+        },
+        # Names and the fields that read them; values never appear in a plan.
+        "environment": [
+            {"variable": e.name, "field": e.field, "default": e.default} for e in plan.environment
+        ],
         "warnings": list(plan.warnings),
         "adaptive_sweeps": [adaptive_sweep_to_dict(s) for s in plan.sweeps],
         # Only the masked destination: a token in it stays out of plans and results.

@@ -6,6 +6,7 @@ secret in the clear: API keys are ``Secret`` values whose repr and JSON form are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -95,7 +96,8 @@ class ProviderSpec:
     api_key: Secret | None = None
     headers: tuple[tuple[str, str], ...] = ()
     # Lower-cased names of headers the scenario marked ``secret: true``: their values are
-    # redacted from every output, like those of headers named like credentials.
+    # masked and redacted from every output, like those of headers named like credentials
+    # (``SECRET_HEADER_NAME``).
     secret_headers: frozenset[str] = frozenset()
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     include_usage: bool = True
@@ -111,6 +113,17 @@ class ProviderSpec:
     auth: Literal["key", "entra", "aws"] = "key"  # how credentials are sent
     anthropic_version: str = "2023-06-01"
     price: ProviderPrice | None = None  # resolved from catalog + scenario; None: unknown
+
+
+# Header names whose values are secret whether or not the scenario says so (issue 10).
+SECRET_HEADER_NAME = re.compile(
+    r"authorization|api-key|x-api-key|x-goog-api-key|token|secret|password|cookie", re.I
+)
+
+
+def header_is_secret(spec: ProviderSpec, name: str) -> bool:
+    """Whether the value of header ``name`` of ``spec`` must never be shown."""
+    return name.lower() in spec.secret_headers or SECRET_HEADER_NAME.search(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +351,24 @@ class IntegritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on what one response may make lens hold (bytes); past one, the request ends as
+    ``protocol_error``."""
+
+    max_event_bytes: int = 1024**2  # one SSE event, or one line of a stream
+    max_response_bytes: int = 64 * 1024**2  # one response body
+
+
+@dataclass(frozen=True, slots=True)
+class EnvRead:
+    """An environment variable the plan was built from: its name, never its value."""
+
+    name: str
+    field: str  # where it was read, e.g. providers.local.api_key
+    default: bool = False  # lens's own default for the field (no ${VAR} written)
+
+
+@dataclass(frozen=True, slots=True)
 class ExportSpec:
     """A scenario ``export:`` entry; ``lens run`` adds its ``--export`` flags to these."""
 
@@ -361,3 +392,5 @@ class Plan:
     integrity: IntegritySettings = IntegritySettings()
     exports: tuple[ExportSpec, ...] = ()
     sweeps: tuple[AdaptiveSweep, ...] = ()  # sweeps whose steps are decided at run time
+    limits: Limits = Limits()
+    environment: tuple[EnvRead, ...] = ()  # every variable read, in file order

@@ -34,6 +34,8 @@ from pydantic import (
     model_validator,
 )
 
+from lens.scenario.env_scope import FROM_ENV
+from lens.scenario.headers import credential_problem, header_name_problem, unsendable
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.scenario.units import (
     Precision,
@@ -42,12 +44,14 @@ from lens.scenario.units import (
     parse_percent,
     parse_precision,
     parse_rate,
+    parse_size,
     parse_span,
     parse_usd,
     percent_json_schema,
     precision_json_schema,
     rate_json_schema,
     show,
+    size_json_schema,
     span_json_schema,
     usd_json_schema,
 )
@@ -134,13 +138,71 @@ PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 Url = Annotated[str, Field(pattern=URL_PATTERN)]
-Region = Annotated[str, Field(pattern=REGION_PATTERN)]
+EnvUrl = Annotated[str, Field(pattern=URL_PATTERN), FROM_ENV]
+Region = Annotated[str, Field(pattern=REGION_PATTERN), FROM_ENV]
 
 
 class FrozenModel(BaseModel):
     """Base of every scenario model: immutable, and unknown keys are errors (typos)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- configuration that reaches the wire -----------------------------------------------------
+# ``FROM_ENV`` marks the fields where ``${VAR}`` is expanded (see env_scope.py); elsewhere it
+# is literal text.  Values that go into HTTP headers are checked here, after expansion.
+
+
+def _credential(value: SecretStr) -> SecretStr:
+    problem = credential_problem("api_key", value.get_secret_value())
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _header_name(name: str) -> str:
+    problem = header_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+def _header_text(value: str) -> str:
+    why = unsendable(value)
+    if why is not None:
+        raise ValueError(f"the header value {why}")
+    return value
+
+
+# A credential: its value is never echoed in messages, plans or results.
+ApiKey = Annotated[Annotated[SecretStr, AfterValidator(_credential)] | None, FROM_ENV]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderText = Annotated[str, AfterValidator(_header_text)]
+EnvNonEmptyStr = Annotated[str, Field(min_length=1), FROM_ENV]
+EnvHeaderText = Annotated[HeaderText, Field(min_length=1), FROM_ENV]
+
+
+class SecretHeader(FrozenModel):
+    """A header written as a mapping, to mark its value secret."""
+
+    value: HeaderText = Field(description="The header's value, usually ${VAR}.")
+    secret: bool = Field(
+        False,
+        strict=True,
+        description="The value is a secret: masked in plans and replaced by *** wherever lens "
+        "records or prints it.",
+    )
+
+
+def _header_kind(value: Any) -> str:
+    return "mapping" if isinstance(value, dict | SecretHeader) else "text"
+
+
+HeaderValue = Annotated[
+    Annotated[HeaderText, Tag("text")] | Annotated[SecretHeader, Tag("mapping")],
+    Discriminator(_header_kind),
+]
+Headers = Annotated[dict[HeaderName, HeaderValue], FROM_ENV]
 
 
 # --- defaults ------------------------------------------------------------------------------
@@ -261,7 +323,7 @@ Price = Annotated[
 
 
 class _Priced(FrozenModel):
-    price: Price | None = Field(
+    price: Annotated[Price | None, FROM_ENV] = Field(
         None,
         description="What this provider costs, overriding the pricing catalog: USD per 1M "
         "tokens ({input, output, ...}) or per GPU-hour ({gpu_hour, gpus}).",
@@ -309,7 +371,7 @@ class SimulatedProvider(_Priced):
         description="Wire protocol the server speaks: openai (Chat Completions), "
         "openai-responses, anthropic, gemini, bedrock or azure-openai.",
     )
-    model: NonEmptyStr = Field("lens-sim", description="Model name the simulator reports.")
+    model: EnvNonEmptyStr = Field("lens-sim", description="Model name the simulator reports.")
     ttft: Duration = Field(0.15, description="Time to first token, e.g. 150ms.")
     itl: Duration = Field(0.015, description="Gap between output tokens, e.g. 15ms.")
     output_tokens: PositiveInt = Field(64, description="Tokens generated per response.")
@@ -328,7 +390,10 @@ class SimulatedProvider(_Priced):
     )
 
 
-_HEADERS_DESCRIPTION = "Extra HTTP headers sent with every request."
+_HEADERS_DESCRIPTION = (
+    "Extra HTTP headers sent with every request: 'Name: value', or 'Name: {value: ${VAR}, "
+    "secret: true}' to mask the value in plans and redact it from every output."
+)
 _MAX_TOKENS_FIELD_DESCRIPTION = "Request field carrying the output token limit."
 _INCLUDE_USAGE_DESCRIPTION = "Ask for token usage in the stream (stream_options.include_usage)."
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
@@ -342,14 +407,14 @@ class OpenAICompatibleProvider(_Priced):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
-    base_url: Url = Field(
+    base_url: EnvUrl = Field(
         description="API root including the version, e.g. http://127.0.0.1:8000/v1."
     )
-    model: NonEmptyStr = Field(description="Model name sent in each request.")
-    api_key: SecretStr | None = Field(
+    model: EnvNonEmptyStr = Field(description="Model name sent in each request.")
+    api_key: ApiKey = Field(
         None, description="Bearer token, usually ${VAR}; empty means none is sent."
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
     max_tokens_field: MaxTokensField = Field(
         "max_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
     )
@@ -360,14 +425,14 @@ class OpenAIProvider(_Priced):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. gpt-4o-mini.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. gpt-4o-mini.")
+    base_url: EnvUrl = Field(
         "https://api.openai.com/v1", description="API root (change it for a proxy)."
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None, description="API key; when omitted, the OPENAI_API_KEY environment variable."
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
     # OpenAI deprecated max_tokens for chat; reasoning models reject it.
     max_tokens_field: MaxTokensField = Field(
         "max_completion_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
@@ -379,33 +444,33 @@ class OpenAIResponsesProvider(_Priced):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. gpt-5-mini.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. gpt-5-mini.")
+    base_url: EnvUrl = Field(
         "https://api.openai.com/v1",
         description="API root including the version; lens appends /responses.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None, description="API key; when omitted, the OPENAI_API_KEY environment variable."
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
 
 
 class AnthropicProvider(_Priced):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. claude-sonnet-4-20250514.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. claude-sonnet-4-20250514.")
+    base_url: EnvUrl = Field(
         "https://api.anthropic.com",
         description="API root without the version; lens appends /v1/messages.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None,
         description="API key (x-api-key header); when omitted, the ANTHROPIC_API_KEY "
         "environment variable.",
     )
-    headers: dict[str, str] = _headers()
-    anthropic_version: NonEmptyStr = Field(
+    headers: Headers = _headers()
+    anthropic_version: EnvHeaderText = Field(
         "2023-06-01", description="Value of the anthropic-version header."
     )
 
@@ -414,18 +479,18 @@ class GeminiProvider(_Priced):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. gemini-2.5-flash.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. gemini-2.5-flash.")
+    base_url: EnvUrl = Field(
         "https://generativelanguage.googleapis.com",
         description="API root without the version; lens appends "
         "/v1beta/models/{model}:streamGenerateContent.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None,
         description="API key (x-goog-api-key header); when omitted, the GEMINI_API_KEY "
         "environment variable, then GOOGLE_API_KEY.",
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
 
 
 def _given(*keys: str) -> dict[str, Any]:
@@ -452,7 +517,7 @@ class BedrockProvider(_Priced):
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
 
     type: Literal["bedrock"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(
+    model: EnvNonEmptyStr = Field(
         description="Model id, inference profile or ARN, e.g. us.amazon.nova-micro-v1:0."
     )
     region: Region | None = Field(
@@ -460,7 +525,7 @@ class BedrockProvider(_Priced):
         description="AWS region, e.g. us-east-1; when omitted, AWS_REGION, then "
         "AWS_DEFAULT_REGION. Needed unless endpoint is given.",
     )
-    profile: NonEmptyStr | None = Field(
+    profile: EnvNonEmptyStr | None = Field(
         None, description="Named profile of the AWS credential chain (default: the chain's)."
     )
     api: Literal["converse", "invoke"] = Field(
@@ -468,14 +533,14 @@ class BedrockProvider(_Priced):
         description="converse (ConverseStream) or invoke (InvokeModelWithResponseStream, "
         "model-native body).",
     )
-    base_url: Url | None = Field(
+    base_url: EnvUrl | None = Field(
         None,
         description="Runtime endpoint, e.g. a VPC endpoint (default: the region's "
         "bedrock-runtime endpoint). Same as endpoint.",
     )
-    endpoint: Url | None = Field(None, description="Same as base_url.")
-    headers: dict[str, str] = _headers()
-    api_key: SecretStr | None = Field(
+    endpoint: EnvUrl | None = Field(None, description="Same as base_url.")
+    headers: Headers = _headers()
+    api_key: ApiKey = Field(
         None,
         description="Bedrock API key, sent as a bearer token instead of SigV4 signing; when "
         "omitted, AWS_BEARER_TOKEN_BEDROCK if set; empty means none.",
@@ -498,14 +563,14 @@ class AzureOpenAIProvider(_Priced):
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
 
     type: Literal["azure-openai"] = Field(description="Provider kind.")
-    deployment: NonEmptyStr = Field(description="Deployment name; it selects the model.")
-    endpoint: Url | None = Field(
+    deployment: EnvNonEmptyStr = Field(description="Deployment name; it selects the model.")
+    endpoint: EnvUrl | None = Field(
         None,
         description="Resource endpoint, e.g. https://myres.openai.azure.com; lens appends "
         "/openai/... (required, or base_url).",
     )
-    base_url: Url | None = Field(None, description="Same as endpoint.")
-    api_version: NonEmptyStr | None = Field(
+    base_url: EnvUrl | None = Field(None, description="Same as endpoint.")
+    api_version: EnvNonEmptyStr | None = Field(
         None,
         description="Classic API version, e.g. 2024-10-21: /openai/deployments/{deployment}/"
         "...?api-version=; when omitted, the v1 API (/openai/v1/...).",
@@ -515,17 +580,17 @@ class AzureOpenAIProvider(_Priced):
         description="key: api-key header; entra: Authorization: Bearer with a Microsoft "
         "Entra ID token.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None,
         description="API key (auth: key; default AZURE_OPENAI_API_KEY) or Entra ID token "
         "(auth: entra; default AZURE_OPENAI_AD_TOKEN).",
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
     max_tokens_field: MaxTokensField = Field(
         "max_completion_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
     )
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
-    model: NonEmptyStr | None = Field(
+    model: EnvNonEmptyStr | None = Field(
         None, description="Model name for results (default: the deployment, which picks it)."
     )
 
@@ -1142,6 +1207,28 @@ class Integrity(FrozenModel):
     )
 
 
+# --- limits --------------------------------------------------------------------------------
+
+Size = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(size_json_schema())]
+DEFAULT_MAX_EVENT_BYTES = 1024**2
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024**2
+
+
+class Limits(FrozenModel):
+    """Caps on what one response may make lens hold: a server that sends an endless line or
+    body ends that request as a protocol_error instead of eating memory and CPU."""
+
+    max_event_bytes: Size = Field(
+        DEFAULT_MAX_EVENT_BYTES,
+        description="Largest streamed event (an SSE event or line) lens buffers, e.g. 1MiB "
+        "(default 1MiB).",
+    )
+    max_response_bytes: Size = Field(
+        DEFAULT_MAX_RESPONSE_BYTES,
+        description="Largest response body lens reads, e.g. 64MiB (default 64MiB).",
+    )
+
+
 # --- exports -------------------------------------------------------------------------------
 
 
@@ -1217,19 +1304,32 @@ class Scenario(FrozenModel):
     sla: tuple[SlaEntry, ...] = Field(
         (), description="Assertions on the results; a failing one fails the run."
     )
-    pricing: tuple[PricingEntry, ...] = Field(
+    pricing: Annotated[tuple[PricingEntry, ...], FROM_ENV] = Field(
         (), description="Prices that replace or extend the built-in catalog (USD per 1M tokens)."
     )
     integrity: Integrity = Field(
         default=Integrity.model_validate({}),
         description="Thresholds of lens's self-checks (harness overload, cold starts).",
     )
-    budget: Usd | None = Field(
+    limits: Limits = Field(
+        default=Limits.model_validate({}),
+        description="Caps on event and response sizes; a response past one ends as "
+        "protocol_error (sizes like 1MiB, 64MiB).",
+    )
+    allow_env_in_prompts: bool = Field(
+        False,
+        strict=True,
+        description="Expand ${VAR} in prompts (inline messages and prompt files) too. By "
+        "default only configuration fields (credentials, URLs, headers, model, region, "
+        "export, budget, prices) read the environment, so a scenario cannot send a variable "
+        "to its server as prompt text.",
+    )
+    budget: Annotated[Usd | None, FROM_ENV] = Field(
         None,
         description="Spending cap in USD, e.g. $10: lens stops scheduling new requests "
         "before the run's cost could pass it.",
     )
-    export: tuple[ExportEntry, ...] = Field(
+    export: Annotated[tuple[ExportEntry, ...], FROM_ENV] = Field(
         (),
         description="Where lens run also sends its results, as KIND=DEST strings "
         "(added to any --export flags).",
