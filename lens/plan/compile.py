@@ -123,7 +123,11 @@ def compile_plan(
     )
     if ctx.problems:
         raise PlanError(ctx.problems)
-    providers = {pid: replace(p, price=prices[pid]) for pid, p in providers.items()}
+    limits = Limits(
+        max_event_bytes=scenario.limits.max_event_bytes,
+        max_response_bytes=scenario.limits.max_response_bytes,
+    )
+    providers = {pid: replace(p, price=prices[pid], limits=limits) for pid, p in providers.items()}
     return Plan(
         name=scenario.name,
         description=scenario.description,
@@ -143,10 +147,7 @@ def compile_plan(
         ),
         exports=_exports(scenario),
         sweeps=sweeps,
-        limits=Limits(
-            max_event_bytes=scenario.limits.max_event_bytes,
-            max_response_bytes=scenario.limits.max_response_bytes,
-        ),
+        limits=limits,
         environment=_environment(scenario.source_map, ctx.reads),
     )
 

@@ -88,6 +88,15 @@ class SimSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on what one response may make lens hold (bytes); past one, the request ends as
+    ``protocol_error``."""
+
+    max_event_bytes: int = 1024**2  # one SSE event, or one line of a stream
+    max_response_bytes: int = 64 * 1024**2  # one response body
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     id: str
     type: ProviderType
@@ -113,6 +122,7 @@ class ProviderSpec:
     auth: Literal["key", "entra", "aws"] = "key"  # how credentials are sent
     anthropic_version: str = "2023-06-01"
     price: ProviderPrice | None = None  # resolved from catalog + scenario; None: unknown
+    limits: Limits = Limits()  # the scenario's limits:, for this provider's responses
 
 
 # Header names whose values are secret whether or not the scenario says so (issue 10).
@@ -348,15 +358,6 @@ class IntegritySettings:
     max_cpu: float = 0.9  # share of one core
     cold_after_s: float = 60.0
     buffered_share: float = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Caps on what one response may make lens hold (bytes); past one, the request ends as
-    ``protocol_error``."""
-
-    max_event_bytes: int = 1024**2  # one SSE event, or one line of a stream
-    max_response_bytes: int = 64 * 1024**2  # one response body
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from lens.providers.base import (
     json_string_bytes,
     masked_request,
 )
-from lens.providers.sse import SseDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -103,7 +103,7 @@ class AnthropicAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> AnthropicDecoder:
         del prompt
-        return AnthropicDecoder()
+        return AnthropicDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         # request-id, retry-after and every anthropic-ratelimit-* header.
@@ -147,8 +147,8 @@ class AnthropicDecoder:
         "_timeline",
     )
 
-    def __init__(self) -> None:
-        self._sse = SseDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SseDecoder(max_event_bytes)
         self._timeline = TokenTimeline()
         self._input: int | None = None
         self._cache_read: int | None = None

@@ -38,6 +38,7 @@ from lens.providers.base import (
     masked_request,
 )
 from lens.providers.openai_chat import OpenAIChatDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES
 from lens.records import ErrorClass
 
 # Azure adds its own request id (APIM) and the serving region to every response.
@@ -112,7 +113,7 @@ class AzureOpenAIAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> AzureChatDecoder:
         del prompt
-        return AzureChatDecoder()
+        return AzureChatDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         # retry-after, retry-after-ms, x-ratelimit-remaining-*, x-request-id, apim-request-id
@@ -130,8 +131,8 @@ class AzureChatDecoder(OpenAIChatDecoder):
 
     __slots__ = ("_stop_reason",)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__(max_event_bytes)
         self._stop_reason: str | None = None
 
     def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:

@@ -30,7 +30,7 @@ from lens.providers.base import (
     header_facts,
     masked_request,
 )
-from lens.providers.sse import SseDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -104,7 +104,7 @@ class GeminiAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> GeminiDecoder:
         del prompt
-        return GeminiDecoder()
+        return GeminiDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         # server-timing ("gfet4t7; dur=859") is Google's own server-side duration.
@@ -145,8 +145,8 @@ class GeminiDecoder:
         "_usage",
     )
 
-    def __init__(self) -> None:
-        self._sse = SseDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SseDecoder(max_event_bytes)
         self._timeline = TokenTimeline()
         self._usage: dict[str, Any] | None = None
         self._finish_reason: str | None = None

@@ -28,7 +28,7 @@ from lens.providers.base import (
     json_kind,
     json_string_bytes,
 )
-from lens.providers.sse import SseDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
 
 _DONE = b"[DONE]"
@@ -84,7 +84,7 @@ class OpenAIChatAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
         del prompt
-        return OpenAIChatDecoder()
+        return OpenAIChatDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         return header_facts(headers)
@@ -99,8 +99,8 @@ class OpenAIChatAdapter:
 class OpenAIChatDecoder:
     __slots__ = ("_done", "_error", "_sse", "_timeline", "_usage")
 
-    def __init__(self) -> None:
-        self._sse = SseDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SseDecoder(max_event_bytes)
         self._timeline = TokenTimeline()
         self._usage: dict[str, Any] | None = None
         self._done = False

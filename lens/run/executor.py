@@ -30,7 +30,7 @@ import certifi
 import httpx
 import trio
 
-from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep
+from lens.plan.model import Limits, Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep
 from lens.pricing import GpuHourRate
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
@@ -110,7 +110,10 @@ def _prepared_transports(unit: StagePlan) -> int:
 
 
 def _transport_factory(
-    unit: StagePlan, injected: httpx.AsyncBaseTransport | None, ssl_context: ssl.SSLContext
+    unit: StagePlan,
+    injected: httpx.AsyncBaseTransport | None,
+    ssl_context: ssl.SSLContext,
+    limits: Limits,
 ) -> Callable[[], httpx.AsyncBaseTransport]:
     """Transports of one connection each (see lens.run.pool).
 
@@ -122,7 +125,11 @@ def _transport_factory(
     if injected is not None:
         return lambda: injected
     connect_timeout = min(unit.timeout_s, 30.0)
-    return lambda: LeanHTTP11Transport(ssl_context=ssl_context, connect_timeout=connect_timeout)
+    return lambda: LeanHTTP11Transport(
+        ssl_context=ssl_context,
+        connect_timeout=connect_timeout,
+        max_response_bytes=limits.max_response_bytes,
+    )
 
 
 async def run_plan(
@@ -223,7 +230,7 @@ class StageRunner:
         state = _UnitState()
         # Building transports costs time: do it before the stage clock starts, so the first
         # arrivals are not sent late because of it.
-        pool = TransportPool(_transport_factory(unit, transport, self._ssl_context()))
+        pool = TransportPool(_transport_factory(unit, transport, self._ssl_context(), spec.limits))
         pool.prepare(_prepared_transports(unit))
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:

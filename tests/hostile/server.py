@@ -12,9 +12,11 @@ Add a route with ``@route("name")``; tests name the routes they use (``ROUTES`` 
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -130,6 +132,122 @@ def redirect(req: Request) -> bytes:
 @route("hang-up")
 def hang_up(req: Request) -> bytes:
     """Read the request, answer nothing, close."""
+    return b""
+
+
+def raw(status_line: str, *headers: str, body: bytes = b"", eol: bytes = b"\r\n") -> bytes:
+    """A response written exactly as given: no header is added or fixed."""
+    head = eol.join(line.encode("latin-1") for line in (status_line, *headers))
+    return head + eol + eol + body
+
+
+def sse_body(*events: bytes) -> bytes:
+    return b"".join(b"data: " + e + b"\n\n" for e in events)
+
+
+OK_EVENTS = (b'{"choices":[{"index":0,"delta":{"content":"hello"}}]}', USAGE, b"[DONE]")
+# Bounded like every test loop: the scenario's limits: end these long before their end.
+ENDLESS_BYTES = 4 * 1024 * 1024
+STALL_S = 4.0  # longer than the test scenario's timeout
+
+
+@route("gzip-sse")
+def gzip_sse(req: Request) -> bytes:
+    """A proxy that compresses the event stream whatever Accept-Encoding said."""
+    body = gzip.compress(sse_body(*OK_EVENTS))
+    return raw(
+        "HTTP/1.1 200 OK",
+        "Content-Type: text/event-stream",
+        "Content-Encoding: gzip",
+        f"Content-Length: {len(body)}",
+        body=body,
+    )
+
+
+@route("gzip-401")
+def gzip_401(req: Request) -> bytes:
+    body = gzip.compress(b'{"error":{"message":"invalid api key (gzip body)"}}')
+    return raw(
+        "HTTP/1.1 401 Unauthorized",
+        "Content-Type: application/json",
+        "Content-Encoding: gzip",
+        f"Content-Length: {len(body)}",
+        body=body,
+    )
+
+
+@route("gzip-chunked")
+def gzip_chunked(req: Request) -> bytes:
+    """A transfer coding HTTP/1.1 clients do not decode: still-encoded bytes as the body."""
+    data = gzip.compress(sse_body(*OK_EVENTS))
+    chunked = b"%x\r\n" % len(data) + data + b"\r\n0\r\n\r\n"
+    return raw("HTTP/1.1 200 OK", "Transfer-Encoding: gzip, chunked", body=chunked)
+
+
+@route("brotli")
+def brotli(req: Request) -> bytes:
+    body = b"\x1b\x03\x00\xf8\xa5\x02"  # any bytes: the coding is refused, not decoded
+    return raw(
+        "HTTP/1.1 200 OK",
+        "Content-Encoding: br",
+        f"Content-Length: {len(body)}",
+        body=body,
+    )
+
+
+@route("switching")
+def switching(req: Request) -> bytes:
+    return raw("HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade")
+
+
+@route("lf-only")
+def lf_only(req: Request) -> bytes:
+    """Header lines ended by a bare LF (which clients must accept)."""
+    body = sse_body(*OK_EVENTS)
+    return raw(
+        "HTTP/1.1 200 OK",
+        "Content-Type: text/event-stream",
+        f"Content-Length: {len(body)}",
+        body=body,
+        eol=b"\n",
+    )
+
+
+@route("obs-fold")
+def obs_fold(req: Request) -> bytes:
+    """A header continued on the next line (obsolete line folding, RFC 9112 §5.2)."""
+    body = sse_body(*OK_EVENTS)
+    return raw(
+        "HTTP/1.1 200 OK",
+        "Content-Type: text/event-stream",
+        "X-Folded: first part",
+        "  second part",
+        f"Content-Length: {len(body)}",
+        body=body,
+    )
+
+
+@route("endless-line")
+def endless_line(req: Request) -> bytes:
+    """An SSE line that never ends (until ENDLESS_BYTES, then the connection closes)."""
+    return raw("HTTP/1.1 200 OK", "Content-Type: text/event-stream") + (
+        b"data: " + b"x" * ENDLESS_BYTES
+    )
+
+
+@route("endless-stream")
+def endless_stream(req: Request) -> bytes:
+    """Valid events without end (until ENDLESS_BYTES): only a response-size bound stops it."""
+    event = b'data: {"choices":[{"index":0,"delta":{"content":"la"}}]}\n\n'
+    return raw("HTTP/1.1 200 OK", "Content-Type: text/event-stream") + event * (
+        ENDLESS_BYTES // len(event)
+    )
+
+
+@route("stall-head")
+def stall_head(req: Request) -> bytes:
+    """Accept the request, then say nothing for longer than the client waits."""
+    time.sleep(STALL_S)
     return b""
 
 

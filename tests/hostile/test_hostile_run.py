@@ -37,6 +37,16 @@ EXPECTED = {
     "content-number": "protocol_error",
     "redirect": "http_3xx",
     "hang-up": "connection_lost",
+    "gzip-sse": None,  # decoded as it arrives
+    "gzip-401": "http_4xx",  # and the message is readable text
+    "gzip-chunked": "protocol_error",
+    "brotli": "protocol_error",
+    "switching": "protocol_error",
+    "lf-only": None,
+    "obs-fold": None,
+    "endless-line": "protocol_error",  # limits.max_event_bytes
+    "endless-stream": "protocol_error",  # limits.max_response_bytes
+    "stall-head": "timeout",
 }
 
 
@@ -59,11 +69,12 @@ def scenario(server: HostileServer, routes: list[str], requests: int = 2) -> str
     )
     providers += f"  echo-url: {{type: openai-compatible, base_url: '{url}', model: m}}\n"
     return (
-        "version: 1\nname: hostile\ndefaults: {timeout: 5s}\nproviders:\n"
+        "version: 1\nname: hostile\ndefaults: {timeout: 2s}\nproviders:\n"
         + providers
         + "prompts: [{id: q, messages: [{role: user, content: hi}]}]\n"
         f"load: [{{id: b, pattern: burst, requests: {requests}}}]\n"
         + "integrity: {max_cpu: 100%, max_loop_lag: 10s}\n"
+        + "limits: {max_event_bytes: 64KiB, max_response_bytes: 1MiB}\n"
     )
 
 
@@ -125,7 +136,17 @@ def test_every_route_is_a_record_of_its_class_and_no_secret_leaks(
     assert (
         by_class["http_3xx"]["provider_facts"]["location"] == "http://127.0.0.1:1/login?token=***"
     )
-    assert "PayloadShapeError" in by_class["protocol_error"]["error_message"]
+    messages = {r["provider"]: r["error_message"] for r in doc["records"]}
+    assert "PayloadShapeError" in messages["null-choice"]
+    assert "invalid api key (gzip body)" in messages["gzip-401"]
+    assert "Transfer-Encoding" in messages["gzip-chunked"]
+    assert "'br'" in messages["brotli"]
+    assert "101" in messages["switching"]
+    assert "limits.max_event_bytes" in messages["endless-line"]
+    assert "limits.max_response_bytes" in messages["endless-stream"]
+    assert all(
+        r["output_tokens"] == 2 for r in doc["records"] if r["provider"] in ("gzip-sse", "lf-only")
+    )
     url_plan = next(p for p in doc["plan"]["providers"] if p["id"] == "echo-url")
     assert url_plan["base_url"].startswith("http://***:***@127.0.0.1:")
     assert url_plan["base_url"].endswith("?token=***")
