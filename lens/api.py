@@ -36,7 +36,7 @@ import outcome
 import trio
 import yaml
 
-from lens.errors import ExportError, Problem, ResultsError, ScenarioError
+from lens.errors import ExportError, PlanError, Problem, ResultsError, ScenarioError
 from lens.export.registry import export_all
 from lens.export.reload import rejudge, summary_from_out, verdict_from_out
 from lens.export.results import RecommendationOut, Results, recommendation_out
@@ -165,7 +165,12 @@ def compile_plan(scenario: Scenario, *, env: Mapping[str, str] | None = None) ->
     Nothing is sent.  ``env`` (default ``os.environ``) supplies default credentials such as
     ``OPENAI_API_KEY`` and ``AWS_REGION``.  Raises ``PlanError`` when a reference does not
     resolve (unknown provider or prompt id, missing credential ...)."""
-    return _compile_plan(scenario, env=env)
+    try:
+        return _compile_plan(scenario, env=env)
+    except PlanError as exc:
+        if scenario.source_map.file != DICT_FILE:
+            raise
+        raise PlanError([_unpositioned(p) for p in exc.problems]) from None
 
 
 def describe_plan(
@@ -415,7 +420,7 @@ class _AsyncioHost(_Host):
             if not done.done():
                 done.set_result(result)
 
-        _start_thread(lambda: self.post(functools.partial(settle, outcome.capture(work))))
+        thread = _start_thread(lambda: self.post(functools.partial(settle, outcome.capture(work))))
         try:
             result = await asyncio.shield(done)
         except asyncio.CancelledError:
@@ -423,6 +428,9 @@ class _AsyncioHost(_Host):
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(done)  # the run winds down: nothing left running
             raise
+        finally:
+            if done.done():
+                _finish(thread)
         return result.unwrap()
 
 
@@ -442,7 +450,7 @@ class _TrioHost(_Host):
             box.append(outcome.capture(work))
             self.post(finished.set)
 
-        _start_thread(body)
+        thread = _start_thread(body)
         try:
             await finished.wait()
         except trio.Cancelled:
@@ -450,13 +458,24 @@ class _TrioHost(_Host):
             with trio.CancelScope(shield=True):
                 await finished.wait()  # the run winds down: nothing left running
             raise
+        finally:
+            if finished.is_set():
+                _finish(thread)
         return box[0].unwrap()
 
 
-def _start_thread(body: Callable[[], None]) -> None:
+def _start_thread(body: Callable[[], None]) -> threading.Thread:
     # A daemon: should the caller's loop die without awaiting it, the process can still
     # exit (the simulated servers stop with their stdin).
-    threading.Thread(target=body, name="lens-run", daemon=True).start()
+    thread = threading.Thread(target=body, name="lens-run", daemon=True)
+    thread.start()
+    return thread
+
+
+def _finish(thread: threading.Thread) -> None:
+    """Once the thread has handed its outcome over, all it has left to do is return: wait
+    for that (microseconds), so that nothing of the run outlives ``run_async``."""
+    thread.join(timeout=1.0)
 
 
 def _in_trio() -> bool:
