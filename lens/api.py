@@ -10,10 +10,16 @@ provider cannot be called as configured; raised before anything is sent), ``Expo
 read, or the results hold no such summary).  Failures of the system under test are not
 exceptions: they are records in the results, as in the CLI.
 
-How ``run_async`` runs (chosen by measurement, see ``bench/bench_embed.py``): the run gets a
-worker thread with its own trio loop, exactly the code ``lens run`` executes, so a busy
-caller loop cannot delay a timestamp; the caller awaits it without blocking its loop, from
-asyncio or trio alike.  ``on_record`` is called in the caller's loop (asyncio:
+How ``run_async`` runs, chosen by measurement (``bench/bench_embed.py``, figures in the
+README): the run gets a worker thread with its own trio loop, exactly the code ``lens run``
+executes, and the caller awaits it without blocking its loop, from asyncio or trio alike.
+With the caller's loop idle while it awaits, TTFT and ITL errors are the CLI's; a trio guest
+run on the asyncio loop (every trio step an asyncio callback) was no better there and cannot
+serve trio callers; running lens natively on asyncio through anyio would put every
+timestamp behind the caller's callbacks as the guest run does, and means rewriting
+``lens.run``.  A caller loop that computes while lens measures delays timestamps in every
+design (GIL hand-offs here); the harness self-check sees it as event-loop lag and makes
+verdicts inconclusive.  ``on_record`` is called in the caller's loop (asyncio:
 ``loop.call_soon_threadsafe``; trio: ``TrioToken.run_sync_soon``), in the order the records
 finished, never blocking the measuring thread, and every call has run before ``run_async``
 returns.

@@ -17,6 +17,7 @@ import lens
 from lens import exitcodes
 from lens.cli import main
 from lens.errors import InputError
+from tests.export._results import rich_results
 
 from .conftest import scenario
 
@@ -212,6 +213,14 @@ def test_results_round_trip_exactly(results: lens.Results, tmp_path: Path) -> No
     assert again == results
     assert again.to_json() == results.to_json()
     assert lens.load_results(str(path)) == results
+
+
+@pytest.mark.parametrize("overloaded", [False, True])
+def test_rich_results_round_trip_exactly(overloaded: bool, tmp_path: Path) -> None:
+    rich = rich_results(overloaded=overloaded)  # costs, integrity, phases, ...
+    path = tmp_path / "rich.json"
+    path.write_text(rich.to_json())
+    assert lens.load_results(path) == rich
 
 
 def test_results_are_frozen(results: lens.Results) -> None:
