@@ -17,6 +17,7 @@ from lens.export.results import (
     RecommendationOut,
     Results,
     SweepOut,
+    VerdictOut,
 )
 from lens.export.table import exclusion_text, recommendation_rows, summary_rows
 
@@ -76,10 +77,15 @@ def sweep_words(run: SweepRun) -> str:
     )
 
 
-def _step_result(step: SweepStep, o: SweepOut | None) -> str:
-    if o is None:
-        return ""
-    if o.kind == "find_max_rate":
+def _searched(o: SweepOut) -> bool:
+    """A sweep that searches for the most load meeting its SLAs (find_max_rate, and any
+    later find_max_* kind): its steps pass or fail."""
+    return o.kind.startswith("find_max")
+
+
+def _decision(step: SweepStep, o: SweepOut) -> str:
+    """What an adaptive sweep made of one of its steps."""
+    if _searched(o):
         return "-" if step.held is None else ("pass" if step.held else "fail")
     if o.kind == "stop_when":
         return "stop condition held" if step.held else "continued"
@@ -88,12 +94,41 @@ def _step_result(step: SweepStep, o: SweepOut | None) -> str:
     return "saturation" if step.concurrency is not None else "rate step"
 
 
-def _sweep_table(runs: Sequence[SweepRun]) -> str:
+def _sla_result(verdicts: Sequence[VerdictOut]) -> str:
+    """The step's SLA verdicts in one word, the worst first: a fail, else an inconclusive."""
+    outcomes = {v.outcome for v in verdicts}
+    for outcome in ("fail", "inconclusive", "pass"):
+        if outcome in outcomes:
+            return outcome
+    return "no SLA"
+
+
+def _verdict_words(verdicts: Sequence[VerdictOut]) -> str:
+    """The step's verdicts, the worst first: each fail and inconclusive with its reason
+    (which has the measured value), then the assertions that passed."""
+    failed = [f"fail: {v.reason}" for v in verdicts if v.outcome == "fail"]
+    unsure = [
+        f"inconclusive: {v.sla} ({v.reason})" for v in verdicts if v.outcome == "inconclusive"
+    ]
+    passed = [v.sla for v in verdicts if v.outcome == "pass"]
+    return "; ".join([*failed, *unsure, *(["pass: " + ", ".join(passed)] if passed else [])])
+
+
+def _sweep_table(runs: Sequence[SweepRun], verdicts: Sequence[VerdictOut]) -> str:
+    """A row per step and provider: what it achieved, what the scenario's SLAs made of it
+    (the verdicts on the step's stage), and, for an adaptive sweep, its own decision."""
+    by_unit: dict[tuple[str | None, str | None], list[VerdictOut]] = {}
+    for v in verdicts:
+        by_unit.setdefault((v.stage, v.provider), []).append(v)
+    adaptive = any(run.outcome is not None for run in runs)
     rows: list[list[str]] = []
+    classes: list[str] = []
     for run in runs:
-        details = {p.stage: p.detail for p in (run.outcome.probes if run.outcome else [])}
-        rows += [
-            [
+        o = run.outcome
+        details = {p.stage: p.detail for p in (o.probes if o else [])}
+        for st in run.steps:
+            judged = by_unit.get((st.stage, run.provider), [])
+            row = [
                 run.provider,
                 st.stage,
                 st.label,
@@ -101,15 +136,20 @@ def _sweep_table(runs: Sequence[SweepRun]) -> str:
                 num(st.ttft_p50),
                 num(st.ttft_p95),
                 num(st.e2e_p95),
-                _step_result(st, run.outcome),
-                details.get(st.stage, ""),
             ]
-            for st in run.steps
-        ]
-        rows += [
-            [run.provider, stage, "-", "-", "-", "-", "-", "not run", ""]
-            for stage in (run.outcome.not_run if run.outcome else ())
-        ]
+            if adaptive:
+                row.append(
+                    "" if o is None else f"{_decision(st, o)}: {details.get(st.stage) or '-'}"
+                )
+            rows.append([*row, _sla_result(judged), _verdict_words(judged)])
+            classes.append(_sla_result(judged).replace(" ", "-"))
+        for stage in o.not_run if o else ():
+            rows.append(
+                [run.provider, stage, "-", "-", "-", "-", "-"]
+                + (["not run"] if adaptive else [])
+                + ["-", ""]
+            )
+            classes.append("")
     headers = [
         "provider",
         "step",
@@ -118,10 +158,12 @@ def _sweep_table(runs: Sequence[SweepRun]) -> str:
         "TTFT p50 ms",
         "TTFT p95 ms",
         "E2E p95 ms",
-        "result",
-        "verdicts",
+        *(["sweep decision"] if adaptive else []),
+        "SLA result",
+        "SLA verdicts",
     ]
-    return table(headers, rows, text_cols=(0, 1, 7, 8))
+    text = (0, 1, *range(len(headers) - (3 if adaptive else 2), len(headers)))
+    return table(headers, rows, text_cols=text, row_classes=classes, css="steps")
 
 
 def sweeps_section(results: Results, figure: Callable[[str], str]) -> str:
@@ -133,7 +175,7 @@ def sweeps_section(results: Results, figure: Callable[[str], str]) -> str:
             subhead(f"Sweep {sweep_id}")
             + f'<ul class="found">{words}</ul>'
             + figure(sweep_key(i))
-            + _sweep_table(runs)
+            + _sweep_table(runs, results.verdicts)
         )
     return "".join(out)
 
