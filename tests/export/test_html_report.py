@@ -499,8 +499,7 @@ def test_each_sweep_has_its_chart_and_says_what_it_found(
         # the sweep's own decision, then the scenario's SLAs on the step (error_rate < 1%)
         sla = next(v for v in sweep_results.verdicts if v.stage == probe.stage)
         assert (
-            f'<td class="text">{verdict}: {detail}</td><td class="text">{sla.outcome}</td>'
-            in html
+            f'<td class="text">{verdict}: {detail}</td><td class="text">{sla.outcome}</td>' in html
         )
 
     ladder = by_sweep(sweep_results, "stop_when")
