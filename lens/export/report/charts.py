@@ -69,6 +69,7 @@ _LABEL_QUANTILES = (0.5, 0.62, 0.38, 0.74, 0.26, 0.86, 0.14, 0.95, 0.05)
 _LABEL_FONT = 8
 _LABEL_GAP_PX = 3.0  # the least room between two labels drawn by lens
 _STAGE_ROW_PT = 11.0  # one line of a stage label above the over-time charts
+_MARKER_PT = 4.0  # half a marker's width (points): where a label may not cover it
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _WIDTH_IN = 11.0
 # Past this many points a scatter is embedded as one bitmap; thousands of SVG circles
@@ -173,17 +174,26 @@ _Spot = tuple[
 
 
 def _place_labels(
-    fig: Figure, labels: Sequence[tuple[Annotation, Sequence[_Spot]]], within: Bbox | None
+    fig: Figure,
+    labels: Sequence[tuple[Annotation, Sequence[_Spot]]],
+    within: Bbox | None,
+    markers: Sequence[tuple[Axes, float, float]] = (),
 ) -> bool:
-    """Each label at the first of its spots where it overlaps no label placed before it and
-    lies ``within`` the box (pixels; None: anywhere); a label no spot suits stays at its
-    first.  True when every label found a spot."""
+    """Each label at the first of its spots where it covers no label placed before it and
+    no marker (axes, x, y in data), and lies ``within`` the box (pixels; None: anywhere);
+    a label no spot suits stays at its first.  True when every label found a spot."""
+    from matplotlib.transforms import Bbox  # noqa: PLC0415
+
     renderer = _renderer(fig)
-    taken: list[Bbox] = []
+    reach = _MARKER_PT * fig.dpi / 72
+    taken = [
+        Bbox.from_extents(px - reach, py - reach, px + reach, py + reach)
+        for ax, x, y in markers
+        for px, py in [ax.transData.transform((x, y))]
+    ]
     every = True
     for label, spots in labels:
-        fits = False
-        for xy, offset, ha, va in spots:
+        for xy, offset, ha, va in [*spots, spots[0]]:
             label.xy = xy
             label.set_position(offset)
             label.set_horizontalalignment(ha)
@@ -196,16 +206,9 @@ def _place_labels(
                 and box.y1 <= within.y1
             )
             if inside and not any(box.overlaps(t) for t in taken):
-                fits = True
                 break
-        if not fits:
+        else:  # no spot suited: back at the first, the last one tried
             every = False
-            xy, offset, ha, va = spots[0]
-            label.xy = xy
-            label.set_position(offset)
-            label.set_horizontalalignment(ha)
-            label.set_verticalalignment(va)
-            box = _text_box(label, renderer)
         taken.append(box)
     return every
 
@@ -219,18 +222,25 @@ def _from_zero(ax: Axes, headroom: float = 0.18) -> None:
         ax.set_ylim(bottom=0)
 
 
-def _point_spots(xy: tuple[float, float]) -> list[_Spot]:
-    """Around a marker: up right first, then below, then to its left."""
-    return [
+def _point_spots(xy: tuple[float, float], far: bool = False) -> list[_Spot]:
+    """Around a marker: up right first, then below, then to its left; ``far``: then
+    further up and down, for a label tied to its marker by a leader line."""
+    spots: list[_Spot] = [
         (xy, (6, 4), "left", "bottom"),
         (xy, (6, -4), "left", "top"),
         (xy, (-6, 4), "right", "bottom"),
         (xy, (-6, -4), "right", "top"),
         (xy, (0, 8), "center", "bottom"),
         (xy, (0, -8), "center", "top"),
-        (xy, (6, 14), "left", "bottom"),
-        (xy, (6, -14), "left", "top"),
     ]
+    for rise in (16, 28, 40, 52) if far else (14,):
+        spots += [
+            (xy, (8, rise), "left", "bottom"),
+            (xy, (8, -rise), "left", "top"),
+            (xy, (-8, rise), "right", "bottom"),
+            (xy, (-8, -rise), "right", "top"),
+        ]
+    return spots
 
 
 _ID = re.compile(r'(\sid=")([^"]+)"')
@@ -405,25 +415,36 @@ def _mark_stages(
     renderer = _renderer(fig)
     frame = top.get_window_extent()
     px_per_pt = fig.dpi / 72
-    rows: list[list[Bbox]] = []
+    rows: list[list[tuple[Bbox, float]]] = []  # per row: each name's box, its tick's x
     for label in labels:
         box = _text_box(label, renderer)
+        tick = (box.x0 + box.x1) / 2  # the window's middle, where the tick meets the chart
         # A name wider than the room left of (or right of) its window stays on the chart.
         shift = max(0.0, frame.x0 - box.x0) - max(0.0, box.x1 - frame.x1)
         box = box.translated(shift, 0)
-        row = next(
-            (
-                r
-                for r, taken in enumerate(rows)
-                if not any(box.x0 < t.x1 and t.x0 < box.x1 for t in taken)
-            ),
-            len(rows),
-        )
+        row = _stage_row(rows, box, tick)
         if row == len(rows):
             rows.append([])
-        rows[row].append(box)
+        rows[row].append((box, tick))
         label.set_position((shift / px_per_pt, 3 + row * _STAGE_ROW_PT))
     return len(rows)
+
+
+def _stage_row(rows: Sequence[Sequence[tuple[Bbox, float]]], box: Bbox, tick: float) -> int:
+    """The lowest row where a name (``box``) overprints no other name, and where neither its
+    tick crosses a name below it nor it lies across the tick of a name above; failing the
+    ticks, the lowest free row."""
+
+    def free(r: int) -> bool:
+        return r == len(rows) or not any(box.x0 < b.x1 and b.x0 < box.x1 for b, _ in rows[r])
+
+    def clear(r: int) -> bool:
+        under = any(b.x0 <= tick <= b.x1 for row in rows[:r] for b, _ in row)
+        over = any(box.x0 <= t <= box.x1 for row in rows[r + 1 :] for _, t in row)
+        return not under and not over
+
+    candidates = [r for r in range(len(rows) + 1) if free(r)]  # the last is a new row
+    return next((r for r in candidates if clear(r)), candidates[0])
 
 
 def _name_stages(
@@ -513,10 +534,11 @@ def _throughput_chart(results: Results, colors: dict[str, str]) -> Chart:
 
 def _lone_stage_chart(stages: dict[str, list[StagePoint]], colors: dict[str, str]) -> Chart:
     """Stages that are no series (a burst, an idle probe, a constant rate): each a point of
-    its own at the throughput it achieved, named, and never joined to another."""
+    its own at the throughput it achieved, named in its provider's colour, and never joined
+    to another."""
     title = "Latency against throughput, stage by stage"
     key = "stages"
-    fig = _figure(4.6)
+    fig = _figure(4.8)
     ax_ttft, ax_e2e = fig.subplots(1, 2)
     panels: list[tuple[Axes, str, str, str]] = [
         (ax_ttft, "ttft_p50", "TTFT p50", "o"),
@@ -524,6 +546,7 @@ def _lone_stage_chart(stages: dict[str, list[StagePoint]], colors: dict[str, str
         (ax_e2e, "e2e_p95", "E2E p95", "^"),
     ]
     names: dict[Axes, list[tuple[Annotation, Sequence[_Spot]]]] = {ax_ttft: [], ax_e2e: []}
+    markers: list[tuple[Axes, float, float]] = []
     for ax, field, name, marker in panels:
         for provider, pts in stages.items():
             known = [(p.rps, v, p) for p in pts if (v := getattr(p, field)) is not None]
@@ -539,20 +562,25 @@ def _lone_stage_chart(stages: dict[str, list[StagePoint]], colors: dict[str, str
                 label=f"{provider} {name}",
                 zorder=3,
             )
+            markers += [(ax, x, y) for x, y, _ in known]
             if field == "ttft_p50":
                 continue  # one name per stage and panel, by its p95
             for x, y, point in known:
-                label = point.stage if len(stages) == 1 else f"{point.stage} / {provider}"
-                if point.pattern is not None:
-                    label += f" ({point.pattern})"
-                spots = _point_spots((x, y))
+                spots = _point_spots((x, y), far=True)
                 text = ax.annotate(
-                    label,
+                    point.stage if point.pattern is None else f"{point.stage} ({point.pattern})",
                     spots[0][0],
                     xytext=spots[0][1],
                     textcoords="offset points",
                     fontsize=_LABEL_FONT,
-                    color="0.2",
+                    color=colors[provider],
+                    arrowprops={
+                        "arrowstyle": "-",
+                        "color": colors[provider],
+                        "linewidth": 0.6,
+                        "shrinkA": 1,
+                        "shrinkB": 4,
+                    },
                     gid=f"point-name-{field}-{len(names[ax])}",
                 )
                 names[ax].append((text, spots))
@@ -561,22 +589,22 @@ def _lone_stage_chart(stages: dict[str, list[StagePoint]], colors: dict[str, str
         ax.set_xlabel("achieved throughput (successful requests/s)")
         ax.set_ylabel(f"{name} (ms)")
         ax.margins(x=0.2)
-        _from_zero(ax)
+        _from_zero(ax, headroom=0.3)
     handles, labels = ax_ttft.get_legend_handles_labels()
     more_handles, more_labels = ax_e2e.get_legend_handles_labels()
     fig.legend(
         handles + more_handles,
         labels + more_labels,
         loc="outside lower center",
-        ncols=min(6, len(labels) + len(more_labels)),
+        ncols=3,
     )
     for ax, placed in names.items():
-        _place_labels(fig, placed, ax.get_window_extent())
+        _place_labels(fig, placed, ax.get_window_extent(), markers)
     note = (
         "One point per stage that is no step of a sweep (a burst, an idle probe, a "
-        "constant-rate or closed-loop stage), at the throughput it achieved. They are no "
-        "series: nothing joins them, and no knee can be read from them; a sweep's steps are "
-        "charted above."
+        "constant-rate or closed-loop stage), at the throughput it achieved, named in its "
+        "provider's colour. They are no series: nothing joins them, and no knee can be read "
+        "from them; a sweep's steps are charted above."
     )
     return Chart(key, title, _svg(fig, key), note)
 
@@ -667,8 +695,15 @@ def _sweep_run_chart(
             labels.append(lab)
             seen.add(lab)
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)))
+    steps = [  # the steps' markers (the max rate and other vertical lines aside)
+        (ax, float(line_x), float(line_y))
+        for ax in axes
+        for line in ax.get_lines()
+        if line.get_transform() is ax.transData
+        for line_x, line_y in line.get_xydata()
+    ]
     for ax, placed in zip(axes, names, strict=True):
-        _place_labels(fig, placed, ax.get_window_extent())
+        _place_labels(fig, placed, ax.get_window_extent(), steps)
     note = (
         "One point per step (labelled with its rate or concurrency) at the throughput it "
         "achieved: where latency turns up while throughput stops growing is the knee."

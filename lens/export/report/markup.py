@@ -50,3 +50,9 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 def subhead(text: str) -> str:
     return f"<h3>{escape(text)}</h3>"
+
+
+def in_ms(headers: Sequence[str]) -> list[str]:
+    """Headers without their " ms": narrower columns, for a table whose note says that its
+    latencies are in ms."""
+    return [h.removesuffix(" ms") for h in headers]

@@ -14,7 +14,7 @@ from html import escape
 
 from lens._version import __version__
 from lens.export.report.charts import Chart
-from lens.export.report.markup import table
+from lens.export.report.markup import in_ms, table
 from lens.export.report.sections import (
     drained_table,
     integrity_section,
@@ -152,7 +152,7 @@ def _summary(results: Results) -> str:
     if not results.summaries:
         return '<p class="empty">No stage ran.</p>'
     headers, rows = summary_rows(results.summaries)
-    return table(headers, rows, text_cols=(0, 1)) + (
+    return table(in_ms(headers), rows, text_cols=(0, 1)) + (
         '<p class="meta">Latencies in ms, from successful requests only; failed requests '
         "count in reqs and err%. req/s and tok/s are over each stage's wall time.</p>"
     )

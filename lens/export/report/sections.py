@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from html import escape
 
-from lens.export.report.markup import num, para, pct, subhead, table
+from lens.export.report.markup import in_ms, num, para, pct, subhead, table
 from lens.export.report.series import SweepRun, SweepStep, step_label, sweep_runs
 from lens.export.results import (
     IntegrityOut,
@@ -244,10 +244,10 @@ def pacing_section(results: Results) -> str:
         headers, phase_rows = summary_rows(results.phase_summaries)
         out.append(
             subhead("Warmup and cooldown (not judged)")
-            + table(headers, phase_rows, text_cols=(0, 1))
+            + table(in_ms(headers), phase_rows, text_cols=(0, 1))
             + para(
                 "Sent on the same schedule and measured as usual, but summarised apart: no SLA "
-                "is judged on these rows."
+                "is judged on these rows. Latencies in ms."
             )
         )
     return "".join(out)
