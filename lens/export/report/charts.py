@@ -499,7 +499,10 @@ def _latency_time_chart(results: Results, colors: dict[str, str]) -> Chart:
     _name_stages(
         fig, axes, stage_marks(results), x_max, "Latency of each request, by when it was sent"
     )
-    note = "One dot per successful request. Shaded bands and dashed lines mark each stage."
+    note = (
+        "One dot per successful request. Shaded bands and dashed lines mark each stage, "
+        "named above the chart with a tick at its window."
+    )
     return Chart(key, title, _svg(fig, key), note)
 
 
@@ -528,7 +531,10 @@ def _throughput_chart(results: Results, colors: dict[str, str]) -> Chart:
     fig.legend(*axes[0].get_legend_handles_labels(), title="provider", loc="outside right upper")
     x_max = _x_max(results, tokens) + BIN_S
     _name_stages(fig, axes, stage_marks(results), x_max, "Successful output, in 1 s bins")
-    note = "Tokens counted when their chunk arrived, requests when they ended."
+    note = (
+        "Tokens counted when their chunk arrived, requests when they ended. Each stage is "
+        "named above the chart with a tick at its window."
+    )
     return Chart(key, title, _svg(fig, key), note)
 
 
