@@ -28,7 +28,7 @@ from lens.catalog import REQUEST_STATS
 from lens.errors import InputError, Problem, describe, innermost
 from lens.metrics.cost import StageCost, gpu_share, record_cost
 from lens.metrics.idle import IdleProbes, idle_probes
-from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
+from lens.metrics.integrity import cold_flags, cold_start, compared_with, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
@@ -318,6 +318,20 @@ class ColdStartOut(_Frozen):
     ratio: float | None
     penalty_ms: float | None
     significant: bool
+    warm_stage: str | None = Field(
+        None,
+        description="the stage whose warm requests the cold ones are compared with: their "
+        "own if it has enough, else the least loaded one (fewest requests in flight)",
+    )
+    warm_in_flight: float | None = Field(
+        None, description="mean requests in flight in warm_stage (sum of durations / span)"
+    )
+    same_stage: bool = Field(False, description="warm_stage is the cold requests' own stage")
+
+    def compared_with(self) -> str:
+        return compared_with(
+            self.warm_stage, self.warm_requests, self.warm_in_flight, self.same_stage
+        )
 
 
 class IdleProbeOut(_Frozen):
@@ -706,7 +720,7 @@ def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> Int
         if c.significant:
             warnings.append(
                 f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
-                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x)"
+                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
             )
     return IntegrityOut(
         harness=harness,

@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from lens.export.results import (
     CandidateOut,
+    ColdStartOut,
     ExclusionOut,
     IdleProbesOut,
     RecommendationOut,
@@ -239,6 +240,20 @@ def _probe_lines(p: IdleProbesOut) -> list[str]:
     return out
 
 
+def _cold_line(c: ColdStartOut) -> str:
+    if c.cold_ttft_p50_ms is None:
+        return f"  {c.provider}: no successful cold request"
+    head = f"  {c.provider}: {c.cold_requests} cold, TTFT p50 {_num(c.cold_ttft_p50_ms)} ms"
+    if c.warm_ttft_p50_ms is None:
+        return f"{head}; {c.compared_with()}"
+    ratio = "" if c.ratio is None else f", {c.ratio:.2f}x"
+    flag = ", significant" if c.significant else ""
+    return (
+        f"{head} vs warm p50 {_num(c.warm_ttft_p50_ms)} ms, p90 {_num(c.warm_ttft_p90_ms)} ms"
+        f"{ratio}{flag}; {c.compared_with()}"
+    )
+
+
 def sweep_lines(sweep: SweepOut) -> list[str]:
     """What an adaptive sweep found, for the run table."""
     flags = (("cut short", sweep.cut_short), ("DISTRUSTED", sweep.distrusted))
@@ -296,6 +311,10 @@ def render(results: Results, fmt: str = "simple") -> str:
     if results.idle_probes:
         out += ["", "idle probes (idle time before each probe):"]
         out += [line for p in results.idle_probes for line in _probe_lines(p)]
+    colds = results.integrity.cold_start if results.integrity is not None else []
+    if colds:
+        out += ["", "cold start (TTFT of cold requests vs warm ones):"]
+        out += [_cold_line(c) for c in colds]
     costs = [line for s in results.summaries if (line := _cost_line(s))]
     if costs:
         out += ["", "cost (prices: see plan.providers[].price):", *costs]
