@@ -147,6 +147,16 @@ def _adaptive_text(sweep: dict[str, Any]) -> str:
             f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
             "bounds, the steps between them are decided at run time"
         )
+    if sweep["kind"] == "find_max_concurrency":
+        precision = sweep["precision"]
+        bounds = ["down to neighbours" if precision == 1 else f"precision {precision}"]
+        bounds += [f"at most {sweep['max_steps']} steps"] if "max_steps" in sweep else []
+        return (
+            f"sweep {sweep['id']}: searches {sweep['concurrency_from']}-"
+            f"{sweep['concurrency_to']} in flight for the highest concurrency meeting "
+            f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
+            "bounds, the steps between them are decided at run time"
+        )
     return (
         f"sweep {sweep['id']}: after its synchronous and saturation steps, "
         f"{sweep['auto_steps']} rate steps between the measured throughputs, decided at run "

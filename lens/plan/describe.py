@@ -215,6 +215,9 @@ def adaptive_sweep_to_dict(sweep: AdaptiveSweep) -> dict[str, Any]:
         out["rate_from_per_s"], out["rate_to_per_s"] = sweep.search_range
     if sweep.precision is not None:
         out["precision"] = str(sweep.precision)
+    if sweep.concurrency_range is not None:
+        out["concurrency_from"], out["concurrency_to"] = sweep.concurrency_range
+        out["precision"] = sweep.concurrency_precision
     if sweep.max_steps is not None:
         out["max_steps"] = sweep.max_steps
     if sweep.auto_steps is not None:
