@@ -259,15 +259,22 @@ def sweep_lines(sweep: SweepOut) -> list[str]:
     flags = (("cut short", sweep.cut_short), ("DISTRUSTED", sweep.distrusted))
     kind = ", ".join([sweep.kind, *(name for name, on in flags if on)])
     head = f"  {sweep.id}/{sweep.provider} ({kind}): "
-    if sweep.kind == "find_max_rate":
+    if sweep.kind in ("find_max_rate", "find_max_concurrency"):
+        rates = sweep.kind == "find_max_rate"
+        # Rates carry their unit on each value; concurrencies once, after the bracket.
+        show = _rate if rates else _count
         low, high = sweep.bracket or (None, None)
+        bracket = f"bracket [{show(low, 'open')}, {show(high, 'open')})" + (
+            "" if rates else " in flight"
+        )
         if sweep.cut_short:
             found = "no answer"
-        elif sweep.max_rate_per_s is not None:
-            found = f"max rate {sweep.max_rate_per_s:g}/s"
-            found += f", bracket [{_rate(low, 'open')}, {_rate(high, 'open')})"
+        elif rates and sweep.max_rate_per_s is not None:
+            found = f"max rate {sweep.max_rate_per_s:g}/s, {bracket}"
+        elif not rates and sweep.max_concurrency is not None:
+            found = f"max concurrency {sweep.max_concurrency}, {bracket}"
         else:
-            found = f"no rate passed, bracket [{_rate(low, 'open')}, {_rate(high, 'open')})"
+            found = f"no {'rate' if rates else 'concurrency'} passed, {bracket}"
         lines = [f"{head}{found}, {len(sweep.probes)} steps"]
         lines.append(f"    {sweep.reason}")
         lines += [f"    {'pass' if p.held else 'fail'} {p.stage}: {p.detail}" for p in sweep.probes]
@@ -280,6 +287,10 @@ def sweep_lines(sweep: SweepOut) -> list[str]:
 
 def _rate(value: float | None, missing: str) -> str:
     return missing if value is None else f"{value:g}/s"
+
+
+def _count(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:g}"
 
 
 def render(results: Results, fmt: str = "simple") -> str:
