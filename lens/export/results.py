@@ -28,7 +28,7 @@ from lens.catalog import REQUEST_STATS
 from lens.errors import InputError, Problem, describe, innermost
 from lens.metrics.cost import StageCost, gpu_share, record_cost
 from lens.metrics.idle import IdleProbes, idle_probes
-from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
+from lens.metrics.integrity import cold_flags, cold_start, compared_with, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
@@ -318,6 +318,20 @@ class ColdStartOut(_Frozen):
     ratio: float | None
     penalty_ms: float | None
     significant: bool
+    warm_stage: str | None = Field(
+        None,
+        description="the stage whose warm requests the cold ones are compared with: their "
+        "own if it has enough, else the least loaded one (fewest requests in flight)",
+    )
+    warm_in_flight: float | None = Field(
+        None, description="mean requests in flight in warm_stage (sum of durations / span)"
+    )
+    same_stage: bool = Field(False, description="warm_stage is the cold requests' own stage")
+
+    def compared_with(self) -> str:
+        return compared_with(
+            self.warm_stage, self.warm_requests, self.warm_in_flight, self.same_stage
+        )
 
 
 class IdleProbeOut(_Frozen):
@@ -354,7 +368,7 @@ class SweepStepOut(_Frozen):
     step: int = Field(description="0-based position of the step in the sweep")
     steps: int | None = Field(
         description="steps in the sweep; null when they are decided at run time "
-        "(find_max_rate, auto)"
+        "(find_max_rate, find_max_concurrency, auto)"
     )
     rate_per_s: float | None = Field(description="the step's arrival rate (open loop)")
     concurrency: int | None = Field(description="the step's concurrency (closed loop)")
@@ -381,29 +395,36 @@ class SweepProbeOut(_Frozen):
     rate_per_s: float | None
     concurrency: int | None
     held: bool = Field(
-        description="find_max_rate: the step met every SLA; stop_when: the stop condition "
-        "held; auto: always false"
+        description="find_max_rate, find_max_concurrency: the step met every SLA; stop_when: "
+        "the stop condition held; auto: always false"
     )
     rps: float | None = Field(description="successful requests per second of the step")
     detail: str = Field(description="the verdicts behind 'held'")
 
 
 class SweepOut(_Frozen):
-    """What an adaptive sweep (stop_when, find_max_rate, auto) found, per provider."""
+    """What an adaptive sweep (stop_when, find_max_rate, find_max_concurrency, auto) found,
+    per provider."""
 
     id: str = Field(description="id of the sweep stage")
     provider: str
-    kind: Literal["stop_when", "find_max_rate", "auto"]
+    kind: Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
     reason: str = Field(description="why the sweep ended, in words")
     probes: list[SweepProbeOut] = Field(description="the steps that ran, in order")
     not_run: list[str] = Field(description="stop_when: planned steps skipped after the stop")
     max_rate_per_s: float | None = Field(
         None, description="find_max_rate: the highest rate meeting every SLA (null: none did)"
     )
-    bracket: tuple[float | None, float | None] | None = Field(
+    max_concurrency: int | None = Field(
         None,
-        description="find_max_rate: [highest passing, lowest failing] rate; a null end is "
-        "open (even the lowest failed, or even the highest passed)",
+        description="find_max_concurrency: the highest concurrency meeting every SLA (null: "
+        "none did)",
+    )
+    bracket: tuple[int | float | None, int | float | None] | None = Field(
+        None,
+        description="find_max_rate: [highest passing, lowest failing] rate; "
+        "find_max_concurrency: the same concurrencies; a null end is open (even the lowest "
+        "failed, or even the highest passed)",
     )
     sync_rps: float | None = Field(None, description="auto: throughput one request at a time")
     saturated_rps: float | None = Field(None, description="auto: throughput at saturation")
@@ -455,7 +476,8 @@ class Results(_Frozen):
     )
     sweeps: list[SweepOut] = Field(
         default_factory=list,
-        description="adaptive sweeps (stop_when, find_max_rate, auto) and what they found",
+        description="adaptive sweeps (stop_when, find_max_rate, find_max_concurrency, auto) "
+        "and what they found",
     )
     records: list[RecordOut]
 
@@ -706,7 +728,7 @@ def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> Int
         if c.significant:
             warnings.append(
                 f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
-                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x)"
+                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
             )
     return IntegrityOut(
         harness=harness,
@@ -733,6 +755,7 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
         probes=[SweepProbeOut(**dataclasses.asdict(p)) for p in o.probes],
         not_run=list(o.not_run),
         max_rate_per_s=o.max_rate_per_s,
+        max_concurrency=o.max_concurrency,
         bracket=o.bracket,
         sync_rps=o.sync_rps,
         saturated_rps=o.saturated_rps,

@@ -201,7 +201,7 @@ class SweepStep:
 
     sweep: str  # the sweep stage's id as written; the unit's own id names the step
     index: int  # 0-based, in the order the steps run
-    steps: int | None  # None: decided at run time (find_max_rate, auto)
+    steps: int | None  # None: decided at run time (find_max_rate, find_max_concurrency, auto)
     rate_per_s: float | None = None  # open-loop step
     concurrency: int | None = None  # closed-loop step
 
@@ -314,7 +314,7 @@ class SlaSpec:
         return " ".join(p for p in parts if p) or "all"
 
 
-SweepKind = Literal["stop_when", "find_max_rate", "auto"]
+SweepKind = Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
 PacedArrival = Literal["uniform", "poisson", "gamma"]
 
 
@@ -335,20 +335,25 @@ class AdaptiveSweep:
     """A sweep whose steps depend on the judged summaries of the steps before.
 
     ``Plan.stages`` lists the steps known before the run: every step of a ``stop_when``
-    sweep (some may be skipped), the two bounds of ``find_max_rate``, the synchronous and
-    saturation steps of ``auto``.  The rest are decided at run time, one step at a time.
+    sweep (some may be skipped), the two bounds of ``find_max_rate`` and
+    ``find_max_concurrency``, the synchronous and saturation steps of ``auto``.  The rest are
+    decided at run time, one step at a time.
     """
 
     sweep: str  # the sweep stage's id
     kind: SweepKind
-    # stop_when: the sweep ends at the first step where any holds; find_max_rate: a rate
-    # passes when every one passes.
+    # stop_when: the sweep ends at the first step where any holds; find_max_rate and
+    # find_max_concurrency: a step passes when every one passes.
     conditions: tuple[SlaSpec, ...] = ()
     load: RateStepLoad | None = None  # rate steps chosen at run time
     pause_s: float = 0.0  # before each step after the first
     search_range: tuple[float, float] | None = None  # find_max_rate: (from, to) per second
     precision: Precision | None = None  # find_max_rate
-    max_steps: int | None = None  # find_max_rate: probes, both bounds included
+    max_steps: int | None = None  # a search: probes, both bounds included
+    concurrency_range: tuple[int, int] | None = None  # find_max_concurrency: (from, to)
+    # find_max_concurrency: stop when the lowest failing is at most this above the highest
+    # passing concurrency (1: neighbours, the exact edge).
+    concurrency_precision: int = 1
     auto_steps: int | None = None  # auto: rate steps between the two measured throughputs
 
 
