@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 from lens.export.report import charts, render_html
-from lens.export.results import Results, SweepStepOut, VerdictOut, load_results, write_results
+from lens.export.report.sections import sweep_words
+from lens.export.report.series import sweep_runs
+from lens.export.results import (
+    Results,
+    SweepOut,
+    SweepProbeOut,
+    SweepStepOut,
+    VerdictOut,
+    load_results,
+    write_results,
+)
 from lens.records import RequestRecord
 from tests.export._report_results import make_results
 from tests.metrics._factory import ns, record
@@ -299,3 +309,77 @@ def test_sla_table_shows_measured_values_in_the_assertions_unit(tmp_path: Path) 
     assert "<td>159.326 ms</td>" in grid
     assert "<td>0.20</td>" not in grid
     assert "<td>0.00</td>" not in grid
+
+
+def searched(results: Results, **found: object) -> Results:
+    """``results`` (its sweep s over c1, c2) as a find_max_concurrency that passed c1 and
+    failed c2, with ``found`` as its answer."""
+    probes = [
+        SweepProbeOut(
+            stage=w.stage,
+            rate_per_s=None,
+            concurrency=w.sweep.concurrency,
+            held=w.sweep.concurrency == 1,
+            rps=None,
+            detail=f"ttft.p95 at c{w.sweep.concurrency}",
+        )
+        for w in results.stages
+        if w.sweep is not None
+    ]
+    outcome = SweepOut.model_validate(
+        {
+            "id": "s",
+            "provider": "a",
+            "kind": "find_max_concurrency",
+            "reason": "r",
+            "probes": probes,
+            "not_run": [],
+            **found,
+        }
+    )
+    return results.model_copy(update={"sweeps": [outcome]})
+
+
+def test_a_concurrency_search_is_drawn_and_told_like_a_rate_search(tmp_path: Path) -> None:
+    results = searched(lone_and_swept(tmp_path), max_concurrency=1, bracket=(1, 2))
+    ((run,),) = sweep_runs(results).values()
+    assert run.searched
+    assert run.step_at_load(2) is run.steps[1]
+    assert sweep_words(run) == (
+        "a (find_max_concurrency): max concurrency c1, the highest concurrency meeting every "
+        "SLA; the limit lies in the bracket [c1, c2), after 2 steps."
+    )
+    html = render_html(results)
+    assert ">a: max concurrency c1</text>" in html
+    assert ">a: bracket [c1, c2)</text>" in html
+    assert ">step failed the SLA</text>" in html
+    grid = html[html.index("<h3>Sweep s</h3>") :]
+    assert '<th class="text">sweep decision</th>' in grid
+    assert '<td class="text">pass: ttft.p95 at c1</td>' in grid
+    assert '<td class="text">fail: ttft.p95 at c2</td>' in grid
+
+
+@pytest.mark.parametrize(
+    ("found", "words"),
+    [
+        (
+            {"max_concurrency": None, "bracket": (None, 1)},
+            "no concurrency met every SLA: even the lowest tried, c1, failed (the bracket is "
+            "open below)",
+        ),
+        (
+            {"max_concurrency": 2, "bracket": (2, None)},
+            "max concurrency c2, but the bracket is open above: even the highest concurrency "
+            "tried passed, so the real limit may be higher",
+        ),
+        (
+            {"cut_short": True, "bracket": None},
+            "cut short (budget or signal) before it found an answer",
+        ),
+    ],
+)
+def test_what_a_concurrency_search_found_in_words(
+    tmp_path: Path, found: dict[str, object], words: str
+) -> None:
+    ((run,),) = sweep_runs(searched(lone_and_swept(tmp_path), **found)).values()
+    assert sweep_words(run) == f"a (find_max_concurrency): {words}, after 2 steps."

@@ -671,8 +671,7 @@ def _sweep_run_chart(
                     gid=f"step-name-{panel}-{len(names[panel])}",
                 )
                 names[panel].append((text, spots))
-            searched = run.outcome is not None and run.outcome.kind == "find_max_rate"
-            fails = [(x, y) for x, y, st in known if searched and st.held is False]
+            fails = [(x, y) for x, y, st in known if run.searched and st.held is False]
             if fails:
                 ax.scatter(
                     [f[0] for f in fails],
@@ -723,12 +722,14 @@ def _mark_sweep_outcome(axes: Sequence[Axes], run: SweepRun, color: str) -> None
     if o is None:
         return
     lines: list[tuple[float, str, Any]] = []
-    if o.kind == "find_max_rate":
-        best = run.step_at_rate(o.max_rate_per_s)
+    if run.searched:
+        rates = o.kind == "find_max_rate"
+        best = run.step_at_load(o.max_rate_per_s if rates else o.max_concurrency)
         if best is not None and best.rps is not None:
-            lines.append((best.rps, f"{run.provider}: max rate {best.label}", (0, (4, 2))))
+            what = "max rate" if rates else "max concurrency"
+            lines.append((best.rps, f"{run.provider}: {what} {best.label}", (0, (4, 2))))
         low, high = o.bracket or (None, None)
-        lo_step, hi_step = run.step_at_rate(low), run.step_at_rate(high)
+        lo_step, hi_step = run.step_at_load(low), run.step_at_load(high)
         if lo_step is not None and hi_step is not None and lo_step.rps and hi_step.rps:
             for i, ax in enumerate(axes):
                 ax.axvspan(

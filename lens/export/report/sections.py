@@ -34,30 +34,42 @@ def _rate(value: float | None) -> str:
     return "?" if value is None else f"{value:g}/s"
 
 
+def _concurrency(value: float | None) -> str:
+    return "?" if value is None else f"c{value:g}"
+
+
+def _search_words(o: SweepOut) -> str:
+    """What a find_max_rate or find_max_concurrency sweep found, and how sure it is."""
+    rates = o.kind == "find_max_rate"
+    load, show = ("rate", _rate) if rates else ("concurrency", _concurrency)
+    best = o.max_rate_per_s if rates else o.max_concurrency
+    low, high = o.bracket or (None, None)
+    if o.cut_short:
+        return "cut short (budget or signal) before it found an answer"
+    if best is None:
+        return (
+            f"no {load} met every SLA: even the lowest tried, {show(high)}, failed "
+            "(the bracket is open below)"
+        )
+    if high is None:
+        return (
+            f"max {load} {show(best)}, but the bracket is open above: even the highest "
+            f"{load} tried passed, so the real limit may be higher"
+        )
+    return (
+        f"max {load} {show(best)}, the highest {load} meeting every SLA; the limit lies in "
+        f"the bracket [{show(low)}, {show(high)})"
+    )
+
+
 def sweep_words(run: SweepRun) -> str:
     """What the sweep found for one provider, in a sentence or two."""
     o = run.outcome
     if o is None:
         return f"{run.provider}: {len(run.steps)} fixed steps."
     head = f"{run.provider} ({o.kind}): "
-    if o.kind == "find_max_rate":
-        low, high = o.bracket or (None, None)
-        if o.max_rate_per_s is None:
-            found = (
-                f"no rate met every SLA: even the lowest tried, {_rate(high)}, failed "
-                "(the bracket is open below)"
-            )
-        elif high is None:
-            found = (
-                f"max rate {_rate(o.max_rate_per_s)}, but the bracket is open above: even the "
-                "highest rate tried passed, so the real limit may be higher"
-            )
-        else:
-            found = (
-                f"max rate {_rate(o.max_rate_per_s)}, the highest rate meeting every SLA; the "
-                f"limit lies in the bracket [{_rate(low)}, {_rate(high)})"
-            )
-        return f"{head}{found}, after {len(o.probes)} steps."
+    if run.searched:
+        return head + _search_words(o) + f", after {len(o.probes)} steps."
     if o.kind == "stop_when":
         stop = next((p for p in o.probes if p.held), None)
         if stop is None:
@@ -77,15 +89,9 @@ def sweep_words(run: SweepRun) -> str:
     )
 
 
-def _searched(o: SweepOut) -> bool:
-    """A sweep that searches for the most load meeting its SLAs (find_max_rate, and any
-    later find_max_* kind): its steps pass or fail."""
-    return o.kind.startswith("find_max")
-
-
-def _decision(step: SweepStep, o: SweepOut) -> str:
+def _decision(run: SweepRun, step: SweepStep, o: SweepOut) -> str:
     """What an adaptive sweep made of one of its steps."""
-    if _searched(o):
+    if run.searched:
         return "-" if step.held is None else ("pass" if step.held else "fail")
     if o.kind == "stop_when":
         return "stop condition held" if step.held else "continued"
@@ -139,7 +145,7 @@ def _sweep_table(runs: Sequence[SweepRun], verdicts: Sequence[VerdictOut]) -> st
             ]
             if adaptive:
                 row.append(
-                    "" if o is None else f"{_decision(st, o)}: {details.get(st.stage) or '-'}"
+                    "" if o is None else f"{_decision(run, st, o)}: {details.get(st.stage) or '-'}"
                 )
             rows.append([*row, _sla_result(judged), _verdict_words(judged)])
             classes.append(_sla_result(judged).replace(" ", "-"))

@@ -269,6 +269,24 @@ class SweepRun:
     def step_at_rate(self, rate: float | None) -> SweepStep | None:
         return next((s for s in self.steps if rate is not None and s.rate_per_s == rate), None)
 
+    def step_at_concurrency(self, concurrency: float | None) -> SweepStep | None:
+        return next(
+            (s for s in self.steps if concurrency is not None and s.concurrency == concurrency),
+            None,
+        )
+
+    @property
+    def searched(self) -> bool:
+        """A search for the most load meeting every SLA (find_max_rate, find_max_concurrency):
+        each step passed or failed."""
+        return self.outcome is not None and self.outcome.kind.startswith("find_max")
+
+    def step_at_load(self, load: float | None) -> SweepStep | None:
+        """The step set to ``load``: a concurrency in a find_max_concurrency, else a rate."""
+        if self.outcome is not None and self.outcome.kind == "find_max_concurrency":
+            return self.step_at_concurrency(load)
+        return self.step_at_rate(load)
+
 
 def step_label(rate_per_s: float | None, concurrency: int | None) -> str:
     if rate_per_s is not None:
