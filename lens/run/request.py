@@ -7,6 +7,7 @@ then the partial measurement is handed to the sink first (nothing measured is lo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import httpx
@@ -16,7 +17,7 @@ from lens.plan.model import PromptSpec
 from lens.providers.base import ProviderAdapter, StreamOutcome, estimate_tokens
 from lens.records import ErrorClass, RequestRecord, TokenSource
 from lens.run.clock import RunClock
-from lens.run.http11 import DISPATCH_HOOK
+from lens.run.http11 import DISPATCH_HOOK, STALE_HOOK
 
 MAX_ERROR_BODY = 16 * 1024
 
@@ -57,6 +58,23 @@ async def execute_request(
         t_dispatch = now()
 
     request.extensions[DISPATCH_HOOK] = on_dispatch
+
+    # A stale keep-alive connection: the transport re-sends once and calls on_dispatch
+    # again; the record keeps the time lost (lens.records.RequestRecord.stale_*).
+    stale_from: int | None = None
+
+    def on_stale(reason: str) -> None:
+        nonlocal stale_from
+        if stale_from is None:
+            stale_from = t_dispatch
+
+    def emit_marked(rec: RequestRecord) -> None:
+        if stale_from is not None:
+            lost = rec.t_dispatch - stale_from
+            rec = dataclasses.replace(rec, stale_connection=True, stale_lost_ns=lost)
+        emit(rec)
+
+    request.extensions[STALE_HOOK] = on_stale
     try:
         with trio.move_on_after(timeout_s) as deadline:
             try:
@@ -110,7 +128,7 @@ async def execute_request(
             error = (ErrorClass.CANCELLED, "run interrupted while the request was in flight")
             if status == 200 and outcome is None:
                 outcome = decoder.finish(t_end, eof=False)
-        emit(
+        emit_marked(
             _record(
                 prompt,
                 stage=stage,
