@@ -4,9 +4,12 @@ delay).  Everything binds 127.0.0.1; nothing leaves the machine."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -233,3 +236,46 @@ def _origin_form(head: bytes) -> bytes:
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     kept = [f for f in fields.split(b"\r\n") if not f.lower().startswith(b"proxy-authorization")]
     return b" ".join((method, path.encode(), version)) + b"\r\n" + b"\r\n".join(kept)
+
+
+class ThreadedTlsOrigin:
+    """A blocking stdlib-ssl origin in a thread: unlike trio's SSLStream, OpenSSL here
+    writes its alerts (certificate required, unknown CA) to the socket before closing, as
+    real servers do.  Answers each request with 200 ``ok``; ``close()`` stops it."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._ctx = ctx
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, host: str = "localhost") -> str:
+        return f"https://{host}:{self.port}/"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with raw:
+                raw.settimeout(5)
+                tls = self._ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+                try:
+                    tls.do_handshake()
+                    if tls.recv(65536):
+                        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                except (OSError, ssl.SSLError):
+                    # The alert is out; closing at once would race the client's request
+                    # (its write would meet a reset before it reads the alert).
+                    time.sleep(0.2)
+                finally:
+                    tls.close()
+
+    def close(self) -> None:
+        # shutdown() wakes the thread's accept() on Linux; close() alone would not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(5)

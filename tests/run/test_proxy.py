@@ -129,7 +129,7 @@ async def test_plain_http_407_is_a_connect_error(nursery: trio.Nursery) -> None:
     origin = await start_origin(nursery, answer_ok)
     proxy = await start_proxy(nursery, require_auth=b"Basic eDp5")
     transport = LeanHTTP11Transport(proxy=via(proxy.url))
-    with pytest.raises(httpx.ConnectError, match="proxy answered http://127.0.0.1:.* with 407"):
+    with pytest.raises(httpx.ConnectError, match=r"proxy answered http://127\.0\.0\.1:.* with 407"):
         await get(transport, origin.url())
     assert origin.accepts == 0
 
@@ -161,7 +161,8 @@ async def test_no_proxy_goes_direct(nursery: trio.Nursery) -> None:
     transport = LeanHTTP11Transport(proxy=rules)
     assert await get(transport, origin.url()) == (200, b"ok")
     await transport.aclose()
-    assert proxy.forwarded == [] and proxy.connects == []
+    assert proxy.forwarded == []
+    assert proxy.connects == []
     rules = ProxyRules.from_env({"HTTP_PROXY": proxy.url, "NO_PROXY": "example.com"})
     transport = LeanHTTP11Transport(proxy=rules)
     assert await get(transport, origin.url()) == (200, b"ok")
@@ -201,7 +202,8 @@ async def ttft(transport: LeanHTTP11Transport, url: str) -> tuple[float, float]:
         if first is None:
             first = trio.current_time()
     await response.aclose()
-    assert first is not None and len(stamps) == 1
+    assert first is not None
+    assert len(stamps) == 1
     return first - stamps[0], stamps[0] - t_call
 
 
@@ -236,7 +238,8 @@ async def test_proxy_keeps_ttft_honest(
     # The first request through the proxy paid connect + CONNECT + TLS before dispatch.
     fresh = LeanHTTP11Transport(ssl_context=client_ctx, proxy=via(proxy.url))
     first_ttft, setup = await ttft(fresh, tls.url("localhost"))
-    assert setup > 0 and abs(first_ttft - figures["https"][0]) < 0.02
+    assert setup > 0
+    assert abs(first_ttft - figures["https"][0]) < 0.02
     for t in (direct, proxied, delayed, fresh):
         await t.aclose()
 

@@ -97,13 +97,16 @@ def test_environment_proxies_with_precedence_and_no_proxy() -> None:
         "NO_PROXY": "localhost",
     }
     spec = plan_of(hosted(), env).providers["p"]
-    assert spec.proxy is not None and spec.proxy.mode == "env"
+    assert spec.proxy is not None
+    assert spec.proxy.mode == "env"
     ((name, url),) = spec.proxy.env
     assert name == "HTTPS_PROXY"
     assert url.reveal() == "http://user:secret@lower:3128"
     rules = spec.proxy.rules()
     chosen = rules.for_origin("https", "api.example.com", 443)
-    assert chosen is not None and chosen.host == "lower" and chosen.password == "secret"
+    assert chosen is not None
+    assert chosen.host == "lower"
+    assert chosen.password == "secret"
     assert rules.for_origin("https", "localhost", 443) is None
 
 
@@ -114,7 +117,8 @@ def test_all_proxy_is_the_fallback_and_http_proxy_is_for_http_only() -> None:
     assert spec.proxy.env[0][0] == "ALL_PROXY"
     http = HOSTED.replace("https://api", "http://api")
     spec = plan_of(hosted(block=http), env).providers["p"]
-    assert spec.proxy is not None and spec.proxy.env[0][0] == "HTTP_PROXY"
+    assert spec.proxy is not None
+    assert spec.proxy.env[0][0] == "HTTP_PROXY"
     assert plan_of(hosted(), {}).providers["p"].proxy is None
 
 
@@ -138,9 +142,11 @@ def test_plan_json_shows_proxies_masked_and_tls(tmp_path: Path) -> None:
     doc = plan_to_dict(plan)
     net = doc["providers"][0]["network"]
     assert net["proxy"] == {"url": "http://bob:***@proxy.corp:3128", "source": "scenario"}
-    assert net["tls"] == {"verify": True, "ca": "tls.ca_bundle", "ca_file": str(tmp_path / "ca.pem")}
+    ca_file = str(tmp_path / "ca.pem")
+    assert net["tls"] == {"verify": True, "ca": "tls.ca_bundle", "ca_file": ca_file}
     assert net["keep_alive"] is True
-    assert "hunter2" not in repr(plan) and "hunter2" not in str(doc)
+    assert "hunter2" not in repr(plan)
+    assert "hunter2" not in str(doc)
     env = {"https_proxy": "http://bob:hunter2@proxy.corp:3128", "NO_PROXY": "10.0.0.0/8"}
     doc = plan_to_dict(plan_of(hosted(), env))
     assert doc["providers"][0]["network"]["proxy"] == {
@@ -184,8 +190,9 @@ def test_ssl_cert_file_and_dir_from_the_environment(tmp_path: Path) -> None:
     # A provider's own ca_bundle wins.
     (tmp_path / "mine.pem").write_text("x")
     spec = plan_of(hosted("    tls: {ca_bundle: mine.pem}\n"), env, tmp_path).providers["p"]
-    assert spec.tls.ca_file == str(tmp_path / "mine.pem") and spec.tls.ca_dir is None
-    with pytest.raises(PlanError, match="SSL_CERT_FILE=/nowhere.pem do not exist"):
+    assert spec.tls.ca_file == str(tmp_path / "mine.pem")
+    assert spec.tls.ca_dir is None
+    with pytest.raises(PlanError, match=r"SSL_CERT_FILE=/nowhere\.pem do not exist"):
         plan_of(hosted(), {"SSL_CERT_FILE": "/nowhere.pem"})
 
 
