@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_client, bench_sketch
+from bench import bench_client, bench_reference, bench_sketch
 
 
 def main() -> int:
@@ -14,7 +14,12 @@ def main() -> int:
     emit("== sketch insert cost (us per value)")
     for label, us in bench_sketch.run():
         emit(f"{label:<48} {us:8.3f}")
-    sections = [bench_client.streaming, bench_client.absorption, bench_client.pacing]
+    sections = [
+        bench_reference.versus_reference,
+        bench_client.streaming,
+        bench_client.absorption,
+        bench_client.pacing,
+    ]
     for section in sections:
         emit("")
         section(emit)

@@ -4,8 +4,14 @@
 assemble results) → write → export; this module adds only what concerns the terminal.
 Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
 input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
-interrupted before anything ran.  ``lens recommend`` exits 0 when some provider is
-eligible, 1 when none is, 2 on invalid input.
+interrupted before anything ran, 5 lens itself failed (every code is in lens.exitcodes).
+``lens recommend`` exits 0 when some provider is eligible, 1 when none is, 2 on invalid
+input.
+
+``main`` is the process's one error boundary: an unexpected exception anywhere prints one
+line (what failed, and the file holding the full traceback, secrets redacted) and exits 5,
+after ``lens run`` has written what it measured.  Every text printed passes through the
+run's ``Redactor`` (lens.redact).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -22,12 +31,13 @@ from tabulate import tabulate
 
 from lens import exitcodes
 from lens._version import __version__
-from lens.errors import InputError, LensError, Problem
+from lens.errors import InputError, LensError, Problem, describe, innermost
 from lens.export.plan_view import plan_text, usd
-from lens.export.registry import export_all
+from lens.export.registry import EXPORTERS, export_all
 from lens.export.reload import rejudge, summary_from_out, verdict_from_out
 from lens.export.report import write_html
 from lens.export.results import (
+    RecordsLog,
     Results,
     load_results,
     recommendation_out,
@@ -43,40 +53,58 @@ from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, SlaSpec
 from lens.pricing import PricingCatalog
+from lens.redact import Redactor
 from lens.scenario import load_scenario
 from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.sim.server import main as sim_main
-from lens.targets import ExportTarget, TargetError, parse_target
+from lens.targets import ExportTarget, TargetError, parse_target, secrets_of
 
 EXIT_SLA_FAILED = exitcodes.SLA_FAILED
 EXIT_INPUT = exitcodes.INPUT
 EXIT_EXPORT = exitcodes.EXPORT_FAILED
 
 
-def load_plan(path: str) -> Plan:
-    return compile_plan(load_scenario(path), source=path)
+def load_plan(path: str, *, allow_files_outside: bool = False) -> Plan:
+    scenario = load_scenario(path, allow_files_outside=allow_files_outside)
+    return compile_plan(scenario, source=path)
+
+
+def _redactor(args: argparse.Namespace, plan: Plan) -> Redactor:
+    """The plan's redactor, also kept on ``args`` for the process's error boundary."""
+    redact = Redactor.for_plan(plan, os.environ)
+    args.redactor = redact
+    return redact
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     worst = 0
     for path in args.files:
         try:
-            plan = load_plan(path)
+            plan = load_plan(path, allow_files_outside=args.allow_files_outside)
         except InputError as exc:
-            _print_problems(exc, sys.stderr)
+            _print_problems(exc, sys.stderr, args.redactor)
             worst = EXIT_INPUT
         else:
             units = len(plan.stages)
-            print(f"{path}: ok ({len(plan.providers)} providers, {units} stage runs)")
+            print(
+                f"{path}: ok ({_count(len(plan.providers), 'provider')}, "
+                f"{_count(units, 'stage run')})"
+            )
     return worst
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file)
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
+    redact = _redactor(args, plan)
     doc = plan_to_dict(plan, arrivals=args.json)
     doc["cost_estimate"] = estimate_to_dict(plan)
+    doc = redact.tree(doc)
     if args.json:
         print(json.dumps(doc, indent=1))
         return 0
@@ -102,29 +130,57 @@ def cli_targets(specs: Sequence[str], flag: str) -> list[ExportTarget]:
     return targets
 
 
-def _export(results: Results, targets: Sequence[ExportTarget]) -> int:
+def _export(
+    results: Results, targets: Sequence[ExportTarget], redact: Redactor | None = None
+) -> int:
     """Exit code after exporting: the results' own, or 4 for a failed export unless an SLA
     failed (that is the news a CI job needs first)."""
     failures = export_all(results, targets)
     for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
+        print(f"error: {(redact or Redactor())(str(failure))}", file=sys.stderr)
     if failures and results.exit_code != EXIT_SLA_FAILED:
         return EXIT_EXPORT
     return results.exit_code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file)
-    targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports]
-    targets += cli_targets(args.export, "--export")
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
+    redact = _redactor(args, plan)
+    flagged = cli_targets(args.export, "--export")
+    if flagged:
+        redact = args.redactor = redact.with_secrets(
+            (secret, "--export destination") for t in flagged for secret in secrets_of(t.dest)
+        )
+    targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports] + flagged
+    for what in redact.skipped:
+        print(
+            f"warning: {what} is shorter than 4 characters: it is not redacted from output",
+            file=sys.stderr,
+        )
     for warning in plan.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {redact(warning)}", file=sys.stderr)
     progress = None if args.quiet else sys.stderr
-    report = run_plan(plan, progress_out=progress, tty=sys.stderr.isatty())
+    # --records is written as requests finish, so a killed run leaves every finished one.
+    log = _records_log(Path(args.records), plan) if args.records else None
+    try:
+        report = run_plan(
+            plan,
+            progress_out=progress,
+            tty=sys.stderr.isatty(),
+            on_record=None if log is None else log.write,
+            redactor=redact,
+        )
+    finally:
+        if log is not None:
+            log.close()
     results, outcome, budget = report.results, report.outcome, report.budget
+    if report.failure is not None:
+        # lens failed after measuring: write what was measured, then the boundary says so.
+        _write_files(results, args)
+        raise report.failure
     if results.integrity is not None:
         for warning in results.integrity.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"warning: {redact(warning)}", file=sys.stderr)
     _write_outputs(results, args)
     if budget is not None and budget.exhausted:
         sent = sum(w.started for w in outcome.windows)
@@ -139,19 +195,39 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"({len(outcome.records)} requests measured)",
             file=sys.stderr,
         )
-    return _export(results, targets)
+    return _export(results, targets, redact)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export's own exit code: 0 exported, 4 an export failed, 2 bad input.  The saved
+    run's SLA result is a different question; ``--exit-code-from-results`` repeats it
+    (with 4 still winning over a pass, and 1 over a failed export, as ``lens run``)."""
     targets = cli_targets(args.to, "--to")
-    return _export(load_results(Path(args.results)), targets)
+    results = load_results(Path(args.results))
+    if args.exit_code_from_results:
+        return _export(results, targets)
+    failures = export_all(results, targets)
+    for failure in failures:
+        print(f"error: {Redactor()(str(failure))}", file=sys.stderr)
+    return EXIT_EXPORT if failures else exitcodes.OK
 
 
-def _write_outputs(results: Results, args: argparse.Namespace) -> None:
+def _records_log(path: Path, plan: Plan) -> RecordsLog:
+    try:
+        return RecordsLog(path, plan)
+    except OSError as exc:
+        raise InputError(f"--records {path}: cannot write there: {describe(exc)}") from exc
+
+
+def _write_files(results: Results, args: argparse.Namespace) -> None:
     if args.output:
         write_results(results, Path(args.output))
     if args.records:
         write_records_jsonl(results, Path(args.records))
+
+
+def _write_outputs(results: Results, args: argparse.Namespace) -> None:
+    _write_files(results, args)
     if args.format == "json":
         sys.stdout.write(results.model_dump_json(indent=1) + "\n")
     elif args.format == "markdown":
@@ -265,6 +341,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0 if rec.best is not None else 1
 
 
+_KINDS = ", ".join(f"{kind}=" for kind in EXPORTERS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lens", description="Measure how fast and how costly LLM APIs really are."
@@ -274,11 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate scenario files (exit 0 ok, 2 invalid)")
     v.add_argument("files", nargs="+", metavar="FILE")
+    _files_outside_flag(v)
     v.set_defaults(func=cmd_validate)
 
     pl = sub.add_parser("plan", help="show the resolved execution plan; nothing is sent")
     pl.add_argument("file", metavar="FILE")
     pl.add_argument("--json", action="store_true", help="the plan as JSON, every arrival listed")
+    _files_outside_flag(pl)
     pl.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("run", help="run a scenario and judge its SLAs")
@@ -292,13 +373,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KIND=DEST",
-        help="also export to DEST (repeatable): csv=, prometheus=, influx=, junit=, markdown=",
+        help=f"also export to DEST (repeatable): {_KINDS}",
     )
+    _files_outside_flag(r)
     r.set_defaults(func=cmd_run)
 
-    e = sub.add_parser("export", help="export a saved results file (exit 4 if an export fails)")
+    e = sub.add_parser(
+        "export",
+        help="export a saved results file (exit 0 exported, 4 an export failed, 2 bad input)",
+    )
     e.add_argument("results", metavar="RESULTS.json")
-    e.add_argument("--to", action="append", required=True, metavar="KIND=DEST", help="repeatable")
+    e.add_argument(
+        "--to", action="append", required=True, metavar="KIND=DEST", help=f"repeatable: {_KINDS}"
+    )
+    e.add_argument(
+        "--exit-code-from-results",
+        action="store_true",
+        help="exit with the saved run's SLA result (as lens run would) instead of export's own",
+    )
     e.set_defaults(func=cmd_export)
 
     rp = sub.add_parser("report", help="draw a self-contained HTML report of a results file")
@@ -342,9 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_problems(exc: InputError, out: TextIO) -> None:
+def _files_outside_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-files-outside",
+        action="store_true",
+        help="let file: prompts read files outside the scenario's folder (trusted scenarios)",
+    )
+
+
+def _print_problems(exc: InputError, out: TextIO, redact: Redactor) -> None:
     for problem in exc.problems:
-        print(f"error: {problem}", file=out)
+        print(f"error: {redact(str(problem))}", file=out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,18 +453,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The simulator owns its flags (and its --help); argparse would claim them.
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
+    # Until a command knows the plan's secrets, URLs and echoed credential headers are
+    # still masked.
+    args.redactor = Redactor()
     try:
         code: int = args.func(args)
     except InputError as exc:
-        _print_problems(exc, sys.stderr)
+        _print_problems(exc, sys.stderr, args.redactor)
         return EXIT_INPUT
     except LensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {args.redactor(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return exitcodes.INTERRUPTED
+    except Exception as exc:
+        return _lens_failed(exc, args)
     return code
+
+
+def _lens_failed(exc: Exception, args: argparse.Namespace) -> int:
+    """The process's boundary: one line on stderr, the traceback in a file, exit 5."""
+    leaf = innermost(exc)
+    if isinstance(leaf, InputError):  # lens's own errors, raised where a group wrapped them
+        _print_problems(leaf, sys.stderr, args.redactor)
+        return EXIT_INPUT
+    if isinstance(leaf, LensError):
+        print(f"error: {args.redactor(str(leaf))}", file=sys.stderr)
+        return EXIT_INPUT
+    redact: Redactor = args.redactor
+    text = redact("".join(traceback.format_exception(exc)))
+    try:
+        where = str(_write_traceback(text, getattr(args, "output", None)))
+    except OSError as err:
+        where = f"nowhere (it could not be written: {describe(err)})"
+    print(f"lens failed: {redact(describe(leaf))} — full traceback in {where}", file=sys.stderr)
+    return exitcodes.LENS_FAILED
+
+
+def _write_traceback(text: str, results_path: str | None) -> Path:
+    """Next to the results file when there is one, else in the temporary directory;
+    readable by its owner only (it may quote scenario values)."""
+    prefix = f"lens-failure-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-"
+    try:
+        folder = Path(results_path).parent if results_path else None
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".txt", dir=folder)
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(name)
 
 
 if __name__ == "__main__":  # pragma: no cover

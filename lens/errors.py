@@ -36,6 +36,23 @@ class Problem:
         return f"{where}{field}{self.message}"
 
 
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """``ExcType: message`` on one line, with at most about ``limit`` characters of message:
+    how records and the one-line failure report name an exception."""
+    text = " ".join(str(exc)[: limit + 1].split())
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def innermost(exc: BaseException) -> BaseException:
+    """The exception a group of one wraps (trio nurseries wrap what their tasks raise)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class LensError(Exception):
     """Base of every error lens raises on purpose."""
 

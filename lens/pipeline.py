@@ -4,15 +4,22 @@ Each step is a small function, and ``run_plan`` reads as their list: guard the b
 watch the harness, execute (adaptive sweeps choosing their steps as they go), summarise,
 judge, assemble results.  The CLI adds only what is about the terminal: warnings,
 writing files, exporting, exit codes.
+
+lens failing (a bug) after measuring started never loses the measurement: the run stops,
+and the report carries the failure next to results built from what was measured (in full
+if summarising still works, else ``salvage_results``: every record, no summaries).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
 
-from lens.export.results import Results, build_results
+from lens import exitcodes
+from lens.errors import describe, innermost
+from lens.export.results import Results, build_results, salvage_results
 from lens.metrics.cost import record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
@@ -20,6 +27,7 @@ from lens.metrics.summary import Summary, SummaryBuilder
 from lens.metrics.sweeps import SweepOutcome, distrust_sweeps
 from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.records import Phase, RequestRecord
+from lens.redact import Redactor
 from lens.run.budget import BudgetGuard
 from lens.run.harness import HarnessLimits, HarnessMonitor
 from lens.run.session import RunOutcome, run_blocking
@@ -32,30 +40,75 @@ class RunReport:
     results: Results
     outcome: RunOutcome
     budget: BudgetGuard | None  # None: the scenario set no budget
+    # lens itself failed after measuring started: ``results`` hold what was measured, and
+    # the CLI reports this (exit 5) once they are written.
+    failure: BaseException | None = None
 
 
-def run_plan(plan: Plan, *, progress_out: TextIO | None = None, tty: bool = False) -> RunReport:
+def run_plan(
+    plan: Plan,
+    *,
+    progress_out: TextIO | None = None,
+    tty: bool = False,
+    on_record: Callable[[RequestRecord], None] | None = None,
+    redactor: Redactor | None = None,
+) -> RunReport:
+    """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes."""
+    redact = redactor if redactor is not None else Redactor.for_plan(plan)
     budget = budget_guard(plan)
     harness = harness_monitor(plan)
     sweeps = SweepDriver(plan)
-    with live_providers(plan) as providers:
-        outcome = run_blocking(
+
+    def record(rec: RequestRecord) -> None:
+        sweeps.record(rec)
+        if on_record is not None:
+            on_record(rec)
+
+    outcome: RunOutcome | None = None
+    failure: BaseException | None = None
+    try:
+        with live_providers(plan) as providers:
+            outcome = run_blocking(
+                plan,
+                providers,
+                progress_out=progress_out,
+                tty=tty,
+                budget=budget,
+                harness=harness,
+                drive=sweeps.drive,
+                on_record=record,
+                redactor=redact,
+            )
+    except Exception as exc:
+        if outcome is None:
+            raise  # nothing was measured: the CLI's boundary reports it
+        failure = exc  # stopping the simulators failed, after the run: keep the run
+    failure = failure or outcome.failure
+    try:
+        slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its steps
+        summaries, phase_summaries = summarise(plan, outcome, slas)
+        verdicts = judge_run(slas, summaries, outcome)
+        results = build_results(
             plan,
-            providers,
-            progress_out=progress_out,
-            tty=tty,
-            budget=budget,
-            harness=harness,
-            drive=sweeps.drive,
-            on_record=sweeps.record,
+            outcome,
+            summaries,
+            verdicts,
+            phase_summaries,
+            sweeps=judge_sweeps(sweeps, outcome),
+            redactor=redact,
         )
-    slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its run-time steps
-    summaries, phase_summaries = summarise(plan, outcome, slas)
-    verdicts = judge_run(slas, summaries, outcome)
-    results = build_results(
-        plan, outcome, summaries, verdicts, phase_summaries, sweeps=judge_sweeps(sweeps, outcome)
-    )
-    return RunReport(results, outcome, budget)
+        if failure is not None and results.failure is None:
+            # The run itself ended; lens failed after it (stopping a simulator).
+            results = results.model_copy(
+                update={
+                    "failure": redact(describe(innermost(failure))),
+                    "exit_code": exitcodes.LENS_FAILED,
+                }
+            )
+    except Exception as exc:
+        failure = failure or exc
+        results = salvage_results(plan, outcome, failure, redact)
+    return RunReport(results, outcome, budget, failure)
 
 
 def budget_guard(plan: Plan) -> BudgetGuard | None:

@@ -12,11 +12,8 @@ from pathlib import Path
 
 from lens.export.results import Results, VerdictOut
 from lens.export.sink import write_atomic
+from lens.metrics.judge import measured_text
 from lens.targets import ExportTarget
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
 
 
 def _testcase(results: Results, v: VerdictOut) -> ET.Element:
@@ -30,7 +27,8 @@ def _testcase(results: Results, v: VerdictOut) -> ET.Element:
     if v.outcome == "fail":
         failure = ET.SubElement(case, "failure", message=v.reason, type="SLAFailure")
         failure.text = (
-            f"measured {v.label} = {_num(v.value)}; threshold {v.op} {_num(v.threshold)}; "
+            f"measured {v.label} = {measured_text(v.label, v.value)}; threshold {v.op} "
+            f"{measured_text(v.label, v.threshold)}; "
             f"n = {v.n}; assertion at {v.where or 'unknown'}"
         )
     elif v.outcome == "inconclusive":

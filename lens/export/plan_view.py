@@ -1,6 +1,8 @@
 """``lens plan`` as text: the plan's stages, their load and phases, the cost bound, the
-budget and what adaptive sweeps leave to run time.  It reads the plan as plain data
-(``plan_to_dict`` plus the cost estimate), the same document ``lens plan --json`` prints."""
+budget, what adaptive sweeps leave to run time, the environment variables the scenario reads
+(names only), extra headers (secret values masked) and the response size limits.  It reads
+the plan as plain data (``plan_to_dict`` plus the cost estimate), the same document
+``lens plan --json`` prints."""
 
 from __future__ import annotations
 
@@ -36,7 +38,6 @@ def plan_text(doc: dict[str, object]) -> str:
             sched = f"{s['concurrency']} in flight"
         elif "idle_gaps_s" in s:
             sched = "probes after idle " + ", ".join(f"{g:g}s" for g in s["idle_gaps_s"])
-        exp = s["expected_duration_s"]
         rows.append(
             [
                 s["stage"],
@@ -46,7 +47,7 @@ def plan_text(doc: dict[str, object]) -> str:
                 sched,
                 _load_text(s, ranges),
                 gaps,
-                "-" if exp is None else f"{exp:.1f}s",
+                _duration_cell(s),
                 usd(cost["usd"]),
                 ", ".join(s["prompts"]),
             ]
@@ -55,12 +56,12 @@ def plan_text(doc: dict[str, object]) -> str:
         "stage", "provider", "pattern", "requests", "schedule", "load", "gaps", "expected",
         "cost <=", "prompts",
     ]  # fmt: skip
-    total = doc["expected_duration_s"]
     lines = [
         f"plan: {doc['scenario']} ({doc['source']})",
         tabulate(rows, headers=headers, disable_numparse=True),
         f"total requests: {doc['total_requests'] if doc['total_requests'] is not None else '?'}"
-        f"; expected duration: {'?' if total is None else f'{total:.1f}s'}",
+        f"; {_total_duration_text(doc)}",
+        *_duration_bases(stages),
     ]
     if estimate["total_usd"] is not None:
         partial = "" if estimate["complete"] else " for the priced stages"
@@ -84,11 +85,91 @@ def plan_text(doc: dict[str, object]) -> str:
     assert isinstance(slas, list)
     if slas:
         lines.append("SLA: " + "; ".join(s["assert"] for s in slas))
+    lines.extend(_config_text(doc))
     warnings = doc["warnings"]
     assert isinstance(warnings, list)
     lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s"
+
+
+def _duration_cell(s: dict[str, Any]) -> str:
+    """What the unit should take, else at most what its timeouts allow, else ``-``."""
+    if s["expected_duration_s"] is not None:
+        return _seconds(s["expected_duration_s"])
+    if s.get("max_duration_s") is not None:
+        return f"<= {_seconds(s['max_duration_s'])}"
+    return "-"
+
+
+def _total_duration_text(doc: dict[str, Any]) -> str:
+    total, bound = doc["expected_duration_s"], doc.get("max_duration_s")
+    text = f"expected duration: {'?' if total is None else _seconds(total)}"
+    if bound is not None and (total is None or bound > total):
+        text += f", at most {_seconds(bound)} (every request to its timeout)"
+    if doc.get("durations_exclude_run_time_steps"):
+        text += "; plus the steps adaptive sweeps choose at run time"
+    return text
+
+
+def _duration_bases(stages: list[dict[str, Any]]) -> list[str]:
+    """Each assumption behind the expected column once, with the units it applies to (a
+    sweep's steps by the sweep's id)."""
+    units: dict[str, list[str]] = {}
+    for s in stages:
+        basis = s.get("duration_basis")
+        if basis is None:
+            continue
+        step = s.get("sweep")
+        name = f"{step['id']} steps" if step is not None else s["stage"]
+        names = units.setdefault(basis, [])
+        if f"{name}/{s['provider']}" not in names:
+            names.append(f"{name}/{s['provider']}")
+    if not units:
+        return []
+    return ["expected durations (else '<=': at most, every request to its timeout):"] + [
+        f"  {', '.join(names)}: {basis}" for basis, names in units.items()
+    ]
+
+
+def size_text(size: int) -> str:
+    """Bytes for people: ``1MiB``, ``64MiB``, ``1500B``."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
+def _config_text(doc: dict[str, Any]) -> list[str]:
+    """What the scenario takes from outside, and the caps it sets: one line each."""
+    lines = []
+    reads = doc["environment"]
+    if reads:
+        fields: dict[str, list[str]] = {}
+        for read in reads:
+            where = read["field"] + (" (default)" if read["default"] else "")
+            fields.setdefault(read["variable"], []).append(where)
+        lines.append(
+            "environment: "
+            + "; ".join(f"{name} -> {', '.join(where)}" for name, where in fields.items())
+        )
+    else:
+        lines.append("environment: none read")
+    for provider in doc["providers"]:
+        headers = provider.get("headers")
+        if headers:
+            shown = ", ".join(f"{name}: {value}" for name, value in headers.items())
+            lines.append(f"headers of {provider['id']}: {shown}")
+    limits = doc["limits"]
+    lines.append(
+        f"limits: events up to {size_text(limits['max_event_bytes'])}, responses up to "
+        f"{size_text(limits['max_response_bytes'])}"
+    )
+    return lines
 
 
 def _adaptive_text(sweep: dict[str, Any]) -> str:
@@ -105,6 +186,16 @@ def _adaptive_text(sweep: dict[str, Any]) -> str:
         return (
             f"sweep {sweep['id']}: searches {sweep['rate_from_per_s']:g}-"
             f"{sweep['rate_to_per_s']:g}/s for the highest rate meeting "
+            f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
+            "bounds, the steps between them are decided at run time"
+        )
+    if sweep["kind"] == "find_max_concurrency":
+        precision = sweep["precision"]
+        bounds = ["down to neighbours" if precision == 1 else f"precision {precision}"]
+        bounds += [f"at most {sweep['max_steps']} steps"] if "max_steps" in sweep else []
+        return (
+            f"sweep {sweep['id']}: searches {sweep['concurrency_from']}-"
+            f"{sweep['concurrency_to']} in flight for the highest concurrency meeting "
             f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
             "bounds, the steps between them are decided at run time"
         )

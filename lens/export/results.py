@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lens import exitcodes
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
-from lens.errors import InputError, Problem
+from lens.errors import InputError, Problem, describe, innermost
 from lens.metrics.cost import StageCost, gpu_share, record_cost
 from lens.metrics.idle import IdleProbes, idle_probes
-from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
+from lens.metrics.integrity import cold_flags, cold_start, compared_with, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
@@ -39,8 +39,9 @@ from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, ProviderSpec
 from lens.pricing import GpuHourRate
 from lens.records import RequestRecord
+from lens.redact import Redactor
 from lens.run.executor import StageWindow
-from lens.run.session import RunOutcome
+from lens.run.session import LENS_FAILED_STOP, RunOutcome
 
 SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
 SCHEMA_ID = "https://lens.dev/schemas/results-v1.json"
@@ -326,6 +327,20 @@ class ColdStartOut(_Frozen):
     ratio: float | None
     penalty_ms: float | None
     significant: bool
+    warm_stage: str | None = Field(
+        None,
+        description="the stage whose warm requests the cold ones are compared with: their "
+        "own if it has enough, else the least loaded one (fewest requests in flight)",
+    )
+    warm_in_flight: float | None = Field(
+        None, description="mean requests in flight in warm_stage (sum of durations / span)"
+    )
+    same_stage: bool = Field(False, description="warm_stage is the cold requests' own stage")
+
+    def compared_with(self) -> str:
+        return compared_with(
+            self.warm_stage, self.warm_requests, self.warm_in_flight, self.same_stage
+        )
 
 
 class IdleProbeOut(_Frozen):
@@ -362,7 +377,7 @@ class SweepStepOut(_Frozen):
     step: int = Field(description="0-based position of the step in the sweep")
     steps: int | None = Field(
         description="steps in the sweep; null when they are decided at run time "
-        "(find_max_rate, auto)"
+        "(find_max_rate, find_max_concurrency, auto)"
     )
     rate_per_s: float | None = Field(description="the step's arrival rate (open loop)")
     concurrency: int | None = Field(description="the step's concurrency (closed loop)")
@@ -389,29 +404,36 @@ class SweepProbeOut(_Frozen):
     rate_per_s: float | None
     concurrency: int | None
     held: bool = Field(
-        description="find_max_rate: the step met every SLA; stop_when: the stop condition "
-        "held; auto: always false"
+        description="find_max_rate, find_max_concurrency: the step met every SLA; stop_when: "
+        "the stop condition held; auto: always false"
     )
     rps: float | None = Field(description="successful requests per second of the step")
     detail: str = Field(description="the verdicts behind 'held'")
 
 
 class SweepOut(_Frozen):
-    """What an adaptive sweep (stop_when, find_max_rate, auto) found, per provider."""
+    """What an adaptive sweep (stop_when, find_max_rate, find_max_concurrency, auto) found,
+    per provider."""
 
     id: str = Field(description="id of the sweep stage")
     provider: str
-    kind: Literal["stop_when", "find_max_rate", "auto"]
+    kind: Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
     reason: str = Field(description="why the sweep ended, in words")
     probes: list[SweepProbeOut] = Field(description="the steps that ran, in order")
     not_run: list[str] = Field(description="stop_when: planned steps skipped after the stop")
     max_rate_per_s: float | None = Field(
         None, description="find_max_rate: the highest rate meeting every SLA (null: none did)"
     )
-    bracket: tuple[float | None, float | None] | None = Field(
+    max_concurrency: int | None = Field(
         None,
-        description="find_max_rate: [highest passing, lowest failing] rate; a null end is "
-        "open (even the lowest failed, or even the highest passed)",
+        description="find_max_concurrency: the highest concurrency meeting every SLA (null: "
+        "none did)",
+    )
+    bracket: tuple[int | float | None, int | float | None] | None = Field(
+        None,
+        description="find_max_rate: [highest passing, lowest failing] rate; "
+        "find_max_concurrency: the same concurrencies; a null end is open (even the lowest "
+        "failed, or even the highest passed)",
     )
     sync_rps: float | None = Field(None, description="auto: throughput one request at a time")
     saturated_rps: float | None = Field(None, description="auto: throughput at saturation")
@@ -436,7 +458,14 @@ class Results(_Frozen):
     scenario: str
     partial: bool = Field(description="true when the run was interrupted before its end")
     interrupted_by: str | None
-    exit_code: int = Field(description="0 pass, 1 SLA failed, 3 only inconclusive")
+    exit_code: int = Field(
+        description="0 pass, 1 SLA failed, 3 only inconclusive (or partial), 5 lens failed"
+    )
+    failure: str | None = Field(
+        None,
+        description="lens itself failed (exit 5): the exception, secrets redacted; the run "
+        "is partial and holds what was measured until then",
+    )
     environment: Environment
     plan: dict[str, Any]
     stages: list[StageWindowOut]
@@ -456,7 +485,8 @@ class Results(_Frozen):
     )
     sweeps: list[SweepOut] = Field(
         default_factory=list,
-        description="adaptive sweeps (stop_when, find_max_rate, auto) and what they found",
+        description="adaptive sweeps (stop_when, find_max_rate, find_max_concurrency, auto) "
+        "and what they found",
     )
     records: list[RecordOut]
 
@@ -560,7 +590,7 @@ def run_exit_code(verdicts: Sequence[Verdict], *, partial: bool) -> int:
     return exitcodes.INCONCLUSIVE if partial and code == exitcodes.OK else code
 
 
-def environment(outcome: RunOutcome) -> Environment:
+def environment(outcome: RunOutcome, redact: Redactor | None = None) -> Environment:
     finished = outcome.started_at + timedelta(seconds=outcome.duration_s)
     return Environment(
         lens_version=__version__,
@@ -573,7 +603,8 @@ def environment(outcome: RunOutcome) -> Environment:
         started_at=outcome.started_at.isoformat(),
         finished_at=finished.isoformat(),
         clock="trio.current_time (time.perf_counter, monotonic)",
-        argv=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        # Flags may carry credentials (--export influx=http://...?token=...).
+        argv=(redact or Redactor()).tree([Path(sys.argv[0]).name, *sys.argv[1:]]),
     )
 
 
@@ -584,7 +615,11 @@ def build_results(
     verdicts: Sequence[Verdict],
     phase_summaries: Sequence[Summary] = (),
     sweeps: Sequence[SweepOutcome] = (),
+    redactor: Redactor | None = None,
 ) -> Results:
+    """The results document.  ``redactor`` (default: the plan's secrets) masks the plan
+    section and argv; records were redacted when they were created (lens.run.session)."""
+    redact = redactor if redactor is not None else Redactor.for_plan(plan)
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
     paced = {(p.stage, p.provider): p for p in pacing(outcome.records)}
     probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
@@ -599,9 +634,12 @@ def build_results(
         scenario=plan.name,
         partial=outcome.partial,
         interrupted_by=outcome.interrupted_by,
-        exit_code=run_exit_code(verdicts, partial=outcome.partial),
-        environment=environment(outcome),
-        plan=plan_to_dict(plan),
+        exit_code=exitcodes.LENS_FAILED
+        if outcome.failure is not None
+        else run_exit_code(verdicts, partial=outcome.partial),
+        failure=None if outcome.failure is None else redact(describe(innermost(outcome.failure))),
+        environment=environment(outcome, redact),
+        plan=redact.tree(plan_to_dict(plan)),
         stages=[window_out(w) for w in outcome.windows],
         summaries=[
             summary_out(
@@ -621,6 +659,40 @@ def build_results(
             record_out(r, c, cold) for r, c, cold in zip(outcome.records, costs, colds, strict=True)
         ],
     )
+
+
+def salvage_results(
+    plan: Plan, outcome: RunOutcome, failure: BaseException, redactor: Redactor | None = None
+) -> Results:
+    """Results of a run lens failed to summarise: every record (priced where that works),
+    the stage windows, the plan, and the failure; no summaries or verdicts.  Best effort on
+    purpose: it runs after something in lens broke, so it avoids the summarising code."""
+    redact = redactor if redactor is not None else Redactor.for_plan(plan)
+    try:
+        plan_doc: dict[str, Any] = redact.tree(plan_to_dict(plan))
+    except Exception:
+        plan_doc = {"scenario": plan.name}
+    return Results(
+        scenario=plan.name,
+        partial=True,
+        interrupted_by=LENS_FAILED_STOP,
+        exit_code=exitcodes.LENS_FAILED,
+        failure=redact(describe(innermost(failure))),
+        environment=environment(outcome, redact),
+        plan=plan_doc,
+        stages=[window_out(w) for w in outcome.windows],
+        summaries=[],
+        verdicts=[],
+        recommendation=None,
+        records=[record_out(r, _token_price(r, plan)) for r in outcome.records],
+    )
+
+
+def _token_price(rec: RequestRecord, plan: Plan) -> _RecordPrice:
+    """A record's cost from its own tokens (no stage context: no GPU-hour share)."""
+    spec = plan.providers.get(rec.provider)
+    breakdown = record_cost(rec, spec) if spec is not None else None
+    return None if breakdown is None else (str(breakdown.total), breakdown.to_record())
 
 
 def _record_price(rec: RequestRecord, spec: ProviderSpec, stage: StageCost | None) -> _RecordPrice:
@@ -667,7 +739,7 @@ def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> Int
         if c.significant:
             warnings.append(
                 f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
-                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x)"
+                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
             )
     return IntegrityOut(
         harness=harness,
@@ -694,6 +766,7 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
         probes=[SweepProbeOut(**dataclasses.asdict(p)) for p in o.probes],
         not_run=list(o.not_run),
         max_rate_per_s=o.max_rate_per_s,
+        max_concurrency=o.max_concurrency,
         bracket=o.bracket,
         sync_rps=o.sync_rps,
         saturated_rps=o.saturated_rps,
@@ -736,10 +809,44 @@ def write_results(results: Results, path: Path) -> None:
 
 
 def write_records_jsonl(results: Results, path: Path) -> None:
+    """Every record of ``results``, one JSON line each, replacing ``path`` atomically (the
+    lines ``RecordsLog`` appended during the run stay until the new file is complete)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
         for rec in results.records:
             f.write(rec.model_dump_json() + "\n")
+    tmp.replace(path)
+
+
+class RecordsLog:
+    """``--records FILE.jsonl`` as the run goes: opened (emptied) when the run starts, one
+    line appended and flushed per finished request, so a process killed outright
+    (``kill -9``) loses only the requests that were in flight.
+
+    A line is the request as ``results.json`` has it, except what needs the whole run: no
+    ``cold`` flag and no GPU-hour cost share.  When the run ends and its results are built,
+    ``write_records_jsonl`` replaces the file with the complete lines, atomically.
+    """
+
+    def __init__(self, path: Path, plan: Plan) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._plan = plan
+        self._file = path.open("w", encoding="utf-8")
+        self.written = 0
+
+    def write(self, rec: RequestRecord) -> None:
+        if self._file.closed:
+            return  # a record finishing after the log was closed (never, in lens run)
+        self._file.write(record_out(rec, _token_price(rec, self._plan)).model_dump_json() + "\n")
+        # To the OS now: a killed process loses nothing written; only a crash of the
+        # machine itself could (no fsync per request, which would cost milliseconds).
+        self._file.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def load_results(path: Path) -> Results:

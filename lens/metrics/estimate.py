@@ -5,7 +5,8 @@ An estimate is an upper bound, not a forecast: every request is taken to use its
 output limit (``max_tokens``, or what the simulator is set to send) and about one token
 per three characters of prompt (English runs nearer four, so this errs high).  A request
 with no output limit is bounded by ``UNLIMITED_OUTPUT_TOKENS``.  GPU-hour providers cost
-their expected wall time.
+their expected wall time (``lens.plan.duration``), or its upper bound from the timeouts
+when no wall time is expected.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 
-from lens.plan.describe import expected_duration_s
+from lens.plan.duration import duration_estimate
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan
 from lens.pricing import GpuHourRate, ModelPrice, request_cost
 
@@ -65,11 +66,14 @@ class UnitEstimate:
 def unit_estimate(plan: Plan, unit: StagePlan) -> UnitEstimate:
     spec = plan.providers[unit.provider]
     if isinstance(spec.price, GpuHourRate):
-        seconds = expected_duration_s(unit, spec)
+        duration = duration_estimate(unit, spec)
+        # Without an expectation (a closed loop of a real provider), its timeouts' bound.
+        seconds = duration.expected_s if duration.expected_s is not None else duration.max_s
         if seconds is None:
             return UnitEstimate(unit.stage, unit.provider, None, "duration unknown")
         usd = spec.price.cost_of(round(seconds * _NS_PER_S)).quantize(_MICRO_USD)
-        return UnitEstimate(unit.stage, unit.provider, usd, f"GPU-hours for {seconds:.1f}s")
+        within = "" if duration.expected_s is not None else "at most "
+        return UnitEstimate(unit.stage, unit.provider, usd, f"GPU-hours for {within}{seconds:.1f}s")
     if spec.price is None:
         return UnitEstimate(unit.stage, unit.provider, None, "no price known")
     count = unit.planned_requests

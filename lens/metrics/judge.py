@@ -99,6 +99,15 @@ def _unit(metric: str, stat: str | None) -> str:
     return info.unit if info is not None else ""
 
 
+def measured_text(label: str, value: float | None) -> str:
+    """A verdict's measured value in the unit its assertion is written in (``20%`` for an
+    error rate, ``$0.0000274`` for a cost), ``-`` when nothing was measured."""
+    if value is None:
+        return "-"
+    metric, _, stat = label.partition(".")
+    return format_value(value, _unit(metric, stat or None))
+
+
 def format_value(value: float, unit: str) -> str:
     """Human form of a canonical value: ratios as %, times with their unit."""
     if unit == "ratio":

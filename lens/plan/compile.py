@@ -12,14 +12,16 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
     AdaptiveSweep,
+    EnvRead,
     ExportSpec,
     IntegritySettings,
+    Limits,
     Message,
     Plan,
     PromptSpec,
@@ -37,6 +39,7 @@ from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.scenario.checks import duplicate_problems
+from lens.scenario.headers import unsendable
 from lens.scenario.messages import did_you_mean
 from lens.scenario.model import (
     REGION_PATTERN,
@@ -44,6 +47,7 @@ from lens.scenario.model import (
     AzureOpenAIProvider,
     BedrockProvider,
     BurstStage,
+    ConcurrencyRange,
     ConcurrencyStage,
     ConstantRateStage,
     FilePrompt,
@@ -59,6 +63,7 @@ from lens.scenario.model import (
     RateRange,
     Retries,
     Scenario,
+    SecretHeader,
     SimulatedProvider,
     Stage,
     SweepStage,
@@ -124,13 +129,18 @@ def compile_plan(
         for i, stage in enumerate(scenario.load)
         if isinstance(stage, SweepStage) and (sweep := _adaptive(stage, i, ctx)) is not None
     )
-    warnings: list[str] = network_warnings(list(providers.values()))
+    warnings: list[str] = _literal_variable_warnings(scenario)
+    warnings += network_warnings(list(providers.values()))
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
     if ctx.problems:
         raise PlanError(ctx.problems)
-    providers = {pid: replace(p, price=prices[pid]) for pid, p in providers.items()}
+    limits = Limits(
+        max_event_bytes=scenario.limits.max_event_bytes,
+        max_response_bytes=scenario.limits.max_response_bytes,
+    )
+    providers = {pid: replace(p, price=prices[pid], limits=limits) for pid, p in providers.items()}
     return Plan(
         name=scenario.name,
         description=scenario.description,
@@ -150,6 +160,8 @@ def compile_plan(
         ),
         exports=_exports(scenario),
         sweeps=sweeps,
+        limits=limits,
+        environment=_environment(scenario.source_map, ctx.reads),
     )
 
 
@@ -158,6 +170,7 @@ class _Context:
     source: SourceMap
     env: Mapping[str, str]
     problems: list[Problem]
+    reads: list[EnvRead] = field(default_factory=list)  # lens's own defaults read
 
     def problem(self, message: str, path: PathT, *, key: bool = False) -> None:
         pos = self.source.key_pos(path) if key else self.source.value_pos(path)
@@ -167,7 +180,35 @@ class _Context:
 # --- providers -----------------------------------------------------------------------------
 
 
+def _environment(source: SourceMap, defaults: list[EnvRead]) -> tuple[EnvRead, ...]:
+    """Every variable the plan was built from: the scenario's ``${VAR}`` in file order, then
+    the defaults lens read for fields the scenario left out."""
+
+    def order(path: PathT) -> tuple[int, int]:
+        pos = source.value_pos(path)
+        return (pos.line, pos.col) if pos is not None else (0, 0)
+
+    written = [
+        EnvRead(name, format_path(path))
+        for path in sorted(source.variables, key=order)
+        for name in dict.fromkeys(source.variables[path])
+    ]
+    return (*written, *defaults)
+
+
 def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
+    built = _provider_spec(pid, spec, ctx)
+    if isinstance(spec, SimulatedProvider):
+        return built
+    secret = frozenset(
+        name.lower()
+        for name, value in spec.headers.items()
+        if isinstance(value, SecretHeader) and value.secret
+    )
+    return replace(built, secret_headers=secret)
+
+
+def _provider_spec(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
     if isinstance(spec, SimulatedProvider):
         sim = SimSettings(
             ttft_s=spec.ttft,
@@ -183,7 +224,10 @@ def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
         )
         return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, sim=sim)
     key = _api_key(pid, spec, ctx)
-    headers = tuple(spec.headers.items())
+    headers = tuple(
+        (name, value.value if isinstance(value, SecretHeader) else value)
+        for name, value in spec.headers.items()
+    )
     if isinstance(spec, OpenAICompatibleProvider | OpenAIProvider):
         return ProviderSpec(
             id=pid,
@@ -267,6 +311,16 @@ def _api_key(pid: str, spec: HostedProvider, ctx: _Context) -> Secret | None:
     for name in variables:
         value = ctx.env.get(name, "")
         if value:
+            ctx.reads.append(EnvRead(name, format_path(path), default=True))
+            why = unsendable(value)
+            if why is not None:  # the value is never shown: it is a credential
+                ctx.problem(
+                    f"{spec.type} provider {pid!r} takes its api key from {name}, which {why}: "
+                    "it could not be sent in an HTTP header",
+                    ("providers", pid),
+                    key=True,
+                )
+                return None
             return Secret(value, source=f"${{{name}}}")
     if not required:
         return None
@@ -295,6 +349,7 @@ def _bedrock_region(pid: str, spec: BedrockProvider, ctx: _Context) -> str | Non
         value = ctx.env.get(name, "")
         if not value:
             continue
+        ctx.reads.append(EnvRead(name, format_path(("providers", pid, "region")), default=True))
         if re.fullmatch(REGION_PATTERN, value):
             return value
         ctx.problem(
@@ -361,6 +416,34 @@ def _prompts(scenario: Scenario) -> tuple[dict[str, PromptSpec], dict[str, Promp
         specs.update((spec.id, spec) for spec in expanded)
         groups[prompt.id] = PromptGroup(prompt.weight, tuple(spec.id for spec in expanded))
     return specs, groups
+
+
+def _literal_variable_warnings(scenario: Scenario) -> list[str]:
+    """Prompts that look as if they meant to read the environment: ``${...}`` is sent as
+    written unless the scenario says ``allow_env_in_prompts: true``."""
+    if scenario.allow_env_in_prompts:
+        return []
+    found = []
+    for i, prompt in enumerate(scenario.prompts):
+        if isinstance(prompt, MessagesPrompt):
+            hits = [
+                ("prompts", i, "messages", j, "content")
+                for j, m in enumerate(prompt.messages)
+                if "${" in m.content
+            ]
+            where = [str(scenario.source_map.value_pos(path) or format_path(path)) for path in hits]
+        elif isinstance(prompt, FilePrompt):
+            lines = [r.line for r in prompt.requests if any("${" in m.content for m in r.messages)]
+            where = [f"{prompt.file}:{line}" for line in lines]
+        else:
+            continue
+        if where:
+            shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+            found.append(
+                f"prompt {prompt.id!r} contains '${{' ({shown}): sent as written; prompts read "
+                "environment variables only with allow_env_in_prompts: true"
+            )
+    return found
 
 
 def smooth_weighted_round_robin(weights: Sequence[tuple[str, int]]) -> tuple[str, ...]:
@@ -495,8 +578,15 @@ def step_id(sweep: str, *, rate: float | None = None, concurrency: int | None = 
 
 def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
     """The stage id and sweep position of each step known before the run: every listed rate
-    or concurrency; the two bounds of a search (``rates: {from, to}``); the synchronous and
-    saturation steps of ``auto``.  The steps of the last two are decided at run time."""
+    or concurrency; the two bounds of a search (``rates: {from, to}``, ``concurrencies:
+    {from, to}``); the synchronous and saturation steps of ``auto``.  The steps of the last
+    two are decided at run time."""
+    if isinstance(stage.concurrencies, ConcurrencyRange):
+        ends = (stage.concurrencies.from_, stage.concurrencies.to)
+        return [
+            (step_id(stage.id, concurrency=c), SweepStep(stage.id, i, None, concurrency=c))
+            for i, c in enumerate(ends)
+        ]
     if isinstance(stage.rates, RateRange):
         bounds = (stage.rates.from_, stage.rates.to)
         return [
@@ -607,20 +697,36 @@ def rate_step(
     return _at_rate(unit, rate, sweep.load)
 
 
+def concurrency_step(
+    base: StagePlan, sweep: AdaptiveSweep, concurrency: int, index: int, *, pause: bool
+) -> StagePlan:
+    """A closed-loop step of ``sweep`` chosen at run time, made from ``base`` (any planned
+    unit of the sweep for the same provider: its requests, duration and phases do not
+    depend on the concurrency); ``pause``: the sweep's pause comes first."""
+    assert base.concurrency is not None  # a closed-loop step
+    return replace(
+        base,
+        stage=step_id(sweep.sweep, concurrency=concurrency),
+        sweep=SweepStep(sweep.sweep, index, None, concurrency=concurrency),
+        concurrency=concurrency,
+        pause_before_s=sweep.pause_s if pause else 0.0,
+    )
+
+
 def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | None:
     """What the run needs to choose the steps of ``stage`` (None: all are listed)."""
     here: PathT = ("load", index)
     kind: SweepKind
-    if stage.find_max_rate is not None:
-        kind = "find_max_rate"
+    if stage.search_kind is not None:
+        kind = stage.search_kind
     elif stage.auto is not None:
         kind = "auto"
     elif stage.stop_when is not None:
         kind = "stop_when"
     else:
         return None
-    texts = stage.find_max_rate or stage.stop_when or ()
-    key = "find_max_rate" if stage.find_max_rate is not None else "stop_when"
+    texts = stage.find_max_rate or stage.find_max_concurrency or stage.stop_when or ()
+    key = stage.search_kind or "stop_when"
     conditions = []
     for j, text in enumerate(texts):
         path: PathT = (*here, key) if len(texts) == 1 else (*here, key, j)
@@ -628,6 +734,7 @@ def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | N
         where = str(pos) if pos is not None else format_path(path)
         conditions.append(SlaSpec(parse_sla(text), where=where))
     search = stage.rates if isinstance(stage.rates, RateRange) else None
+    closed = stage.concurrencies if isinstance(stage.concurrencies, ConcurrencyRange) else None
     return AdaptiveSweep(
         sweep=stage.id,
         kind=kind,
@@ -635,8 +742,10 @@ def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | N
         load=_rate_step_load(stage),
         pause_s=stage.pause,
         search_range=None if search is None else (search.from_, search.to),
-        precision=stage.precision,
+        precision=stage.rate_precision if kind == "find_max_rate" else None,
         max_steps=stage.max_steps,
+        concurrency_range=None if closed is None else (closed.from_, closed.to),
+        concurrency_precision=stage.precision if isinstance(stage.precision, int) else 1,
         auto_steps=None if stage.auto is None else stage.auto.steps,
     )
 
@@ -665,6 +774,8 @@ def _step_path(stage: SweepStage, index: int, j: int) -> PathT:
     """Where step ``j`` of a sweep was written (``auto``: the steps it implies)."""
     if isinstance(stage.rates, RateRange):
         return ("load", index, "rates", ("from", "to")[j])
+    if isinstance(stage.concurrencies, ConcurrencyRange):
+        return ("load", index, "concurrencies", ("from", "to")[j])
     if stage.auto is not None:
         return ("load", index, "auto")
     return ("load", index, "rates" if stage.rates is not None else "concurrencies", j)

@@ -6,6 +6,7 @@ secret in the clear: API keys are ``Secret`` values whose repr and JSON form are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -131,6 +132,15 @@ class TlsSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on what one response may make lens hold (bytes); past one, the request ends as
+    ``protocol_error``."""
+
+    max_event_bytes: int = 1024**2  # one SSE event, or one line of a stream
+    max_response_bytes: int = 64 * 1024**2  # one response body
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     id: str
     type: ProviderType
@@ -138,6 +148,10 @@ class ProviderSpec:
     base_url: str | None  # None for `simulated` until its server is started
     api_key: Secret | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # Lower-cased names of headers the scenario marked ``secret: true``: their values are
+    # masked and redacted from every output, like those of headers named like credentials
+    # (``SECRET_HEADER_NAME``).
+    secret_headers: frozenset[str] = frozenset()
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     include_usage: bool = True
     sim: SimSettings | None = None
@@ -152,11 +166,23 @@ class ProviderSpec:
     auth: Literal["key", "entra", "aws"] = "key"  # how credentials are sent
     anthropic_version: str = "2023-06-01"
     price: ProviderPrice | None = None  # resolved from catalog + scenario; None: unknown
+    limits: Limits = Limits()  # the scenario's limits:, for this provider's responses
     # Network: proxy (None: direct; simulated providers always are), TLS, and whether a
     # connection carries more than one request.
     proxy: ProxySpec | None = None
     tls: TlsSpec = TlsSpec()
     keep_alive: bool = True
+
+
+# Header names whose values are secret whether or not the scenario says so (issue 10).
+SECRET_HEADER_NAME = re.compile(
+    r"authorization|api-key|x-api-key|x-goog-api-key|token|secret|password|cookie", re.I
+)
+
+
+def header_is_secret(spec: ProviderSpec, name: str) -> bool:
+    """Whether the value of header ``name`` of ``spec`` must never be shown."""
+    return name.lower() in spec.secret_headers or SECRET_HEADER_NAME.search(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +250,7 @@ class SweepStep:
 
     sweep: str  # the sweep stage's id as written; the unit's own id names the step
     index: int  # 0-based, in the order the steps run
-    steps: int | None  # None: decided at run time (find_max_rate, auto)
+    steps: int | None  # None: decided at run time (find_max_rate, find_max_concurrency, auto)
     rate_per_s: float | None = None  # open-loop step
     concurrency: int | None = None  # closed-loop step
 
@@ -337,7 +363,7 @@ class SlaSpec:
         return " ".join(p for p in parts if p) or "all"
 
 
-SweepKind = Literal["stop_when", "find_max_rate", "auto"]
+SweepKind = Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
 PacedArrival = Literal["uniform", "poisson", "gamma"]
 
 
@@ -358,20 +384,25 @@ class AdaptiveSweep:
     """A sweep whose steps depend on the judged summaries of the steps before.
 
     ``Plan.stages`` lists the steps known before the run: every step of a ``stop_when``
-    sweep (some may be skipped), the two bounds of ``find_max_rate``, the synchronous and
-    saturation steps of ``auto``.  The rest are decided at run time, one step at a time.
+    sweep (some may be skipped), the two bounds of ``find_max_rate`` and
+    ``find_max_concurrency``, the synchronous and saturation steps of ``auto``.  The rest are
+    decided at run time, one step at a time.
     """
 
     sweep: str  # the sweep stage's id
     kind: SweepKind
-    # stop_when: the sweep ends at the first step where any holds; find_max_rate: a rate
-    # passes when every one passes.
+    # stop_when: the sweep ends at the first step where any holds; find_max_rate and
+    # find_max_concurrency: a step passes when every one passes.
     conditions: tuple[SlaSpec, ...] = ()
     load: RateStepLoad | None = None  # rate steps chosen at run time
     pause_s: float = 0.0  # before each step after the first
     search_range: tuple[float, float] | None = None  # find_max_rate: (from, to) per second
     precision: Precision | None = None  # find_max_rate
-    max_steps: int | None = None  # find_max_rate: probes, both bounds included
+    max_steps: int | None = None  # a search: probes, both bounds included
+    concurrency_range: tuple[int, int] | None = None  # find_max_concurrency: (from, to)
+    # find_max_concurrency: stop when the lowest failing is at most this above the highest
+    # passing concurrency (1: neighbours, the exact edge).
+    concurrency_precision: int = 1
     auto_steps: int | None = None  # auto: rate steps between the two measured throughputs
 
 
@@ -381,6 +412,15 @@ class IntegritySettings:
     max_cpu: float = 0.9  # share of one core
     cold_after_s: float = 60.0
     buffered_share: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class EnvRead:
+    """An environment variable the plan was built from: its name, never its value."""
+
+    name: str
+    field: str  # where it was read, e.g. providers.local.api_key
+    default: bool = False  # lens's own default for the field (no ${VAR} written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,3 +447,5 @@ class Plan:
     integrity: IntegritySettings = IntegritySettings()
     exports: tuple[ExportSpec, ...] = ()
     sweeps: tuple[AdaptiveSweep, ...] = ()  # sweeps whose steps are decided at run time
+    limits: Limits = Limits()
+    environment: tuple[EnvRead, ...] = ()  # every variable read, in file order

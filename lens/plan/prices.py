@@ -87,7 +87,11 @@ def resolve_prices(
             else f"no price known for {scenario.providers[pid].type} model "
             f"{models[pid]!r} (provider {pid!r})"
         )
-        fix = "add 'price: {input: ..., output: ...}' to the provider or a 'pricing:' entry"
+        fix = (
+            "add 'price: {input: ..., output: ...}' (per 1M tokens) or "
+            "'price: {gpu_hour: ..., gpus: ...}' (self-hosted) to the provider, "
+            "or a 'pricing:' entry"
+        )
         needed = _needs_price(scenario, pid)
         if needed is not None:
             problem(f"{what}, but {needed[0]} needs it: {fix}", needed[1])

@@ -33,7 +33,7 @@ from lens.providers.base import (
     json_string_bytes,
     masked_request,
 )
-from lens.providers.sse import SseDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -103,7 +103,7 @@ class AnthropicAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> AnthropicDecoder:
         del prompt
-        return AnthropicDecoder()
+        return AnthropicDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         # request-id, retry-after and every anthropic-ratelimit-* header.
@@ -122,7 +122,7 @@ class AnthropicAdapter:
 def _error_type(body: bytes) -> str | None:
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: unparseable too
         return None
     err = doc.get("error") if isinstance(doc, dict) else None
     kind = err.get("type") if isinstance(err, dict) else None
@@ -147,8 +147,8 @@ class AnthropicDecoder:
         "_timeline",
     )
 
-    def __init__(self) -> None:
-        self._sse = SseDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SseDecoder(max_event_bytes)
         self._timeline = TokenTimeline()
         self._input: int | None = None
         self._cache_read: int | None = None
@@ -178,7 +178,7 @@ class AnthropicDecoder:
                         return
         try:
             obj = json.loads(data)  # tolerates the padding spaces
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             self._set_error(f"unparseable event: {data[:120]!r}")
             return
         if not isinstance(obj, dict):

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from lens.errors import ProviderError
 from lens.plan.model import PromptSpec, ProviderSpec
 from lens.providers.base import (
     COMMON_FACT_HEADERS,
@@ -37,6 +38,7 @@ from lens.providers.base import (
     masked_request,
 )
 from lens.providers.openai_chat import OpenAIChatDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES
 from lens.records import ErrorClass
 
 # Azure adds its own request id (APIM) and the serving region to every response.
@@ -58,14 +60,14 @@ def azure_endpoint(base_url: str) -> str:
 class AzureOpenAIAdapter:
     def __init__(self, spec: ProviderSpec) -> None:
         if spec.base_url is None:
-            raise ValueError(f"provider {spec.id!r} has no base_url (the Azure endpoint)")
+            raise ProviderError(f"provider {spec.id!r} has no base_url (the Azure endpoint)")
         if spec.auth not in ("key", "entra"):
-            raise ValueError(f"provider {spec.id!r}: azure-openai auth must be key or entra")
+            raise ProviderError(f"provider {spec.id!r}: azure-openai auth must be key or entra")
         self.spec = spec
         endpoint = azure_endpoint(spec.base_url)
         if spec.api_version is not None:
             if not spec.deployment:
-                raise ValueError(
+                raise ProviderError(
                     f"provider {spec.id!r}: api_version selects the classic Azure URLs, "
                     "which need a deployment"
                 )
@@ -111,7 +113,7 @@ class AzureOpenAIAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> AzureChatDecoder:
         del prompt
-        return AzureChatDecoder()
+        return AzureChatDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         # retry-after, retry-after-ms, x-ratelimit-remaining-*, x-request-id, apim-request-id
@@ -129,8 +131,8 @@ class AzureChatDecoder(OpenAIChatDecoder):
 
     __slots__ = ("_stop_reason",)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__(max_event_bytes)
         self._stop_reason: str | None = None
 
     def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:
@@ -143,7 +145,7 @@ class AzureChatDecoder(OpenAIChatDecoder):
     def _take_finish(self, data: bytes) -> None:
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             return  # the base class reports it
         for choice in (obj.get("choices") or ()) if isinstance(obj, dict) else ():
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None

@@ -41,6 +41,28 @@ def masked_request(url: str | httpx.URL, headers: dict[str, str], body: bytes) -
     return request
 
 
+class PayloadShapeError(Exception):
+    """Well-formed JSON of the wrong shape (``"choices": [null]``, ``"content": 5``).
+
+    Decoders raise it instead of guessing; the request's error boundary (lens.run.request)
+    ends the request as ``protocol_error`` with this message, keeping what was measured."""
+
+
+def json_kind(value: object) -> str:
+    """How a JSON value reads in a message: ``null``, ``a number``, ``an array``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
 CHARS_PER_TOKEN = 4.0  # lens's token estimate when a server reports no usage
 
 
@@ -227,7 +249,7 @@ def error_text(body: bytes, limit: int = 300) -> str:
     """The provider's own error message from a JSON body, else the start of the body."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: unparseable too
         return body[:limit].decode("utf-8", "replace").strip()
     if isinstance(doc, dict):
         err = doc.get("error", doc)

@@ -294,7 +294,7 @@ def _error_type(headers: httpx.Headers, body: bytes) -> str:
     if not raw:
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             doc = None
         if isinstance(doc, dict):
             raw = str(doc.get("__type") or doc.get("code") or "")
@@ -305,7 +305,7 @@ def _error_message(body: bytes) -> str:
     """rest-json errors say ``{"message": …}``; some front ends say ``{"Message": …}``."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: unparseable too
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("Message"), str) and "message" not in doc:
         return str(doc["Message"])[:300]

@@ -146,7 +146,7 @@ class _EventStreamDecoder:
     def _json(self, payload: bytes, *, quiet: bool = False) -> dict[str, Any] | None:
         try:
             doc = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             if not quiet:
                 self._fail(ErrorClass.STREAM_ERROR, f"unparseable event payload: {payload[:120]!r}")
             return None

@@ -30,7 +30,7 @@ from lens.providers.base import (
     header_facts,
     masked_request,
 )
-from lens.providers.sse import SseDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -45,7 +45,7 @@ def _google_error(body: bytes) -> dict[str, Any] | None:
     """The ``error`` object of a Google API error body (also inside a one-element array)."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: unparseable too
         return None
     if isinstance(doc, list) and doc:
         doc = doc[0]
@@ -104,7 +104,7 @@ class GeminiAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> GeminiDecoder:
         del prompt
-        return GeminiDecoder()
+        return GeminiDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         # server-timing ("gfet4t7; dur=859") is Google's own server-side duration.
@@ -145,8 +145,8 @@ class GeminiDecoder:
         "_usage",
     )
 
-    def __init__(self) -> None:
-        self._sse = SseDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SseDecoder(max_event_bytes)
         self._timeline = TokenTimeline()
         self._usage: dict[str, Any] | None = None
         self._finish_reason: str | None = None
@@ -163,7 +163,7 @@ class GeminiDecoder:
         # parsing each is cheap next to OpenAI-style one-token chunks.
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             self._set_error(f"unparseable event: {data[:120]!r}")
             return
         if isinstance(obj, list) and len(obj) == 1:

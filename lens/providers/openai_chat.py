@@ -15,17 +15,20 @@ from typing import Any
 
 import httpx
 
+from lens.errors import ProviderError
 from lens.plan.model import PromptSpec, ProviderSpec
 from lens.providers.base import (
+    PayloadShapeError,
     StreamOutcome,
     TokenTimeline,
     Usage,
     classify_status,
     error_text,
     header_facts,
+    json_kind,
     json_string_bytes,
 )
-from lens.providers.sse import SseDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
 
 _DONE = b"[DONE]"
@@ -49,7 +52,7 @@ def _is_plain_delta(data: bytes) -> bool:
 class OpenAIChatAdapter:
     def __init__(self, spec: ProviderSpec) -> None:
         if spec.base_url is None:
-            raise ValueError(f"provider {spec.id!r} has no base_url")
+            raise ProviderError(f"provider {spec.id!r} has no base_url")
         self.spec = spec
         self._url = spec.base_url.rstrip("/") + "/chat/completions"
         # identity: a compressed event stream would be buffered by the compressor and
@@ -81,7 +84,7 @@ class OpenAIChatAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
         del prompt
-        return OpenAIChatDecoder()
+        return OpenAIChatDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         return header_facts(headers)
@@ -96,8 +99,8 @@ class OpenAIChatAdapter:
 class OpenAIChatDecoder:
     __slots__ = ("_done", "_error", "_sse", "_timeline", "_usage")
 
-    def __init__(self) -> None:
-        self._sse = SseDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SseDecoder(max_event_bytes)
         self._timeline = TokenTimeline()
         self._usage: dict[str, Any] | None = None
         self._done = False
@@ -120,7 +123,7 @@ class OpenAIChatDecoder:
             return
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             self._error = self._error or f"unparseable event: {data[:120]!r}"
             return
         if not isinstance(obj, dict):
@@ -129,27 +132,39 @@ class OpenAIChatDecoder:
         if err is not None or event == b"error":
             if self._error is None:
                 msg = err.get("message") if isinstance(err, dict) else err
-                self._error = str(msg or "error event in stream")[:300]
+                if not msg:
+                    msg = "error event in stream"
+                elif not isinstance(msg, str | int | float):
+                    msg = data[:300].decode("utf-8", "replace")  # quoted as sent
+                self._error = str(msg)[:300]
             return
         usage = obj.get("usage")
         if usage:
+            if not isinstance(usage, dict):
+                raise PayloadShapeError(f"usage is {json_kind(usage)}, not an object")
             self._usage = usage
-        for choice in obj.get("choices") or ():
+        choices = obj.get("choices")
+        if not choices:
+            return
+        if not isinstance(choices, list):
+            raise PayloadShapeError(f"choices is {json_kind(choices)}, not an array")
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise PayloadShapeError(f"a choice is {json_kind(choice)}, not an object")
             delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise PayloadShapeError(f"choices[].delta is {json_kind(delta)}, not an object")
             content = delta.get("content")
             if content:
-                self._timeline.add(t_ns, len(content))
+                self._timeline.add(t_ns, len(_text(content, "content")))
                 continue
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
-                self._timeline.add(t_ns, len(reasoning), visible=False)
+                self._timeline.add(t_ns, len(_text(reasoning, "reasoning")), visible=False)
                 continue
             tool_calls = delta.get("tool_calls")
             if tool_calls:
-                chars = sum(
-                    len((tc.get("function") or {}).get("arguments") or "") for tc in tool_calls
-                )
-                self._timeline.add(t_ns, max(chars, 1))
+                self._timeline.add(t_ns, max(_tool_call_chars(tool_calls), 1))
 
     def finish(self, t_ns: int, *, eof: bool) -> StreamOutcome:
         for event, payload in self._sse.close():
@@ -173,20 +188,46 @@ class OpenAIChatDecoder:
         )
 
 
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise PayloadShapeError(f"choices[].delta.{name} is {json_kind(value)}, not a string")
+    return value
+
+
+def _tool_call_chars(tool_calls: object) -> int:
+    if not isinstance(tool_calls, list):
+        raise PayloadShapeError(f"delta.tool_calls is {json_kind(tool_calls)}, not an array")
+    chars = 0
+    for call in tool_calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        chars += len(arguments) if isinstance(arguments, str) else 0
+    return chars
+
+
 def _map_usage(raw: dict[str, Any] | None) -> tuple[Usage, int]:
     """OpenAI usage → lens usage, plus reasoning tokens that were never streamed."""
     if not raw:
         return Usage(), 0
     prompt = raw.get("prompt_tokens")
     completion = raw.get("completion_tokens")
-    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens")
-    reasoning = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    cached = _detail(raw.get("prompt_tokens_details"), "cached_tokens")
+    reasoning = _detail(raw.get("completion_tokens_details"), "reasoning_tokens")
     if reasoning is None:
         reasoning = raw.get("reasoning_tokens")  # SGLang puts it at the top level
     usage = Usage(
-        input_tokens=prompt if isinstance(prompt, int) else None,
-        output_tokens=completion if isinstance(completion, int) else None,
-        cached_input_tokens=cached if isinstance(cached, int) else None,
-        reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
+        input_tokens=_count(prompt),
+        output_tokens=_count(completion),
+        cached_input_tokens=_count(cached),
+        reasoning_tokens=_count(reasoning),
     )
-    return usage, reasoning if isinstance(reasoning, int) else 0
+    return usage, _count(reasoning) or 0
+
+
+def _detail(details: object, name: str) -> object:
+    return details.get(name) if isinstance(details, dict) else None
+
+
+def _count(value: object) -> int | None:
+    """A token count: an int (a bool is not one), else unknown."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -30,7 +30,7 @@ from lens.providers.base import (
     json_string_bytes,
     masked_request,
 )
-from lens.providers.sse import SseDecoder
+from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -83,7 +83,7 @@ class OpenAIResponsesAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIResponsesDecoder:
         del prompt
-        return OpenAIResponsesDecoder()
+        return OpenAIResponsesDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
         return header_facts(headers)
@@ -98,8 +98,8 @@ class OpenAIResponsesAdapter:
 class OpenAIResponsesDecoder:
     __slots__ = ("_done", "_error", "_sse", "_stop_reason", "_timeline", "_usage")
 
-    def __init__(self) -> None:
-        self._sse = SseDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SseDecoder(max_event_bytes)
         self._timeline = TokenTimeline()
         self._usage: dict[str, Any] | None = None
         self._stop_reason: str | None = None
@@ -123,7 +123,7 @@ class OpenAIResponsesDecoder:
                 return
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: unparseable too
             self._set_error(f"unparseable event: {data[:120]!r}")
             return
         if not isinstance(obj, dict):

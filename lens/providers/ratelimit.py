@@ -11,6 +11,7 @@ response's own ``date`` header (the server's clock), never lens's wall clock; wi
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -57,18 +58,27 @@ def seconds_until(text: str, server_date: str | None) -> float | None:
 def retry_after_s(
     retry_after: str | None, retry_after_ms: str | None, date: str | None
 ) -> float | None:
-    """The wait a 429/503 asks for: ``retry-after-ms`` first (as OpenAI's SDK does)."""
+    """The wait a 429/503 asks for: ``retry-after-ms`` first (as OpenAI's SDK does).
+
+    Only a finite, non-negative number of seconds counts: ``nan`` or ``inf`` from a
+    hostile server would otherwise reach the retry scheduler's sleep."""
     if retry_after_ms:
         try:
-            return float(retry_after_ms) / 1000.0
+            return _wait(float(retry_after_ms) / 1000.0)
         except ValueError:
             pass
     if retry_after:
         try:
-            return float(retry_after)
+            return _wait(float(retry_after))
         except ValueError:
             return seconds_until(retry_after, date)
     return None
+
+
+def _wait(seconds: float) -> float:
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("not a wait")
+    return seconds
 
 
 def normalise(facts: dict[str, str], date: str | None) -> dict[str, str]:

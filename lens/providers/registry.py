@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lens.errors import ProviderError
 from lens.plan.model import ProviderSpec
 from lens.providers.anthropic import AnthropicAdapter
 from lens.providers.azure_openai import AzureOpenAIAdapter
@@ -31,5 +32,5 @@ def adapter_for(spec: ProviderSpec) -> ProviderAdapter:
     try:
         factory = ADAPTERS[spec.type]
     except KeyError:
-        raise ValueError(f"no adapter for provider type {spec.type!r}") from None
+        raise ProviderError(f"no adapter for provider type {spec.type!r}") from None
     return factory(spec)

@@ -11,7 +11,19 @@ the steps of a sweep), which is outside its window.  Each in-flight request borr
 one-connection transport (lens.run.pool), so no client-side connection pool can become a
 second, invisible queue.
 
-Each request is tagged with its phase (warmup, measure, cooldown) from the plan's bounds.
+Each request is tagged with its phase (warmup, measure, cooldown) from the plan's bounds,
+and the unit's window is split into one span per phase (``StageWindow.span``), so that a
+phase's rates are its own requests over its own time:
+
+* closed loop: warmup is a barrier.  Workers run the warmup requests, then start no
+  other request until every warmup request has ended; the measured phase opens at that
+  moment, at full concurrency, and nothing of the warmup overlaps it.  It closes when the
+  first cooldown request starts (the cooldown requests keep the load on while the last
+  measured ones finish, so requests started in the span are its throughput), else at the
+  unit's end.
+* open loop: the schedule is the point, so nothing waits: the spans are cut at the
+  intended times of the first measured and the first cooldown arrival; requests counted
+  in a span are its arrivals, and when the server keeps up they complete at that rate.
 When a unit reaches its cutoff (its duration, else its last request sent), the requests
 still in flight may run on for the unit's drain grace (unbounded for ``drain: wait``);
 past it, one cancel scope cuts them off and their records say ``drained``.
@@ -54,14 +66,16 @@ class StageWindow:
     planned: int | None
     started: int
     sweep: SweepStep | None = None
-    # Where the measured phase began and ended (the first measured and the first cooldown
-    # request's intended or actual start); None: at the window's own edge.
+    # Where the measured phase began and ended; None: at the window's own edge.  Begins:
+    # a closed loop's last warmup request's end (the barrier), an open loop's first
+    # measured arrival.  Ends: the first cooldown request's start (intended, open loop).
     t_measure_start: int | None = None
     t_measure_end: int | None = None
 
     def span(self, phase: Phase) -> tuple[int, int]:
-        """The part of the window ``phase`` had: warmup up to the first measured request,
-        cooldown from the first cooldown request, the measured phase in between."""
+        """The part of the window ``phase`` had: warmup up to the measured phase's start,
+        cooldown from its end, the measured phase in between.  The three spans tile the
+        window: every nanosecond of it belongs to exactly one phase."""
         start = self.t_start if self.t_measure_start is None else self.t_measure_start
         end = self.t_end if self.t_measure_end is None else self.t_measure_end
         if phase == "warmup":
@@ -129,11 +143,13 @@ def _transport_factory(
     connect_timeout = min(unit.timeout_s, 30.0)
     proxy = spec.proxy.rules() if spec.proxy is not None else None
     keep_alive = spec.keep_alive
+    limits = spec.limits
     return lambda: LeanHTTP11Transport(
         ssl_context=ssl_context,
         connect_timeout=connect_timeout,
         proxy=proxy,
         keep_alive=keep_alive,
+        max_response_bytes=limits.max_response_bytes,
     )
 
 
@@ -248,8 +264,9 @@ class StageRunner:
         # arrivals are not sent late because of it.
         pool = TransportPool(_transport_factory(unit, spec, transport, self._ssl_context(spec)))
         pool.prepare(_prepared_transports(unit))
-        first = self.plan.prompts[unit.prompt_for(0)]
-        await pool.warm(adapter.build_request(first, unit.max_tokens).url)
+        first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
+        if first_url is not None:
+            await pool.warm(first_url)
         t_start = self._unit_start = clock.now_ns()
         if unit.cutoff_s is not None and unit.arrivals is None:
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
@@ -469,6 +486,12 @@ class StageRunner:
         t_start: int,
         state: _UnitState,
     ) -> None:
+        """One closed-loop client: the next request as soon as its previous one ended.
+
+        Warmup is a barrier: no worker starts a measured (or cooldown) request while a
+        warmup request is still in flight, so the measured phase runs at full concurrency
+        from the moment the last warmup request ended, and no warmup request overlaps it.
+        """
         assert self.clock is not None
         stop_at = t_start + round(unit.duration_s * 1e9) if unit.duration_s is not None else None
         while True:
@@ -478,6 +501,10 @@ class StageRunner:
             if stop_at is not None and now >= stop_at:
                 return
             index = state.started
+            phase = unit.phases.phase_of(index, (now - t_start) / 1e9)
+            if phase != "warmup" and state.warmup_in_flight:
+                await state.warmup_ended.park()
+                continue  # it is later now: the stage may have ended meanwhile
             prompt = self.plan.prompts[unit.prompt_for(index)]
             held = self._hold(unit, prompt)
             if held is None:
@@ -488,21 +515,39 @@ class StageRunner:
                 # The last request is on its way: the unit's cutoff, unless its duration
                 # ends it earlier.
                 state.cut_off_at(trio.current_time(), unit.drain_grace_s)
-            phase = state.enter(unit.phases.phase_of(index, (now - t_start) / 1e9), now)
-            await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+            state.enter(phase, now)
+            if phase != "warmup":
+                await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+                continue
+            state.warmup_in_flight += 1
+            try:
+                await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+            finally:
+                state.warmup_done(self.clock.now_ns())
 
 
 class _UnitState:
     """What the tasks of one running unit share: requests started, where the measured
-    phase began and ended, and the drain scope around every request in flight."""
+    phase began and ended, the closed loop's warmup barrier, and the drain scope around
+    every request in flight."""
 
-    __slots__ = ("drain", "measure_end", "measure_start", "started")
+    __slots__ = (
+        "drain",
+        "measure_end",
+        "measure_start",
+        "started",
+        "warmup_ended",
+        "warmup_in_flight",
+    )
 
     def __init__(self) -> None:
         self.started = 0
         self.measure_start: int | None = None
         self.measure_end: int | None = None
         self.drain = trio.CancelScope()
+        # Closed loops: warmup requests in flight, and the workers waiting for them to end.
+        self.warmup_in_flight = 0
+        self.warmup_ended = trio.lowlevel.ParkingLot()
 
     def enter(self, phase: Phase, t_ns: int) -> Phase:
         """Note the start of a request of ``phase`` at ``t_ns`` (run clock)."""
@@ -512,11 +557,31 @@ class _UnitState:
             self.measure_end = t_ns
         return phase
 
+    def warmup_done(self, t_ns: int) -> None:
+        """A closed loop's warmup request ended at ``t_ns`` (its last attempt's end).
+
+        The measured phase opens when the last warmup request ends: every later request
+        waits for it (the barrier in ``_worker``), so the latest end seen is that moment.
+        """
+        self.warmup_in_flight -= 1
+        self.measure_start = t_ns
+        if not self.warmup_in_flight:
+            self.warmup_ended.unpark_all()
+
     def cut_off_at(self, cutoff: float, grace_s: float | None) -> None:
         """Cut requests in flight off ``grace_s`` after ``cutoff`` (trio time); never
         later than an earlier cutoff, and never with no grace limit (``drain: wait``)."""
         if grace_s is not None:
             self.drain.deadline = min(self.drain.deadline, cutoff + grace_s)
+
+
+def _first_url(adapter: ProviderAdapter, prompt: PromptSpec, unit: StagePlan) -> httpx.URL | None:
+    """Where the unit's first request goes, to warm a connection to; None if lens cannot
+    build that request: then every request of the unit is a record that says why."""
+    try:
+        return adapter.build_request(prompt, unit.max_tokens).url
+    except Exception:
+        return None
 
 
 async def _until(deadline: float, spin_s: float) -> None:

@@ -25,6 +25,7 @@ scopes, and that path (no timeout) is the fast one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -40,17 +41,20 @@ import trio
 
 from lens.netconfig import ProxyRules, ProxyURL, explain_tls_error
 from lens.run.http11_parse import (
+    DEFAULT_MAX_RESPONSE_BYTES,
     MAX_HEAD_BYTES,
     BodyDecoder,
     PartialBody,
     ProtocolViolation,
     ResponseHead,
+    body_too_large,
     build_request_head,
+    find_head_end,
     parse_response_head,
     response_framing,
 )
 
-__all__ = ["DISPATCH_HOOK", "STALE_HOOK", "LeanHTTP11Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DISPATCH_HOOK", "STALE_HOOK", "LeanHTTP11Transport"]
 
 Origin = tuple[bytes, str, int]  # (scheme, host, port)
 
@@ -195,7 +199,9 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
     handshake; when None the request's httpx ``connect`` timeout applies.  ``read_size``
     is the most one network read asks for.  ``proxy`` says which HTTP proxy each origin
     goes through (lens.netconfig; None: always direct).  ``keep_alive=False`` sends every
-    request with ``Connection: close`` on a connection of its own.
+    request with ``Connection: close`` on a connection of its own.  A response body
+    (decoded, when it came gzip- or deflate-encoded) longer than ``max_response_bytes``
+    ends in a ProtocolViolation.
 
     Errors, and what they mean to the caller:
 
@@ -227,9 +233,12 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
         read_size: int = 65536,
         proxy: ProxyRules | None = None,
         keep_alive: bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if read_size < 1:
             raise ValueError("read_size must be >= 1")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["http/1.1"])
         self._ssl_context = ssl_context
@@ -237,6 +246,7 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
         self._read_size = read_size
         self._proxy = proxy
         self._keep_alive = keep_alive
+        self._max_response_bytes = max_response_bytes
         self._conn: _Connection | None = None
         self._active: _ResponseStream | None = None
         self.connects = 0  # connections opened so far: reuse shows as requests > connects
@@ -275,7 +285,10 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
                 await self._send(conn, wire + body if body else wire, timeouts.get("write"))
                 response, leftover = await self._receive_head(conn, read_timeout)
                 decoder, keep_alive = response_framing(
-                    request.method, response, request_close=request_close
+                    request.method,
+                    response,
+                    request_close=request_close,
+                    max_body=self._max_response_bytes,
                 )
             except BaseException as exc:
                 # Whatever went wrong (errors, cancellation), the connection is mid-exchange.
@@ -429,17 +442,22 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
     async def _receive_head(
         self, conn: _Connection, timeout: float | None
     ) -> tuple[ResponseHead, bytes]:
-        """Read until a final (non-1xx) response head; also return the bytes after it."""
+        """Read until a final (non-1xx) response head; also return the bytes after it.
+
+        The head ends at an empty line whether lines end in CRLF or a bare LF (as h11
+        reads it); each read is searched once.  101 Switching Protocols is refused: lens
+        asked for no upgrade, and the connection no longer speaks HTTP.  When the body
+        comes gzip/deflate-encoded, lens delivers it decoded, so the returned head's
+        headers lose the Content-Encoding and Content-Length of the encoded body.
+        """
         buf = b""
-        scanned = 0  # where to resume looking for CRLF CRLF
+        scanned = 0  # where to resume looking for the empty line
         while True:
-            end = buf.find(b"\r\n\r\n", scanned)
+            end, body_start = find_head_end(buf, scanned)
             if end < 0:
                 if len(buf) > MAX_HEAD_BYTES:
-                    raise httpx.RemoteProtocolError(
-                        f"response head larger than {MAX_HEAD_BYTES} bytes"
-                    )
-                scanned = max(0, len(buf) - 3)
+                    raise ProtocolViolation(f"response head larger than {MAX_HEAD_BYTES} bytes")
+                scanned = max(0, len(buf) - 2)
                 data = await conn.receive(self._read_size, timeout)
                 if not data:
                     raise httpx.RemoteProtocolError(
@@ -450,14 +468,18 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
                 buf += data
                 continue
             if end > MAX_HEAD_BYTES:
-                raise httpx.RemoteProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+                raise ProtocolViolation(f"response head larger than {MAX_HEAD_BYTES} bytes")
             head = parse_response_head(buf[:end])
-            buf = buf[end + 4 :]
+            buf = buf[body_start:]
             scanned = 0
-            # 1xx are interim (100 Continue, 103 Early Hints): the real answer follows.
-            # 101 Switching Protocols is final: it ends HTTP on this connection.
-            if 100 <= head.status < 200 and head.status != 101:
-                continue
+            if head.status < 200:
+                if head.status == 101:
+                    raise ProtocolViolation(
+                        "101 Switching Protocols: the server left HTTP, lens asked for no upgrade"
+                    )
+                continue  # interim (100 Continue, 103 Early Hints): the real answer follows
+            if head.content_encoding is not None:
+                head = dataclasses.replace(head, headers=head.decoded_headers())
             return head, buf
 
 
@@ -501,6 +523,8 @@ class _ResponseStream(httpx.AsyncByteStream):
         data, self._leftover = self._leftover, b""
         wait_readable = trio.lowlevel.wait_readable
         read = os.read
+        limit = self._transport._max_response_bytes
+        received = 0  # body bytes delivered (decoded): one add and compare per payload
         while True:
             if data:
                 try:
@@ -509,6 +533,9 @@ class _ResponseStream(httpx.AsyncByteStream):
                     yield partial.payload  # what arrived before the error is still data
                     raise partial.error from None
                 if payload:
+                    received += len(payload)
+                    if received > limit:
+                        raise body_too_large(limit)
                     yield payload
                 if decoder.done:
                     return
@@ -525,7 +552,11 @@ class _ResponseStream(httpx.AsyncByteStream):
             else:
                 data = await conn.receive(size, timeout)
             if not data:
-                decoder.eof()  # raises unless the body is close-delimited
+                tail = decoder.eof()  # raises unless the body is close-delimited
+                if tail:  # the end of a content-decoded body
+                    if received + len(tail) > limit:
+                        raise body_too_large(limit)
+                    yield tail
                 return
 
     async def aclose(self) -> None:

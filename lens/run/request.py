@@ -1,25 +1,96 @@
 """One request, timed: dispatch, headers, each read of the body, end.
 
-Every failure of the system under test becomes a ``RequestRecord`` with an error class; the
-only exception that leaves is ``trio.Cancelled`` when the whole run is interrupted, and even
-then the partial measurement is handed to the sink first (nothing measured is lost).
+Every failure of the system under test becomes a ``RequestRecord`` with an error class.
+This is the run's error boundary for one request: whatever an adapter (``build_request``,
+``response_facts``, ``classify_http_error``), a decoder (``feed``, ``finish``) or the
+transport raises ends *that* request as a record, with the exception's type and a short
+message, and the run goes on.  The only exceptions that leave are ``BaseException``s that
+are not ``Exception``s (``trio.Cancelled`` when the whole run is interrupted, Ctrl-C), and
+even then the partial measurement is handed to the sink first (nothing measured is lost).
+
+How a failure is classed:
+
+* the transport could not connect (``httpx.ConnectError``/``ConnectTimeout``), or the
+  request was never sent (lens could not build it: a key that is not ASCII, a header with
+  CR/LF, an unsupported URL scheme): ``connect``;
+* the connection dropped after the request went out and before a response head
+  (``ReadError``, ``WriteError``, "Server disconnected without sending a response"):
+  ``connection_lost``;
+* the response broke the wire format (``ProtocolViolation`` from the transport) or the
+  decoder could not read it (deep JSON, JSON of the wrong shape, an SSE event over its
+  limit, anything it raised): ``protocol_error``, keeping the stamps measured until then;
+* a status other than 200: the adapter's class for it (``classify_status`` if the adapter
+  cannot read the error body); 3xx is ``http_3xx`` and says where it pointed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import trio
 
+from lens.errors import describe
 from lens.plan.model import PromptSpec
-from lens.providers.base import ProviderAdapter, StreamOutcome, estimate_tokens
+from lens.providers.base import (
+    ProviderAdapter,
+    StreamDecoder,
+    StreamOutcome,
+    classify_status,
+    estimate_tokens,
+)
 from lens.records import ErrorClass, RequestRecord, TokenSource
 from lens.run.clock import RunClock
 from lens.run.http11 import DISPATCH_HOOK, STALE_HOOK
+from lens.run.http11_parse import ProtocolViolation
 
 MAX_ERROR_BODY = 16 * 1024
+Error = tuple[ErrorClass, str]
+
+
+class _Exchange:
+    """What one request has measured so far; the record is made from it, however it ends."""
+
+    __slots__ = (
+        "dispatched",
+        "error",
+        "facts",
+        "outcome",
+        "reads",
+        "request_id",
+        "status",
+        "t_dispatch",
+        "t_first_chunk",
+        "t_headers",
+    )
+
+    def __init__(self, t_dispatch: int) -> None:
+        self.t_dispatch = t_dispatch
+        self.dispatched = False  # the transport said the request went to the socket
+        self.t_headers: int | None = None
+        self.t_first_chunk: int | None = None
+        self.reads = 0
+        self.status: int | None = None
+        self.outcome: StreamOutcome | None = None
+        self.error: Error | None = None
+        self.request_id: str | None = None
+        self.facts: dict[str, str] = {}
+
+    def fail(self, error: Error) -> None:
+        """The first failure is the request's: a later one is a consequence of it."""
+        if self.error is None:
+            self.error = error
+
+    def finish(self, decoder: StreamDecoder, t_ns: int, *, eof: bool) -> None:
+        """Let the decoder say what the body contained; a decoder that fails here ends the
+        request as ``protocol_error`` (the stamps taken by the exchange are kept)."""
+        if self.outcome is not None:
+            return
+        try:
+            self.outcome = decoder.finish(t_ns, eof=eof)
+        except Exception as exc:
+            self.fail((ErrorClass.PROTOCOL_ERROR, describe(exc)))
 
 
 async def execute_request(
@@ -35,38 +106,29 @@ async def execute_request(
     max_tokens: int | None,
     emit: Callable[[RequestRecord], None],
 ) -> None:
-    request = adapter.build_request(prompt, max_tokens)
-    decoder = adapter.new_decoder(prompt)
     now = clock.now_ns
-    t_headers: int | None = None
-    t_first_chunk: int | None = None
-    reads = 0
-    status: int | None = None
-    outcome: StreamOutcome | None = None
-    error: tuple[ErrorClass, str] | None = None
-    request_id: str | None = None
-    facts: dict[str, str] = {}
-    cancelled = True  # until proven otherwise: an outer cancel skips the normal path
-
     # Dispatch is when the request is handed to the socket (metrics.md): lens's transport
     # calls back at that moment, after connect and TLS, so client-side set-up never counts
     # as server latency.  Other transports (test fakes) leave the stamp taken here.
-    t_call = t_dispatch = now()
+    t_call = now()
+    x = _Exchange(t_call)
+    request: httpx.Request | None = None
+    decoder: StreamDecoder | None = None
+    cancelled = True  # until proven otherwise: an outer cancel skips the normal path
 
     def on_dispatch() -> None:
-        nonlocal t_dispatch
-        t_dispatch = now()
-
-    request.extensions[DISPATCH_HOOK] = on_dispatch
+        x.t_dispatch = now()
+        x.dispatched = True
 
     # A stale keep-alive connection: the transport re-sends once and calls on_dispatch
-    # again; the record keeps the time lost (lens.records.RequestRecord.stale_*).
+    # again; the record keeps the time lost (lens.records.RequestRecord.stale_*).  Not an
+    # error, not one of the scenario's retries.
     stale_from: int | None = None
 
     def on_stale(reason: str) -> None:
         nonlocal stale_from
         if stale_from is None:
-            stale_from = t_dispatch
+            stale_from = x.t_dispatch
 
     def emit_marked(rec: RequestRecord) -> None:
         if stale_from is not None:
@@ -74,80 +136,208 @@ async def execute_request(
             rec = dataclasses.replace(rec, stale_connection=True, stale_lost_ns=lost)
         emit(rec)
 
-    request.extensions[STALE_HOOK] = on_stale
     try:
-        with trio.move_on_after(timeout_s) as deadline:
-            try:
-                response = await transport.handle_async_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                error = (ErrorClass.CONNECT, f"{type(exc).__name__}: {exc}")
-            except httpx.HTTPError as exc:
-                error = (ErrorClass.CONNECT, f"{type(exc).__name__}: {exc}")
-            else:
-                t_headers = now()
-                status = response.status_code
-                facts = adapter.response_facts(response.headers)
-                request_id = (
-                    facts.get("x-request-id")
-                    or facts.get("request-id")
-                    or facts.get("x-amzn-requestid")
-                )
-                try:
-                    if status != 200:
-                        body = b""
-                        async for part in response.aiter_raw():
-                            body += part
-                            if len(body) >= MAX_ERROR_BODY:
-                                break
-                        error = adapter.classify_http_error(status, response.headers, body)
-                    else:
-                        try:
-                            async for chunk in response.aiter_raw():
-                                t = now()  # stamped before any parsing
-                                if t_first_chunk is None:
-                                    t_first_chunk = t
-                                reads += 1
-                                decoder.feed(chunk, t)
-                        except httpx.HTTPError:
-                            outcome = decoder.finish(now(), eof=False)
-                        else:
-                            outcome = decoder.finish(now(), eof=True)
-                finally:
-                    await response.aclose()
+        try:
+            request = adapter.build_request(prompt, max_tokens)
+            decoder = adapter.new_decoder(prompt)
+        except Exception as exc:
+            x.fail(
+                (ErrorClass.CONNECT, f"request not sent (lens could not build it): {describe(exc)}")
+            )
+        else:
+            request.extensions[DISPATCH_HOOK] = on_dispatch
+            request.extensions[STALE_HOOK] = on_stale
+            with trio.move_on_after(timeout_s) as deadline:
+                await _exchange(x, transport, adapter, request, decoder, now)
+            if deadline.cancelled_caught:
+                x.fail((ErrorClass.TIMEOUT, f"no complete response within {timeout_s:g}s"))
+                if x.status == 200:
+                    x.finish(decoder, now(), eof=False)
         cancelled = False
-        if deadline.cancelled_caught:
-            error = (ErrorClass.TIMEOUT, f"no complete response within {timeout_s:g}s")
-            if outcome is None and status == 200:
-                outcome = decoder.finish(now(), eof=False)
     finally:
         t_end = now()
-        if t_dispatch > t_call:
+        facts = x.facts
+        if x.t_dispatch > t_call:
             # Client-side set-up before the bytes left (connect, TLS, encoding): kept, not hidden.
-            facts = {**facts, "pre_dispatch_ms": f"{(t_dispatch - t_call) / 1e6:.3f}"}
+            facts = {**facts, "pre_dispatch_ms": f"{(x.t_dispatch - t_call) / 1e6:.3f}"}
         if cancelled:
-            error = (ErrorClass.CANCELLED, "run interrupted while the request was in flight")
-            if status == 200 and outcome is None:
-                outcome = decoder.finish(t_end, eof=False)
+            x.error = (ErrorClass.CANCELLED, "run interrupted while the request was in flight")
+            if x.status == 200 and decoder is not None:
+                x.finish(decoder, t_end, eof=False)
         emit_marked(
             _record(
                 prompt,
                 stage=stage,
                 index=index,
                 adapter=adapter,
-                status=status,
-                error=error,
-                outcome=outcome,
+                status=x.status,
+                error=x.error,
+                outcome=x.outcome,
                 t_intended=t_intended,
-                t_dispatch=t_dispatch,
-                t_headers=t_headers,
-                t_first_chunk=t_first_chunk,
+                t_dispatch=x.t_dispatch,
+                t_headers=x.t_headers,
+                t_first_chunk=x.t_first_chunk,
                 t_end=t_end,
-                reads=reads,
-                request_id=request_id,
+                reads=x.reads,
+                request_id=x.request_id,
                 facts=facts,
             )
         )
-        del request.extensions[DISPATCH_HOOK]
+        if request is not None:
+            del request.extensions[DISPATCH_HOOK]
+
+
+async def _exchange(
+    x: _Exchange,
+    transport: httpx.AsyncBaseTransport,
+    adapter: ProviderAdapter,
+    request: httpx.Request,
+    decoder: StreamDecoder,
+    now: Callable[[], int],
+) -> None:
+    """Send ``request`` and read its response into ``x``; every failure lands in ``x``."""
+    response = await _send(x, transport, request)
+    if response is None:
+        return
+    x.t_headers = now()
+    status = x.status = response.status_code
+    try:
+        x.facts = _facts(adapter, response.headers)
+        facts = x.facts
+        x.request_id = (
+            facts.get("x-request-id") or facts.get("request-id") or facts.get("x-amzn-requestid")
+        )
+        if status == 200:
+            await _stream(x, response, decoder, now)
+        else:
+            body = await _error_body(response)
+            x.fail(_classify(x, adapter, status, response.headers, body))
+    finally:
+        await response.aclose()
+
+
+async def _send(
+    x: _Exchange, transport: httpx.AsyncBaseTransport, request: httpx.Request
+) -> httpx.Response | None:
+    """The response head, or None with the failure in ``x``."""
+    try:
+        return await transport.handle_async_request(request)
+    except ProtocolViolation as exc:
+        x.fail((ErrorClass.PROTOCOL_ERROR, describe(exc)))
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
+        x.fail((ErrorClass.CONNECT, describe(exc)))
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        # Refused by lens's own side before a byte was written: the server never saw it.
+        x.fail((ErrorClass.CONNECT, f"request not sent: {describe(exc)}"))
+    except httpx.HTTPError as exc:
+        # Read/write errors, a close before any response byte: the request went out (or
+        # was going out) and the connection dropped; the server may have processed it.
+        x.fail((ErrorClass.CONNECTION_LOST, describe(exc)))
+    except Exception as exc:
+        # Not an httpx error: a transport that broke its contract.  Before dispatch nothing
+        # was sent; after it, the connection is as good as lost.
+        cls = ErrorClass.CONNECTION_LOST if x.dispatched else ErrorClass.CONNECT
+        x.fail((cls, describe(exc)))
+    return None
+
+
+def _facts(adapter: ProviderAdapter, headers: httpx.Headers) -> dict[str, str]:
+    """The provider facts of the response head; headers an adapter cannot read lose only
+    the facts (the response itself may be fine), and the record says why."""
+    try:
+        return dict(adapter.response_facts(headers))
+    except Exception as exc:
+        return {"facts_error": describe(exc)}
+
+
+async def _stream(
+    x: _Exchange, response: httpx.Response, decoder: StreamDecoder, now: Callable[[], int]
+) -> None:
+    """Read a 200 body, stamping each read before any parsing: the hottest loop of lens.
+
+    The loop has no per-read work beyond the stamp, the counters and ``feed``; failures are
+    sorted out once, in the ``except`` clauses (a ``try`` costs nothing until it raises).
+    """
+    t_first_chunk: int | None = None
+    reads = 0
+    eof = False
+    body = _reads(response)
+    try:
+        async for chunk in body:
+            if not chunk:
+                continue  # not a read that delivered body bytes (httpx's aiter_raw skips them too)
+            t = now()  # stamped before any parsing
+            if t_first_chunk is None:
+                t_first_chunk = t
+            reads += 1
+            decoder.feed(chunk, t)
+        eof = True
+    except ProtocolViolation as exc:
+        x.fail((ErrorClass.PROTOCOL_ERROR, describe(exc)))
+    except httpx.HTTPError:
+        pass  # the connection dropped mid-body: the decoder calls that a cut stream
+    except Exception as exc:
+        # The decoder could not read what the server sent (deep JSON, a wrong JSON type,
+        # an event over its limit): the server broke its protocol.
+        x.fail((ErrorClass.PROTOCOL_ERROR, describe(exc)))
+    finally:
+        # Also when cancelled mid-read: what was measured stays measured.
+        x.t_first_chunk = t_first_chunk
+        x.reads = reads
+        await _close(body)
+    x.finish(decoder, now(), eof=eof)
+
+
+def _reads(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The transport's own iterator over the body's network reads.
+
+    Not ``response.aiter_raw()``: that wraps it in one more generator (a re-chunker and a
+    byte counter lens does not use) per read, and hides the inner generator, which a
+    request that stops reading early (a decoder that gave up) could then not close.
+    """
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("lens reads responses of async transports only")
+    return stream.__aiter__()
+
+
+async def _close(body: AsyncIterator[bytes]) -> None:
+    """Close a body iterator left unfinished, now rather than at garbage collection."""
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _error_body(response: httpx.Response) -> bytes:
+    """Up to ``MAX_ERROR_BODY`` bytes of an error body; what arrived if the read failed."""
+    body = b""
+    parts = _reads(response)
+    try:
+        async for part in parts:
+            body += part
+            if len(body) >= MAX_ERROR_BODY:
+                break
+    except httpx.HTTPError:
+        pass  # the status is the news; a cut error body is still worth quoting
+    finally:
+        await _close(parts)
+    return body
+
+
+def _classify(
+    x: _Exchange, adapter: ProviderAdapter, status: int, headers: httpx.Headers, body: bytes
+) -> Error:
+    if 300 <= status < 400:
+        # lens follows no redirect: the record says where the server pointed.
+        location = headers.get("location")
+        if location is not None:
+            x.facts = {**x.facts, "location": location}
+        where = f"redirect to {location}" if location else "redirect with no Location"
+        return ErrorClass.HTTP_3XX, f"HTTP {status}: {where} (lens follows no redirects)"
+    try:
+        return adapter.classify_http_error(status, headers, body)
+    except Exception as exc:
+        return classify_status(status), f"HTTP {status}: error body unreadable ({describe(exc)})"
 
 
 def _record(
@@ -157,7 +347,7 @@ def _record(
     index: int,
     adapter: ProviderAdapter,
     status: int | None,
-    error: tuple[ErrorClass, str] | None,
+    error: Error | None,
     outcome: StreamOutcome | None,
     t_intended: int | None,
     t_dispatch: int,

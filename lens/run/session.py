@@ -3,7 +3,12 @@
 An interrupted run is not a failed run: every record measured so far (including requests
 cut off by the interruption, class ``cancelled``) is returned and marked partial.  Running
 out of budget also ends a run early (``interrupted_by="budget"``), but gently: requests in
-flight finish, only new ones are refused.
+flight finish, only new ones are refused.  Should lens itself fail mid-run (a bug), the run
+stops, and what was measured is still returned, partial, with the exception in ``failure``
+(``interrupted_by="lens_failed"``) for the CLI to report after writing it.
+
+Every record is redacted once, as it is created: its error message, request id and provider
+facts lose the secrets lens holds (lens.redact) before anything else sees them.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import trio
 
 from lens.plan.model import Plan, ProviderSpec
 from lens.records import RequestRecord
+from lens.redact import Redactor, redact_record
 from lens.run.budget import BudgetGuard
 from lens.run.executor import RunProgress, StageRunner, StageWindow, TransportFactory
 from lens.run.harness import HarnessMonitor, HarnessReport
 from lens.run.progress import show_progress
 
 BUDGET_STOP = "budget"  # interrupted_by when the budget ran out
+LENS_FAILED_STOP = "lens_failed"  # interrupted_by when lens itself failed mid-run
 # Runs the plan's units through the runner: StageRunner.run_all, or a caller's order (the
 # adaptive sweeps of lens.sweeps choose steps as they go).
 Drive = Callable[[StageRunner], Awaitable[None]]
@@ -37,6 +44,9 @@ class RunOutcome:
     duration_s: float
     interrupted_by: str | None = None
     harness: HarnessReport | None = None  # the client's own load while it measured
+    # lens itself failed mid-run (a bug, a full disk): the run stopped there.  Not for
+    # failures of the system under test, which are records.
+    failure: Exception | None = None
 
     @property
     def partial(self) -> bool:
@@ -55,10 +65,13 @@ async def execute(
     budget: BudgetGuard | None = None,
     harness: HarnessMonitor | None = None,
     drive: Drive | None = None,
+    redactor: Redactor | None = None,
 ) -> RunOutcome:
     records: list[RequestRecord] = []
+    redact = redactor if redactor is not None else Redactor.for_providers(providers.values())
 
     def emit(rec: RequestRecord) -> None:
+        rec = redact_record(rec, redact)
         records.append(rec)
         if on_record is not None:
             on_record(rec)
@@ -71,16 +84,22 @@ async def execute(
     t_start = trio.current_time()
     interrupted: list[str] = []
 
-    async with trio.open_nursery() as nursery:
-        if handle_signals:
-            nursery.start_soon(_watch_signals, nursery.cancel_scope, interrupted)
-        if progress_out is not None:
-            nursery.start_soon(lambda: show_progress(progress, progress_out, tty=tty))
-        if harness is not None:
-            nursery.start_soon(harness.run)
-        # A signal cancels this nursery, the run included; otherwise the watchers stop here.
-        await (drive or StageRunner.run_all)(runner)
-        nursery.cancel_scope.cancel()
+    failure: Exception | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            if handle_signals:
+                nursery.start_soon(_watch_signals, nursery.cancel_scope, interrupted)
+            if progress_out is not None:
+                nursery.start_soon(lambda: show_progress(progress, progress_out, tty=tty))
+            if harness is not None:
+                nursery.start_soon(harness.run)
+            # A signal cancels this nursery, the run included; otherwise the watchers stop.
+            await (drive or StageRunner.run_all)(runner)
+            nursery.cancel_scope.cancel()
+    except Exception as exc:
+        # lens's own failure (a bug): what was measured until now is kept and returned.
+        failure = exc
+        interrupted.insert(0, LENS_FAILED_STOP)
 
     if not interrupted and budget is not None and budget.exhausted:
         interrupted.append(BUDGET_STOP)
@@ -91,6 +110,7 @@ async def execute(
         duration_s=trio.current_time() - t_start,
         interrupted_by=interrupted[0] if interrupted else None,
         harness=None if harness is None else harness.report(),
+        failure=failure,
     )
 
 
@@ -112,6 +132,7 @@ def run_blocking(
     harness: HarnessMonitor | None = None,
     drive: Drive | None = None,
     on_record: Callable[[RequestRecord], None] | None = None,
+    redactor: Redactor | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -123,5 +144,6 @@ def run_blocking(
             harness=harness,
             drive=drive,
             on_record=on_record,
+            redactor=redactor,
         )
     )

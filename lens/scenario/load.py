@@ -3,17 +3,19 @@ problem with ``file:line:col``, field path and what was expected.
 
 Steps, each collecting problems rather than stopping at the first:
 1. read and decode the file;
-2. compose the YAML with positions, rejecting duplicate keys and expanding ``${VAR}``
-   (yaml_nodes.py);
+2. compose the YAML with positions, rejecting duplicate keys, alias bombs and deep nesting,
+   and expanding ``${VAR}`` in configuration fields only (yaml_nodes.py, env_scope.py);
 3. validate with pydantic (the messages users read, see messages.py) *and* with the
    published JSON Schema (schema.py).  A schema error is only shown when pydantic said
    nothing about that spot: normally they agree, and a shown schema error means the two have
    drifted, which a test guards against;
-4. read JSONL prompt files (prompts.py) and check that ids are unique (checks.py).
+4. read JSONL prompt files (prompts.py), which must lie inside the scenario's folder unless
+   ``allow_files_outside``, and check that ids are unique (checks.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 
 from lens.errors import Problem, ScenarioError, SourcePos
 from lens.scenario.checks import duplicate_problems
+from lens.scenario.env_scope import PROMPTS_SWITCH, EnvScope
 from lens.scenario.messages import Explained, explain
 from lens.scenario.model import FilePrompt, FileRequest, Scenario
 from lens.scenario.prompts import read_prompt_file
@@ -31,8 +34,14 @@ from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path, parse_yaml
 
 
-def load_scenario(path: str | Path, *, env: Mapping[str, str] | None = None) -> Scenario:
-    """Load and validate a scenario file; ``env`` defaults to ``os.environ``."""
+def load_scenario(
+    path: str | Path, *, env: Mapping[str, str] | None = None, allow_files_outside: bool = False
+) -> Scenario:
+    """Load and validate a scenario file; ``env`` defaults to ``os.environ``.
+
+    ``allow_files_outside`` lets ``file:`` prompts name files outside the scenario's folder
+    (``lens ... --allow-files-outside``); by default that is an error, so a scenario from an
+    untrusted source cannot send, say, ``~/.ssh/id_rsa`` as prompt text."""
     file = str(path)
     try:
         data = Path(path).read_bytes()
@@ -51,7 +60,13 @@ def load_scenario(path: str | Path, *, env: Mapping[str, str] | None = None) -> 
         col = len(before) - (before.rfind(b"\n") + 1) + 1
         message = f"not valid UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
         raise ScenarioError(Problem(message, pos=SourcePos(file, line, col))) from None
-    return parse_scenario(text, file=file, base_dir=Path(path).parent, env=env)
+    return parse_scenario(
+        text,
+        file=file,
+        base_dir=Path(path).parent,
+        env=env,
+        allow_files_outside=allow_files_outside,
+    )
 
 
 def parse_scenario(
@@ -60,10 +75,13 @@ def parse_scenario(
     file: str = "<scenario>",
     base_dir: str | Path = ".",
     env: Mapping[str, str] | None = None,
+    allow_files_outside: bool = False,
 ) -> Scenario:
     """Validate scenario text; ``file`` names it in messages, ``base_dir`` anchors prompt
-    files."""
-    doc = parse_yaml(text, file, os.environ if env is None else env)
+    files (and confines them unless ``allow_files_outside``)."""
+    environ = os.environ if env is None else env
+    scope = EnvScope(Scenario)
+    doc = parse_yaml(text, file, environ, scope)
     if doc.data is None or not isinstance(doc.data, dict):
         problems = list(doc.problems)
         if not problems:
@@ -73,7 +91,7 @@ def parse_scenario(
             problems.append(Problem(f"{expected}, got {got}", pos=pos))
         raise ScenarioError(problems)
 
-    report = _Report(doc.data, doc.source, list(doc.problems), set(doc.problem_paths))
+    report = _Report(doc.data, doc.source, list(doc.problems), set(doc.problem_paths), scope)
     scenario: Scenario | None = None
     try:
         scenario = Scenario.model_validate(doc.data)
@@ -84,10 +102,13 @@ def parse_scenario(
                 report.add(explained, schema=False)
     for explained in schema_errors(doc.data):
         report.add(explained, schema=True)
-    requests = _read_prompt_files(doc.data, doc.source, Path(base_dir), report)
+    prompt_env = environ if scope.prompts_allowed(doc.data) else None
+    files = _PromptFiles(Path(base_dir), allow_files_outside, prompt_env)
+    requests = files.read(doc.data, doc.source, report)
 
     if scenario is not None:
-        scenario._source = doc.source
+        variables = {**doc.source.variables, **files.variables}
+        scenario._source = dataclasses.replace(doc.source, variables=variables)
         for i, prompt in enumerate(scenario.prompts):
             if isinstance(prompt, FilePrompt):
                 prompt._requests = requests.get(i, ())
@@ -101,12 +122,20 @@ def parse_scenario(
 class _Report:
     """Problems so far, and the paths they cover, so one spot is not reported twice."""
 
-    def __init__(self, data: Any, source: SourceMap, problems: list[Problem], paths: set[PathT]):
+    def __init__(
+        self,
+        data: Any,
+        source: SourceMap,
+        problems: list[Problem],
+        paths: set[PathT],
+        scope: EnvScope,
+    ):
         self.data = data
         self.source = source
         self.problems = problems
         self.paths = paths
         self.node_paths = frozenset(paths)  # duplicate keys, bad ${VAR}: found while parsing
+        self.scope = scope
 
     def add(self, explained: Explained, *, schema: bool) -> None:
         """Record a validation problem unless an earlier one already covers its spot.
@@ -123,8 +152,23 @@ class _Report:
             return
         path = _existing_path(self.data, explained.path)
         pos = self.source.key_pos(path) if explained.at_key else self.source.value_pos(path)
-        self.problems.append(Problem(explained.message, pos=pos, path=format_path(path)))
+        message = explained.message + self._literal_env_hint(path)
+        self.problems.append(Problem(message, pos=pos, path=format_path(path)))
         self.paths.add(explained.path)
+
+    def _literal_env_hint(self, path: PathT) -> str:
+        """Why a ``${VAR}`` written in a field that does not read the environment is still
+        there: it used to be expanded everywhere."""
+        value = _value_at(self.data, path)
+        if not isinstance(value, str) or "${" not in value or self.scope(self.data, path):
+            return ""
+        if path[:1] == ("prompts",):
+            return f" (${{...}} in prompts is literal text unless {PROMPTS_SWITCH}: true)"
+        return (
+            " (${...} is literal text here: lens expands environment variables only in "
+            "configuration fields such as api_key, base_url, headers, model, region, export "
+            "and budget)"
+        )
 
 
 def _is_under(path: PathT, reported: PathT) -> bool:
@@ -133,6 +177,16 @@ def _is_under(path: PathT, reported: PathT) -> bool:
 
 def _is_related(path: PathT, reported: PathT) -> bool:
     return _is_under(path, reported) or _is_under(reported, path)
+
+
+def _value_at(data: Any, path: PathT) -> Any:
+    for seg in path:
+        in_dict = isinstance(data, dict) and isinstance(seg, str) and seg in data
+        in_list = isinstance(data, list) and isinstance(seg, int) and 0 <= seg < len(data)
+        if not (in_dict or in_list):
+            return None
+        data = data[seg]
+    return data
 
 
 def _existing_path(data: Any, path: PathT) -> PathT:
@@ -151,30 +205,72 @@ def _existing_path(data: Any, path: PathT) -> PathT:
     return path
 
 
-def _read_prompt_files(
-    data: dict[str, Any], source: SourceMap, base_dir: Path, report: _Report
-) -> dict[int, tuple[FileRequest, ...]]:
-    """Read every ``file:`` prompt that looks usable, even when other parts are invalid,
-    so its problems are reported in the same run."""
-    found: dict[int, tuple[FileRequest, ...]] = {}
-    prompts = data.get("prompts")
-    if not isinstance(prompts, list):
+class _PromptFiles:
+    """Reads every ``file:`` prompt that looks usable, even when other parts are invalid, so
+    its problems are reported in the same run."""
+
+    def __init__(self, base_dir: Path, allow_outside: bool, env: Mapping[str, str] | None) -> None:
+        self.base_dir = base_dir
+        self.allow_outside = allow_outside
+        self.env = env  # set when allow_env_in_prompts: true
+        self.variables: dict[PathT, tuple[str, ...]] = {}
+
+    def read(
+        self, data: dict[str, Any], source: SourceMap, report: _Report
+    ) -> dict[int, tuple[FileRequest, ...]]:
+        found: dict[int, tuple[FileRequest, ...]] = {}
+        prompts = data.get("prompts")
+        if not isinstance(prompts, list):
+            return found
+        for i, item in enumerate(prompts):
+            if not (isinstance(item, dict) and isinstance(item.get("file"), str) and item["file"]):
+                continue
+            written = item["file"]
+            where = source.value_pos(("prompts", i, "file"))
+            display = os.path.normpath(os.path.join(os.path.dirname(source.file), written))
+            outside = None if self.allow_outside else self._outside(written, display)
+            if outside is not None:
+                report.problems.append(
+                    Problem(outside, pos=where, path=format_path(("prompts", i, "file")))
+                )
+                continue
+            prompt_id = str(item["id"]) if isinstance(item.get("id"), str) else f"prompts[{i}]"
+            used: list[str] = []
+            requests, problems = read_prompt_file(
+                self.base_dir / written,
+                display,
+                prompt_id=prompt_id,
+                where=where,
+                env=self.env,
+                used=used,
+            )
+            if used:
+                path: PathT = ("prompts", i, "file")
+                self.variables[path] = (*source.env_variables(path), *dict.fromkeys(used))
+            found[i] = requests
+            report.problems += problems
         return found
-    for i, item in enumerate(prompts):
-        if not (isinstance(item, dict) and isinstance(item.get("file"), str) and item["file"]):
-            continue
-        written = item["file"]
-        display = os.path.normpath(os.path.join(os.path.dirname(source.file), written))
-        prompt_id = str(item["id"]) if isinstance(item.get("id"), str) else f"prompts[{i}]"
-        requests, problems = read_prompt_file(
-            base_dir / written,
-            display,
-            prompt_id=prompt_id,
-            where=source.value_pos(("prompts", i, "file")),
+
+    def _outside(self, written: str, display: str) -> str | None:
+        """Why ``written`` may not be read, or None: it must resolve (symlinks followed)
+        inside the scenario's folder."""
+        try:
+            folder = self.base_dir.resolve()
+            target = (self.base_dir / written).resolve()
+        except (OSError, ValueError, RuntimeError):  # a NUL in the path, a symlink loop
+            return None  # reading it reports the problem
+        if target.is_relative_to(folder):
+            return None
+        if Path(os.path.normpath(folder / written)).is_relative_to(folder):
+            how = "leads outside the scenario's folder through a symbolic link"
+        elif Path(written).is_absolute():
+            how = "is an absolute path outside the scenario's folder"
+        else:
+            how = "climbs out of the scenario's folder"
+        return (
+            f"prompts file {display} {how}: a scenario may only read files in its own folder "
+            "(pass --allow-files-outside to lens validate/plan/run to read it anyway)"
         )
-        found[i] = requests
-        report.problems += problems
-    return found
 
 
 def _position_order(problem: Problem, file: str) -> tuple[int, str, int, int]:

@@ -174,7 +174,7 @@ def explain(error: ErrorDetails, root: type[BaseModel]) -> Explained | None:
         cause = ctx.get("error")
         if isinstance(cause, FieldError):
             return Explained((*path, cause.key), str(cause), at_key=True)
-        return Explained(path, str(ctx.get("error", error["msg"])))
+        return Explained(path, str(ctx.get("error", error["msg"])), walk.at_key)
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         if ctx.get("class_name") == "SlaAssert":
             return Explained(

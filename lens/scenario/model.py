@@ -35,6 +35,8 @@ from pydantic import (
 )
 
 from lens.netconfig import ProxyURLError, parse_proxy_url
+from lens.scenario.env_scope import FROM_ENV
+from lens.scenario.headers import credential_problem, header_name_problem, unsendable
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.scenario.units import (
     Precision,
@@ -43,12 +45,14 @@ from lens.scenario.units import (
     parse_percent,
     parse_precision,
     parse_rate,
+    parse_size,
     parse_span,
     parse_usd,
     percent_json_schema,
     precision_json_schema,
     rate_json_schema,
     show,
+    size_json_schema,
     span_json_schema,
     usd_json_schema,
 )
@@ -135,13 +139,71 @@ PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 Url = Annotated[str, Field(pattern=URL_PATTERN)]
-Region = Annotated[str, Field(pattern=REGION_PATTERN)]
+EnvUrl = Annotated[str, Field(pattern=URL_PATTERN), FROM_ENV]
+Region = Annotated[str, Field(pattern=REGION_PATTERN), FROM_ENV]
 
 
 class FrozenModel(BaseModel):
     """Base of every scenario model: immutable, and unknown keys are errors (typos)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- configuration that reaches the wire -----------------------------------------------------
+# ``FROM_ENV`` marks the fields where ``${VAR}`` is expanded (see env_scope.py); elsewhere it
+# is literal text.  Values that go into HTTP headers are checked here, after expansion.
+
+
+def _credential(value: SecretStr) -> SecretStr:
+    problem = credential_problem("api_key", value.get_secret_value())
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _header_name(name: str) -> str:
+    problem = header_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+def _header_text(value: str) -> str:
+    why = unsendable(value)
+    if why is not None:
+        raise ValueError(f"the header value {why}")
+    return value
+
+
+# A credential: its value is never echoed in messages, plans or results.
+ApiKey = Annotated[Annotated[SecretStr, AfterValidator(_credential)] | None, FROM_ENV]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderText = Annotated[str, AfterValidator(_header_text)]
+EnvNonEmptyStr = Annotated[str, Field(min_length=1), FROM_ENV]
+EnvHeaderText = Annotated[HeaderText, Field(min_length=1), FROM_ENV]
+
+
+class SecretHeader(FrozenModel):
+    """A header written as a mapping, to mark its value secret."""
+
+    value: HeaderText = Field(description="The header's value, usually ${VAR}.")
+    secret: bool = Field(
+        False,
+        strict=True,
+        description="The value is a secret: masked in plans and replaced by *** wherever lens "
+        "records or prints it.",
+    )
+
+
+def _header_kind(value: Any) -> str:
+    return "mapping" if isinstance(value, dict | SecretHeader) else "text"
+
+
+HeaderValue = Annotated[
+    Annotated[HeaderText, Tag("text")] | Annotated[SecretHeader, Tag("mapping")],
+    Discriminator(_header_kind),
+]
+Headers = Annotated[dict[HeaderName, HeaderValue], FROM_ENV]
 
 
 # --- defaults ------------------------------------------------------------------------------
@@ -262,7 +324,7 @@ Price = Annotated[
 
 
 class _Priced(FrozenModel):
-    price: Price | None = Field(
+    price: Annotated[Price | None, FROM_ENV] = Field(
         None,
         description="What this provider costs, overriding the pricing catalog: USD per 1M "
         "tokens ({input, output, ...}) or per GPU-hour ({gpu_hour, gpus}).",
@@ -363,12 +425,12 @@ class _KeepAlive(FrozenModel):
 class _Network(_KeepAlive):
     """Connection settings of every provider that reaches a server over the network."""
 
-    proxy: ProxySetting | None = Field(
+    proxy: Annotated[ProxySetting | None, FROM_ENV] = Field(
         None,
         description="HTTP proxy URL for this provider, or none to connect directly; when "
         "omitted, the HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY variables.",
     )
-    tls: TlsSettings | None = Field(
+    tls: Annotated[TlsSettings | None, FROM_ENV] = Field(
         None,
         description="TLS verification and client certificate (default: verify against "
         "certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set).",
@@ -407,7 +469,7 @@ class SimulatedProvider(_Priced, _KeepAlive):
         description="Wire protocol the server speaks: openai (Chat Completions), "
         "openai-responses, anthropic, gemini, bedrock or azure-openai.",
     )
-    model: NonEmptyStr = Field("lens-sim", description="Model name the simulator reports.")
+    model: EnvNonEmptyStr = Field("lens-sim", description="Model name the simulator reports.")
     ttft: Duration = Field(0.15, description="Time to first token, e.g. 150ms.")
     itl: Duration = Field(0.015, description="Gap between output tokens, e.g. 15ms.")
     output_tokens: PositiveInt = Field(64, description="Tokens generated per response.")
@@ -426,7 +488,10 @@ class SimulatedProvider(_Priced, _KeepAlive):
     )
 
 
-_HEADERS_DESCRIPTION = "Extra HTTP headers sent with every request."
+_HEADERS_DESCRIPTION = (
+    "Extra HTTP headers sent with every request: 'Name: value', or 'Name: {value: ${VAR}, "
+    "secret: true}' to mask the value in plans and redact it from every output."
+)
 _MAX_TOKENS_FIELD_DESCRIPTION = "Request field carrying the output token limit."
 _INCLUDE_USAGE_DESCRIPTION = "Ask for token usage in the stream (stream_options.include_usage)."
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
@@ -440,14 +505,14 @@ class OpenAICompatibleProvider(_Priced, _Network):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
-    base_url: Url = Field(
+    base_url: EnvUrl = Field(
         description="API root including the version, e.g. http://127.0.0.1:8000/v1."
     )
-    model: NonEmptyStr = Field(description="Model name sent in each request.")
-    api_key: SecretStr | None = Field(
+    model: EnvNonEmptyStr = Field(description="Model name sent in each request.")
+    api_key: ApiKey = Field(
         None, description="Bearer token, usually ${VAR}; empty means none is sent."
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
     max_tokens_field: MaxTokensField = Field(
         "max_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
     )
@@ -458,14 +523,14 @@ class OpenAIProvider(_Priced, _Network):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. gpt-4o-mini.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. gpt-4o-mini.")
+    base_url: EnvUrl = Field(
         "https://api.openai.com/v1", description="API root (change it for a proxy)."
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None, description="API key; when omitted, the OPENAI_API_KEY environment variable."
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
     # OpenAI deprecated max_tokens for chat; reasoning models reject it.
     max_tokens_field: MaxTokensField = Field(
         "max_completion_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
@@ -477,33 +542,33 @@ class OpenAIResponsesProvider(_Priced, _Network):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. gpt-5-mini.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. gpt-5-mini.")
+    base_url: EnvUrl = Field(
         "https://api.openai.com/v1",
         description="API root including the version; lens appends /responses.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None, description="API key; when omitted, the OPENAI_API_KEY environment variable."
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
 
 
 class AnthropicProvider(_Priced, _Network):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. claude-sonnet-4-20250514.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. claude-sonnet-4-20250514.")
+    base_url: EnvUrl = Field(
         "https://api.anthropic.com",
         description="API root without the version; lens appends /v1/messages.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None,
         description="API key (x-api-key header); when omitted, the ANTHROPIC_API_KEY "
         "environment variable.",
     )
-    headers: dict[str, str] = _headers()
-    anthropic_version: NonEmptyStr = Field(
+    headers: Headers = _headers()
+    anthropic_version: EnvHeaderText = Field(
         "2023-06-01", description="Value of the anthropic-version header."
     )
 
@@ -512,18 +577,18 @@ class GeminiProvider(_Priced, _Network):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(description="Model name, e.g. gemini-2.5-flash.")
-    base_url: Url = Field(
+    model: EnvNonEmptyStr = Field(description="Model name, e.g. gemini-2.5-flash.")
+    base_url: EnvUrl = Field(
         "https://generativelanguage.googleapis.com",
         description="API root without the version; lens appends "
         "/v1beta/models/{model}:streamGenerateContent.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None,
         description="API key (x-goog-api-key header); when omitted, the GEMINI_API_KEY "
         "environment variable, then GOOGLE_API_KEY.",
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
 
 
 def _given(*keys: str) -> dict[str, Any]:
@@ -550,7 +615,7 @@ class BedrockProvider(_Priced, _Network):
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
 
     type: Literal["bedrock"] = Field(description="Provider kind.")
-    model: NonEmptyStr = Field(
+    model: EnvNonEmptyStr = Field(
         description="Model id, inference profile or ARN, e.g. us.amazon.nova-micro-v1:0."
     )
     region: Region | None = Field(
@@ -558,7 +623,7 @@ class BedrockProvider(_Priced, _Network):
         description="AWS region, e.g. us-east-1; when omitted, AWS_REGION, then "
         "AWS_DEFAULT_REGION. Needed unless endpoint is given.",
     )
-    profile: NonEmptyStr | None = Field(
+    profile: EnvNonEmptyStr | None = Field(
         None, description="Named profile of the AWS credential chain (default: the chain's)."
     )
     api: Literal["converse", "invoke"] = Field(
@@ -566,14 +631,14 @@ class BedrockProvider(_Priced, _Network):
         description="converse (ConverseStream) or invoke (InvokeModelWithResponseStream, "
         "model-native body).",
     )
-    base_url: Url | None = Field(
+    base_url: EnvUrl | None = Field(
         None,
         description="Runtime endpoint, e.g. a VPC endpoint (default: the region's "
         "bedrock-runtime endpoint). Same as endpoint.",
     )
-    endpoint: Url | None = Field(None, description="Same as base_url.")
-    headers: dict[str, str] = _headers()
-    api_key: SecretStr | None = Field(
+    endpoint: EnvUrl | None = Field(None, description="Same as base_url.")
+    headers: Headers = _headers()
+    api_key: ApiKey = Field(
         None,
         description="Bedrock API key, sent as a bearer token instead of SigV4 signing; when "
         "omitted, AWS_BEARER_TOKEN_BEDROCK if set; empty means none.",
@@ -596,14 +661,14 @@ class AzureOpenAIProvider(_Priced, _Network):
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
 
     type: Literal["azure-openai"] = Field(description="Provider kind.")
-    deployment: NonEmptyStr = Field(description="Deployment name; it selects the model.")
-    endpoint: Url | None = Field(
+    deployment: EnvNonEmptyStr = Field(description="Deployment name; it selects the model.")
+    endpoint: EnvUrl | None = Field(
         None,
         description="Resource endpoint, e.g. https://myres.openai.azure.com; lens appends "
         "/openai/... (required, or base_url).",
     )
-    base_url: Url | None = Field(None, description="Same as endpoint.")
-    api_version: NonEmptyStr | None = Field(
+    base_url: EnvUrl | None = Field(None, description="Same as endpoint.")
+    api_version: EnvNonEmptyStr | None = Field(
         None,
         description="Classic API version, e.g. 2024-10-21: /openai/deployments/{deployment}/"
         "...?api-version=; when omitted, the v1 API (/openai/v1/...).",
@@ -613,17 +678,17 @@ class AzureOpenAIProvider(_Priced, _Network):
         description="key: api-key header; entra: Authorization: Bearer with a Microsoft "
         "Entra ID token.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: ApiKey = Field(
         None,
         description="API key (auth: key; default AZURE_OPENAI_API_KEY) or Entra ID token "
         "(auth: entra; default AZURE_OPENAI_AD_TOKEN).",
     )
-    headers: dict[str, str] = _headers()
+    headers: Headers = _headers()
     max_tokens_field: MaxTokensField = Field(
         "max_completion_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
     )
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
-    model: NonEmptyStr | None = Field(
+    model: EnvNonEmptyStr | None = Field(
         None, description="Model name for results (default: the deployment, which picks it)."
     )
 
@@ -945,6 +1010,13 @@ class RateRange(FrozenModel):
     to: Rate = Field(description="Highest rate to try, e.g. 64/s.")
 
 
+class ConcurrencyRange(FrozenModel):
+    """The concurrencies a search may try, both included."""
+
+    from_: PositiveInt = Field(alias="from", description="Lowest concurrency to try, e.g. 1.")
+    to: PositiveInt = Field(description="Highest concurrency to try, e.g. 64.")
+
+
 class AutoSweep(FrozenModel):
     """GuideLLM-style sweep: a synchronous step (one request at a time) and a saturation
     step measure the slowest and the highest throughput, then constant-rate steps fill the
@@ -957,6 +1029,23 @@ class AutoSweep(FrozenModel):
     saturation: PositiveInt = Field(
         64, description="Requests kept in flight by the saturation step (default 64)."
     )
+
+
+def _steps_kind(value: Any) -> str:
+    # A list of steps or a range to search: told apart by shape, so a mistake in one is
+    # reported as that one's, not as a failed match of both.
+    return "range" if isinstance(value, dict | RateRange | ConcurrencyRange) else "list"
+
+
+RateSteps = Annotated[
+    Annotated[tuple[Rate, ...], Tag("list")] | Annotated[RateRange, Tag("range")],
+    Discriminator(_steps_kind),
+]
+ConcurrencySteps = Annotated[
+    Annotated[tuple[PositiveInt, ...], Field(min_length=1), Tag("list")]
+    | Annotated[ConcurrencyRange, Tag("range")],
+    Discriminator(_steps_kind),
+]
 
 
 def _conditions(field: str, role: str) -> Callable[[Any], tuple[str, ...]]:
@@ -983,6 +1072,7 @@ _SLA_LIST_SCHEMA: dict[str, Any] = {
 }
 _STOP_ROLE = "the condition that ends the sweep, e.g. 'ttft.p95 > 2s'"
 _SEARCH_ROLE = "the SLAs every rate must meet, e.g. 'ttft.p95 < 500ms'"
+_CONCURRENCY_SEARCH_ROLE = "the SLAs every concurrency must meet, e.g. 'ttft.p95 < 500ms'"
 StopConditions = Annotated[
     tuple[str, ...],
     PlainValidator(_conditions("stop_when", _STOP_ROLE)),
@@ -993,26 +1083,52 @@ SearchSlas = Annotated[
     PlainValidator(_conditions("find_max_rate", _SEARCH_ROLE)),
     WithJsonSchema(_SLA_LIST_SCHEMA),
 ]
+ConcurrencySearchSlas = Annotated[
+    tuple[str, ...],
+    PlainValidator(_conditions("find_max_concurrency", _CONCURRENCY_SEARCH_ROLE)),
+    WithJsonSchema(_SLA_LIST_SCHEMA),
+]
+
+
+def _search_precision(value: object) -> Precision | int:
+    # A whole number stays one: it is also how a concurrency search's precision is written
+    # (requests in flight), which a rate (a bare number is per second) cannot tell apart.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return parse_precision(value)
+
+
 SearchPrecision = Annotated[
-    Precision, PlainValidator(parse_precision), WithJsonSchema(precision_json_schema())
+    Precision | int,
+    PlainValidator(_search_precision),
+    WithJsonSchema(
+        {
+            **precision_json_schema(),
+            "description": "find_max_rate: 5% (of the rate) or 0.5/s (a bare number is per "
+            "second); find_max_concurrency: a whole number of requests in flight, e.g. 2",
+        }
+    ),
 ]
 
 
 class SweepStage(_PacedStage):
     """A series of steps at increasing load: open-loop rates or closed-loop concurrencies.
     Each step is its own stage in results, with the id ``<id>.<rate>rps`` or ``<id>.c<n>``.
-    Three kinds decide steps at run time from the steps before: ``stop_when`` ends the sweep
-    early, ``find_max_rate`` searches for the highest rate meeting SLAs, ``auto`` places rate
-    steps between the measured synchronous and saturated throughput."""
+    Four kinds decide steps at run time from the steps before: ``stop_when`` ends the sweep
+    early, ``find_max_rate`` and ``find_max_concurrency`` search for the highest rate or
+    concurrency meeting SLAs, ``auto`` places rate steps between the measured synchronous
+    and saturated throughput."""
 
     pattern: Literal["sweep"] = Field(description="Load pattern.")
-    rates: tuple[Rate, ...] | RateRange | None = Field(
+    rates: RateSteps | None = Field(
         None,
         description="One open-loop constant-rate step per rate, e.g. [1/s, 2/s, 5/s]; with "
         "find_max_rate, the range to search: {from: 1/s, to: 64/s}.",
     )
-    concurrencies: tuple[PositiveInt, ...] | None = Field(
-        None, min_length=1, description="One closed-loop step per concurrency, e.g. [1, 4, 16]."
+    concurrencies: ConcurrencySteps | None = Field(
+        None,
+        description="One closed-loop step per concurrency, e.g. [1, 4, 16]; with "
+        "find_max_concurrency, the range to search: {from: 1, to: 64}.",
     )
     auto: AutoSweep | None = Field(
         None,
@@ -1038,13 +1154,21 @@ class SweepStage(_PacedStage):
         description="Search 'rates: {from, to}' by bisection for the highest rate whose step "
         "meets every one of these SLAs, e.g. 'ttft.p95 < 500ms'.",
     )
+    find_max_concurrency: ConcurrencySearchSlas | None = Field(
+        None,
+        description="Search 'concurrencies: {from, to}' by bisection for the highest "
+        "concurrency whose step meets every one of these SLAs, e.g. 'ttft.p95 < 500ms'.",
+    )
     precision: SearchPrecision | None = Field(
         None,
-        description="find_max_rate stops when the highest passing and lowest failing rates "
-        "are this close: 5% (of the rate) or 0.5/s.",
+        description="The search stops when the highest passing and lowest failing steps are "
+        "this close: for find_max_rate 5% (of the rate) or 0.5/s; for find_max_concurrency "
+        "a whole number of requests in flight (default 1: neighbours).",
     )
     max_steps: Annotated[int, Field(strict=True, ge=2)] | None = Field(
-        None, description="find_max_rate runs at most this many steps, the two bounds included."
+        None,
+        description="A search (find_max_rate, find_max_concurrency) runs at most this many "
+        "steps, the two bounds included.",
     )
 
     @model_validator(mode="after")
@@ -1061,10 +1185,12 @@ class SweepStage(_PacedStage):
         if self.duration is None and self.requests is None:
             raise ValueError("a sweep stage needs 'duration', 'requests' or both, for each step")
         self._check_search()
-        if self.stop_when is not None and (self.find_max_rate is not None or self.auto):
+        self._check_concurrency_search()
+        decides = self.search_kind or ("auto" if self.auto else None)
+        if self.stop_when is not None and decides is not None:
             raise FieldError(
                 "'stop_when' ends a sweep over listed 'rates' or 'concurrencies'; "
-                f"{'find_max_rate' if self.find_max_rate else 'auto'} decides its own steps",
+                f"{decides} decides its own steps",
                 "stop_when",
             )
         if self.concurrencies is not None:
@@ -1075,7 +1201,8 @@ class SweepStage(_PacedStage):
                         "'concurrencies' is closed loop",
                         key,
                     )
-            _no_repeats(self.concurrencies, "concurrencies", str)
+            if isinstance(self.concurrencies, tuple):
+                _no_repeats(self.concurrencies, "concurrencies", str)
         if self.requests is not None and self.rates is None:  # closed-loop steps
             _check_size(self.requests)
         if isinstance(self.rates, tuple):
@@ -1087,11 +1214,36 @@ class SweepStage(_PacedStage):
             _check_expected_size(self.rates.to, self.duration, self.requests)
         return self
 
+    @property
+    def search_kind(self) -> Literal["find_max_rate", "find_max_concurrency"] | None:
+        if self.find_max_rate is not None:
+            return "find_max_rate"
+        if self.find_max_concurrency is not None:
+            return "find_max_concurrency"
+        return None
+
+    @property
+    def rate_precision(self) -> Precision | None:
+        """``precision`` of a rate search: a whole number is per second."""
+        if isinstance(self.precision, int):
+            return Precision(float(self.precision), relative=False)
+        return self.precision
+
     def _check_search(self) -> None:
-        search = self.find_max_rate is not None
+        if self.find_max_rate is not None and self.find_max_concurrency is not None:
+            raise FieldError(
+                "give one of 'find_max_rate' (over 'rates') or 'find_max_concurrency' (over "
+                "'concurrencies'), not both",
+                "find_max_concurrency",
+            )
         for key in ("precision", "max_steps"):
-            if getattr(self, key) is not None and not search:
-                raise FieldError(f"'{key}' tunes 'find_max_rate': add it, or remove '{key}'", key)
+            if getattr(self, key) is not None and self.search_kind is None:
+                raise FieldError(
+                    f"'{key}' tunes 'find_max_rate' or 'find_max_concurrency': add one, or "
+                    f"remove '{key}'",
+                    key,
+                )
+        search = self.find_max_rate is not None
         if isinstance(self.rates, RateRange) and not search:
             raise FieldError(
                 "a range of rates ({from, to}) is searched by 'find_max_rate'; to run fixed "
@@ -1116,6 +1268,35 @@ class SweepStage(_PacedStage):
                 "find_max_rate needs to know when to stop: give 'precision' (e.g. 5% or "
                 "0.5/s), 'max_steps' or both",
                 "find_max_rate",
+            )
+
+    def _check_concurrency_search(self) -> None:
+        search = self.find_max_concurrency is not None
+        if isinstance(self.concurrencies, ConcurrencyRange) and not search:
+            raise FieldError(
+                "a range of concurrencies ({from, to}) is searched by 'find_max_concurrency'; "
+                "to run fixed steps, list them: concurrencies: [1, 4, 16]",
+                "concurrencies",
+            )
+        if not search:
+            return
+        if not isinstance(self.concurrencies, ConcurrencyRange):
+            raise FieldError(
+                "find_max_concurrency searches a range of concurrencies: give "
+                "concurrencies: {from: 1, to: 64}",
+                "concurrencies" if self.concurrencies is not None else "find_max_concurrency",
+            )
+        if self.concurrencies.from_ >= self.concurrencies.to:
+            raise FieldError(
+                f"the search range must rise: 'from' ({self.concurrencies.from_}) is not below "
+                f"'to' ({self.concurrencies.to})",
+                "concurrencies",
+            )
+        if self.precision is not None and not isinstance(self.precision, int):
+            raise FieldError(
+                "find_max_concurrency's precision counts requests in flight: give a whole "
+                f"number, e.g. 2 (got {self.precision})",
+                "precision",
             )
 
 
@@ -1240,6 +1421,28 @@ class Integrity(FrozenModel):
     )
 
 
+# --- limits --------------------------------------------------------------------------------
+
+Size = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(size_json_schema())]
+DEFAULT_MAX_EVENT_BYTES = 1024**2
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024**2
+
+
+class Limits(FrozenModel):
+    """Caps on what one response may make lens hold: a server that sends an endless line or
+    body ends that request as a protocol_error instead of eating memory and CPU."""
+
+    max_event_bytes: Size = Field(
+        DEFAULT_MAX_EVENT_BYTES,
+        description="Largest streamed event (an SSE event or line) lens buffers, e.g. 1MiB "
+        "(default 1MiB).",
+    )
+    max_response_bytes: Size = Field(
+        DEFAULT_MAX_RESPONSE_BYTES,
+        description="Largest response body lens reads, e.g. 64MiB (default 64MiB).",
+    )
+
+
 # --- exports -------------------------------------------------------------------------------
 
 
@@ -1315,19 +1518,32 @@ class Scenario(FrozenModel):
     sla: tuple[SlaEntry, ...] = Field(
         (), description="Assertions on the results; a failing one fails the run."
     )
-    pricing: tuple[PricingEntry, ...] = Field(
+    pricing: Annotated[tuple[PricingEntry, ...], FROM_ENV] = Field(
         (), description="Prices that replace or extend the built-in catalog (USD per 1M tokens)."
     )
     integrity: Integrity = Field(
         default=Integrity.model_validate({}),
         description="Thresholds of lens's self-checks (harness overload, cold starts).",
     )
-    budget: Usd | None = Field(
+    limits: Limits = Field(
+        default=Limits.model_validate({}),
+        description="Caps on event and response sizes; a response past one ends as "
+        "protocol_error (sizes like 1MiB, 64MiB).",
+    )
+    allow_env_in_prompts: bool = Field(
+        False,
+        strict=True,
+        description="Expand ${VAR} in prompts (inline messages and prompt files) too. By "
+        "default only configuration fields (credentials, URLs, headers, model, region, "
+        "export, budget, prices) read the environment, so a scenario cannot send a variable "
+        "to its server as prompt text.",
+    )
+    budget: Annotated[Usd | None, FROM_ENV] = Field(
         None,
         description="Spending cap in USD, e.g. $10: lens stops scheduling new requests "
         "before the run's cost could pass it.",
     )
-    export: tuple[ExportEntry, ...] = Field(
+    export: Annotated[tuple[ExportEntry, ...], FROM_ENV] = Field(
         (),
         description="Where lens run also sends its results, as KIND=DEST strings "
         "(added to any --export flags).",

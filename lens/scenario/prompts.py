@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
 
 from lens.errors import Problem, SourcePos
+from lens.scenario.env import interpolate
 from lens.scenario.messages import explain
 from lens.scenario.model import ChatMessage, FileRequest, FrozenModel, PositiveInt
 from lens.scenario.yaml_nodes import format_path
@@ -62,7 +64,13 @@ class _JsonlLine(FrozenModel):
 
 
 def read_prompt_file(
-    path: Path, display: str, *, prompt_id: str, where: SourcePos | None
+    path: Path,
+    display: str,
+    *,
+    prompt_id: str,
+    where: SourcePos | None,
+    env: Mapping[str, str] | None = None,
+    used: list[str] | None = None,
 ) -> tuple[tuple[FileRequest, ...], list[Problem]]:
     """Parse a JSONL prompts file.
 
@@ -70,6 +78,9 @@ def read_prompt_file(
     (``support#3.messages[0].role``); problems with the file as a whole point at ``where``,
     the ``file:`` value in the scenario.  Blank lines are skipped but keep their number, so
     ids and messages always match the line an editor shows.
+
+    ``${VAR}`` in message contents is literal text unless ``env`` is given (the scenario says
+    ``allow_env_in_prompts: true``); the names read are appended to ``used``.
     """
     field = f"prompt {prompt_id!r}"
     try:
@@ -89,7 +100,10 @@ def read_prompt_file(
     for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
-        request, found = _parse_line(raw.rstrip("\r"), display, f"{prompt_id}#{number}", number)
+        line_id = f"{prompt_id}#{number}"
+        request, found = _parse_line(raw.rstrip("\r"), display, line_id, number)
+        if request is not None and env is not None:
+            request, found = _expand(request, raw, env, display, line_id, used)
         problems.extend(found)
         if request is not None:
             requests.append(request)
@@ -100,6 +114,46 @@ def read_prompt_file(
         message = f"prompts file {display} is empty: expected one JSON chat request per line"
         problems.append(Problem(message, pos=where, path=field))
     return tuple(requests), problems
+
+
+def _expand(
+    request: FileRequest,
+    raw: str,
+    env: Mapping[str, str],
+    display: str,
+    line_id: str,
+    used: list[str] | None,
+) -> tuple[FileRequest | None, list[Problem]]:
+    """``request`` with ``${VAR}`` expanded in its message contents."""
+    messages: list[ChatMessage] = []
+    problems: list[Problem] = []
+    seen = 0  # '${' of the earlier contents: the n-th of the line is the n-th in the raw JSON
+    for i, message in enumerate(request.messages):
+        result = interpolate(message.content, env)
+        if used is not None:
+            used.extend(result.variables)
+        for problem in result.problems:
+            nth = seen + message.content.count("${", 0, problem.offset)
+            col = _nth_index(raw, "${", nth) + 1
+            path = format_path((line_id, "messages", i, "content"))
+            problems.append(
+                Problem(problem.message, pos=SourcePos(display, request.line, col), path=path)
+            )
+        seen += message.content.count("${")
+        messages.append(ChatMessage(role=message.role, content=result.value))
+    if problems:
+        return None, problems
+    return FileRequest(request.line, tuple(messages), request.max_tokens), []
+
+
+def _nth_index(text: str, sub: str, n: int) -> int:
+    """Index of the ``n``-th (0-based) ``sub`` in ``text``; 0 when there are fewer."""
+    index = -1
+    for _ in range(n + 1):
+        index = text.find(sub, index + 1)
+        if index < 0:
+            return 0
+    return index
 
 
 def _parse_line(

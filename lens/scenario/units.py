@@ -1,4 +1,4 @@
-"""Durations, rates, percentages and dollar amounts as people write them in a scenario.
+"""Durations, rates, percentages, sizes and dollar amounts as people write them in a scenario.
 
 Each parser accepts either a YAML number or a string with a unit, and returns one canonical
 float (seconds, requests per second, a fraction).  The same regular expressions feed the JSON
@@ -22,12 +22,25 @@ RATE_PATTERN = rf"^\s*{_NUMBER}\s*(?:/\s*(?:s|m))?\s*$"
 PERCENT_PATTERN = rf"^\s*{_NUMBER}\s*%?\s*$"
 USD_PATTERN = rf"^\s*\$?\s*{_NUMBER}\s*(?:USD)?\s*$"
 REQUESTS_PATTERN = r"^\s*[0-9]+\s*requests?\s*$"
+SIZE_PATTERN = rf"^\s*{_NUMBER}\s*(?:B|kB|KB|MB|GB|KiB|MiB|GiB)?\s*$"
 
 _DURATION = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>ms|s|m)?\s*$")
 _RATE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?:/\s*(?P<unit>s|m))?\s*$")
 _PERCENT = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<pct>%)?\s*$")
 _USD = re.compile(rf"^\s*\$?\s*(?P<num>{_NUMBER})\s*(?:USD)?\s*$")
 _REQUESTS = re.compile(r"^\s*(?P<num>[0-9]+)\s*requests?\s*$")
+_SIZE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>B|kB|KB|MB|GB|KiB|MiB|GiB)?\s*$")
+_BYTES_PER_UNIT = {
+    None: 1,
+    "B": 1,
+    "kB": 1000,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+}
 
 _SECONDS_PER_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
 _PER_SECOND_FACTOR = {None: 1.0, "s": 1.0, "m": 1.0 / 60.0}
@@ -183,6 +196,35 @@ def parse_usd(value: object) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"{expected}, got {show(value)}")
     return amount
+
+
+def parse_size(value: object) -> int:
+    """``1MiB``, ``64 MiB``, ``500kB``, ``2GB`` or a whole number of bytes -> bytes (> 0).
+
+    KiB/MiB/GiB are powers of 1024, kB/KB/MB/GB powers of 1000; a fraction of a unit is
+    rounded down to whole bytes.
+    """
+    expected = "expected a size like 1MiB, 64MiB or 500kB (a bare whole number means bytes)"
+    if isinstance(value, bool | float):
+        raise ValueError(f"{expected}, got {show(value)}")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)) is not None:
+        size = int(Decimal(m["num"]) * _BYTES_PER_UNIT[m["unit"]])
+    else:
+        raise ValueError(f"{expected}, got {show(value)}")
+    if size < 1:
+        raise ValueError(f"must be at least one byte, got {show(value)}")
+    return size
+
+
+def size_json_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "pattern": SIZE_PATTERN},
+        ]
+    }
 
 
 def duration_json_schema(*, positive: bool) -> dict[str, Any]:

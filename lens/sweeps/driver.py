@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
 from lens.metrics.sweeps import Probe, SweepOutcome
-from lens.plan.compile import rate_step, step_id
+from lens.plan.compile import concurrency_step, rate_step, step_id
 from lens.plan.model import AdaptiveSweep, Plan, SlaSpec, StagePlan
 from lens.records import RequestRecord
 from lens.run.executor import StageRunner
@@ -123,8 +123,9 @@ class SweepDriver:
         )
         verdicts = judge(sweep.conditions, [summary])
         passed = [v.outcome == "pass" for v in verdicts]
-        # stop_when: any condition holding ends the sweep; find_max_rate: a rate passes when
-        # every SLA does (inconclusive is no pass: too few samples prove nothing).
+        # stop_when: any condition holding ends the sweep; a search (find_max_rate,
+        # find_max_concurrency): a step passes when every SLA does (inconclusive is no pass:
+        # too few samples prove nothing).
         held = any(passed) if sweep.kind == "stop_when" else bool(passed) and all(passed)
         self._ran.setdefault(sweep.sweep, []).append(unit.stage)
         assert unit.sweep is not None
@@ -141,14 +142,16 @@ class SweepDriver:
 def _unit(
     sweep: AdaptiveSweep, planned: list[StagePlan], step: NextStep, index: int, *, pause: bool
 ) -> StagePlan:
-    """The unit of ``step``: the planned one when the plan lists it, else a new rate step.
-    The sweep's pause comes before each round but the first."""
+    """The unit of ``step``: the planned one when the plan lists it, else a new rate or
+    concurrency step.  The sweep's pause comes before each round but the first."""
     pause = pause and index > 0
     name = step_id(sweep.sweep, rate=step.rate_per_s, concurrency=step.concurrency)
     for unit in planned:
         if unit.stage == name:
             return dataclasses.replace(unit, pause_before_s=sweep.pause_s if pause else 0.0)
-    assert step.rate_per_s is not None  # closed-loop steps are always planned
+    if step.concurrency is not None:
+        return concurrency_step(planned[0], sweep, step.concurrency, index, pause=pause)
+    assert step.rate_per_s is not None
     return rate_step(planned[0], sweep, step.rate_per_s, index, pause=pause)
 
 

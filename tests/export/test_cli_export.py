@@ -41,7 +41,8 @@ def test_export_re_exports_a_saved_results_file(
     saved = tmp_path / "r.json"
     write_results(hand_results(), saved)
     csv_dest, xml_dest = tmp_path / "r.csv", tmp_path / "sla.xml"
-    assert main(["export", str(saved), "--to", f"csv={csv_dest}", "--to", f"junit={xml_dest}"]) == 1
+    # The saved run failed an SLA (exit_code 1); export's own exit code says it exported.
+    assert main(["export", str(saved), "--to", f"csv={csv_dest}", "--to", f"junit={xml_dest}"]) == 0
     with csv_dest.open(newline="") as f:
         assert len(list(csv.reader(f))) == 6  # header + 5 requests
     assert xml_dest.exists()
@@ -71,15 +72,30 @@ def test_a_failed_export_exits_4_and_leaves_the_results_file_alone(
     assert (tmp_path / "ok.csv").exists()
 
 
-def test_an_sla_failure_wins_over_a_failed_export(
+def test_export_exit_codes_tell_a_failed_export_from_a_failed_sla(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     saved = tmp_path / "r.json"
     write_results(hand_results(), saved)  # exit_code 1: an SLA failed
     blocker = tmp_path / "f"
     blocker.write_text("")
-    assert main(["export", str(saved), "--to", f"junit={blocker}/x.xml"]) == 1
+    assert main(["export", str(saved), "--to", f"junit={blocker}/x.xml"]) == 4
     assert "error: export junit to" in capsys.readouterr().err
+    # Asked to repeat the saved verdict, export answers as lens run would: 1 wins over 4.
+    failing = ["export", str(saved), "--to", f"junit={blocker}/x.xml", "--exit-code-from-results"]
+    assert main(failing) == 1
+    ok = ["export", str(saved), "--to", f"csv={tmp_path / 'ok.csv'}", "--exit-code-from-results"]
+    assert main(ok) == 1
+    capsys.readouterr()
+
+
+def test_help_lists_every_export_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("run", "export"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        for kind in ("csv=", "prometheus=", "influx=", "junit=", "markdown=", "html="):
+            assert kind in out, (command, kind)
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ def test_junit_has_one_testcase_per_verdict(tmp_path: Path) -> None:
     failure = failed.find("failure")
     assert failure is not None
     assert failure.get("message") == "error_rate = 33.333%, not < 1%"
-    assert "measured error_rate = 0.333333; threshold < 0.01" in (failure.text or "")
+    assert "measured error_rate = 33.333%; threshold < 1%" in (failure.text or "")
     skipped = [c.find("skipped") for c in cases if c.find("skipped") is not None]
     assert all(s is not None and "p99" in (s.get("message") or "") for s in skipped)
 

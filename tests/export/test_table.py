@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lens.export.results import ExclusionOut, RecommendationOut, Results
-from lens.export.table import render, render_recommendation
+from lens.export.table import render, render_recommendation, verdict_rows
+from lens.metrics.judge import measured_text
 from tests.export._reload_results import built
-from tests.export._results import rich_results
+from tests.export._results import hand_results, rich_results
 
 
 def _with(results: Results, rec: RecommendationOut | None) -> Results:
@@ -103,3 +104,24 @@ def test_sweeps_say_when_they_were_cut_short_or_distrusted() -> None:
     assert (
         "  search/gpt (find_max_rate): max rate 85/s, bracket [85/s, 88.75/s), 1 steps" in trusted
     )
+
+
+def test_verdicts_show_the_measured_value_in_the_assertions_unit() -> None:
+    """`error_rate < 1%` measured 1/3 reads 33.333%, not 0.33; money keeps its digits."""
+    _, rows = verdict_rows(hand_results().verdicts)
+    measured = {row[3] for row in rows if row[1] == "error_rate < 1%"}
+    assert "33.333%" in measured
+    assert all(m.endswith("%") for m in measured)
+    assert measured_text("cost.mean", 0.0000274) == "$0.0000274"
+    assert measured_text("ttft.p95", 123.4567) == "123.457 ms"
+    assert measured_text("ttft.p95", None) == "-"
+
+
+def test_cold_start_says_which_warm_requests_it_is_compared_with() -> None:
+    text = render(rich_results())
+    assert "\ncold start (TTFT of cold requests vs warm ones):\n" in text
+    assert (
+        "  gpt: 1 cold, TTFT p50 209.0 ms vs warm p50 200.0 ms, p90 200.0 ms, 1.04x; "
+        "compared with warm requests of stage warm (the cold requests' own stage: 2 warm, "
+        "3.4 in flight on average)\n"
+    ) in text

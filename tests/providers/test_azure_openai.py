@@ -8,6 +8,7 @@ import random
 import httpx
 import pytest
 
+from lens.errors import ProviderError
 from lens.plan.model import Message, PromptSpec, ProviderSpec, Secret
 from lens.providers.azure_openai import AzureChatDecoder, AzureOpenAIAdapter, azure_endpoint
 from lens.providers.base import StreamOutcome
@@ -278,11 +279,11 @@ def test_exactly_one_credential_header_whatever_the_extra_headers() -> None:
 
 
 def test_invalid_configurations() -> None:
-    with pytest.raises(ValueError, match="no base_url"):
+    with pytest.raises(ProviderError, match="no base_url"):
         AzureOpenAIAdapter(spec(base_url=None))
-    with pytest.raises(ValueError, match="need a deployment"):
+    with pytest.raises(ProviderError, match="need a deployment"):
         AzureOpenAIAdapter(spec(deployment=None, api_version="2024-10-21"))
-    with pytest.raises(ValueError, match="key or entra"):
+    with pytest.raises(ProviderError, match="key or entra"):
         AzureOpenAIAdapter(spec(auth="aws"))
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from lens.plan.model import SimSettings
 from lens.run.http11 import LeanHTTP11Transport, _Connection
+from lens.run.http11_parse import ProtocolViolation
 from lens.sim.openai_chat import completion_text
 from lens.sim.server import SimServer
 
@@ -426,7 +427,7 @@ async def test_malformed_chunk_size(start_raw: StartRaw, transport: LeanHTTP11Tr
         await collect(parts, response.stream)
     await response.aclose()
     assert parts == [b"de"]
-    assert type(info.value) is httpx.RemoteProtocolError
+    assert type(info.value) is ProtocolViolation  # the error itself, not a PartialBody
     assert (await fetch(transport, server.url))[1] == [b"fine"]
     assert server.accepts == 3
 

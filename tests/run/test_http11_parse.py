@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import httpx
 import pytest
@@ -13,9 +14,12 @@ from lens.run.http11_parse import (
     MAX_LINE_BYTES,
     ChunkedDecoder,
     CloseDecoder,
+    ContentDecoder,
     LengthDecoder,
     PartialBody,
+    ProtocolViolation,
     build_request_head,
+    find_head_end,
     parse_response_head,
     response_framing,
 )
@@ -132,7 +136,10 @@ def test_chunked_uppercase_hex_and_leading_zeros() -> None:
         b" 5\r\nhello\r\n",
         b"\r\n",
         b";ext\r\n",
-        b"11111111111111111\r\n",  # more than 16 hex digits
+        b"1" * 21 + b"\r\n",  # more than 20 hex digits (h11's limit)
+        b"5;a\nb\r\nhello\r\n",  # an LF inside the extensions
+        b"5\nhello\r\n",  # an LF-only chunk-size line (h11 wants CRLF too)
+        b"5\r\nhello\n0\r\n\r\n",  # an LF-only line end after chunk data
         b"5\r\nhelloXY",  # data not followed by CRLF
         b"5\r\nhello\r\nxx\r\n",  # garbage size line
         b"3\r\nabcdef\r\n",  # more data than announced
@@ -270,7 +277,6 @@ def test_status_lines(line: bytes, status: int, reason: bytes) -> None:
         b"HTTP/1.1 200 OK\r\nno colon here",
         b"HTTP/1.1 200 OK\r\n: empty name",
         b"HTTP/1.1 200 OK\r\nName : space before colon",
-        b"HTTP/1.1 200 OK\r\nA: b\r\n  folded continuation",
         b"HTTP/1.1 200 OK\r\nA: nul\0byte",
     ],
 )
@@ -307,16 +313,6 @@ def _framing(
         ),
         (b"HTTP/1.0 200 OK\r\nContent-Length: 3", "GET", (LengthDecoder, False, False)),
         (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip",
-            "GET",
-            (CloseDecoder, False, False),
-        ),
-        (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked",
-            "GET",
-            (ChunkedDecoder, False, True),
-        ),
-        (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3",
             "GET",
             (ChunkedDecoder, False, False),
@@ -337,9 +333,9 @@ def test_framing_request_close_forbids_reuse() -> None:
     assert _framing(b"HTTP/1.1 200 OK\r\nContent-Length: 3", request_close=True)[2] is False
 
 
-@pytest.mark.parametrize("value", [b"-1", b"abc", b"", b"3, 4", b"1" * 19, b"+3"])
+@pytest.mark.parametrize("value", [b"-1", b"abc", b"", b"3, 4", b"1" * 21, b"+3", b"3,,3"])
 def test_malformed_content_length(value: bytes) -> None:
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(ProtocolViolation, match="content-length"):
         _framing(b"HTTP/1.1 200 OK\r\nContent-Length: " + value)
 
 
@@ -394,3 +390,364 @@ def test_request_head_rejects_injection(value: str) -> None:
     request = httpx.Request("GET", "http://h/", headers={"X-Bad": value})
     with pytest.raises(httpx.LocalProtocolError):
         build_request_head(request, 0)
+
+
+# -- wire conformance with h11 (see also test_http11_h11_diff.py) --------------------------
+
+
+@pytest.mark.parametrize(
+    "buf",
+    [
+        b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody",
+        b"HTTP/1.1 200 OK\nA: b\n\nbody",
+        b"HTTP/1.1 200 OK\r\nA: b\n\r\nbody",
+        b"HTTP/1.1 200 OK\nA: b\r\n\nbody",
+    ],
+)
+def test_find_head_end_with_crlf_or_bare_lf(buf: bytes) -> None:
+    end, body = find_head_end(buf)
+    assert buf[:end].rstrip(b"\r").replace(b"\r\n", b"\n") == b"HTTP/1.1 200 OK\nA: b"
+    assert buf[body:] == b"body"
+
+
+@pytest.mark.parametrize("buf", [b"HTTP/1.1 200 OK\r\nA: b\r\n", b"HTTP/1.1 200 OK\r\nA: b\r\n\r"])
+def test_find_head_end_needs_an_empty_line(buf: bytes) -> None:
+    assert find_head_end(buf) == (-1, -1)
+
+
+def test_find_head_end_resumes_across_reads() -> None:
+    buf = b"HTTP/1.1 200 OK\r\nA: b\r\n"
+    assert find_head_end(buf) == (-1, -1)
+    buf += b"\r\n"
+    assert find_head_end(buf, max(0, len(buf) - 2 - 2)) == (len(buf) - 3, len(buf))
+
+
+def test_lf_only_head_parses_like_crlf() -> None:
+    crlf = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1")
+    lf = parse_response_head(b"HTTP/1.1 200 OK\nContent-Length: 3\nX-A: 1")
+    mixed = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\nX-A: 1\r")
+    assert crlf == lf == mixed
+    assert lf.headers == [(b"Content-Length", b"3"), (b"X-A", b"1")]
+
+
+@pytest.mark.parametrize(
+    ("head", "value"),
+    [
+        (b"HTTP/1.1 200 OK\r\nA: b\r\n  folded continuation", b"b folded continuation"),
+        (b"HTTP/1.1 200 OK\r\nA: b\r\n\tc\r\n d", b"b c d"),
+        (b"HTTP/1.1 200 OK\nA: b \n \tc", b"b  c"),  # h11 keeps the first line's space
+        (b"HTTP/1.1 200 OK\r\nA:\r\n c", b"c"),
+        (b"HTTP/1.1 200 OK\r\nA: b\r\n   ", b"b"),
+    ],
+)
+def test_obs_fold_is_unfolded(head: bytes, value: bytes) -> None:
+    parsed = parse_response_head(head + b"\r\nZ: z")
+    assert parsed.headers == [(b"A", value), (b"Z", b"z")]
+
+
+@pytest.mark.parametrize(
+    ("head", "match"),
+    [
+        (b"HTTP/1.1 200 OK\r\n folded first", "continuation line before any header"),
+        (b"HTTP/1.1 200 OK\r\nA\0B: c", "illegal character"),
+        (b"HTTP/1.1 200 OK\r\nA B: c", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nA\x01: c", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nA\x7f: c", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nA@: c", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\n(A): c", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\n\xc3\x84: c", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nA: b\rc", "bare CR"),
+        (b"HTTP/1.1 200 OK\r\nA: b\r\r\nC: d", "bare CR"),
+        (b"HTTP/1.1 200 OK\rA: b", "bare CR"),
+        (b"HTTP/1.1 200 OK\r\nA: b\x0bc", "illegal character"),
+        (b"HTTP/1.1 200 OK\r\nA: b\x0cc", "illegal character"),
+        (b"HTTP/1.1 200 O\0K", "illegal character"),
+        (b"HTTP/1.1 099 Low", "outside 100-599"),
+        (b"HTTP/1.1 000 Zero", "outside 100-599"),
+        (b"HTTP/1.1 600 High", "outside 100-599"),
+        (b"HTTP/1.1 999", "outside 100-599"),
+        (b"HTTP/1.1 1a0 X", "malformed status line"),
+        (b"HTTP/2.0 200 OK", "malformed status line"),
+        (b"HTTP/1.1  200 OK", "malformed status line"),
+        (b"HTTP/1.1 200\tOK", "malformed status line"),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: x", "content-length"),
+    ],
+)
+def test_what_h11_rejects_is_a_protocol_violation(head: bytes, match: str) -> None:
+    with pytest.raises(ProtocolViolation, match=match):
+        parse_response_head(head)
+
+
+def test_other_controls_in_values_are_kept_as_h11_does() -> None:
+    head = parse_response_head(b"HTTP/1.1 200 OK\r\nSet-Cookie: a\x01b\r\nX: \xff\tz")
+    assert head.headers == [(b"Set-Cookie", b"a\x01b"), (b"X", b"\xff\tz")]
+
+
+def test_other_http_1_minor_versions_are_http_1_1() -> None:
+    head = parse_response_head(b"HTTP/1.2 200 OK\r\nContent-Length: 1")
+    assert head.http_version == b"HTTP/1.2"
+    assert response_framing("GET", head)[1] is True  # not 1.0: persistent by default
+
+
+@pytest.mark.parametrize(
+    ("te", "match"),
+    [
+        (b"Transfer-Encoding: gzip, chunked", "unsupported Transfer-Encoding 'gzip, chunked'"),
+        (b"Transfer-Encoding: chunked, chunked", "unsupported Transfer-Encoding"),
+        (b"Transfer-Encoding: identity", "unsupported Transfer-Encoding 'identity'"),
+        (b"Transfer-Encoding: gzip", "unsupported Transfer-Encoding"),
+        (b"Transfer-Encoding: chunked, gzip", "unsupported Transfer-Encoding"),
+        (b"Transfer-Encoding: x-custom", "unsupported Transfer-Encoding"),
+        (b"Transfer-Encoding:", "unsupported Transfer-Encoding"),
+        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", "more than one"),
+    ],
+)
+def test_transfer_codings_other_than_one_chunked_are_rejected(te: bytes, match: str) -> None:
+    with pytest.raises(ProtocolViolation, match=match):
+        parse_response_head(b"HTTP/1.1 200 OK\r\n" + te)
+
+
+def test_chunked_in_any_case_is_chunked() -> None:
+    head = parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding:  Chunked ")
+    assert head.transfer_encoding == [b"chunked"]
+    assert isinstance(response_framing("GET", head)[0], ChunkedDecoder)
+
+
+# -- trailers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"0\r\n\n",
+        b"0\r\nA: b\n\n",
+        b"0\r\nA: b\r\n\n",
+        b"0\r\nA: b\n\r\n",
+        b"0\r\nA: b\r\n c\r\n\r\n",  # obs-fold in a trailer, as h11 reads it
+    ],
+)
+def test_trailer_lines_may_end_in_lf(tail: bytes) -> None:
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"3\r\nabc\r\n" + tail) == b"abc"
+    assert decoder.done
+    assert not decoder.trailing
+
+
+def test_trailers_split_across_reads() -> None:
+    wire = b"1\r\na\r\n0\r\nX-Sum: 7\r\nX-B: 2\n\r\n"
+    for cut in range(1, len(wire)):
+        decoder = ChunkedDecoder()
+        assert decoder.feed(wire[:cut]) + decoder.feed(wire[cut:]) == b"a"
+        assert decoder.done
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [b"A b\r\n", b"A: b\rc\r\n", b"A: \0\r\n", b" fold\r\n", b"A: b\r\r\n", b": x\r\n"],
+)
+def test_malformed_trailers_are_rejected(trailer: bytes) -> None:
+    decoder = ChunkedDecoder()
+    with pytest.raises(PartialBody) as info:
+        decoder.feed(b"3\r\nabc\r\n0\r\n" + trailer + b"\r\n")
+    assert info.value.payload == b"abc"
+    assert isinstance(info.value.error, ProtocolViolation)
+    assert "trailer" in str(info.value.error)
+
+
+def test_trailers_too_large() -> None:
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"0\r\n") == b""
+    line = b"X: " + b"y" * 1000 + b"\r\n"
+    for _ in range(65):  # 65 x 1005 bytes fit in 64 KiB, 66 do not
+        assert decoder.feed(line) == b""
+    with pytest.raises(ProtocolViolation, match="trailers larger than 65536 bytes"):
+        decoder.feed(line)
+
+
+# -- content codings -----------------------------------------------------------------------
+
+
+def gzip_bytes(data: bytes, *, level: int = 6) -> bytes:
+    c = zlib.compressobj(level, wbits=16 + zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+def deflate_bytes(data: bytes, *, raw: bool = False) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+def _length_framing(body: bytes, coding: bytes, limit: int = 1 << 26) -> ContentDecoder:
+    head = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d" % (coding, len(body))
+    )
+    decoder, _ = response_framing("GET", head, max_body=limit)
+    assert isinstance(decoder, ContentDecoder)
+    return decoder
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        (b"gzip", gzip_bytes),
+        (b"x-gzip", gzip_bytes),
+        (b"GZIP", gzip_bytes),
+        (b"deflate", deflate_bytes),
+        (b"deflate", lambda d: deflate_bytes(d, raw=True)),
+        (b"identity, gzip", gzip_bytes),
+    ],
+)
+def test_content_codings_decode_at_every_split(coding: bytes, encode: object) -> None:
+    text = b"data: " + b"hello world " * 40 + b"\n\n"
+    body = encode(text)  # type: ignore[operator]
+    for cut in range(len(body)):
+        decoder = _length_framing(body, coding)
+        got = decoder.feed(body[:cut]) if cut else b""
+        assert not decoder.done
+        got += decoder.feed(body[cut:])
+        assert decoder.done
+        assert got == text
+
+
+def test_gzip_pieces_come_out_with_the_read_that_carried_them() -> None:
+    """A server flushing its gzip stream after each event: each read decodes to its event."""
+    c = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    events = [b'data: {"n": %d}\n\n' % k for k in range(5)]
+    reads = [c.compress(e) + c.flush(zlib.Z_SYNC_FLUSH) for e in events]
+    reads[-1] += c.flush()
+    wire, _ = encode_chunked(reads)
+    head = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked"
+    )
+    decoder, keep = response_framing("GET", head)
+    assert keep
+    pos = 0
+    for k, r in enumerate(reads):
+        framed = b"%x\r\n%s\r\n" % (len(r), r)
+        assert decoder.feed(framed) == events[k]
+        pos += len(framed)
+    assert decoder.feed(wire[pos:]) == b""
+    assert decoder.done
+
+
+def test_multi_member_gzip() -> None:
+    body = gzip_bytes(b"first ") + gzip_bytes(b"second")
+    decoder = _length_framing(body, b"gzip")
+    assert decoder.feed(body[:30]) + decoder.feed(body[30:]) == b"first second"
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "match"),
+    [
+        (b"gzip", gzip_bytes(b"x" * 100)[:-4], "truncated gzip body"),
+        (b"gzip", b"not gzip at all", "corrupt gzip body"),
+        (b"deflate", deflate_bytes(b"x" * 100)[:-3], "truncated deflate body"),
+        (b"deflate", b"\x78", "truncated deflate body"),
+        (b"deflate", deflate_bytes(b"x") + b"junk", "bytes after the end of the deflate body"),
+        (b"gzip", gzip_bytes(b"x") + b"junk", "corrupt gzip body"),
+    ],
+)
+def test_bad_compressed_bodies_are_protocol_violations(
+    coding: bytes, body: bytes, match: str
+) -> None:
+    decoder = _length_framing(body, coding)
+    with pytest.raises(ProtocolViolation, match=match):
+        decoder.feed(body)
+
+
+def test_gzip_cut_by_close_is_a_cut_not_a_violation() -> None:
+    head = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip")
+    decoder, keep = response_framing("GET", head)
+    assert not keep
+    body = gzip_bytes(b"y" * 1000)
+    assert decoder.feed(body[:-8]) == b"y" * 1000  # the data decodes; the checksum is cut
+    with pytest.raises(httpx.RemoteProtocolError, match="before the end of the gzip") as info:
+        decoder.eof()
+    assert not isinstance(info.value, ProtocolViolation)
+
+
+def test_gzip_close_delimited_complete() -> None:
+    head = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip")
+    decoder, _ = response_framing("GET", head)
+    assert decoder.feed(gzip_bytes(b"whole")) == b"whole"
+    assert decoder.eof() == b""
+    assert decoder.done
+
+
+def test_gzip_framing_cut_is_a_cut() -> None:
+    body = gzip_bytes(b"z" * 100)
+    decoder = _length_framing(body + b"", b"gzip")
+    decoder.feed(body[:10])
+    with pytest.raises(httpx.RemoteProtocolError, match="peer closed connection without"):
+        decoder.eof()
+
+
+def test_empty_encoded_body_is_empty() -> None:
+    head = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked"
+    )
+    decoder, _ = response_framing("GET", head)
+    assert decoder.feed(b"0\r\n\r\n") == b""
+    assert decoder.done
+    zero = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 0")
+    assert isinstance(response_framing("GET", zero)[0], LengthDecoder)
+
+
+def test_gzip_bomb_stops_at_the_limit() -> None:
+    body = gzip_bytes(b"\0" * (8 << 20), level=9)  # 8 MiB from about 8 KiB
+    assert len(body) < 16384
+    decoder = _length_framing(body, b"gzip", limit=1 << 20)
+    with pytest.raises(ProtocolViolation, match=r"larger than 1 MiB \(limits.max_response_bytes\)"):
+        decoder.feed(body)
+
+
+def test_chunked_error_after_gzip_payload_keeps_the_decoded_payload() -> None:
+    body = gzip_bytes(b"kept")
+    head = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked"
+    )
+    decoder, _ = response_framing("GET", head)
+    with pytest.raises(PartialBody) as info:
+        decoder.feed(b"%x\r\n%s\r\nzz\r\n" % (len(body), body))
+    assert info.value.payload == b"kept"
+    assert isinstance(info.value.error, ProtocolViolation)
+
+
+@pytest.mark.parametrize(
+    ("coding", "shown"),
+    [
+        (b"br", "br"),
+        (b"zstd", "zstd"),
+        (b"compress", "compress"),
+        (b"x-unknown", "x-unknown"),
+        (b"gzip, gzip", "gzip, gzip"),
+        (b"gzip, br", "gzip, br"),
+        (b"deflate\r\nContent-Encoding: gzip", "deflate, gzip"),
+    ],
+)
+def test_unsupported_content_codings(coding: bytes, shown: str) -> None:
+    head = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Encoding: " + coding
+    )
+    with pytest.raises(
+        ProtocolViolation,
+        match=rf"unsupported Content-Encoding '{shown}' \(lens asks for identity\)",
+    ):
+        response_framing("GET", head)
+    # A response without a body has nothing to decode: no complaint.
+    assert response_framing("HEAD", head)[0].done
+
+
+def test_identity_content_coding_is_no_coding() -> None:
+    head = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Encoding: identity"
+    )
+    assert head.content_encoding is None
+    assert type(response_framing("GET", head)[0]) is LengthDecoder
+
+
+def test_decoded_headers_drop_what_describes_the_encoded_body() -> None:
+    head = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\nX-Id: 1"
+    )
+    assert head.decoded_headers() == [(b"X-Id", b"1")]

@@ -52,7 +52,18 @@ def test_progress_counts_and_line() -> None:
     assert "in flight 1" in line
     assert "errors 1" in line
     assert "2.0 req/s" in line
-    assert "5 tok/s" in line
+    assert "10 tok/s" in line  # over the last interval (1 s), not the whole 2 s
+
+
+def test_progress_rates_are_recent_not_whole_run() -> None:
+    """An idle interval shows 0 tok/s, not a decaying whole-run average."""
+    p = RunProgress(_plan())
+    p.record(_rec(True))
+    busy = progress_line(p, elapsed_s=1.0, prev_done=0, dt_s=1.0, prev_tokens=0)
+    idle = progress_line(p, elapsed_s=6.0, prev_done=1, dt_s=5.0, prev_tokens=10)
+    assert "10 tok/s" in busy
+    assert " 0 tok/s" in idle
+    assert "0.0 req/s" in idle
 
 
 async def test_plain_lines_every_5s_off_a_tty(autojump_clock: trio.testing.MockClock) -> None:

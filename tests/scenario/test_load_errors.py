@@ -385,16 +385,27 @@ def test_sla_entry_of_the_wrong_type() -> None:
 
 
 def test_unset_variable_is_reported_once_at_its_position() -> None:
-    text = BASE.replace("requests: 2", "requests: ${N}")
+    text = BASE.replace("type: simulated", "type: simulated\n    model: ${M}")
     assert only_problem(text) == (
-        "s.yaml:13:15: load[0].requests: environment variable N is not set "
-        "(set it, or give a default: '${N:-default}')"
+        "s.yaml:6:12: providers.sim.model: environment variable M is not set "
+        "(set it, or give a default: '${M:-default}')"
     )
 
 
 def test_interpolated_values_are_typed_and_validated() -> None:
-    text = BASE.replace("requests: 2", "requests: ${N:-0}")
-    assert only_problem(text) == "s.yaml:13:15: load[0].requests: must be greater than 0, got 0"
+    text = BASE + "budget: ${B:--1}\n"
+    assert only_problem(text) == (
+        "s.yaml:14:9: budget: expected an amount of US dollars like $10 or 0.15, got -1"
+    )
+
+
+def test_variables_outside_configuration_stay_literal_and_say_so() -> None:
+    text = BASE.replace("requests: 2", "requests: ${N}")
+    assert only_problem(text, {"N": "2"}) == (
+        "s.yaml:13:15: load[0].requests: expected a whole number, got '${N}' (${...} is "
+        "literal text here: lens expands environment variables only in configuration fields "
+        "such as api_key, base_url, headers, model, region, export and budget)"
+    )
 
 
 # --- all at once ---------------------------------------------------------------------------

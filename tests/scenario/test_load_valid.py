@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -146,27 +147,30 @@ def test_environment_interpolation_end_to_end() -> None:
       local:
         type: openai-compatible
         base_url: http://${HOST}:8000/v1
-        model: m
+        model: ${MODEL:-m}
         api_key: ${KEY}
     prompts:
-      - {id: q, messages: [{role: user, content: "costs $$5"}]}
+      - {id: q, messages: [{role: user, content: "costs $$5 ${KEY}"}]}
     load:
       - id: w
         pattern: constant-rate
-        rate: ${RATE:-5/s}
-        requests: ${N:-10}
+        rate: 5/s
+        requests: 10
+    budget: ${BUDGET:-2.5}
     """
     s = parse(text, env={"HOST": "10.0.0.1", "KEY": "sk-x"})
-    assert s.name == "default-name"
+    assert s.name == "${NAME:-default-name}"  # not a configuration field: literal
     local = s.providers["local"]
     assert isinstance(local, OpenAICompatibleProvider)
     assert local.base_url == "http://10.0.0.1:8000/v1"
+    assert local.model == "m"
     assert local.api_key is not None
     assert local.api_key.get_secret_value() == "sk-x"
     assert s.source_map.env_variables(("providers", "local", "api_key")) == ("KEY",)
+    assert s.budget == Decimal("2.5")
     stage = s.load[0]
     assert isinstance(stage, ConstantRateStage)
     assert (stage.rate, stage.requests) == (5.0, 10)
     prompt = s.prompts[0]
     assert isinstance(prompt, MessagesPrompt)
-    assert prompt.messages[0].content == "costs $5"
+    assert prompt.messages[0].content == "costs $$5 ${KEY}"  # prompt text is never expanded

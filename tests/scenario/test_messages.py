@@ -49,5 +49,7 @@ def test_number_bounds_and_types() -> None:
 
 
 def test_escaped_dollar_in_double_quotes_points_at_the_scalar() -> None:
-    text = BASE.replace("name: t", 'name: "\\x24{NOPE}"')
-    assert only_problem(text).startswith("s.yaml:2:7: name: environment variable NOPE is not set")
+    text = BASE.replace("type: simulated", 'type: simulated\n    model: "\\x24{NOPE}"')
+    assert only_problem(text).startswith(
+        "s.yaml:6:12: providers.sim.model: environment variable NOPE is not set"
+    )

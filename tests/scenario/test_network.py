@@ -10,6 +10,7 @@ from lens.errors import PlanError
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, ProxySpec, TlsSpec
+from lens.redact import Redactor
 from lens.scenario import parse_scenario
 from tests.scenario.helpers import BASE, only_problem, parse
 
@@ -203,3 +204,19 @@ def test_verify_false_is_a_plan_warning() -> None:
     assert warning.startswith("provider p: tls.verify is false")
     assert not plan_of(hosted()).warnings[0].startswith("provider p: tls")
     assert plan_to_dict(plan)["providers"][0]["network"]["tls"] == {"verify": False}
+
+
+def test_proxy_and_tls_read_the_environment_and_the_password_is_redacted() -> None:
+    env = {"CORP_PROXY": "http://bob:hunter2@proxy.corp:3128"}
+    text = hosted("    proxy: ${CORP_PROXY}\n")
+    scenario = parse_scenario(text, file="s.yaml", env=env)
+    plan = compile_plan(scenario, env={})
+    proxy = plan.providers["p"].proxy
+    assert proxy is not None
+    assert proxy.url is not None
+    assert proxy.url.reveal() == env["CORP_PROXY"]
+    redact = Redactor.for_plan(plan, {})
+    assert "hunter2" not in redact("proxy said: bad password hunter2 for bob")
+    # From the environment too.
+    plan = plan_of(hosted(), {"HTTPS_PROXY": "http://bob:s3cret-pw@proxy.corp:3128"})
+    assert "s3cret-pw" not in Redactor.for_plan(plan, {})("echo s3cret-pw")

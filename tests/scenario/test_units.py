@@ -11,9 +11,11 @@ from lens.scenario.units import (
     DURATION_PATTERN,
     PERCENT_PATTERN,
     RATE_PATTERN,
+    SIZE_PATTERN,
     parse_duration,
     parse_percent,
     parse_rate,
+    parse_size,
     show,
 )
 
@@ -138,6 +140,7 @@ def test_parsers_accept_exactly_what_the_schema_patterns_accept(text: str) -> No
         (DURATION_PATTERN, parse_duration),
         (RATE_PATTERN, parse_rate),
         (PERCENT_PATTERN, parse_percent),
+        (SIZE_PATTERN, parse_size),
     ):
         matches = re.match(pattern, text) is not None
         try:
@@ -155,3 +158,36 @@ def test_parsers_accept_exactly_what_the_schema_patterns_accept(text: str) -> No
 def test_integers_too_large_for_a_float_are_rejected_not_crashed() -> None:
     with pytest.raises(ValueError, match="expected a rate"):
         parse_rate(10**400)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("1MiB", 1 << 20),
+        ("64 MiB", 64 << 20),
+        ("2GiB", 2 << 30),
+        ("1KiB", 1024),
+        ("500kB", 500_000),
+        ("500KB", 500_000),
+        ("10MB", 10_000_000),
+        ("1GB", 1_000_000_000),
+        ("1.5KiB", 1536),
+        ("12B", 12),
+        ("4096", 4096),
+        (4096, 4096),
+    ],
+)
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["1TB", "1 mib", "-1", "MiB", "", 1.5, True, None, [1]])
+def test_bad_sizes_say_what_is_expected(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"expected a size like 1MiB, 64MiB or 500kB"):
+        parse_size(bad)
+
+
+@pytest.mark.parametrize("bad", [0, "0", "0.1B", "0 KiB"])
+def test_sizes_must_be_positive(bad: object) -> None:
+    with pytest.raises(ValueError, match="must be at least one byte"):
+        parse_size(bad)

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import re
 import textwrap
+import time
 
 import pytest
 
 from lens.errors import SourcePos
 from lens.scenario import yaml_nodes
-from lens.scenario.yaml_nodes import Document, SourceMap, format_path, parse_yaml
+from lens.scenario.yaml_nodes import Document, PathT, SourceMap, format_path, parse_yaml
+
+
+def everywhere(data: object, path: PathT) -> bool:
+    return True
 
 
 def doc(text: str, env: dict[str, str] | None = None) -> Document:
-    return parse_yaml(textwrap.dedent(text), "f.yaml", env or {})
+    return parse_yaml(textwrap.dedent(text), "f.yaml", env or {}, everywhere)
 
 
 def messages(d: Document) -> list[str]:
@@ -113,7 +119,7 @@ def test_recursive_merge_is_a_problem() -> None:
     assert "'<<' merges a mapping" in messages(d)[0]
 
 
-def test_alias_bomb_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alias_bomb_is_cut_short_at_the_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(yaml_nodes, "MAX_NODES", 50)
     d = doc(
         """\
@@ -123,7 +129,81 @@ def test_alias_bomb_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
         """
     )
     assert d.data is None
-    assert "expands to more than 50 values" in messages(d)[0]
+    (message,) = messages(d)
+    # b's own aliases bring 8 * 9 values: the bomb goes off at one of them, on line 2.
+    assert re.match(r"f\.yaml:2:\d+: the YAML alias '\*a' expands the document past 50 ", message)
+
+
+def _laughs(levels: int, width: int) -> str:
+    """The "billion laughs": each anchor repeats the one before ``width`` times."""
+    lines = ["l0: &l0 [lol]"]
+    for n in range(1, levels):
+        refs = ", ".join([f"*l{n - 1}"] * width)
+        lines.append(f"l{n}: &l{n} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_billion_laughs_ends_fast_with_a_position() -> None:
+    text = _laughs(10, 10)  # 10^9 values if expanded
+    start = time.perf_counter()
+    d = parse_yaml(text, "bomb.yaml", {})
+    assert time.perf_counter() - start < 5  # a hang guard only
+    (message,) = messages(d)
+    # l0..l4 hold 23 456 values, each *l4 in l5 21 111 more: the fourth one tips it.
+    assert message.startswith("bomb.yaml:6:25: the YAML alias '*l4' expands the document past")
+    assert "alias or merge-key bomb" in message
+
+
+def _merge_bomb(levels: int) -> str:
+    """Nested merge keys (issue 10): each level merges the one before twice."""
+    lines = ["a0: &a0 {k: v}"]
+    lines += [f"a{n}: &a{n} {{<<: [*a{n - 1}, *a{n - 1}]}}" for n in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_nested_merge_keys_are_resolved_once_per_mapping() -> None:
+    text = _merge_bomb(40)
+    assert len(text) < 1300  # the 1.2 KB file that never finished validating
+    start = time.perf_counter()
+    d = parse_yaml(text, "merge.yaml", {})
+    assert time.perf_counter() - start < 5  # a hang guard only
+    assert d.problems == ()
+    assert d.data == {f"a{n}": {"k": "v"} for n in range(41)}
+    assert d.source.value_pos(("a40", "k")) == SourcePos("merge.yaml", 1, 13)  # where k: v is
+
+
+def test_merged_values_count_against_the_limit() -> None:
+    # Each level merges the previous one and adds a key holding it: 2^n values at level n.
+    lines = ["m0: &m0 {k: v}"]
+    lines += [f"m{n}: &m{n} {{<<: *m{n - 1}, k{n}: *m{n - 1}}}" for n in range(1, 41)]
+    start = time.perf_counter()
+    d = parse_yaml("\n".join(lines) + "\n", "merge.yaml", {})
+    assert time.perf_counter() - start < 5  # a hang guard only
+    (message,) = messages(d)
+    assert re.match(r"merge\.yaml:(\d+):(\d+): the YAML alias '\*m\d+' expands", message)
+    line, col = map(int, message.split(":")[1:3])
+    assert text_at(lines, line, col).startswith("*m")  # the position is an alias
+
+
+def test_merge_limit_counts_overridden_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pairs a merge brings in count even when an explicit key overrides them.
+    monkeypatch.setattr(yaml_nodes, "MAX_NODES", 30)
+    text = "big: &big {a: 1, b: 2, c: 3, d: 4, e: 5}\nx: {<<: [*big, *big, *big, *big, *big]}\n"
+    (message,) = messages(parse_yaml(text, "f.yaml", {}))
+    assert message.startswith("f.yaml:2:")
+    assert "'*big'" in message
+
+
+def test_deep_aliases_are_cut_at_the_outermost_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yaml_nodes, "MAX_DEPTH", 10)
+    lines = ["d0: &d0 [x]"] + [f"d{n}: &d{n} [*d{n - 1}]" for n in range(1, 12)]
+    (message,) = messages(parse_yaml("\n".join(lines) + "\n", "f.yaml", {}))
+    assert message.startswith("f.yaml:10:10: nested more than 10 levels deep")
+    assert "through YAML aliases" in message
+
+
+def text_at(lines: list[str], line: int, col: int) -> str:
+    return lines[line - 1][col - 1 :]
 
 
 def test_non_scalar_keys_are_problems() -> None:
@@ -242,4 +322,18 @@ def test_position_inside_quoted_and_folded_scalars() -> None:
 
 def test_absurd_nesting_is_a_problem_not_a_crash() -> None:
     d = doc("a: " + "[" * 5000 + "]" * 5000 + "\n")
-    assert messages(d) == ["the document is nested too deeply to be a scenario"]
+    # The root mapping is level 1 and the first '[' (column 4) level 2.
+    assert messages(d) == [
+        "f.yaml:1:103: nested more than 100 levels deep: too deep to be a scenario"
+    ]
+
+
+def test_a_huge_document_stops_while_composing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yaml_nodes, "MAX_NODES", 100)
+    text = "a:\n" + "".join(f"  - {i}\n" for i in range(500))
+    (message,) = messages(parse_yaml(text, "f.yaml", {}))
+    # The root mapping, its key, the list and 97 items: the 98th item tips it.
+    assert (
+        message
+        == "f.yaml:99:5: the document has more than 100 values; a scenario has a few hundred"
+    )

@@ -290,7 +290,11 @@ async def test_concurrent_streams_keep_their_own_schedules(start_sim: StartSim) 
     for i, resp in results.items():
         times = resp.content_times()
         assert len(times) == 10
-        assert times[0] - resp.t_sent == pytest.approx((60 - 5 * i) / 1e3, abs=0.015)
+        due = (60 - 5 * i) / 1e3
+        # Never early (the server's delay starts after the send stamp); late only by what a
+        # loaded 2-core machine adds, far below the ~1 s that serving the streams one after
+        # another would take.  Precise pacing is asserted under MockClock and in make bench.
+        assert due - 0.002 <= times[0] - resp.t_sent <= due + 0.25
 
 
 async def test_server_shutdown_mid_stream_is_clean() -> None:
