@@ -272,6 +272,15 @@ class RecordOut(_Frozen):
         None, description="first request to its provider, or sent after an idle gap"
     )
     request_id: str | None
+    stale_connection: bool = Field(
+        False,
+        description="re-sent once on a fresh connection: the reused keep-alive connection it "
+        "first went out on had been closed by the server before any response byte (not an "
+        "error, not a retry)",
+    )
+    stale_lost_ms: float | None = Field(
+        None, description="with stale_connection: time from the first dispatch to the re-send"
+    )
     cost_usd: str | None = Field(
         None, description="what the request cost (decimal string); absent if unknown"
     )
@@ -530,6 +539,8 @@ def record_out(
         reads=rec.reads,
         cold=cold,
         request_id=rec.request_id,
+        stale_connection=rec.stale_connection,
+        stale_lost_ms=_ms(rec.stale_lost_ns),
         provider_facts=dict(rec.extra),
         cost_usd=cost[0] if cost is not None else None,
         cost_detail=cost[1] if cost is not None else None,

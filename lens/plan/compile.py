@@ -35,6 +35,7 @@ from lens.plan.model import (
     SweepKind,
     SweepStep,
 )
+from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.scenario.checks import duplicate_problems
@@ -104,7 +105,17 @@ def compile_plan(
     ``os.environ``."""
     ctx = _Context(scenario.source_map, os.environ if env is None else env, [])
     ctx.problems += duplicate_problems(scenario)
-    providers = {pid: _provider(pid, spec, ctx) for pid, spec in scenario.providers.items()}
+    providers = {
+        pid: with_network(
+            _provider(pid, spec, ctx),
+            pid,
+            spec,
+            env=ctx.env,
+            source_file=ctx.source.file,
+            problem=ctx.problem,
+        )
+        for pid, spec in scenario.providers.items()
+    }
     prompts, groups = _prompts(scenario)
     stages = tuple(
         plan
@@ -119,6 +130,7 @@ def compile_plan(
         if isinstance(stage, SweepStage) and (sweep := _adaptive(stage, i, ctx)) is not None
     )
     warnings: list[str] = _literal_variable_warnings(scenario)
+    warnings += network_warnings(list(providers.values()))
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )

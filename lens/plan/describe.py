@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
+from urllib.parse import urlsplit
 
+from lens.netconfig import NoProxy, mask_url
 from lens.plan.duration import duration_estimate
 from lens.plan.model import (
     AdaptiveSweep,
@@ -89,6 +91,47 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             "capacity": s.capacity,
         }
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
+    out["network"] = network_to_dict(spec)
+    return out
+
+
+def network_to_dict(spec: ProviderSpec) -> dict[str, Any]:
+    """Proxy (URLs masked), TLS verification and keep-alive of one provider."""
+    out: dict[str, Any] = {"keep_alive": spec.keep_alive}
+    proxy = spec.proxy
+    if proxy is None:
+        source = "never (lens's loopback simulator)" if spec.type == "simulated" else "direct"
+        out["proxy"] = {"url": None, "source": source}
+    elif proxy.mode == "url" and proxy.url is not None:
+        out["proxy"] = {"url": proxy.url.source, "source": "scenario"}
+    elif proxy.mode == "env" and proxy.env:
+        name, url = proxy.env[0]
+        variable = url.source.partition("=")[0]
+        entry: dict[str, Any] = {"url": mask_url(url.reveal()), "source": variable}
+        if proxy.no_proxy:
+            entry["no_proxy"] = proxy.no_proxy
+            host = urlsplit(spec.base_url).hostname if spec.base_url else None
+            port = urlsplit(spec.base_url).port if spec.base_url else None
+            default = 443 if name == "HTTPS_PROXY" else 80
+            if host is not None and NoProxy.parse(proxy.no_proxy).matches(host, port or default):
+                entry = {"url": None, "source": "NO_PROXY", "no_proxy": proxy.no_proxy}
+        out["proxy"] = entry
+    else:
+        out["proxy"] = {"url": None, "source": "proxy: none"}
+    if spec.type != "simulated":
+        tls = spec.tls
+        tls_out: dict[str, Any] = {"verify": tls.verify}
+        if tls.verify:
+            tls_out["ca"] = tls.ca_source
+            if tls.ca_file is not None:
+                tls_out["ca_file"] = tls.ca_file
+            if tls.ca_dir is not None:
+                tls_out["ca_dir"] = tls.ca_dir
+        if tls.client_cert is not None:
+            tls_out["client_cert"] = tls.client_cert
+        if tls.client_key is not None:
+            tls_out["client_key"] = tls.client_key
+        out["tls"] = tls_out
     return out
 
 

@@ -16,6 +16,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from lens.netconfig import ProxyRules, TlsOptions, parse_proxy_url
 from lens.pricing import ProviderPrice
 from lens.records import Phase
 from lens.scenario.sla import SlaExpr
@@ -88,6 +89,49 @@ class SimSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySpec:
+    """Which HTTP proxy a provider's requests go through (rules: lens.netconfig).
+
+    ``mode`` ``env``: the proxy variables as read when the plan was compiled (``env``
+    maps HTTP_PROXY / HTTPS_PROXY / ALL_PROXY to their URLs, ``no_proxy`` is NO_PROXY);
+    ``url``: the provider's own ``proxy:``; ``none``: direct.  Proxy URLs may carry a
+    password, so each is a ``Secret`` whose source is the masked URL.
+    """
+
+    mode: Literal["env", "url", "none"] = "none"
+    url: Secret | None = None
+    env: tuple[tuple[str, Secret], ...] = ()
+    no_proxy: str = ""
+
+    def rules(self) -> ProxyRules:
+        """The transport's form (the plan has validated every URL it holds)."""
+        if self.mode == "url" and self.url is not None:
+            return ProxyRules(mode="url", url=parse_proxy_url(self.url.reveal()))
+        if self.mode == "env":
+            variables = {name: secret.reveal() for name, secret in self.env}
+            return ProxyRules.from_env({**variables, "NO_PROXY": self.no_proxy})
+        return ProxyRules()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSpec:
+    """How https origins are verified: CA file/folder (None and None: certifi's bundle),
+    a client certificate, or no verification at all.  ``ca_source`` says where the CAs
+    came from (``certifi``, ``SSL_CERT_FILE``, ``tls.ca_bundle`` ...), for plans."""
+
+    ca_file: str | None = None
+    ca_dir: str | None = None
+    ca_source: str = "certifi"
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = True
+
+    def options(self) -> TlsOptions:
+        """What the run builds its SSL context from (equal options share one context)."""
+        return TlsOptions(self.ca_file, self.ca_dir, self.client_cert, self.client_key, self.verify)
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Caps on what one response may make lens hold (bytes); past one, the request ends as
     ``protocol_error``."""
@@ -123,6 +167,11 @@ class ProviderSpec:
     anthropic_version: str = "2023-06-01"
     price: ProviderPrice | None = None  # resolved from catalog + scenario; None: unknown
     limits: Limits = Limits()  # the scenario's limits:, for this provider's responses
+    # Network: proxy (None: direct; simulated providers always are), TLS, and whether a
+    # connection carries more than one request.
+    proxy: ProxySpec | None = None
+    tls: TlsSpec = TlsSpec()
+    keep_alive: bool = True
 
 
 # Header names whose values are secret whether or not the scenario says so (issue 10).

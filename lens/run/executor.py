@@ -38,11 +38,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-import certifi
 import httpx
 import trio
 
-from lens.plan.model import Limits, Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep
+from lens.errors import ProviderError
+from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
+from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep, TlsSpec
 from lens.pricing import GpuHourRate
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
@@ -125,11 +126,12 @@ def _prepared_transports(unit: StagePlan) -> int:
 
 def _transport_factory(
     unit: StagePlan,
+    spec: ProviderSpec,
     injected: httpx.AsyncBaseTransport | None,
     ssl_context: ssl.SSLContext,
-    limits: Limits,
 ) -> Callable[[], httpx.AsyncBaseTransport]:
-    """Transports of one connection each (see lens.run.pool).
+    """Transports of one connection each (see lens.run.pool), with the provider's proxy,
+    TLS context and keep-alive setting.
 
     The connection is lens's lean HTTP/1.1 transport (lens.run.http11): one read and one
     yield per network read, a third of the CPU per token of the default httpcore stack.
@@ -139,9 +141,14 @@ def _transport_factory(
     if injected is not None:
         return lambda: injected
     connect_timeout = min(unit.timeout_s, 30.0)
+    proxy = spec.proxy.rules() if spec.proxy is not None else None
+    keep_alive = spec.keep_alive
+    limits = spec.limits
     return lambda: LeanHTTP11Transport(
         ssl_context=ssl_context,
         connect_timeout=connect_timeout,
+        proxy=proxy,
+        keep_alive=keep_alive,
         max_response_bytes=limits.max_response_bytes,
     )
 
@@ -188,7 +195,9 @@ class StageRunner:
         self.transport_for = transport_for
         self.windows: list[StageWindow] = []
         self._unit_start = 0  # run clock ns when the running unit began (units are serial)
-        self._ssl: ssl.SSLContext | None = None
+        # One SSL context per distinct TLS setting, for the whole run: building one loads
+        # a CA bundle (tens of ms), far too slow per request or per stage.
+        self._ssl: dict[TlsOptions, ssl.SSLContext] = {}
         # Every adapter is built before anything is sent: a misconfigured provider (no
         # credentials, unknown region) stops the run up front with a ProviderError,
         # rather than after earlier stages have already run.
@@ -196,12 +205,21 @@ class StageRunner:
         self.adapters: dict[str, ProviderAdapter] = {
             pid: adapter_for(spec) for pid, spec in providers.items() if pid in used
         }
+        # Likewise a CA bundle or client certificate that cannot be loaded.  The default
+        # context (certifi's bundle) is left for the first unit that needs it.
+        for pid, spec in providers.items():
+            if pid in used and spec.tls != TlsSpec():
+                self._ssl_context(spec)
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        # One verified context per run: creating one loads the CA bundle (tens of ms).
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context(cafile=certifi.where())
-        return self._ssl
+    def _ssl_context(self, spec: ProviderSpec) -> ssl.SSLContext:
+        options = spec.tls.options()
+        ctx = self._ssl.get(options)
+        if ctx is None:
+            try:
+                ctx = self._ssl[options] = build_ssl_context(options)
+            except TlsSetupError as exc:
+                raise ProviderError(f"provider {spec.id}: tls: {exc}") from exc
+        return ctx
 
     def _emit(self, rec: RequestRecord) -> None:
         self.progress.record(rec)
@@ -244,7 +262,7 @@ class StageRunner:
         state = _UnitState()
         # Building transports costs time: do it before the stage clock starts, so the first
         # arrivals are not sent late because of it.
-        pool = TransportPool(_transport_factory(unit, transport, self._ssl_context(), spec.limits))
+        pool = TransportPool(_transport_factory(unit, spec, transport, self._ssl_context(spec)))
         pool.prepare(_prepared_transports(unit))
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:

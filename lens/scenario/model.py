@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from lens.netconfig import ProxyURLError, parse_proxy_url
 from lens.scenario.env_scope import FROM_ENV
 from lens.scenario.headers import credential_problem, header_name_problem, unsendable
 from lens.scenario.sla import SlaSyntaxError, parse_sla
@@ -339,6 +340,103 @@ class PricingEntry(TokenPrice):
     model: NonEmptyStr = Field(description="Model name as providers name it.")
 
 
+# --- network settings of providers ------------------------------------------------------
+
+
+class TlsSettings(FrozenModel):
+    """How a provider's https connections are verified, and the client certificate."""
+
+    ca_bundle: NonEmptyStr | None = Field(
+        None,
+        description="PEM file of the CA certificates to trust, instead of the default "
+        "(certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR when set); relative to the "
+        "scenario's folder.",
+    )
+    client_cert: NonEmptyStr | None = Field(
+        None,
+        description="PEM file of the client certificate to present (with its key, unless "
+        "client_key is given); relative to the scenario's folder.",
+    )
+    client_key: NonEmptyStr | None = Field(
+        None, description="PEM file of client_cert's private key, when it is a file of its own."
+    )
+    verify: bool = Field(
+        True,
+        strict=True,
+        description="false: accept any certificate and host name (a warning on every run).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise FieldError(
+                "client_key needs client_cert: the certificate that key belongs to", "client_key"
+            )
+        if not self.verify and self.ca_bundle is not None:
+            raise FieldError(
+                "ca_bundle is never used with verify: false (nothing is verified): drop one",
+                "verify",
+            )
+        return self
+
+
+def _proxy_setting(value: object) -> object:
+    """``proxy:``: an HTTP proxy URL, or ``none`` / false for a direct connection."""
+    if value is False:
+        return "none"
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return "none"
+        try:
+            parse_proxy_url(value)
+        except ProxyURLError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+    raise ValueError(
+        "expected an HTTP proxy URL such as http://proxy.example:3128, or none for a direct "
+        "connection"
+    )
+
+
+# Stored as a secret: the URL's user-info may hold the proxy's password.
+ProxySetting = Annotated[
+    SecretStr,
+    BeforeValidator(_proxy_setting),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"const": False}],
+            "description": "HTTP proxy URL (http://[user:password@]host:port), or none / "
+            "false to connect directly (default: HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / "
+            "NO_PROXY). SOCKS is not supported.",
+        }
+    ),
+]
+
+
+class _KeepAlive(FrozenModel):
+    keep_alive: bool = Field(
+        True,
+        strict=True,
+        description="false: a fresh connection for every request, sent with Connection: "
+        "close (connect time stays out of TTFT).",
+    )
+
+
+class _Network(_KeepAlive):
+    """Connection settings of every provider that reaches a server over the network."""
+
+    proxy: Annotated[ProxySetting | None, FROM_ENV] = Field(
+        None,
+        description="HTTP proxy URL for this provider, or none to connect directly; when "
+        "omitted, the HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY variables.",
+    )
+    tls: Annotated[TlsSettings | None, FROM_ENV] = Field(
+        None,
+        description="TLS verification and client certificate (default: verify against "
+        "certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set).",
+    )
+
+
 # --- providers -----------------------------------------------------------------------------
 
 
@@ -362,7 +460,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(_Priced):
+class SimulatedProvider(_Priced, _KeepAlive):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -403,7 +501,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(_Priced):
+class OpenAICompatibleProvider(_Priced, _Network):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -421,7 +519,7 @@ class OpenAICompatibleProvider(_Priced):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIProvider(_Priced):
+class OpenAIProvider(_Priced, _Network):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -440,7 +538,7 @@ class OpenAIProvider(_Priced):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIResponsesProvider(_Priced):
+class OpenAIResponsesProvider(_Priced, _Network):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -455,7 +553,7 @@ class OpenAIResponsesProvider(_Priced):
     headers: Headers = _headers()
 
 
-class AnthropicProvider(_Priced):
+class AnthropicProvider(_Priced, _Network):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -475,7 +573,7 @@ class AnthropicProvider(_Priced):
     )
 
 
-class GeminiProvider(_Priced):
+class GeminiProvider(_Priced, _Network):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -511,7 +609,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(_Priced):
+class BedrockProvider(_Priced, _Network):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
@@ -557,7 +655,7 @@ class BedrockProvider(_Priced):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(_Priced):
+class AzureOpenAIProvider(_Priced, _Network):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
