@@ -36,8 +36,30 @@ def test_plan_of_an_unpriced_closed_loop_says_what_is_unknown(
 ) -> None:
     path = write_scenario(load="  - {id: c, pattern: concurrency, concurrency: 2, duration: 1s}")
     assert main(["plan", "--json", str(path)]) == 0
-    (unit,) = json.loads(capsys.readouterr().out)["cost_estimate"]["units"]
-    assert unit == {"stage": "c", "provider": "sim", "usd": None, "basis": "no price known"}
+    estimate = json.loads(capsys.readouterr().out)["cost_estimate"]
+    (unit,) = estimate["units"]
+    assert unit["usd"] is None
+    assert unit["basis"] == "no price known"
+    assert unit["bounded"] is True  # nothing to bound: no price
+    assert estimate["unpriced"] == ["c/sim"]
+    assert estimate["complete"] is False
+
+
+def test_plan_refuses_a_budget_it_could_not_keep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(
+        "version: 1\nname: b\nbudget: $1\nproviders:\n"
+        "  api: {type: openai-compatible, base_url: 'http://127.0.0.1:9/v1', model: m,"
+        " price: {input: 1, output: 2}}\n"
+        "prompts:\n  - {id: q, messages: [{role: user, content: hi}]}\n"
+        "load:\n  - {id: b, pattern: burst, requests: 2}\n"
+    )
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "b.yaml:3:9: budget: cannot be kept: stage 'b' sends prompt 'q' to 'api'" in err
+    assert "Traceback" not in err
 
 
 def test_cost_slas_pass_and_fail_on_exact_totals(
