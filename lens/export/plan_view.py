@@ -48,7 +48,7 @@ def plan_text(doc: dict[str, object]) -> str:
                 _load_text(s, ranges),
                 gaps,
                 _duration_cell(s),
-                usd(cost["usd"]),
+                usd(cost["usd"]) if cost["bounded"] else "unbounded",
                 ", ".join(s["prompts"]),
             ]
         )
@@ -63,21 +63,9 @@ def plan_text(doc: dict[str, object]) -> str:
         f"; {_total_duration_text(doc)}",
         *_duration_bases(stages),
     ]
-    if estimate["total_usd"] is not None:
-        partial = "" if estimate["complete"] else " for the priced stages"
-        lines.append(
-            f"estimated cost: at most {usd(estimate['total_usd'])}{partial} (every request "
-            "at its output limit)"
-        )
-    budget = estimate["budget_usd"]
-    if budget is not None:
-        over = estimate["total_usd"] is not None and Decimal(estimate["total_usd"]) > Decimal(
-            budget
-        )
-        lines.append(
-            f"budget: {usd(budget)}"
-            + (": the run may stop early to stay within it" if over else "")
-        )
+    providers = doc["providers"]
+    assert isinstance(providers, list)
+    lines.extend(_estimate_text(estimate, providers))
     adaptive = doc["adaptive_sweeps"]
     assert isinstance(adaptive, list)
     lines.extend(_adaptive_text(sweep) for sweep in adaptive)
@@ -134,6 +122,55 @@ def _duration_bases(stages: list[dict[str, Any]]) -> list[str]:
     return ["expected durations (else '<=': at most, every request to its timeout):"] + [
         f"  {', '.join(names)}: {basis}" for basis, names in units.items()
     ]
+
+
+def _estimate_text(estimate: dict[str, Any], providers: list[dict[str, Any]]) -> list[str]:
+    """The cost bound, what it assumes, and what the budget will do with it."""
+    lines = []
+    kinds = {(p.get("price") or {}).get("kind") for p in providers}
+    assumed = []
+    if "tokens" in kinds:
+        assumed.append("every request at its output limit")
+    if "gpu-hour" in kinds:
+        assumed.append(
+            "GPU time with every request at its timeout, pauses and connection set-up included"
+        )
+    total = estimate["total_usd"]
+    unbounded = [u for u in estimate["units"] if not u["bounded"]]
+    if unbounded:
+        lines.append(
+            "estimated cost: unbounded: "
+            + "; ".join(f"{u['stage']}/{u['provider']}: {u['basis']}" for u in unbounded)
+        )
+    elif total is not None:
+        scope = []
+        if estimate["unpriced"]:
+            scope.append(" for the priced stages")
+        if estimate["runtime_steps"]:
+            scope.append(" for the listed steps (adaptive sweeps add steps at run time)")
+        lines.append(f"estimated cost: at most {usd(total)}{''.join(scope)} ({'; '.join(assumed)})")
+    if estimate.get("expected_gpu_usd") is not None:
+        lines.append(
+            f"expected GPU-hour cost: about {usd(estimate['expected_gpu_usd'])} at the expected "
+            "durations"
+        )
+    budget = estimate["budget_usd"]
+    if budget is None:
+        return lines
+    text = f"budget: {usd(budget)}, a hard bound: no request, wait or stage starts that could "
+    text += "overspend it"
+    first = estimate.get("first_request_usd")
+    if first is not None and Decimal(first) > Decimal(budget):
+        text += (
+            f"; the first request's worst case ({usd(first)}) is above it: the run would "
+            "send nothing"
+        )
+    elif estimate.get("budget_fits"):
+        text += "; the whole plan fits within it"
+    else:
+        text += "; the run may stop early to stay within it"
+    lines.append(text)
+    return lines
 
 
 def size_text(size: int) -> str:

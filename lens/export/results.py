@@ -26,18 +26,19 @@ from lens import exitcodes
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
 from lens.errors import InputError, Problem, describe, innermost
-from lens.metrics.cost import StageCost, gpu_share, record_cost
+from lens.metrics.cost import RunBill, UnitBill, bill_run, record_cost
 from lens.metrics.idle import IdleProbes, idle_probes
 from lens.metrics.integrity import cold_flags, cold_start, compared_with, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
-from lens.metrics.request import NS_PER_MS, request_metrics
+from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
 from lens.metrics.summary import Summary
 from lens.metrics.sweeps import SweepOutcome
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, ProviderSpec
 from lens.pricing import GpuHourRate
+from lens.pricing.gpu import money_text
 from lens.records import RequestRecord
 from lens.redact import Redactor
 from lens.run.executor import StageWindow
@@ -397,6 +398,50 @@ class StageWindowOut(_Frozen):
     measure_end_ms: float | None = Field(
         None, description="when the cooldown began; null: at end_ms"
     )
+    billed_s: float | None = Field(
+        None,
+        description="run wall time billed to this unit: from the end of the unit before "
+        "(the run's start for the first) to end_ms; pause_s + setup_s + the window",
+    )
+    pause_s: float | None = Field(None, description="the sweep's pause before the unit")
+    setup_s: float | None = Field(
+        None,
+        description="the rest of the time before start_ms: connection set-up, lens "
+        "choosing the step",
+    )
+    cost_usd: str | None = Field(
+        None,
+        description="GPU-hour pricing: what billed_s cost (decimal string); its records' "
+        "cost_usd add up to it less unattributed_usd; null for other pricing",
+    )
+    unattributed_usd: str | None = Field(
+        None,
+        description="the part of cost_usd no record carries (no request held the server)",
+    )
+
+
+class GpuBillOut(_Frozen):
+    """One GPU-hour priced provider's bill for the run."""
+
+    provider: str
+    usd_per_gpu_hour: str
+    gpus: int
+    billed_s: float = Field(description="the wall time of its units' billed spans")
+    total_usd: str = Field(
+        description="usd_per_gpu_hour x gpus x billed_s, exact to 1e-12 USD; the sum of "
+        "its stages' cost_usd"
+    )
+
+
+class BillingOut(_Frozen):
+    """Where the run's wall time went, for GPU-hour pricing (lens.pricing.gpu)."""
+
+    run_billed_s: float = Field(
+        description="the run's clock from its start to the end of its last unit: every "
+        "second of it is billed once, to the unit it led into"
+    )
+    total_usd: str = Field(description="the GPU-hour providers' bills added up")
+    providers: list[GpuBillOut]
 
 
 class SweepProbeOut(_Frozen):
@@ -469,6 +514,9 @@ class Results(_Frozen):
     environment: Environment
     plan: dict[str, Any]
     stages: list[StageWindowOut]
+    billing: BillingOut | None = Field(
+        None, description="GPU-hour pricing: the run's bill; absent otherwise"
+    )
     summaries: list[SummaryOut]
     phase_summaries: list[SummaryOut] = Field(
         default_factory=list,
@@ -616,19 +664,23 @@ def build_results(
     phase_summaries: Sequence[Summary] = (),
     sweeps: Sequence[SweepOutcome] = (),
     redactor: Redactor | None = None,
+    bill: RunBill | None = None,
 ) -> Results:
     """The results document.  ``redactor`` (default: the plan's secrets) masks the plan
-    section and argv; records were redacted when they were created (lens.run.session)."""
+    section and argv; records were redacted when they were created (lens.run.session).
+    ``bill``: the run's GPU-hour bill, the one the summaries were built with (worked out
+    here when not given)."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
     paced = {(p.stage, p.provider): p for p in pacing(outcome.records)}
     probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
-    stage_costs = {(s.stage, s.provider): s.cost for s in summaries}
+    if bill is None:
+        bill = bill_run(plan.providers, outcome.windows, outcome.records)
     colds = cold_flags(outcome.records, cold_after_s=plan.integrity.cold_after_s)
     integrity = integrity_out(plan, outcome, colds)
     costs = [
-        _record_price(r, plan.providers[r.provider], stage_costs.get((r.stage, r.provider)))
-        for r in outcome.records
+        _record_price(r, plan.providers[r.provider], share)
+        for r, share in zip(outcome.records, bill.record_usd, strict=True)
     ]
     return Results(
         scenario=plan.name,
@@ -640,7 +692,8 @@ def build_results(
         failure=None if outcome.failure is None else redact(describe(innermost(outcome.failure))),
         environment=environment(outcome, redact),
         plan=redact.tree(plan_to_dict(plan)),
-        stages=[window_out(w) for w in outcome.windows],
+        stages=[window_out(w, u) for w, u in zip(outcome.windows, bill.units, strict=True)],
+        billing=billing_out(bill),
         summaries=[
             summary_out(
                 s, plan, planned.get((s.stage, s.provider)), paced.get((s.stage, s.provider))
@@ -681,6 +734,7 @@ def salvage_results(
         environment=environment(outcome, redact),
         plan=plan_doc,
         stages=[window_out(w) for w in outcome.windows],
+        billing=None,  # the bill is summarising code too
         summaries=[],
         verdicts=[],
         recommendation=None,
@@ -695,16 +749,39 @@ def _token_price(rec: RequestRecord, plan: Plan) -> _RecordPrice:
     return None if breakdown is None else (str(breakdown.total), breakdown.to_record())
 
 
-def _record_price(rec: RequestRecord, spec: ProviderSpec, stage: StageCost | None) -> _RecordPrice:
-    """A record's cost and how it was worked out; None when unknown."""
+def _record_price(rec: RequestRecord, spec: ProviderSpec, share: Decimal | None) -> _RecordPrice:
+    """A record's cost and how it was worked out; None when unknown.  ``share``: its part
+    of the GPU-hour bill (``RunBill.record_usd``)."""
     breakdown = record_cost(rec, spec)
     if breakdown is not None:
         return str(breakdown.total), breakdown.to_record()
-    if isinstance(spec.price, GpuHourRate) and stage is not None:
-        share = gpu_share(rec, stage.total, stage.busy_ns)
-        if share is not None:
-            return str(share), {"pricing": "gpu-hour", **spec.price.to_dict()}
+    if isinstance(spec.price, GpuHourRate) and share is not None:
+        detail: dict[str, str | int | None] = {
+            "pricing": "gpu-hour",
+            **spec.price.to_dict(),
+            "share_of": "its stage's billed time, by busy time (dispatch to end)",
+        }
+        return money_text(share), detail
     return None
+
+
+def billing_out(bill: RunBill) -> BillingOut | None:
+    if not bill.providers:
+        return None
+    return BillingOut(
+        run_billed_s=bill.billed_ns / NS_PER_S,
+        total_usd=money_text(bill.usd or Decimal(0)),
+        providers=[
+            GpuBillOut(
+                provider=p.provider,
+                usd_per_gpu_hour=str(p.rate.usd_per_gpu_hour),
+                gpus=p.rate.gpus,
+                billed_s=p.billed_ns / NS_PER_S,
+                total_usd=money_text(p.usd),
+            )
+            for p in bill.providers
+        ],
+    )
 
 
 def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> IntegrityOut:
@@ -775,8 +852,20 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
     )
 
 
-def window_out(w: StageWindow) -> StageWindowOut:
+def window_out(w: StageWindow, bill: UnitBill | None = None) -> StageWindowOut:
+    billed: dict[str, Any] = {}
+    if bill is not None:
+        billed = {
+            "billed_s": bill.billed_ns / NS_PER_S,
+            "pause_s": bill.pause_ns / NS_PER_S,
+            "setup_s": bill.setup_ns / NS_PER_S,
+            "cost_usd": None if bill.usd is None else money_text(bill.usd),
+            "unattributed_usd": None
+            if bill.unattributed_usd is None
+            else money_text(bill.unattributed_usd),
+        }
     return StageWindowOut(
+        **billed,
         stage=w.stage,
         provider=w.provider,
         start_ms=w.t_start / NS_PER_MS,

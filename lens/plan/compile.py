@@ -38,6 +38,7 @@ from lens.plan.model import (
 from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
+from lens.pricing import ModelPrice, ProviderPrice
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.headers import unsendable
 from lens.scenario.messages import did_you_mean
@@ -134,6 +135,8 @@ def compile_plan(
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
+    if scenario.budget is not None:
+        _budget_needs_bounds(stages, providers, prices, prompts, ctx)
     if ctx.problems:
         raise PlanError(ctx.problems)
     limits = Limits(
@@ -833,3 +836,33 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
         backoff_s=retries.backoff,
         max_wait_s=retries.max_wait,
     )
+
+
+# --- the budget -----------------------------------------------------------------------------
+
+
+def _budget_needs_bounds(
+    stages: Sequence[StagePlan],
+    providers: Mapping[str, ProviderSpec],
+    prices: Mapping[str, ProviderPrice | None],
+    prompts: Mapping[str, PromptSpec],
+    ctx: _Context,
+) -> None:
+    """A budget is a hard bound (lens.run.budget) only if each request's cost has one.
+    GPU-hour time always has (a request ends by its timeout), and so has a simulator's
+    output; at token prices a real provider's request with no output limit has none: lens
+    refuses such a budget rather than promise what it cannot keep."""
+    for unit in stages:
+        spec = providers[unit.provider]
+        if not isinstance(prices.get(unit.provider), ModelPrice) or spec.sim is not None:
+            continue
+        for pid in dict.fromkeys(unit.prompts):
+            if prompts[pid].token_limit(unit.max_tokens) is None:
+                ctx.problem(
+                    f"cannot be kept: stage {unit.stage!r} sends prompt {pid!r} "
+                    f"to {unit.provider!r}, priced by the token, with no output limit, so "
+                    "nothing bounds what one request costs; set max_tokens (in defaults, "
+                    "the stage or the prompt), or remove the budget",
+                    ("budget",),
+                )
+                return

@@ -172,8 +172,8 @@ def _closed_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Dura
     bounds = []
     if unit.requests is not None:
         # Each worker starts its next request as soon as one ends, each within ``worst``:
-        # every request has started by (ceil(requests / workers) - 1) x worst.
-        bounds.append(math.ceil(unit.requests / workers) * worst)
+        # the rounds of the warmup, then (after its barrier) those of the measured requests.
+        bounds.append(_rounds(unit, workers) * worst)
     if unit.duration_s is not None:
         bounds.append(_drained(unit, unit.duration_s, unit.duration_s + worst))
     max_s = min(bounds) if bounds else None
@@ -188,8 +188,8 @@ def _closed_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Dura
     ends = []
     rules = []
     if unit.requests is not None:
-        ends.append(math.ceil(unit.requests / slots) * e2e)
-        rules.append(f"ceil(requests / {slots_text}) x e2e")
+        ends.append(_rounds(unit, slots) * e2e)
+        rules.append(f"ceil(requests / {slots_text}) x e2e (the warmup's waves apart)")
     if unit.duration_s is not None:
         # At the duration the wave in flight ends, then the requests queued behind it.
         wave_end = math.ceil(unit.duration_s / e2e - _WAVE_EPSILON) * e2e
@@ -204,6 +204,18 @@ def _closed_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Dura
         max_s,
         f"closed loop: {rule} ({_sim_text(spec, unit)}){_drain_text(unit)}",
     )
+
+
+def _rounds(unit: StagePlan, at_once: int) -> int:
+    """Waves of ``at_once`` a request-bounded closed loop runs: a warmup of N requests is a
+    barrier (measured requests start once it has ended), so its waves count apart; a timed
+    warmup may hold one more."""
+    assert unit.requests is not None
+    phases = unit.phases
+    if phases.warmup_s > 0:
+        return math.ceil(unit.requests / at_once) + 1
+    warmup = min(phases.warmup_requests, unit.requests)
+    return math.ceil(warmup / at_once) + math.ceil((unit.requests - warmup) / at_once)
 
 
 def _closed_loop_unknown(

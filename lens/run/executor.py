@@ -7,7 +7,8 @@ until ``t0 + offset_i`` for each arrival and start the request as its own task; 
 time, so any wait shows up in ``dispatch_lag`` rather than vanishing.  Closed-loop stages
 (concurrency, a sweep over concurrencies) run N workers; an idle probe sends one request at
 a time with idle gaps between them.  A unit may ask for a pause before it starts (between
-the steps of a sweep), which is outside its window.  Each in-flight request borrows a
+the steps of a sweep), which is outside its window (``StageWindow.pause_ns`` says how long
+it was: the GPU-hour bill charges it to the unit).  Each in-flight request borrows a
 one-connection transport (lens.run.pool), so no client-side connection pool can become a
 second, invisible queue.
 
@@ -44,7 +45,6 @@ import trio
 from lens.errors import ProviderError
 from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep, TlsSpec
-from lens.pricing import GpuHourRate
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, Phase, RequestRecord
@@ -71,6 +71,9 @@ class StageWindow:
     # measured arrival.  Ends: the first cooldown request's start (intended, open loop).
     t_measure_start: int | None = None
     t_measure_end: int | None = None
+    # How long the unit paused before its set-up began (a sweep's ``pause``): part of the
+    # run's wall time that the GPU-hour bill charges to this unit (lens.pricing.gpu).
+    pause_ns: int = 0
 
     def span(self, phase: Phase) -> tuple[int, int]:
         """The part of the window ``phase`` had: warmup up to the measured phase's start,
@@ -194,7 +197,6 @@ class StageRunner:
         self.clock = clock
         self.transport_for = transport_for
         self.windows: list[StageWindow] = []
-        self._unit_start = 0  # run clock ns when the running unit began (units are serial)
         # One SSL context per distinct TLS setting, for the whole run: building one loads
         # a CA bundle (tens of ms), far too slow per request or per stage.
         self._ssl: dict[TlsOptions, ssl.SSLContext] = {}
@@ -233,9 +235,17 @@ class StageRunner:
     async def run_all(self) -> None:
         self.start()
         for unit in self.plan.stages:
-            if self.budget is not None and self.budget.exhausted:
+            if not self.may_start(unit):
                 return  # out of budget: later stages never start
             await self.run_unit(unit)
+
+    def may_start(self, unit: StagePlan) -> bool:
+        """Whether the budget lets ``unit`` begin (always, without one); a refusal ends
+        the run: no later unit starts either."""
+        if self.budget is None:
+            return True
+        assert self.clock is not None
+        return self.budget.may_start(self.providers[unit.provider], unit, self.clock.now_ns())
 
     def _hold(self, unit: StagePlan, prompt: PromptSpec) -> Decimal | None:
         """Budget held for one more attempt (0 without a budget); None: do not send."""
@@ -243,19 +253,25 @@ class StageRunner:
             return Decimal(0)
         assert self.clock is not None
         spec = self.providers[unit.provider]
-        running = Decimal(0)
-        if isinstance(spec.price, GpuHourRate):
-            running = spec.price.cost_of(self.clock.now_ns() - self._unit_start)
-        return self.budget.try_reserve(spec, unit, prompt, running)
+        return self.budget.try_reserve(spec, unit, prompt, self.clock.now_ns())
+
+    def _may_wait(self, until_ns: int) -> bool:
+        """Whether the budget lets the unit wait (paid GPU time) until ``until_ns``."""
+        return self.budget is None or self.budget.may_wait(until_ns)
 
     async def run_unit(self, unit: StagePlan) -> None:
         assert self.clock is not None
         clock = self.clock
+        spec = self.providers[unit.provider]
+        if self.budget is not None:
+            self.budget.enter(spec)  # from here on, time is billed to this unit
+        pause_ns = 0
         if unit.pause_before_s > 0:
             # Between the steps of a sweep: the server drains, and no window is open.
             self.progress.unit = f"pause before {unit.stage}"
+            t_pause = clock.now_ns()
             await trio.sleep(unit.pause_before_s)
-        spec = self.providers[unit.provider]
+            pause_ns = clock.now_ns() - t_pause
         adapter = self.adapters[unit.provider]
         transport = self.transport_for(spec) if self.transport_for else None
         self.progress.unit = f"{unit.stage}/{unit.provider}"
@@ -267,7 +283,7 @@ class StageRunner:
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:
             await pool.warm(first_url)
-        t_start = self._unit_start = clock.now_ns()
+        t_start = clock.now_ns()
         if unit.cutoff_s is not None and unit.arrivals is None:
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
         try:
@@ -294,10 +310,11 @@ class StageRunner:
                 sweep=unit.sweep,
                 t_measure_start=state.measure_start,
                 t_measure_end=state.measure_end,
+                pause_ns=pause_ns,
             )
             self.windows.append(window)
             if self.budget is not None:
-                self.budget.charge_time(spec, window.t_end - window.t_start)
+                self.budget.unit_ended(window.t_end)
 
     async def _open_loop(
         self,
@@ -313,6 +330,8 @@ class StageRunner:
         limiter = trio.CapacityLimiter(unit.max_concurrency) if unit.max_concurrency else None
         base = self.clock.at_ns(t_start)
         for i, offset in enumerate(unit.arrivals.offsets_s):
+            if not self._may_wait(t_start + round(offset * 1e9)):
+                return  # waiting for this arrival could overspend: in-flight ones finish
             await _until(base + offset, unit.spin_s)  # absolute: lateness never accumulates
             held = self._hold(unit, self.plan.prompts[unit.prompt_for(i)])
             if held is None:
@@ -334,7 +353,10 @@ class StageRunner:
         """One request, then one more after each idle gap, counted from the previous
         request's end (its last attempt's): nothing is in flight while the provider idles."""
         assert unit.idle_gaps_s is not None
+        assert self.clock is not None
         for index, gap in enumerate((0.0, *unit.idle_gaps_s)):
+            if not self._may_wait(self.clock.now_ns() + round(gap * 1e9)):
+                return  # the idle gap alone could overspend
             await trio.sleep(gap)
             prompt = self.plan.prompts[unit.prompt_for(index)]
             held = self._hold(unit, prompt)
@@ -471,7 +493,10 @@ class StageRunner:
             if rec.error_class is None or rec.error_class.value not in policy.on:
                 return
             hint = rec.extra.get("retry_after_s")
-            await trio.sleep(policy.wait_s(attempt, float(hint) if hint else None))
+            wait_s = policy.wait_s(attempt, float(hint) if hint else None)
+            if not self._may_wait(self.clock.now_ns() + round(wait_s * 1e9)):
+                return  # the back-off alone could overspend
+            await trio.sleep(wait_s)
             next_hold = self._hold(unit, prompt)
             if next_hold is None:
                 return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from lens.metrics.cost import bill_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
 from lens.metrics.sweeps import Probe, SweepOutcome
@@ -61,6 +62,8 @@ class SweepDriver:
             unit = stages[i]
             sweep = self._adaptive.get(unit.sweep.sweep) if unit.sweep is not None else None
             if sweep is None:
+                if not runner.may_start(unit):
+                    return  # out of budget: this and later stages never start
                 await runner.run_unit(unit)
                 i += 1
                 continue
@@ -86,10 +89,10 @@ class SweepDriver:
         try:
             while pending:
                 for k, pid in enumerate(list(pending)):
-                    if _out_of_budget(runner):
+                    unit = _unit(sweep, planned[pid], pending[pid], len(probes[pid]), pause=k == 0)
+                    if not runner.may_start(unit):
                         cause = "the budget ran out"
                         return
-                    unit = _unit(sweep, planned[pid], pending[pid], len(probes[pid]), pause=k == 0)
                     running[pid] = unit.stage
                     probe = await self._step(runner, sweep, unit)
                     del running[pid]
@@ -116,10 +119,14 @@ class SweepDriver:
         finally:
             records, self._collecting = self._collecting, None
         window = runner.windows[-1]
+        # The step's GPU-hour cost is its billed span (pause and set-up included), as in
+        # the run's bill; judged before later steps exist, so from the windows so far.
+        bill = bill_run(self.plan.providers, runner.windows, records)
         (summary,) = aggregate(
             records,
             stage_windows={(unit.stage, unit.provider): (window.t_start, window.t_end)},
             providers=self.plan.providers,
+            gpu_usd=bill.record_usd,
         )
         verdicts = judge(sweep.conditions, [summary])
         passed = [v.outcome == "pass" for v in verdicts]

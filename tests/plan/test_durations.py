@@ -203,9 +203,10 @@ def test_a_gpu_hour_closed_loop_is_priced_at_its_bound_when_nothing_is_expected(
     units = estimate_to_dict(plan)["units"]
     assert isinstance(units, list)
     (unit,) = units
-    # At most 2 requests a worker, 10 s each: 20 s at $3.60 an hour.
-    assert unit["usd"] == "0.020000"
-    assert unit["basis"] == "GPU-hours for at most 20.0s"
+    # At most 2 requests a worker, 10 s each, after a connection set-up of at most the
+    # connect timeout (10 s): 30 s at $3.60 an hour.
+    assert unit["usd"] == "0.030000"
+    assert unit["basis"] == "GPU-hours for 30.0s (every request at its 10s timeout)"
 
 
 @pytest.mark.parametrize("stage", sorted(EXPECTED))
@@ -246,3 +247,15 @@ async def test_every_request_hanging_to_its_timeout_reaches_the_bound(
     await runner.run_unit(unit)
     (window,) = runner.windows
     assert (window.t_end - window.t_start) / 1e9 == pytest.approx(bound, abs=1e-6)
+
+
+def test_a_warmup_barrier_adds_its_own_rounds_to_the_bound() -> None:
+    """Measured requests start only once the warmup has ended, so 2 warmup + 6 measured
+    requests on 4 workers take 1 + 2 rounds, not ceil(8 / 4) = 2."""
+    plan = plan_of(
+        "- {id: c, pattern: concurrency, concurrency: 4, requests: 8, warmup: 2 requests}\n",
+        provider=REAL,
+        defaults="defaults: {timeout: 10s}\n",
+    )
+    (unit,) = plan.stages
+    assert duration_estimate(unit, plan.providers[unit.provider]).max_s == 30.0
