@@ -20,7 +20,7 @@ from typing import TextIO
 from lens import exitcodes
 from lens.errors import describe, innermost
 from lens.export.results import Results, build_results, salvage_results
-from lens.metrics.cost import record_cost
+from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
 from lens.metrics.summary import Summary, SummaryBuilder
@@ -94,7 +94,8 @@ def run_plan(
     failure = failure or outcome.failure
     try:
         slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its steps
-        summaries, phase_summaries = summarise(plan, outcome, slas)
+        bill = bill_run(plan.providers, outcome.windows, outcome.records)
+        summaries, phase_summaries = summarise(plan, outcome, slas, bill)
         verdicts = judge_run(slas, summaries, outcome)
         results = build_results(
             plan,
@@ -104,6 +105,7 @@ def run_plan(
             phase_summaries,
             sweeps=judge_sweeps(sweeps, outcome),
             redactor=redact,
+            bill=bill,
         )
         if failure is not None and results.failure is None:
             # The run itself ended; lens failed after it (stopping a simulator).
@@ -136,14 +138,17 @@ def harness_monitor(plan: Plan) -> HarnessMonitor:
 
 
 def summarise(
-    plan: Plan, outcome: RunOutcome, slas: tuple[SlaSpec, ...]
+    plan: Plan, outcome: RunOutcome, slas: tuple[SlaSpec, ...], bill: RunBill | None = None
 ) -> tuple[tuple[Summary, ...], tuple[Summary, ...]]:
     """The measured summaries (judged) and the warmup/cooldown ones, each over its own part
     of the stage window; a stage with ``sla_includes_warmup`` pools them, over its whole
-    window."""
+    window.  Costs are their records' (``bill``: the GPU-hour shares, worked out here when
+    not given), so a stage's summaries add up to its cost."""
+    if bill is None:
+        bill = bill_run(plan.providers, outcome.windows, outcome.records)
     pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
     builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
-    builder.add_many(outcome.records)
+    builder.add_many(outcome.records, bill.record_usd)
     windows = {
         (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
         for w in outcome.windows

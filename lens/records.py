@@ -78,6 +78,12 @@ class RequestRecord:
     attempt: int = 1  # 2, 3, ... for retries the stage asked for (each its own record)
     phase: Phase = "measure"  # a retry keeps the phase of its first attempt
     request_id: str | None = None
+    # Sent a second time, once, because the reused keep-alive connection it first went out
+    # on had been closed by the server (no response byte came back: the server never saw
+    # it).  Not an error and not a retry; ``stale_lost_ns`` is the time from the first
+    # dispatch to the re-send, and ``t_dispatch`` is the re-send's.
+    stale_connection: bool = False
+    stale_lost_ns: int | None = None
     # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
     # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.
     extra: dict[str, str] = field(default_factory=dict)

@@ -231,6 +231,12 @@ def provider_secrets(spec: ProviderSpec) -> list[tuple[str, str]]:
             found.append((value, f"header {name} of {where}"))
     if spec.base_url:
         found += _url_secrets(spec.base_url, f"base_url of {where}")
+    if spec.proxy is not None:
+        # The provider's proxy: (or the variable it reads); its password is sent to it.
+        proxies = [spec.proxy.url] if spec.proxy.url is not None else []
+        for secret in proxies + [url for _, url in spec.proxy.env]:
+            url = secret.reveal()
+            found += _url_secrets(url if "://" in url else f"http://{url}", f"proxy of {where}")
     return found
 
 

@@ -18,8 +18,9 @@ Measurements (tags: ``scenario``, ``stage``, ``provider``, ``model``):
   ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms``).
 * ``lens_sweep``: one point per adaptive sweep x provider (tags ``sweep``, ``kind``,
   ``provider``, ``model``) at the end of its last step; fields ``steps``, ``cut_short``,
-  ``distrusted`` (booleans), ``reason``, ``max_rate_per_s``, ``bracket_passing``,
-  ``bracket_failing``, ``sync_rps``, ``saturated_rps`` (each when known).
+  ``distrusted`` (booleans), ``reason``, ``max_rate_per_s``, ``max_concurrency`` (an
+  integer), ``bracket_passing``, ``bracket_failing`` (floats for rates and concurrencies
+  alike: one field has one type), ``sync_rps``, ``saturated_rps`` (each when known).
 * ``lens_harness``: the client's self-check, one point at the end of the run: ``status``
   (string), ``overloaded`` (boolean), ``samples``, ``loop_lag_{p50,p99,max}_ms``, ``cpu``,
   the limits ``max_loop_lag_ms`` and ``max_cpu``, and ``reasons`` ("; "-joined).
@@ -57,6 +58,10 @@ AUTH_VARIABLE = "INFLUX_TOKEN"
 
 
 def _money(value: str | int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
@@ -128,13 +133,15 @@ def sweep_point(results: Results, sw: SweepOut, model: str) -> str | None:
         "provider": sw.provider,
         "model": model,
     }
-    passing, failing = sw.bracket or (None, None)
+    # Floats for both kinds of search: InfluxDB rejects a field whose type changes.
+    passing, failing = (_float(end) for end in sw.bracket or (None, None))
     fields: dict[str, FieldValue] = {
         "steps": len(sw.probes),
         "cut_short": sw.cut_short,
         "distrusted": sw.distrusted,
         "reason": sw.reason,
         "max_rate_per_s": sw.max_rate_per_s,
+        "max_concurrency": sw.max_concurrency,
         "bracket_passing": passing,
         "bracket_failing": failing,
         "sync_rps": sw.sync_rps,

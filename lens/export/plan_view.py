@@ -38,7 +38,6 @@ def plan_text(doc: dict[str, object]) -> str:
             sched = f"{s['concurrency']} in flight"
         elif "idle_gaps_s" in s:
             sched = "probes after idle " + ", ".join(f"{g:g}s" for g in s["idle_gaps_s"])
-        exp = s["expected_duration_s"]
         rows.append(
             [
                 s["stage"],
@@ -48,8 +47,8 @@ def plan_text(doc: dict[str, object]) -> str:
                 sched,
                 _load_text(s, ranges),
                 gaps,
-                "-" if exp is None else f"{exp:.1f}s",
-                usd(cost["usd"]),
+                _duration_cell(s),
+                usd(cost["usd"]) if cost["bounded"] else "unbounded",
                 ", ".join(s["prompts"]),
             ]
         )
@@ -57,28 +56,16 @@ def plan_text(doc: dict[str, object]) -> str:
         "stage", "provider", "pattern", "requests", "schedule", "load", "gaps", "expected",
         "cost <=", "prompts",
     ]  # fmt: skip
-    total = doc["expected_duration_s"]
     lines = [
         f"plan: {doc['scenario']} ({doc['source']})",
         tabulate(rows, headers=headers, disable_numparse=True),
         f"total requests: {doc['total_requests'] if doc['total_requests'] is not None else '?'}"
-        f"; expected duration: {'?' if total is None else f'{total:.1f}s'}",
+        f"; {_total_duration_text(doc)}",
+        *_duration_bases(stages),
     ]
-    if estimate["total_usd"] is not None:
-        partial = "" if estimate["complete"] else " for the priced stages"
-        lines.append(
-            f"estimated cost: at most {usd(estimate['total_usd'])}{partial} (every request "
-            "at its output limit)"
-        )
-    budget = estimate["budget_usd"]
-    if budget is not None:
-        over = estimate["total_usd"] is not None and Decimal(estimate["total_usd"]) > Decimal(
-            budget
-        )
-        lines.append(
-            f"budget: {usd(budget)}"
-            + (": the run may stop early to stay within it" if over else "")
-        )
+    providers = doc["providers"]
+    assert isinstance(providers, list)
+    lines.extend(_estimate_text(estimate, providers))
     adaptive = doc["adaptive_sweeps"]
     assert isinstance(adaptive, list)
     lines.extend(_adaptive_text(sweep) for sweep in adaptive)
@@ -92,6 +79,98 @@ def plan_text(doc: dict[str, object]) -> str:
     lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s"
+
+
+def _duration_cell(s: dict[str, Any]) -> str:
+    """What the unit should take, else at most what its timeouts allow, else ``-``."""
+    if s["expected_duration_s"] is not None:
+        return _seconds(s["expected_duration_s"])
+    if s.get("max_duration_s") is not None:
+        return f"<= {_seconds(s['max_duration_s'])}"
+    return "-"
+
+
+def _total_duration_text(doc: dict[str, Any]) -> str:
+    total, bound = doc["expected_duration_s"], doc.get("max_duration_s")
+    text = f"expected duration: {'?' if total is None else _seconds(total)}"
+    if bound is not None and (total is None or bound > total):
+        text += f", at most {_seconds(bound)} (every request to its timeout)"
+    if doc.get("durations_exclude_run_time_steps"):
+        text += "; plus the steps adaptive sweeps choose at run time"
+    return text
+
+
+def _duration_bases(stages: list[dict[str, Any]]) -> list[str]:
+    """Each assumption behind the expected column once, with the units it applies to (a
+    sweep's steps by the sweep's id)."""
+    units: dict[str, list[str]] = {}
+    for s in stages:
+        basis = s.get("duration_basis")
+        if basis is None:
+            continue
+        step = s.get("sweep")
+        name = f"{step['id']} steps" if step is not None else s["stage"]
+        names = units.setdefault(basis, [])
+        if f"{name}/{s['provider']}" not in names:
+            names.append(f"{name}/{s['provider']}")
+    if not units:
+        return []
+    return ["expected durations (else '<=': at most, every request to its timeout):"] + [
+        f"  {', '.join(names)}: {basis}" for basis, names in units.items()
+    ]
+
+
+def _estimate_text(estimate: dict[str, Any], providers: list[dict[str, Any]]) -> list[str]:
+    """The cost bound, what it assumes, and what the budget will do with it."""
+    lines = []
+    kinds = {(p.get("price") or {}).get("kind") for p in providers}
+    assumed = []
+    if "tokens" in kinds:
+        assumed.append("every request at its output limit")
+    if "gpu-hour" in kinds:
+        assumed.append(
+            "GPU time with every request at its timeout, pauses and connection set-up included"
+        )
+    total = estimate["total_usd"]
+    unbounded = [u for u in estimate["units"] if not u["bounded"]]
+    if unbounded:
+        lines.append(
+            "estimated cost: unbounded: "
+            + "; ".join(f"{u['stage']}/{u['provider']}: {u['basis']}" for u in unbounded)
+        )
+    elif total is not None:
+        scope = []
+        if estimate["unpriced"]:
+            scope.append(" for the priced stages")
+        if estimate["runtime_steps"]:
+            scope.append(" for the listed steps (adaptive sweeps add steps at run time)")
+        lines.append(f"estimated cost: at most {usd(total)}{''.join(scope)} ({'; '.join(assumed)})")
+    if estimate.get("expected_gpu_usd") is not None:
+        lines.append(
+            f"expected GPU-hour cost: about {usd(estimate['expected_gpu_usd'])} at the expected "
+            "durations"
+        )
+    budget = estimate["budget_usd"]
+    if budget is None:
+        return lines
+    text = f"budget: {usd(budget)}, a hard bound: no request, wait or stage starts that could "
+    text += "overspend it"
+    first = estimate.get("first_request_usd")
+    if first is not None and Decimal(first) > Decimal(budget):
+        text += (
+            f"; the first request's worst case ({usd(first)}) is above it: the run would "
+            "send nothing"
+        )
+    elif estimate.get("budget_fits"):
+        text += "; the whole plan fits within it"
+    else:
+        text += "; the run may stop early to stay within it"
+    lines.append(text)
+    return lines
 
 
 def size_text(size: int) -> str:
@@ -144,6 +223,16 @@ def _adaptive_text(sweep: dict[str, Any]) -> str:
         return (
             f"sweep {sweep['id']}: searches {sweep['rate_from_per_s']:g}-"
             f"{sweep['rate_to_per_s']:g}/s for the highest rate meeting "
+            f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
+            "bounds, the steps between them are decided at run time"
+        )
+    if sweep["kind"] == "find_max_concurrency":
+        precision = sweep["precision"]
+        bounds = ["down to neighbours" if precision == 1 else f"precision {precision}"]
+        bounds += [f"at most {sweep['max_steps']} steps"] if "max_steps" in sweep else []
+        return (
+            f"sweep {sweep['id']}: searches {sweep['concurrency_from']}-"
+            f"{sweep['concurrency_to']} in flight for the highest concurrency meeting "
             f"{' and '.join(conditions)} ({', '.join(bounds)}); the table lists its two "
             "bounds, the steps between them are decided at run time"
         )

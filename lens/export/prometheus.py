@@ -18,10 +18,11 @@ harness self-check, labelled ``scenario`` only (``lens_harness_overloaded`` 0/1,
 ``lens_cold_start_penalty_seconds`` per provider (``scenario``, ``provider``, ``model``).
 
 Adaptive sweeps (``scenario``, ``sweep``, ``provider``, ``model``): ``lens_sweep_cut_short``
-and ``lens_sweep_distrusted`` (0/1) for each, and for find_max_rate
-``lens_sweep_max_rate_requests_per_second``, only when it has an answer to trust: absent
-when no rate passed, when the run stopped before the sweep ended, and when the client was
-overloaded (the 0/1 families say which).
+and ``lens_sweep_distrusted`` (0/1) for each, for find_max_rate
+``lens_sweep_max_rate_requests_per_second`` and for find_max_concurrency
+``lens_sweep_max_concurrency``, only when it has an answer to trust: absent when no step
+passed, when the run stopped before the sweep ended, and when the client was overloaded
+(the 0/1 families say which).
 
 Push: ``PUT {url}/metrics/job/<job>{/<label>/<value>}``.  PUT replaces the whole group, so a
 re-push never leaves series of a previous run behind.  ``job`` (default ``lens``) and any
@@ -206,6 +207,11 @@ def _sweep_families(results: Results) -> list[Family]:
         "gauge",
         "find_max_rate: the highest rate meeting every SLA, when trustworthy",
     )
+    max_concurrency = Family(
+        "lens_sweep_max_concurrency",
+        "gauge",
+        "find_max_concurrency: the highest concurrency meeting every SLA, when trustworthy",
+    )
     cut_short = Family(
         "lens_sweep_cut_short", "gauge", "1 when the run stopped before the sweep ended"
     )
@@ -225,7 +231,9 @@ def _sweep_families(results: Results) -> list[Family]:
         trusted = not (sw.cut_short or sw.distrusted)
         if sw.kind == "find_max_rate" and sw.max_rate_per_s is not None and trusted:
             max_rate.add(labels, sw.max_rate_per_s)
-    return [max_rate, cut_short, distrusted]
+        if sw.kind == "find_max_concurrency" and sw.max_concurrency is not None and trusted:
+            max_concurrency.add(labels, sw.max_concurrency)
+    return [max_rate, max_concurrency, cut_short, distrusted]
 
 
 def _unit_families(results: Results) -> list[Family]:

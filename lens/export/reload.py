@@ -119,13 +119,21 @@ def record_conforms(rec: RecordOut, checks: Sequence[SlaExpr]) -> bool:
 
 def rejudge(results: Results, slas: Sequence[SlaSpec]) -> tuple[list[Summary], tuple[Verdict, ...]]:
     """The results' summaries judged against ``slas`` instead of the scenario's, with their
-    SLA-conforming requests recounted from the stored records."""
+    SLA-conforming requests recounted from the stored records.
+
+    Only the records a summary was built from count towards it: its measured requests, and
+    its warmup and cooldown ones only where the stage pooled them (``sla_includes_warmup``,
+    which left no phase summary of its own).  So a count never exceeds the summary's
+    successes; a file whose records say otherwise is inconsistent and refused."""
     summaries = [summary_from_out(s) for s in results.summaries]
     if not results.records and any(s.requests for s in summaries):
         raise InputError("the results file holds no per-request records: cannot re-judge")
+    set_apart = {(s.stage, s.provider, s.phase) for s in results.phase_summaries}
     checks: dict[tuple[str, str], tuple[SlaExpr, ...]] = {}
     conforming: dict[tuple[str, str], int] = {}
     for rec in results.records:
+        if rec.phase != "measure" and (rec.stage, rec.provider, rec.phase) in set_apart:
+            continue  # summarised (and judged) apart: not one of the summary's requests
         key = (rec.stage, rec.provider)
         if key not in checks:
             checks[key] = request_checks(slas, rec.stage, rec.provider)
@@ -134,6 +142,11 @@ def rejudge(results: Results, slas: Sequence[SlaSpec]) -> tuple[list[Summary], t
     recounted = []
     for s in summaries:
         n = conforming.get((s.stage, s.provider), 0)
+        if n > s.ok:
+            raise InputError(
+                f"summary {s.stage}/{s.provider}: {n} of its stored records conform, but it "
+                f"has only {s.ok} successful requests: the records do not match the summary"
+            )
         cost = None if s.cost is None else replace(s.cost, sla_conforming=n)
         recounted.append(replace(s, sla_conforming=n, cost=cost))
     return recounted, judge(slas, recounted)

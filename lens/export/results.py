@@ -26,18 +26,19 @@ from lens import exitcodes
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
 from lens.errors import Problem, ResultsError, describe, innermost
-from lens.metrics.cost import StageCost, gpu_share, record_cost
+from lens.metrics.cost import RunBill, UnitBill, bill_run, record_cost
 from lens.metrics.idle import IdleProbes, idle_probes
-from lens.metrics.integrity import cold_flags, cold_start, stream_delivery
+from lens.metrics.integrity import cold_flags, cold_start, compared_with, stream_delivery
 from lens.metrics.judge import Verdict, exit_code
 from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
-from lens.metrics.request import NS_PER_MS, request_metrics
+from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
 from lens.metrics.summary import Summary
 from lens.metrics.sweeps import SweepOutcome
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, ProviderSpec
 from lens.pricing import GpuHourRate
+from lens.pricing.gpu import money_text
 from lens.records import RequestRecord
 from lens.redact import Redactor
 from lens.run.executor import StageWindow
@@ -282,6 +283,15 @@ class RecordOut(_Frozen):
         None, description="first request to its provider, or sent after an idle gap"
     )
     request_id: str | None
+    stale_connection: bool = Field(
+        False,
+        description="re-sent once on a fresh connection: the reused keep-alive connection it "
+        "first went out on had been closed by the server before any response byte (not an "
+        "error, not a retry)",
+    )
+    stale_lost_ms: float | None = Field(
+        None, description="with stale_connection: time from the first dispatch to the re-send"
+    )
     cost_usd: str | None = Field(
         None, description="what the request cost (decimal string); absent if unknown"
     )
@@ -328,6 +338,20 @@ class ColdStartOut(_Frozen):
     ratio: float | None
     penalty_ms: float | None
     significant: bool
+    warm_stage: str | None = Field(
+        None,
+        description="the stage whose warm requests the cold ones are compared with: their "
+        "own if it has enough, else the least loaded one (fewest requests in flight)",
+    )
+    warm_in_flight: float | None = Field(
+        None, description="mean requests in flight in warm_stage (sum of durations / span)"
+    )
+    same_stage: bool = Field(False, description="warm_stage is the cold requests' own stage")
+
+    def compared_with(self) -> str:
+        return compared_with(
+            self.warm_stage, self.warm_requests, self.warm_in_flight, self.same_stage
+        )
 
 
 class IdleProbeOut(_Frozen):
@@ -364,7 +388,7 @@ class SweepStepOut(_Frozen):
     step: int = Field(description="0-based position of the step in the sweep")
     steps: int | None = Field(
         description="steps in the sweep; null when they are decided at run time "
-        "(find_max_rate, auto)"
+        "(find_max_rate, find_max_concurrency, auto)"
     )
     rate_per_s: float | None = Field(description="the step's arrival rate (open loop)")
     concurrency: int | None = Field(description="the step's concurrency (closed loop)")
@@ -384,6 +408,50 @@ class StageWindowOut(_Frozen):
     measure_end_ms: float | None = Field(
         None, description="when the cooldown began; null: at end_ms"
     )
+    billed_s: float | None = Field(
+        None,
+        description="run wall time billed to this unit: from the end of the unit before "
+        "(the run's start for the first) to end_ms; pause_s + setup_s + the window",
+    )
+    pause_s: float | None = Field(None, description="the sweep's pause before the unit")
+    setup_s: float | None = Field(
+        None,
+        description="the rest of the time before start_ms: connection set-up, lens "
+        "choosing the step",
+    )
+    cost_usd: str | None = Field(
+        None,
+        description="GPU-hour pricing: what billed_s cost (decimal string); its records' "
+        "cost_usd add up to it less unattributed_usd; null for other pricing",
+    )
+    unattributed_usd: str | None = Field(
+        None,
+        description="the part of cost_usd no record carries (no request held the server)",
+    )
+
+
+class GpuBillOut(_Frozen):
+    """One GPU-hour priced provider's bill for the run."""
+
+    provider: str
+    usd_per_gpu_hour: str
+    gpus: int
+    billed_s: float = Field(description="the wall time of its units' billed spans")
+    total_usd: str = Field(
+        description="usd_per_gpu_hour x gpus x billed_s, exact to 1e-12 USD; the sum of "
+        "its stages' cost_usd"
+    )
+
+
+class BillingOut(_Frozen):
+    """Where the run's wall time went, for GPU-hour pricing (lens.pricing.gpu)."""
+
+    run_billed_s: float = Field(
+        description="the run's clock from its start to the end of its last unit: every "
+        "second of it is billed once, to the unit it led into"
+    )
+    total_usd: str = Field(description="the GPU-hour providers' bills added up")
+    providers: list[GpuBillOut]
 
 
 class SweepProbeOut(_Frozen):
@@ -391,29 +459,36 @@ class SweepProbeOut(_Frozen):
     rate_per_s: float | None
     concurrency: int | None
     held: bool = Field(
-        description="find_max_rate: the step met every SLA; stop_when: the stop condition "
-        "held; auto: always false"
+        description="find_max_rate, find_max_concurrency: the step met every SLA; stop_when: "
+        "the stop condition held; auto: always false"
     )
     rps: float | None = Field(description="successful requests per second of the step")
     detail: str = Field(description="the verdicts behind 'held'")
 
 
 class SweepOut(_Frozen):
-    """What an adaptive sweep (stop_when, find_max_rate, auto) found, per provider."""
+    """What an adaptive sweep (stop_when, find_max_rate, find_max_concurrency, auto) found,
+    per provider."""
 
     id: str = Field(description="id of the sweep stage")
     provider: str
-    kind: Literal["stop_when", "find_max_rate", "auto"]
+    kind: Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
     reason: str = Field(description="why the sweep ended, in words")
     probes: list[SweepProbeOut] = Field(description="the steps that ran, in order")
     not_run: list[str] = Field(description="stop_when: planned steps skipped after the stop")
     max_rate_per_s: float | None = Field(
         None, description="find_max_rate: the highest rate meeting every SLA (null: none did)"
     )
-    bracket: tuple[float | None, float | None] | None = Field(
+    max_concurrency: int | None = Field(
         None,
-        description="find_max_rate: [highest passing, lowest failing] rate; a null end is "
-        "open (even the lowest failed, or even the highest passed)",
+        description="find_max_concurrency: the highest concurrency meeting every SLA (null: "
+        "none did)",
+    )
+    bracket: tuple[int | float | None, int | float | None] | None = Field(
+        None,
+        description="find_max_rate: [highest passing, lowest failing] rate; "
+        "find_max_concurrency: the same concurrencies; a null end is open (even the lowest "
+        "failed, or even the highest passed)",
     )
     sync_rps: float | None = Field(None, description="auto: throughput one request at a time")
     saturated_rps: float | None = Field(None, description="auto: throughput at saturation")
@@ -449,6 +524,9 @@ class Results(_Frozen):
     environment: Environment
     plan: dict[str, Any]
     stages: list[StageWindowOut]
+    billing: BillingOut | None = Field(
+        None, description="GPU-hour pricing: the run's bill; absent otherwise"
+    )
     summaries: list[SummaryOut]
     phase_summaries: list[SummaryOut] = Field(
         default_factory=list,
@@ -465,7 +543,8 @@ class Results(_Frozen):
     )
     sweeps: list[SweepOut] = Field(
         default_factory=list,
-        description="adaptive sweeps (stop_when, find_max_rate, auto) and what they found",
+        description="adaptive sweeps (stop_when, find_max_rate, find_max_concurrency, auto) "
+        "and what they found",
     )
     records: list[RecordOut]
 
@@ -555,6 +634,8 @@ def record_out(
         reads=rec.reads,
         cold=cold,
         request_id=rec.request_id,
+        stale_connection=rec.stale_connection,
+        stale_lost_ms=_ms(rec.stale_lost_ns),
         provider_facts=dict(rec.extra),
         cost_usd=cost[0] if cost is not None else None,
         cost_detail=cost[1] if cost is not None else None,
@@ -630,19 +711,23 @@ def build_results(
     phase_summaries: Sequence[Summary] = (),
     sweeps: Sequence[SweepOutcome] = (),
     redactor: Redactor | None = None,
+    bill: RunBill | None = None,
 ) -> Results:
     """The results document.  ``redactor`` (default: the plan's secrets) masks the plan
-    section and argv; records were redacted when they were created (lens.run.session)."""
+    section and argv; records were redacted when they were created (lens.run.session).
+    ``bill``: the run's GPU-hour bill, the one the summaries were built with (worked out
+    here when not given)."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
     paced = {(p.stage, p.provider): p for p in pacing(outcome.records)}
     probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
-    stage_costs = {(s.stage, s.provider): s.cost for s in summaries}
+    if bill is None:
+        bill = bill_run(plan.providers, outcome.windows, outcome.records)
     colds = cold_flags(outcome.records, cold_after_s=plan.integrity.cold_after_s)
     integrity = integrity_out(plan, outcome, colds)
     costs = [
-        _record_price(r, plan.providers[r.provider], stage_costs.get((r.stage, r.provider)))
-        for r in outcome.records
+        _record_price(r, plan.providers[r.provider], share)
+        for r, share in zip(outcome.records, bill.record_usd, strict=True)
     ]
     return Results(
         scenario=plan.name,
@@ -654,7 +739,8 @@ def build_results(
         failure=None if outcome.failure is None else redact(describe(innermost(outcome.failure))),
         environment=environment(outcome, redact),
         plan=redact.tree(plan_to_dict(plan)),
-        stages=[window_out(w) for w in outcome.windows],
+        stages=[window_out(w, u) for w, u in zip(outcome.windows, bill.units, strict=True)],
+        billing=billing_out(bill),
         summaries=[
             summary_out(
                 s, plan, planned.get((s.stage, s.provider)), paced.get((s.stage, s.provider))
@@ -695,6 +781,7 @@ def salvage_results(
         environment=environment(outcome, redact),
         plan=plan_doc,
         stages=[window_out(w) for w in outcome.windows],
+        billing=None,  # the bill is summarising code too
         summaries=[],
         verdicts=[],
         recommendation=None,
@@ -709,16 +796,39 @@ def _token_price(rec: RequestRecord, plan: Plan) -> _RecordPrice:
     return None if breakdown is None else (str(breakdown.total), breakdown.to_record())
 
 
-def _record_price(rec: RequestRecord, spec: ProviderSpec, stage: StageCost | None) -> _RecordPrice:
-    """A record's cost and how it was worked out; None when unknown."""
+def _record_price(rec: RequestRecord, spec: ProviderSpec, share: Decimal | None) -> _RecordPrice:
+    """A record's cost and how it was worked out; None when unknown.  ``share``: its part
+    of the GPU-hour bill (``RunBill.record_usd``)."""
     breakdown = record_cost(rec, spec)
     if breakdown is not None:
         return str(breakdown.total), breakdown.to_record()
-    if isinstance(spec.price, GpuHourRate) and stage is not None:
-        share = gpu_share(rec, stage.total, stage.busy_ns)
-        if share is not None:
-            return str(share), {"pricing": "gpu-hour", **spec.price.to_dict()}
+    if isinstance(spec.price, GpuHourRate) and share is not None:
+        detail: dict[str, str | int | None] = {
+            "pricing": "gpu-hour",
+            **spec.price.to_dict(),
+            "share_of": "its stage's billed time, by busy time (dispatch to end)",
+        }
+        return money_text(share), detail
     return None
+
+
+def billing_out(bill: RunBill) -> BillingOut | None:
+    if not bill.providers:
+        return None
+    return BillingOut(
+        run_billed_s=bill.billed_ns / NS_PER_S,
+        total_usd=money_text(bill.usd or Decimal(0)),
+        providers=[
+            GpuBillOut(
+                provider=p.provider,
+                usd_per_gpu_hour=str(p.rate.usd_per_gpu_hour),
+                gpus=p.rate.gpus,
+                billed_s=p.billed_ns / NS_PER_S,
+                total_usd=money_text(p.usd),
+            )
+            for p in bill.providers
+        ],
+    )
 
 
 def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> IntegrityOut:
@@ -753,7 +863,7 @@ def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> Int
         if c.significant:
             warnings.append(
                 f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
-                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x)"
+                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
             )
     return IntegrityOut(
         harness=harness,
@@ -780,6 +890,7 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
         probes=[SweepProbeOut(**dataclasses.asdict(p)) for p in o.probes],
         not_run=list(o.not_run),
         max_rate_per_s=o.max_rate_per_s,
+        max_concurrency=o.max_concurrency,
         bracket=o.bracket,
         sync_rps=o.sync_rps,
         saturated_rps=o.saturated_rps,
@@ -788,8 +899,20 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
     )
 
 
-def window_out(w: StageWindow) -> StageWindowOut:
+def window_out(w: StageWindow, bill: UnitBill | None = None) -> StageWindowOut:
+    billed: dict[str, Any] = {}
+    if bill is not None:
+        billed = {
+            "billed_s": bill.billed_ns / NS_PER_S,
+            "pause_s": bill.pause_ns / NS_PER_S,
+            "setup_s": bill.setup_ns / NS_PER_S,
+            "cost_usd": None if bill.usd is None else money_text(bill.usd),
+            "unattributed_usd": None
+            if bill.unattributed_usd is None
+            else money_text(bill.unattributed_usd),
+        }
     return StageWindowOut(
+        **billed,
         stage=w.stage,
         provider=w.provider,
         start_ms=w.t_start / NS_PER_MS,

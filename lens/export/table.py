@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from lens.export.results import (
     CandidateOut,
+    ColdStartOut,
     ExclusionOut,
     IdleProbesOut,
     RecommendationOut,
@@ -239,20 +240,41 @@ def _probe_lines(p: IdleProbesOut) -> list[str]:
     return out
 
 
+def _cold_line(c: ColdStartOut) -> str:
+    if c.cold_ttft_p50_ms is None:
+        return f"  {c.provider}: no successful cold request"
+    head = f"  {c.provider}: {c.cold_requests} cold, TTFT p50 {_num(c.cold_ttft_p50_ms)} ms"
+    if c.warm_ttft_p50_ms is None:
+        return f"{head}; {c.compared_with()}"
+    ratio = "" if c.ratio is None else f", {c.ratio:.2f}x"
+    flag = ", significant" if c.significant else ""
+    return (
+        f"{head} vs warm p50 {_num(c.warm_ttft_p50_ms)} ms, p90 {_num(c.warm_ttft_p90_ms)} ms"
+        f"{ratio}{flag}; {c.compared_with()}"
+    )
+
+
 def sweep_lines(sweep: SweepOut) -> list[str]:
     """What an adaptive sweep found, for the run table."""
     flags = (("cut short", sweep.cut_short), ("DISTRUSTED", sweep.distrusted))
     kind = ", ".join([sweep.kind, *(name for name, on in flags if on)])
     head = f"  {sweep.id}/{sweep.provider} ({kind}): "
-    if sweep.kind == "find_max_rate":
+    if sweep.kind in ("find_max_rate", "find_max_concurrency"):
+        rates = sweep.kind == "find_max_rate"
+        # Rates carry their unit on each value; concurrencies once, after the bracket.
+        show = _rate if rates else _count
         low, high = sweep.bracket or (None, None)
+        bracket = f"bracket [{show(low, 'open')}, {show(high, 'open')})" + (
+            "" if rates else " in flight"
+        )
         if sweep.cut_short:
             found = "no answer"
-        elif sweep.max_rate_per_s is not None:
-            found = f"max rate {sweep.max_rate_per_s:g}/s"
-            found += f", bracket [{_rate(low, 'open')}, {_rate(high, 'open')})"
+        elif rates and sweep.max_rate_per_s is not None:
+            found = f"max rate {sweep.max_rate_per_s:g}/s, {bracket}"
+        elif not rates and sweep.max_concurrency is not None:
+            found = f"max concurrency {sweep.max_concurrency}, {bracket}"
         else:
-            found = f"no rate passed, bracket [{_rate(low, 'open')}, {_rate(high, 'open')})"
+            found = f"no {'rate' if rates else 'concurrency'} passed, {bracket}"
         lines = [f"{head}{found}, {len(sweep.probes)} steps"]
         lines.append(f"    {sweep.reason}")
         lines += [f"    {'pass' if p.held else 'fail'} {p.stage}: {p.detail}" for p in sweep.probes]
@@ -265,6 +287,10 @@ def sweep_lines(sweep: SweepOut) -> list[str]:
 
 def _rate(value: float | None, missing: str) -> str:
     return missing if value is None else f"{value:g}/s"
+
+
+def _count(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:g}"
 
 
 def render(results: Results, fmt: str = "simple") -> str:
@@ -296,6 +322,10 @@ def render(results: Results, fmt: str = "simple") -> str:
     if results.idle_probes:
         out += ["", "idle probes (idle time before each probe):"]
         out += [line for p in results.idle_probes for line in _probe_lines(p)]
+    colds = results.integrity.cold_start if results.integrity is not None else []
+    if colds:
+        out += ["", "cold start (TTFT of cold requests vs warm ones):"]
+        out += [_cold_line(c) for c in colds]
     costs = [line for s in results.summaries if (line := _cost_line(s))]
     if costs:
         out += ["", "cost (prices: see plan.providers[].price):", *costs]

@@ -6,20 +6,22 @@ drift.  A request whose provider has no known price, or whose token counts are u
 has no cost (absent), never a cost of 0; failed requests that report usage still cost.
 
 Token-priced providers are billed per request.  GPU-hour providers (``lens.pricing.gpu``)
-are billed for the stage's wall time, shared among its requests by busy time, so their
-per-request cost is only known once the stage has ended.
+are billed for the run's wall time, cut into one billed span per stage unit and shared
+among the unit's requests by busy time (``bill_run``), so their per-request cost is only
+known once the run's windows are: the summaries then add up their records' shares.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from lens.plan.model import ProviderSpec
 from lens.pricing import CostBreakdown, GpuHourRate, ModelPrice, ProviderPrice, request_cost
+from lens.pricing.gpu import apportion, money_text, usd_of_units
 from lens.records import RequestRecord
 
 _CTX = Context(prec=40)
@@ -71,16 +73,10 @@ def busy_ns(rec: RequestRecord) -> int:
     return max(rec.t_end - rec.t_dispatch, 0)
 
 
-def gpu_share(rec: RequestRecord, stage_total: Decimal, stage_busy_ns: int) -> Decimal | None:
-    """A request's share of its stage's GPU-hour cost, by busy time."""
-    if stage_busy_ns <= 0:
-        return None
-    return _CTX.divide(_CTX.multiply(stage_total, Decimal(busy_ns(rec))), Decimal(stage_busy_ns))
-
-
 @dataclass(frozen=True, slots=True)
 class StageCost:
-    """Cost totals of one stage x provider."""
+    """Cost totals of one stage x provider (or of one phase of it): the sum of its
+    records' costs, exactly."""
 
     kind: Literal["tokens", "gpu-hour"]
     total: Decimal
@@ -89,7 +85,6 @@ class StageCost:
     ok_requests: int  # successful priced requests
     output_tokens: int  # of those
     sla_conforming: int  # successful requests that met every per-request SLA
-    busy_ns: int = 0  # summed request busy time: GPU-hour cost is shared by it
 
     def _per(self, n: int, scale: int = 1) -> str | None:
         if not n:
@@ -104,7 +99,7 @@ class StageCost:
     def as_dict(self) -> dict[str, str | int | None]:
         return {
             "pricing": self.kind,
-            "total_usd": str(self.total),
+            "total_usd": money_text(self.total),
             "per_request_usd": self._per(self.priced_requests),
             "per_1k_successful_usd": self._per(self.ok_requests, 1000),
             "per_1m_output_tokens_usd": self._per(self.output_tokens, 1_000_000),
@@ -128,18 +123,17 @@ class CostAccumulator:
         self.unpriced = 0
         self.ok = 0
         self.output_tokens = 0
-        self.busy_ns = 0
+        self.busy_ns = 0  # kept in shards (to_dict); the bill shares by each record's own
 
     @property
     def per_request(self) -> bool:
         return isinstance(self.price, ModelPrice)
 
     def add(self, rec: RequestRecord, cost: Decimal | None) -> None:
-        """``cost``: the request's token cost (always None under GPU-hour pricing)."""
+        """``cost``: what the request cost, its token cost or its share of the GPU-hour
+        bill (``bill_run``); None when unknown."""
         self.busy_ns += busy_ns(rec)
-        if isinstance(self.price, GpuHourRate):
-            cost = Decimal(0)  # priced at the end, from the stage's wall time
-        elif cost is None:
+        if cost is None:
             self.unpriced += 1
             return
         self.priced += 1
@@ -156,25 +150,12 @@ class CostAccumulator:
         self.output_tokens += other.output_tokens
         self.busy_ns += other.busy_ns
 
-    def result(self, wall_ns: int | None, sla_conforming: int) -> StageCost | None:
-        """The stage's cost; None when no price applies or not one request was priced."""
+    def result(self, sla_conforming: int) -> StageCost | None:
+        """The cost; None when no price applies or not one request was priced."""
         if self.price is None or self.priced == 0:
             return None
-        if isinstance(self.price, GpuHourRate):
-            if wall_ns is None:
-                return None
-            return StageCost(
-                "gpu-hour",
-                self.price.cost_of(wall_ns),
-                self.priced,
-                self.unpriced,
-                self.ok,
-                self.output_tokens,
-                sla_conforming,
-                self.busy_ns,
-            )
         return StageCost(
-            "tokens",
+            "gpu-hour" if isinstance(self.price, GpuHourRate) else "tokens",
             self.total,
             self.priced,
             self.unpriced,
@@ -200,3 +181,146 @@ class CostAccumulator:
         self.ok = int(d["ok"])
         self.output_tokens = int(d["output_tokens"])
         self.busy_ns = int(d["busy_ns"])
+
+
+# --- the GPU-hour bill of a run ------------------------------------------------------------
+
+
+class BilledWindow(Protocol):
+    """What the bill needs of an executor's ``StageWindow`` (run clock, ns)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def t_start(self) -> int: ...
+    @property
+    def t_end(self) -> int: ...
+    @property
+    def pause_ns(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnitBill:
+    """Where one stage unit's billed time went, and what it cost.
+
+    The billed span runs from the end of the unit before (the run's start for the first)
+    to the end of this unit's window: the sweep's pause before it, the set-up before its
+    window opened (connections, lens choosing the step), then the window itself.
+    """
+
+    stage: str
+    provider: str
+    billed_from: int  # run clock ns
+    t_start: int
+    t_end: int
+    pause_ns: int
+    usd: Decimal | None  # None: the provider is not priced by the GPU-hour
+    # The part of ``usd`` no record carries: the unit sent nothing that held the server.
+    unattributed_usd: Decimal | None
+
+    @property
+    def billed_ns(self) -> int:
+        return self.t_end - self.billed_from
+
+    @property
+    def setup_ns(self) -> int:
+        return max(self.t_start - self.billed_from - self.pause_ns, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderBill:
+    provider: str
+    rate: GpuHourRate
+    billed_ns: int  # its units' billed spans, added up
+    usd: Decimal  # rate x gpus x billed time, rounded once to 10^-12 USD
+
+
+@dataclass(frozen=True, slots=True)
+class RunBill:
+    units: tuple[UnitBill, ...]  # one per window, in run order
+    providers: tuple[ProviderBill, ...]  # the GPU-hour priced ones
+    record_usd: tuple[Decimal | None, ...]  # per record given; None: not GPU-hour priced
+    billed_ns: int  # the run's: from its clock's start to the end of its last unit
+
+    @property
+    def usd(self) -> Decimal | None:
+        """The run's GPU-hour cost; None when no provider is priced by the GPU-hour."""
+        if not self.providers:
+            return None
+        return sum((p.usd for p in self.providers), Decimal(0))
+
+
+def bill_run(
+    providers: Mapping[str, ProviderSpec],
+    windows: Sequence[BilledWindow],
+    records: Sequence[RequestRecord],
+) -> RunBill:
+    """The GPU-hour bill of a run: every nanosecond of its clock, from 0 to the end of the
+    last unit, is billed once, to the unit it led into (``UnitBill``).
+
+    Exact by construction (integer 10^-12 USD, largest remainder at each level): the record
+    shares of a unit add up to its cost (less ``unattributed_usd``), the units of a provider
+    to its bill, and a provider's bill is ``rate x gpus x billed time`` rounded once.
+    ``windows`` are in run order (units run one after another).
+    """
+    spans: list[tuple[int, BilledWindow]] = []
+    prev_end = 0
+    for w in windows:
+        spans.append((min(prev_end, w.t_start), w))
+        prev_end = max(prev_end, w.t_end)
+    unit_units: dict[int, int] = {}  # window position -> its quanta
+    provider_bills: list[ProviderBill] = []
+    for pid in dict.fromkeys(w.provider for w in windows):
+        rate = providers[pid].price if pid in providers else None
+        if not isinstance(rate, GpuHourRate):
+            continue
+        mine = [i for i, (_, w) in enumerate(spans) if w.provider == pid]
+        billed = [spans[i][1].t_end - spans[i][0] for i in mine]
+        total = rate.units_of(sum(billed))
+        unit_units.update(zip(mine, apportion(total, billed), strict=True))
+        provider_bills.append(ProviderBill(pid, rate, sum(billed), usd_of_units(total)))
+    # A unit's quanta go to its records by busy time; units sharing a key (a step run
+    # twice) pool theirs, since a record names its stage, not its window.
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for i in unit_units:
+        w = spans[i][1]
+        by_key.setdefault((w.stage, w.provider), []).append(i)
+    members: dict[tuple[str, str], list[int]] = {}
+    for j, rec in enumerate(records):
+        key = (rec.stage, rec.provider)
+        if key in by_key:
+            members.setdefault(key, []).append(j)
+    record_units: dict[int, int] = {}
+    unattributed: dict[int, int] = {}
+    for key, units in by_key.items():
+        pooled = sum(unit_units[i] for i in units)
+        rec_ids = members.get(key, [])
+        shares = apportion(pooled, [busy_ns(records[j]) for j in rec_ids])
+        record_units.update(zip(rec_ids, shares, strict=True))
+        left = pooled - sum(shares)
+        unattributed.update(
+            zip(units, apportion(left, [unit_units[i] for i in units]), strict=True)
+        )
+    return RunBill(
+        units=tuple(
+            UnitBill(
+                stage=w.stage,
+                provider=w.provider,
+                billed_from=start,
+                t_start=w.t_start,
+                t_end=w.t_end,
+                pause_ns=w.pause_ns,
+                usd=usd_of_units(unit_units[i]) if i in unit_units else None,
+                unattributed_usd=usd_of_units(unattributed[i]) if i in unattributed else None,
+            )
+            for i, (start, w) in enumerate(spans)
+        ),
+        providers=tuple(provider_bills),
+        record_usd=tuple(
+            usd_of_units(record_units[j]) if j in record_units else None
+            for j in range(len(records))
+        ),
+        billed_ns=prev_end,
+    )

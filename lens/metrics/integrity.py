@@ -10,7 +10,11 @@
   provider sat idle for longer than ``cold_after`` (nothing in flight, nothing sent), is
   ``cold``.  Comparing cold and warm TTFT shows scale-to-zero or cache-warmup penalties;
   the penalty is called significant when the median cold TTFT is at least 1.5x the warm
-  median and above the warm p90.
+  median and above the warm p90.  Warm requests queued behind others say nothing about
+  a cold start, so the comparison is with warm requests under comparable load: those of
+  the cold requests' own stage when it has ``MIN_WARM`` of them, else those of the least
+  loaded stage that has (fewest requests in flight on average, measured: the sum of the
+  stage's request durations over its span).  ``ColdStart.warm_stage`` says which.
 """
 
 from __future__ import annotations
@@ -100,13 +104,35 @@ def cold_flags(
 class ColdStart:
     provider: str
     cold_requests: int  # successful cold requests with a TTFT
-    warm_requests: int
+    warm_requests: int  # those of warm_stage
     cold_ttft_p50_ms: float | None
     warm_ttft_p50_ms: float | None
     warm_ttft_p90_ms: float | None
     ratio: float | None  # cold p50 / warm p50
     penalty_ms: float | None  # cold p50 - warm p50
     significant: bool
+    # The stage whose warm requests the cold ones are compared with (None: no warm one),
+    # its mean requests in flight, and whether it is the cold requests' own stage.
+    warm_stage: str | None = None
+    warm_in_flight: float | None = None
+    same_stage: bool = False
+
+    def compared_with(self) -> str:
+        return compared_with(
+            self.warm_stage, self.warm_requests, self.warm_in_flight, self.same_stage
+        )
+
+
+def compared_with(stage: str | None, warm: int, load: float | None, same_stage: bool) -> str:
+    """Which warm requests a cold start is compared with, in words."""
+    if stage is None:
+        return "no warm request to compare with"
+    why = "the cold requests' own stage" if same_stage else "the least loaded stage"
+    in_flight = "" if load is None else f", {load:.1f} in flight on average"
+    return f"compared with warm requests of stage {stage} ({why}: {warm} warm{in_flight})"
+
+
+MIN_WARM = 10  # warm requests a stage needs to be the reference (a p90 of 10 is the 9th)
 
 
 def _ttft_ms(rec: RequestRecord) -> float | None:
@@ -122,15 +148,62 @@ def _p(values: list[float], q: float) -> float | None:
     return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
 
 
+def in_flight(records: Iterable[RequestRecord]) -> float | None:
+    """Mean requests in flight over the records' span (Little's law, measured): the sum of
+    their durations over first dispatch to last end; None for an empty or instant span."""
+    busy = first = last = 0
+    seen = False
+    for rec in records:
+        busy += rec.t_end - rec.t_dispatch
+        first = rec.t_dispatch if not seen else min(first, rec.t_dispatch)
+        last = rec.t_end if not seen else max(last, rec.t_end)
+        seen = True
+    return busy / (last - first) if seen and last > first else None
+
+
+def _reference(
+    warm: dict[str, list[float]], loads: dict[str, float | None], cold_stages: set[str]
+) -> str | None:
+    """The stage to compare with: the cold requests' own one if it has ``MIN_WARM`` warm
+    requests, else the least loaded one that has; if none has, the same preference over
+    the stages with any warm request."""
+    for need in (MIN_WARM, 1):
+        stages = [st for st, v in warm.items() if len(v) >= need]
+        if not stages:
+            continue
+        if len(cold_stages) == 1 and (own := next(iter(cold_stages))) in stages:
+            return own
+
+        def load(stage: str) -> float:
+            value = loads.get(stage)
+            return math.inf if value is None else value
+
+        return min(stages, key=load)
+    return None
+
+
 def cold_start(records: Sequence[RequestRecord], flags: Sequence[bool]) -> tuple[ColdStart, ...]:
-    by_provider: dict[str, tuple[list[float], list[float]]] = {}
+    cold_by: dict[str, list[tuple[str, float]]] = {}
+    warm_by: dict[str, dict[str, list[float]]] = {}
+    by_stage: dict[tuple[str, str], list[RequestRecord]] = {}
     for rec, cold in zip(records, flags, strict=True):
-        cold_list, warm_list = by_provider.setdefault(rec.provider, ([], []))
+        cold_list = cold_by.setdefault(rec.provider, [])
+        warm = warm_by.setdefault(rec.provider, {})
+        by_stage.setdefault((rec.provider, rec.stage), []).append(rec)
         ttft = _ttft_ms(rec)
-        if ttft is not None:
-            (cold_list if cold else warm_list).append(ttft)
+        if ttft is None:
+            continue
+        if cold:
+            cold_list.append((rec.stage, ttft))
+        else:
+            warm.setdefault(rec.stage, []).append(ttft)
     out = []
-    for provider, (cold_v, warm_v) in by_provider.items():
+    for provider, colds in cold_by.items():
+        cold_v = [t for _, t in colds]
+        cold_stages = {st for st, _ in colds}
+        loads = {st: in_flight(by_stage[(provider, st)]) for st in warm_by[provider]}
+        stage = _reference(warm_by[provider], loads, cold_stages)
+        warm_v = warm_by[provider][stage] if stage is not None else []
         c50, w50, w90 = _p(cold_v, 0.5), _p(warm_v, 0.5), _p(warm_v, 0.9)
         ratio = c50 / w50 if c50 is not None and w50 else None
         out.append(
@@ -148,6 +221,9 @@ def cold_start(records: Sequence[RequestRecord], flags: Sequence[bool]) -> tuple
                 and c50 is not None
                 and ratio >= COLD_RATIO
                 and c50 > w90,
+                warm_stage=stage,
+                warm_in_flight=None if stage is None else loads[stage],
+                same_stage=stage is not None and cold_stages == {stage},
             )
         )
     return tuple(out)

@@ -12,7 +12,8 @@ Counting rules (see also ``lens.metrics.request``):
   request off, not the server: ``cancelled`` (the run was interrupted) and ``drained`` (in
   flight at its stage's cutoff with ``drain: cancel``).  Both are listed in
   ``error_counts`` and kept out of every denominator; drained ones are also counted in
-  ``drained`` and their cost in the stage's cost.
+  ``drained``.  The cost of both is in the stage's cost: a summary's cost is the sum of
+  its records' costs, whatever their class.
 * Warmup and cooldown requests (``RequestRecord.phase``) are summarised apart, one
   ``Summary`` per phase with its ``phase`` set, unless their stage pools them with the
   measured ones (``sla_includes_warmup``).
@@ -48,6 +49,7 @@ from lens.metrics.request import (
 )
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
 from lens.plan.model import ProviderSpec, SlaSpec
+from lens.pricing import GpuHourRate
 from lens.records import ErrorClass, Phase, RequestRecord
 from lens.scenario.sla import SlaExpr
 
@@ -239,25 +241,33 @@ class StageAccumulator:
     def errors(self) -> int:
         return self.requests - self.ok
 
-    def add(self, rec: RequestRecord) -> None:
+    def _cost(self, rec: RequestRecord, gpu_usd: Decimal | None) -> Decimal | None:
+        """The record's cost: its token cost, or its share of the GPU-hour bill."""
+        if self.spec is None:
+            return None
+        if isinstance(self.spec.price, GpuHourRate):
+            return gpu_usd
+        cost = record_cost(rec, self.spec)
+        return None if cost is None else cost.total
+
+    def add(self, rec: RequestRecord, gpu_usd: Decimal | None = None) -> None:
+        """``gpu_usd``: the record's share of the GPU-hour bill (``bill_run``), when its
+        provider is priced by the GPU-hour; without it such a record is unpriced."""
         if (rec.stage, rec.provider) != self.key:
             raise ValueError(
                 f"record of stage={rec.stage!r} provider={rec.provider!r} fed to the "
                 f"accumulator of stage={self.stage!r} provider={self.provider!r}"
             )
-        if rec.error_class is ErrorClass.CANCELLED:
-            # Cut off by lens's own interruption (Ctrl-C, SIGTERM), not an outcome of the
-            # system under test: listed in error_counts, kept out of every denominator.
-            # The run is marked partial, and a partial run never passes (see results).
-            self.error_counts[ErrorClass.CANCELLED.value] += 1
-            return
-        if rec.error_class is ErrorClass.DRAINED:
-            # Cut off by the stage's own end (drain: cancel): not a server error, never a
-            # success; what it used is still paid for.
-            self.error_counts[ErrorClass.DRAINED.value] += 1
-            self.drained += 1
-            cost = record_cost(rec, self.spec) if self.spec is not None else None
-            self.cost.add(rec, cost.total if cost is not None else None)
+        if rec.error_class is ErrorClass.CANCELLED or rec.error_class is ErrorClass.DRAINED:
+            # Cut off by lens: by its own interruption (Ctrl-C, SIGTERM; the run is marked
+            # partial, and a partial run never passes) or by the stage's own end (drain:
+            # cancel).  Not an outcome of the system under test: listed in error_counts,
+            # kept out of every denominator.  What it used is still paid for: its cost
+            # counts, so the stage's cost is its records' costs added up.
+            self.error_counts[rec.error_class.value] += 1
+            if rec.error_class is ErrorClass.DRAINED:
+                self.drained += 1
+            self.cost.add(rec, self._cost(rec, gpu_usd))
             return
         self.requests += 1
         if rec.ok:
@@ -271,9 +281,11 @@ class StageAccumulator:
             self.error_counts[cls] = self.error_counts.get(cls, 0) + 1
         sketches = self.sketches
         values = request_metrics(rec)  # a fresh dict: cost joins it below
-        cost = record_cost(rec, self.spec) if self.spec is not None else None
-        self.cost.add(rec, cost.total if cost is not None else None)
-        values["cost"] = float(cost.total) if cost is not None else None
+        cost = self._cost(rec, gpu_usd)
+        self.cost.add(rec, cost)
+        # A GPU-hour share is known only once the run's windows are: per-request cost
+        # checks (and the spread) stay with token prices, as when results are re-judged.
+        values["cost"] = float(cost) if cost is not None and self.cost.per_request else None
         for name, value in values.items():
             if value is not None:
                 sketches[name].add(value)
@@ -311,12 +323,11 @@ class StageAccumulator:
             if duration_s > 0:
                 rps = self.ok / duration_s
                 throughput = self.output_tokens / duration_s
-        cost = self.cost.result(
-            None if window is None else window[1] - window[0], self.sla_conforming
-        )
+        cost = self.cost.result(self.sla_conforming)
         metrics = {name: MetricStats.from_sketch(s) for name, s in self.sketches.items()}
         if cost is not None and not self.cost.per_request:
-            # GPU-hour pricing: only the stage total is known, so only the mean is.
+            # GPU-hour pricing: the shares add up exactly, but their spread is not
+            # sketched (per-request checks leave them alone), so only the mean is given.
             mean = cost.mean
             metrics["cost"] = MetricStats(
                 n=cost.priced_requests, mean=None if mean is None else float(mean)
@@ -410,9 +421,10 @@ class SummaryBuilder:
             )
         return acc
 
-    def add(self, rec: RequestRecord) -> None:
+    def add(self, rec: RequestRecord, gpu_usd: Decimal | None = None) -> None:
+        """``gpu_usd``: the record's GPU-hour share (``lens.metrics.cost.bill_run``)."""
         if rec.phase == "measure" or rec.stage in self.pooled_stages:
-            self.open(rec.stage, rec.provider).add(rec)
+            self.open(rec.stage, rec.provider).add(rec, gpu_usd)
             return
         key = (rec.stage, rec.provider, rec.phase)
         acc = self._phase_groups.get(key)
@@ -425,11 +437,20 @@ class SummaryBuilder:
                 checks=request_checks(self.slas, rec.stage, rec.provider),
                 phase=rec.phase,
             )
-        acc.add(rec)
+        acc.add(rec, gpu_usd)
 
-    def add_many(self, records: Iterable[RequestRecord]) -> None:
-        for rec in records:
-            self.add(rec)
+    def add_many(
+        self,
+        records: Iterable[RequestRecord],
+        gpu_usd: Iterable[Decimal | None] | None = None,
+    ) -> None:
+        """``gpu_usd``: each record's GPU-hour share, in the same order (``RunBill``)."""
+        if gpu_usd is None:
+            for rec in records:
+                self.add(rec)
+            return
+        for rec, share in zip(records, gpu_usd, strict=True):
+            self.add(rec, share)
 
     @property
     def groups(self) -> Mapping[StageKey, StageAccumulator]:
@@ -487,9 +508,11 @@ def aggregate(
     exact_limit: int = DEFAULT_EXACT_LIMIT,
     providers: Mapping[str, ProviderSpec] | None = None,
     slas: tuple[SlaSpec, ...] = (),
+    gpu_usd: Iterable[Decimal | None] | None = None,
 ) -> tuple[Summary, ...]:
     """One ``Summary`` per (stage, provider), in first-seen order of the records: the
-    measured phase's (``SummaryBuilder.build_phases`` has the others).
+    measured phase's (``SummaryBuilder.build_phases`` has the others).  ``gpu_usd`` are
+    the records' GPU-hour shares (``lens.metrics.cost.bill_run``), in their order.
 
     ``stage_windows[(stage, provider)] = (t_start_ns, t_end_ns)`` is the wall-clock span
     of that run, from the executor; it is what ``rps`` and ``throughput`` divide by.
@@ -497,5 +520,5 @@ def aggregate(
     count as SLA-conforming.
     """
     builder = SummaryBuilder(exact_limit=exact_limit, providers=providers, slas=slas)
-    builder.add_many(records)
+    builder.add_many(records, gpu_usd)
     return builder.build(stage_windows)

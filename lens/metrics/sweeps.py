@@ -20,7 +20,8 @@ class Probe:
     stage: str
     rate_per_s: float | None
     concurrency: int | None
-    # find_max_rate: every SLA passed; stop_when: the stop condition held; auto: unused.
+    # find_max_rate, find_max_concurrency: every SLA passed; stop_when: the stop condition
+    # held; auto: unused.
     held: bool
     rps: float | None  # successful requests per second of the step's window
     detail: str  # the verdicts' reasons
@@ -35,11 +36,13 @@ class SweepOutcome:
     probes: tuple[Probe, ...]
     not_run: tuple[str, ...] = ()  # planned steps skipped (the reason says why)
     max_rate_per_s: float | None = None  # find_max_rate: None when even the lowest failed
-    bracket: tuple[float | None, float | None] | None = None  # (passing, failing); None: open
+    max_concurrency: int | None = None  # find_max_concurrency: None when even the lowest failed
+    # A search's (passing, failing) rates or concurrencies; a None end is open.
+    bracket: tuple[float | None, float | None] | None = None
     sync_rps: float | None = None  # auto: throughput one request at a time
     saturated_rps: float | None = None  # auto: throughput of the saturation step
     # The run stopped (budget, signal) before the sweep could end: the probes are the steps
-    # that ran, and there is no answer (max_rate_per_s, bracket) to give.
+    # that ran, and there is no answer (max_rate_per_s, max_concurrency, bracket) to give.
     cut_short: bool = False
     # The client was overloaded while it measured: every decision rests on distorted timings.
     distrusted: bool = False

@@ -35,8 +35,10 @@ from lens.plan.model import (
     SweepKind,
     SweepStep,
 )
+from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
+from lens.pricing import ModelPrice, ProviderPrice
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.headers import unsendable
 from lens.scenario.messages import did_you_mean
@@ -46,6 +48,7 @@ from lens.scenario.model import (
     AzureOpenAIProvider,
     BedrockProvider,
     BurstStage,
+    ConcurrencyRange,
     ConcurrencyStage,
     ConstantRateStage,
     FilePrompt,
@@ -103,7 +106,17 @@ def compile_plan(
     ``os.environ``."""
     ctx = _Context(scenario.source_map, os.environ if env is None else env, [])
     ctx.problems += duplicate_problems(scenario)
-    providers = {pid: _provider(pid, spec, ctx) for pid, spec in scenario.providers.items()}
+    providers = {
+        pid: with_network(
+            _provider(pid, spec, ctx),
+            pid,
+            spec,
+            env=ctx.env,
+            source_file=ctx.source.file,
+            problem=ctx.problem,
+        )
+        for pid, spec in scenario.providers.items()
+    }
     prompts, groups = _prompts(scenario)
     stages = tuple(
         plan
@@ -118,9 +131,12 @@ def compile_plan(
         if isinstance(stage, SweepStage) and (sweep := _adaptive(stage, i, ctx)) is not None
     )
     warnings: list[str] = _literal_variable_warnings(scenario)
+    warnings += network_warnings(list(providers.values()))
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
+    if scenario.budget is not None:
+        _budget_needs_bounds(stages, providers, prices, prompts, ctx)
     if ctx.problems:
         raise PlanError(ctx.problems)
     limits = Limits(
@@ -565,8 +581,15 @@ def step_id(sweep: str, *, rate: float | None = None, concurrency: int | None = 
 
 def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
     """The stage id and sweep position of each step known before the run: every listed rate
-    or concurrency; the two bounds of a search (``rates: {from, to}``); the synchronous and
-    saturation steps of ``auto``.  The steps of the last two are decided at run time."""
+    or concurrency; the two bounds of a search (``rates: {from, to}``, ``concurrencies:
+    {from, to}``); the synchronous and saturation steps of ``auto``.  The steps of the last
+    two are decided at run time."""
+    if isinstance(stage.concurrencies, ConcurrencyRange):
+        ends = (stage.concurrencies.from_, stage.concurrencies.to)
+        return [
+            (step_id(stage.id, concurrency=c), SweepStep(stage.id, i, None, concurrency=c))
+            for i, c in enumerate(ends)
+        ]
     if isinstance(stage.rates, RateRange):
         bounds = (stage.rates.from_, stage.rates.to)
         return [
@@ -677,20 +700,36 @@ def rate_step(
     return _at_rate(unit, rate, sweep.load)
 
 
+def concurrency_step(
+    base: StagePlan, sweep: AdaptiveSweep, concurrency: int, index: int, *, pause: bool
+) -> StagePlan:
+    """A closed-loop step of ``sweep`` chosen at run time, made from ``base`` (any planned
+    unit of the sweep for the same provider: its requests, duration and phases do not
+    depend on the concurrency); ``pause``: the sweep's pause comes first."""
+    assert base.concurrency is not None  # a closed-loop step
+    return replace(
+        base,
+        stage=step_id(sweep.sweep, concurrency=concurrency),
+        sweep=SweepStep(sweep.sweep, index, None, concurrency=concurrency),
+        concurrency=concurrency,
+        pause_before_s=sweep.pause_s if pause else 0.0,
+    )
+
+
 def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | None:
     """What the run needs to choose the steps of ``stage`` (None: all are listed)."""
     here: PathT = ("load", index)
     kind: SweepKind
-    if stage.find_max_rate is not None:
-        kind = "find_max_rate"
+    if stage.search_kind is not None:
+        kind = stage.search_kind
     elif stage.auto is not None:
         kind = "auto"
     elif stage.stop_when is not None:
         kind = "stop_when"
     else:
         return None
-    texts = stage.find_max_rate or stage.stop_when or ()
-    key = "find_max_rate" if stage.find_max_rate is not None else "stop_when"
+    texts = stage.find_max_rate or stage.find_max_concurrency or stage.stop_when or ()
+    key = stage.search_kind or "stop_when"
     conditions = []
     for j, text in enumerate(texts):
         path: PathT = (*here, key) if len(texts) == 1 else (*here, key, j)
@@ -698,6 +737,7 @@ def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | N
         where = str(pos) if pos is not None else format_path(path)
         conditions.append(SlaSpec(parse_sla(text), where=where))
     search = stage.rates if isinstance(stage.rates, RateRange) else None
+    closed = stage.concurrencies if isinstance(stage.concurrencies, ConcurrencyRange) else None
     return AdaptiveSweep(
         sweep=stage.id,
         kind=kind,
@@ -705,8 +745,10 @@ def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | N
         load=_rate_step_load(stage),
         pause_s=stage.pause,
         search_range=None if search is None else (search.from_, search.to),
-        precision=stage.precision,
+        precision=stage.rate_precision if kind == "find_max_rate" else None,
         max_steps=stage.max_steps,
+        concurrency_range=None if closed is None else (closed.from_, closed.to),
+        concurrency_precision=stage.precision if isinstance(stage.precision, int) else 1,
         auto_steps=None if stage.auto is None else stage.auto.steps,
     )
 
@@ -735,6 +777,8 @@ def _step_path(stage: SweepStage, index: int, j: int) -> PathT:
     """Where step ``j`` of a sweep was written (``auto``: the steps it implies)."""
     if isinstance(stage.rates, RateRange):
         return ("load", index, "rates", ("from", "to")[j])
+    if isinstance(stage.concurrencies, ConcurrencyRange):
+        return ("load", index, "concurrencies", ("from", "to")[j])
     if stage.auto is not None:
         return ("load", index, "auto")
     return ("load", index, "rates" if stage.rates is not None else "concurrencies", j)
@@ -792,3 +836,33 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
         backoff_s=retries.backoff,
         max_wait_s=retries.max_wait,
     )
+
+
+# --- the budget -----------------------------------------------------------------------------
+
+
+def _budget_needs_bounds(
+    stages: Sequence[StagePlan],
+    providers: Mapping[str, ProviderSpec],
+    prices: Mapping[str, ProviderPrice | None],
+    prompts: Mapping[str, PromptSpec],
+    ctx: _Context,
+) -> None:
+    """A budget is a hard bound (lens.run.budget) only if each request's cost has one.
+    GPU-hour time always has (a request ends by its timeout), and so has a simulator's
+    output; at token prices a real provider's request with no output limit has none: lens
+    refuses such a budget rather than promise what it cannot keep."""
+    for unit in stages:
+        spec = providers[unit.provider]
+        if not isinstance(prices.get(unit.provider), ModelPrice) or spec.sim is not None:
+            continue
+        for pid in dict.fromkeys(unit.prompts):
+            if prompts[pid].token_limit(unit.max_tokens) is None:
+                ctx.problem(
+                    f"cannot be kept: stage {unit.stage!r} sends prompt {pid!r} "
+                    f"to {unit.provider!r}, priced by the token, with no output limit, so "
+                    "nothing bounds what one request costs; set max_tokens (in defaults, "
+                    "the stage or the prompt), or remove the budget",
+                    ("budget",),
+                )
+                return

@@ -8,9 +8,11 @@ leaking a key.  Environment variables are listed by name and field, never by val
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
+from urllib.parse import urlsplit
 
+from lens.netconfig import NoProxy, mask_url
+from lens.plan.duration import duration_estimate
 from lens.plan.model import (
     AdaptiveSweep,
     ArrivalSchedule,
@@ -89,33 +91,48 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             "capacity": s.capacity,
         }
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
+    out["network"] = network_to_dict(spec)
     return out
 
 
-def _sim_e2e_s(spec: ProviderSpec, max_tokens: int | None) -> float | None:
-    if spec.sim is None:
-        return None
-    n = spec.sim.output_tokens if max_tokens is None else min(spec.sim.output_tokens, max_tokens)
-    return spec.sim.ttft_s + max(n - 1, 0) * spec.sim.itl_s
-
-
-def expected_duration_s(unit: StagePlan, spec: ProviderSpec) -> float | None:
-    """Wall time the unit should take, where it can be known before sending anything."""
-    e2e = _sim_e2e_s(spec, unit.max_tokens)
-    if unit.idle_gaps_s is not None:
-        n = len(unit.idle_gaps_s) + 1
-        return sum(unit.idle_gaps_s) + n * e2e if e2e is not None else None
-    if unit.arrivals is not None:
-        last = unit.arrivals.offsets_s[-1] if unit.arrivals.offsets_s else 0.0
-        if unit.max_concurrency is not None and e2e is not None:
-            waves = math.ceil(unit.arrivals.count / unit.max_concurrency)
-            return max(last, waves * e2e)
-        return last + e2e if e2e is not None else last
-    if unit.duration_s is not None:
-        return unit.duration_s
-    if unit.requests is not None and e2e is not None:
-        return math.ceil(unit.requests / (unit.concurrency or 1)) * e2e
-    return None
+def network_to_dict(spec: ProviderSpec) -> dict[str, Any]:
+    """Proxy (URLs masked), TLS verification and keep-alive of one provider."""
+    out: dict[str, Any] = {"keep_alive": spec.keep_alive}
+    proxy = spec.proxy
+    if proxy is None:
+        source = "never (lens's loopback simulator)" if spec.type == "simulated" else "direct"
+        out["proxy"] = {"url": None, "source": source}
+    elif proxy.mode == "url" and proxy.url is not None:
+        out["proxy"] = {"url": proxy.url.source, "source": "scenario"}
+    elif proxy.mode == "env" and proxy.env:
+        name, url = proxy.env[0]
+        variable = url.source.partition("=")[0]
+        entry: dict[str, Any] = {"url": mask_url(url.reveal()), "source": variable}
+        if proxy.no_proxy:
+            entry["no_proxy"] = proxy.no_proxy
+            host = urlsplit(spec.base_url).hostname if spec.base_url else None
+            port = urlsplit(spec.base_url).port if spec.base_url else None
+            default = 443 if name == "HTTPS_PROXY" else 80
+            if host is not None and NoProxy.parse(proxy.no_proxy).matches(host, port or default):
+                entry = {"url": None, "source": "NO_PROXY", "no_proxy": proxy.no_proxy}
+        out["proxy"] = entry
+    else:
+        out["proxy"] = {"url": None, "source": "proxy: none"}
+    if spec.type != "simulated":
+        tls = spec.tls
+        tls_out: dict[str, Any] = {"verify": tls.verify}
+        if tls.verify:
+            tls_out["ca"] = tls.ca_source
+            if tls.ca_file is not None:
+                tls_out["ca_file"] = tls.ca_file
+            if tls.ca_dir is not None:
+                tls_out["ca_dir"] = tls.ca_dir
+        if tls.client_cert is not None:
+            tls_out["client_cert"] = tls.client_cert
+        if tls.client_key is not None:
+            tls_out["client_key"] = tls.client_key
+        out["tls"] = tls_out
+    return out
 
 
 def arrival_stats(schedule: ArrivalSchedule) -> dict[str, Any]:
@@ -202,7 +219,10 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
             "backoff_s": unit.retries.backoff_s,
             "max_wait_s": unit.retries.max_wait_s,
         }
-    out["expected_duration_s"] = expected_duration_s(unit, spec)
+    duration = duration_estimate(unit, spec)
+    out["expected_duration_s"] = duration.expected_s
+    out["max_duration_s"] = duration.max_s
+    out["duration_basis"] = duration.basis
     return out
 
 
@@ -215,11 +235,19 @@ def adaptive_sweep_to_dict(sweep: AdaptiveSweep) -> dict[str, Any]:
         out["rate_from_per_s"], out["rate_to_per_s"] = sweep.search_range
     if sweep.precision is not None:
         out["precision"] = str(sweep.precision)
+    if sweep.concurrency_range is not None:
+        out["concurrency_from"], out["concurrency_to"] = sweep.concurrency_range
+        out["precision"] = sweep.concurrency_precision
     if sweep.max_steps is not None:
         out["max_steps"] = sweep.max_steps
     if sweep.auto_steps is not None:
         out["auto_steps"] = sweep.auto_steps
     return out
+
+
+def _total(stages: list[dict[str, Any]], key: str, pauses: float) -> float | None:
+    values = [s[key] for s in stages]
+    return None if None in values else sum(values) + pauses
 
 
 def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
@@ -230,9 +258,7 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
             entry["arrival_offsets_s"] = list(unit.arrivals.offsets_s)
         stages.append(entry)
     # A pause before a unit is wall time too.
-    durations = [s["expected_duration_s"] for s in stages] + [
-        unit.pause_before_s for unit in plan.stages
-    ]
+    pauses = sum(unit.pause_before_s for unit in plan.stages)
     return {
         "scenario": plan.name,
         "description": plan.description,
@@ -254,9 +280,10 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         "total_requests": sum(s["requests"] or 0 for s in stages)
         if all(s["requests"] is not None for s in stages)
         else None,
-        "expected_duration_s": sum(d for d in durations if d is not None)
-        if all(d is not None for d in durations)
-        else None,
+        "expected_duration_s": _total(stages, "expected_duration_s", pauses),
+        "max_duration_s": _total(stages, "max_duration_s", pauses),
+        # Steps an adaptive sweep adds at run time are in neither total.
+        "durations_exclude_run_time_steps": any(s.kind != "stop_when" for s in plan.sweeps),
         "sla": [
             {"assert": s.expr.text, "provider": s.provider, "stage": s.stage, "where": s.where}
             for s in plan.slas

@@ -16,6 +16,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from lens.netconfig import ProxyRules, TlsOptions, parse_proxy_url
 from lens.pricing import ProviderPrice
 from lens.records import Phase
 from lens.scenario.sla import SlaExpr
@@ -88,6 +89,49 @@ class SimSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySpec:
+    """Which HTTP proxy a provider's requests go through (rules: lens.netconfig).
+
+    ``mode`` ``env``: the proxy variables as read when the plan was compiled (``env``
+    maps HTTP_PROXY / HTTPS_PROXY / ALL_PROXY to their URLs, ``no_proxy`` is NO_PROXY);
+    ``url``: the provider's own ``proxy:``; ``none``: direct.  Proxy URLs may carry a
+    password, so each is a ``Secret`` whose source is the masked URL.
+    """
+
+    mode: Literal["env", "url", "none"] = "none"
+    url: Secret | None = None
+    env: tuple[tuple[str, Secret], ...] = ()
+    no_proxy: str = ""
+
+    def rules(self) -> ProxyRules:
+        """The transport's form (the plan has validated every URL it holds)."""
+        if self.mode == "url" and self.url is not None:
+            return ProxyRules(mode="url", url=parse_proxy_url(self.url.reveal()))
+        if self.mode == "env":
+            variables = {name: secret.reveal() for name, secret in self.env}
+            return ProxyRules.from_env({**variables, "NO_PROXY": self.no_proxy})
+        return ProxyRules()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSpec:
+    """How https origins are verified: CA file/folder (None and None: certifi's bundle),
+    a client certificate, or no verification at all.  ``ca_source`` says where the CAs
+    came from (``certifi``, ``SSL_CERT_FILE``, ``tls.ca_bundle`` ...), for plans."""
+
+    ca_file: str | None = None
+    ca_dir: str | None = None
+    ca_source: str = "certifi"
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = True
+
+    def options(self) -> TlsOptions:
+        """What the run builds its SSL context from (equal options share one context)."""
+        return TlsOptions(self.ca_file, self.ca_dir, self.client_cert, self.client_key, self.verify)
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Caps on what one response may make lens hold (bytes); past one, the request ends as
     ``protocol_error``."""
@@ -123,6 +167,11 @@ class ProviderSpec:
     anthropic_version: str = "2023-06-01"
     price: ProviderPrice | None = None  # resolved from catalog + scenario; None: unknown
     limits: Limits = Limits()  # the scenario's limits:, for this provider's responses
+    # Network: proxy (None: direct; simulated providers always are), TLS, and whether a
+    # connection carries more than one request.
+    proxy: ProxySpec | None = None
+    tls: TlsSpec = TlsSpec()
+    keep_alive: bool = True
 
 
 # Header names whose values are secret whether or not the scenario says so (issue 10).
@@ -201,7 +250,7 @@ class SweepStep:
 
     sweep: str  # the sweep stage's id as written; the unit's own id names the step
     index: int  # 0-based, in the order the steps run
-    steps: int | None  # None: decided at run time (find_max_rate, auto)
+    steps: int | None  # None: decided at run time (find_max_rate, find_max_concurrency, auto)
     rate_per_s: float | None = None  # open-loop step
     concurrency: int | None = None  # closed-loop step
 
@@ -314,7 +363,7 @@ class SlaSpec:
         return " ".join(p for p in parts if p) or "all"
 
 
-SweepKind = Literal["stop_when", "find_max_rate", "auto"]
+SweepKind = Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
 PacedArrival = Literal["uniform", "poisson", "gamma"]
 
 
@@ -335,20 +384,25 @@ class AdaptiveSweep:
     """A sweep whose steps depend on the judged summaries of the steps before.
 
     ``Plan.stages`` lists the steps known before the run: every step of a ``stop_when``
-    sweep (some may be skipped), the two bounds of ``find_max_rate``, the synchronous and
-    saturation steps of ``auto``.  The rest are decided at run time, one step at a time.
+    sweep (some may be skipped), the two bounds of ``find_max_rate`` and
+    ``find_max_concurrency``, the synchronous and saturation steps of ``auto``.  The rest are
+    decided at run time, one step at a time.
     """
 
     sweep: str  # the sweep stage's id
     kind: SweepKind
-    # stop_when: the sweep ends at the first step where any holds; find_max_rate: a rate
-    # passes when every one passes.
+    # stop_when: the sweep ends at the first step where any holds; find_max_rate and
+    # find_max_concurrency: a step passes when every one passes.
     conditions: tuple[SlaSpec, ...] = ()
     load: RateStepLoad | None = None  # rate steps chosen at run time
     pause_s: float = 0.0  # before each step after the first
     search_range: tuple[float, float] | None = None  # find_max_rate: (from, to) per second
     precision: Precision | None = None  # find_max_rate
-    max_steps: int | None = None  # find_max_rate: probes, both bounds included
+    max_steps: int | None = None  # a search: probes, both bounds included
+    concurrency_range: tuple[int, int] | None = None  # find_max_concurrency: (from, to)
+    # find_max_concurrency: stop when the lowest failing is at most this above the highest
+    # passing concurrency (1: neighbours, the exact edge).
+    concurrency_precision: int = 1
     auto_steps: int | None = None  # auto: rate steps between the two measured throughputs
 
 

@@ -7,11 +7,24 @@ until ``t0 + offset_i`` for each arrival and start the request as its own task; 
 time, so any wait shows up in ``dispatch_lag`` rather than vanishing.  Closed-loop stages
 (concurrency, a sweep over concurrencies) run N workers; an idle probe sends one request at
 a time with idle gaps between them.  A unit may ask for a pause before it starts (between
-the steps of a sweep), which is outside its window.  Each in-flight request borrows a
+the steps of a sweep), which is outside its window (``StageWindow.pause_ns`` says how long
+it was: the GPU-hour bill charges it to the unit).  Each in-flight request borrows a
 one-connection transport (lens.run.pool), so no client-side connection pool can become a
 second, invisible queue.
 
-Each request is tagged with its phase (warmup, measure, cooldown) from the plan's bounds.
+Each request is tagged with its phase (warmup, measure, cooldown) from the plan's bounds,
+and the unit's window is split into one span per phase (``StageWindow.span``), so that a
+phase's rates are its own requests over its own time:
+
+* closed loop: warmup is a barrier.  Workers run the warmup requests, then start no
+  other request until every warmup request has ended; the measured phase opens at that
+  moment, at full concurrency, and nothing of the warmup overlaps it.  It closes when the
+  first cooldown request starts (the cooldown requests keep the load on while the last
+  measured ones finish, so requests started in the span are its throughput), else at the
+  unit's end.
+* open loop: the schedule is the point, so nothing waits: the spans are cut at the
+  intended times of the first measured and the first cooldown arrival; requests counted
+  in a span are its arrivals, and when the server keeps up they complete at that rate.
 When a unit reaches its cutoff (its duration, else its last request sent), the requests
 still in flight may run on for the unit's drain grace (unbounded for ``drain: wait``);
 past it, one cancel scope cuts them off and their records say ``drained``.
@@ -26,12 +39,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-import certifi
 import httpx
 import trio
 
-from lens.plan.model import Limits, Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep
-from lens.pricing import GpuHourRate
+from lens.errors import ProviderError
+from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
+from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep, TlsSpec
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, Phase, RequestRecord
@@ -53,14 +66,19 @@ class StageWindow:
     planned: int | None
     started: int
     sweep: SweepStep | None = None
-    # Where the measured phase began and ended (the first measured and the first cooldown
-    # request's intended or actual start); None: at the window's own edge.
+    # Where the measured phase began and ended; None: at the window's own edge.  Begins:
+    # a closed loop's last warmup request's end (the barrier), an open loop's first
+    # measured arrival.  Ends: the first cooldown request's start (intended, open loop).
     t_measure_start: int | None = None
     t_measure_end: int | None = None
+    # How long the unit paused before its set-up began (a sweep's ``pause``): part of the
+    # run's wall time that the GPU-hour bill charges to this unit (lens.pricing.gpu).
+    pause_ns: int = 0
 
     def span(self, phase: Phase) -> tuple[int, int]:
-        """The part of the window ``phase`` had: warmup up to the first measured request,
-        cooldown from the first cooldown request, the measured phase in between."""
+        """The part of the window ``phase`` had: warmup up to the measured phase's start,
+        cooldown from its end, the measured phase in between.  The three spans tile the
+        window: every nanosecond of it belongs to exactly one phase."""
         start = self.t_start if self.t_measure_start is None else self.t_measure_start
         end = self.t_end if self.t_measure_end is None else self.t_measure_end
         if phase == "warmup":
@@ -111,11 +129,12 @@ def _prepared_transports(unit: StagePlan) -> int:
 
 def _transport_factory(
     unit: StagePlan,
+    spec: ProviderSpec,
     injected: httpx.AsyncBaseTransport | None,
     ssl_context: ssl.SSLContext,
-    limits: Limits,
 ) -> Callable[[], httpx.AsyncBaseTransport]:
-    """Transports of one connection each (see lens.run.pool).
+    """Transports of one connection each (see lens.run.pool), with the provider's proxy,
+    TLS context and keep-alive setting.
 
     The connection is lens's lean HTTP/1.1 transport (lens.run.http11): one read and one
     yield per network read, a third of the CPU per token of the default httpcore stack.
@@ -125,9 +144,14 @@ def _transport_factory(
     if injected is not None:
         return lambda: injected
     connect_timeout = min(unit.timeout_s, 30.0)
+    proxy = spec.proxy.rules() if spec.proxy is not None else None
+    keep_alive = spec.keep_alive
+    limits = spec.limits
     return lambda: LeanHTTP11Transport(
         ssl_context=ssl_context,
         connect_timeout=connect_timeout,
+        proxy=proxy,
+        keep_alive=keep_alive,
         max_response_bytes=limits.max_response_bytes,
     )
 
@@ -173,8 +197,9 @@ class StageRunner:
         self.clock = clock
         self.transport_for = transport_for
         self.windows: list[StageWindow] = []
-        self._unit_start = 0  # run clock ns when the running unit began (units are serial)
-        self._ssl: ssl.SSLContext | None = None
+        # One SSL context per distinct TLS setting, for the whole run: building one loads
+        # a CA bundle (tens of ms), far too slow per request or per stage.
+        self._ssl: dict[TlsOptions, ssl.SSLContext] = {}
         # Every adapter is built before anything is sent: a misconfigured provider (no
         # credentials, unknown region) stops the run up front with a ProviderError,
         # rather than after earlier stages have already run.
@@ -182,12 +207,21 @@ class StageRunner:
         self.adapters: dict[str, ProviderAdapter] = {
             pid: adapter_for(spec) for pid, spec in providers.items() if pid in used
         }
+        # Likewise a CA bundle or client certificate that cannot be loaded.  The default
+        # context (certifi's bundle) is left for the first unit that needs it.
+        for pid, spec in providers.items():
+            if pid in used and spec.tls != TlsSpec():
+                self._ssl_context(spec)
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        # One verified context per run: creating one loads the CA bundle (tens of ms).
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context(cafile=certifi.where())
-        return self._ssl
+    def _ssl_context(self, spec: ProviderSpec) -> ssl.SSLContext:
+        options = spec.tls.options()
+        ctx = self._ssl.get(options)
+        if ctx is None:
+            try:
+                ctx = self._ssl[options] = build_ssl_context(options)
+            except TlsSetupError as exc:
+                raise ProviderError(f"provider {spec.id}: tls: {exc}") from exc
+        return ctx
 
     def _emit(self, rec: RequestRecord) -> None:
         self.progress.record(rec)
@@ -201,9 +235,17 @@ class StageRunner:
     async def run_all(self) -> None:
         self.start()
         for unit in self.plan.stages:
-            if self.budget is not None and self.budget.exhausted:
+            if not self.may_start(unit):
                 return  # out of budget: later stages never start
             await self.run_unit(unit)
+
+    def may_start(self, unit: StagePlan) -> bool:
+        """Whether the budget lets ``unit`` begin (always, without one); a refusal ends
+        the run: no later unit starts either."""
+        if self.budget is None:
+            return True
+        assert self.clock is not None
+        return self.budget.may_start(self.providers[unit.provider], unit, self.clock.now_ns())
 
     def _hold(self, unit: StagePlan, prompt: PromptSpec) -> Decimal | None:
         """Budget held for one more attempt (0 without a budget); None: do not send."""
@@ -211,31 +253,37 @@ class StageRunner:
             return Decimal(0)
         assert self.clock is not None
         spec = self.providers[unit.provider]
-        running = Decimal(0)
-        if isinstance(spec.price, GpuHourRate):
-            running = spec.price.cost_of(self.clock.now_ns() - self._unit_start)
-        return self.budget.try_reserve(spec, unit, prompt, running)
+        return self.budget.try_reserve(spec, unit, prompt, self.clock.now_ns())
+
+    def _may_wait(self, until_ns: int) -> bool:
+        """Whether the budget lets the unit wait (paid GPU time) until ``until_ns``."""
+        return self.budget is None or self.budget.may_wait(until_ns)
 
     async def run_unit(self, unit: StagePlan) -> None:
         assert self.clock is not None
         clock = self.clock
+        spec = self.providers[unit.provider]
+        if self.budget is not None:
+            self.budget.enter(spec)  # from here on, time is billed to this unit
+        pause_ns = 0
         if unit.pause_before_s > 0:
             # Between the steps of a sweep: the server drains, and no window is open.
             self.progress.unit = f"pause before {unit.stage}"
+            t_pause = clock.now_ns()
             await trio.sleep(unit.pause_before_s)
-        spec = self.providers[unit.provider]
+            pause_ns = clock.now_ns() - t_pause
         adapter = self.adapters[unit.provider]
         transport = self.transport_for(spec) if self.transport_for else None
         self.progress.unit = f"{unit.stage}/{unit.provider}"
         state = _UnitState()
         # Building transports costs time: do it before the stage clock starts, so the first
         # arrivals are not sent late because of it.
-        pool = TransportPool(_transport_factory(unit, transport, self._ssl_context(), spec.limits))
+        pool = TransportPool(_transport_factory(unit, spec, transport, self._ssl_context(spec)))
         pool.prepare(_prepared_transports(unit))
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:
             await pool.warm(first_url)
-        t_start = self._unit_start = clock.now_ns()
+        t_start = clock.now_ns()
         if unit.cutoff_s is not None and unit.arrivals is None:
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
         try:
@@ -262,10 +310,11 @@ class StageRunner:
                 sweep=unit.sweep,
                 t_measure_start=state.measure_start,
                 t_measure_end=state.measure_end,
+                pause_ns=pause_ns,
             )
             self.windows.append(window)
             if self.budget is not None:
-                self.budget.charge_time(spec, window.t_end - window.t_start)
+                self.budget.unit_ended(window.t_end)
 
     async def _open_loop(
         self,
@@ -281,6 +330,8 @@ class StageRunner:
         limiter = trio.CapacityLimiter(unit.max_concurrency) if unit.max_concurrency else None
         base = self.clock.at_ns(t_start)
         for i, offset in enumerate(unit.arrivals.offsets_s):
+            if not self._may_wait(t_start + round(offset * 1e9)):
+                return  # waiting for this arrival could overspend: in-flight ones finish
             await _until(base + offset, unit.spin_s)  # absolute: lateness never accumulates
             held = self._hold(unit, self.plan.prompts[unit.prompt_for(i)])
             if held is None:
@@ -302,7 +353,10 @@ class StageRunner:
         """One request, then one more after each idle gap, counted from the previous
         request's end (its last attempt's): nothing is in flight while the provider idles."""
         assert unit.idle_gaps_s is not None
+        assert self.clock is not None
         for index, gap in enumerate((0.0, *unit.idle_gaps_s)):
+            if not self._may_wait(self.clock.now_ns() + round(gap * 1e9)):
+                return  # the idle gap alone could overspend
             await trio.sleep(gap)
             prompt = self.plan.prompts[unit.prompt_for(index)]
             held = self._hold(unit, prompt)
@@ -439,7 +493,10 @@ class StageRunner:
             if rec.error_class is None or rec.error_class.value not in policy.on:
                 return
             hint = rec.extra.get("retry_after_s")
-            await trio.sleep(policy.wait_s(attempt, float(hint) if hint else None))
+            wait_s = policy.wait_s(attempt, float(hint) if hint else None)
+            if not self._may_wait(self.clock.now_ns() + round(wait_s * 1e9)):
+                return  # the back-off alone could overspend
+            await trio.sleep(wait_s)
             next_hold = self._hold(unit, prompt)
             if next_hold is None:
                 return
@@ -454,6 +511,12 @@ class StageRunner:
         t_start: int,
         state: _UnitState,
     ) -> None:
+        """One closed-loop client: the next request as soon as its previous one ended.
+
+        Warmup is a barrier: no worker starts a measured (or cooldown) request while a
+        warmup request is still in flight, so the measured phase runs at full concurrency
+        from the moment the last warmup request ended, and no warmup request overlaps it.
+        """
         assert self.clock is not None
         stop_at = t_start + round(unit.duration_s * 1e9) if unit.duration_s is not None else None
         while True:
@@ -463,6 +526,10 @@ class StageRunner:
             if stop_at is not None and now >= stop_at:
                 return
             index = state.started
+            phase = unit.phases.phase_of(index, (now - t_start) / 1e9)
+            if phase != "warmup" and state.warmup_in_flight:
+                await state.warmup_ended.park()
+                continue  # it is later now: the stage may have ended meanwhile
             prompt = self.plan.prompts[unit.prompt_for(index)]
             held = self._hold(unit, prompt)
             if held is None:
@@ -473,21 +540,39 @@ class StageRunner:
                 # The last request is on its way: the unit's cutoff, unless its duration
                 # ends it earlier.
                 state.cut_off_at(trio.current_time(), unit.drain_grace_s)
-            phase = state.enter(unit.phases.phase_of(index, (now - t_start) / 1e9), now)
-            await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+            state.enter(phase, now)
+            if phase != "warmup":
+                await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+                continue
+            state.warmup_in_flight += 1
+            try:
+                await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+            finally:
+                state.warmup_done(self.clock.now_ns())
 
 
 class _UnitState:
     """What the tasks of one running unit share: requests started, where the measured
-    phase began and ended, and the drain scope around every request in flight."""
+    phase began and ended, the closed loop's warmup barrier, and the drain scope around
+    every request in flight."""
 
-    __slots__ = ("drain", "measure_end", "measure_start", "started")
+    __slots__ = (
+        "drain",
+        "measure_end",
+        "measure_start",
+        "started",
+        "warmup_ended",
+        "warmup_in_flight",
+    )
 
     def __init__(self) -> None:
         self.started = 0
         self.measure_start: int | None = None
         self.measure_end: int | None = None
         self.drain = trio.CancelScope()
+        # Closed loops: warmup requests in flight, and the workers waiting for them to end.
+        self.warmup_in_flight = 0
+        self.warmup_ended = trio.lowlevel.ParkingLot()
 
     def enter(self, phase: Phase, t_ns: int) -> Phase:
         """Note the start of a request of ``phase`` at ``t_ns`` (run clock)."""
@@ -496,6 +581,17 @@ class _UnitState:
         elif phase == "cooldown" and self.measure_end is None:
             self.measure_end = t_ns
         return phase
+
+    def warmup_done(self, t_ns: int) -> None:
+        """A closed loop's warmup request ended at ``t_ns`` (its last attempt's end).
+
+        The measured phase opens when the last warmup request ends: every later request
+        waits for it (the barrier in ``_worker``), so the latest end seen is that moment.
+        """
+        self.warmup_in_flight -= 1
+        self.measure_start = t_ns
+        if not self.warmup_in_flight:
+            self.warmup_ended.unpark_all()
 
     def cut_off_at(self, cutoff: float, grace_s: float | None) -> None:
         """Cut requests in flight off ``grace_s`` after ``cutoff`` (trio time); never

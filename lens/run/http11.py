@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import os
 import select
 import ssl
@@ -38,6 +39,7 @@ import certifi
 import httpx
 import trio
 
+from lens.netconfig import ProxyRules, ProxyURL, explain_tls_error
 from lens.run.http11_parse import (
     DEFAULT_MAX_RESPONSE_BYTES,
     MAX_HEAD_BYTES,
@@ -52,7 +54,7 @@ from lens.run.http11_parse import (
     response_framing,
 )
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DISPATCH_HOOK", "LeanHTTP11Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DISPATCH_HOOK", "STALE_HOOK", "LeanHTTP11Transport"]
 
 Origin = tuple[bytes, str, int]  # (scheme, host, port)
 
@@ -61,6 +63,9 @@ _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _RAW_READS = sys.platform != "win32"
 # Errors that mean the connection is unusable; mapped to httpx.ReadError / WriteError.
 _IO_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+# A server's ``Keep-Alive: timeout=N`` counts from when it sent the response, which reached
+# lens a little later: stop reusing an idle connection this much before N runs out.
+_KEEP_ALIVE_MARGIN_S = 0.5
 
 
 @functools.cache
@@ -74,9 +79,29 @@ def _default_ssl_context() -> ssl.SSLContext:
 class _Connection:
     """One open stream plus what the hot path needs to read it without trio's layers."""
 
-    __slots__ = ("fd", "origin", "sock", "stream")
+    __slots__ = (
+        "absolute_form",
+        "fd",
+        "idle_limit",
+        "idle_until",
+        "origin",
+        "parked",
+        "proxy_auth",
+        "received",
+        "requests_left",
+        "served",
+        "sock",
+        "stream",
+    )
 
-    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        origin: Origin,
+        *,
+        absolute_form: bool = False,
+        proxy_auth: bytes | None = None,
+    ) -> None:
         self.stream = stream
         self.origin = origin
         inner: trio.abc.Stream = stream
@@ -88,6 +113,24 @@ class _Connection:
         self.fd = (
             self.sock.fileno() if _RAW_READS and self.sock is not None and stream is inner else -1
         )
+        # Plain http through an HTTP proxy: requests go out in absolute form, with the
+        # proxy's credentials (a CONNECT tunnel needs neither: it is the origin's stream).
+        self.absolute_form = absolute_form
+        self.proxy_auth = proxy_auth
+        # Bytes read through ``receive`` (every read of a response head goes through it):
+        # zero after a failed exchange means the server sent nothing back at all.
+        self.received = 0
+        # Whether the connection sat idle before a request: it served one already (keep-
+        # alive), or ``warm`` opened it ahead of time.  Only such a connection can have been
+        # closed by the server under our feet, which makes a failure on it "stale".
+        self.served = 0
+        self.parked = False
+        # From the server's ``Keep-Alive: timeout=N, max=M``: how long the connection may
+        # sit idle (seconds, margin taken off), the trio time that runs out (set when a
+        # response ends), and how many more requests the server will take (None: unknown).
+        self.idle_limit: float | None = None
+        self.idle_until = math.inf
+        self.requests_left: int | None = None
 
     def close(self) -> None:
         """Close now, synchronously: safe in ``finally`` blocks under cancellation.
@@ -124,9 +167,13 @@ class _Connection:
                 while self.fd >= 0:
                     await trio.lowlevel.wait_readable(self.fd)
                     with contextlib.suppress(BlockingIOError):  # spurious readiness
-                        return os.read(self.fd, size)
+                        data = os.read(self.fd, size)
+                        self.received += len(data)
+                        return data
                 # bytes() of a bytes object is that object: no copy on trio's streams.
-                return bytes(await self.stream.receive_some(size))
+                data = bytes(await self.stream.receive_some(size))
+                self.received += len(data)
+                return data
         except trio.TooSlowError as exc:
             raise httpx.ReadTimeout(f"no data within {timeout}s") from exc
         except _IO_ERRORS as exc:
@@ -134,18 +181,48 @@ class _Connection:
 
 
 # A request extension: a callable invoked just before the request's bytes are handed to
-# the socket (after any connect and TLS handshake), so the caller can stamp dispatch.
+# the socket (after any connect, proxy tunnel and TLS handshake), so the caller can stamp
+# dispatch.  It is called again when a stale connection makes the transport re-send.
 DISPATCH_HOOK = "lens.on_dispatch"
+# A request extension: a callable taking a short reason, invoked when the request failed on
+# a reused keep-alive connection before any response byte came back (the server had closed
+# it: the request never reached its application) and is about to be re-sent, once, on a
+# fresh connection.  DISPATCH_HOOK follows when the re-sent bytes go out.
+STALE_HOOK = "lens.on_stale_retry"
 
 
 class LeanHTTP11Transport(httpx.AsyncBaseTransport):
     """An httpx transport with one keep-alive HTTP/1.1 connection, built for streaming.
 
     ``ssl_context`` verifies https origins (default: certifi's CA bundle); ALPN is set to
-    ``http/1.1`` on it.  ``connect_timeout`` bounds TCP connect plus TLS handshake; when
-    None the request's httpx ``connect`` timeout applies.  ``read_size`` is the most one
-    network read asks for.  A response body (decoded, when it came gzip- or
-    deflate-encoded) longer than ``max_response_bytes`` ends in a ProtocolViolation.
+    ``http/1.1`` on it.  ``connect_timeout`` bounds TCP connect, proxy tunnel and TLS
+    handshake; when None the request's httpx ``connect`` timeout applies.  ``read_size``
+    is the most one network read asks for.  ``proxy`` says which HTTP proxy each origin
+    goes through (lens.netconfig; None: always direct).  ``keep_alive=False`` sends every
+    request with ``Connection: close`` on a connection of its own.  A response body
+    (decoded, when it came gzip- or deflate-encoded) longer than ``max_response_bytes``
+    ends in a ProtocolViolation.
+
+    Errors, and what they mean to the caller:
+
+    - ``httpx.ConnectError`` / ``httpx.ConnectTimeout``: no request reached the server.
+      DNS, refused, unreachable, TLS handshake (the message says why: ``TLS to host:443
+      failed: certificate verify failed: ...``), a proxy that refuses the connection or
+      answers ``CONNECT`` (or a plain-http request) with 407 or any non-2xx, and a TLS alert
+      that ends a fresh connection before any response byte (TLS 1.3 reports a missing or
+      rejected client certificate only after the handshake).
+    - ``httpx.WriteError``, ``httpx.ReadError``, and ``httpx.RemoteProtocolError`` that is
+      not a ``ProtocolViolation``: the connection dropped after the request was handed to
+      it (reset, EOF before or inside the head, or mid body).  On a *reused* connection
+      with no response byte received, the transport has already re-sent once (see
+      ``STALE_HOOK``): these then come from a fresh connection.
+    - ``ProtocolViolation``: the response broke the wire format.
+    - ``httpx.ReadTimeout`` / ``httpx.WriteTimeout``: only with httpx timeouts.
+
+    Through a proxy, dispatch is still stamped when the request's bytes are handed to the
+    socket (after the tunnel and TLS), and bytes are stamped when they reach lens: the
+    proxy's own forwarding and buffering are part of what is measured, as they are part of
+    what a client behind it sees.
     """
 
     def __init__(
@@ -154,6 +231,8 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float | None = None,
         read_size: int = 65536,
+        proxy: ProxyRules | None = None,
+        keep_alive: bool = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if read_size < 1:
@@ -165,10 +244,13 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
         self._read_size = read_size
+        self._proxy = proxy
+        self._keep_alive = keep_alive
         self._max_response_bytes = max_response_bytes
         self._conn: _Connection | None = None
         self._active: _ResponseStream | None = None
         self.connects = 0  # connections opened so far: reuse shows as requests > connects
+        self.stale_resends = 0  # requests re-sent because a reused connection was stale
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._active is not None:
@@ -177,38 +259,67 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
                 "response first (use one transport per concurrent request)"
             )
         url = request.url
-        scheme = url.raw_scheme
-        default_port = _DEFAULT_PORTS.get(scheme)
-        if default_port is None:
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        origin: Origin = (scheme, url.raw_host.decode("ascii"), url.port or default_port)
+        origin = _origin(url)
         timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
         body = await request.aread()
         head, request_close = build_request_head(request, len(body))
+        if not self._keep_alive and not request_close:
+            head = head[:-2] + b"Connection: close\r\n\r\n"
+            request_close = True
 
         conn = self._conn
-        if conn is not None and (conn.origin != origin or conn.peer_closed()):
+        if conn is not None and not _reusable(conn, origin):
             self._drop()
             conn = None
+        reused = conn is not None and (conn.served > 0 or conn.parked)
         if conn is None:
             conn = self._conn = await self._open(origin, timeouts.get("connect"))
         on_dispatch = request.extensions.get(DISPATCH_HOOK)
-        if on_dispatch is not None:
-            on_dispatch()  # the connection is ready: the request is handed to the socket now
-        try:
-            await self._send(conn, head + body if body else head, timeouts.get("write"))
-            read_timeout: float | None = timeouts.get("read")
-            response, leftover = await self._receive_head(conn, read_timeout)
-            decoder, keep_alive = response_framing(
-                request.method,
-                response,
-                request_close=request_close,
-                max_body=self._max_response_bytes,
-            )
-        except BaseException:
-            # Whatever went wrong (errors, cancellation), the connection is mid-exchange.
+        read_timeout: float | None = timeouts.get("read")
+        while True:
+            wire = _absolute_form(head, request, conn.proxy_auth) if conn.absolute_form else head
+            conn.received = 0
+            if on_dispatch is not None:
+                on_dispatch()  # the connection is ready: the request is handed to the socket now
+            try:
+                await self._send(conn, wire + body if body else wire, timeouts.get("write"))
+                response, leftover = await self._receive_head(conn, read_timeout)
+                decoder, keep_alive = response_framing(
+                    request.method,
+                    response,
+                    request_close=request_close,
+                    max_body=self._max_response_bytes,
+                )
+            except BaseException as exc:
+                # Whatever went wrong (errors, cancellation), the connection is mid-exchange.
+                self._drop()
+                if reused and _stale(exc, conn):
+                    # The server closed the idle connection as we reused it (a close racing
+                    # our peer_closed() poll, or a keep-alive it never meant): it never saw
+                    # the request.  Once, on a fresh connection; not a retry of the stage.
+                    reused = False
+                    self.stale_resends += 1
+                    on_stale = request.extensions.get(STALE_HOOK)
+                    if on_stale is not None:
+                        on_stale(f"{type(exc).__name__}: {exc}")
+                    conn = self._conn = await self._open(origin, timeouts.get("connect"))
+                    continue
+                if not reused and conn.received == 0 and isinstance(exc, httpx.TransportError):
+                    why = explain_tls_error(exc)
+                    if why is not None:  # a TLS alert right after the handshake
+                        message = f"TLS to {_authority(origin)} failed: {why}"
+                        raise httpx.ConnectError(message) from exc
+                raise
+            break
+        conn.served += 1
+        if conn.absolute_form and response.status == 407:
             self._drop()
-            raise
+            raise httpx.ConnectError(
+                f"proxy answered {url.scheme}://{_authority(origin)} with 407 "
+                f"{response.reason.decode('latin-1')}"
+            )
+        if keep_alive:
+            _note_keep_alive(conn, response.headers)
         stream = _ResponseStream(self, conn, decoder, leftover, keep_alive, read_timeout)
         self._active = stream
         return httpx.Response(
@@ -226,13 +337,11 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
         start of a burst would otherwise compete for the client's CPU with the first
         responses.  A failure is left for the first request to report.
         """
-        scheme = url.raw_scheme
-        default_port = _DEFAULT_PORTS.get(scheme)
-        if self._conn is not None or default_port is None:
+        if self._conn is not None or url.raw_scheme not in _DEFAULT_PORTS:
             return
-        origin: Origin = (scheme, url.raw_host.decode("ascii"), url.port or default_port)
         with contextlib.suppress(httpx.ConnectError, httpx.ConnectTimeout):
-            self._conn = await self._open(origin, None)
+            self._conn = await self._open(_origin(url), None)
+            self._conn.parked = True
 
     async def aclose(self) -> None:
         self._drop()
@@ -252,30 +361,73 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
             if self._conn is conn:
                 self._conn = None
             conn.close()
+        elif conn.idle_limit is not None:
+            # The server's idle timer starts about now: when its response ended.
+            conn.idle_until = trio.current_time() + conn.idle_limit
 
     async def _open(self, origin: Origin, request_timeout: float | None) -> _Connection:
         scheme, host, port = origin
         timeout = self._connect_timeout if self._connect_timeout is not None else request_timeout
+        proxy = (
+            self._proxy.for_origin(scheme.decode("ascii"), host, port)
+            if self._proxy is not None
+            else None
+        )
+        target = _authority(origin)
+        via = f" through proxy {proxy.address}" if proxy is not None else ""
+        step = "connect"
         try:
             with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
-                tcp = await trio.open_tcp_stream(host, port)
+                if proxy is None:
+                    tcp = await trio.open_tcp_stream(host, port)
+                else:
+                    step = "proxy"
+                    tcp = await trio.open_tcp_stream(proxy.host, proxy.port)
                 stream: trio.abc.Stream = tcp
-                if scheme == b"https":
-                    ctx = self._ssl_context or _default_ssl_context()
-                    # https_compatible: a missing close_notify is a plain EOF, as in browsers;
-                    # truncation is still caught by chunked / Content-Length framing.
-                    stream = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
-                    try:
+                try:
+                    if proxy is not None and scheme == b"https":
+                        step = "tunnel"
+                        await _tunnel(tcp, proxy, target)
+                    if scheme == b"https":
+                        step = "tls"
+                        ctx = self._ssl_context or _default_ssl_context()
+                        # https_compatible: a missing close_notify is a plain EOF, as in
+                        # browsers; truncation is still caught by chunked / Content-Length
+                        # framing.
+                        stream = trio.SSLStream(
+                            tcp, ctx, server_hostname=host, https_compatible=True
+                        )
                         await stream.do_handshake()
-                    except BaseException:
-                        tcp.socket.close()
-                        raise
+                except BaseException:
+                    tcp.socket.close()
+                    raise
         except trio.TooSlowError as exc:
-            raise httpx.ConnectTimeout(f"connect to {host}:{port} took over {timeout}s") from exc
+            raise httpx.ConnectTimeout(
+                f"connect to {target}{via} took over {timeout}s ({_STEP_WORDS[step]})"
+            ) from exc
+        except _ProxyRefusal as exc:
+            raise httpx.ConnectError(str(exc)) from exc
         except _IO_ERRORS as exc:
-            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+            if step == "tls":
+                why = explain_tls_error(exc) or _reason(exc)
+                raise httpx.ConnectError(f"TLS to {target}{via} failed: {why}") from exc
+            if proxy is not None and step == "proxy":
+                raise httpx.ConnectError(
+                    f"cannot connect to proxy {proxy.address} (for {target}): {_reason(exc)}"
+                ) from exc
+            if proxy is not None and step == "tunnel":
+                raise httpx.ConnectError(
+                    f"proxy {proxy.address} failed during CONNECT {target}: {_reason(exc)}"
+                ) from exc
+            raise httpx.ConnectError(f"cannot connect to {target}: {_reason(exc)}") from exc
         self.connects += 1
-        return _Connection(stream, origin)
+        plain_via_proxy = proxy is not None and scheme == b"http"
+        return _Connection(
+            stream,
+            origin,
+            absolute_form=plain_via_proxy,
+            proxy_auth=proxy.authorization() if plain_via_proxy and proxy is not None else None,
+        )
 
     @staticmethod
     async def _send(conn: _Connection, data: bytes, timeout: float | None) -> None:
@@ -414,3 +566,144 @@ class _ResponseStream(httpx.AsyncByteStream):
         decoder = self._decoder
         reusable = self._keep_alive and decoder.done and not decoder.trailing
         self._transport._release(self, self._conn, reusable)
+
+
+# -- connection set-up and reuse ---------------------------------------------------------------
+
+_STEP_WORDS = {
+    "connect": "TCP connect",
+    "proxy": "TCP connect to the proxy",
+    "tunnel": "waiting for the proxy's answer to CONNECT",
+    "tls": "TLS handshake",
+}
+
+
+def _origin(url: httpx.URL) -> Origin:
+    scheme = url.raw_scheme
+    default_port = _DEFAULT_PORTS.get(scheme)
+    if default_port is None:
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+    return (scheme, url.raw_host.decode("ascii"), url.port or default_port)
+
+
+def _authority(origin: Origin) -> str:
+    _, host, port = origin
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reusable(conn: _Connection, origin: Origin) -> bool:
+    """Whether an idle connection may carry the next request to ``origin``."""
+    return (
+        conn.origin == origin
+        and conn.requests_left != 0
+        and trio.current_time() < conn.idle_until
+        and not conn.peer_closed()
+    )
+
+
+def _stale(exc: BaseException, conn: _Connection) -> bool:
+    """Whether a failed exchange on a reused connection is the server having closed it:
+    the write failed, or the read hit EOF or a reset before a single response byte."""
+    if conn.received:
+        return False
+    if isinstance(exc, httpx.WriteError | httpx.ReadError):
+        return True
+    # A ProtocolViolation is a response that broke the rules: bytes came, not a close.
+    return isinstance(exc, httpx.RemoteProtocolError) and not isinstance(exc, ProtocolViolation)
+
+
+def _note_keep_alive(conn: _Connection, headers: list[tuple[bytes, bytes]]) -> None:
+    """Honour ``Keep-Alive: timeout=N, max=M`` (RFC 2068 19.7.1.1; Apache, cpp-httplib).
+
+    ``max`` is read as the requests the server will still take, and also counted down on
+    our side, so either reading of it (remaining or total) stops reuse in time.
+    """
+    if conn.requests_left is not None:
+        conn.requests_left -= 1
+    for name, value in headers:
+        if len(name) != 10 or name.lower() != b"keep-alive":
+            continue
+        for param in value.split(b","):
+            key, _, number = param.partition(b"=")
+            key = key.strip().lower()
+            number = number.strip().strip(b'"')
+            if not number.isdigit():
+                continue
+            if key == b"timeout":
+                idle = int(number)
+                conn.idle_limit = max(0.0, idle - min(_KEEP_ALIVE_MARGIN_S, idle / 2))
+            elif key == b"max":
+                left = int(number)
+                conn.requests_left = (
+                    left if conn.requests_left is None else min(conn.requests_left, left)
+                )
+
+
+def _absolute_form(head: bytes, request: httpx.Request, auth: bytes | None) -> bytes:
+    """The request head for an HTTP proxy: the absolute URL as target (RFC 9112 3.2.2)."""
+    url = request.url
+    line_end = head.index(b"\r\n")
+    parts = [request.method.encode("ascii"), b" ", url.raw_scheme, b"://", url.netloc]
+    parts += (url.raw_path, b" HTTP/1.1\r\n")
+    if auth is not None:
+        parts += (b"Proxy-Authorization: ", auth, b"\r\n")
+    parts.append(head[line_end + 2 :])
+    return b"".join(parts)
+
+
+class _ProxyRefusal(Exception):
+    """The proxy would not open the tunnel; the message says what it answered."""
+
+
+async def _tunnel(tcp: trio.SocketStream, proxy: ProxyURL, target: str) -> None:
+    """``CONNECT target`` through ``proxy`` on ``tcp``; returns once the tunnel is open."""
+    authority = target.encode("ascii")
+    lines = [b"CONNECT ", authority, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
+    auth = proxy.authorization()
+    if auth is not None:
+        lines += (b"Proxy-Authorization: ", auth, b"\r\n")
+    lines.append(b"\r\n")
+    await tcp.send_all(b"".join(lines))
+    buf = b""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            status_line = buf[: buf.find(b"\r\n")]
+            version, _, rest = status_line.partition(b" ")
+            code, _, reason = rest.partition(b" ")
+            if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+                raise _ProxyRefusal(
+                    f"proxy {proxy.address} answered CONNECT {target} with something that is "
+                    f"not HTTP: {status_line[:60]!r}"
+                )
+            status = int(code)
+            if 100 <= status < 200:  # interim: the real answer follows
+                buf = buf[end + 4 :]
+                continue
+            if not 200 <= status < 300:
+                said = f"{status} {reason.decode('latin-1').strip()}".strip()
+                raise _ProxyRefusal(f"proxy {proxy.address} answered CONNECT {target} with {said}")
+            if buf[end + 4 :]:
+                raise _ProxyRefusal(
+                    f"proxy {proxy.address} sent bytes after its answer to CONNECT {target}"
+                )
+            return
+        if len(buf) > MAX_HEAD_BYTES:
+            raise _ProxyRefusal(f"proxy {proxy.address} answered CONNECT with an oversized head")
+        data = await tcp.receive_some(65536)
+        if not data:
+            raise _ProxyRefusal(
+                f"proxy {proxy.address} closed the connection in answer to CONNECT {target}"
+            )
+        buf += data
+
+
+def _reason(exc: BaseException) -> str:
+    """The first non-empty message among ``exc`` and its causes (trio wraps OS errors)."""
+    current: BaseException | None = exc
+    while current is not None:
+        text = str(current)
+        if text:
+            return text
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__

@@ -25,6 +25,7 @@ How a failure is classed:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -41,7 +42,7 @@ from lens.providers.base import (
 )
 from lens.records import ErrorClass, RequestRecord, TokenSource
 from lens.run.clock import RunClock
-from lens.run.http11 import DISPATCH_HOOK
+from lens.run.http11 import DISPATCH_HOOK, STALE_HOOK
 from lens.run.http11_parse import ProtocolViolation
 
 MAX_ERROR_BODY = 16 * 1024
@@ -119,6 +120,22 @@ async def execute_request(
         x.t_dispatch = now()
         x.dispatched = True
 
+    # A stale keep-alive connection: the transport re-sends once and calls on_dispatch
+    # again; the record keeps the time lost (lens.records.RequestRecord.stale_*).  Not an
+    # error, not one of the scenario's retries.
+    stale_from: int | None = None
+
+    def on_stale(reason: str) -> None:
+        nonlocal stale_from
+        if stale_from is None:
+            stale_from = x.t_dispatch
+
+    def emit_marked(rec: RequestRecord) -> None:
+        if stale_from is not None:
+            lost = rec.t_dispatch - stale_from
+            rec = dataclasses.replace(rec, stale_connection=True, stale_lost_ns=lost)
+        emit(rec)
+
     try:
         try:
             request = adapter.build_request(prompt, max_tokens)
@@ -129,6 +146,7 @@ async def execute_request(
             )
         else:
             request.extensions[DISPATCH_HOOK] = on_dispatch
+            request.extensions[STALE_HOOK] = on_stale
             with trio.move_on_after(timeout_s) as deadline:
                 await _exchange(x, transport, adapter, request, decoder, now)
             if deadline.cancelled_caught:
@@ -146,7 +164,7 @@ async def execute_request(
             x.error = (ErrorClass.CANCELLED, "run interrupted while the request was in flight")
             if x.status == 200 and decoder is not None:
                 x.finish(decoder, t_end, eof=False)
-        emit(
+        emit_marked(
             _record(
                 prompt,
                 stage=stage,

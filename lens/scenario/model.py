@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from lens.netconfig import ProxyURLError, parse_proxy_url
 from lens.scenario.env_scope import FROM_ENV
 from lens.scenario.headers import credential_problem, header_name_problem, unsendable
 from lens.scenario.sla import SlaSyntaxError, parse_sla
@@ -339,6 +340,103 @@ class PricingEntry(TokenPrice):
     model: NonEmptyStr = Field(description="Model name as providers name it.")
 
 
+# --- network settings of providers ------------------------------------------------------
+
+
+class TlsSettings(FrozenModel):
+    """How a provider's https connections are verified, and the client certificate."""
+
+    ca_bundle: NonEmptyStr | None = Field(
+        None,
+        description="PEM file of the CA certificates to trust, instead of the default "
+        "(certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR when set); relative to the "
+        "scenario's folder.",
+    )
+    client_cert: NonEmptyStr | None = Field(
+        None,
+        description="PEM file of the client certificate to present (with its key, unless "
+        "client_key is given); relative to the scenario's folder.",
+    )
+    client_key: NonEmptyStr | None = Field(
+        None, description="PEM file of client_cert's private key, when it is a file of its own."
+    )
+    verify: bool = Field(
+        True,
+        strict=True,
+        description="false: accept any certificate and host name (a warning on every run).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise FieldError(
+                "client_key needs client_cert: the certificate that key belongs to", "client_key"
+            )
+        if not self.verify and self.ca_bundle is not None:
+            raise FieldError(
+                "ca_bundle is never used with verify: false (nothing is verified): drop one",
+                "verify",
+            )
+        return self
+
+
+def _proxy_setting(value: object) -> object:
+    """``proxy:``: an HTTP proxy URL, or ``none`` / false for a direct connection."""
+    if value is False:
+        return "none"
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return "none"
+        try:
+            parse_proxy_url(value)
+        except ProxyURLError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+    raise ValueError(
+        "expected an HTTP proxy URL such as http://proxy.example:3128, or none for a direct "
+        "connection"
+    )
+
+
+# Stored as a secret: the URL's user-info may hold the proxy's password.
+ProxySetting = Annotated[
+    SecretStr,
+    BeforeValidator(_proxy_setting),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"const": False}],
+            "description": "HTTP proxy URL (http://[user:password@]host:port), or none / "
+            "false to connect directly (default: HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / "
+            "NO_PROXY). SOCKS is not supported.",
+        }
+    ),
+]
+
+
+class _KeepAlive(FrozenModel):
+    keep_alive: bool = Field(
+        True,
+        strict=True,
+        description="false: a fresh connection for every request, sent with Connection: "
+        "close (connect time stays out of TTFT).",
+    )
+
+
+class _Network(_KeepAlive):
+    """Connection settings of every provider that reaches a server over the network."""
+
+    proxy: Annotated[ProxySetting | None, FROM_ENV] = Field(
+        None,
+        description="HTTP proxy URL for this provider, or none to connect directly; when "
+        "omitted, the HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY variables.",
+    )
+    tls: Annotated[TlsSettings | None, FROM_ENV] = Field(
+        None,
+        description="TLS verification and client certificate (default: verify against "
+        "certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set).",
+    )
+
+
 # --- providers -----------------------------------------------------------------------------
 
 
@@ -362,7 +460,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(_Priced):
+class SimulatedProvider(_Priced, _KeepAlive):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -403,7 +501,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(_Priced):
+class OpenAICompatibleProvider(_Priced, _Network):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -421,7 +519,7 @@ class OpenAICompatibleProvider(_Priced):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIProvider(_Priced):
+class OpenAIProvider(_Priced, _Network):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -440,7 +538,7 @@ class OpenAIProvider(_Priced):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIResponsesProvider(_Priced):
+class OpenAIResponsesProvider(_Priced, _Network):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -455,7 +553,7 @@ class OpenAIResponsesProvider(_Priced):
     headers: Headers = _headers()
 
 
-class AnthropicProvider(_Priced):
+class AnthropicProvider(_Priced, _Network):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -475,7 +573,7 @@ class AnthropicProvider(_Priced):
     )
 
 
-class GeminiProvider(_Priced):
+class GeminiProvider(_Priced, _Network):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -511,7 +609,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(_Priced):
+class BedrockProvider(_Priced, _Network):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
@@ -557,7 +655,7 @@ class BedrockProvider(_Priced):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(_Priced):
+class AzureOpenAIProvider(_Priced, _Network):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
@@ -912,6 +1010,13 @@ class RateRange(FrozenModel):
     to: Rate = Field(description="Highest rate to try, e.g. 64/s.")
 
 
+class ConcurrencyRange(FrozenModel):
+    """The concurrencies a search may try, both included."""
+
+    from_: PositiveInt = Field(alias="from", description="Lowest concurrency to try, e.g. 1.")
+    to: PositiveInt = Field(description="Highest concurrency to try, e.g. 64.")
+
+
 class AutoSweep(FrozenModel):
     """GuideLLM-style sweep: a synchronous step (one request at a time) and a saturation
     step measure the slowest and the highest throughput, then constant-rate steps fill the
@@ -924,6 +1029,23 @@ class AutoSweep(FrozenModel):
     saturation: PositiveInt = Field(
         64, description="Requests kept in flight by the saturation step (default 64)."
     )
+
+
+def _steps_kind(value: Any) -> str:
+    # A list of steps or a range to search: told apart by shape, so a mistake in one is
+    # reported as that one's, not as a failed match of both.
+    return "range" if isinstance(value, dict | RateRange | ConcurrencyRange) else "list"
+
+
+RateSteps = Annotated[
+    Annotated[tuple[Rate, ...], Tag("list")] | Annotated[RateRange, Tag("range")],
+    Discriminator(_steps_kind),
+]
+ConcurrencySteps = Annotated[
+    Annotated[tuple[PositiveInt, ...], Field(min_length=1), Tag("list")]
+    | Annotated[ConcurrencyRange, Tag("range")],
+    Discriminator(_steps_kind),
+]
 
 
 def _conditions(field: str, role: str) -> Callable[[Any], tuple[str, ...]]:
@@ -950,6 +1072,7 @@ _SLA_LIST_SCHEMA: dict[str, Any] = {
 }
 _STOP_ROLE = "the condition that ends the sweep, e.g. 'ttft.p95 > 2s'"
 _SEARCH_ROLE = "the SLAs every rate must meet, e.g. 'ttft.p95 < 500ms'"
+_CONCURRENCY_SEARCH_ROLE = "the SLAs every concurrency must meet, e.g. 'ttft.p95 < 500ms'"
 StopConditions = Annotated[
     tuple[str, ...],
     PlainValidator(_conditions("stop_when", _STOP_ROLE)),
@@ -960,26 +1083,52 @@ SearchSlas = Annotated[
     PlainValidator(_conditions("find_max_rate", _SEARCH_ROLE)),
     WithJsonSchema(_SLA_LIST_SCHEMA),
 ]
+ConcurrencySearchSlas = Annotated[
+    tuple[str, ...],
+    PlainValidator(_conditions("find_max_concurrency", _CONCURRENCY_SEARCH_ROLE)),
+    WithJsonSchema(_SLA_LIST_SCHEMA),
+]
+
+
+def _search_precision(value: object) -> Precision | int:
+    # A whole number stays one: it is also how a concurrency search's precision is written
+    # (requests in flight), which a rate (a bare number is per second) cannot tell apart.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return parse_precision(value)
+
+
 SearchPrecision = Annotated[
-    Precision, PlainValidator(parse_precision), WithJsonSchema(precision_json_schema())
+    Precision | int,
+    PlainValidator(_search_precision),
+    WithJsonSchema(
+        {
+            **precision_json_schema(),
+            "description": "find_max_rate: 5% (of the rate) or 0.5/s (a bare number is per "
+            "second); find_max_concurrency: a whole number of requests in flight, e.g. 2",
+        }
+    ),
 ]
 
 
 class SweepStage(_PacedStage):
     """A series of steps at increasing load: open-loop rates or closed-loop concurrencies.
     Each step is its own stage in results, with the id ``<id>.<rate>rps`` or ``<id>.c<n>``.
-    Three kinds decide steps at run time from the steps before: ``stop_when`` ends the sweep
-    early, ``find_max_rate`` searches for the highest rate meeting SLAs, ``auto`` places rate
-    steps between the measured synchronous and saturated throughput."""
+    Four kinds decide steps at run time from the steps before: ``stop_when`` ends the sweep
+    early, ``find_max_rate`` and ``find_max_concurrency`` search for the highest rate or
+    concurrency meeting SLAs, ``auto`` places rate steps between the measured synchronous
+    and saturated throughput."""
 
     pattern: Literal["sweep"] = Field(description="Load pattern.")
-    rates: tuple[Rate, ...] | RateRange | None = Field(
+    rates: RateSteps | None = Field(
         None,
         description="One open-loop constant-rate step per rate, e.g. [1/s, 2/s, 5/s]; with "
         "find_max_rate, the range to search: {from: 1/s, to: 64/s}.",
     )
-    concurrencies: tuple[PositiveInt, ...] | None = Field(
-        None, min_length=1, description="One closed-loop step per concurrency, e.g. [1, 4, 16]."
+    concurrencies: ConcurrencySteps | None = Field(
+        None,
+        description="One closed-loop step per concurrency, e.g. [1, 4, 16]; with "
+        "find_max_concurrency, the range to search: {from: 1, to: 64}.",
     )
     auto: AutoSweep | None = Field(
         None,
@@ -1005,13 +1154,21 @@ class SweepStage(_PacedStage):
         description="Search 'rates: {from, to}' by bisection for the highest rate whose step "
         "meets every one of these SLAs, e.g. 'ttft.p95 < 500ms'.",
     )
+    find_max_concurrency: ConcurrencySearchSlas | None = Field(
+        None,
+        description="Search 'concurrencies: {from, to}' by bisection for the highest "
+        "concurrency whose step meets every one of these SLAs, e.g. 'ttft.p95 < 500ms'.",
+    )
     precision: SearchPrecision | None = Field(
         None,
-        description="find_max_rate stops when the highest passing and lowest failing rates "
-        "are this close: 5% (of the rate) or 0.5/s.",
+        description="The search stops when the highest passing and lowest failing steps are "
+        "this close: for find_max_rate 5% (of the rate) or 0.5/s; for find_max_concurrency "
+        "a whole number of requests in flight (default 1: neighbours).",
     )
     max_steps: Annotated[int, Field(strict=True, ge=2)] | None = Field(
-        None, description="find_max_rate runs at most this many steps, the two bounds included."
+        None,
+        description="A search (find_max_rate, find_max_concurrency) runs at most this many "
+        "steps, the two bounds included.",
     )
 
     @model_validator(mode="after")
@@ -1028,10 +1185,12 @@ class SweepStage(_PacedStage):
         if self.duration is None and self.requests is None:
             raise ValueError("a sweep stage needs 'duration', 'requests' or both, for each step")
         self._check_search()
-        if self.stop_when is not None and (self.find_max_rate is not None or self.auto):
+        self._check_concurrency_search()
+        decides = self.search_kind or ("auto" if self.auto else None)
+        if self.stop_when is not None and decides is not None:
             raise FieldError(
                 "'stop_when' ends a sweep over listed 'rates' or 'concurrencies'; "
-                f"{'find_max_rate' if self.find_max_rate else 'auto'} decides its own steps",
+                f"{decides} decides its own steps",
                 "stop_when",
             )
         if self.concurrencies is not None:
@@ -1042,7 +1201,8 @@ class SweepStage(_PacedStage):
                         "'concurrencies' is closed loop",
                         key,
                     )
-            _no_repeats(self.concurrencies, "concurrencies", str)
+            if isinstance(self.concurrencies, tuple):
+                _no_repeats(self.concurrencies, "concurrencies", str)
         if self.requests is not None and self.rates is None:  # closed-loop steps
             _check_size(self.requests)
         if isinstance(self.rates, tuple):
@@ -1054,11 +1214,36 @@ class SweepStage(_PacedStage):
             _check_expected_size(self.rates.to, self.duration, self.requests)
         return self
 
+    @property
+    def search_kind(self) -> Literal["find_max_rate", "find_max_concurrency"] | None:
+        if self.find_max_rate is not None:
+            return "find_max_rate"
+        if self.find_max_concurrency is not None:
+            return "find_max_concurrency"
+        return None
+
+    @property
+    def rate_precision(self) -> Precision | None:
+        """``precision`` of a rate search: a whole number is per second."""
+        if isinstance(self.precision, int):
+            return Precision(float(self.precision), relative=False)
+        return self.precision
+
     def _check_search(self) -> None:
-        search = self.find_max_rate is not None
+        if self.find_max_rate is not None and self.find_max_concurrency is not None:
+            raise FieldError(
+                "give one of 'find_max_rate' (over 'rates') or 'find_max_concurrency' (over "
+                "'concurrencies'), not both",
+                "find_max_concurrency",
+            )
         for key in ("precision", "max_steps"):
-            if getattr(self, key) is not None and not search:
-                raise FieldError(f"'{key}' tunes 'find_max_rate': add it, or remove '{key}'", key)
+            if getattr(self, key) is not None and self.search_kind is None:
+                raise FieldError(
+                    f"'{key}' tunes 'find_max_rate' or 'find_max_concurrency': add one, or "
+                    f"remove '{key}'",
+                    key,
+                )
+        search = self.find_max_rate is not None
         if isinstance(self.rates, RateRange) and not search:
             raise FieldError(
                 "a range of rates ({from, to}) is searched by 'find_max_rate'; to run fixed "
@@ -1083,6 +1268,35 @@ class SweepStage(_PacedStage):
                 "find_max_rate needs to know when to stop: give 'precision' (e.g. 5% or "
                 "0.5/s), 'max_steps' or both",
                 "find_max_rate",
+            )
+
+    def _check_concurrency_search(self) -> None:
+        search = self.find_max_concurrency is not None
+        if isinstance(self.concurrencies, ConcurrencyRange) and not search:
+            raise FieldError(
+                "a range of concurrencies ({from, to}) is searched by 'find_max_concurrency'; "
+                "to run fixed steps, list them: concurrencies: [1, 4, 16]",
+                "concurrencies",
+            )
+        if not search:
+            return
+        if not isinstance(self.concurrencies, ConcurrencyRange):
+            raise FieldError(
+                "find_max_concurrency searches a range of concurrencies: give "
+                "concurrencies: {from: 1, to: 64}",
+                "concurrencies" if self.concurrencies is not None else "find_max_concurrency",
+            )
+        if self.concurrencies.from_ >= self.concurrencies.to:
+            raise FieldError(
+                f"the search range must rise: 'from' ({self.concurrencies.from_}) is not below "
+                f"'to' ({self.concurrencies.to})",
+                "concurrencies",
+            )
+        if self.precision is not None and not isinstance(self.precision, int):
+            raise FieldError(
+                "find_max_concurrency's precision counts requests in flight: give a whole "
+                f"number, e.g. 2 (got {self.precision})",
+                "precision",
             )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from lens.metrics.cost import bill_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
 from lens.metrics.sweeps import Probe, SweepOutcome
-from lens.plan.compile import rate_step, step_id
+from lens.plan.compile import concurrency_step, rate_step, step_id
 from lens.plan.model import AdaptiveSweep, Plan, SlaSpec, StagePlan
 from lens.records import RequestRecord
 from lens.run.executor import StageRunner
@@ -61,6 +62,8 @@ class SweepDriver:
             unit = stages[i]
             sweep = self._adaptive.get(unit.sweep.sweep) if unit.sweep is not None else None
             if sweep is None:
+                if not runner.may_start(unit):
+                    return  # out of budget: this and later stages never start
                 await runner.run_unit(unit)
                 i += 1
                 continue
@@ -86,10 +89,10 @@ class SweepDriver:
         try:
             while pending:
                 for k, pid in enumerate(list(pending)):
-                    if _out_of_budget(runner):
+                    unit = _unit(sweep, planned[pid], pending[pid], len(probes[pid]), pause=k == 0)
+                    if not runner.may_start(unit):
                         cause = "the budget ran out"
                         return
-                    unit = _unit(sweep, planned[pid], pending[pid], len(probes[pid]), pause=k == 0)
                     running[pid] = unit.stage
                     probe = await self._step(runner, sweep, unit)
                     del running[pid]
@@ -116,15 +119,20 @@ class SweepDriver:
         finally:
             records, self._collecting = self._collecting, None
         window = runner.windows[-1]
+        # The step's GPU-hour cost is its billed span (pause and set-up included), as in
+        # the run's bill; judged before later steps exist, so from the windows so far.
+        bill = bill_run(self.plan.providers, runner.windows, records)
         (summary,) = aggregate(
             records,
             stage_windows={(unit.stage, unit.provider): (window.t_start, window.t_end)},
             providers=self.plan.providers,
+            gpu_usd=bill.record_usd,
         )
         verdicts = judge(sweep.conditions, [summary])
         passed = [v.outcome == "pass" for v in verdicts]
-        # stop_when: any condition holding ends the sweep; find_max_rate: a rate passes when
-        # every SLA does (inconclusive is no pass: too few samples prove nothing).
+        # stop_when: any condition holding ends the sweep; a search (find_max_rate,
+        # find_max_concurrency): a step passes when every SLA does (inconclusive is no pass:
+        # too few samples prove nothing).
         held = any(passed) if sweep.kind == "stop_when" else bool(passed) and all(passed)
         self._ran.setdefault(sweep.sweep, []).append(unit.stage)
         assert unit.sweep is not None
@@ -141,14 +149,16 @@ class SweepDriver:
 def _unit(
     sweep: AdaptiveSweep, planned: list[StagePlan], step: NextStep, index: int, *, pause: bool
 ) -> StagePlan:
-    """The unit of ``step``: the planned one when the plan lists it, else a new rate step.
-    The sweep's pause comes before each round but the first."""
+    """The unit of ``step``: the planned one when the plan lists it, else a new rate or
+    concurrency step.  The sweep's pause comes before each round but the first."""
     pause = pause and index > 0
     name = step_id(sweep.sweep, rate=step.rate_per_s, concurrency=step.concurrency)
     for unit in planned:
         if unit.stage == name:
             return dataclasses.replace(unit, pause_before_s=sweep.pause_s if pause else 0.0)
-    assert step.rate_per_s is not None  # closed-loop steps are always planned
+    if step.concurrency is not None:
+        return concurrency_step(planned[0], sweep, step.concurrency, index, pause=pause)
+    assert step.rate_per_s is not None
     return rate_step(planned[0], sweep, step.rate_per_s, index, pause=pause)
 
 

@@ -1,4 +1,5 @@
-"""Bisection for the highest rate that meets its SLAs: pure, driven by a pass/fail answer.
+"""Bisection for the highest rate (or concurrency) that meets its SLAs: pure, driven by a
+pass/fail answer.
 
 ``bisect_max_rate`` is a generator: it yields the next rate to try and is sent back whether
 that rate passed.  It first tries both ends of the range, lowest first: if the lowest fails
@@ -6,8 +7,10 @@ there is no answer (the bracket is open below); if the highest passes, it is the
 above; the true limit may be higher).  Otherwise it halves ``[passing, failing)`` until the
 two are within the precision or the step budget is spent.  The midpoint is arithmetic and
 rounded to 4 significant digits, so step ids stay readable (``search.81.25rps``).
+``bisect_max_concurrency`` does the same over whole numbers of requests in flight: the
+midpoint rounds down, and precision 1 ends on neighbours (the exact edge).
 
-The search assumes a pass at a rate implies a pass at every lower rate (latency rises with
+The search assumes a pass at a load implies a pass at every lower load (latency rises with
 load); a measurement that breaks that only narrows the bracket around a different edge.
 """
 
@@ -15,55 +18,68 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from lens.scenario.units import Precision
 
 SIGNIFICANT_DIGITS = 4
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
-class SearchResult:
-    max_rate_per_s: float | None  # the highest rate that passed; None: none did
-    passing: float | None  # the bracket: highest passing rate (None: open below)
-    failing: float | None  # lowest failing rate (None: open above)
-    probes: tuple[tuple[float, bool], ...]  # (rate, passed) in the order tried
+class SearchResult(Generic[N]):
+    found: N | None  # the highest value that passed; None: none did
+    passing: N | None  # the bracket: highest passing value (None: open below)
+    failing: N | None  # lowest failing value (None: open above)
+    probes: tuple[tuple[N, bool], ...]  # (value, passed) in the order tried
     reason: str
+
+    @property
+    def max_rate_per_s(self) -> N | None:
+        return self.found
 
 
 def round_rate(rate: float) -> float:
     return float(f"{rate:.{SIGNIFICANT_DIGITS}g}")
 
 
-def bisect_max_rate(
-    low: float, high: float, precision: Precision | None, max_steps: int | None
-) -> Generator[float, bool, SearchResult]:
-    """Yield rates to try, receive whether each passed; return the result.  At least one of
-    ``precision`` and ``max_steps`` (>= 2) bounds the search."""
+def _bisect(
+    low: N,
+    high: N,
+    *,
+    narrow_enough: Callable[[N, N], bool],
+    midpoint: Callable[[N, N], N],
+    show: Callable[[N], str],
+    noun: str,
+    within: str,
+    max_steps: int | None,
+) -> Generator[N, bool, SearchResult[N]]:
+    """Both ends, lowest first, then halving ``[passing, failing)`` until ``narrow_enough``,
+    ``max_steps`` probes, or ``midpoint`` has nothing left between the two."""
     assert low < high
-    assert precision is not None or max_steps is not None
     assert max_steps is None or max_steps >= 2
-    probes: list[tuple[float, bool]] = []
+    probes: list[tuple[N, bool]] = []
 
-    def result(passing: float | None, failing: float | None, reason: str) -> SearchResult:
+    def result(passing: N | None, failing: N | None, reason: str) -> SearchResult[N]:
         return SearchResult(passing, passing, failing, tuple(probes), reason)
 
     passed = yield low
     probes.append((low, passed))
     if not passed:
         return result(
-            None, low, f"even the lowest rate, {low:g}/s, fails: the bracket is open below"
+            None, low, f"even the lowest {noun}, {show(low)}, fails: the bracket is open below"
         )
     passed = yield high
     probes.append((high, passed))
     if passed:
         return result(
-            high, None, f"even the highest rate, {high:g}/s, passes: the bracket is open above"
+            high, None, f"even the highest {noun}, {show(high)}, passes: the bracket is open above"
         )
     passing, failing = low, high
-    while precision is None or not precision.reached(passing, failing):
+    while not narrow_enough(passing, failing):
         if max_steps is not None and len(probes) >= max_steps:
             return result(passing, failing, f"stopped after max_steps ({max_steps}) steps")
-        mid = round_rate((passing + failing) / 2)
+        mid = midpoint(passing, failing)
         if not passing < mid < failing:  # the bracket is down to the rounding step
             break
         passed = yield mid
@@ -72,8 +88,46 @@ def bisect_max_rate(
             passing = mid
         else:
             failing = mid
-    within = f"within {precision}" if precision is not None else "as narrow as rates go"
     return result(passing, failing, f"bracket {within}")
+
+
+def bisect_max_rate(
+    low: float, high: float, precision: Precision | None, max_steps: int | None
+) -> Generator[float, bool, SearchResult[float]]:
+    """Yield rates to try, receive whether each passed; return the result.  At least one of
+    ``precision`` and ``max_steps`` (>= 2) bounds the search.  The midpoint is rounded to
+    ``SIGNIFICANT_DIGITS``."""
+    assert precision is not None or max_steps is not None
+    return _bisect(
+        low,
+        high,
+        narrow_enough=lambda p, f: precision is not None and precision.reached(p, f),
+        midpoint=lambda p, f: round_rate((p + f) / 2),
+        show=lambda rate: f"{rate:g}/s",
+        noun="rate",
+        within=f"within {precision}" if precision is not None else "as narrow as rates go",
+        max_steps=max_steps,
+    )
+
+
+def bisect_max_concurrency(
+    low: int, high: int, precision: int = 1, max_steps: int | None = None
+) -> Generator[int, bool, SearchResult[int]]:
+    """The same search over whole concurrencies: the midpoint rounds down, and the bracket
+    ``[passing, failing)`` narrows until ``failing - passing <= precision`` (1: neighbours,
+    so the answer is exact), or ``max_steps`` probes."""
+    assert precision >= 1
+    within = "down to neighbours" if precision == 1 else f"within {precision} in flight"
+    return _bisect(
+        low,
+        high,
+        narrow_enough=lambda p, f: f - p <= precision,
+        midpoint=lambda p, f: (p + f) // 2,
+        show=lambda c: f"{c} in flight",
+        noun="concurrency",
+        within=within,
+        max_steps=max_steps,
+    )
 
 
 def search_max_rate(
@@ -82,7 +136,7 @@ def search_max_rate(
     precision: Precision | None,
     max_steps: int | None,
     passes: Callable[[float], bool],
-) -> SearchResult:
+) -> SearchResult[float]:
     """``bisect_max_rate`` answered by ``passes(rate)``."""
     search = bisect_max_rate(low, high, precision, max_steps)
     try:
@@ -90,5 +144,5 @@ def search_max_rate(
         while True:
             rate = search.send(passes(rate))
     except StopIteration as done:
-        result: SearchResult = done.value
+        result: SearchResult[float] = done.value
         return result

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from lens.metrics.sweeps import Probe, SweepOutcome
 from lens.plan.compile import step_id
 from lens.plan.model import AdaptiveSweep, SweepStep
-from lens.sweeps.search import bisect_max_rate, round_rate
+from lens.sweeps.search import bisect_max_concurrency, bisect_max_rate, round_rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,8 @@ def controller_for(sweep: AdaptiveSweep, provider: str, planned: Sequence[SweepS
         return stop_when_steps(sweep, provider, planned)
     if sweep.kind == "find_max_rate":
         return find_max_rate_steps(sweep, provider)
+    if sweep.kind == "find_max_concurrency":
+        return find_max_concurrency_steps(sweep, provider)
     return auto_steps(sweep, provider, planned)
 
 
@@ -102,6 +104,36 @@ def find_max_rate_steps(
     )
 
 
+def find_max_concurrency_steps(
+    sweep: AdaptiveSweep, provider: str
+) -> Generator[NextStep, Probe, SweepOutcome]:
+    """Bisection over whole concurrencies; a step passes when every condition passes."""
+    assert sweep.concurrency_range is not None
+    low, high = sweep.concurrency_range
+    search = bisect_max_concurrency(low, high, sweep.concurrency_precision, sweep.max_steps)
+    probes: list[Probe] = []
+    try:
+        concurrency = next(search)
+        while True:
+            probe = yield NextStep(concurrency=concurrency)
+            probes.append(probe)
+            concurrency = search.send(probe.held)
+    except StopIteration as done:
+        result = done.value
+    slas = " and ".join(c.expr.text for c in sweep.conditions)
+    found = result.found
+    reason = result.reason if found is None else f"{found} in flight meets {slas}: {result.reason}"
+    return SweepOutcome(
+        sweep.sweep,
+        provider,
+        "find_max_concurrency",
+        reason,
+        tuple(probes),
+        max_concurrency=found,
+        bracket=(result.passing, result.failing),
+    )
+
+
 def spread_rates(sync_rps: float | None, saturated_rps: float | None, steps: int) -> list[float]:
     """``steps`` rates evenly spaced strictly between the two throughputs (none when the
     saturated one is not above the synchronous one: there is no range to step through)."""
@@ -159,11 +191,14 @@ def cut_short(
     never run.  ``running`` is the step that was cut off in the middle, if one was."""
     during = f" during {running}" if running is not None else ""
     reason = f"cut short: {cause}{during}, after {len(probes)} completed step(s)"
-    if sweep.kind == "find_max_rate":
-        passed = [p.rate_per_s for p in probes if p.held and p.rate_per_s is not None]
-        failed = [p.rate_per_s for p in probes if not p.held and p.rate_per_s is not None]
-        so_far = [f"{max(passed):g}/s passed"] if passed else []
-        so_far += [f"{min(failed):g}/s failed"] if failed else []
+    if sweep.kind in ("find_max_rate", "find_max_concurrency"):
+        # A step's load: its rate (a rate search) or its concurrency.
+        load = [(p.rate_per_s or p.concurrency, p.held) for p in probes]
+        passed = [x for x, held in load if held and x is not None]
+        failed = [x for x, held in load if not held and x is not None]
+        unit = "/s" if sweep.kind == "find_max_rate" else " in flight"
+        so_far = [f"{max(passed):g}{unit} passed"] if passed else []
+        so_far += [f"{min(failed):g}{unit} failed"] if failed else []
         reason += f" ({' and '.join(so_far)} so far)" if so_far else ""
         reason += "; no answer"
     ran = {p.stage for p in probes} | {running}

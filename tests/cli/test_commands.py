@@ -185,3 +185,9 @@ def test_plan_says_what_adaptive_sweeps_decide_at_run_time(
     ) in out
     assert "sweep ladder: stops after the first step where ttft.p95 > 150ms holds" in out
     assert "sweep auto: after its synchronous and saturation steps, 3 rate steps" in out
+    assert "step 2 of slots (1-16 in flight)" in out
+    assert (
+        "sweep slots: searches 1-16 in flight for the highest concurrency meeting "
+        "ttft.p95 < 50ms (down to neighbours); the table lists its two bounds, the steps "
+        "between them are decided at run time"
+    ) in out

@@ -88,3 +88,38 @@ def test_find_max_rate_lands_within_the_precision_of_the_capacity(
     assert all(w["sweep"] == "search" and w["steps"] is None for w in windows.values())
     table = capsys.readouterr().out
     assert f"search/sim (find_max_rate): max rate {passing:g}/s" in table
+
+
+def test_find_max_concurrency_finds_where_queueing_starts(
+    write_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 40 ms to the first of 16 tokens 4 ms apart: 100 ms a response.  Up to 4 in flight,
+    # every request is admitted at once (TTFT ~40 ms); from 5 on, some wait a whole response
+    # for a slot (TTFT ~140 ms), about one in five at 5, so TTFT p95 jumps by 100 ms between
+    # 4 and 5.  The SLA sits halfway: the search must land on 4 exactly.
+    path = write_scenario(
+        ttft="40ms",
+        itl="4ms",
+        tokens=16,
+        extra=CAPACITY,
+        load="  - {id: conc, pattern: sweep, concurrencies: {from: 2, to: 12}, requests: 20,"
+        ' find_max_concurrency: "ttft.p95 < 90ms"}',
+    )
+    doc = run(path, tmp_path, capsys)
+    (sweep,) = doc["sweeps"]
+    assert sweep["kind"] == "find_max_concurrency"
+    assert sweep["max_concurrency"] == 4
+    assert sweep["bracket"] == [4, 5]
+    # 2 and 12, then (2 + 12) // 2 = 7 fails, 4 passes, (4 + 7) // 2 = 5 fails.
+    assert [(p["stage"], p["held"]) for p in sweep["probes"]] == [
+        ("conc.c2", True),
+        ("conc.c12", False),
+        ("conc.c7", False),
+        ("conc.c4", True),
+        ("conc.c5", False),
+    ]
+    assert ttft_p95(doc, "conc.c5") > ttft_p95(doc, "conc.c4") + 50
+    windows = {w["stage"]: w["sweep"] for w in doc["stages"]}
+    assert [w["concurrency"] for w in windows.values()] == [2, 12, 7, 4, 5]
+    table = capsys.readouterr().out
+    assert "conc/sim (find_max_concurrency): max concurrency 4, bracket [4, 5) in flight" in table

@@ -24,7 +24,7 @@ from lens.export.report.series import (
     SweepStep,
     ecdf,
     latency_cdfs,
-    sweep,
+    lone_stages,
     sweep_runs,
     throughput_over_time,
 )
@@ -350,7 +350,7 @@ def test_throughput_leaves_gaps_outside_a_providers_stages(tmp_path: Path) -> No
 
 
 def test_sweep_orders_each_providers_stages_by_throughput(real_results: Path) -> None:
-    points = sweep(load_results(real_results))
+    points = lone_stages(load_results(real_results))
     assert set(points) == {"quick", "flaky"}
     for pts in points.values():
         assert {p.stage for p in pts} == {"burst", "closed"}
@@ -496,7 +496,11 @@ def test_each_sweep_has_its_chart_and_says_what_it_found(
     for probe in search.probes:
         verdict = "pass" if probe.held else "fail"
         detail = escape(probe.detail)
-        assert f'<td class="text">{verdict}</td><td class="text">{detail}</td>' in html
+        # the sweep's own decision, then the scenario's SLAs on the step (error_rate < 1%)
+        sla = next(v for v in sweep_results.verdicts if v.stage == probe.stage)
+        assert (
+            f'<td class="text">{verdict}: {detail}</td><td class="text">{sla.outcome}</td>' in html
+        )
 
     ladder = by_sweep(sweep_results, "stop_when")
     stop = next(p for p in ladder.probes if p.held)
@@ -546,7 +550,7 @@ def test_sweep_runs_group_steps_by_sweep_in_order_of_load(sweep_results: Results
     (auto,) = runs["auto"]
     assert (auto.steps[0].label, auto.steps[-1].label) == ("c1", "c8")  # by what they achieved
     # the plain-stage chart leaves sweep steps to the sweep charts
-    plain = sweep(sweep_results)
+    plain = lone_stages(sweep_results)
     assert {p: {q.stage for q in pts} for p, pts in plain.items()} == {"sim": {"steady", "idle"}}
 
 

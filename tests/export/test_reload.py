@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,11 +11,17 @@ import pytest
 
 from lens.errors import InputError
 from lens.export.reload import rejudge, stage_cost_from_out, summary_from_out, verdict_from_out
-from lens.export.results import load_results, write_results
+from lens.export.results import Results, build_results, load_results, write_results
 from lens.metrics.judge import judge
+from lens.metrics.summary import SummaryBuilder
+from lens.plan.compile import compile_plan
 from lens.plan.model import SlaSpec
+from lens.run.executor import StageWindow
+from lens.run.session import RunOutcome
+from lens.scenario import parse_scenario
 from lens.scenario.sla import parse_sla
-from tests.export._reload_results import built
+from tests.export._reload_results import SCENARIO, built
+from tests.metrics._factory import failed, ns, record
 
 
 def test_summaries_and_verdicts_round_trip_through_their_stored_form() -> None:
@@ -133,3 +140,49 @@ def test_per_request_cost_checks_use_the_stored_cost() -> None:
     cheap = (SlaSpec(parse_sla("cost.max < $0.00005")),)
     assert [s.sla_conforming for s in rejudge(results, cheap)[0]] == [3, 0]
     assert Decimal(str(results.records[0].cost_usd)) == Decimal("0.00002")
+
+
+def _with_warmup(*, pooled: bool) -> Results:
+    """Stage s of provider a: 2 warmup requests, then 3 measured ones of which 1 failed
+    (b's records as in ``built``)."""
+    plan = compile_plan(parse_scenario(SCENARIO), env={})
+    recs = [
+        *(record(provider="a", index=i, phase="warmup") for i in range(2)),
+        *(record(provider="a", index=i) for i in range(2, 4)),
+        failed(provider="a", index=4),
+    ]
+    builder = SummaryBuilder(
+        providers=plan.providers, slas=plan.slas, pooled_stages=frozenset({"s"} if pooled else ())
+    )
+    builder.add_many(recs)
+    summaries = builder.build({("s", "a"): (0, ns(1000))})
+    phases = builder.build_phases({("s", "a", "warmup"): (0, ns(500))})
+    outcome = RunOutcome(
+        records=tuple(recs),
+        windows=(StageWindow("s", "a", 0, ns(1000), 5, 5, t_measure_start=ns(500)),),
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        duration_s=1.0,
+    )
+    verdicts = judge(plan.slas, summaries)
+    return build_results(plan, outcome, summaries, verdicts, phases)
+
+
+def test_rejudging_counts_only_the_requests_each_summary_holds() -> None:
+    loose = (SlaSpec(parse_sla("ttft.p50 < 1s")),)
+    results = _with_warmup(pooled=False)
+    assert [(s.phase, s.ok) for s in results.phase_summaries] == [("warmup", 2)]
+    (again,), _ = rejudge(results, loose)
+    # The 2 warmup requests conform too, but are not among the summary's 2 successes.
+    assert (again.ok, again.sla_conforming) == (2, 2)
+    assert again.cost is not None
+    assert again.cost.sla_conforming == 2
+    # Pooled with the measured ones (sla_includes_warmup), they are the summary's own.
+    (pooled,), _ = rejudge(_with_warmup(pooled=True), loose)
+    assert (pooled.ok, pooled.sla_conforming) == (4, 4)
+
+
+def test_records_that_outnumber_the_summary_are_refused() -> None:
+    results = _with_warmup(pooled=False)
+    doubled = results.model_copy(update={"records": [*results.records, *results.records]})
+    with pytest.raises(InputError, match=r"s/a: 4 of its stored records conform, but it has"):
+        rejudge(doubled, (SlaSpec(parse_sla("ttft.p50 < 1s")),))

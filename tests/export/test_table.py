@@ -115,3 +115,13 @@ def test_verdicts_show_the_measured_value_in_the_assertions_unit() -> None:
     assert measured_text("cost.mean", 0.0000274) == "$0.0000274"
     assert measured_text("ttft.p95", 123.4567) == "123.457 ms"
     assert measured_text("ttft.p95", None) == "-"
+
+
+def test_cold_start_says_which_warm_requests_it_is_compared_with() -> None:
+    text = render(rich_results())
+    assert "\ncold start (TTFT of cold requests vs warm ones):\n" in text
+    assert (
+        "  gpt: 1 cold, TTFT p50 209.0 ms vs warm p50 200.0 ms, p90 200.0 ms, 1.04x; "
+        "compared with warm requests of stage warm (the cold requests' own stage: 2 warm, "
+        "3.4 in flight on average)\n"
+    ) in text

@@ -244,6 +244,19 @@ def endless_stream(req: Request) -> bytes:
     )
 
 
+@route("keepalive-liar")
+def keepalive_liar(req: Request) -> bytes:
+    """llama.cpp's llama-server: advertises keep-alive, then closes after every response."""
+    body = sse_body(*OK_EVENTS)
+    return raw(
+        "HTTP/1.1 200 OK",
+        "Content-Type: text/event-stream",
+        "Keep-Alive: timeout=5, max=100",
+        f"Content-Length: {len(body)}",
+        body=body,
+    )
+
+
 @route("stall-head")
 def stall_head(req: Request) -> bytes:
     """Accept the request, then say nothing for longer than the client waits."""

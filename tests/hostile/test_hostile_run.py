@@ -47,6 +47,7 @@ EXPECTED = {
     "endless-line": "protocol_error",  # limits.max_event_bytes
     "endless-stream": "protocol_error",  # limits.max_response_bytes
     "stall-head": "timeout",
+    "keepalive-liar": None,
 }
 
 
@@ -178,3 +179,30 @@ def test_lens_plan_masks_url_credentials(
         if flags:  # the text plan shows no URLs at all
             assert "***:***@127.0.0.1" in out
         assert_no_secret(f"lens plan {flags}", out)
+
+
+def test_a_server_that_closes_after_every_response_costs_no_request(
+    hostile: HostileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One connection reused by a closed loop: every request the server never saw is re-sent
+    once on a fresh connection, flagged, and never counted as an error (issue 10: 30 % of
+    requests to llama-server failed as ``connect`` before)."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "version: 1\nname: liar\ndefaults: {timeout: 5s}\nproviders:\n"
+        f"  liar: {{type: openai-compatible, base_url: '{hostile.base_url('keepalive-liar')}', "
+        "model: m}\n"
+        "prompts: [{id: q, messages: [{role: user, content: hi}]}]\n"
+        "load: [{id: seq, pattern: concurrency, concurrency: 1, requests: 30}]\n"
+        "integrity: {max_cpu: 100%, max_loop_lag: 10s}\n"
+    )
+    out = tmp_path / "r.json"
+    assert main(["run", str(path), "-o", str(out), "-q"]) == exitcodes.OK, capsys.readouterr().err
+    records = json.loads(out.read_text())["records"]
+    assert len(records) == 30
+    assert [r["error_class"] for r in records] == [None] * 30
+    for r in records:
+        # A re-sent request says so and how long the dead connection cost it.
+        assert (r["stale_lost_ms"] is not None) == r["stale_connection"]
+        if r["stale_connection"]:
+            assert r["stale_lost_ms"] >= 0

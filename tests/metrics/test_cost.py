@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import pytest
 
-from lens.metrics.cost import CostAccumulator, busy_ns, gpu_share, record_cost
+from lens.metrics.cost import CostAccumulator, bill_run, busy_ns, record_cost
 from lens.metrics.judge import judge
 from lens.metrics.summary import SummaryBuilder, aggregate
 from lens.plan.model import ProviderSpec, SimSettings, SlaSpec
@@ -99,23 +99,33 @@ def test_no_price_or_nothing_priced_is_no_cost_not_zero() -> None:
     assert no_providers.cost is None
 
 
-def test_gpu_hour_cost_is_wall_time_shared_by_busy_time() -> None:
+@dataclass(frozen=True)
+class Win:
+    stage: str
+    provider: str
+    t_start: int
+    t_end: int
+    pause_ns: int = 0
+
+
+def test_gpu_hour_cost_is_billed_time_shared_by_busy_time() -> None:
     short = rec(t_end=1 * S)
     long_ = rec(ok=False, t_end=3 * S)
-    window = (0, 36 * S)  # 36 s = 0.01 h; 2.5 $/GPU-h x 2 GPUs x 0.01 h = $0.05
-    (s,) = aggregate([short, long_], stage_windows={("s", "p"): window}, providers={"p": GPU})
+    window = Win("s", "p", 0, 36 * S)  # 36 s = 0.01 h; 2.5 $/GPU-h x 2 GPUs x 0.01 h = $0.05
+    bill = bill_run({"p": GPU}, [window], [short, long_])
+    assert bill.record_usd == (Decimal("0.0125"), Decimal("0.0375"))
+    (s,) = aggregate(
+        [short, long_], stage_windows={("s", "p"): (0, 36 * S)}, providers={"p": GPU},
+        gpu_usd=bill.record_usd,
+    )  # fmt: skip
     assert s.cost is not None
     assert s.cost.kind == "gpu-hour"
     assert s.cost.total == Decimal("0.05")
-    assert s.cost.busy_ns == 4 * S
     assert s.get("cost", "mean") == pytest.approx(0.025)
-    assert s.metrics["cost"].p95 is None  # per-request spread unknown before the stage ends
-    assert gpu_share(short, s.cost.total, s.cost.busy_ns) == Decimal("0.0125")
-    assert gpu_share(long_, s.cost.total, s.cost.busy_ns) == Decimal("0.0375")
-    assert gpu_share(short, s.cost.total, 0) is None
-    # without a window the wall time, and so the cost, is unknown
-    (no_window,) = aggregate([short], stage_windows={}, providers={"p": GPU})
-    assert no_window.cost is None
+    assert s.metrics["cost"].p95 is None  # per-request checks leave GPU-hour shares alone
+    # without the bill's shares the records' costs, and so the stage's, are unknown
+    (no_bill,) = aggregate([short], stage_windows={("s", "p"): (0, S)}, providers={"p": GPU})
+    assert no_bill.cost is None
 
 
 def test_busy_time_never_negative() -> None:

@@ -83,6 +83,7 @@ def test_cold_penalty_significance() -> None:
     assert c.ratio == pytest.approx(900 / 104)
     assert c.penalty_ms == pytest.approx(796)
     assert c.significant
+    assert (c.warm_stage, c.same_stage) == ("s", True)
     mild = [at(0, 1, ttft_ms=108), *recs[1:]]
     (m,) = cold_start(mild, cold_flags(mild))
     assert not m.significant
@@ -104,3 +105,31 @@ def test_distrusted_verdicts_become_inconclusive_with_the_reason() -> None:
     assert out[0].value == 10.0
     assert out[1].reason == "few"
     assert distrust([v], []) == (v,)
+
+
+def test_cold_requests_are_compared_with_warm_ones_under_comparable_load() -> None:
+    def staged(stage: str, dispatch_s: float, end_s: float, ttft_ms: float) -> RequestRecord:
+        return replace(at(dispatch_s, end_s, ttft_ms), stage=stage)
+
+    # A burst of 4: the first is cold (900 ms), the 3 beside it queued (800 ms): too few to
+    # compare with.  Then 10 at once, queued (2 s TTFT, 10 in flight), and 10 one after
+    # another (100-109 ms, about 0.5 in flight): the cold start is compared with these.
+    recs = [staged("burst", 0, 1, 900), *(staged("burst", 0, 1, 800) for _ in range(3))]
+    recs += [staged("c8", 2, 4, 2000) for _ in range(10)]
+    recs += [staged("c1", 5 + i, 5.5 + i, 100 + i) for i in range(10)]
+    (c,) = cold_start(recs, cold_flags(recs))
+    assert (c.cold_requests, c.warm_stage, c.same_stage, c.warm_requests) == (1, "c1", False, 10)
+    assert c.warm_in_flight == pytest.approx(5 / 9.5)
+    assert (c.warm_ttft_p50_ms, c.warm_ttft_p90_ms) == pytest.approx((104, 108))
+    assert c.significant  # against all 23 warm requests (p50 800 ms) it would not be
+    assert c.compared_with() == (
+        "compared with warm requests of stage c1 (the least loaded stage: 10 warm, "
+        "0.5 in flight on average)"
+    )
+    # With 10 warm requests of its own, a stage is its own reference, however loaded.
+    more = recs + [staged("burst", 0, 1, 800) for _ in range(7)]
+    (own,) = cold_start(more, cold_flags(more))
+    assert (own.warm_stage, own.same_stage, own.warm_requests) == ("burst", True, 10)
+    assert own.compared_with().startswith(
+        "compared with warm requests of stage burst (the cold requests' own stage: 10 warm, "
+    )

@@ -44,7 +44,7 @@ prompts:
   - id: q
     messages: [{role: user, content: "${NOT_READ}"}]
 load:
-  - {id: w, pattern: burst, requests: 1}
+  - {id: w, pattern: burst, requests: 1, max_tokens: 64}
 budget: ${BUDGET:-5}
 """
 ENV = {

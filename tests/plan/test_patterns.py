@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from lens.plan.compile import PRECISE_SPIN_S, rate_step
+from lens.plan.compile import PRECISE_SPIN_S, concurrency_step, rate_step
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import SweepStep
 from tests.plan.test_compile import BASE, plan_of, plan_problems
@@ -229,6 +229,67 @@ def test_a_rate_step_chosen_at_run_time_is_made_like_a_listed_one() -> None:
     # run will know.
     assert dataclasses.replace(made, sweep=listed.stages[2].sweep) == listed.stages[2]
     assert made.sweep == SweepStep("search", 1, None, rate_per_s=45.0)
+
+
+CONCURRENCY_SEARCH = (
+    "  - {id: conc, pattern: sweep, concurrencies: {from: 2, to: 32}, requests: 40,"
+    " warmup: 4 requests, find_max_concurrency: 'ttft.p95 < 1s', precision: 2,"
+    " max_steps: 5, pause: 1s}\n"
+)
+
+
+def test_a_concurrency_search_plans_its_two_bounds() -> None:
+    plan = plan_of(
+        with_load(CONCURRENCY_SEARCH, sla="  - {assert: 'error_rate < 1%', stage: conc}\n")
+    )
+    sim = [u for u in plan.stages if u.provider == "sim"]
+    assert [u.stage for u in sim] == ["conc.c2", "conc.c32"]
+    assert sim[1].sweep == SweepStep("conc", 1, None, concurrency=32)
+    assert (sim[1].concurrency, sim[1].requests, sim[1].arrivals) == (32, 40, None)
+    (sweep,) = plan.sweeps
+    assert (sweep.kind, sweep.concurrency_range, sweep.concurrency_precision) == (
+        "find_max_concurrency",
+        (2, 32),
+        2,
+    )
+    assert (sweep.max_steps, sweep.precision, sweep.search_range) == (5, None, None)
+    assert plan.slas[0].steps == ("conc.c2", "conc.c32")  # more are added at run time
+    assert plan_to_dict(plan)["adaptive_sweeps"][0] == {
+        "id": "conc",
+        "kind": "find_max_concurrency",
+        "decided_at_run_time": True,
+        "conditions": ["ttft.p95 < 1s"],
+        "concurrency_from": 2,
+        "concurrency_to": 32,
+        "precision": 2,
+        "max_steps": 5,
+    }
+    # Without a precision the search ends on neighbours: the exact edge.
+    exact = plan_of(with_load(CONCURRENCY_SEARCH.replace(" precision: 2,", "")))
+    assert exact.sweeps[0].concurrency_precision == 1
+
+
+def test_a_concurrency_step_chosen_at_run_time_is_made_like_a_listed_one() -> None:
+    listed = plan_of(
+        with_load(
+            "  - {id: conc, pattern: sweep, concurrencies: [2, 9], requests: 40,"
+            " warmup: 4 requests, cooldown: 2 requests, pause: 1s}\n"
+        )
+    )
+    plan = plan_of(
+        with_load(
+            CONCURRENCY_SEARCH.replace(
+                "warmup: 4 requests", "warmup: 4 requests, cooldown: 2 requests"
+            )
+        )
+    )
+    (sweep,) = plan.sweeps
+    made = concurrency_step(plan.stages[0], sweep, 9, 2, pause=True)
+    assert dataclasses.replace(made, sweep=listed.stages[2].sweep) == listed.stages[2]
+    assert made.sweep == SweepStep("conc", 2, None, concurrency=9)
+    assert made.phases.warmup_requests == 4
+    assert made.pause_before_s == 1.0
+    assert concurrency_step(plan.stages[0], sweep, 9, 2, pause=False).pause_before_s == 0.0
 
 
 def test_auto_sweep_step_ids_must_be_free() -> None:

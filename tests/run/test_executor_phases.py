@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 import trio.testing
 
 from lens.metrics.idle import idle_probes
 from lens.metrics.integrity import cold_flags
+from lens.metrics.summary import SummaryBuilder
 from lens.plan.model import Phases, RetryPolicy, StagePlan
 from lens.records import ErrorClass, RequestRecord
 from lens.run.executor import StageRunner, StageWindow
@@ -19,7 +22,7 @@ TENTH = Script(ttft_s=0.1, itl_s=0.0, tokens=1)
 
 
 async def run_unit(
-    unit: StagePlan, script: Script = TENTH
+    unit: StagePlan, script: Script | Callable[[int], Script] = TENTH
 ) -> tuple[list[RequestRecord], StageWindow]:
     fake = FakeOpenAI(script)
     records: list[RequestRecord] = []
@@ -65,6 +68,103 @@ async def test_closed_loop_phase_follows_when_a_request_starts(
     recs, window = await run_unit(closed_stage(duration_s=1.0, phases=phases))
     assert [r.phase for r in recs] == ["warmup"] * 3 + ["measure"] * 5 + ["cooldown"] * 2
     assert window.span("measure") == (window.t_start + 300 * MS, window.t_start + 800 * MS)
+
+
+def lasting(*first_ms: int, then_ms: int = 100) -> Callable[[int], Script]:
+    """Call k (in send order) takes ``first_ms[k]`` ms, every later one ``then_ms``."""
+
+    def script(call: int) -> Script:
+        ms = first_ms[call] if call < len(first_ms) else then_ms
+        return Script(ttft_s=ms / 1000, itl_s=0.0, tokens=1)
+
+    return script
+
+
+def rates(recs: list[RequestRecord], window: StageWindow) -> dict[str, float | None]:
+    """Each phase's req/s over its own span, as the pipeline summarises them."""
+    builder = SummaryBuilder()
+    builder.add_many(recs)
+    (measured,) = builder.build({("c", "p"): window.span("measure")})
+    out: dict[str, float | None] = {"measure": measured.rps}
+    for s in builder.build_phases(
+        {("c", "p", ph): window.span(ph) for ph in ("warmup", "cooldown")}
+    ):
+        out[s.phase] = s.rps
+    return out
+
+
+def starts_ms(recs: list[RequestRecord], window: StageWindow) -> list[tuple[str, int]]:
+    return [(r.phase, (r.t_dispatch - window.t_start) // MS) for r in recs]
+
+
+async def test_closed_loop_warmup_is_a_barrier_and_the_measured_span_opens_at_its_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Four workers, 100 ms a request, the first two warmup.  The two workers without a
+    # warmup request wait; all four start measured requests at 100 ms (8: two rounds).
+    fake = FakeOpenAI(TENTH)
+    records: list[RequestRecord] = []
+    plan = plan_of(closed_stage(concurrency=4, requests=10, phases=Phases(warmup_requests=2)))
+    runner = StageRunner(plan, plan.providers, records.append, transport_for=lambda _: fake)
+    await runner.run_all()
+    (window,) = runner.windows
+    recs = sorted(records, key=lambda r: r.index)
+    assert (
+        starts_ms(recs, window)
+        == [("warmup", 0)] * 2 + [("measure", 100)] * 4 + [("measure", 200)] * 4
+    )
+    assert fake.max_in_flight == 4
+    assert window.t_end - window.t_start == 300 * MS
+    assert window.span("warmup") == (window.t_start, window.t_start + 100 * MS)
+    assert window.span("measure") == (window.t_start + 100 * MS, window.t_end)
+    # 4 in flight for 200 ms: 40/s, the rate of four 100 ms slots; 2 warmup in 100 ms.
+    assert rates(recs, window) == {"measure": 40.0, "warmup": 20.0}
+
+
+async def test_a_slow_warmup_request_holds_every_worker_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Two workers; the warmup request takes 300 ms.  The other worker waits for it rather
+    # than run measured requests beside it: measured requests start at 300 and 400 ms.
+    recs, window = await run_unit(
+        closed_stage(concurrency=2, requests=5, phases=Phases(warmup_requests=1)),
+        lasting(300),
+    )
+    assert (
+        starts_ms(recs, window) == [("warmup", 0)] + [("measure", 300)] * 2 + [("measure", 400)] * 2
+    )
+    assert window.span("measure") == (window.t_start + 300 * MS, window.t_start + 500 * MS)
+    assert rates(recs, window) == {"measure": 20.0, "warmup": 1 / 0.3}
+
+
+async def test_a_timed_warmup_ends_when_its_last_request_does(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Warmup: requests started in the first 150 ms.  Worker A: 0-100, 100-200 (both
+    # warmup); worker B: 0-250.  A's next request (at 200 ms) is measured: it waits for
+    # B's, and both start measured requests at 250 ms.
+    phases = Phases(warmup_s=0.15)
+    recs, window = await run_unit(
+        closed_stage(concurrency=2, duration_s=0.5, phases=phases), lasting(100, 250, 100)
+    )
+    warmup = [("warmup", 0), ("warmup", 0), ("warmup", 100)]
+    measured = [("measure", ms) for ms in (250, 250, 350, 350, 450, 450)]
+    assert starts_ms(recs, window) == warmup + measured
+    assert window.span("warmup") == (window.t_start, window.t_start + 250 * MS)
+    assert window.span("measure") == (window.t_start + 250 * MS, window.t_end)
+    assert window.t_end - window.t_start == 550 * MS
+
+
+async def test_closed_loop_cooldown_span_starts_with_the_first_cooldown_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Two workers, 100 ms each; 1 warmup, 4 measured, 2 cooldown of 7.  Warmup 0-100 (the
+    # other worker waits); measured at 100 and 200 ms; cooldown at 300 ms.
+    phases = Phases(warmup_requests=1, cooldown_from_index=5)
+    recs, window = await run_unit(closed_stage(concurrency=2, requests=7, phases=phases))
+    assert window.span("measure") == (window.t_start + 100 * MS, window.t_start + 300 * MS)
+    assert window.span("cooldown") == (window.t_start + 300 * MS, window.t_start + 400 * MS)
+    assert rates(recs, window) == {"measure": 20.0, "warmup": 10.0, "cooldown": 20.0}
 
 
 async def test_retries_keep_the_phase_of_their_first_attempt(

@@ -114,8 +114,8 @@ from tests.scenario.helpers import BASE, only_problem, parse
         pytest.param(
             ("    pattern: sweep\n    rates: [1/s]\n    duration: 1s\n    precision: 5%\n"),
             (
-                "s.yaml:15:5: load[0].precision: 'precision' tunes 'find_max_rate': add"
-                " it, or remove 'precision'"
+                "s.yaml:15:5: load[0].precision: 'precision' tunes 'find_max_rate' or"
+                " 'find_max_concurrency': add one, or remove 'precision'"
             ),
             id="precision-alone",
         ),
@@ -164,6 +164,140 @@ from tests.scenario.helpers import BASE, only_problem, parse
             id="empty-rates",
         ),
         pytest.param(
+            ("    pattern: sweep\n    concurrencies: {from: 1, to: 8}\n    requests: 9\n"),
+            (
+                "s.yaml:13:5: load[0].concurrencies: a range of concurrencies ({from, to}) is "
+                "searched by 'find_max_concurrency'; to run fixed steps, list them: "
+                "concurrencies: [1, 4, 16]"
+            ),
+            id="concurrency-range-needs-search",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: [1, 8]\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+            ),
+            (
+                "s.yaml:13:5: load[0].concurrencies: find_max_concurrency searches a range of "
+                "concurrencies: give concurrencies: {from: 1, to: 64}"
+            ),
+            id="concurrency-search-needs-range",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    rates: {from: 1/s, to: 4/s}\n"
+                "    duration: 1s\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+            ),
+            (
+                "s.yaml:13:5: load[0].rates: a range of rates ({from, to}) is searched by "
+                "'find_max_rate'; to run fixed steps, list them: rates: [1/s, 2/s, 5/s]"
+            ),
+            id="concurrency-search-over-rates",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: {from: 8, to: 8}\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+            ),
+            (
+                "s.yaml:13:5: load[0].concurrencies: the search range must rise: 'from' (8) "
+                "is not below 'to' (8)"
+            ),
+            id="flat-concurrency-range",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: {from: 1, to: 8}\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+                "    precision: 10%\n"
+            ),
+            (
+                "s.yaml:16:5: load[0].precision: find_max_concurrency's precision counts "
+                "requests in flight: give a whole number, e.g. 2 (got 10%)"
+            ),
+            id="relative-concurrency-precision",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: {from: 1, to: 8}\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+                "    precision: 1.5\n"
+            ),
+            (
+                "s.yaml:16:5: load[0].precision: find_max_concurrency's precision counts "
+                "requests in flight: give a whole number, e.g. 2 (got 1.5/s)"
+            ),
+            id="fractional-concurrency-precision",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: {from: 0, to: 8}\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+            ),
+            ("s.yaml:13:27: load[0].concurrencies.from: must be greater than 0, got 0"),
+            id="zero-concurrency",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: {from: 1, to: 8}\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+                "    stop_when: 'ttft.p95 > 2s'\n"
+            ),
+            (
+                "s.yaml:16:5: load[0].stop_when: 'stop_when' ends a sweep over listed "
+                "'rates' or 'concurrencies'; find_max_concurrency decides its own steps"
+            ),
+            id="stop-when-with-concurrency-search",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: {from: 1, to: 8}\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 < 2s'\n"
+                "    find_max_rate: 'ttft.p95 < 2s'\n"
+            ),
+            (
+                "s.yaml:15:5: load[0].find_max_concurrency: give one of 'find_max_rate' "
+                "(over 'rates') or 'find_max_concurrency' (over 'concurrencies'), not both"
+            ),
+            id="both-searches",
+        ),
+        pytest.param(
+            (
+                "    pattern: sweep\n"
+                "    concurrencies: {from: 1, to: 8}\n"
+                "    requests: 9\n"
+                "    find_max_concurrency: 'ttft.p95 <'\n"
+            ),
+            (
+                "s.yaml:15:27: load[0].find_max_concurrency: cannot parse SLA 'ttft.p95 <': "
+                "expected '<metric>.<stat> <op> <value>[unit]', e.g. 'ttft.p95 < 800ms' or "
+                "'error_rate < 1%' (find_max_concurrency: the SLAs every concurrency must "
+                "meet, e.g. 'ttft.p95 < 500ms')"
+            ),
+            id="concurrency-search-syntax",
+        ),
+        pytest.param(
+            ("    pattern: sweep\n    concurrencies: []\n    requests: 9\n"),
+            ("s.yaml:13:20: load[0].concurrencies: needs at least 1 item(s)"),
+            id="empty-concurrencies",
+        ),
+        pytest.param(
             ("    pattern: sweep\n    auto: {steps: 0}\n    duration: 1s\n"),
             ("s.yaml:13:19: load[0].auto.steps: must be greater than 0, got 0"),
             id="auto-zero",
@@ -194,3 +328,23 @@ def test_adaptive_sweeps_parse() -> None:
     assert ladder.stop_when == ("ttft.p95 > 2s",)
     assert auto.auto is not None
     assert auto.auto.saturation == 64
+
+
+def test_concurrency_search_parses_with_a_whole_precision() -> None:
+    scenario = parse(
+        BASE.replace(
+            "    pattern: burst\n    requests: 2\n",
+            "    pattern: sweep\n    concurrencies: {from: 1, to: 64}\n    requests: 20\n"
+            "    find_max_concurrency: 'ttft.p95 < 2s'\n    precision: 2\n    max_steps: 6\n"
+            "  - {id: rate, pattern: sweep, rates: {from: 1/s, to: 8/s}, duration: 1s,"
+            " find_max_rate: 'ttft.p95 < 2s', precision: 2}\n",
+        )
+    )
+    closed, rate = scenario.load
+    assert isinstance(closed, SweepStage)
+    assert isinstance(rate, SweepStage)
+    assert closed.search_kind == "find_max_concurrency"
+    assert closed.precision == 2
+    assert closed.find_max_concurrency == ("ttft.p95 < 2s",)
+    # For a rate search, a whole number is a rate (per second), as before.
+    assert str(rate.rate_precision) == "2/s"

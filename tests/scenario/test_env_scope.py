@@ -199,7 +199,9 @@ def test_the_opted_in_fields() -> None:
         "providers[*].model",
         "providers[*].price",
         "providers[*].profile",
+        "providers[*].proxy",
         "providers[*].region",
+        "providers[*].tls",
     ]
 
 

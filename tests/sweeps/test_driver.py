@@ -341,3 +341,118 @@ async def test_a_sweep_that_ends_before_the_signal_is_not_cut_short(
     (outcome,) = driver.outcomes
     assert not outcome.cut_short
     assert outcome.reason.startswith("every step ran")
+
+
+async def test_find_max_concurrency_lands_where_queueing_starts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = plan_of(
+        """\
+        - id: conc
+          pattern: sweep
+          concurrencies: {from: 1, to: 16}
+          requests: 40
+          find_max_concurrency: "ttft.p95 < 50ms"
+        """
+    )
+    driver, records, windows = await drive(plan)
+    (outcome,) = driver.outcomes
+    # Up to 4 in flight every request gets a slot at once: TTFT is the script's 20 ms. With
+    # c > 4, c - 4 requests of each 50 ms wave wait for the next one (TTFT 70 ms): at 5,
+    # about one in five, far more than the 5% a p95 leaves out.  So 4 passes and 5 fails.
+    assert outcome.kind == "find_max_concurrency"
+    assert outcome.max_concurrency == 4
+    assert outcome.bracket == (4, 5)
+    assert outcome.max_rate_per_s is None
+    assert [(p.stage, p.held) for p in outcome.probes] == [
+        ("conc.c1", True),
+        ("conc.c16", False),
+        ("conc.c8", False),
+        ("conc.c4", True),
+        ("conc.c6", False),
+        ("conc.c5", False),
+    ]
+    assert outcome.reason == "4 in flight meets ttft.p95 < 50ms: bracket down to neighbours"
+    assert "ttft.p95 = 20 ms < 50 ms" in outcome.probes[3].detail
+    assert "ttft.p95 = 70 ms, not < 50 ms" in outcome.probes[5].detail
+    # Steps chosen at run time are closed-loop stage units like the two planned bounds.
+    assert [w.stage for w in windows] == [p.stage for p in outcome.probes]
+    assert [w.sweep.concurrency for w in windows if w.sweep] == [1, 16, 8, 4, 6, 5]
+    assert [w.sweep.index for w in windows if w.sweep] == list(range(6))
+    assert all(w.sweep is not None and w.sweep.steps is None for w in windows)
+    assert all(w.planned == 40 and w.started == 40 for w in windows)
+    assert len(records) == 6 * 40
+    # 40 requests in waves of min(c, 4) x 50 ms: c1 takes 2 s, the rest 0.5 s.
+    assert [(w.t_end - w.t_start) / 1e9 for w in windows] == pytest.approx(
+        [2.0, 0.5, 0.5, 0.5, 0.5, 0.5], abs=1e-6
+    )
+
+
+async def test_find_max_concurrency_precision_and_max_steps(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = plan_of(
+        """\
+        - {id: wide, pattern: sweep, concurrencies: {from: 1, to: 16}, requests: 20,
+           find_max_concurrency: "ttft.p95 < 50ms", precision: 4}
+        - {id: short, pattern: sweep, concurrencies: {from: 1, to: 16}, requests: 20,
+           find_max_concurrency: "ttft.p95 < 50ms", max_steps: 3, pause: 1s}
+        """
+    )
+    driver, _, windows = await drive(plan)
+    wide, short = driver.outcomes
+    # 1 and 16, then 8 fails (8 - 1 > 4), then 4 passes: 8 - 4 is within the precision.
+    assert [p.stage for p in wide.probes] == ["wide.c1", "wide.c16", "wide.c8", "wide.c4"]
+    assert (wide.max_concurrency, wide.bracket) == (4, (4, 8))
+    assert wide.reason.endswith("bracket within 4 in flight")
+    assert [p.stage for p in short.probes] == ["short.c1", "short.c16", "short.c8"]
+    assert (short.max_concurrency, short.bracket) == (1, (1, 8))
+    assert short.reason.endswith("stopped after max_steps (3) steps")
+    # The pause comes before each step of the second sweep but its first, outside windows.
+    steps = [w for w in windows if w.stage.startswith("short.")]
+    assert steps[0].t_start == windows[3].t_end
+    assert steps[1].t_start - steps[0].t_end == 1_000_000_000
+    assert steps[2].t_start - steps[1].t_end == 1_000_000_000
+
+
+async def test_find_max_concurrency_open_ends(autojump_clock: trio.testing.MockClock) -> None:
+    plan = plan_of(
+        """\
+        - {id: low, pattern: sweep, concurrencies: {from: 5, to: 9}, requests: 20,
+           find_max_concurrency: "ttft.p95 < 50ms"}
+        - {id: high, pattern: sweep, concurrencies: {from: 1, to: 4}, requests: 20,
+           find_max_concurrency: "ttft.p95 < 50ms"}
+        """
+    )
+    driver, _, windows = await drive(plan)
+    low, high = driver.outcomes
+    assert (low.max_concurrency, low.bracket) == (None, (None, 5))
+    assert low.reason == (
+        "even the lowest concurrency, 5 in flight, fails: the bracket is open below"
+    )
+    assert (high.max_concurrency, high.bracket) == (4, (4, None))
+    assert high.reason.endswith(
+        "even the highest concurrency, 4 in flight, passes: the bracket is open above"
+    )
+    assert [w.stage for w in windows] == ["low.c5", "high.c1", "high.c4"]
+
+
+async def test_a_signal_in_the_middle_of_find_max_concurrency(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = plan_of(
+        """\
+        - {id: conc, pattern: sweep, concurrencies: {from: 1, to: 16}, requests: 40,
+           find_max_concurrency: "ttft.p95 < 50ms"}
+        """
+    )
+    # c1 takes 2 s, c16 and c8 0.5 s each: the signal comes during c4.
+    driver, _, windows = await drive(plan, cancel_after_s=3.2)
+    assert [w.stage for w in windows] == ["conc.c1", "conc.c16", "conc.c8", "conc.c4"]
+    (outcome,) = driver.outcomes
+    assert outcome.cut_short
+    assert (outcome.max_concurrency, outcome.bracket) == (None, None)
+    assert outcome.reason == (
+        "cut short: the run was interrupted during conc.c4, after 3 completed step(s) "
+        "(1 in flight passed and 8 in flight failed so far); no answer"
+    )

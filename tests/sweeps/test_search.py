@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Generator
+
 import pytest
 
 from lens.metrics.sweeps import Probe
 from lens.plan.model import AdaptiveSweep, SweepStep
 from lens.scenario.units import Precision, parse_precision
-from lens.sweeps.search import bisect_max_rate, round_rate, search_max_rate
+from lens.sweeps.search import (
+    SearchResult,
+    bisect_max_concurrency,
+    bisect_max_rate,
+    round_rate,
+    search_max_rate,
+)
 from lens.sweeps.steps import NextStep, auto_steps, spread_rates
 
 
@@ -131,3 +140,56 @@ def test_auto_without_a_range_runs_no_rate_steps() -> None:
         "one (20 req/s)"
     )
     assert len(outcome.probes) == 2
+
+
+def answers(search: Generator[int, bool, SearchResult[int]], limit: int) -> SearchResult[int]:
+    """Run a concurrency search against ``c <= limit``."""
+    try:
+        concurrency = next(search)
+        while True:
+            concurrency = search.send(concurrency <= limit)
+    except StopIteration as done:
+        result: SearchResult[int] = done.value
+        return result
+
+
+@pytest.mark.parametrize("limit", range(1, 16))
+def test_concurrency_bisection_finds_every_edge_exactly(limit: int) -> None:
+    result = answers(bisect_max_concurrency(1, 16), limit)
+    assert result.found == limit
+    assert (result.passing, result.failing) == (limit, limit + 1)
+    tried = [c for c, _ in result.probes]
+    assert tried[:2] == [1, 16]
+    assert len(tried) == len(set(tried))
+    assert len(tried) <= 2 + math.ceil(math.log2(15))  # halving 15 down to 1
+    assert all(isinstance(c, int) for c in tried)
+    assert result.reason == "bracket down to neighbours"
+
+
+def test_concurrency_bisection_rounds_the_midpoint_down() -> None:
+    result = answers(bisect_max_concurrency(2, 9), 5)
+    assert [c for c, _ in result.probes] == [2, 9, 5, 7, 6]
+
+
+def test_concurrency_precision_is_the_widest_bracket_allowed() -> None:
+    result = answers(bisect_max_concurrency(1, 64, precision=8), 20)
+    assert [c for c, _ in result.probes] == [1, 64, 32, 16, 24]
+    assert (result.passing, result.failing) == (16, 24)
+    assert result.reason == "bracket within 8 in flight"
+
+
+def test_concurrency_max_steps_and_open_ends() -> None:
+    capped = answers(bisect_max_concurrency(1, 64, max_steps=3), 20)
+    assert [c for c, _ in capped.probes] == [1, 64, 32]
+    assert capped.reason == "stopped after max_steps (3) steps"
+    below = answers(bisect_max_concurrency(4, 8), 3)
+    assert (below.found, below.passing, below.failing) == (None, None, 4)
+    assert (
+        below.reason == "even the lowest concurrency, 4 in flight, fails: the bracket is open below"
+    )
+    above = answers(bisect_max_concurrency(4, 8), 9)
+    assert (above.found, above.failing) == (8, None)
+    # Neighbouring bounds: nothing between them to try.
+    adjacent = answers(bisect_max_concurrency(4, 5), 4)
+    assert [c for c, _ in adjacent.probes] == [4, 5]
+    assert (adjacent.passing, adjacent.failing) == (4, 5)

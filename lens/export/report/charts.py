@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lens.errors import ExportError
 from lens.export.report.series import (
@@ -23,14 +23,14 @@ from lens.export.report.series import (
     LatencyMetric,
     Series,
     StageMark,
-    SweepPoint,
+    StagePoint,
     SweepRun,
     cost_points,
     latency_cdfs,
     latency_over_time,
+    lone_stages,
     providers,
     stage_marks,
-    sweep,
     sweep_runs,
     throughput_over_time,
     unit_label,
@@ -40,13 +40,36 @@ from lens.export.results import Results
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.backend_bases import RendererBase
     from matplotlib.figure import Figure
+    from matplotlib.text import Annotation
+    from matplotlib.transforms import Bbox
 
 MISSING_MATPLOTLIB = "the HTML report needs matplotlib: pip install 'lens[report]'"
 
 _NO_METADATA: dict[str, Any] = {"Date": None, "Creator": None, "Format": None, "Type": None}
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+# Okabe and Ito's qualitative palette, told apart with colour-blindness too (its yellow left
+# out: unreadable on white), then tab10's other hues.  Past these, lines repeat a colour
+# with another dash.
+_PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#000000",
+    "#8c564b",
+    "#7f7f7f",
+    "#bcbd22",
+)
 _DASHES = ("-", "--", ":", "-.")
+# Where a CDF line is named, in order of preference: near its median, else up or down it.
+_LABEL_QUANTILES = (0.5, 0.62, 0.38, 0.74, 0.26, 0.86, 0.14, 0.95, 0.05)
+_LABEL_FONT = 8
+_LABEL_GAP_PX = 3.0  # the least room between two labels drawn by lens
+_STAGE_ROW_PT = 11.0  # one line of a stage label above the over-time charts
+_MARKER_PT = 4.0  # half a marker's width (points): where a label may not cover it
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _WIDTH_IN = 11.0
 # Past this many points a scatter is embedded as one bitmap; thousands of SVG circles
@@ -73,13 +96,13 @@ def draw_charts(results: Results) -> list[Chart]:
     matplotlib."""
     with _matplotlib():
         colors = {p: _PALETTE[i % len(_PALETTE)] for i, p in enumerate(providers(results))}
-        charts = [_cdf_chart(results, metric, colors) for metric in ("ttft", "itl", "e2e")]
+        charts = [_cdf_chart(results, metric) for metric in ("ttft", "itl", "e2e")]
         charts += [_latency_time_chart(results, colors), _throughput_chart(results, colors)]
         for i, (sweep_id, runs) in enumerate(sweep_runs(results).items()):
             charts.append(_sweep_run_chart(f"sweep-{i}", sweep_id, runs, colors))
-        sweeps = sweep(results)
-        if sweeps:
-            charts.append(_sweep_chart(sweeps, colors))
+        lone = lone_stages(results)
+        if lone:
+            charts.append(_lone_stage_chart(lone, colors))
         costs = [c for c in cost_points(results.summaries) if c.per_1m_output_usd is not None]
         if costs:
             charts.append(_cost_chart(costs, colors))
@@ -113,9 +136,111 @@ def _matplotlib() -> Iterator[None]:
 
 
 def _figure(height_in: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
 
-    return Figure(figsize=(_WIDTH_IN, height_in), layout="constrained")
+    fig = Figure(figsize=(_WIDTH_IN, height_in), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer to measure labels with (see _renderer); SVG all the same
+    return fig
+
+
+def _renderer(fig: Figure) -> RendererBase:
+    """The figure laid out as it will be saved, and the renderer that measured it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+
+    fig.draw_without_rendering()
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)
+    renderer: RendererBase = canvas.get_renderer()  # type: ignore[no-untyped-call]
+    return renderer
+
+
+def _text_box(label: Annotation, renderer: RendererBase) -> Bbox:
+    """Where a label's text lies on the figure (pixels), its connector left out."""
+    from matplotlib.text import Text  # noqa: PLC0415
+
+    label.update_positions(renderer)
+    return Text.get_window_extent(label, renderer).padded(_LABEL_GAP_PX / 2)
+
+
+# A place to try for a label: the point it names, the text's offset from it (points), and
+# the text's horizontal and vertical alignment.
+_Spot = tuple[
+    tuple[float, float],
+    tuple[float, float],
+    Literal["left", "center", "right"],
+    Literal["bottom", "center", "top"],
+]
+
+
+def _place_labels(
+    fig: Figure,
+    labels: Sequence[tuple[Annotation, Sequence[_Spot]]],
+    within: Bbox | None,
+    markers: Sequence[tuple[Axes, float, float]] = (),
+) -> bool:
+    """Each label at the first of its spots where it covers no label placed before it and
+    no marker (axes, x, y in data), and lies ``within`` the box (pixels; None: anywhere);
+    a label no spot suits stays at its first.  True when every label found a spot."""
+    from matplotlib.transforms import Bbox  # noqa: PLC0415
+
+    renderer = _renderer(fig)
+    reach = _MARKER_PT * fig.dpi / 72
+    taken = [
+        Bbox.from_extents(px - reach, py - reach, px + reach, py + reach)
+        for ax, x, y in markers
+        for px, py in [ax.transData.transform((x, y))]
+    ]
+    every = True
+    for label, spots in labels:
+        for xy, offset, ha, va in [*spots, spots[0]]:
+            label.xy = xy
+            label.set_position(offset)
+            label.set_horizontalalignment(ha)
+            label.set_verticalalignment(va)
+            box = _text_box(label, renderer)
+            inside = within is None or (
+                box.x0 >= within.x0
+                and box.x1 <= within.x1
+                and box.y0 >= within.y0
+                and box.y1 <= within.y1
+            )
+            if inside and not any(box.overlaps(t) for t in taken):
+                break
+        else:  # no spot suited: back at the first, the last one tried
+            every = False
+        taken.append(box)
+    return every
+
+
+def _from_zero(ax: Axes, headroom: float = 0.18) -> None:
+    """The y axis from 0 to above the highest point, with room there for its name."""
+    top = ax.dataLim.y1
+    if math.isfinite(top) and top > 0:
+        ax.set_ylim(0, top * (1 + headroom))
+    else:
+        ax.set_ylim(bottom=0)
+
+
+def _point_spots(xy: tuple[float, float], far: bool = False) -> list[_Spot]:
+    """Around a marker: up right first, then below, then to its left; ``far``: then
+    further up and down, for a label tied to its marker by a leader line."""
+    spots: list[_Spot] = [
+        (xy, (6, 4), "left", "bottom"),
+        (xy, (6, -4), "left", "top"),
+        (xy, (-6, 4), "right", "bottom"),
+        (xy, (-6, -4), "right", "top"),
+        (xy, (0, 8), "center", "bottom"),
+        (xy, (0, -8), "center", "top"),
+    ]
+    for rise in (16, 28, 40, 52) if far else (14,):
+        spots += [
+            (xy, (8, rise), "left", "bottom"),
+            (xy, (8, -rise), "left", "top"),
+            (xy, (-8, rise), "right", "bottom"),
+            (xy, (-8, -rise), "right", "top"),
+        ]
+    return spots
 
 
 _ID = re.compile(r'(\sid=")([^"]+)"')
@@ -150,37 +275,34 @@ def _log_if_wide(
     scale.set_minor_formatter(lambda v, _pos: label(v) if f"{v:e}"[0] in "25" else "")
 
 
-def _shade(color: str, step: int) -> str:
-    """The provider's colour, paler for each later stage."""
-    from matplotlib.colors import to_hex, to_rgb  # noqa: PLC0415
-
-    mix = min(0.6, 0.2 * step)
-    r, g, b = to_rgb(color)
-    return to_hex((r + (1 - r) * mix, g + (1 - g) * mix, b + (1 - b) * mix))
+def _line_style(i: int) -> tuple[str, str]:
+    """The ``i``-th series' colour, and a dash once the palette has gone round."""
+    n = len(_PALETTE)
+    return _PALETTE[i % n], _DASHES[(i // n) % len(_DASHES)]
 
 
-def _cdf_chart(results: Results, metric: LatencyMetric, colors: dict[str, str]) -> Chart:
+def _quantile_x(s: Series, q: float) -> float:
+    """The line's value at cumulative fraction ``q`` (its first point at or above it)."""
+    return next((x for x, y in zip(s.x, s.y, strict=True) if y >= q), s.x[-1])
+
+
+def _cdf_chart(results: Results, metric: LatencyMetric) -> Chart:
     title = _CDF_TITLES[metric]
     key = f"cdf-{metric}"
     lines = latency_cdfs(results, metric)
     if not lines:
         return Chart(key, title, None, f"no successful request measured {metric.upper()}")
-    # Tall enough for one legend line per stage / provider (two columns past _LEGEND_ROWS).
+    one_provider = len({s.provider for s in lines}) == 1
+    names = [s.stage if one_provider and s.stage is not None else s.label for s in lines]
+    # Tall enough for one legend line per series, should the lines not name themselves.
     cols = 1 if len(lines) <= _LEGEND_ROWS else 2
     fig = _figure(max(4.2, 0.2 * math.ceil(len(lines) / cols) + 1.0))
     ax = fig.add_subplot()
-    step: dict[str, int] = {}
-    for s in lines:
-        k = step[s.provider] = step.get(s.provider, -1) + 1
-        ax.step(
-            s.x,
-            s.y,
-            where="post",
-            label=s.label,
-            color=_shade(colors[s.provider], k),
-            linestyle=_DASHES[k % len(_DASHES)],
-            linewidth=1.8,
-        )
+    colors = []
+    for i, (s, name) in enumerate(zip(lines, names, strict=True)):
+        color, dash = _line_style(i)
+        colors.append(color)
+        ax.step(s.x, s.y, where="post", label=name, color=color, linestyle=dash, linewidth=1.8)
     _log_if_wide(ax, [v for s in lines for v in s.x], "x")
     for q in (0.5, 0.95):
         ax.axhline(q, color="0.45", linewidth=0.8, linestyle=(0, (2, 3)))
@@ -199,40 +321,140 @@ def _cdf_chart(results: Results, metric: LatencyMetric, colors: dict[str, str]) 
     ax.set_title(f"{title}: cumulative distribution")
     ax.set_xlabel(f"{metric.upper()} (ms{', log scale' if ax.get_xscale() == 'log' else ''})")
     ax.set_ylabel("requests at or below (%)" if metric != "itl" else "token gaps at or below (%)")
-    ax.legend(title="stage / provider", loc="upper left", bbox_to_anchor=(1.04, 1.0), ncols=cols)
+    legend_title = "stage" if one_provider else "stage / provider"
+    if not _name_lines(fig, ax, lines, names, colors, key):
+        ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.04, 1.0), ncols=cols)
+    unit = "stage" if one_provider else "stage / provider"
     note = (
-        "One line per stage / provider: read across at p50 and p95. Successful requests only."
+        f"One line per {unit}, named in its colour: read across at p50 and p95. Successful "
+        "requests only."
         if metric != "itl"
         else "Every gap between output tokens (a chunk of k tokens after a gap g counts as k "
-        "gaps of g/k). One line per stage / provider; successful requests only."
+        f"gaps of g/k). One line per {unit}, named in its colour; successful requests only."
     )
     return Chart(key, title, _svg(fig, key), note)
 
 
-def _mark_stages(axes: Sequence[Axes], marks: Sequence[StageMark], x_max: float) -> None:
-    """Shade every other stage window, and name each above the top panel where it fits."""
+def _name_lines(
+    fig: Figure,
+    ax: Axes,
+    lines: Sequence[Series],
+    names: Sequence[str],
+    colors: Sequence[str],
+    key: str,
+) -> bool:
+    """Each CDF line's name beside it, in its colour, where no other name is: near its
+    median, else further up or down.  False (and no names drawn) when some line has no
+    free spot: the caller draws a legend instead."""
+    labels = []
+    for i, (s, name, color) in enumerate(zip(lines, names, colors, strict=True)):
+        spots: list[_Spot] = [
+            ((_quantile_x(s, q), q), (5, 0), "left", "center") for q in _LABEL_QUANTILES
+        ]
+        label = ax.annotate(
+            name,
+            spots[0][0],
+            xytext=spots[0][1],
+            textcoords="offset points",
+            fontsize=_LABEL_FONT,
+            color=color,
+            fontweight="bold",
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "alpha": 0.8, "lw": 0},
+            gid=f"line-name-{i}",
+        )
+        labels.append((label, spots))
+    if _place_labels(fig, labels, ax.get_window_extent()):
+        for (label, _), color in zip(labels, colors, strict=True):
+            x, y = label.xy  # a dot where the name points: on which line, among close ones
+            ax.plot([x], [y], "o", markersize=3.5, color=color, zorder=4)
+        return True
+    for label, _ in labels:
+        label.remove()
+    return False
+
+
+def _mark_stages(
+    fig: Figure, axes: Sequence[Axes], marks: Sequence[StageMark], x_max: float
+) -> int:
+    """Shade every other stage window, and name every one above the top panel: each name
+    over its window (tied to it by a tick), in the lowest row where it overprints no other.
+    Returns the rows used."""
     for ax in axes:
         ax.set_xlim(0, x_max)
         for i, m in enumerate(marks):
             if i % 2 == 0:
                 ax.axvspan(m.start_s, m.end_s, color="0.92", zorder=0, linewidth=0)
             ax.axvline(m.start_s, color="0.55", linewidth=0.8, linestyle="--", zorder=1)
+    if not marks:
+        return 0
     top = axes[0]
-    width_pt = _WIDTH_IN * 72 * 0.8  # about the plotting width, legend and labels aside
-    for m in marks:
-        span_pt = (m.end_s - m.start_s) / x_max * width_pt
-        if span_pt < 6 * max(len(m.stage), len(m.provider)):
-            continue  # too narrow to name without overprinting a neighbour; still shaded
-        top.text(
-            (m.start_s + m.end_s) / 2,
-            1.02,
-            f"{m.stage}\n{m.provider}",
-            transform=top.get_xaxis_transform(),
+    one_provider = len({m.provider for m in marks}) == 1
+    labels = [
+        top.annotate(
+            m.stage if one_provider else f"{m.stage} / {m.provider}",
+            ((m.start_s + m.end_s) / 2, 1.0),
+            xycoords=top.get_xaxis_transform(),
+            xytext=(0, 3),
+            textcoords="offset points",
             ha="center",
             va="bottom",
-            fontsize=8,
-            color="0.25",
+            fontsize=_LABEL_FONT,
+            color="0.2",
+            annotation_clip=False,
+            arrowprops={
+                "arrowstyle": "-",
+                "color": "0.6",
+                "linewidth": 0.6,
+                "shrinkA": 0,
+                "shrinkB": 0,
+            },
+            gid=f"stage-name-{i}",
         )
+        for i, m in enumerate(marks)
+    ]
+    renderer = _renderer(fig)
+    frame = top.get_window_extent()
+    px_per_pt = fig.dpi / 72
+    rows: list[list[tuple[Bbox, float]]] = []  # per row: each name's box, its tick's x
+    for label in labels:
+        box = _text_box(label, renderer)
+        tick = (box.x0 + box.x1) / 2  # the window's middle, where the tick meets the chart
+        # A name wider than the room left of (or right of) its window stays on the chart.
+        shift = max(0.0, frame.x0 - box.x0) - max(0.0, box.x1 - frame.x1)
+        box = box.translated(shift, 0)
+        row = _stage_row(rows, box, tick)
+        if row == len(rows):
+            rows.append([])
+        rows[row].append((box, tick))
+        label.set_position((shift / px_per_pt, 3 + row * _STAGE_ROW_PT))
+    return len(rows)
+
+
+def _stage_row(rows: Sequence[Sequence[tuple[Bbox, float]]], box: Bbox, tick: float) -> int:
+    """The lowest row where a name (``box``) overprints no other name, and where neither its
+    tick crosses a name below it nor it lies across the tick of a name above; failing the
+    ticks, the lowest free row."""
+
+    def free(r: int) -> bool:
+        return r == len(rows) or not any(box.x0 < b.x1 and b.x0 < box.x1 for b, _ in rows[r])
+
+    def clear(r: int) -> bool:
+        under = any(b.x0 <= tick <= b.x1 for row in rows[:r] for b, _ in row)
+        over = any(box.x0 <= t <= box.x1 for row in rows[r + 1 :] for _, t in row)
+        return not under and not over
+
+    candidates = [r for r in range(len(rows) + 1) if free(r)]  # the last is a new row
+    return next((r for r in candidates if clear(r)), candidates[0])
+
+
+def _name_stages(
+    fig: Figure, axes: Sequence[Axes], marks: Sequence[StageMark], x_max: float, title: str
+) -> None:
+    """Stage windows marked and named, the title above their names, the figure taller by
+    the rows of names it took."""
+    rows = _mark_stages(fig, axes, marks, x_max)
+    axes[0].set_title(title, pad=8 + rows * _STAGE_ROW_PT)
+    fig.set_figheight(fig.get_figheight() + rows * _STAGE_ROW_PT / 72)
 
 
 def _x_max(results: Results, series: Sequence[Series]) -> float:
@@ -267,8 +489,6 @@ def _latency_time_chart(results: Results, colors: dict[str, str]) -> Chart:
         _log_if_wide(ax, [v for s in series for v in s.y], "y")
         scale = ", log scale" if ax.get_yscale() == "log" else ""
         ax.set_ylabel(f"{name} (ms{scale})")
-    _mark_stages(axes, stage_marks(results), x_max)
-    axes[0].set_title("Latency of each request, by when it was sent", pad=36)
     axes[1].set_xlabel("dispatch time since run start (s)")
     fig.legend(
         *axes[0].get_legend_handles_labels(),
@@ -276,7 +496,13 @@ def _latency_time_chart(results: Results, colors: dict[str, str]) -> Chart:
         loc="outside right upper",
         markerscale=2,
     )
-    note = "One dot per successful request. Shaded bands and dashed lines mark each stage."
+    _name_stages(
+        fig, axes, stage_marks(results), x_max, "Latency of each request, by when it was sent"
+    )
+    note = (
+        "One dot per successful request. Shaded bands and dashed lines mark each stage, "
+        "named above the chart with a tick at its window."
+    )
     return Chart(key, title, _svg(fig, key), note)
 
 
@@ -301,65 +527,90 @@ def _throughput_chart(results: Results, colors: dict[str, str]) -> Chart:
             )
         ax.set_ylabel(name)
         ax.set_ylim(bottom=0)
-    _mark_stages(axes, stage_marks(results), _x_max(results, tokens) + BIN_S)
-    axes[0].set_title("Successful output, in 1 s bins", pad=36)
     axes[1].set_xlabel("time since run start (s)")
     fig.legend(*axes[0].get_legend_handles_labels(), title="provider", loc="outside right upper")
-    note = "Tokens counted when their chunk arrived, requests when they ended."
+    x_max = _x_max(results, tokens) + BIN_S
+    _name_stages(fig, axes, stage_marks(results), x_max, "Successful output, in 1 s bins")
+    note = (
+        "Tokens counted when their chunk arrived, requests when they ended. Each stage is "
+        "named above the chart with a tick at its window."
+    )
     return Chart(key, title, _svg(fig, key), note)
 
 
-def _sweep_chart(sweeps: dict[str, list[SweepPoint]], colors: dict[str, str]) -> Chart:
-    title = "Latency against throughput"
-    key = "sweep"
-    fig = _figure(4.6)
+def _lone_stage_chart(stages: dict[str, list[StagePoint]], colors: dict[str, str]) -> Chart:
+    """Stages that are no series (a burst, an idle probe, a constant rate): each a point of
+    its own at the throughput it achieved, named in its provider's colour, and never joined
+    to another."""
+    title = "Latency against throughput, stage by stage"
+    key = "stages"
+    fig = _figure(4.8)
     ax_ttft, ax_e2e = fig.subplots(1, 2)
-    panels: list[tuple[Axes, str, str, str, str]] = [
-        (ax_ttft, "ttft_p50", "TTFT p50", "-", "o"),
-        (ax_ttft, "ttft_p95", "TTFT p95", "--", "s"),
-        (ax_e2e, "e2e_p95", "E2E p95", "-", "^"),
+    panels: list[tuple[Axes, str, str, str]] = [
+        (ax_ttft, "ttft_p50", "TTFT p50", "o"),
+        (ax_ttft, "ttft_p95", "TTFT p95", "s"),
+        (ax_e2e, "e2e_p95", "E2E p95", "^"),
     ]
-    for ax, field, name, dash, marker in panels:
-        for provider, pts in sweeps.items():
-            known = [(p.rps, v, p.stage) for p in pts if (v := getattr(p, field)) is not None]
+    names: dict[Axes, list[tuple[Annotation, Sequence[_Spot]]]] = {ax_ttft: [], ax_e2e: []}
+    markers: list[tuple[Axes, float, float]] = []
+    for ax, field, name, marker in panels:
+        for provider, pts in stages.items():
+            known = [(p.rps, v, p) for p in pts if (v := getattr(p, field)) is not None]
             if not known:
                 continue
-            ax.plot(
+            ax.scatter(
                 [k[0] for k in known],
                 [k[1] for k in known],
-                dash,
                 marker=marker,
+                s=36,
                 color=colors[provider],
+                facecolors="none" if field == "ttft_p50" else colors[provider],
                 label=f"{provider} {name}",
-                linewidth=1.6,
+                zorder=3,
             )
-            if field != "ttft_p50":  # one set of stage names per panel is enough
-                for x, y, stage in known:
-                    ax.annotate(
-                        stage,
-                        (x, y),
-                        xytext=(5, 5),
-                        textcoords="offset points",
-                        fontsize=8,
-                        color="0.25",
-                    )
+            markers += [(ax, x, y) for x, y, _ in known]
+            if field == "ttft_p50":
+                continue  # one name per stage and panel, by its p95
+            for x, y, point in known:
+                spots = _point_spots((x, y), far=True)
+                text = ax.annotate(
+                    point.stage if point.pattern is None else f"{point.stage} ({point.pattern})",
+                    spots[0][0],
+                    xytext=spots[0][1],
+                    textcoords="offset points",
+                    fontsize=_LABEL_FONT,
+                    color=colors[provider],
+                    arrowprops={
+                        "arrowstyle": "-",
+                        "color": colors[provider],
+                        "linewidth": 0.6,
+                        "shrinkA": 1,
+                        "shrinkB": 4,
+                    },
+                    gid=f"point-name-{field}-{len(names[ax])}",
+                )
+                names[ax].append((text, spots))
     for ax, name in ((ax_ttft, "TTFT"), (ax_e2e, "E2E")):
-        ax.set_title(f"{name} against achieved throughput")
-        ax.set_xlabel("achieved throughput (requests/s)")
+        ax.set_title(f"{name} of each stage against its throughput")
+        ax.set_xlabel("achieved throughput (successful requests/s)")
         ax.set_ylabel(f"{name} (ms)")
-        ax.set_ylim(bottom=0)
-        ax.margins(x=0.12, y=0.15)
+        ax.margins(x=0.2)
+        _from_zero(ax, headroom=0.3)
     handles, labels = ax_ttft.get_legend_handles_labels()
     more_handles, more_labels = ax_e2e.get_legend_handles_labels()
     fig.legend(
         handles + more_handles,
         labels + more_labels,
         loc="outside lower center",
-        ncols=min(6, len(labels) + len(more_labels)),
+        ncols=3,
     )
+    for ax, placed in names.items():
+        _place_labels(fig, placed, ax.get_window_extent(), markers)
     note = (
-        "One point per stage, at the throughput it achieved; where latency turns up while "
-        "throughput stops growing is the knee: the load the provider can sustain."
+        "One point per stage that is no step of a sweep (a burst, an idle probe, a "
+        "constant-rate or closed-loop stage), at the throughput it achieved, named in its "
+        "provider's colour. They are no series: nothing joins them, and no knee can be read "
+        "from them; a sweep's steps are charted above."
     )
     return Chart(key, title, _svg(fig, key), note)
 
@@ -383,6 +634,7 @@ def _sweep_run_chart(
     fig = _figure(4.8)
     axes = fig.subplots(1, 2)
     failed_shown = False
+    names: list[list[tuple[Annotation, Sequence[_Spot]]]] = [[], []]
     for n, run in enumerate(runs):
         color = colors[run.provider]
         for field, name, dash, marker, panel in _STEP_PANELS:
@@ -406,17 +658,20 @@ def _sweep_run_chart(
             if field == "ttft_p50":
                 continue  # one set of step labels per panel is enough
             for x, y, st in known:
-                ax.annotate(
+                spots = _point_spots((x, y))
+                if n % 2:  # providers alternate above and below: fewer moves to make
+                    spots = spots[1::2] + spots[::2]
+                text = ax.annotate(
                     st.label,
-                    (x, y),
-                    # providers alternate above and below: steps at one rate do not overprint
-                    xytext=(5, 5) if n % 2 == 0 else (5, -13),
+                    spots[0][0],
+                    xytext=spots[0][1],
                     textcoords="offset points",
-                    fontsize=8,
+                    fontsize=_LABEL_FONT,
                     color=color,
+                    gid=f"step-name-{panel}-{len(names[panel])}",
                 )
-            searched = run.outcome is not None and run.outcome.kind == "find_max_rate"
-            fails = [(x, y) for x, y, st in known if searched and st.held is False]
+                names[panel].append((text, spots))
+            fails = [(x, y) for x, y, st in known if run.searched and st.held is False]
             if fails:
                 ax.scatter(
                     [f[0] for f in fails],
@@ -434,8 +689,8 @@ def _sweep_run_chart(
         ax.set_title(f"{name} against achieved throughput")
         ax.set_xlabel("achieved throughput (successful requests/s)")
         ax.set_ylabel(f"{name} (ms)")
-        ax.set_ylim(bottom=0)
-        ax.margins(x=0.12, y=0.15)
+        ax.margins(x=0.12)
+        _from_zero(ax)
     handles, labels = axes[0].get_legend_handles_labels()
     more_handles, more_labels = axes[1].get_legend_handles_labels()
     seen = set(labels)
@@ -445,6 +700,15 @@ def _sweep_run_chart(
             labels.append(lab)
             seen.add(lab)
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)))
+    steps = [  # the steps' markers (the max rate and other vertical lines aside)
+        (ax, float(line_x), float(line_y))
+        for ax in axes
+        for line in ax.get_lines()
+        if line.get_transform() is ax.transData
+        for line_x, line_y in line.get_xydata()
+    ]
+    for ax, placed in zip(axes, names, strict=True):
+        _place_labels(fig, placed, ax.get_window_extent(), steps)
     note = (
         "One point per step (labelled with its rate or concurrency) at the throughput it "
         "achieved: where latency turns up while throughput stops growing is the knee."
@@ -458,12 +722,14 @@ def _mark_sweep_outcome(axes: Sequence[Axes], run: SweepRun, color: str) -> None
     if o is None:
         return
     lines: list[tuple[float, str, Any]] = []
-    if o.kind == "find_max_rate":
-        best = run.step_at_rate(o.max_rate_per_s)
+    if run.searched:
+        rates = o.kind == "find_max_rate"
+        best = run.step_at_load(o.max_rate_per_s if rates else o.max_concurrency)
         if best is not None and best.rps is not None:
-            lines.append((best.rps, f"{run.provider}: max rate {best.label}", (0, (4, 2))))
+            what = "max rate" if rates else "max concurrency"
+            lines.append((best.rps, f"{run.provider}: {what} {best.label}", (0, (4, 2))))
         low, high = o.bracket or (None, None)
-        lo_step, hi_step = run.step_at_rate(low), run.step_at_rate(high)
+        lo_step, hi_step = run.step_at_load(low), run.step_at_load(high)
         if lo_step is not None and hi_step is not None and lo_step.rps and hi_step.rps:
             for i, ax in enumerate(axes):
                 ax.axvspan(

@@ -20,14 +20,18 @@ def table(
     rows: Sequence[Sequence[str]],
     text_cols: Sequence[int],
     row_classes: Sequence[str] | None = None,
+    css: str = "",
 ) -> str:
-    opens = [f'<tr class="{escape(c)}">' for c in row_classes] if row_classes else None
+    opens = (
+        [f'<tr class="{escape(c)}">' if c else "<tr>" for c in row_classes] if row_classes else None
+    )
     body = "".join(
         (opens[i] if opens else "<tr>") + cells(row, text_cols) + "</tr>"
         for i, row in enumerate(rows)
     )
+    opening = f'<table class="{escape(css)}">' if css else "<table>"
     return (
-        f'<div class="scroll"><table><thead><tr>{cells(headers, text_cols, "th")}</tr></thead>'
+        f'<div class="scroll">{opening}<thead><tr>{cells(headers, text_cols, "th")}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
 
@@ -46,3 +50,9 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 def subhead(text: str) -> str:
     return f"<h3>{escape(text)}</h3>"
+
+
+def in_ms(headers: Sequence[str]) -> list[str]:
+    """Headers without their " ms": narrower columns, for a table whose note says that its
+    latencies are in ms."""
+    return [h.removesuffix(" ms") for h in headers]

@@ -14,7 +14,7 @@ from html import escape
 
 from lens._version import __version__
 from lens.export.report.charts import Chart
-from lens.export.report.markup import table
+from lens.export.report.markup import in_ms, table
 from lens.export.report.sections import (
     drained_table,
     integrity_section,
@@ -50,9 +50,15 @@ h2 { font-size: 19px; margin: 36px 0 10px; padding-bottom: 4px;
   margin: 12px 0; font-weight: 600; }
 table { border-collapse: collapse; background: #fff; font-size: 13px; margin: 6px 0 8px; }
 th, td { border: 1px solid var(--line); padding: 4px 7px; text-align: right; white-space: nowrap; }
-th { background: #eef1f5; font-weight: 600; }
-td.text, th.text { text-align: left; white-space: normal; }
+/* Headers and text wrap, numbers never: a wide table fits the page (1280 px and up) rather
+   than scroll sideways; the scroll box is a last resort for a narrower window. */
+th { background: #eef1f5; font-weight: 600; white-space: normal; vertical-align: bottom; }
+td.text, th.text { text-align: left; white-space: normal; overflow-wrap: break-word; }
 .scroll { overflow-x: auto; }
+table.steps tr td:first-child { color: inherit; font-weight: 400; }
+table.steps tr.fail td:nth-last-child(2) { color: var(--fail); font-weight: 700; }
+table.steps tr.inconclusive td:nth-last-child(2) { color: var(--inc); font-weight: 700; }
+table.steps tr.pass td:nth-last-child(2) { color: var(--pass); font-weight: 700; }
 tr.pass td:first-child { color: var(--pass); font-weight: 700; }
 tr.fail td:first-child { color: var(--fail); font-weight: 700; }
 tr.inconclusive td:first-child { color: var(--inc); font-weight: 700; }
@@ -146,7 +152,7 @@ def _summary(results: Results) -> str:
     if not results.summaries:
         return '<p class="empty">No stage ran.</p>'
     headers, rows = summary_rows(results.summaries)
-    return table(headers, rows, text_cols=(0, 1)) + (
+    return table(in_ms(headers), rows, text_cols=(0, 1)) + (
         '<p class="meta">Latencies in ms, from successful requests only; failed requests '
         "count in reqs and err%. req/s and tok/s are over each stage's wall time.</p>"
     )
@@ -261,8 +267,8 @@ def assemble(results: Results, charts: Sequence[Chart]) -> str:
         _section("Over time", figures("latency-time", "throughput-time")),
     ]
     swept = sweeps_section(results, figures)
-    if swept or "sweep" in by_key:
-        plain = figures("sweep")
+    if swept or "stages" in by_key:
+        plain = figures("stages")
         if swept and plain:
             plain = "<h3>Stages that are not sweep steps</h3>" + plain
         sections.append(_section("Load sweep", swept + plain))

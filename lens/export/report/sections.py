@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from html import escape
 
-from lens.export.report.markup import num, para, pct, subhead, table
+from lens.export.report.markup import in_ms, num, para, pct, subhead, table
 from lens.export.report.series import SweepRun, SweepStep, step_label, sweep_runs
 from lens.export.results import (
     IntegrityOut,
     RecommendationOut,
     Results,
     SweepOut,
+    VerdictOut,
 )
 from lens.export.table import exclusion_text, recommendation_rows, summary_rows
 
@@ -33,30 +34,42 @@ def _rate(value: float | None) -> str:
     return "?" if value is None else f"{value:g}/s"
 
 
+def _concurrency(value: float | None) -> str:
+    return "?" if value is None else f"c{value:g}"
+
+
+def _search_words(o: SweepOut) -> str:
+    """What a find_max_rate or find_max_concurrency sweep found, and how sure it is."""
+    rates = o.kind == "find_max_rate"
+    load, show = ("rate", _rate) if rates else ("concurrency", _concurrency)
+    best = o.max_rate_per_s if rates else o.max_concurrency
+    low, high = o.bracket or (None, None)
+    if o.cut_short:
+        return "cut short (budget or signal) before it found an answer"
+    if best is None:
+        return (
+            f"no {load} met every SLA: even the lowest tried, {show(high)}, failed "
+            "(the bracket is open below)"
+        )
+    if high is None:
+        return (
+            f"max {load} {show(best)}, but the bracket is open above: even the highest "
+            f"{load} tried passed, so the real limit may be higher"
+        )
+    return (
+        f"max {load} {show(best)}, the highest {load} meeting every SLA; the limit lies in "
+        f"the bracket [{show(low)}, {show(high)})"
+    )
+
+
 def sweep_words(run: SweepRun) -> str:
     """What the sweep found for one provider, in a sentence or two."""
     o = run.outcome
     if o is None:
         return f"{run.provider}: {len(run.steps)} fixed steps."
     head = f"{run.provider} ({o.kind}): "
-    if o.kind == "find_max_rate":
-        low, high = o.bracket or (None, None)
-        if o.max_rate_per_s is None:
-            found = (
-                f"no rate met every SLA: even the lowest tried, {_rate(high)}, failed "
-                "(the bracket is open below)"
-            )
-        elif high is None:
-            found = (
-                f"max rate {_rate(o.max_rate_per_s)}, but the bracket is open above: even the "
-                "highest rate tried passed, so the real limit may be higher"
-            )
-        else:
-            found = (
-                f"max rate {_rate(o.max_rate_per_s)}, the highest rate meeting every SLA; the "
-                f"limit lies in the bracket [{_rate(low)}, {_rate(high)})"
-            )
-        return f"{head}{found}, after {len(o.probes)} steps."
+    if run.searched:
+        return head + _search_words(o) + f", after {len(o.probes)} steps."
     if o.kind == "stop_when":
         stop = next((p for p in o.probes if p.held), None)
         if stop is None:
@@ -76,10 +89,9 @@ def sweep_words(run: SweepRun) -> str:
     )
 
 
-def _step_result(step: SweepStep, o: SweepOut | None) -> str:
-    if o is None:
-        return ""
-    if o.kind == "find_max_rate":
+def _decision(run: SweepRun, step: SweepStep, o: SweepOut) -> str:
+    """What an adaptive sweep made of one of its steps."""
+    if run.searched:
         return "-" if step.held is None else ("pass" if step.held else "fail")
     if o.kind == "stop_when":
         return "stop condition held" if step.held else "continued"
@@ -88,12 +100,41 @@ def _step_result(step: SweepStep, o: SweepOut | None) -> str:
     return "saturation" if step.concurrency is not None else "rate step"
 
 
-def _sweep_table(runs: Sequence[SweepRun]) -> str:
+def _sla_result(verdicts: Sequence[VerdictOut]) -> str:
+    """The step's SLA verdicts in one word, the worst first: a fail, else an inconclusive."""
+    outcomes = {v.outcome for v in verdicts}
+    for outcome in ("fail", "inconclusive", "pass"):
+        if outcome in outcomes:
+            return outcome
+    return "no SLA"
+
+
+def _verdict_words(verdicts: Sequence[VerdictOut]) -> str:
+    """The step's verdicts, the worst first: each fail and inconclusive with its reason
+    (which has the measured value), then the assertions that passed."""
+    failed = [f"fail: {v.reason}" for v in verdicts if v.outcome == "fail"]
+    unsure = [
+        f"inconclusive: {v.sla} ({v.reason})" for v in verdicts if v.outcome == "inconclusive"
+    ]
+    passed = [v.sla for v in verdicts if v.outcome == "pass"]
+    return "; ".join([*failed, *unsure, *(["pass: " + ", ".join(passed)] if passed else [])])
+
+
+def _sweep_table(runs: Sequence[SweepRun], verdicts: Sequence[VerdictOut]) -> str:
+    """A row per step and provider: what it achieved, what the scenario's SLAs made of it
+    (the verdicts on the step's stage), and, for an adaptive sweep, its own decision."""
+    by_unit: dict[tuple[str | None, str | None], list[VerdictOut]] = {}
+    for v in verdicts:
+        by_unit.setdefault((v.stage, v.provider), []).append(v)
+    adaptive = any(run.outcome is not None for run in runs)
     rows: list[list[str]] = []
+    classes: list[str] = []
     for run in runs:
-        details = {p.stage: p.detail for p in (run.outcome.probes if run.outcome else [])}
-        rows += [
-            [
+        o = run.outcome
+        details = {p.stage: p.detail for p in (o.probes if o else [])}
+        for st in run.steps:
+            judged = by_unit.get((st.stage, run.provider), [])
+            row = [
                 run.provider,
                 st.stage,
                 st.label,
@@ -101,15 +142,20 @@ def _sweep_table(runs: Sequence[SweepRun]) -> str:
                 num(st.ttft_p50),
                 num(st.ttft_p95),
                 num(st.e2e_p95),
-                _step_result(st, run.outcome),
-                details.get(st.stage, ""),
             ]
-            for st in run.steps
-        ]
-        rows += [
-            [run.provider, stage, "-", "-", "-", "-", "-", "not run", ""]
-            for stage in (run.outcome.not_run if run.outcome else ())
-        ]
+            if adaptive:
+                row.append(
+                    "" if o is None else f"{_decision(run, st, o)}: {details.get(st.stage) or '-'}"
+                )
+            rows.append([*row, _sla_result(judged), _verdict_words(judged)])
+            classes.append(_sla_result(judged).replace(" ", "-"))
+        for stage in o.not_run if o else ():
+            rows.append(
+                [run.provider, stage, "-", "-", "-", "-", "-"]
+                + (["not run"] if adaptive else [])
+                + ["-", ""]
+            )
+            classes.append("")
     headers = [
         "provider",
         "step",
@@ -118,10 +164,12 @@ def _sweep_table(runs: Sequence[SweepRun]) -> str:
         "TTFT p50 ms",
         "TTFT p95 ms",
         "E2E p95 ms",
-        "result",
-        "verdicts",
+        *(["sweep decision"] if adaptive else []),
+        "SLA result",
+        "SLA verdicts",
     ]
-    return table(headers, rows, text_cols=(0, 1, 7, 8))
+    text = (0, 1, *range(len(headers) - (3 if adaptive else 2), len(headers)))
+    return table(headers, rows, text_cols=text, row_classes=classes, css="steps")
 
 
 def sweeps_section(results: Results, figure: Callable[[str], str]) -> str:
@@ -133,7 +181,7 @@ def sweeps_section(results: Results, figure: Callable[[str], str]) -> str:
             subhead(f"Sweep {sweep_id}")
             + f'<ul class="found">{words}</ul>'
             + figure(sweep_key(i))
-            + _sweep_table(runs)
+            + _sweep_table(runs, results.verdicts)
         )
     return "".join(out)
 
@@ -202,10 +250,10 @@ def pacing_section(results: Results) -> str:
         headers, phase_rows = summary_rows(results.phase_summaries)
         out.append(
             subhead("Warmup and cooldown (not judged)")
-            + table(headers, phase_rows, text_cols=(0, 1))
+            + table(in_ms(headers), phase_rows, text_cols=(0, 1))
             + para(
                 "Sent on the same schedule and measured as usual, but summarised apart: no SLA "
-                "is judged on these rows."
+                "is judged on these rows. Latencies in ms."
             )
         )
     return "".join(out)

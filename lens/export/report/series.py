@@ -28,6 +28,7 @@ class Series:
     provider: str
     x: tuple[float, ...]
     y: tuple[float, ...]
+    stage: str | None = None  # None: a series of the whole run (one per provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +40,12 @@ class StageMark:
 
 
 @dataclass(frozen=True, slots=True)
-class SweepPoint:
+class StagePoint:
+    """One stage that is no step of a series (a burst, an idle probe, a constant rate):
+    its latency at the throughput it achieved, a point on its own."""
+
     stage: str
+    pattern: str | None  # from the plan: "burst", "idle-probe", ...; None when not recorded
     rps: float
     ttft_p50: float | None
     ttft_p95: float | None
@@ -109,7 +114,7 @@ def latency_cdfs(results: Results, metric: LatencyMetric) -> list[Series]:
     for (stage, provider), vals in values.items():
         x, y = ecdf(vals)
         if x:
-            out.append(Series(unit_label(stage, provider), provider, tuple(x), tuple(y)))
+            out.append(Series(unit_label(stage, provider), provider, tuple(x), tuple(y), stage))
     return out
 
 
@@ -186,16 +191,30 @@ def _stat(s: SummaryOut, metric: str, stat: str) -> float | None:
     return value
 
 
-def sweep(results: Results) -> dict[str, list[SweepPoint]]:
-    """Latency against achieved req/s, per provider that ran 2+ plain stages (sweep steps
-    have charts of their own, see ``sweep_runs``), by req/s."""
+def _patterns(results: Results) -> dict[tuple[str, str], str]:
+    """Each stage x provider's load pattern, as the plan in the results recorded it."""
+    out: dict[tuple[str, str], str] = {}
+    stages = results.plan.get("stages")
+    for entry in stages if isinstance(stages, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("pattern"), str):
+            out[(str(entry.get("stage")), str(entry.get("provider")))] = entry["pattern"]
+    return out
+
+
+def lone_stages(results: Results) -> dict[str, list[StagePoint]]:
+    """Latency against achieved req/s of the stages that are no step of a sweep, per
+    provider that ran 2+ of them, by req/s.  Each is a point of its own: a burst, an idle
+    probe and a constant-rate stage are no series, so nothing joins them (sweep steps have
+    charts of their own, see ``sweep_runs``)."""
     steps = {(w.stage, w.provider) for w in results.stages if w.sweep is not None}
-    points: dict[str, list[SweepPoint]] = {}
+    patterns = _patterns(results)
+    points: dict[str, list[StagePoint]] = {}
     for s in results.summaries:
         if s.rps is not None and s.ok and (s.stage, s.provider) not in steps:
             points.setdefault(s.provider, []).append(
-                SweepPoint(
+                StagePoint(
                     s.stage,
+                    patterns.get((s.stage, s.provider)),
                     s.rps,
                     _stat(s, "ttft", "p50"),
                     _stat(s, "ttft", "p95"),
@@ -249,6 +268,24 @@ class SweepRun:
 
     def step_at_rate(self, rate: float | None) -> SweepStep | None:
         return next((s for s in self.steps if rate is not None and s.rate_per_s == rate), None)
+
+    def step_at_concurrency(self, concurrency: float | None) -> SweepStep | None:
+        return next(
+            (s for s in self.steps if concurrency is not None and s.concurrency == concurrency),
+            None,
+        )
+
+    @property
+    def searched(self) -> bool:
+        """A search for the most load meeting every SLA (find_max_rate, find_max_concurrency):
+        each step passed or failed."""
+        return self.outcome is not None and self.outcome.kind.startswith("find_max")
+
+    def step_at_load(self, load: float | None) -> SweepStep | None:
+        """The step set to ``load``: a concurrency in a find_max_concurrency, else a rate."""
+        if self.outcome is not None and self.outcome.kind == "find_max_concurrency":
+            return self.step_at_concurrency(load)
+        return self.step_at_rate(load)
 
 
 def step_label(rate_per_s: float | None, concurrency: int | None) -> str:
