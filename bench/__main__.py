@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_client, bench_reference, bench_sketch
+from bench import bench_client, bench_embed, bench_reference, bench_sketch
 
 
 def main() -> int:
@@ -19,6 +19,7 @@ def main() -> int:
         bench_client.streaming,
         bench_client.absorption,
         bench_client.pacing,
+        bench_embed.embedding,
     ]
     for section in sections:
         emit("")

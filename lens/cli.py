@@ -1,7 +1,9 @@
 """The ``lens`` command: argv in, exit code out.
 
-``lens run`` is load → compile → ``lens.pipeline.run_plan`` (execute, summarise, judge,
-assemble results) → write → export; this module adds only what concerns the terminal.
+Each command is a thin wrapper over the library API (``lens.api``, what ``import lens``
+offers): ``lens run`` is ``load_scenario`` → ``compile_plan`` → ``lens.pipeline.run_plan``
+(the run behind ``lens.run``, whose report also carries the budget spent) → write →
+``export``; this module adds only what concerns the terminal.
 Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
 input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
 interrupted before anything ran, 5 lens itself failed (every code is in lens.exitcodes).
@@ -29,37 +31,28 @@ from typing import TextIO
 
 from tabulate import tabulate
 
-from lens import exitcodes
+from lens import api, exitcodes
 from lens._version import __version__
-from lens.errors import InputError, LensError, Problem, describe, innermost
+from lens.errors import ExportError, InputError, LensError, describe, innermost
 from lens.export.plan_view import plan_text, usd
-from lens.export.registry import EXPORTERS, export_all
-from lens.export.reload import rejudge, summary_from_out, verdict_from_out
-from lens.export.report import write_html
+from lens.export.registry import EXPORTERS
 from lens.export.results import (
     RecordsLog,
     Results,
-    load_results,
-    recommendation_out,
     results_json_schema,
     write_records_jsonl,
     write_results,
 )
 from lens.export.table import render, render_recommendation
 from lens.metrics.estimate import estimate_to_dict
-from lens.metrics.recommend import recommend
 from lens.pipeline import run_plan
-from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import Plan, SlaSpec
+from lens.plan.model import Plan
 from lens.pricing import PricingCatalog
 from lens.redact import Redactor
-from lens.scenario import load_scenario
-from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema
-from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.sim.server import main as sim_main
-from lens.targets import ExportTarget, TargetError, parse_target, secrets_of
+from lens.targets import ExportTarget, secrets_of
 
 EXIT_SLA_FAILED = exitcodes.SLA_FAILED
 EXIT_INPUT = exitcodes.INPUT
@@ -67,8 +60,7 @@ EXIT_EXPORT = exitcodes.EXPORT_FAILED
 
 
 def load_plan(path: str, *, allow_files_outside: bool = False) -> Plan:
-    scenario = load_scenario(path, allow_files_outside=allow_files_outside)
-    return compile_plan(scenario, source=path)
+    return api.compile_plan(api.load_scenario(path, allow_files_outside=allow_files_outside))
 
 
 def _redactor(args: argparse.Namespace, plan: Plan) -> Redactor:
@@ -115,18 +107,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cli_targets(specs: Sequence[str], flag: str) -> list[ExportTarget]:
     """``KIND=DEST`` flags, ``${VAR}`` expanded from the environment, checked up front so
     a typo fails before a long run rather than after it."""
-    targets, problems = [], []
-    for spec in specs:
-        expanded = interpolate(spec, os.environ)
-        if expanded.problems:
-            problems += [f"{flag}: {p.message}" for p in expanded.problems]
-            continue
-        try:
-            targets.append(parse_target(expanded.value))
-        except TargetError as exc:
-            problems.append(f"{flag}: {exc}")
+    targets, problems = api.parse_targets(specs, os.environ, flag)
     if problems:
-        raise InputError([Problem(p) for p in problems])
+        raise InputError(problems)
     return targets
 
 
@@ -135,11 +118,13 @@ def _export(
 ) -> int:
     """Exit code after exporting: the results' own, or 4 for a failed export unless an SLA
     failed (that is the news a CI job needs first)."""
-    failures = export_all(results, targets)
-    for failure in failures:
-        print(f"error: {(redact or Redactor())(str(failure))}", file=sys.stderr)
-    if failures and results.exit_code != EXIT_SLA_FAILED:
-        return EXIT_EXPORT
+    try:
+        api.export(results, *targets)
+    except ExportError as exc:
+        for failure in exc.failures:
+            print(f"error: {(redact or Redactor())(failure)}", file=sys.stderr)
+        if results.exit_code != EXIT_SLA_FAILED:
+            return EXIT_EXPORT
     return results.exit_code
 
 
@@ -203,13 +188,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     run's SLA result is a different question; ``--exit-code-from-results`` repeats it
     (with 4 still winning over a pass, and 1 over a failed export, as ``lens run``)."""
     targets = cli_targets(args.to, "--to")
-    results = load_results(Path(args.results))
+    results = api.load_results(args.results)
     if args.exit_code_from_results:
         return _export(results, targets)
-    failures = export_all(results, targets)
-    for failure in failures:
-        print(f"error: {Redactor()(str(failure))}", file=sys.stderr)
-    return EXIT_EXPORT if failures else exitcodes.OK
+    try:
+        api.export(results, *targets)
+    except ExportError as exc:
+        for failure in exc.failures:
+            print(f"error: {Redactor()(failure)}", file=sys.stderr)
+        return EXIT_EXPORT
+    return exitcodes.OK
 
 
 def _records_log(path: Path, plan: Plan) -> RecordsLog:
@@ -239,7 +227,7 @@ def _write_outputs(results: Results, args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     source = Path(args.results)
     dest = Path(args.output) if args.output else source.with_suffix(".html")
-    write_html(load_results(source), dest)
+    api.report(api.load_results(source), dest)
     print(f"wrote {dest}")
     return 0
 
@@ -315,25 +303,8 @@ def cmd_pricing(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    results = load_results(Path(args.results))
-    try:
-        slas = tuple(SlaSpec(parse_sla(text), where="--sla") for text in args.sla)
-    except SlaSyntaxError as exc:
-        raise InputError(str(exc)) from exc
-    stages = None if args.stage is None else frozenset(args.stage)
-    known = list(dict.fromkeys(s.stage for s in results.summaries))
-    unknown = sorted((stages or frozenset()) - set(known))
-    if unknown:
-        raise InputError(
-            f"no stage {', '.join(unknown)} in the results; stages: {', '.join(known) or 'none'}"
-        )
-    if slas:
-        summaries, verdicts = rejudge(results, slas)
-    else:
-        summaries = [summary_from_out(s) for s in results.summaries]
-        verdicts = tuple(verdict_from_out(v) for v in results.verdicts)
-    models = {s.provider: s.model for s in results.summaries}
-    rec = recommendation_out(recommend(summaries, verdicts, models, stages))
+    results = api.load_results(args.results)
+    rec = api.recommend(results, args.sla, stages=args.stage)
     if args.json:
         sys.stdout.write(rec.model_dump_json(indent=1) + "\n")
     else:

@@ -7,7 +7,12 @@ system under test (HTTP errors, timeouts, cut streams) are *data*: they become
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the type of ExportError.results only: no import at run time
+    from lens.export.results import Results
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,5 +86,19 @@ class ProviderError(LensError):
     """A provider was misconfigured in a way only discovered when building a request."""
 
 
+class ResultsError(InputError):
+    """A results file that cannot be read back (missing, not JSON, not lens results), or a
+    question the results cannot answer (a stage or provider they do not hold)."""
+
+
 class ExportError(LensError):
-    """An exporter could not write or push its output; local results are still written."""
+    """An exporter could not write or push its output, or an export target (``KIND=DEST``)
+    cannot be used; local results are still written.
+
+    ``failures`` says what failed, one line per target (credentials masked).  When it is
+    ``lens.run`` whose exports failed, ``results`` holds the run's results, complete."""
+
+    def __init__(self, message: str = "", *, failures: Sequence[str] = ()) -> None:
+        self.failures: tuple[str, ...] = tuple(failures) or ((message,) if message else ())
+        self.results: Results | None = None
+        super().__init__(message or "\n".join(self.failures))

@@ -30,7 +30,7 @@ from lens.records import Phase, RequestRecord
 from lens.redact import Redactor
 from lens.run.budget import BudgetGuard
 from lens.run.harness import HarnessLimits, HarnessMonitor
-from lens.run.session import RunOutcome, run_blocking
+from lens.run.session import RunOutcome, StopSwitch, run_blocking
 from lens.run.simulators import live_providers
 from lens.sweeps.driver import SweepDriver
 
@@ -52,8 +52,13 @@ def run_plan(
     tty: bool = False,
     on_record: Callable[[RequestRecord], None] | None = None,
     redactor: Redactor | None = None,
+    handle_signals: bool = True,
+    stop: StopSwitch | None = None,
+    cancel_after_s: float | None = None,
 ) -> RunReport:
-    """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes."""
+    """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes.
+    SIGINT/SIGTERM (``handle_signals``: the main thread only), ``stop`` and
+    ``cancel_after_s`` end the run early, its results partial."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     budget = budget_guard(plan)
     harness = harness_monitor(plan)
@@ -78,6 +83,9 @@ def run_plan(
                 drive=sweeps.drive,
                 on_record=record,
                 redactor=redact,
+                handle_signals=handle_signals,
+                stop=stop,
+                cancel_after_s=cancel_after_s,
             )
     except Exception as exc:
         if outcome is None:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lens import exitcodes
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
-from lens.errors import InputError, Problem, describe, innermost
+from lens.errors import Problem, ResultsError, describe, innermost
 from lens.metrics.cost import RunBill, UnitBill, bill_run, record_cost
 from lens.metrics.idle import IdleProbes, idle_probes
 from lens.metrics.integrity import cold_flags, cold_start, compared_with, stream_delivery
@@ -152,6 +152,16 @@ class VerdictOut(_Frozen):
     reason: str
     exact: bool
     where: str
+
+    @property
+    def assertion(self) -> str:
+        """The SLA assertion as written, e.g. ``ttft.p95 < 500ms`` (the ``sla`` field)."""
+        return self.sla
+
+    @property
+    def status(self) -> Literal["pass", "fail", "inconclusive"]:
+        """The verdict (the ``outcome`` field)."""
+        return self.outcome
 
 
 class ExclusionOut(_Frozen):
@@ -538,6 +548,43 @@ class Results(_Frozen):
     )
     records: list[RecordOut]
 
+    def summary(
+        self,
+        stage: str | None = None,
+        provider: str | None = None,
+        *,
+        phase: PhaseName = "measure",
+    ) -> SummaryOut:
+        """The one summary of ``stage`` x ``provider`` (either may be left out when the
+        results hold a single one); ``phase`` picks a warmup or cooldown summary instead of
+        the judged one.  ``ResultsError`` when none matches, or more than one does."""
+        pool = self.summaries if phase == "measure" else self.phase_summaries
+        found = [
+            s
+            for s in pool
+            if s.phase == phase
+            and (stage is None or s.stage == stage)
+            and (provider is None or s.provider == provider)
+        ]
+        if len(found) == 1:
+            return found[0]
+        asked = ", ".join(
+            f"{k}={v!r}"
+            for k, v in (("stage", stage), ("provider", provider), ("phase", phase))
+            if v is not None
+        )
+        held = ", ".join(f"{s.stage}/{s.provider}" for s in pool if s.phase == phase) or "none"
+        if not found:
+            raise ResultsError(f"no summary for {asked}; the results hold: {held}")
+        raise ResultsError(
+            f"{len(found)} summaries match {asked} ({held}): name the stage and the provider"
+        )
+
+    def to_json(self) -> str:
+        """The results document, exactly as ``lens run -o`` writes it; ``lens.load_results``
+        (or ``Results.model_validate_json``) reads it back equal to these results."""
+        return self.model_dump_json(indent=1) + "\n"
+
 
 def _ms(ns: int | None) -> float | None:
     return None if ns is None else ns / NS_PER_MS
@@ -893,7 +940,7 @@ def results_json_schema() -> dict[str, Any]:
 def write_results(results: Results, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(results.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(results.to_json(), encoding="utf-8")
     tmp.replace(path)  # never leave a half-written results file behind
 
 
@@ -939,20 +986,20 @@ class RecordsLog:
 
 
 def load_results(path: Path) -> Results:
-    """Read a results.json back; a missing, unreadable or foreign file is an InputError."""
+    """Read a results.json back; a missing, unreadable or foreign file is a ResultsError."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{path}: no such results file") from None
+        raise ResultsError(f"{path}: no such results file") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+        raise ResultsError(f"{path}: cannot read results: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+        raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
     except ValueError as exc:  # undecodable bytes
-        raise InputError(f"{path}: not a JSON file: {exc}") from None
+        raise ResultsError(f"{path}: not a JSON file: {exc}") from None
     version = doc.get("schema_version") if isinstance(doc, dict) else None
     if version != SCHEMA_VERSION:
-        raise InputError(
+        raise ResultsError(
             f"{path}: not a lens results file (schema_version {version!r}, "
             f"expected {SCHEMA_VERSION!r})"
         )
@@ -965,4 +1012,4 @@ def load_results(path: Path) -> Results:
         ]
         if exc.error_count() > 5:
             problems.append(Problem(f"{path}: ... and {exc.error_count() - 5} more problems"))
-        raise InputError(problems) from exc
+        raise ResultsError(problems) from exc

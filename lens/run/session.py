@@ -13,7 +13,9 @@ facts lose the secrets lens holds (lens.redact) before anything else sees them.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from lens.run.progress import show_progress
 
 BUDGET_STOP = "budget"  # interrupted_by when the budget ran out
 LENS_FAILED_STOP = "lens_failed"  # interrupted_by when lens itself failed mid-run
+CANCEL_AFTER_STOP = "cancel_after"  # interrupted_by when the run's time limit ran out
 # Runs the plan's units through the runner: StageRunner.run_all, or a caller's order (the
 # adaptive sweeps of lens.sweeps choose steps as they go).
 Drive = Callable[[StageRunner], Awaitable[None]]
@@ -53,6 +56,51 @@ class RunOutcome:
         return self.interrupted_by is not None
 
 
+class StopSwitch:
+    """Ends a run from outside its trio loop (another thread, a caller's event loop), as
+    SIGTERM would: requests in flight are cancelled, the results are partial.  ``stop``
+    is thread-safe and may come before the run starts; the first reason given wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        self._wake: Callable[[], None] | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is not None:
+                return
+            self._reason = reason
+            wake = self._wake
+        if wake is not None:
+            wake()
+
+    async def wait(self) -> str:
+        """Inside the run's trio loop: until ``stop`` is called; its reason."""
+        event = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def wake() -> None:
+            # After the run's loop ended there is nothing left to stop.
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(event.set)
+
+        with self._lock:
+            self._wake = None if self._reason is not None else wake
+        try:
+            if self._reason is None:
+                await event.wait()
+        finally:
+            with self._lock:
+                self._wake = None
+        assert self._reason is not None
+        return self._reason
+
+
 async def execute(
     plan: Plan,
     providers: Mapping[str, ProviderSpec],
@@ -66,7 +114,12 @@ async def execute(
     harness: HarnessMonitor | None = None,
     drive: Drive | None = None,
     redactor: Redactor | None = None,
+    stop: StopSwitch | None = None,
+    cancel_after_s: float | None = None,
 ) -> RunOutcome:
+    """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
+    run early as a signal would, with ``interrupted_by`` the stop's reason or
+    ``"cancel_after"``."""
     records: list[RequestRecord] = []
     redact = redactor if redactor is not None else Redactor.for_providers(providers.values())
 
@@ -89,6 +142,10 @@ async def execute(
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 nursery.start_soon(_watch_signals, nursery.cancel_scope, interrupted)
+            if stop is not None:
+                nursery.start_soon(_watch_stop, stop, nursery.cancel_scope, interrupted)
+            if cancel_after_s is not None:
+                nursery.start_soon(_cancel_after, cancel_after_s, nursery.cancel_scope, interrupted)
             if progress_out is not None:
                 nursery.start_soon(lambda: show_progress(progress, progress_out, tty=tty))
             if harness is not None:
@@ -122,6 +179,17 @@ async def _watch_signals(scope: trio.CancelScope, interrupted: list[str]) -> Non
             return
 
 
+async def _watch_stop(stop: StopSwitch, scope: trio.CancelScope, interrupted: list[str]) -> None:
+    interrupted.append(await stop.wait())
+    scope.cancel()
+
+
+async def _cancel_after(seconds: float, scope: trio.CancelScope, interrupted: list[str]) -> None:
+    await trio.sleep(seconds)
+    interrupted.append(CANCEL_AFTER_STOP)
+    scope.cancel()
+
+
 def run_blocking(
     plan: Plan,
     providers: Mapping[str, ProviderSpec],
@@ -133,6 +201,9 @@ def run_blocking(
     drive: Drive | None = None,
     on_record: Callable[[RequestRecord], None] | None = None,
     redactor: Redactor | None = None,
+    handle_signals: bool = True,
+    stop: StopSwitch | None = None,
+    cancel_after_s: float | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -145,5 +216,8 @@ def run_blocking(
             drive=drive,
             on_record=on_record,
             redactor=redactor,
+            handle_signals=handle_signals,
+            stop=stop,
+            cancel_after_s=cancel_after_s,
         )
     )
