@@ -100,10 +100,13 @@ def test_every_provider_type_measures_the_same_thing(
     for name, s in summaries.items():
         assert s["errors"] == 0, (name, s["error_counts"])
         m = s["metrics"]
-        # Same configured delays behind every wire format: the same numbers come out,
-        # within the client's own timing error on this 2-core VM (make bench: p50 +1.7 to
-        # +2.5 ms; a server process that shares the cores adds its own).
-        assert TTFT_MS <= m["ttft"]["p50"] <= TTFT_MS + 3.0, (name, m["ttft"])
+        # Same configured delays behind every wire format: the same numbers come out.
+        # Never early; the least-delayed request shows the client's own offset (make
+        # bench: +1 to +3 ms), which a decoder stamping one token late would push past
+        # ITL_MS; the median only has to stay clear of that on a loaded 2-core CI machine
+        # (a p50 within 3 ms failed there at 84.3 ms).
+        assert TTFT_MS <= m["ttft"]["min"] <= TTFT_MS + ITL_MS / 2, (name, m["ttft"])
+        assert m["ttft"]["p50"] <= TTFT_MS + 25.0, (name, m["ttft"])
         assert abs(m["itl"]["p50"] - ITL_MS) <= 2.0, (name, m["itl"])
         assert m["output_tokens"]["min"] == m["output_tokens"]["max"] == TOKENS, name
         assert s["token_sources"] == {"usage": 6}, name

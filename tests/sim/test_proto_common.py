@@ -21,6 +21,7 @@ from lens.sim.text import VOCAB, completion_text
 from tests.sim.conftest import LiveSim, StartSim
 from tests.sim.rawhttp import Connection, Response
 from tests.sim.wire import WIRES, Wire
+from tests.timing import assert_on_time
 
 ALL = pytest.mark.parametrize("wire", list(WIRES.values()), ids=list(WIRES))
 CLOSE_AFTER_ERROR = {"anthropic", "gemini"}
@@ -287,13 +288,13 @@ async def test_measured_ttft_and_itl(start_sim: StartSim, name: str) -> None:
     wire = WIRES[name]
     sim = await start_sim(_settings(wire, ttft_s=0.05, itl_s=0.01, output_tokens=20))
     resp = await _call(sim, wire)
-    assert resp.t_head - resp.t_sent < 0.015
     times = resp.chunk_times[wire.prefix_chunks : wire.prefix_chunks + 20]
+    assert resp.t_head < times[0]  # the head goes out at once, not with the first token
     assert len(wire.decode(resp).texts) == 20
-    assert times[0] - resp.t_sent == pytest.approx(0.05, abs=0.015)
+    assert_on_time(times[0] - resp.t_sent, 0.05)
     itl = statistics.median(y - x for x, y in itertools.pairwise(times))
-    assert itl == pytest.approx(0.01, abs=0.003)
-    assert times[-1] - resp.t_sent == pytest.approx(0.05 + 19 * 0.01, abs=0.012)
+    assert itl == pytest.approx(0.01, abs=0.003)  # a median of 19 gaps: robust to a stall
+    assert_on_time(times[-1] - resp.t_sent, 0.05 + 19 * 0.01)
 
 
 async def test_long_zero_delay_stream_cycles_the_vocabulary(start_sim: StartSim) -> None:

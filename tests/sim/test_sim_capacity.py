@@ -11,6 +11,7 @@ from lens.sim.config import parse_argv
 from lens.sim.server import SimServer
 from tests.sim.conftest import StartSim
 from tests.sim.rawhttp import Connection, Response, chat_body
+from tests.timing import assert_on_time
 
 
 async def _concurrent(
@@ -79,9 +80,10 @@ async def test_mock_clock_non_streamed_answers_queue_too(
 
 
 async def test_queue_wait_shows_in_ttft_over_real_sockets(start_sim: StartSim) -> None:
-    # Capacity 2, e2e 20 ms + 15 x 2 ms = 50 ms: six requests at once are served in three
-    # waves of two, whose TTFTs are 20, 70 and 120 ms.
-    sim = await start_sim(SimSettings(ttft_s=0.02, itl_s=0.002, output_tokens=16, capacity=2))
+    # Capacity 2, e2e 50 ms + 15 x 5 ms = 125 ms: six requests at once are served in three
+    # waves of two, whose TTFTs are 50, 175 and 300 ms (waves far enough apart to be told
+    # apart on a loaded machine).
+    sim = await start_sim(SimSettings(ttft_s=0.05, itl_s=0.005, output_tokens=16, capacity=2))
     ttfts: list[float] = []
 
     async def one() -> None:
@@ -93,8 +95,9 @@ async def test_queue_wait_shows_in_ttft_over_real_sockets(start_sim: StartSim) -
     async with trio.open_nursery() as nursery:
         for _ in range(6):
             nursery.start_soon(one)
-    expected = [0.02, 0.02, 0.07, 0.07, 0.12, 0.12]
-    assert sorted(ttfts) == pytest.approx(expected, abs=0.015)
+    expected = [0.05, 0.05, 0.175, 0.175, 0.3, 0.3]
+    for ttft, due in zip(sorted(ttfts), expected, strict=True):
+        assert_on_time(ttft, due, late_s=0.06)
 
 
 def test_capacity_flag() -> None:
