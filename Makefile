@@ -24,6 +24,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check lens tests bench
 	$(BIN)/ruff format --check lens tests bench
+	$(BIN)/lint-imports  # the layer contracts in pyproject.toml [tool.importlinter]
 
 typecheck: install
 	$(BIN)/mypy

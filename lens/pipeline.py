@@ -2,8 +2,8 @@
 
 Each step is a small function, and ``run_plan`` reads as their list: guard the budget,
 watch the harness, execute (adaptive sweeps choosing their steps as they go), summarise,
-judge, assemble results.  The CLI adds only what is about the terminal: warnings,
-writing files, exporting, exit codes.
+judge, analyse (``lens.metrics.analysis``), assemble results.  The CLI adds only what is
+about the terminal: warnings, writing files, exporting, exit codes.
 
 lens failing (a bug) after measuring started never loses the measurement: the run stops,
 and the report carries the failure next to results built from what was measured (in full
@@ -20,17 +20,18 @@ from typing import TextIO
 from lens import exitcodes
 from lens.errors import describe, innermost
 from lens.export.results import Results, build_results, salvage_results
+from lens.metrics.analysis import analyse_run
 from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
 from lens.metrics.summary import Summary, SummaryBuilder
 from lens.metrics.sweeps import SweepOutcome, distrust_sweeps
 from lens.plan.model import Plan, ProviderSpec, SlaSpec
-from lens.records import Phase, RequestRecord
+from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
 from lens.redact import Redactor
 from lens.run.budget import BudgetGuard
-from lens.run.harness import HarnessLimits, HarnessMonitor
-from lens.run.session import RunOutcome, StopSwitch, run_blocking
+from lens.run.harness import HarnessMonitor
+from lens.run.session import StopSwitch, run_blocking
 from lens.run.simulators import live_providers
 from lens.sweeps.driver import SweepDriver
 
@@ -97,15 +98,16 @@ def run_plan(
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
         summaries, phase_summaries = summarise(plan, outcome, slas, bill)
         verdicts = judge_run(slas, summaries, outcome)
+        analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
         results = build_results(
             plan,
             outcome,
             summaries,
             verdicts,
+            analysis,
             phase_summaries,
             sweeps=judge_sweeps(sweeps, outcome),
             redactor=redact,
-            bill=bill,
         )
         if failure is not None and results.failure is None:
             # The run itself ended; lens failed after it (stopping a simulator).

@@ -1,13 +1,19 @@
-"""RequestRecord: what the executor measured for one request, and nothing derived.
+"""What a run measured, and nothing derived: one ``RequestRecord`` per request, one
+``StageWindow`` per stage x provider unit, the harness's ``HarnessReport``, and the
+``RunOutcome`` that holds them.
 
 Times are integer nanoseconds on the run's monotonic clock, relative to the run's start
 (``t0``).  A stamp that was never reached is ``None``; derived metrics live in
-``lens.metrics.request`` so this value stays a faithful log of what happened.
+``lens.metrics`` so these values stay a faithful log of what happened.
+
+They sit below every stage on purpose: ``lens.run`` produces them, ``lens.metrics``
+analyses them and ``lens.export`` writes them, and none of those needs the others for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -91,3 +97,119 @@ class RequestRecord:
     @property
     def status(self) -> str:
         return "ok" if self.ok else "error"
+
+
+@dataclass(frozen=True, slots=True)
+class SweepStep:
+    """Where a stage unit sits in a sweep, so results and charts can group its steps."""
+
+    sweep: str  # the sweep stage's id as written; the unit's own id names the step
+    index: int  # 0-based, in the order the steps run
+    steps: int | None  # None: decided at run time (find_max_rate, find_max_concurrency, auto)
+    rate_per_s: float | None = None  # open-loop step
+    concurrency: int | None = None  # closed-loop step
+
+
+@dataclass(frozen=True, slots=True)
+class StageWindow:
+    """When one stage x provider unit ran, on the run clock (ns since run start)."""
+
+    stage: str
+    provider: str
+    t_start: int
+    t_end: int
+    planned: int | None
+    started: int
+    sweep: SweepStep | None = None
+    # Where the measured phase began and ended; None: at the window's own edge.  Begins:
+    # a closed loop's last warmup request's end (the barrier), an open loop's first
+    # measured arrival.  Ends: the first cooldown request's start (intended, open loop).
+    t_measure_start: int | None = None
+    t_measure_end: int | None = None
+    # How long the unit paused before its set-up began (a sweep's ``pause``): part of the
+    # run's wall time that the GPU-hour bill charges to this unit (lens.pricing.gpu).
+    pause_ns: int = 0
+
+    def span(self, phase: Phase) -> tuple[int, int]:
+        """The part of the window ``phase`` had: warmup up to the measured phase's start,
+        cooldown from its end, the measured phase in between.  The three spans tile the
+        window: every nanosecond of it belongs to exactly one phase."""
+        start = self.t_start if self.t_measure_start is None else self.t_measure_start
+        end = self.t_end if self.t_measure_end is None else self.t_measure_end
+        if phase == "warmup":
+            return (self.t_start, start)
+        if phase == "cooldown":
+            return (end, self.t_end)
+        return (start, end)
+
+
+# The harness self-check (lens.run.harness samples; these judge the samples).
+DEFAULT_MAX_LOOP_LAG_MS = 25.0  # p99 of wake-up lateness
+DEFAULT_MAX_CPU = 0.9  # share of one core, over the whole run
+# Below these, start-up work (TLS contexts, pre-connecting) dominates the figures: a run
+# of a few hundred milliseconds is always "busy" and its lag p99 is its maximum.
+MIN_CPU_SPAN_S = 2.0
+MIN_LAG_SAMPLES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessLimits:
+    max_loop_lag_ms: float = DEFAULT_MAX_LOOP_LAG_MS
+    max_cpu: float = DEFAULT_MAX_CPU
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessReport:
+    """The client's own load while it measured (lens.run.harness): is lens the bottleneck?"""
+
+    samples: int
+    loop_lag_p50_ms: float | None
+    loop_lag_p99_ms: float | None
+    loop_lag_max_ms: float | None
+    cpu: float | None  # process CPU seconds / wall seconds over the sampled span
+    limits: HarnessLimits
+    span_s: float = 0.0  # wall time sampled
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the client was overloaded; empty when it was not."""
+        out = []
+        lag, limits = self.loop_lag_p99_ms, self.limits
+        if lag is not None and self.samples >= MIN_LAG_SAMPLES and lag > limits.max_loop_lag_ms:
+            out.append(
+                f"event-loop lag p99 {lag:.1f} ms > {limits.max_loop_lag_ms:g} ms "
+                "(timestamps may be late by as much)"
+            )
+        if self.cpu is not None and self.span_s >= MIN_CPU_SPAN_S and self.cpu > limits.max_cpu:
+            out.append(f"client CPU {self.cpu:.0%} of a core > {limits.max_cpu:.0%}")
+        return tuple(out)
+
+    @property
+    def overloaded(self) -> bool:
+        return bool(self.reasons)
+
+
+# ``RunOutcome.interrupted_by`` when lens itself stopped the run early (a signal gives
+# its name: SIGINT, SIGTERM; a ``StopSwitch`` its reason).
+BUDGET_STOP = "budget"  # the budget ran out
+LENS_FAILED_STOP = "lens_failed"  # lens itself failed mid-run
+CANCEL_AFTER_STOP = "cancel_after"  # the run's time limit ran out
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """Everything one run measured (lens.run.session), before any analysis."""
+
+    records: tuple[RequestRecord, ...]
+    windows: tuple[StageWindow, ...]
+    started_at: datetime  # wall clock, for the manifest only; never used for durations
+    duration_s: float
+    interrupted_by: str | None = None
+    harness: HarnessReport | None = None  # the client's own load while it measured
+    # lens itself failed mid-run (a bug, a full disk): the run stopped there.  Not for
+    # failures of the system under test, which are records.
+    failure: Exception | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.interrupted_by is not None

@@ -26,30 +26,26 @@ from lens import exitcodes
 from lens._version import __version__
 from lens.catalog import REQUEST_STATS
 from lens.errors import Problem, ResultsError, describe, innermost
-from lens.metrics.cost import RunBill, UnitBill, bill_run, record_cost
-from lens.metrics.idle import IdleProbes, idle_probes
-from lens.metrics.integrity import cold_flags, cold_start, compared_with, stream_delivery
-from lens.metrics.judge import Verdict, exit_code
-from lens.metrics.pacing import Pacing, pacing
-from lens.metrics.recommend import Recommendation, recommend
+from lens.metrics.analysis import RunAnalysis
+from lens.metrics.cost import RecordPrice, RunBill, UnitBill, token_price
+from lens.metrics.idle import IdleProbes
+from lens.metrics.integrity import IntegrityReport, compared_with
+from lens.metrics.judge import Verdict
+from lens.metrics.pacing import Pacing
+from lens.metrics.recommend import Recommendation
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
 from lens.metrics.summary import Summary
 from lens.metrics.sweeps import SweepOutcome
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import Plan, ProviderSpec
-from lens.pricing import GpuHourRate
+from lens.plan.model import Plan
 from lens.pricing.gpu import money_text
-from lens.records import RequestRecord
+from lens.records import LENS_FAILED_STOP, RequestRecord, RunOutcome, StageWindow
 from lens.redact import Redactor
-from lens.run.executor import StageWindow
-from lens.run.session import LENS_FAILED_STOP, RunOutcome
 
 SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
 SCHEMA_ID = "https://lens.dev/schemas/results-v1.json"
 
 PhaseName = Literal["warmup", "measure", "cooldown"]
-# A record's cost (decimal string) and how it was worked out; None when unknown.
-_RecordPrice = tuple[str, dict[str, str | int | None]] | None
 
 
 class _Frozen(BaseModel):
@@ -591,7 +587,7 @@ def _ms(ns: int | None) -> float | None:
 
 
 def record_out(
-    rec: RequestRecord, cost: _RecordPrice = None, cold: bool | None = None
+    rec: RequestRecord, cost: RecordPrice | None = None, cold: bool | None = None
 ) -> RecordOut:
     m = request_metrics(rec, include_failed=True)
     return RecordOut(
@@ -679,12 +675,6 @@ def summary_out(
 _PACING = frozenset(PacingOut.model_fields)
 
 
-def run_exit_code(verdicts: Sequence[Verdict], *, partial: bool) -> int:
-    """The verdicts' exit code, except that an interrupted run cannot pass: at best 3."""
-    code = exit_code(verdicts)
-    return exitcodes.INCONCLUSIVE if partial and code == exitcodes.OK else code
-
-
 def environment(outcome: RunOutcome, redact: Redactor | None = None) -> Environment:
     finished = outcome.started_at + timedelta(seconds=outcome.duration_s)
     return Environment(
@@ -708,55 +698,47 @@ def build_results(
     outcome: RunOutcome,
     summaries: Sequence[Summary],
     verdicts: Sequence[Verdict],
+    analysis: RunAnalysis,
     phase_summaries: Sequence[Summary] = (),
     sweeps: Sequence[SweepOutcome] = (),
     redactor: Redactor | None = None,
-    bill: RunBill | None = None,
 ) -> Results:
-    """The results document.  ``redactor`` (default: the plan's secrets) masks the plan
-    section and argv; records were redacted when they were created (lens.run.session).
-    ``bill``: the run's GPU-hour bill, the one the summaries were built with (worked out
-    here when not given)."""
+    """The results document of ``outcome``: its summaries and verdicts, and what
+    ``lens.metrics.analysis.analyse_run`` found in it.  ``redactor`` (default: the plan's
+    secrets) masks the plan section and argv; records were redacted when they were
+    created (lens.run.session)."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
-    paced = {(p.stage, p.provider): p for p in pacing(outcome.records)}
-    probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
-    if bill is None:
-        bill = bill_run(plan.providers, outcome.windows, outcome.records)
-    colds = cold_flags(outcome.records, cold_after_s=plan.integrity.cold_after_s)
-    integrity = integrity_out(plan, outcome, colds)
-    costs = [
-        _record_price(r, plan.providers[r.provider], share)
-        for r, share in zip(outcome.records, bill.record_usd, strict=True)
-    ]
     return Results(
         scenario=plan.name,
         partial=outcome.partial,
         interrupted_by=outcome.interrupted_by,
-        exit_code=exitcodes.LENS_FAILED
-        if outcome.failure is not None
-        else run_exit_code(verdicts, partial=outcome.partial),
+        exit_code=analysis.exit_code,
         failure=None if outcome.failure is None else redact(describe(innermost(outcome.failure))),
         environment=environment(outcome, redact),
         plan=redact.tree(plan_to_dict(plan)),
-        stages=[window_out(w, u) for w, u in zip(outcome.windows, bill.units, strict=True)],
-        billing=billing_out(bill),
+        stages=[
+            window_out(w, u) for w, u in zip(outcome.windows, analysis.bill.units, strict=True)
+        ],
+        billing=billing_out(analysis.bill),
         summaries=[
             summary_out(
-                s, plan, planned.get((s.stage, s.provider)), paced.get((s.stage, s.provider))
+                s,
+                plan,
+                planned.get((s.stage, s.provider)),
+                analysis.pacing_of(s.stage, s.provider),
             )
             for s in summaries
         ],
         phase_summaries=[summary_out(s, plan, None) for s in phase_summaries],
         verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
-        idle_probes=[idle_probes_out(p) for p in idle_probes(outcome.records, colds, probe_stages)],
-        integrity=integrity,
-        recommendation=recommendation_out(
-            recommend(summaries, verdicts, {p: spec.model for p, spec in plan.providers.items()})
-        ),
+        idle_probes=[idle_probes_out(p) for p in analysis.idle_probes],
+        integrity=integrity_out(analysis.integrity),
+        recommendation=recommendation_out(analysis.recommendation),
         sweeps=[sweep_out(o) for o in sweeps],
         records=[
-            record_out(r, c, cold) for r, c, cold in zip(outcome.records, costs, colds, strict=True)
+            record_out(r, price, cold)
+            for r, price, cold in zip(outcome.records, analysis.prices, analysis.cold, strict=True)
         ],
     )
 
@@ -785,31 +767,10 @@ def salvage_results(
         summaries=[],
         verdicts=[],
         recommendation=None,
-        records=[record_out(r, _token_price(r, plan)) for r in outcome.records],
+        records=[
+            record_out(r, token_price(r, plan.providers.get(r.provider))) for r in outcome.records
+        ],
     )
-
-
-def _token_price(rec: RequestRecord, plan: Plan) -> _RecordPrice:
-    """A record's cost from its own tokens (no stage context: no GPU-hour share)."""
-    spec = plan.providers.get(rec.provider)
-    breakdown = record_cost(rec, spec) if spec is not None else None
-    return None if breakdown is None else (str(breakdown.total), breakdown.to_record())
-
-
-def _record_price(rec: RequestRecord, spec: ProviderSpec, share: Decimal | None) -> _RecordPrice:
-    """A record's cost and how it was worked out; None when unknown.  ``share``: its part
-    of the GPU-hour bill (``RunBill.record_usd``)."""
-    breakdown = record_cost(rec, spec)
-    if breakdown is not None:
-        return str(breakdown.total), breakdown.to_record()
-    if isinstance(spec.price, GpuHourRate) and share is not None:
-        detail: dict[str, str | int | None] = {
-            "pricing": "gpu-hour",
-            **spec.price.to_dict(),
-            "share_of": "its stage's billed time, by busy time (dispatch to end)",
-        }
-        return money_text(share), detail
-    return None
 
 
 def billing_out(bill: RunBill) -> BillingOut | None:
@@ -831,14 +792,10 @@ def billing_out(bill: RunBill) -> BillingOut | None:
     )
 
 
-def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> IntegrityOut:
-    settings = plan.integrity
-    streams = stream_delivery(outcome.records, buffered_share=settings.buffered_share)
-    colds_by_provider = cold_start(outcome.records, colds)
-    warnings: list[str] = []
+def integrity_out(report: IntegrityReport) -> IntegrityOut:
     harness = None
-    if outcome.harness is not None:
-        h = outcome.harness
+    if report.harness is not None:
+        h = report.harness
         harness = HarnessOut(
             status="overloaded" if h.overloaded else "ok",
             reasons=list(h.reasons),
@@ -850,26 +807,11 @@ def integrity_out(plan: Plan, outcome: RunOutcome, colds: Sequence[bool]) -> Int
             max_loop_lag_ms=h.limits.max_loop_lag_ms,
             max_cpu=h.limits.max_cpu,
         )
-        warnings += [f"harness overloaded: {r}" for r in h.reasons]
-    for s in streams:
-        if s.buffered and s.zero_gap_share is not None:
-            warnings.append(
-                f"stream_buffered: {s.stage}/{s.provider}: in a typical stream "
-                f"{s.zero_gap_share:.0%} of chunks arrived in the same read as the one "
-                "before (a buffering proxy, or a client reading too slowly): ITL is not "
-                "the model's"
-            )
-    for c in colds_by_provider:
-        if c.significant:
-            warnings.append(
-                f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
-                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
-            )
     return IntegrityOut(
         harness=harness,
-        streams=[StreamDeliveryOut(**dataclasses.asdict(s)) for s in streams],
-        cold_start=[ColdStartOut(**dataclasses.asdict(c)) for c in colds_by_provider],
-        warnings=warnings,
+        streams=[StreamDeliveryOut(**dataclasses.asdict(s)) for s in report.streams],
+        cold_start=[ColdStartOut(**dataclasses.asdict(c)) for c in report.cold_start],
+        warnings=list(report.warnings),
     )
 
 
@@ -975,7 +917,8 @@ class RecordsLog:
     def write(self, rec: RequestRecord) -> None:
         if self._file.closed:
             return  # a record finishing after the log was closed (never, in lens run)
-        self._file.write(record_out(rec, _token_price(rec, self._plan)).model_dump_json() + "\n")
+        price = token_price(rec, self._plan.providers.get(rec.provider))
+        self._file.write(record_out(rec, price).model_dump_json() + "\n")
         # To the OS now: a killed process loses nothing written; only a crash of the
         # machine itself could (no fsync per request, which would cost milliseconds).
         self._file.flush()

@@ -42,6 +42,35 @@ def record_cost(rec: RequestRecord, spec: ProviderSpec) -> CostBreakdown | None:
     )
 
 
+# A record's cost (decimal string) and how it was worked out, as results.json carries them.
+RecordPrice = tuple[str, dict[str, str | int | None]]
+
+
+def token_price(rec: RequestRecord, spec: ProviderSpec | None) -> RecordPrice | None:
+    """A record's cost from its own tokens (no stage context: no GPU-hour share); None when
+    unknown."""
+    breakdown = record_cost(rec, spec) if spec is not None else None
+    return None if breakdown is None else (str(breakdown.total), breakdown.to_record())
+
+
+def record_price(
+    rec: RequestRecord, spec: ProviderSpec, share: Decimal | None
+) -> RecordPrice | None:
+    """A record's cost and how it was worked out; None when unknown.  ``share``: its part
+    of the GPU-hour bill (``RunBill.record_usd``)."""
+    breakdown = record_cost(rec, spec)
+    if breakdown is not None:
+        return str(breakdown.total), breakdown.to_record()
+    if isinstance(spec.price, GpuHourRate) and share is not None:
+        detail: dict[str, str | int | None] = {
+            "pricing": "gpu-hour",
+            **spec.price.to_dict(),
+            "share_of": "its stage's billed time, by busy time (dispatch to end)",
+        }
+        return money_text(share), detail
+    return None
+
+
 # Each record is priced twice (summing per stage, then its results entry), and requests of
 # one prompt mostly repeat the same counts: the exact Decimal work is done once per shape.
 @functools.lru_cache(maxsize=4096)

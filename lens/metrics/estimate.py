@@ -34,10 +34,9 @@ from collections import Counter
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-from lens.plan.duration import duration_estimate
+from lens.plan.duration import SETTLE_MARGIN_S, duration_estimate, setup_bound_s
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan
 from lens.pricing import GpuHourRate, ModelPrice, request_cost
-from lens.run.budget import SETTLE_MARGIN_S, setup_bound_s
 
 CHARS_PER_TOKEN_BOUND = 3
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators, per message

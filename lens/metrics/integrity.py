@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lens.metrics.request import NS_PER_MS, NS_PER_S
-from lens.records import RequestRecord
+from lens.records import HarnessReport, RequestRecord
 
 DEFAULT_COLD_AFTER_S = 60.0
 DEFAULT_BUFFERED_SHARE = 0.5
@@ -227,3 +227,45 @@ def cold_start(records: Sequence[RequestRecord], flags: Sequence[bool]) -> tuple
             )
         )
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityReport:
+    """lens's checks of its own measurements; ``warnings`` says what to distrust."""
+
+    harness: HarnessReport | None  # None: the run was not sampled
+    streams: tuple[StreamDelivery, ...]
+    cold_start: tuple[ColdStart, ...]
+    warnings: tuple[str, ...]
+
+
+def integrity_report(
+    records: Sequence[RequestRecord],
+    colds: Sequence[bool],
+    harness: HarnessReport | None,
+    *,
+    buffered_share: float = DEFAULT_BUFFERED_SHARE,
+) -> IntegrityReport:
+    """The run's integrity checks (``colds``: the records' cold flags, same order), and a
+    warning for each one that failed: an overloaded harness, a buffered stream, a
+    significant cold start."""
+    streams = stream_delivery(records, buffered_share=buffered_share)
+    colds_by_provider = cold_start(records, colds)
+    warnings: list[str] = []
+    if harness is not None:
+        warnings += [f"harness overloaded: {r}" for r in harness.reasons]
+    for st in streams:
+        if st.buffered and st.zero_gap_share is not None:
+            warnings.append(
+                f"stream_buffered: {st.stage}/{st.provider}: in a typical stream "
+                f"{st.zero_gap_share:.0%} of chunks arrived in the same read as the one "
+                "before (a buffering proxy, or a client reading too slowly): ITL is not "
+                "the model's"
+            )
+    for c in colds_by_provider:
+        if c.significant:
+            warnings.append(
+                f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
+                f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
+            )
+    return IntegrityReport(harness, streams, colds_by_provider, tuple(warnings))

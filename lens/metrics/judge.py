@@ -243,6 +243,15 @@ def exit_code(verdicts: Sequence[Verdict]) -> int:
     return EXIT_PASS
 
 
+def run_exit_code(verdicts: Sequence[Verdict], *, partial: bool, failed: bool = False) -> int:
+    """The run's exit code: 5 when lens itself failed, else the verdicts', except that an
+    interrupted run cannot pass: at best 3."""
+    if failed:
+        return exitcodes.LENS_FAILED
+    code = exit_code(verdicts)
+    return exitcodes.INCONCLUSIVE if partial and code == exitcodes.OK else code
+
+
 def distrust(verdicts: Sequence[Verdict], reasons: Sequence[str]) -> tuple[Verdict, ...]:
     """The verdicts of a run whose measurements are suspect (an overloaded client):
     passes and fails both become inconclusive, keeping the measured value."""

@@ -33,12 +33,12 @@ from lens.plan.model import (
     SlaSpec,
     StagePlan,
     SweepKind,
-    SweepStep,
 )
 from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.pricing import ModelPrice, ProviderPrice
+from lens.records import SweepStep
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.headers import unsendable
 from lens.scenario.messages import did_you_mean

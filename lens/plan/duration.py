@@ -29,6 +29,19 @@ from lens.plan.model import ProviderSpec, StagePlan
 # A duration that is a whole number of e2e waves should not round up to one more wave.
 _WAVE_EPSILON = 1e-9
 
+# Bounds the run keeps and the plan's figures count on: the budget guard (lens.run.budget)
+# and the cost estimate (lens.metrics.estimate) both use them, so they live with the plan.
+# lens's own work after a request's deadline (cancelling it, recording it, closing the
+# unit's connections) is counted as taking at most this long.
+SETTLE_MARGIN_S = 1.0
+# lens's transports give up connecting after min(timeout, this) (lens.run.executor).
+CONNECT_BOUND_S = 30.0
+
+
+def setup_bound_s(unit: StagePlan) -> float:
+    """The longest a unit's set-up (connecting ahead of its window) can take."""
+    return min(unit.timeout_s, CONNECT_BOUND_S)
+
 
 @dataclass(frozen=True, slots=True)
 class DurationEstimate:

@@ -18,7 +18,10 @@ from pydantic_core import CoreSchema, core_schema
 
 from lens.netconfig import ProxyRules, TlsOptions, parse_proxy_url
 from lens.pricing import ProviderPrice
-from lens.records import Phase
+
+# SweepStep (which step of a sweep a unit is) lives with the records: a run's StageWindow
+# carries it, and records sit below the plan.
+from lens.records import Phase, SweepStep
 from lens.scenario.sla import SlaExpr
 from lens.scenario.units import Precision
 
@@ -242,17 +245,6 @@ class RetryPolicy:
         """The pause before retry number ``retry`` (1-based): the server's hint if any."""
         wait = retry_after_s if retry_after_s is not None else self.backoff_s * 2 ** (retry - 1)
         return min(max(wait, 0.0), self.max_wait_s)
-
-
-@dataclass(frozen=True, slots=True)
-class SweepStep:
-    """Where a stage unit sits in a sweep, so results and charts can group its steps."""
-
-    sweep: str  # the sweep stage's id as written; the unit's own id names the step
-    index: int  # 0-based, in the order the steps run
-    steps: int | None  # None: decided at run time (find_max_rate, find_max_concurrency, auto)
-    rate_per_s: float | None = None  # open-loop step
-    concurrency: int | None = None  # closed-loop step
 
 
 @dataclass(frozen=True, slots=True)

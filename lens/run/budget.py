@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+from lens.plan.duration import SETTLE_MARGIN_S, setup_bound_s
 from lens.plan.model import PromptSpec, ProviderSpec, StagePlan
 from lens.pricing import GpuHourRate
 from lens.pricing.gpu import usd_of_units
@@ -38,21 +39,11 @@ from lens.records import RequestRecord
 ReserveFn = Callable[[ProviderSpec, PromptSpec, int | None], Decimal | None]
 CostFn = Callable[[RequestRecord, ProviderSpec], Decimal | None]
 
-# lens's own work after a request's deadline (cancelling it, recording it, closing the
-# unit's connections) is counted as taking at most this long.
-SETTLE_MARGIN_S = 1.0
-# lens's transports give up connecting after min(timeout, this) (lens.run.executor).
-CONNECT_BOUND_S = 30.0
 _NS = 1_000_000_000
 
 
 def ns(seconds: float) -> int:
     return round(seconds * _NS)
-
-
-def setup_bound_s(unit: StagePlan) -> float:
-    """The longest a unit's set-up (connecting ahead of its window) can take."""
-    return min(unit.timeout_s, CONNECT_BOUND_S)
 
 
 class BudgetGuard:

@@ -36,7 +36,6 @@ import collections
 import dataclasses
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
@@ -44,48 +43,16 @@ import trio
 
 from lens.errors import ProviderError
 from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
-from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, SweepStep, TlsSpec
+from lens.plan.duration import CONNECT_BOUND_S
+from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, TlsSpec
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
-from lens.records import ErrorClass, Phase, RequestRecord
+from lens.records import ErrorClass, Phase, RequestRecord, StageWindow
 from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
 from lens.run.pool import TransportPool
 from lens.run.request import execute_request
-
-
-@dataclass(frozen=True, slots=True)
-class StageWindow:
-    """When one stage x provider unit ran, on the run clock (ns since run start)."""
-
-    stage: str
-    provider: str
-    t_start: int
-    t_end: int
-    planned: int | None
-    started: int
-    sweep: SweepStep | None = None
-    # Where the measured phase began and ended; None: at the window's own edge.  Begins:
-    # a closed loop's last warmup request's end (the barrier), an open loop's first
-    # measured arrival.  Ends: the first cooldown request's start (intended, open loop).
-    t_measure_start: int | None = None
-    t_measure_end: int | None = None
-    # How long the unit paused before its set-up began (a sweep's ``pause``): part of the
-    # run's wall time that the GPU-hour bill charges to this unit (lens.pricing.gpu).
-    pause_ns: int = 0
-
-    def span(self, phase: Phase) -> tuple[int, int]:
-        """The part of the window ``phase`` had: warmup up to the measured phase's start,
-        cooldown from its end, the measured phase in between.  The three spans tile the
-        window: every nanosecond of it belongs to exactly one phase."""
-        start = self.t_start if self.t_measure_start is None else self.t_measure_start
-        end = self.t_end if self.t_measure_end is None else self.t_measure_end
-        if phase == "warmup":
-            return (self.t_start, start)
-        if phase == "cooldown":
-            return (end, self.t_end)
-        return (start, end)
 
 
 class RunProgress:
@@ -143,7 +110,7 @@ def _transport_factory(
     """
     if injected is not None:
         return lambda: injected
-    connect_timeout = min(unit.timeout_s, 30.0)
+    connect_timeout = min(unit.timeout_s, CONNECT_BOUND_S)
     proxy = spec.proxy.rules() if spec.proxy is not None else None
     keep_alive = spec.keep_alive
     limits = spec.limits

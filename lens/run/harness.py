@@ -18,52 +18,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import trio
 
+from lens.records import HarnessLimits, HarnessReport
+
 DEFAULT_INTERVAL_S = 0.05
-DEFAULT_MAX_LOOP_LAG_MS = 25.0  # p99 of wake-up lateness
-DEFAULT_MAX_CPU = 0.9  # share of one core, over the whole run
-# Below these, start-up work (TLS contexts, pre-connecting) dominates the figures: a run
-# of a few hundred milliseconds is always "busy" and its lag p99 is its maximum.
-MIN_CPU_SPAN_S = 2.0
-MIN_LAG_SAMPLES = 20
-
-
-@dataclass(frozen=True, slots=True)
-class HarnessLimits:
-    max_loop_lag_ms: float = DEFAULT_MAX_LOOP_LAG_MS
-    max_cpu: float = DEFAULT_MAX_CPU
-
-
-@dataclass(frozen=True, slots=True)
-class HarnessReport:
-    samples: int
-    loop_lag_p50_ms: float | None
-    loop_lag_p99_ms: float | None
-    loop_lag_max_ms: float | None
-    cpu: float | None  # process CPU seconds / wall seconds over the sampled span
-    limits: HarnessLimits
-    span_s: float = 0.0  # wall time sampled
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """Why the client was overloaded; empty when it was not."""
-        out = []
-        lag, limits = self.loop_lag_p99_ms, self.limits
-        if lag is not None and self.samples >= MIN_LAG_SAMPLES and lag > limits.max_loop_lag_ms:
-            out.append(
-                f"event-loop lag p99 {lag:.1f} ms > {limits.max_loop_lag_ms:g} ms "
-                "(timestamps may be late by as much)"
-            )
-        if self.cpu is not None and self.span_s >= MIN_CPU_SPAN_S and self.cpu > limits.max_cpu:
-            out.append(f"client CPU {self.cpu:.0%} of a core > {limits.max_cpu:.0%}")
-        return tuple(out)
-
-    @property
-    def overloaded(self) -> bool:
-        return bool(self.reasons)
 
 
 def _nearest_rank(ordered: list[float], q: float) -> float:

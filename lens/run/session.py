@@ -17,43 +17,28 @@ import contextlib
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
 import trio
 
 from lens.plan.model import Plan, ProviderSpec
-from lens.records import RequestRecord
+from lens.records import (
+    BUDGET_STOP,
+    CANCEL_AFTER_STOP,
+    LENS_FAILED_STOP,
+    RequestRecord,
+    RunOutcome,
+)
 from lens.redact import Redactor, redact_record
 from lens.run.budget import BudgetGuard
-from lens.run.executor import RunProgress, StageRunner, StageWindow, TransportFactory
-from lens.run.harness import HarnessMonitor, HarnessReport
+from lens.run.executor import RunProgress, StageRunner, TransportFactory
+from lens.run.harness import HarnessMonitor
 from lens.run.progress import show_progress
 
-BUDGET_STOP = "budget"  # interrupted_by when the budget ran out
-LENS_FAILED_STOP = "lens_failed"  # interrupted_by when lens itself failed mid-run
-CANCEL_AFTER_STOP = "cancel_after"  # interrupted_by when the run's time limit ran out
 # Runs the plan's units through the runner: StageRunner.run_all, or a caller's order (the
 # adaptive sweeps of lens.sweeps choose steps as they go).
 Drive = Callable[[StageRunner], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    records: tuple[RequestRecord, ...]
-    windows: tuple[StageWindow, ...]
-    started_at: datetime  # wall clock, for the manifest only; never used for durations
-    duration_s: float
-    interrupted_by: str | None = None
-    harness: HarnessReport | None = None  # the client's own load while it measured
-    # lens itself failed mid-run (a bug, a full disk): the run stopped there.  Not for
-    # failures of the system under test, which are records.
-    failure: Exception | None = None
-
-    @property
-    def partial(self) -> bool:
-        return self.interrupted_by is not None
 
 
 class StopSwitch:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from lens.metrics.sweeps import Probe, SweepOutcome
 from lens.plan.compile import step_id
-from lens.plan.model import AdaptiveSweep, SweepStep
+from lens.plan.model import AdaptiveSweep
+from lens.records import SweepStep
 from lens.sweeps.search import bisect_max_concurrency, bisect_max_rate, round_rate
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from lens.export.results import Results, build_results
+from lens.metrics.analysis import analyse_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import Summary, aggregate
 from lens.plan.compile import compile_plan
 from lens.plan.model import Plan
-from lens.records import RequestRecord
-from lens.run.executor import StageWindow
-from lens.run.session import RunOutcome
+from lens.records import RequestRecord, RunOutcome, StageWindow
 from lens.scenario import parse_scenario
 from tests.metrics._factory import failed, ns, record
 
@@ -62,5 +61,7 @@ def built() -> tuple[Plan, list[Summary], Results]:
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
         duration_s=1.0,
     )
-    results = build_results(plan, outcome, summaries, judge(plan.slas, summaries))
+    verdicts = judge(plan.slas, summaries)
+    analysis = analyse_run(plan, outcome, summaries, verdicts)
+    results = build_results(plan, outcome, summaries, verdicts, analysis)
     return plan, summaries, results

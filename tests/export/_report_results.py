@@ -9,12 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from lens.export.results import Results, build_results
+from lens.metrics.analysis import analyse_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
 from lens.plan.compile import compile_plan
-from lens.records import RequestRecord
-from lens.run.executor import StageWindow
-from lens.run.session import RunOutcome
+from lens.records import RequestRecord, RunOutcome, StageWindow
 from lens.scenario import load_scenario
 
 SCENARIO = """\
@@ -60,7 +59,9 @@ def make_results(
         interrupted_by=interrupted_by,
     )
     summaries = aggregate(records, stage_windows=spans, providers=plan.providers, slas=plan.slas)
-    return build_results(plan, outcome, summaries, judge(plan.slas, summaries))
+    verdicts = judge(plan.slas, summaries)
+    analysis = analyse_run(plan, outcome, summaries, verdicts)
+    return build_results(plan, outcome, summaries, verdicts, analysis)
 
 
 def with_costs(results: Results, per_1m: dict[str, str]) -> Results:

@@ -7,15 +7,20 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from lens.export.results import Results, build_results
+from lens.metrics.analysis import analyse_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
 from lens.metrics.sweeps import Probe, SweepOutcome, distrust_sweeps
 from lens.pipeline import judge_run, summarise
 from lens.plan.compile import compile_plan
-from lens.records import ErrorClass, RequestRecord
-from lens.run.executor import StageWindow
-from lens.run.harness import HarnessLimits, HarnessReport
-from lens.run.session import RunOutcome
+from lens.records import (
+    ErrorClass,
+    HarnessLimits,
+    HarnessReport,
+    RequestRecord,
+    RunOutcome,
+    StageWindow,
+)
 from lens.scenario import parse_scenario
 from tests.metrics._factory import failed, ns, record
 
@@ -66,7 +71,9 @@ def hand_results(started_at: datetime = STARTED_AT) -> Results:
     outcome = RunOutcome(records, windows, started_at=started_at, duration_s=0.3)
     spans = {(w.stage, w.provider): (w.t_start, w.t_end) for w in windows}
     summaries = aggregate(records, stage_windows=spans, providers=plan.providers, slas=plan.slas)
-    return build_results(plan, outcome, summaries, judge(plan.slas, summaries))
+    verdicts = judge(plan.slas, summaries)
+    analysis = analyse_run(plan, outcome, summaries, verdicts)
+    return build_results(plan, outcome, summaries, verdicts, analysis)
 
 
 def rich_records() -> tuple[RequestRecord, ...]:
@@ -129,4 +136,5 @@ def rich_results(*, overloaded: bool = False) -> Results:
     summaries, phase_summaries = summarise(plan, outcome, plan.slas)
     verdicts = judge_run(plan.slas, summaries, outcome)
     sweeps = distrust_sweeps(SWEEPS, report.reasons)
-    return build_results(plan, outcome, summaries, verdicts, phase_summaries, sweeps)
+    analysis = analyse_run(plan, outcome, summaries, verdicts)
+    return build_results(plan, outcome, summaries, verdicts, analysis, phase_summaries, sweeps)

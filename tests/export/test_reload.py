@@ -12,12 +12,12 @@ import pytest
 from lens.errors import InputError
 from lens.export.reload import rejudge, stage_cost_from_out, summary_from_out, verdict_from_out
 from lens.export.results import Results, build_results, load_results, write_results
+from lens.metrics.analysis import analyse_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import SummaryBuilder
 from lens.plan.compile import compile_plan
 from lens.plan.model import SlaSpec
-from lens.run.executor import StageWindow
-from lens.run.session import RunOutcome
+from lens.records import RunOutcome, StageWindow
 from lens.scenario import parse_scenario
 from lens.scenario.sla import parse_sla
 from tests.export._reload_results import SCENARIO, built
@@ -164,7 +164,8 @@ def _with_warmup(*, pooled: bool) -> Results:
         duration_s=1.0,
     )
     verdicts = judge(plan.slas, summaries)
-    return build_results(plan, outcome, summaries, verdicts, phases)
+    analysis = analyse_run(plan, outcome, summaries, verdicts)
+    return build_results(plan, outcome, summaries, verdicts, analysis, phases)
 
 
 def test_rejudging_counts_only_the_requests_each_summary_holds() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from lens.plan.compile import PRECISE_SPIN_S, concurrency_step, rate_step
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import SweepStep
+from lens.records import SweepStep
 from tests.plan.test_compile import BASE, plan_of, plan_problems
 
 WARM = "  - id: warm\n    pattern: burst\n    requests: 2\n"

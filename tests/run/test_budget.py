@@ -12,9 +12,9 @@ from lens.metrics.cost import bill_run, record_cost
 from lens.metrics.estimate import request_bound
 from lens.plan.model import ProviderSpec, RetryPolicy, StagePlan
 from lens.pricing import GpuHourRate, ModelPrice, PricingCatalog, Rates
-from lens.records import ErrorClass, RequestRecord
+from lens.records import ErrorClass, RequestRecord, StageWindow
 from lens.run.budget import BudgetGuard
-from lens.run.executor import StageRunner, StageWindow
+from lens.run.executor import StageRunner
 
 from .fake_server import FakeOpenAI, Script
 from .test_executor import PROMPTS, PROVIDER, open_stage, plan_of

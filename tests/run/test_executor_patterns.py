@@ -8,9 +8,9 @@ import trio
 import trio.testing
 
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
-from lens.plan.model import ArrivalSchedule, StagePlan, SweepStep
-from lens.records import RequestRecord
-from lens.run.executor import StageRunner, StageWindow
+from lens.plan.model import ArrivalSchedule, StagePlan
+from lens.records import RequestRecord, StageWindow, SweepStep
+from lens.run.executor import StageRunner
 
 from .fake_server import FakeOpenAI, Script
 from .test_executor import MS, open_stage, plan_of

@@ -11,8 +11,8 @@ from lens.metrics.idle import idle_probes
 from lens.metrics.integrity import cold_flags
 from lens.metrics.summary import SummaryBuilder
 from lens.plan.model import Phases, RetryPolicy, StagePlan
-from lens.records import ErrorClass, RequestRecord
-from lens.run.executor import StageRunner, StageWindow
+from lens.records import ErrorClass, RequestRecord, StageWindow
+from lens.run.executor import StageRunner
 
 from .fake_server import FakeOpenAI, Script
 from .test_executor import MS, open_stage, plan_of

@@ -6,7 +6,8 @@ import pytest
 import trio
 import trio.testing
 
-from lens.run.harness import HarnessLimits, HarnessMonitor, HarnessReport
+from lens.records import HarnessLimits, HarnessReport
+from lens.run.harness import HarnessMonitor
 
 
 def report(**kw: object) -> HarnessReport:

@@ -10,8 +10,9 @@ import trio
 import trio.testing
 
 from lens.plan.model import Plan
+from lens.records import CANCEL_AFTER_STOP
 from lens.run.executor import StageRunner
-from lens.run.session import CANCEL_AFTER_STOP, StopSwitch, execute
+from lens.run.session import StopSwitch, execute
 
 EMPTY = Plan(
     name="empty", description="", source="test", providers={}, prompts={}, stages=(), slas=()

@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 from lens.metrics.sweeps import Probe, SweepOutcome, distrust_sweeps
 from lens.pipeline import judge_sweeps
-from lens.run.harness import HarnessLimits, HarnessReport
-from lens.run.session import RunOutcome
+from lens.records import HarnessLimits, HarnessReport, RunOutcome
 from lens.sweeps.driver import SweepDriver
 from tests.sweeps.test_driver import plan_of
 

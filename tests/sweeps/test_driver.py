@@ -19,9 +19,9 @@ import trio.testing
 
 from lens.plan.compile import compile_plan
 from lens.plan.model import Plan
-from lens.records import RequestRecord
+from lens.records import RequestRecord, StageWindow
 from lens.run.budget import BudgetGuard
-from lens.run.executor import StageRunner, StageWindow
+from lens.run.executor import StageRunner
 from lens.scenario import parse_scenario
 from lens.sweeps.driver import SweepDriver
 from tests.run.fake_server import Script, _Body

@@ -8,7 +8,8 @@ from collections.abc import Generator
 import pytest
 
 from lens.metrics.sweeps import Probe
-from lens.plan.model import AdaptiveSweep, SweepStep
+from lens.plan.model import AdaptiveSweep
+from lens.records import SweepStep
 from lens.scenario.units import Precision, parse_precision
 from lens.sweeps.search import (
     SearchResult,
