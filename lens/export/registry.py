@@ -1,7 +1,8 @@
 """Exporters by kind: a plain dict from the ``KIND`` of ``KIND=DEST`` to a function.
 
 The keys must be exactly ``lens.targets.EXPORT_KINDS`` (a test checks), which is what the
-scenario loader and the CLI accept.
+scenario loader and the CLI accept; installed exporter plugins (entry point group
+``lens.exporters``) add kinds after them, never replacing a built-in one.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from lens.entry_points import exporter_plugin
 from lens.errors import ExportError
 from lens.export.csvfile import export_csv
 from lens.export.influx import export_influx
@@ -31,6 +33,12 @@ EXPORTERS: dict[str, Exporter] = {
 }
 
 
+def exporter_for(kind: str) -> Exporter:
+    """The exporter of ``kind``: built in, else an installed plugin's (a ``PluginError``
+    naming the plugin if it cannot be loaded)."""
+    return EXPORTERS.get(kind) or exporter_plugin(kind)
+
+
 @dataclass(frozen=True, slots=True)
 class ExportFailure:
     target: ExportTarget
@@ -45,7 +53,7 @@ def export_all(results: Results, targets: Sequence[ExportTarget]) -> list[Export
     failures = []
     for target in targets:
         try:
-            EXPORTERS[target.kind](results, target)
+            exporter_for(target.kind)(results, target)
         except ExportError as exc:
             failures.append(ExportFailure(target, str(exc)))
         except OSError as exc:  # a file destination: missing permission, a directory...

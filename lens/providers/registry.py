@@ -1,9 +1,11 @@
-"""Provider types → adapter factories, in a plain dict so plugins can add entries."""
+"""Provider types → adapter factories: the built-in ones in a plain dict, then the
+installed provider plugins (entry point group ``lens.providers``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from lens.entry_points import provider_plugins
 from lens.errors import ProviderError
 from lens.plan.model import ProviderSpec
 from lens.providers.anthropic import AnthropicAdapter
@@ -29,8 +31,10 @@ ADAPTERS: dict[str, AdapterFactory] = {
 
 
 def adapter_for(spec: ProviderSpec) -> ProviderAdapter:
-    try:
-        factory = ADAPTERS[spec.type]
-    except KeyError:
-        raise ProviderError(f"no adapter for provider type {spec.type!r}") from None
+    factory = ADAPTERS.get(spec.type)
+    if factory is None:
+        plugin = provider_plugins().get(spec.type)
+        if plugin is None:
+            raise ProviderError(f"no adapter for provider type {spec.type!r}")
+        factory = plugin.adapter_factory
     return factory(spec)

@@ -13,10 +13,11 @@ provider) are resolved by ``lens.plan.compile``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -30,10 +31,12 @@ from pydantic import (
     SecretStr,
     Tag,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from lens.entry_points import PluginError, exporter_kinds, provider_plugin_origin, provider_plugins
 from lens.netconfig import ProxyURLError, parse_proxy_url
 from lens.scenario.env_scope import FROM_ENV
 from lens.scenario.headers import credential_problem, header_name_problem, unsendable
@@ -709,6 +712,24 @@ class AzureOpenAIProvider(_Priced, _Network):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
+class PluginProviderSettings(_Priced, _Network):
+    """Base of a provider plugin's settings (``lens.plugins.ProviderSettings``): the fields
+    every network provider has; a plugin subclasses it with ``type: Literal["its-type"]``
+    and its own fields, and lens validates, documents (JSON Schema) and positions errors
+    for them like for a built-in type."""
+
+    type: str = Field(description="Provider kind.")
+    model: EnvNonEmptyStr = Field(description="Model name sent in each request.")
+    base_url: EnvUrl = Field(description="API root, e.g. http://127.0.0.1:8000/v1.")
+    api_key: ApiKey = Field(None, description="Credential, usually ${VAR}; empty: none is sent.")
+    headers: Headers = _headers()
+
+    # Variables lens reads the credential from when api_key is not written (first non-empty
+    # wins), and whether a provider of this type without one is an error.
+    api_key_variables: ClassVar[tuple[str, ...]] = ()
+    api_key_required: ClassVar[bool] = False
+
+
 Provider = Annotated[
     SimulatedProvider
     | OpenAICompatibleProvider
@@ -720,8 +741,11 @@ Provider = Annotated[
     | AzureOpenAIProvider,
     Field(discriminator="type"),
 ]
+# For code that takes any provider the loader may return: built-in or a plugin's.
+AnyProvider = Provider | PluginProviderSettings
 HostedProvider = (
-    OpenAICompatibleProvider
+    PluginProviderSettings
+    | OpenAICompatibleProvider
     | OpenAIProvider
     | OpenAIResponsesProvider
     | AnthropicProvider
@@ -1455,7 +1479,7 @@ def _export_target(text: str) -> str:
 
 
 # The schema checks the shape only; lens also checks each kind's destination.
-_EXPORT_PATTERN = rf"^\s*({'|'.join(EXPORT_KINDS)})\s*=.*\S"
+_EXPORT_PATTERN = rf"^\s*({'|'.join((*EXPORT_KINDS, *exporter_kinds()))})\s*=.*\S"
 ExportEntry = Annotated[
     str,
     AfterValidator(_export_target),
@@ -1555,3 +1579,55 @@ class Scenario(FrozenModel):
     @property
     def source_map(self) -> SourceMap:
         return self._source
+
+
+# --- plugins -------------------------------------------------------------------------------
+
+
+def plugin_provider_models() -> tuple[type[PluginProviderSettings], ...]:
+    """The settings models of the installed provider plugins (``lens.entry_points``),
+    each checked: a ``PluginProviderSettings`` whose ``type`` is the entry point's name."""
+    builtin = set(PROVIDER_TYPES)
+    models = []
+    for name, plugin in provider_plugins().items():
+        model = plugin.settings_model
+        where = provider_plugin_origin(name)
+        if not (isinstance(model, type) and issubclass(model, PluginProviderSettings)):
+            raise PluginError(
+                f"{where}: settings_model must subclass lens.plugins.ProviderSettings"
+            )
+        if name in builtin:
+            raise PluginError(f"{where}: provider type {name!r} is built into lens")
+        if get_args(model.model_fields["type"].annotation) != (name,):
+            raise PluginError(
+                f"{where}: settings_model must declare type: Literal[{name!r}], "
+                "the entry point's name"
+            )
+        models.append(model)
+    return tuple(models)
+
+
+@functools.cache
+def scenario_model() -> type[Scenario]:
+    """``Scenario``, or with provider plugins installed a subclass whose ``providers`` also
+    accept their types: what the loader validates and ``lens schema`` describes.  Built
+    once per process."""
+    plugins = plugin_provider_models()
+    if not plugins:
+        return Scenario
+    builtin = get_args(get_args(Provider)[0])
+    union = Annotated[Union[(*builtin, *plugins)], Field(discriminator="type")]  # type: ignore[valid-type]
+    field = Scenario.model_fields["providers"]
+    return create_model(
+        "Scenario",
+        __base__=Scenario,
+        __module__=__name__,
+        providers=(
+            dict[Ident, union],
+            Field(
+                min_length=1,
+                description=field.description,
+                json_schema_extra=_ids_as_property_names,
+            ),
+        ),
+    )

@@ -20,7 +20,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from pydantic_core import CoreSchema
 
 from lens.scenario.messages import SENSITIVE_KEYS, Explained
-from lens.scenario.model import Scenario
+from lens.scenario.model import scenario_model
 
 SCHEMA_ID = "https://lens.dev/schemas/scenario-v1.json"
 SCHEMA_FILE = "scenario-v1.json"
@@ -41,7 +41,8 @@ class _Generator(GenerateJsonSchema):
 
 @functools.cache
 def _generated() -> dict[str, Any]:
-    schema = Scenario.model_json_schema(schema_generator=_Generator, mode="validation")
+    # scenario_model(): with provider plugins installed, their types and fields are in it.
+    schema = scenario_model().model_json_schema(schema_generator=_Generator, mode="validation")
     assert schema.get("$id") == SCHEMA_ID, "Scenario.model_config must carry the schema $id"
     return schema
 
