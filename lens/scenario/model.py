@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from lens.entry_points import PluginError, exporter_kinds, provider_plugin_origin, provider_plugins
+from lens.entry_points import PluginError, provider_plugin_origin, provider_plugins
 from lens.netconfig import ProxyURLError, parse_proxy_url
 from lens.scenario.env_scope import FROM_ENV
 from lens.scenario.headers import credential_problem, header_name_problem, unsendable
@@ -60,7 +60,7 @@ from lens.scenario.units import (
     usd_json_schema,
 )
 from lens.scenario.yaml_nodes import SourceMap
-from lens.targets import EXPORT_KINDS, TargetError, parse_target
+from lens.targets import EXPORT_KINDS, TargetError, known_kinds, parse_target
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 # A schedule is materialised as one float per request; past this a typo ("rate: 5000/s" for an
@@ -1478,21 +1478,21 @@ def _export_target(text: str) -> str:
     return text
 
 
-# The schema checks the shape only; lens also checks each kind's destination.
-_EXPORT_PATTERN = rf"^\s*({'|'.join((*EXPORT_KINDS, *exporter_kinds()))})\s*=.*\S"
-ExportEntry = Annotated[
-    str,
-    AfterValidator(_export_target),
-    WithJsonSchema(
+def _export_schema(kinds: tuple[str, ...]) -> WithJsonSchema:
+    """The schema checks the shape only (one of ``kinds``); lens also checks each kind's
+    destination."""
+    return WithJsonSchema(
         {
             "type": "string",
-            "pattern": _EXPORT_PATTERN,
+            "pattern": rf"^\s*({'|'.join(kinds)})\s*=.*\S",
             "description": "KIND=DEST, e.g. csv=out/requests.csv, junit=out/sla.xml, "
             "prometheus=http://127.0.0.1:9091?job=lens, "
             "influx=http://127.0.0.1:8086/write?db=lens",
         }
-    ),
-]
+    )
+
+
+ExportEntry = Annotated[str, AfterValidator(_export_target), _export_schema(EXPORT_KINDS)]
 
 # --- the scenario --------------------------------------------------------------------------
 
@@ -1609,25 +1609,29 @@ def plugin_provider_models() -> tuple[type[PluginProviderSettings], ...]:
 
 @functools.cache
 def scenario_model() -> type[Scenario]:
-    """``Scenario``, or with provider plugins installed a subclass whose ``providers`` also
-    accept their types: what the loader validates and ``lens schema`` describes.  Built
-    once per process."""
+    """``Scenario``, or with plugins installed a subclass whose ``providers`` also accept
+    the provider plugins' types and whose ``export`` also the exporter plugins' kinds:
+    what the loader validates and ``lens schema`` describes.  Built once per process."""
     plugins = plugin_provider_models()
-    if not plugins:
+    kinds = known_kinds()
+    if not plugins and kinds == EXPORT_KINDS:
         return Scenario
-    builtin = get_args(get_args(Provider)[0])
-    union = Annotated[Union[(*builtin, *plugins)], Field(discriminator="type")]  # type: ignore[valid-type]
-    field = Scenario.model_fields["providers"]
-    return create_model(
-        "Scenario",
-        __base__=Scenario,
-        __module__=__name__,
-        providers=(
-            dict[Ident, union],
-            Field(
-                min_length=1,
-                description=field.description,
-                json_schema_extra=_ids_as_property_names,
-            ),
-        ),
+    fields: dict[str, Any] = {}
+    if plugins:
+        builtin = get_args(get_args(Provider)[0])
+        union = Annotated[Union[(*builtin, *plugins)], Field(discriminator="type")]  # type: ignore[valid-type]
+        fields["providers"] = _widened("providers", dict[Ident, union])
+    if kinds != EXPORT_KINDS:
+        entry = Annotated[str, AfterValidator(_export_target), _export_schema(kinds)]
+        fields["export"] = _widened("export", tuple[entry, ...])
+    return create_model("Scenario", __base__=Scenario, __module__=__name__, **fields)
+
+
+def _widened(name: str, annotation: Any) -> tuple[Any, Any]:
+    """``Scenario`` field ``name`` (constraints, markers, default, description) with the
+    wider type ``annotation``, for ``create_model``."""
+    info = Scenario.model_fields[name]
+    field = Field(
+        info.default, description=info.description, json_schema_extra=info.json_schema_extra
     )
+    return Annotated[(annotation, *info.metadata)], field
