@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lens import entry_points
 from lens.entry_points import EXPORTER_GROUP, PROVIDER_GROUP, PluginError
 from lens.errors import ExportError
 from lens.export.results import Results
@@ -47,8 +48,10 @@ from lens.providers.base import (
     masked_request,
 )
 from lens.records import ErrorClass
+from lens.scenario import schema
 from lens.scenario.env_scope import FROM_ENV
 from lens.scenario.model import PluginProviderSettings as ProviderSettings
+from lens.scenario.model import scenario_model
 from lens.targets import ExportTarget
 
 __all__ = [
@@ -74,6 +77,7 @@ __all__ = [
     "error_text",
     "header_facts",
     "masked_request",
+    "rediscover",
 ]
 
 Exporter = Callable[[Results, ExportTarget], None]
@@ -85,3 +89,11 @@ class ProviderPlugin:
 
     settings_model: type[ProviderSettings]
     adapter_factory: Callable[[ProviderSpec], ProviderAdapter]
+
+
+def rediscover() -> None:
+    """Forget the plugins found so far, so the next scenario loaded finds them again: for
+    a long-lived process (a notebook) that installed or removed one since."""
+    entry_points.clear_cache()
+    scenario_model.cache_clear()
+    schema.clear_cache()

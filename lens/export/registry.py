@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lens.entry_points import exporter_plugin
-from lens.errors import ExportError
+from lens.entry_points import PluginError, exporter_plugin
+from lens.errors import ExportError, describe
 from lens.export.csvfile import export_csv
 from lens.export.influx import export_influx
 from lens.export.junit import export_junit
@@ -36,7 +36,26 @@ EXPORTERS: dict[str, Exporter] = {
 def exporter_for(kind: str) -> Exporter:
     """The exporter of ``kind``: built in, else an installed plugin's (a ``PluginError``
     naming the plugin if it cannot be loaded)."""
-    return EXPORTERS.get(kind) or exporter_plugin(kind)
+    return EXPORTERS.get(kind) or _plugin_exporter(kind)
+
+
+def _plugin_exporter(kind: str) -> Exporter:
+    try:
+        function = exporter_plugin(kind)
+    except PluginError as exc:
+        raise ExportError(str(exc)) from exc
+
+    def export(results: Results, target: ExportTarget) -> None:
+        try:
+            function(results, target)
+        except (ExportError, OSError):
+            raise
+        except Exception as exc:  # a bug of third-party code: one failed export, named
+            raise ExportError(
+                f"exporter plugin {kind!r} failed: {target.scrub(describe(exc))}"
+            ) from exc
+
+    return export
 
 
 @dataclass(frozen=True, slots=True)

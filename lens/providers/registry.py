@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lens.entry_points import provider_plugins
-from lens.errors import ProviderError
+from lens.errors import ProviderError, describe
 from lens.plan.model import ProviderSpec
 from lens.providers.anthropic import AnthropicAdapter
 from lens.providers.azure_openai import AzureOpenAIAdapter
@@ -36,5 +36,13 @@ def adapter_for(spec: ProviderSpec) -> ProviderAdapter:
         plugin = provider_plugins().get(spec.type)
         if plugin is None:
             raise ProviderError(f"no adapter for provider type {spec.type!r}")
-        factory = plugin.adapter_factory
+        try:
+            return plugin.adapter_factory(spec)  # type: ignore[no-any-return]
+        except ProviderError:
+            raise
+        except Exception as exc:  # third-party code: name the plugin, not a traceback
+            raise ProviderError(
+                f"provider plugin {spec.type!r} cannot make an adapter for {spec.id!r}: "
+                f"{describe(exc)}"
+            ) from exc
     return factory(spec)

@@ -101,3 +101,9 @@ def _message(error: Any, path: tuple[Any, ...]) -> str:
     if any(seg in SENSITIVE_KEYS for seg in path) or isinstance(error.instance, dict | list):
         return f"breaks the schema's {error.validator!r} rule"
     return str(error.message)
+
+
+def clear_cache() -> None:
+    """Forget the generated schema (lens.plugins.rediscover: the plugins changed)."""
+    _generated.cache_clear()
+    _validator.cache_clear()
