@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
+from lens.entry_points import exporter_kinds
+
 EXPORT_KINDS: tuple[str, ...] = ("csv", "prometheus", "influx", "junit", "markdown", "html")
 # Query options whose values are credentials (InfluxDB 1.x takes u=...&p=...).
 SECRET_OPTIONS = frozenset({"token", "password", "p", "api_key", "apikey", "access_token"})
@@ -81,6 +83,11 @@ def _mask_option(piece: str) -> str:
     return f"{key}={MASK}" if sep and key.lower() in SECRET_OPTIONS else piece
 
 
+def known_kinds() -> tuple[str, ...]:
+    """``EXPORT_KINDS``, then the kinds installed exporter plugins add."""
+    return (*EXPORT_KINDS, *(k for k in exporter_kinds() if k not in EXPORT_KINDS))
+
+
 def parse_target(spec: str) -> ExportTarget:
     """``KIND=DEST`` -> ``ExportTarget``; a ``TargetError`` names what was expected."""
     kind, sep, dest = spec.partition("=")
@@ -88,14 +95,13 @@ def parse_target(spec: str) -> ExportTarget:
     if not sep or not kind:
         raise TargetError(
             f"expected KIND=DEST such as csv=out/requests.csv, got {mask_dest(spec)!r} "
-            f"(kinds: {', '.join(EXPORT_KINDS)})"
+            f"(kinds: {', '.join(known_kinds())})"
         )
-    if kind not in EXPORT_KINDS:
-        close = difflib.get_close_matches(kind, EXPORT_KINDS, n=1, cutoff=0.6)
+    kinds = known_kinds()
+    if kind not in kinds:
+        close = difflib.get_close_matches(kind, kinds, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TargetError(
-            f"unknown export kind {kind!r}{hint}; known kinds: {', '.join(EXPORT_KINDS)}"
-        )
+        raise TargetError(f"unknown export kind {kind!r}{hint}; known kinds: {', '.join(kinds)}")
     target = ExportTarget(kind, dest.strip())
     _check_dest(target)
     return target
@@ -105,8 +111,8 @@ def _check_dest(target: ExportTarget) -> None:
     kind, dest = target.kind, target.dest
     if not dest:
         raise TargetError(f"{kind}= needs a destination after '='")
-    if kind == "prometheus":
-        return  # a Pushgateway URL or a textfile-collector file: both are fine
+    if kind == "prometheus" or kind not in EXPORT_KINDS:
+        return  # a Pushgateway URL or a textfile-collector file; a plugin checks its own
     if kind != "influx":
         if is_url(dest):
             raise TargetError(f"{kind} writes a file; expected a path, got the URL {target.masked}")

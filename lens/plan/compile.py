@@ -45,6 +45,7 @@ from lens.scenario.messages import did_you_mean
 from lens.scenario.model import (
     REGION_PATTERN,
     AnthropicProvider,
+    AnyProvider,
     AzureOpenAIProvider,
     BedrockProvider,
     BurstStage,
@@ -59,7 +60,7 @@ from lens.scenario.model import (
     OpenAICompatibleProvider,
     OpenAIProvider,
     OpenAIResponsesProvider,
-    Provider,
+    PluginProviderSettings,
     RampStage,
     RateRange,
     Retries,
@@ -199,7 +200,7 @@ def _environment(source: SourceMap, defaults: list[EnvRead]) -> tuple[EnvRead, .
     return (*written, *defaults)
 
 
-def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
+def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
     built = _provider_spec(pid, spec, ctx)
     if isinstance(spec, SimulatedProvider):
         return built
@@ -211,7 +212,7 @@ def _provider(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
     return replace(built, secret_headers=secret)
 
 
-def _provider_spec(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
+def _provider_spec(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
     if isinstance(spec, SimulatedProvider):
         sim = SimSettings(
             ttft_s=spec.ttft,
@@ -231,6 +232,18 @@ def _provider_spec(pid: str, spec: Provider, ctx: _Context) -> ProviderSpec:
         (name, value.value if isinstance(value, SecretHeader) else value)
         for name, value in spec.headers.items()
     )
+    if isinstance(spec, PluginProviderSettings):
+        # A plugin's type: the common fields as for any provider, and its own settings
+        # model (frozen) for its adapter to read.
+        return ProviderSpec(
+            id=pid,
+            type=spec.type,
+            model=spec.model,
+            base_url=spec.base_url,
+            api_key=key,
+            headers=headers,
+            plugin_settings=spec,
+        )
     if isinstance(spec, OpenAICompatibleProvider | OpenAIProvider):
         return ProviderSpec(
             id=pid,
@@ -302,6 +315,8 @@ def _api_key(pid: str, spec: HostedProvider, ctx: _Context) -> Secret | None:
     entra = isinstance(spec, AzureOpenAIProvider) and spec.auth == "entra"
     variables = (ENTRA_ID_VARIABLE,) if entra else KEY_VARIABLES.get(spec.type, ())
     required = spec.type not in OPTIONAL_KEY_TYPES
+    if isinstance(spec, PluginProviderSettings):
+        variables, required = spec.api_key_variables, spec.api_key_required
     if spec.api_key is not None:
         value = spec.api_key.get_secret_value()
         names = ctx.source.env_variables(path)

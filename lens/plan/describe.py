@@ -23,6 +23,7 @@ from lens.plan.model import (
     header_is_secret,
 )
 from lens.pricing import GpuHourRate, ProviderPrice
+from lens.scenario.model import PluginProviderSettings
 
 MASK = "***"
 # Types that speak Chat Completions and so take max_tokens_field / include_usage.
@@ -48,6 +49,9 @@ def price_to_dict(price: ProviderPrice) -> dict[str, Any]:
     if price.tiers:
         out["tiers_above_input_tokens"] = [t.above_input_tokens for t in price.tiers]
     return out
+
+
+PLUGIN_COMMON_FIELDS = tuple(PluginProviderSettings.model_fields)
 
 
 def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
@@ -76,6 +80,11 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
         out["auth"] = spec.auth
     if spec.type == "anthropic":
         out["anthropic_version"] = spec.anthropic_version
+    if spec.plugin_settings is not None:
+        # A provider plugin's own fields (a SecretStr one shows as stars); the common ones
+        # are above.
+        own = set(type(spec.plugin_settings).model_fields) - set(PLUGIN_COMMON_FIELDS)
+        out["settings"] = spec.plugin_settings.model_dump(mode="json", include=own)
     if spec.sim is not None:
         s = spec.sim
         out["sim"] = {

@@ -146,7 +146,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     id: str
-    type: ProviderType
+    type: str  # a ProviderType, or the type of a provider plugin (lens.entry_points)
     model: str
     base_url: str | None  # None for `simulated` until its server is started
     api_key: Secret | None = None
@@ -175,6 +175,9 @@ class ProviderSpec:
     proxy: ProxySpec | None = None
     tls: TlsSpec = TlsSpec()
     keep_alive: bool = True
+    # A provider plugin's own settings: the frozen instance of its settings model (a
+    # lens.plugins.ProviderSettings), None for built-in types.
+    plugin_settings: Any = None
 
 
 # Header names whose values are secret whether or not the scenario says so (issue 10).

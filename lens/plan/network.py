@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from lens.netconfig import NoProxy, ProxyURLError, env_proxies, mask_url, parse_proxy_url
 from lens.plan.model import ProviderSpec, ProxySpec, Secret, TlsSpec
-from lens.scenario.model import Provider, SimulatedProvider
+from lens.scenario.model import AnyProvider, SimulatedProvider
 from lens.scenario.yaml_nodes import PathT
 
 Report = Callable[..., None]  # (message, path, *, key=False): a positioned problem
@@ -27,7 +27,7 @@ CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 def with_network(
     out: ProviderSpec,
     pid: str,
-    spec: Provider,
+    spec: AnyProvider,
     *,
     env: Mapping[str, str],
     source_file: str,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 
 from lens.pricing import GpuHourRate, ModelPrice, PricingCatalog, ProviderPrice, Rates
-from lens.scenario.model import GpuHourPrice, Provider, Scenario, TokenPrice
+from lens.scenario.model import AnyProvider, GpuHourPrice, Scenario, TokenPrice
 from lens.scenario.sla import parse_sla
 from lens.scenario.yaml_nodes import PathT
 
@@ -46,7 +46,7 @@ def _catalog(scenario: Scenario, base: PricingCatalog) -> PricingCatalog:
     )
 
 
-def _own_price(pid: str, spec: Provider, file: str) -> ProviderPrice | None:
+def _own_price(pid: str, spec: AnyProvider, file: str) -> ProviderPrice | None:
     where = f"{file or 'scenario'}: providers.{pid}.price"
     if isinstance(spec.price, GpuHourPrice):
         return GpuHourRate(spec.price.gpu_hour, spec.price.gpus, where)

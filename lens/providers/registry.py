@@ -1,10 +1,12 @@
-"""Provider types → adapter factories, in a plain dict so plugins can add entries."""
+"""Provider types → adapter factories: the built-in ones in a plain dict, then the
+installed provider plugins (entry point group ``lens.providers``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from lens.errors import ProviderError
+from lens.entry_points import provider_plugins
+from lens.errors import ProviderError, describe
 from lens.plan.model import ProviderSpec
 from lens.providers.anthropic import AnthropicAdapter
 from lens.providers.azure_openai import AzureOpenAIAdapter
@@ -29,8 +31,18 @@ ADAPTERS: dict[str, AdapterFactory] = {
 
 
 def adapter_for(spec: ProviderSpec) -> ProviderAdapter:
-    try:
-        factory = ADAPTERS[spec.type]
-    except KeyError:
-        raise ProviderError(f"no adapter for provider type {spec.type!r}") from None
+    factory = ADAPTERS.get(spec.type)
+    if factory is None:
+        plugin = provider_plugins().get(spec.type)
+        if plugin is None:
+            raise ProviderError(f"no adapter for provider type {spec.type!r}")
+        try:
+            return plugin.adapter_factory(spec)  # type: ignore[no-any-return]
+        except ProviderError:
+            raise
+        except Exception as exc:  # third-party code: name the plugin, not a traceback
+            raise ProviderError(
+                f"provider plugin {spec.type!r} cannot make an adapter for {spec.id!r}: "
+                f"{describe(exc)}"
+            ) from exc
     return factory(spec)

@@ -27,7 +27,7 @@ from lens.errors import Problem, ScenarioError, SourcePos
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.env_scope import PROMPTS_SWITCH, EnvScope
 from lens.scenario.messages import Explained, explain
-from lens.scenario.model import FilePrompt, FileRequest, Scenario
+from lens.scenario.model import FilePrompt, FileRequest, Scenario, scenario_model
 from lens.scenario.prompts import read_prompt_file
 from lens.scenario.schema import schema_errors
 from lens.scenario.units import show
@@ -80,7 +80,8 @@ def parse_scenario(
     """Validate scenario text; ``file`` names it in messages, ``base_dir`` anchors prompt
     files (and confines them unless ``allow_files_outside``)."""
     environ = os.environ if env is None else env
-    scope = EnvScope(Scenario)
+    model = scenario_model()  # Scenario, with the installed provider plugins' types
+    scope = EnvScope(model)
     doc = parse_yaml(text, file, environ, scope)
     if doc.data is None or not isinstance(doc.data, dict):
         problems = list(doc.problems)
@@ -94,10 +95,10 @@ def parse_scenario(
     report = _Report(doc.data, doc.source, list(doc.problems), set(doc.problem_paths), scope)
     scenario: Scenario | None = None
     try:
-        scenario = Scenario.model_validate(doc.data)
+        scenario = model.model_validate(doc.data)
     except ValidationError as exc:
         for error in exc.errors():
-            explained = explain(error, Scenario)
+            explained = explain(error, model)
             if explained is not None:
                 report.add(explained, schema=False)
     for explained in schema_errors(doc.data):

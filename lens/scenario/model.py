@@ -13,10 +13,11 @@ provider) are resolved by ``lens.plan.compile``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -30,10 +31,12 @@ from pydantic import (
     SecretStr,
     Tag,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from lens.entry_points import PluginError, provider_plugin_origin, provider_plugins
 from lens.netconfig import ProxyURLError, parse_proxy_url
 from lens.scenario.env_scope import FROM_ENV
 from lens.scenario.headers import credential_problem, header_name_problem, unsendable
@@ -57,7 +60,7 @@ from lens.scenario.units import (
     usd_json_schema,
 )
 from lens.scenario.yaml_nodes import SourceMap
-from lens.targets import EXPORT_KINDS, TargetError, parse_target
+from lens.targets import EXPORT_KINDS, TargetError, known_kinds, parse_target
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 # A schedule is materialised as one float per request; past this a typo ("rate: 5000/s" for an
@@ -709,6 +712,24 @@ class AzureOpenAIProvider(_Priced, _Network):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
+class PluginProviderSettings(_Priced, _Network):
+    """Base of a provider plugin's settings (``lens.plugins.ProviderSettings``): the fields
+    every network provider has; a plugin subclasses it with ``type: Literal["its-type"]``
+    and its own fields, and lens validates, documents (JSON Schema) and positions errors
+    for them like for a built-in type."""
+
+    type: str = Field(description="Provider kind.")
+    model: EnvNonEmptyStr = Field(description="Model name sent in each request.")
+    base_url: EnvUrl = Field(description="API root, e.g. http://127.0.0.1:8000/v1.")
+    api_key: ApiKey = Field(None, description="Credential, usually ${VAR}; empty: none is sent.")
+    headers: Headers = _headers()
+
+    # Variables lens reads the credential from when api_key is not written (first non-empty
+    # wins), and whether a provider of this type without one is an error.
+    api_key_variables: ClassVar[tuple[str, ...]] = ()
+    api_key_required: ClassVar[bool] = False
+
+
 Provider = Annotated[
     SimulatedProvider
     | OpenAICompatibleProvider
@@ -720,8 +741,11 @@ Provider = Annotated[
     | AzureOpenAIProvider,
     Field(discriminator="type"),
 ]
+# For code that takes any provider the loader may return: built-in or a plugin's.
+AnyProvider = Provider | PluginProviderSettings
 HostedProvider = (
-    OpenAICompatibleProvider
+    PluginProviderSettings
+    | OpenAICompatibleProvider
     | OpenAIProvider
     | OpenAIResponsesProvider
     | AnthropicProvider
@@ -1454,21 +1478,21 @@ def _export_target(text: str) -> str:
     return text
 
 
-# The schema checks the shape only; lens also checks each kind's destination.
-_EXPORT_PATTERN = rf"^\s*({'|'.join(EXPORT_KINDS)})\s*=.*\S"
-ExportEntry = Annotated[
-    str,
-    AfterValidator(_export_target),
-    WithJsonSchema(
+def _export_schema(kinds: tuple[str, ...]) -> WithJsonSchema:
+    """The schema checks the shape only (one of ``kinds``); lens also checks each kind's
+    destination."""
+    return WithJsonSchema(
         {
             "type": "string",
-            "pattern": _EXPORT_PATTERN,
+            "pattern": rf"^\s*({'|'.join(kinds)})\s*=.*\S",
             "description": "KIND=DEST, e.g. csv=out/requests.csv, junit=out/sla.xml, "
             "prometheus=http://127.0.0.1:9091?job=lens, "
             "influx=http://127.0.0.1:8086/write?db=lens",
         }
-    ),
-]
+    )
+
+
+ExportEntry = Annotated[str, AfterValidator(_export_target), _export_schema(EXPORT_KINDS)]
 
 # --- the scenario --------------------------------------------------------------------------
 
@@ -1555,3 +1579,59 @@ class Scenario(FrozenModel):
     @property
     def source_map(self) -> SourceMap:
         return self._source
+
+
+# --- plugins -------------------------------------------------------------------------------
+
+
+def plugin_provider_models() -> tuple[type[PluginProviderSettings], ...]:
+    """The settings models of the installed provider plugins (``lens.entry_points``),
+    each checked: a ``PluginProviderSettings`` whose ``type`` is the entry point's name."""
+    builtin = set(PROVIDER_TYPES)
+    models = []
+    for name, plugin in provider_plugins().items():
+        model = plugin.settings_model
+        where = provider_plugin_origin(name)
+        if not (isinstance(model, type) and issubclass(model, PluginProviderSettings)):
+            raise PluginError(
+                f"{where}: settings_model must subclass lens.plugins.ProviderSettings"
+            )
+        if name in builtin:
+            raise PluginError(f"{where}: provider type {name!r} is built into lens")
+        if get_args(model.model_fields["type"].annotation) != (name,):
+            raise PluginError(
+                f"{where}: settings_model must declare type: Literal[{name!r}], "
+                "the entry point's name"
+            )
+        models.append(model)
+    return tuple(models)
+
+
+@functools.cache
+def scenario_model() -> type[Scenario]:
+    """``Scenario``, or with plugins installed a subclass whose ``providers`` also accept
+    the provider plugins' types and whose ``export`` also the exporter plugins' kinds:
+    what the loader validates and ``lens schema`` describes.  Built once per process."""
+    plugins = plugin_provider_models()
+    kinds = known_kinds()
+    if not plugins and kinds == EXPORT_KINDS:
+        return Scenario
+    fields: dict[str, Any] = {}
+    if plugins:
+        builtin = get_args(get_args(Provider)[0])
+        union = Annotated[Union[(*builtin, *plugins)], Field(discriminator="type")]  # type: ignore[valid-type]
+        fields["providers"] = _widened("providers", dict[Ident, union])
+    if kinds != EXPORT_KINDS:
+        entry = Annotated[str, AfterValidator(_export_target), _export_schema(kinds)]
+        fields["export"] = _widened("export", tuple[entry, ...])
+    return create_model("Scenario", __base__=Scenario, __module__=__name__, **fields)
+
+
+def _widened(name: str, annotation: Any) -> tuple[Any, Any]:
+    """``Scenario`` field ``name`` (constraints, markers, default, description) with the
+    wider type ``annotation``, for ``create_model``."""
+    info = Scenario.model_fields[name]
+    field = Field(
+        info.default, description=info.description, json_schema_extra=info.json_schema_extra
+    )
+    return Annotated[(annotation, *info.metadata)], field

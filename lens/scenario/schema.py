@@ -20,7 +20,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from pydantic_core import CoreSchema
 
 from lens.scenario.messages import SENSITIVE_KEYS, Explained
-from lens.scenario.model import Scenario
+from lens.scenario.model import scenario_model
 
 SCHEMA_ID = "https://lens.dev/schemas/scenario-v1.json"
 SCHEMA_FILE = "scenario-v1.json"
@@ -41,7 +41,8 @@ class _Generator(GenerateJsonSchema):
 
 @functools.cache
 def _generated() -> dict[str, Any]:
-    schema = Scenario.model_json_schema(schema_generator=_Generator, mode="validation")
+    # scenario_model(): with provider plugins installed, their types and fields are in it.
+    schema = scenario_model().model_json_schema(schema_generator=_Generator, mode="validation")
     assert schema.get("$id") == SCHEMA_ID, "Scenario.model_config must carry the schema $id"
     return schema
 
@@ -100,3 +101,9 @@ def _message(error: Any, path: tuple[Any, ...]) -> str:
     if any(seg in SENSITIVE_KEYS for seg in path) or isinstance(error.instance, dict | list):
         return f"breaks the schema's {error.validator!r} rule"
     return str(error.message)
+
+
+def clear_cache() -> None:
+    """Forget the generated schema (lens.plugins.rediscover: the plugins changed)."""
+    _generated.cache_clear()
+    _validator.cache_clear()

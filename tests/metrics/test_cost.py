@@ -29,7 +29,7 @@ CATALOG = PricingCatalog.load()
 
 
 def priced(pid: str, type_: str, model: str) -> ProviderSpec:
-    spec = ProviderSpec(id=pid, type=type_, model=model, base_url="x")  # type: ignore[arg-type]
+    spec = ProviderSpec(id=pid, type=type_, model=model, base_url="x")
     return replace(spec, price=CATALOG.lookup(type_, model))
 
 
