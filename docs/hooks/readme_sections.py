@@ -40,8 +40,10 @@ def readme_section(readme: str, heading: str, *, intro_only: bool = False) -> st
         if match and (intro_only or len(match.group(1)) <= level):
             break
         if match:  # a sub-heading: keep its depth below the section's new level, ##
-            line = "#" * (len(match.group(1)) - level + 2) + line[len(match.group(1)) :]
-        body.append(line)
+            depth = len(match.group(1))
+            body.append("#" * (depth - level + 2) + line[depth:])
+        else:
+            body.append(line)
     if start is None:
         raise PluginError(f"README.md has no heading {heading!r} (docs include it)")
     return _ANCHOR_LINK.sub(r"\1", "\n".join(body).strip("\n"))

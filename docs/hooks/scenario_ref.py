@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -18,8 +19,10 @@ _PAGE = "reference/scenario.md"
 
 
 def _render() -> str:
-    spec = importlib.util.spec_from_file_location("gen_scenario_ref", _ROOT / "tools" / "gen_scenario_ref.py")
-    assert spec is not None and spec.loader is not None
+    script = _ROOT / "tools" / "gen_scenario_ref.py"
+    spec = importlib.util.spec_from_file_location("gen_scenario_ref", script)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"cannot load {script}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     schema = json.loads((_ROOT / "schemas" / "scenario-v1.json").read_text(encoding="utf-8"))
