@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers demo test check lint typecheck unit bench schema clean
+.PHONY: install servers demo test check lint typecheck unit bench schema clean dist docs docs-serve
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,dist,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,7 +32,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90
 
-test: servers lint typecheck unit
+test: servers lint typecheck unit docs
 
 check: test
 
@@ -43,4 +43,17 @@ schema: install
 	$(BIN)/lens schema --write schemas
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache results
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache results dist site
+
+# --- packaging: the sdist and the wheel of the distribution `llm-latency-lens` -------------
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+# --- documentation site: docs/ -> site/, every warning an error; builds offline -----------
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	$(BIN)/mkdocs serve

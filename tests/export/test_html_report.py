@@ -388,7 +388,9 @@ def test_without_matplotlib_the_cli_says_how_to_install_it(
     dest = tmp_path / "r.html"
     assert main(["report", str(real_results), "-o", str(dest)]) == 2
     assert capsys.readouterr().err == f"error: {MISSING_MATPLOTLIB}\n"
-    assert MISSING_MATPLOTLIB == "the HTML report needs matplotlib: pip install 'lens[report]'"
+    assert MISSING_MATPLOTLIB == (
+        "the HTML report needs matplotlib: pip install 'llm-latency-lens[report]'"
+    )
     assert not dest.exists()
 
 

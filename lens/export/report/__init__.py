@@ -1,7 +1,7 @@
 """``lens report``: one self-contained HTML file (tables and inline SVG charts) per run.
 
-Charts need the optional extra ``lens[report]`` (matplotlib); without it every entry point
-raises ``ExportError`` with the install hint.
+Charts need the optional extra ``llm-latency-lens[report]`` (matplotlib); without it every
+entry point raises ``ExportError`` with the install hint.
 """
 
 from __future__ import annotations

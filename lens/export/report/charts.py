@@ -1,7 +1,7 @@
 """The report's charts: matplotlib figures rendered to inline SVG.
 
-matplotlib is the optional extra ``lens[report]``, imported only when a report is drawn,
-so the rest of lens never pays for it.  Figures are built with ``Figure`` directly (no
+matplotlib is the optional extra ``llm-latency-lens[report]``, imported only when a report
+is drawn, so the rest of lens never pays for it.  Figures are built with ``Figure`` directly (no
 pyplot: no global state, no GUI backend).
 """
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from matplotlib.text import Annotation
     from matplotlib.transforms import Bbox
 
-MISSING_MATPLOTLIB = "the HTML report needs matplotlib: pip install 'lens[report]'"
+MISSING_MATPLOTLIB = "the HTML report needs matplotlib: pip install 'llm-latency-lens[report]'"
 
 _NO_METADATA: dict[str, Any] = {"Date": None, "Creator": None, "Format": None, "Type": None}
 # Okabe and Ito's qualitative palette, told apart with colour-blindness too (its yellow left
