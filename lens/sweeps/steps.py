@@ -8,14 +8,20 @@ answer.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 from lens.metrics.sweeps import Probe, SweepOutcome
 from lens.plan.compile import step_id
 from lens.plan.model import AdaptiveSweep
 from lens.records import SweepStep
-from lens.sweeps.search import bisect_max_concurrency, bisect_max_rate, round_rate
+from lens.sweeps.search import (
+    N,
+    SearchResult,
+    bisect_max_concurrency,
+    bisect_max_rate,
+    round_rate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,31 +81,41 @@ def stop_when_steps(
     )
 
 
+def _run_search(
+    search: Generator[N, bool, SearchResult[N]], step: Callable[[N], NextStep]
+) -> Generator[NextStep, Probe, tuple[SearchResult[N], tuple[Probe, ...]]]:
+    """Drive a bisection: run the step for each value it proposes and tell it whether that
+    step held; return its result and the probes, in the order run."""
+    probes: list[Probe] = []
+    try:
+        value = next(search)
+        while True:
+            probe = yield step(value)
+            probes.append(probe)
+            value = search.send(probe.held)
+    except StopIteration as done:
+        return done.value, tuple(probes)
+
+
 def find_max_rate_steps(
     sweep: AdaptiveSweep, provider: str
 ) -> Generator[NextStep, Probe, SweepOutcome]:
     """Bisection over the search range; a step passes when every condition passes."""
     assert sweep.search_range is not None
     low, high = sweep.search_range
-    search = bisect_max_rate(low, high, sweep.precision, sweep.max_steps)
-    probes: list[Probe] = []
-    try:
-        rate = next(search)
-        while True:
-            probe = yield NextStep(rate_per_s=rate)
-            probes.append(probe)
-            rate = search.send(probe.held)
-    except StopIteration as done:
-        result = done.value
+    result, probes = yield from _run_search(
+        bisect_max_rate(low, high, sweep.precision, sweep.max_steps),
+        lambda rate: NextStep(rate_per_s=rate),
+    )
+    found = result.found
     slas = " and ".join(c.expr.text for c in sweep.conditions)
-    found = result.max_rate_per_s
     reason = result.reason if found is None else f"{found:g}/s meets {slas}: {result.reason}"
     return SweepOutcome(
         sweep.sweep,
         provider,
         "find_max_rate",
         reason,
-        tuple(probes),
+        probes,
         max_rate_per_s=found,
         bracket=(result.passing, result.failing),
     )
@@ -111,25 +127,19 @@ def find_max_concurrency_steps(
     """Bisection over whole concurrencies; a step passes when every condition passes."""
     assert sweep.concurrency_range is not None
     low, high = sweep.concurrency_range
-    search = bisect_max_concurrency(low, high, sweep.concurrency_precision, sweep.max_steps)
-    probes: list[Probe] = []
-    try:
-        concurrency = next(search)
-        while True:
-            probe = yield NextStep(concurrency=concurrency)
-            probes.append(probe)
-            concurrency = search.send(probe.held)
-    except StopIteration as done:
-        result = done.value
-    slas = " and ".join(c.expr.text for c in sweep.conditions)
+    result, probes = yield from _run_search(
+        bisect_max_concurrency(low, high, sweep.concurrency_precision, sweep.max_steps),
+        lambda concurrency: NextStep(concurrency=concurrency),
+    )
     found = result.found
+    slas = " and ".join(c.expr.text for c in sweep.conditions)
     reason = result.reason if found is None else f"{found} in flight meets {slas}: {result.reason}"
     return SweepOutcome(
         sweep.sweep,
         provider,
         "find_max_concurrency",
         reason,
-        tuple(probes),
+        probes,
         max_concurrency=found,
         bracket=(result.passing, result.failing),
     )
