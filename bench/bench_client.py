@@ -38,7 +38,8 @@ from lens.run.simulators import live_providers
 PROMPT = PromptSpec(id="p", messages=(Message("user", "Count to one hundred and twenty eight."),))
 
 
-def _plan(sim: SimSettings, unit: StagePlan) -> Plan:
+def sim_plan(sim: SimSettings, unit: StagePlan) -> Plan:
+    """A one-stage plan against the simulated server (shared by the bench sections)."""
     return Plan(
         name="bench",
         description="",
@@ -73,7 +74,7 @@ class Run:
 
 
 def run_once(sim: SimSettings, unit: StagePlan) -> Run:
-    plan = _plan(sim, unit)
+    plan = sim_plan(sim, unit)
     with live_providers(plan) as providers:
         cpu0 = _cpu_s()
         outcome = trio.run(lambda: execute(plan, providers, handle_signals=False))
@@ -81,7 +82,8 @@ def run_once(sim: SimSettings, unit: StagePlan) -> Run:
     return Run(outcome.records, outcome.duration_s, cpu)
 
 
-def _pct(xs: list[float], q: float) -> float:
+def pct(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1), as lens reports them."""
     xs = sorted(xs)
     if not xs:
         return float("nan")
@@ -129,9 +131,9 @@ def streaming(emit: Callable[[str], None]) -> None:
         us_per_token = run.cpu_s / max(run.tokens, 1) * 1e6
         emit(
             f"{conc:>8} {len(run.records):>5} {len(run.records) - len(ok):>6} "
-            f"{us_per_token:>13.1f} {_pct(ttft_err, 0.5):>+12.2f}ms "
-            f"{_pct(ttft_err, 0.99):>+7.2f}ms {_pct(warm_err, 0.99):>+7.2f}ms "
-            f"{_pct(itl_err, 0.5):>+11.2f}ms {_pct(itl_err, 0.99):>+7.2f}ms"
+            f"{us_per_token:>13.1f} {pct(ttft_err, 0.5):>+12.2f}ms "
+            f"{pct(ttft_err, 0.99):>+7.2f}ms {pct(warm_err, 0.99):>+7.2f}ms "
+            f"{pct(itl_err, 0.5):>+11.2f}ms {pct(itl_err, 0.99):>+7.2f}ms"
         )
 
 
@@ -178,4 +180,4 @@ def pacing(emit: Callable[[str], None]) -> None:
         )
 
 
-__all__ = ["absorption", "pacing", "streaming"]
+__all__ = ["absorption", "closed", "pacing", "pct", "sim_plan", "streaming"]

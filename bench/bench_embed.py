@@ -29,9 +29,10 @@ import outcome
 import trio
 
 import lens
+from bench.bench_client import closed, pct, sim_plan
 from lens.metrics.request import itl_values
 from lens.pipeline import harness_monitor
-from lens.plan.model import Message, Plan, PromptSpec, ProviderSpec, SimSettings, StagePlan
+from lens.plan.model import Message, Plan, PromptSpec, SimSettings
 from lens.records import RequestRecord
 from lens.redact import Redactor
 from lens.run.session import execute
@@ -45,27 +46,7 @@ PROMPT = PromptSpec(id="p", messages=(Message("user", "Count to sixty four."),))
 
 def _plan(concurrency: int, requests: int) -> Plan:
     sim = SimSettings(ttft_s=TTFT_MS / 1e3, itl_s=ITL_MS / 1e3, output_tokens=TOKENS)
-    unit = StagePlan(
-        stage=f"c{concurrency}",
-        provider="sim",
-        pattern="concurrency",
-        prompts=("p",),
-        timeout_s=60.0,
-        max_tokens=None,
-        concurrency=concurrency,
-        requests=requests,
-    )
-    return Plan(
-        name="bench-embed",
-        description="",
-        source="bench",
-        providers={
-            "sim": ProviderSpec(id="sim", type="simulated", model="sim", base_url=None, sim=sim)
-        },
-        prompts={"p": PROMPT},
-        stages=(unit,),
-        slas=(),
-    )
+    return sim_plan(sim, closed(concurrency, requests))
 
 
 async def _busy(stop: asyncio.Event) -> None:
@@ -138,14 +119,6 @@ def run_guest(plan: Plan, busy: bool) -> list[RequestRecord]:
     return seen
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = max(0, min(len(xs) - 1, round(q * len(xs) + 0.5) - 1))
-    return xs[k]
-
-
 MODES: list[tuple[str, Callable[[Plan, bool], list[RequestRecord]], bool]] = [
     ("cli (trio.run, main thread)", run_cli, False),
     ("run_async: worker thread", run_thread, False),
@@ -180,8 +153,8 @@ def embedding(emit: Callable[[str], None]) -> None:
             itl = [v - ITL_MS for r in ok for v in itl_values(r)]
             emit(
                 f"{label:<34} {concurrency:>7} {len(records) - len(ok):>6} "
-                f"{_pct(ttft, 0.5):>+11.2f}ms {_pct(ttft, 0.99):>+6.2f}ms "
-                f"{_pct(itl, 0.5):>+10.2f}ms {_pct(itl, 0.99):>+6.2f}ms"
+                f"{pct(ttft, 0.5):>+11.2f}ms {pct(ttft, 0.99):>+6.2f}ms "
+                f"{pct(itl, 0.5):>+10.2f}ms {pct(itl, 0.99):>+6.2f}ms"
             )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import trio
 
-from bench.bench_client import PROMPT, closed
+from bench.bench_client import PROMPT, closed, pct
 from lens.plan.model import Plan, ProviderSpec
 from lens.run.session import execute
 
@@ -63,14 +63,6 @@ class Figures:
 class Truth:
     ttft_ms: list[float]
     itl_ms: list[float]
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = max(0, min(len(xs) - 1, round(q * len(xs) + 0.5) - 1))
-    return xs[k]
 
 
 def _mean(xs: list[float]) -> float:
@@ -216,9 +208,9 @@ class Errors:
 def lens_errors(f: Figures, t: Truth) -> Errors:
     return Errors(
         ttft_mean=_mean(f.ttft_ms) - _mean(t.ttft_ms),
-        ttft_p99=_pct(f.ttft_ms, 0.99) - _pct(t.ttft_ms, 0.99),
+        ttft_p99=pct(f.ttft_ms, 0.99) - pct(t.ttft_ms, 0.99),
         itl_mean=_mean(f.itl_ms) - _mean(t.itl_ms),
-        itl_p99=_pct(f.itl_ms, 0.99) - _pct(t.itl_ms, 0.99),
+        itl_p99=pct(f.itl_ms, 0.99) - pct(t.itl_ms, 0.99),
     )
 
 
@@ -227,9 +219,9 @@ def reference_errors(f: Figures, t: Truth) -> Errors:
     _, i99, imean = f.itl_ms
     return Errors(
         ttft_mean=mean - _mean(t.ttft_ms),
-        ttft_p99=p99 - _pct(t.ttft_ms, 0.99),
+        ttft_p99=p99 - pct(t.ttft_ms, 0.99),
         itl_mean=imean - _mean(t.itl_ms),
-        itl_p99=i99 - _pct(t.itl_ms, 0.99),
+        itl_p99=i99 - pct(t.itl_ms, 0.99),
     )
 
 
