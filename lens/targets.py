@@ -1,6 +1,6 @@
 """Export targets ``KIND=DEST``: parsed, checked and masked.
 
-A leaf module like ``lens.catalog``: the scenario loader validates ``export:`` entries with
+A leaf module like ``lens.metric_catalog``: the scenario loader validates ``export:`` entries with
 it, the plan carries them, and the exporters (``lens.export.registry.EXPORTERS``, which
 must list exactly ``EXPORT_KINDS``) write to them.  A destination may hold credentials (a
 ``token`` query option, an InfluxDB ``p`` password, ``user:password@`` userinfo): ``masked``

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from lens.catalog import (
+from lens.metric_catalog import (
     MIN_SAMPLES,
     REQUEST_METRICS,
     REQUEST_STATS,
@@ -46,7 +46,7 @@ class SlaExpr:
     metric: str
     stat: str | None  # None for stage-level metrics such as error_rate
     op: Op
-    threshold: float  # canonical unit of the metric (see lens.catalog)
+    threshold: float  # canonical unit of the metric (see lens.metric_catalog)
     text: str
 
     @property
