@@ -50,7 +50,7 @@ from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing import PricingCatalog
 from lens.redact import Redactor
-from lens.scenario.schema import scenario_json_schema
+from lens.scenario.schema import scenario_json_schema, schema_text
 from lens.sim.server import main as sim_main
 from lens.targets import ExportTarget, secrets_of
 
@@ -246,10 +246,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(schema_text(schemas[f"{args.which}-v1.json"]))
     return 0
-
-
-def schema_text(doc: dict[str, object]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
 def cmd_pricing(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
 from lens.metrics.summary import Summary, SummaryBuilder
-from lens.metrics.sweeps import SweepOutcome, distrust_sweeps
+from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
 from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
 from lens.redact import Redactor

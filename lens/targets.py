@@ -1,6 +1,6 @@
 """Export targets ``KIND=DEST``: parsed, checked and masked.
 
-A leaf module like ``lens.catalog``: the scenario loader validates ``export:`` entries with
+A leaf module like ``lens.metric_catalog``: the scenario loader validates ``export:`` entries with
 it, the plan carries them, and the exporters (``lens.export.registry.EXPORTERS``, which
 must list exactly ``EXPORT_KINDS``) write to them.  A destination may hold credentials (a
 ``token`` query option, an InfluxDB ``p`` password, ``user:password@`` userinfo): ``masked``
@@ -9,12 +9,12 @@ is the only form that is ever printed.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from lens.entry_points import exporter_kinds
+from lens.suggest import did_you_mean
 
 EXPORT_KINDS: tuple[str, ...] = ("csv", "prometheus", "influx", "junit", "markdown", "html")
 # Query options whose values are credentials (InfluxDB 1.x takes u=...&p=...).
@@ -99,8 +99,7 @@ def parse_target(spec: str) -> ExportTarget:
         )
     kinds = known_kinds()
     if kind not in kinds:
-        close = difflib.get_close_matches(kind, kinds, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(kind, kinds)
         raise TargetError(f"unknown export kind {kind!r}{hint}; known kinds: {', '.join(kinds)}")
     target = ExportTarget(kind, dest.strip())
     _check_dest(target)

@@ -23,7 +23,6 @@ import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from lens.catalog import REQUEST_METRICS
 from lens.export.facts import (
     COST_FIELDS,
     ERROR_CLASSES,
@@ -36,6 +35,7 @@ from lens.export.facts import (
 )
 from lens.export.results import RecordOut, Results, SummaryOut
 from lens.export.sink import write_atomic
+from lens.metric_catalog import REQUEST_METRICS
 from lens.targets import ExportTarget
 
 Cell = str | int | float | None

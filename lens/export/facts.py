@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lens.catalog import REQUEST_METRICS, REQUEST_STATS
 from lens.export.results import PacingOut, Results, SummaryOut
+from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS
 from lens.metrics.request import SCALAR_METRICS
 from lens.records import ErrorClass
 

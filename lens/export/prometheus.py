@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from lens.catalog import REQUEST_METRICS
 from lens.export.facts import ERROR_CLASSES, METRICS, models, run_start_ns
 from lens.export.results import Results, SummaryOut
 from lens.export.sink import send, write_atomic
+from lens.metric_catalog import REQUEST_METRICS
 from lens.targets import ExportTarget, is_url
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lens import exitcodes
 from lens._version import __version__
-from lens.catalog import REQUEST_STATS
 from lens.errors import Problem, ResultsError, describe, innermost
+from lens.metric_catalog import REQUEST_STATS
 from lens.metrics.analysis import RunAnalysis
 from lens.metrics.cost import RecordPrice, RunBill, UnitBill, token_price
 from lens.metrics.idle import IdleProbes
@@ -35,7 +35,7 @@ from lens.metrics.pacing import Pacing
 from lens.metrics.recommend import Recommendation
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
 from lens.metrics.summary import Summary
-from lens.metrics.sweeps import SweepOutcome
+from lens.metrics.sweep_outcomes import SweepOutcome
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing.gpu import money_text

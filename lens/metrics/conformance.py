@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from lens.catalog import REQUEST_METRICS
+from lens.metric_catalog import REQUEST_METRICS
 from lens.plan.model import SlaSpec
 from lens.scenario.sla import SlaExpr
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from lens import exitcodes
-from lens.catalog import REQUEST_METRICS, STAGE_METRICS
+from lens.metric_catalog import REQUEST_METRICS, STAGE_METRICS
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Self
 
-from lens.catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS, TOTAL_STAT
+from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS, TOTAL_STAT
 from lens.metrics.conformance import request_checks, request_conforms
 from lens.metrics.cost import CostAccumulator, StageCost, record_cost
 from lens.metrics.request import (

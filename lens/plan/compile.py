@@ -41,8 +41,8 @@ from lens.pricing import ModelPrice, ProviderPrice
 from lens.records import SweepStep
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.headers import unsendable
-from lens.scenario.messages import did_you_mean
 from lens.scenario.model import (
+    PROVIDER_TYPE_ALIASES,
     REGION_PATTERN,
     AnthropicProvider,
     AnyProvider,
@@ -75,6 +75,7 @@ from lens.scenario.prompts import synthetic_text
 from lens.scenario.sla import parse_sla
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
+from lens.suggest import did_you_mean
 from lens.targets import parse_target
 
 OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
@@ -518,7 +519,8 @@ def prompt_cycle(groups: Sequence[PromptGroup]) -> tuple[str, ...]:
 
 def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
     listing = ", ".join(repr(k) for k in known)
-    return f"unknown {kind} {name!r}{did_you_mean(name, known)}; known {kind}s: {listing}"
+    hint = did_you_mean(name, known, PROVIDER_TYPE_ALIASES)
+    return f"unknown {kind} {name!r}{hint}; known {kind}s: {listing}"
 
 
 def _stage(

@@ -10,9 +10,7 @@ caller, who knows whether the data came from YAML or from a JSONL line.
 
 from __future__ import annotations
 
-import difflib
 import types
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -22,6 +20,7 @@ from pydantic_core import ErrorDetails
 from lens.scenario.model import PATTERN_HINTS, PROMPT_KINDS, PROVIDER_TYPE_ALIASES, FieldError
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT
+from lens.suggest import did_you_mean
 
 # Values under these keys are credentials: never echo them.
 SENSITIVE_KEYS = frozenset({"api_key", "headers", "export"})  # export: DEST may hold a token
@@ -33,14 +32,6 @@ class Explained:
     path: PathT  # location in the data, union tags removed
     message: str
     at_key: bool = False  # point at the key (unknown field, bad id) rather than the value
-
-
-def did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    if not close:
-        alias = PROVIDER_TYPE_ALIASES.get(word.lower())
-        close = [alias] if alias is not None and alias in options else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _unwrap(tp: Any) -> Any:
@@ -153,7 +144,7 @@ def explain(error: ErrorDetails, root: type[BaseModel]) -> Explained | None:
         return Explained(path, f"missing required field {name!r}{hint}")
     if kind == "extra_forbidden":
         allowed = _aliases(walk.owner) if walk.owner is not None else []
-        suggestion = did_you_mean(name, allowed)
+        suggestion = did_you_mean(name, allowed, PROVIDER_TYPE_ALIASES)
         listing = "" if suggestion or not allowed else f"; allowed here: {', '.join(allowed)}"
         return Explained(path, f"unknown field {name!r}{suggestion}{listing}", at_key=True)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -166,7 +157,8 @@ def explain(error: ErrorDetails, root: type[BaseModel]) -> Explained | None:
         tag = str(ctx.get("tag", ""))
         return Explained(
             (*path, key),
-            f"unknown {key} {tag!r}{did_you_mean(tag, tags)}; expected one of {_quoted(tags)}",
+            f"unknown {key} {tag!r}{did_you_mean(tag, tags, PROVIDER_TYPE_ALIASES)}; "
+            f"expected one of {_quoted(tags)}",
         )
     if kind == "prompt_kind":
         return Explained(path, _prompt_kind_message(value))
@@ -185,7 +177,9 @@ def explain(error: ErrorDetails, root: type[BaseModel]) -> Explained | None:
         return Explained(path, f"expected a mapping{got}")
     if kind == "literal_error":
         options = [str(a) for a in get_args(walk.target)] if walk.target is not None else []
-        suggestion = did_you_mean(str(value), options) if isinstance(value, str) else ""
+        suggestion = ""
+        if isinstance(value, str):
+            suggestion = did_you_mean(value, options, PROVIDER_TYPE_ALIASES)
         return Explained(path, f"expected one of {ctx.get('expected', '')}{got}{suggestion}")
     return Explained(path, _simple_message(kind, ctx, got, value) or error["msg"], walk.at_key)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,11 @@ def scenario_json_schema() -> dict[str, Any]:
     return copy.deepcopy(_generated())
 
 
-def schema_text() -> str:
-    """The exact text of ``schemas/scenario-v1.json``: stable key order, trailing newline."""
-    return json.dumps(_generated(), indent=2, sort_keys=True) + "\n"
+def schema_text(doc: Mapping[str, Any]) -> str:
+    """A schema document as the checked-in ``schemas/*.json`` files hold it: two-space
+    indent, stable key order, trailing newline.  Every schema lens writes (scenario and
+    results, by ``lens schema`` and ``write_schemas``) goes through here."""
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
 def write_schemas(directory: str | Path) -> list[Path]:
@@ -62,7 +65,7 @@ def write_schemas(directory: str | Path) -> list[Path]:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     target = out / SCHEMA_FILE
-    target.write_text(schema_text(), encoding="utf-8")
+    target.write_text(schema_text(_generated()), encoding="utf-8")
     return [target]
 
 

@@ -9,12 +9,11 @@ metric's canonical unit (ms for times, a ratio for rates, per-second for through
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from lens.catalog import (
+from lens.metric_catalog import (
     MIN_SAMPLES,
     REQUEST_METRICS,
     REQUEST_STATS,
@@ -22,6 +21,7 @@ from lens.catalog import (
     TOTAL_METRICS,
     TOTAL_STAT,
 )
+from lens.suggest import did_you_mean
 
 Op = Literal["<", "<=", ">", ">="]
 
@@ -46,7 +46,7 @@ class SlaExpr:
     metric: str
     stat: str | None  # None for stage-level metrics such as error_rate
     op: Op
-    threshold: float  # canonical unit of the metric (see lens.catalog)
+    threshold: float  # canonical unit of the metric (see lens.metric_catalog)
     text: str
 
     @property
@@ -67,11 +67,6 @@ class SlaExpr:
                 return value > self.threshold
             case ">=":
                 return value >= self.threshold
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_sla(text: str) -> SlaExpr:
@@ -102,7 +97,7 @@ def parse_sla(text: str) -> SlaExpr:
             )
         if stat not in stats:
             raise SlaSyntaxError(
-                f"unknown statistic {stat!r}{_did_you_mean(stat, stats)}; "
+                f"unknown statistic {stat!r}{did_you_mean(stat, stats)}; "
                 f"expected one of {', '.join(stats)}"
             )
         info = REQUEST_METRICS[metric]
@@ -112,7 +107,7 @@ def parse_sla(text: str) -> SlaExpr:
         info = STAGE_METRICS[metric]
     else:
         raise SlaSyntaxError(
-            f"unknown metric {metric!r}{_did_you_mean(metric, known)}; "
+            f"unknown metric {metric!r}{did_you_mean(metric, known)}; "
             f"expected one of {', '.join(known)}"
         )
     if info.unit == "ms" and stat != "n":

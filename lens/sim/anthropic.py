@@ -19,7 +19,7 @@ import time
 from typing import Any, ClassVar
 
 from lens.sim.http import CHUNK_END, HttpError, Request, frame_chunk
-from lens.sim.protocol import (
+from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
     Headers,

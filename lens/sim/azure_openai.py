@@ -31,7 +31,7 @@ from lens.sim.openai_chat import (
     openai_fault_reply,
     parse_chat_request,
 )
-from lens.sim.protocol import (
+from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
     Headers,

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from lens.sim.anthropic import STOP_REASONS, parse_messages_body
 from lens.sim.eventstream import encode_message, event_headers, exception_headers
 from lens.sim.http import CHUNK_END, HttpError, Request, frame_chunk
-from lens.sim.protocol import (
+from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
     Headers,

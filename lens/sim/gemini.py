@@ -22,7 +22,7 @@ import urllib.parse
 from typing import Any, ClassVar
 
 from lens.sim.http import CHUNK_END, HttpError, Request, frame_chunk
-from lens.sim.protocol import (
+from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
     ParsedRequest,

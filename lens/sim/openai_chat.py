@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lens.sim.http import CHUNK_END, HttpError, Request, error_body, frame_chunk
-from lens.sim.protocol import (
+from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
     ParsedRequest,

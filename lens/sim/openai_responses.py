@@ -26,7 +26,7 @@ from lens.sim.openai_chat import (
     openai_fault_reply,
     request_id,
 )
-from lens.sim.protocol import (
+from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
     ParsedRequest,

@@ -3,8 +3,9 @@
 One trio task per connection reads requests with ``RequestReader`` and answers them in
 order (keep-alive, pipelining).  Everything a client sees of a provider (routes, auth,
 error bodies, headers, the bytes of every event) comes from the configured protocol
-module (``protocol.py`` describes the seam; ``protocols.py`` lists them); this module is
-protocol-agnostic: HTTP, planning, faults, jitter and the absolute schedule.
+module (``protocol_base.py`` describes the seam; ``protocol_registry.py`` lists them by
+name); this module is protocol-agnostic: HTTP, planning, faults, jitter and the absolute
+schedule.
 
 A streamed answer is planned up front: its chunks are pre-rendered and given due times
 on an absolute timeline that starts when the request body has been read
@@ -41,7 +42,7 @@ from lens.sim.capacity import GenerationSlots
 from lens.sim.config import LISTENING_PREFIX, ServerConfig, parse_argv, validate_settings
 from lens.sim.http import HttpError, Request, RequestReader, response_bytes
 from lens.sim.pacer import Pacer, send_now
-from lens.sim.protocol import (
+from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
     ParsedRequest,
@@ -51,7 +52,7 @@ from lens.sim.protocol import (
     Timing,
     method_not_allowed,
 )
-from lens.sim.protocols import get_protocol
+from lens.sim.protocol_registry import get_protocol
 from lens.sim.schedule import token_due_times
 
 Fault = Literal["none", "429", "500", "529", "cut", "midstream-error", "hang", "empty"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from lens.metrics.cost import bill_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
-from lens.metrics.sweeps import Probe, SweepOutcome
+from lens.metrics.sweep_outcomes import Probe, SweepOutcome
 from lens.plan.compile import concurrency_step, rate_step, step_id
 from lens.plan.model import AdaptiveSweep, Plan, SlaSpec, StagePlan
 from lens.records import RequestRecord

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
-from lens.metrics.sweeps import Probe, SweepOutcome
+from lens.metrics.sweep_outcomes import Probe, SweepOutcome
 from lens.plan.compile import step_id
 from lens.plan.model import AdaptiveSweep
 from lens.records import SweepStep

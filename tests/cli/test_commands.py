@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lens.cli import main, schema_text
+from lens.cli import main
 from lens.export.results import results_json_schema
+from lens.scenario.schema import schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-test-DO-NOT-PRINT-1234"

@@ -10,7 +10,7 @@ from lens.export.results import Results, build_results
 from lens.metrics.analysis import analyse_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
-from lens.metrics.sweeps import Probe, SweepOutcome, distrust_sweeps
+from lens.metrics.sweep_outcomes import Probe, SweepOutcome, distrust_sweeps
 from lens.pipeline import judge_run, summarise
 from lens.plan.compile import compile_plan
 from lens.records import (

@@ -11,7 +11,7 @@ from lens.export.influx import points
 from lens.export.prometheus import escape_label_value, exposition
 from lens.export.results import Results, results_json_schema, sweep_out
 from lens.export.table import render
-from lens.metrics.sweeps import Probe, SweepOutcome
+from lens.metrics.sweep_outcomes import Probe, SweepOutcome
 from tests.export._results import SCENARIO_NAME, rich_results
 from tests.export.lineparse import parse
 from tests.export.test_prometheus import samples

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lens.catalog import REQUEST_METRICS
+from lens.metric_catalog import REQUEST_METRICS
 from lens.metrics.request import (
     SCALAR_METRICS,
     SERIES_METRICS,

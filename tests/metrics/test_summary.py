@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lens.catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS
+from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS
 from lens.metrics.sketch import MetricSketch
 from lens.metrics.summary import (
     UNKNOWN_ERROR,

@@ -16,7 +16,7 @@ from lens.export.registry import export_all
 from lens.plan.model import Message, PromptSpec
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, TokenSource
-from lens.scenario.schema import schema_text
+from lens.scenario.schema import scenario_json_schema, schema_text
 from lens.targets import TargetError, parse_target
 from tests.plugins.conftest import EXAMPLE_EXPORTER, EXAMPLE_PROVIDER, Install
 from tests.plugins.ndjson_server import FIRST_TOKEN_DELAY_S, INPUT_TOKENS, TOKENS, ndjson_server
@@ -104,15 +104,16 @@ def test_a_mistyped_plugin_type_gets_a_suggestion(install: Install) -> None:
 
 def test_the_schema_has_the_plugins_fields_only_while_it_is_installed(install: Install) -> None:
     install(providers=[EXAMPLE_PROVIDER], exporters=[EXAMPLE_EXPORTER])
-    with_plugin = json.loads(schema_text())
+    with_plugin = json.loads(schema_text(scenario_json_schema()))
     install()
-    without = json.loads(schema_text())
+    without = json.loads(schema_text(scenario_json_schema()))
 
     assert "NdjsonTokensSettings" in with_plugin["$defs"]
     assert "summary-line" in with_plugin["properties"]["export"]["items"]["pattern"]
     assert "NdjsonTokensSettings" not in without["$defs"]
     assert "summary-line" not in without["properties"]["export"]["items"]["pattern"]
-    assert schema_text() == (REPO / "schemas" / "scenario-v1.json").read_text(encoding="utf-8")
+    checked_in = (REPO / "schemas" / "scenario-v1.json").read_text(encoding="utf-8")
+    assert schema_text(scenario_json_schema()) == checked_in
 
 
 def test_a_run_through_the_plugin_measures_and_exports(install: Install, tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from lens.plan.model import ProviderType, SimProtocol
 from lens.scenario import Scenario, load_scenario
-from lens.scenario.messages import did_you_mean
 from lens.scenario.model import (
+    PROVIDER_TYPE_ALIASES,
     PROVIDER_TYPES,
     AnthropicProvider,
     AzureOpenAIProvider,
@@ -23,6 +23,7 @@ from lens.scenario.model import (
     SimulatedProvider,
 )
 from lens.scenario.schema import schema_errors
+from lens.suggest import did_you_mean
 from tests.scenario.helpers import BASE, only_problem, parse, problems
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
@@ -209,8 +210,9 @@ def test_misspelled_type_names_suggest_the_type(written: str, suggested: str) ->
 
 
 def test_aliases_only_suggest_what_is_offered() -> None:
-    assert did_you_mean("azure", ["burst", "concurrency"]) == ""
-    assert did_you_mean("nothing-like-it", list(PROVIDER_TYPES)) == ""
+    assert did_you_mean("azure", ["burst", "concurrency"], PROVIDER_TYPE_ALIASES) == ""
+    assert did_you_mean("nothing-like-it", list(PROVIDER_TYPES), PROVIDER_TYPE_ALIASES) == ""
+    assert did_you_mean("azure", list(PROVIDER_TYPES), PROVIDER_TYPE_ALIASES) != ""
 
 
 def test_required_model() -> None:

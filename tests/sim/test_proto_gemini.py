@@ -10,7 +10,7 @@ import pytest
 
 from lens.plan.model import SimSettings
 from lens.sim.gemini import GeminiGenerateContent
-from lens.sim.protocol import Exchange, ParsedRequest, Timing
+from lens.sim.protocol_base import Exchange, ParsedRequest, Timing
 from lens.sim.text import completion_text
 from tests.sim.conftest import LiveSim, StartSim
 from tests.sim.rawhttp import Response

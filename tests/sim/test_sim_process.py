@@ -29,7 +29,7 @@ from lens.sim.config import (
     validate_settings,
 )
 from lens.sim.process import SimServerError, SimServerProcess
-from lens.sim.protocols import PROTOCOL_NAMES, get_protocol
+from lens.sim.protocol_registry import PROTOCOL_NAMES, get_protocol
 from lens.sim.server import main, run_server
 from tests.sim.rawhttp import chat_body
 

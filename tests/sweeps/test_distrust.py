@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lens.metrics.sweeps import Probe, SweepOutcome, distrust_sweeps
+from lens.metrics.sweep_outcomes import Probe, SweepOutcome, distrust_sweeps
 from lens.pipeline import judge_sweeps
 from lens.records import HarnessLimits, HarnessReport, RunOutcome
 from lens.sweeps.driver import SweepDriver

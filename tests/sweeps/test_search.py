@@ -7,7 +7,7 @@ from collections.abc import Generator
 
 import pytest
 
-from lens.metrics.sweeps import Probe
+from lens.metrics.sweep_outcomes import Probe
 from lens.plan.model import AdaptiveSweep
 from lens.records import SweepStep
 from lens.scenario.units import Precision, parse_precision

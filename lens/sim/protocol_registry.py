@@ -11,7 +11,7 @@ from lens.sim.bedrock import BedrockRuntime
 from lens.sim.gemini import GeminiGenerateContent
 from lens.sim.openai_chat import OpenAIChat
 from lens.sim.openai_responses import OpenAIResponses
-from lens.sim.protocol import SimProtocol
+from lens.sim.protocol_base import SimProtocol
 
 PROTOCOL_NAMES: tuple[ProtocolName, ...] = get_args(ProtocolName)
 
