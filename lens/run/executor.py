@@ -123,27 +123,6 @@ def _transport_factory(
     )
 
 
-async def run_plan(
-    plan: Plan,
-    providers: Mapping[str, ProviderSpec],
-    emit: Callable[[RequestRecord], None],
-    *,
-    clock: RunClock | None = None,
-    progress: RunProgress | None = None,
-    transport_for: TransportFactory | None = None,
-) -> list[StageWindow]:
-    """Run every stage unit of ``plan`` in order; records go to ``emit`` as they finish.
-
-    ``providers`` are the plan's specs with live addresses (simulators started).  Callers
-    that may cancel the run and still want the windows of what ran use ``StageRunner``.
-    """
-    runner = StageRunner(
-        plan, providers, emit, clock=clock, progress=progress, transport_for=transport_for
-    )
-    await runner.run_all()
-    return runner.windows
-
-
 class StageRunner:
     def __init__(
         self,
