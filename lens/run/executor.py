@@ -225,17 +225,8 @@ class StageRunner:
         t_start = clock.now_ns()
         if unit.cutoff_s is not None and unit.arrivals is None:
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
-        running = _RunningUnit(self, unit, spec, adapter, pool, state, clock, t_start)
         try:
-            with state.drain:
-                async with trio.open_nursery() as nursery:
-                    if unit.arrivals is not None:
-                        await running.open_loop(nursery, unit.arrivals)
-                    elif unit.idle_gaps_s is not None:
-                        await running.idle_probe(unit.idle_gaps_s)
-                    else:
-                        for _ in range(unit.concurrency or 1):
-                            nursery.start_soon(running.worker)
+            await _RunningUnit(self, unit, spec, adapter, pool, state, clock, t_start).run()
         finally:
             with trio.CancelScope(shield=True):
                 await pool.aclose()
@@ -305,6 +296,22 @@ class _RunningUnit:
             if unit.arrivals is not None and unit.max_concurrency
             else None
         )
+
+    async def run(self) -> None:
+        """The unit's load, every request of it inside the drain scope."""
+        with self.state.drain:
+            async with trio.open_nursery() as nursery:
+                await self._load(nursery)
+
+    async def _load(self, nursery: trio.Nursery) -> None:
+        unit = self.unit
+        if unit.arrivals is not None:
+            await self.open_loop(nursery, unit.arrivals)
+        elif unit.idle_gaps_s is not None:
+            await self.idle_probe(unit.idle_gaps_s)
+        else:
+            for _ in range(unit.concurrency or 1):
+                nursery.start_soon(self.worker)
 
     def _hold(self, prompt: PromptSpec) -> Decimal | None:
         """Budget held for one more attempt (0 without a budget); None: do not send."""
@@ -417,7 +424,6 @@ class _RunningUnit:
         off by the unit's drain is ``drained``, not ``cancelled`` (lens's own interruption).
         """
         unit, state, spec, budget = self.unit, self.state, self.spec, self.budget
-        policy = unit.retries
         attempt = 1
         last: list[RequestRecord] = []
 
@@ -449,13 +455,9 @@ class _RunningUnit:
                     max_tokens=unit.max_tokens,
                     emit=emit,
                 )
-            rec = last[-1]
-            if policy is None or rec.ok or attempt > policy.max_retries:
+            wait_s = self._retry_wait_s(last[-1], attempt)
+            if wait_s is None:
                 return
-            if rec.error_class is None or rec.error_class.value not in policy.on:
-                return
-            hint = rec.extra.get("retry_after_s")
-            wait_s = policy.wait_s(attempt, float(hint) if hint else None)
             if not self._may_wait(self.clock.now_ns() + round(wait_s * 1e9)):
                 return  # the back-off alone could overspend
             await trio.sleep(wait_s)
@@ -464,6 +466,17 @@ class _RunningUnit:
                 return
             held = next_hold
             attempt += 1
+
+    def _retry_wait_s(self, rec: RequestRecord, attempt: int) -> float | None:
+        """The back-off before retrying ``rec``, the record of attempt ``attempt``; None
+        if the stage's retry policy does not retry it."""
+        policy = self.unit.retries
+        if policy is None or rec.ok or attempt > policy.max_retries:
+            return None
+        if rec.error_class is None or rec.error_class.value not in policy.on:
+            return None
+        hint = rec.extra.get("retry_after_s")
+        return policy.wait_s(attempt, float(hint) if hint else None)
 
     async def worker(self) -> None:
         """One closed-loop client: the next request as soon as its previous one ended.
