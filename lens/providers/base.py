@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -203,13 +204,15 @@ class ProviderAdapter(Protocol):
         ...
 
 
+# The headers that carry a provider's id of the request (OpenAI and most others,
+# Anthropic, AWS), in the order the record's ``request_id`` takes them.
+REQUEST_ID_HEADERS: tuple[str, ...] = ("x-request-id", "request-id", "x-amzn-requestid")
+
 # Headers kept in records when present, whatever the provider (lower-case names).
 COMMON_FACT_HEADERS: tuple[str, ...] = (
     "retry-after",
     "retry-after-ms",
-    "x-request-id",
-    "request-id",
-    "x-amzn-requestid",
+    *REQUEST_ID_HEADERS,
     "openai-processing-ms",
     "x-ratelimit-remaining-requests",
     "x-ratelimit-remaining-tokens",
@@ -229,6 +232,17 @@ def header_facts(
         (name, value) for name, value in headers.items() if name.startswith("anthropic-ratelimit-")
     )
     return ratelimit.normalise(facts, headers.get("date")) if facts else facts
+
+
+def request_id(facts: Mapping[str, str]) -> str | None:
+    """The provider's id of the request, from the facts of its response head: the first
+    of ``REQUEST_ID_HEADERS`` with a value."""
+    found = None
+    for name in REQUEST_ID_HEADERS:
+        found = facts.get(name)
+        if found:
+            break
+    return found
 
 
 def classify_status(status: int) -> ErrorClass:

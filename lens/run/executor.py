@@ -44,7 +44,7 @@ import trio
 from lens.errors import ProviderError
 from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
 from lens.plan.duration import CONNECT_BOUND_S
-from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan, TlsSpec
+from lens.plan.model import ArrivalSchedule, Plan, PromptSpec, ProviderSpec, StagePlan, TlsSpec
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, Phase, RequestRecord, StageWindow
@@ -123,27 +123,6 @@ def _transport_factory(
     )
 
 
-async def run_plan(
-    plan: Plan,
-    providers: Mapping[str, ProviderSpec],
-    emit: Callable[[RequestRecord], None],
-    *,
-    clock: RunClock | None = None,
-    progress: RunProgress | None = None,
-    transport_for: TransportFactory | None = None,
-) -> list[StageWindow]:
-    """Run every stage unit of ``plan`` in order; records go to ``emit`` as they finish.
-
-    ``providers`` are the plan's specs with live addresses (simulators started).  Callers
-    that may cancel the run and still want the windows of what ran use ``StageRunner``.
-    """
-    runner = StageRunner(
-        plan, providers, emit, clock=clock, progress=progress, transport_for=transport_for
-    )
-    await runner.run_all()
-    return runner.windows
-
-
 class StageRunner:
     def __init__(
         self,
@@ -161,7 +140,7 @@ class StageRunner:
         self.providers = providers
         self.progress = progress or RunProgress(plan)
         self._emit_outer = emit
-        self.clock = clock
+        self._clock = clock
         self.transport_for = transport_for
         self.windows: list[StageWindow] = []
         # One SSL context per distinct TLS setting, for the whole run: building one loads
@@ -180,6 +159,13 @@ class StageRunner:
             if pid in used and spec.tls != TlsSpec():
                 self._ssl_context(spec)
 
+    @property
+    def clock(self) -> RunClock:
+        """The run clock, once ``start`` has started it (the only place that checks)."""
+        if self._clock is None:
+            raise RuntimeError("StageRunner.start() must come before running a unit")
+        return self._clock
+
     def _ssl_context(self, spec: ProviderSpec) -> ssl.SSLContext:
         options = spec.tls.options()
         ctx = self._ssl.get(options)
@@ -196,8 +182,8 @@ class StageRunner:
 
     def start(self) -> None:
         """Start the run clock, once: units run by ``run_unit`` share it."""
-        if self.clock is None:
-            self.clock = RunClock()
+        if self._clock is None:
+            self._clock = RunClock()
 
     async def run_all(self) -> None:
         self.start()
@@ -211,23 +197,9 @@ class StageRunner:
         the run: no later unit starts either."""
         if self.budget is None:
             return True
-        assert self.clock is not None
         return self.budget.may_start(self.providers[unit.provider], unit, self.clock.now_ns())
 
-    def _hold(self, unit: StagePlan, prompt: PromptSpec) -> Decimal | None:
-        """Budget held for one more attempt (0 without a budget); None: do not send."""
-        if self.budget is None:
-            return Decimal(0)
-        assert self.clock is not None
-        spec = self.providers[unit.provider]
-        return self.budget.try_reserve(spec, unit, prompt, self.clock.now_ns())
-
-    def _may_wait(self, until_ns: int) -> bool:
-        """Whether the budget lets the unit wait (paid GPU time) until ``until_ns``."""
-        return self.budget is None or self.budget.may_wait(until_ns)
-
     async def run_unit(self, unit: StagePlan) -> None:
-        assert self.clock is not None
         clock = self.clock
         spec = self.providers[unit.provider]
         if self.budget is not None:
@@ -254,15 +226,7 @@ class StageRunner:
         if unit.cutoff_s is not None and unit.arrivals is None:
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
         try:
-            with state.drain:
-                async with trio.open_nursery() as nursery:
-                    if unit.arrivals is not None:
-                        await self._open_loop(nursery, pool, adapter, unit, t_start, state)
-                    elif unit.idle_gaps_s is not None:
-                        await self._idle_probe(pool, adapter, unit, state)
-                    else:
-                        for _ in range(unit.concurrency or 1):
-                            nursery.start_soon(self._worker, pool, adapter, unit, t_start, state)
+            await _RunningUnit(self, unit, spec, adapter, pool, state, clock, t_start).run()
         finally:
             with trio.CancelScope(shield=True):
                 await pool.aclose()
@@ -283,101 +247,144 @@ class StageRunner:
             if self.budget is not None:
                 self.budget.unit_ended(window.t_end)
 
-    async def _open_loop(
+
+class _RunningUnit:
+    """One stage x provider while it runs: what its tasks share (the unit, its provider's
+    spec and adapter, the transport pool, the shared state, the run clock, the unit's start,
+    the budget), so each task gets only what is its own (an index, a phase, a hold)."""
+
+    __slots__ = (
+        "adapter",
+        "budget",
+        "clock",
+        "emit",
+        "limiter",
+        "pool",
+        "progress",
+        "prompts",
+        "spec",
+        "state",
+        "t_start",
+        "unit",
+    )
+
+    def __init__(
         self,
-        nursery: trio.Nursery,
-        pool: TransportPool,
-        adapter: ProviderAdapter,
+        runner: StageRunner,
         unit: StagePlan,
-        t_start: int,
+        spec: ProviderSpec,
+        adapter: ProviderAdapter,
+        pool: TransportPool,
         state: _UnitState,
+        clock: RunClock,
+        t_start: int,
     ) -> None:
-        assert self.clock is not None
-        assert unit.arrivals is not None
-        limiter = trio.CapacityLimiter(unit.max_concurrency) if unit.max_concurrency else None
+        self.unit = unit
+        self.spec = spec
+        self.adapter = adapter
+        self.pool = pool
+        self.state = state
+        self.clock = clock
+        self.t_start = t_start
+        self.budget = runner.budget
+        self.progress = runner.progress
+        self.prompts = runner.plan.prompts
+        self.emit = runner._emit
+        # The optional max_concurrency cap of an open loop, acquired after the intended time.
+        self.limiter = (
+            trio.CapacityLimiter(unit.max_concurrency)
+            if unit.arrivals is not None and unit.max_concurrency
+            else None
+        )
+
+    async def run(self) -> None:
+        """The unit's load, every request of it inside the drain scope."""
+        with self.state.drain:
+            async with trio.open_nursery() as nursery:
+                await self._load(nursery)
+
+    async def _load(self, nursery: trio.Nursery) -> None:
+        unit = self.unit
+        if unit.arrivals is not None:
+            await self.open_loop(nursery, unit.arrivals)
+        elif unit.idle_gaps_s is not None:
+            await self.idle_probe(unit.idle_gaps_s)
+        else:
+            for _ in range(unit.concurrency or 1):
+                nursery.start_soon(self.worker)
+
+    def _hold(self, prompt: PromptSpec) -> Decimal | None:
+        """Budget held for one more attempt (0 without a budget); None: do not send."""
+        if self.budget is None:
+            return Decimal(0)
+        return self.budget.try_reserve(self.spec, self.unit, prompt, self.clock.now_ns())
+
+    def _may_wait(self, until_ns: int) -> bool:
+        """Whether the budget lets the unit wait (paid GPU time) until ``until_ns``."""
+        return self.budget is None or self.budget.may_wait(until_ns)
+
+    def _started(self) -> None:
+        self.state.started += 1
+        self.progress.started += 1
+
+    async def open_loop(self, nursery: trio.Nursery, arrivals: ArrivalSchedule) -> None:
+        unit, state, t_start = self.unit, self.state, self.t_start
         base = self.clock.at_ns(t_start)
-        for i, offset in enumerate(unit.arrivals.offsets_s):
+        for i, offset in enumerate(arrivals.offsets_s):
             if not self._may_wait(t_start + round(offset * 1e9)):
                 return  # waiting for this arrival could overspend: in-flight ones finish
             await _until(base + offset, unit.spin_s)  # absolute: lateness never accumulates
-            held = self._hold(unit, self.plan.prompts[unit.prompt_for(i)])
+            held = self._hold(self.prompts[unit.prompt_for(i)])
             if held is None:
                 return  # out of budget: in-flight requests finish, no new ones start
             t_intended = t_start + round(offset * 1e9)
             phase = state.enter(unit.phases.phase_of(i, offset), t_intended)
-            nursery.start_soon(
-                self._one, pool, adapter, unit, i, t_intended, limiter, held, phase, state
-            )
-            state.started += 1
-            self.progress.started += 1
+            nursery.start_soon(self._one, i, t_intended, held, phase)
+            self._started()
         # The cutoff is the planned end, or now if the last arrival went out after it.
         cutoff = base + unit.cutoff_s if unit.cutoff_s is not None else trio.current_time()
         state.cut_off_at(max(cutoff, trio.current_time()), unit.drain_grace_s)
 
-    async def _idle_probe(
-        self, pool: TransportPool, adapter: ProviderAdapter, unit: StagePlan, state: _UnitState
-    ) -> None:
+    async def idle_probe(self, idle_gaps_s: tuple[float, ...]) -> None:
         """One request, then one more after each idle gap, counted from the previous
         request's end (its last attempt's): nothing is in flight while the provider idles."""
-        assert unit.idle_gaps_s is not None
-        assert self.clock is not None
-        for index, gap in enumerate((0.0, *unit.idle_gaps_s)):
+        for index, gap in enumerate((0.0, *idle_gaps_s)):
             if not self._may_wait(self.clock.now_ns() + round(gap * 1e9)):
                 return  # the idle gap alone could overspend
             await trio.sleep(gap)
-            prompt = self.plan.prompts[unit.prompt_for(index)]
-            held = self._hold(unit, prompt)
+            prompt = self.prompts[self.unit.prompt_for(index)]
+            held = self._hold(prompt)
             if held is None:
                 return
-            state.started += 1
-            self.progress.started += 1
-            await self._send(pool, adapter, unit, prompt, index, None, held, "measure", state)
+            self._started()
+            await self._send(prompt, index, None, held, "measure")
 
-    async def _one(
-        self,
-        pool: TransportPool,
-        adapter: ProviderAdapter,
-        unit: StagePlan,
-        index: int,
-        t_intended: int | None,
-        limiter: trio.CapacityLimiter | None,
-        held: Decimal,
-        phase: Phase,
-        state: _UnitState,
-    ) -> None:
-        assert self.clock is not None
-        prompt = self.plan.prompts[unit.prompt_for(index)]
+    async def _one(self, index: int, t_intended: int, held: Decimal, phase: Phase) -> None:
+        prompt = self.prompts[self.unit.prompt_for(index)]
+        limiter = self.limiter
         if limiter is None:
-            await self._send(pool, adapter, unit, prompt, index, t_intended, held, phase, state)
+            await self._send(prompt, index, t_intended, held, phase)
             return
         try:
             await limiter.acquire()
         except trio.Cancelled:
             # Cut off (drain, Ctrl-C) while waiting for a slot: it was due and never went
             # out.  Recorded, so the wait is not hidden; it cost nothing.
-            self._never_sent(unit, prompt, index, t_intended, held, phase, state)
+            self._never_sent(prompt, index, t_intended, held, phase)
             raise
         try:
-            await self._send(pool, adapter, unit, prompt, index, t_intended, held, phase, state)
+            await self._send(prompt, index, t_intended, held, phase)
         finally:
             limiter.release()
 
     def _never_sent(
-        self,
-        unit: StagePlan,
-        prompt: PromptSpec,
-        index: int,
-        t_intended: int | None,
-        held: Decimal,
-        phase: Phase,
-        state: _UnitState,
+        self, prompt: PromptSpec, index: int, t_intended: int, held: Decimal, phase: Phase
     ) -> None:
-        assert self.clock is not None
         now = self.clock.now_ns()
-        drained = state.drain.cancel_called
+        drained = self.state.drain.cancel_called
         rec = RequestRecord(
-            provider=unit.provider,
-            stage=unit.stage,
+            provider=self.unit.provider,
+            stage=self.unit.stage,
             prompt=prompt.id,
             index=index,
             ok=False,
@@ -398,19 +405,15 @@ class StageRunner:
         )
         if self.budget is not None:
             self.budget.release(held)
-        self._emit(rec)
+        self.emit(rec)
 
     async def _send(
         self,
-        pool: TransportPool,
-        adapter: ProviderAdapter,
-        unit: StagePlan,
         prompt: PromptSpec,
         index: int,
         t_intended: int | None,
         held: Decimal,
         phase: Phase,
-        state: _UnitState,
     ) -> None:
         """One request, and its retries if the stage asks for them.
 
@@ -420,9 +423,7 @@ class StageRunner:
         budget reserved for the first attempt; each retry reserves its own.  An attempt cut
         off by the unit's drain is ``drained``, not ``cancelled`` (lens's own interruption).
         """
-        assert self.clock is not None
-        spec = self.providers[unit.provider]
-        policy = unit.retries
+        unit, state, spec, budget = self.unit, self.state, self.spec, self.budget
         attempt = 1
         last: list[RequestRecord] = []
 
@@ -436,15 +437,15 @@ class StageRunner:
             if attempt > 1 or phase != "measure":
                 rec = dataclasses.replace(rec, attempt=attempt, phase=phase)
             last.append(rec)
-            if self.budget is not None:
-                self.budget.settle(held, rec, spec)
-            self._emit(rec)
+            if budget is not None:
+                budget.settle(held, rec, spec)
+            self.emit(rec)
 
         while True:
-            async with pool.transport() as transport:
+            async with self.pool.transport() as transport:
                 await execute_request(
                     transport,
-                    adapter,
+                    self.adapter,
                     prompt,
                     clock=self.clock,
                     stage=unit.stage,
@@ -454,42 +455,42 @@ class StageRunner:
                     max_tokens=unit.max_tokens,
                     emit=emit,
                 )
-            rec = last[-1]
-            if policy is None or rec.ok or attempt > policy.max_retries:
+            wait_s = self._retry_wait_s(last[-1], attempt)
+            if wait_s is None:
                 return
-            if rec.error_class is None or rec.error_class.value not in policy.on:
-                return
-            hint = rec.extra.get("retry_after_s")
-            wait_s = policy.wait_s(attempt, float(hint) if hint else None)
             if not self._may_wait(self.clock.now_ns() + round(wait_s * 1e9)):
                 return  # the back-off alone could overspend
             await trio.sleep(wait_s)
-            next_hold = self._hold(unit, prompt)
+            next_hold = self._hold(prompt)
             if next_hold is None:
                 return
             held = next_hold
             attempt += 1
 
-    async def _worker(
-        self,
-        pool: TransportPool,
-        adapter: ProviderAdapter,
-        unit: StagePlan,
-        t_start: int,
-        state: _UnitState,
-    ) -> None:
+    def _retry_wait_s(self, rec: RequestRecord, attempt: int) -> float | None:
+        """The back-off before retrying ``rec``, the record of attempt ``attempt``; None
+        if the stage's retry policy does not retry it."""
+        policy = self.unit.retries
+        if policy is None or rec.ok or attempt > policy.max_retries:
+            return None
+        if rec.error_class is None or rec.error_class.value not in policy.on:
+            return None
+        hint = rec.extra.get("retry_after_s")
+        return policy.wait_s(attempt, float(hint) if hint else None)
+
+    async def worker(self) -> None:
         """One closed-loop client: the next request as soon as its previous one ended.
 
         Warmup is a barrier: no worker starts a measured (or cooldown) request while a
         warmup request is still in flight, so the measured phase runs at full concurrency
         from the moment the last warmup request ended, and no warmup request overlaps it.
         """
-        assert self.clock is not None
+        unit, state, t_start, clock = self.unit, self.state, self.t_start, self.clock
         stop_at = t_start + round(unit.duration_s * 1e9) if unit.duration_s is not None else None
         while True:
             if unit.requests is not None and state.started >= unit.requests:
                 return
-            now = self.clock.now_ns()
+            now = clock.now_ns()
             if stop_at is not None and now >= stop_at:
                 return
             index = state.started
@@ -497,25 +498,24 @@ class StageRunner:
             if phase != "warmup" and state.warmup_in_flight:
                 await state.warmup_ended.park()
                 continue  # it is later now: the stage may have ended meanwhile
-            prompt = self.plan.prompts[unit.prompt_for(index)]
-            held = self._hold(unit, prompt)
+            prompt = self.prompts[unit.prompt_for(index)]
+            held = self._hold(prompt)
             if held is None:
                 return
-            state.started += 1
-            self.progress.started += 1
+            self._started()
             if unit.requests is not None and state.started == unit.requests:
                 # The last request is on its way: the unit's cutoff, unless its duration
                 # ends it earlier.
                 state.cut_off_at(trio.current_time(), unit.drain_grace_s)
             state.enter(phase, now)
             if phase != "warmup":
-                await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+                await self._send(prompt, index, None, held, phase)
                 continue
             state.warmup_in_flight += 1
             try:
-                await self._send(pool, adapter, unit, prompt, index, None, held, phase, state)
+                await self._send(prompt, index, None, held, phase)
             finally:
-                state.warmup_done(self.clock.now_ns())
+                state.warmup_done(clock.now_ns())
 
 
 class _UnitState:

@@ -25,7 +25,6 @@ How a failure is classed:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -39,6 +38,7 @@ from lens.providers.base import (
     StreamOutcome,
     classify_status,
     estimate_tokens,
+    request_id,
 )
 from lens.records import ErrorClass, RequestRecord, TokenSource
 from lens.run.clock import RunClock
@@ -56,17 +56,25 @@ class _Exchange:
         "dispatched",
         "error",
         "facts",
+        "now",
         "outcome",
         "reads",
         "request_id",
+        "stale_from",
         "status",
+        "t_call",
         "t_dispatch",
         "t_first_chunk",
         "t_headers",
     )
 
-    def __init__(self, t_dispatch: int) -> None:
-        self.t_dispatch = t_dispatch
+    def __init__(self, now: Callable[[], int]) -> None:
+        self.now = now
+        # Dispatch is when the request is handed to the socket (metrics.md): lens's
+        # transport calls back at that moment (``on_dispatch``), after connect and TLS, so
+        # client-side set-up never counts as server latency.  Other transports (test fakes)
+        # leave the stamp taken here.
+        self.t_call = self.t_dispatch = now()
         self.dispatched = False  # the transport said the request went to the socket
         self.t_headers: int | None = None
         self.t_first_chunk: int | None = None
@@ -76,6 +84,18 @@ class _Exchange:
         self.error: Error | None = None
         self.request_id: str | None = None
         self.facts: dict[str, str] = {}
+        # A stale keep-alive connection: the transport re-sends once and calls on_dispatch
+        # again; the record keeps the time lost (lens.records.RequestRecord.stale_*).  Not
+        # an error, not one of the scenario's retries.
+        self.stale_from: int | None = None
+
+    def on_dispatch(self) -> None:
+        self.t_dispatch = self.now()
+        self.dispatched = True
+
+    def on_stale(self, reason: str) -> None:
+        if self.stale_from is None:
+            self.stale_from = self.t_dispatch
 
     def fail(self, error: Error) -> None:
         """The first failure is the request's: a later one is a consequence of it."""
@@ -107,84 +127,62 @@ async def execute_request(
     emit: Callable[[RequestRecord], None],
 ) -> None:
     now = clock.now_ns
-    # Dispatch is when the request is handed to the socket (metrics.md): lens's transport
-    # calls back at that moment, after connect and TLS, so client-side set-up never counts
-    # as server latency.  Other transports (test fakes) leave the stamp taken here.
-    t_call = now()
-    x = _Exchange(t_call)
+    x = _Exchange(now)
     request: httpx.Request | None = None
     decoder: StreamDecoder | None = None
     cancelled = True  # until proven otherwise: an outer cancel skips the normal path
-
-    def on_dispatch() -> None:
-        x.t_dispatch = now()
-        x.dispatched = True
-
-    # A stale keep-alive connection: the transport re-sends once and calls on_dispatch
-    # again; the record keeps the time lost (lens.records.RequestRecord.stale_*).  Not an
-    # error, not one of the scenario's retries.
-    stale_from: int | None = None
-
-    def on_stale(reason: str) -> None:
-        nonlocal stale_from
-        if stale_from is None:
-            stale_from = x.t_dispatch
-
-    def emit_marked(rec: RequestRecord) -> None:
-        if stale_from is not None:
-            lost = rec.t_dispatch - stale_from
-            rec = dataclasses.replace(rec, stale_connection=True, stale_lost_ns=lost)
-        emit(rec)
-
     try:
-        try:
-            request = adapter.build_request(prompt, max_tokens)
-            decoder = adapter.new_decoder(prompt)
-        except Exception as exc:
-            x.fail(
-                (ErrorClass.CONNECT, f"request not sent (lens could not build it): {describe(exc)}")
-            )
-        else:
-            request.extensions[DISPATCH_HOOK] = on_dispatch
-            request.extensions[STALE_HOOK] = on_stale
-            with trio.move_on_after(timeout_s) as deadline:
-                await _exchange(x, transport, adapter, request, decoder, now)
-            if deadline.cancelled_caught:
-                x.fail((ErrorClass.TIMEOUT, f"no complete response within {timeout_s:g}s"))
-                if x.status == 200:
-                    x.finish(decoder, now(), eof=False)
+        built = _build(x, adapter, prompt, max_tokens)
+        if built is not None:
+            request, decoder = built
+            await _timed_exchange(x, transport, adapter, request, decoder, timeout_s)
         cancelled = False
     finally:
         t_end = now()
-        facts = x.facts
-        if x.t_dispatch > t_call:
-            # Client-side set-up before the bytes left (connect, TLS, encoding): kept, not hidden.
-            facts = {**facts, "pre_dispatch_ms": f"{(x.t_dispatch - t_call) / 1e6:.3f}"}
         if cancelled:
             x.error = (ErrorClass.CANCELLED, "run interrupted while the request was in flight")
             if x.status == 200 and decoder is not None:
                 x.finish(decoder, t_end, eof=False)
-        emit_marked(
+        emit(
             _record(
-                prompt,
-                stage=stage,
-                index=index,
-                adapter=adapter,
-                status=x.status,
-                error=x.error,
-                outcome=x.outcome,
-                t_intended=t_intended,
-                t_dispatch=x.t_dispatch,
-                t_headers=x.t_headers,
-                t_first_chunk=x.t_first_chunk,
-                t_end=t_end,
-                reads=x.reads,
-                request_id=x.request_id,
-                facts=facts,
+                x, prompt, adapter, stage=stage, index=index, t_intended=t_intended, t_end=t_end
             )
         )
         if request is not None:
             del request.extensions[DISPATCH_HOOK]
+
+
+def _build(
+    x: _Exchange, adapter: ProviderAdapter, prompt: PromptSpec, max_tokens: int | None
+) -> tuple[httpx.Request, StreamDecoder] | None:
+    """The request, hooked to ``x``, and its decoder; None if lens could not build them
+    (the failure is in ``x``: the request was never sent)."""
+    try:
+        request = adapter.build_request(prompt, max_tokens)
+        decoder = adapter.new_decoder(prompt)
+    except Exception as exc:
+        x.fail((ErrorClass.CONNECT, f"request not sent (lens could not build it): {describe(exc)}"))
+        return None
+    request.extensions[DISPATCH_HOOK] = x.on_dispatch
+    request.extensions[STALE_HOOK] = x.on_stale
+    return request, decoder
+
+
+async def _timed_exchange(
+    x: _Exchange,
+    transport: httpx.AsyncBaseTransport,
+    adapter: ProviderAdapter,
+    request: httpx.Request,
+    decoder: StreamDecoder,
+    timeout_s: float,
+) -> None:
+    """The exchange under the request's deadline; past it, a timeout keeping what arrived."""
+    with trio.move_on_after(timeout_s) as deadline:
+        await _exchange(x, transport, adapter, request, decoder, x.now)
+    if deadline.cancelled_caught:
+        x.fail((ErrorClass.TIMEOUT, f"no complete response within {timeout_s:g}s"))
+        if x.status == 200:
+            x.finish(decoder, x.now(), eof=False)
 
 
 async def _exchange(
@@ -203,10 +201,7 @@ async def _exchange(
     status = x.status = response.status_code
     try:
         x.facts = _facts(adapter, response.headers)
-        facts = x.facts
-        x.request_id = (
-            facts.get("x-request-id") or facts.get("request-id") or facts.get("x-amzn-requestid")
-        )
+        x.request_id = request_id(x.facts)
         if status == 200:
             await _stream(x, response, decoder, now)
         else:
@@ -341,23 +336,19 @@ def _classify(
 
 
 def _record(
+    x: _Exchange,
     prompt: PromptSpec,
+    adapter: ProviderAdapter,
     *,
     stage: str,
     index: int,
-    adapter: ProviderAdapter,
-    status: int | None,
-    error: Error | None,
-    outcome: StreamOutcome | None,
     t_intended: int | None,
-    t_dispatch: int,
-    t_headers: int | None,
-    t_first_chunk: int | None,
     t_end: int,
-    reads: int,
-    request_id: str | None,
-    facts: dict[str, str],
 ) -> RequestRecord:
+    error, outcome, facts = x.error, x.outcome, x.facts
+    if x.t_dispatch > x.t_call:
+        # Client-side set-up before the bytes left (connect, TLS, encoding): kept, not hidden.
+        facts = {**facts, "pre_dispatch_ms": f"{(x.t_dispatch - x.t_call) / 1e6:.3f}"}
     if error is None and outcome is not None and outcome.error_class is not None:
         error = (outcome.error_class, outcome.error_message or outcome.error_class.value)
     usage_in = outcome.usage.input_tokens if outcome else None
@@ -374,11 +365,11 @@ def _record(
         ok=error is None,
         error_class=error[0] if error else None,
         error_message=error[1] if error else None,
-        http_status=status,
+        http_status=x.status,
         t_intended=t_intended,
-        t_dispatch=t_dispatch,
-        t_headers=t_headers,
-        t_first_chunk=t_first_chunk,
+        t_dispatch=x.t_dispatch,
+        t_headers=x.t_headers,
+        t_first_chunk=x.t_first_chunk,
         t_first_token=outcome.t_first_token if outcome else None,
         t_first_visible=outcome.t_first_visible if outcome else None,
         t_last_token=outcome.t_last_token if outcome else None,
@@ -391,7 +382,9 @@ def _record(
         cache_write_tokens=outcome.usage.cache_write_tokens if outcome else None,
         reasoning_tokens=outcome.usage.reasoning_tokens if outcome else None,
         token_source=source,
-        reads=reads,
-        request_id=request_id,
+        reads=x.reads,
+        request_id=x.request_id,
         extra={**facts, **outcome.extra} if outcome else facts,
+        stale_connection=x.stale_from is not None,
+        stale_lost_ns=None if x.stale_from is None else x.t_dispatch - x.stale_from,
     )

@@ -16,7 +16,7 @@ from lens.plan.model import (
 )
 from lens.providers import registry
 from lens.records import ErrorClass, RequestRecord
-from lens.run.executor import StageRunner, run_plan
+from lens.run.executor import StageRunner
 
 from .fake_server import FakeOpenAI, Script
 
@@ -56,7 +56,9 @@ def open_stage(offsets: list[float], **kw: object) -> StagePlan:
 
 async def run(plan: Plan, transport: FakeOpenAI) -> list[RequestRecord]:
     records: list[RequestRecord] = []
-    await run_plan(plan, plan.providers, records.append, transport_for=lambda _: transport)
+    await StageRunner(
+        plan, plan.providers, records.append, transport_for=lambda _: transport
+    ).run_all()
     return sorted(records, key=lambda r: r.index)
 
 

@@ -355,3 +355,13 @@ async def test_keyboard_interrupt_is_not_swallowed() -> None:
     adapter = _Broken(feed=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         await run_one(httpx.MockTransport(answer(parts=OK_STREAM)), adapter)
+
+
+async def test_an_exception_in_new_decoder_is_a_request_not_sent() -> None:
+    adapter = _Broken(new_decoder=ValueError("no decoder for this prompt"))
+    rec = await run_one(httpx.MockTransport(answer(parts=OK_STREAM)), adapter)
+    assert rec.error_class is ErrorClass.CONNECT
+    assert rec.error_message == (
+        "request not sent (lens could not build it): ValueError: no decoder for this prompt"
+    )
+    assert rec.http_status is None

@@ -16,7 +16,7 @@ from lens.plan.model import Message, PromptSpec, ProviderSpec
 from lens.providers.registry import adapter_for
 from lens.records import RequestRecord
 from lens.run.clock import RunClock
-from lens.run.executor import run_plan
+from lens.run.executor import StageRunner
 from lens.run.http11 import LeanHTTP11Transport
 from lens.run.request import execute_request
 from lens.scenario import parse_scenario
@@ -303,7 +303,7 @@ load:
 """
     plan = compile_plan(parse_scenario(text, env={}), env={"HTTP_PROXY": "http://unused:1"})
     records: list[RequestRecord] = []
-    await run_plan(plan, plan.providers, records.append)
+    await StageRunner(plan, plan.providers, records.append).run_all()
     assert [r.ok for r in records] == [True, True, True]
     assert len(proxy.forwarded) == 3
     assert proxy.forwarded[0].startswith(b"POST http://127.0.0.1:")
