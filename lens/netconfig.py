@@ -41,6 +41,8 @@ from urllib.parse import unquote, urlsplit
 
 import certifi
 
+from lens.urlmask import mask_url
+
 __all__ = [
     "PROXY_VARIABLES",
     "NoProxy",
@@ -52,7 +54,7 @@ __all__ = [
     "build_ssl_context",
     "env_proxies",
     "explain_tls_error",
-    "mask_url",
+    "mask_proxy_url",
     "parse_proxy_url",
 ]
 
@@ -114,7 +116,7 @@ def parse_proxy_url(text: str) -> ProxyURL:
         raw = "http://" + raw
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
-    shown = mask_url(raw)
+    shown = mask_proxy_url(raw)
     if scheme.startswith("socks"):
         raise ProxyURLError(
             f"{shown}: SOCKS proxies are not supported; lens speaks to HTTP proxies "
@@ -142,17 +144,9 @@ def parse_proxy_url(text: str) -> ProxyURL:
     return ProxyURL(host, port or 80, username, password)
 
 
-def mask_url(url: str) -> str:
-    """``url`` with the password of its user-info replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, hostport = authority.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{hostport}{slash}{tail}"
+def mask_proxy_url(url: str) -> str:
+    """``url`` as a proxy URL is printed: the user name kept, its password masked."""
+    return mask_url(url, keep_user=True)
 
 
 # -- NO_PROXY --------------------------------------------------------------------------------

@@ -29,18 +29,10 @@ from urllib.parse import quote, unquote, urlsplit
 from lens.plan.model import Plan, ProviderSpec, header_is_secret
 from lens.records import RequestRecord
 from lens.targets import secrets_of
+from lens.urlmask import MASK, is_secret_query_name, mask_url
 
-MASK = "***"
 MIN_SECRET_CHARS = 4
 
-# Query parameters whose values are credentials: these names exactly, or any name matching
-# the pattern (X-Amz-Signature, client_secret, refresh_token, ...).
-SECRET_QUERY_NAMES = frozenset(
-    {"key", "api_key", "apikey", "sig", "signature", "code", "auth", "p", "pass", "pwd"}
-)
-_SECRET_QUERY_NAME = re.compile(
-    r"token|secret|password|signature|credential|api[-_]?key", re.IGNORECASE
-)
 # A URL in free text; punctuation ending a sentence (or a "url: message") is not part of it.
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]*[^\s\"'<>.,:;!?)\]}]")
 # A credential header echoed in free text (a server's error body, an exception) whatever
@@ -53,36 +45,6 @@ _ECHOED_HEADER = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+([A-Za-z0-9._~+/=-]{8,})")
-
-
-def is_secret_query_name(name: str) -> bool:
-    lower = name.lower()
-    return lower in SECRET_QUERY_NAMES or bool(_SECRET_QUERY_NAME.search(lower))
-
-
-def mask_url(url: str) -> str:
-    """``url`` without user-info or secret query values: ``http://***:***@h/p?token=***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{MASK}:{MASK}@{host}" if ":" in userinfo else f"{MASK}@{host}"
-    query = parts.query
-    if query:
-        query = "&".join(_mask_query_piece(piece) for piece in query.split("&"))
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return parts._replace(netloc=netloc, query=query).geturl()
-
-
-def _mask_query_piece(piece: str) -> str:
-    name, sep, value = piece.partition("=")
-    if sep and value and is_secret_query_name(unquote(name)):
-        return f"{name}={MASK}"
-    return piece
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lens.entry_points import exporter_kinds
 from lens.suggest import did_you_mean
+from lens.urlmask import MASK, is_secret_query_name, mask_url
 
 EXPORT_KINDS: tuple[str, ...] = ("csv", "prometheus", "influx", "junit", "markdown", "html")
-# Query options whose values are credentials (InfluxDB 1.x takes u=...&p=...).
-SECRET_OPTIONS = frozenset({"token", "password", "p", "api_key", "apikey", "access_token"})
-MASK = "***"
 _HTTP = re.compile(r"^https?://", re.IGNORECASE)
 
 
@@ -61,26 +59,14 @@ def secrets_of(dest: str) -> list[str]:
     found = [parts.password] if parts.password else []
     for piece in parts.query.split("&"):
         key, _, raw = piece.partition("=")
-        if key.lower() in SECRET_OPTIONS and raw:
+        if raw and is_secret_query_name(unquote(key)):
             found += [raw, *(v for k, v in parse_qsl(piece) if v != raw)]
     return found
 
 
 def mask_dest(dest: str) -> str:
     """``dest`` with userinfo and credential options replaced by ``***``."""
-    if not is_url(dest):
-        return dest
-    parts = urlsplit(dest)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-    query = "&".join(_mask_option(piece) for piece in parts.query.split("&"))
-    return parts._replace(netloc=netloc, query=query).geturl()
-
-
-def _mask_option(piece: str) -> str:
-    key, sep, _ = piece.partition("=")
-    return f"{key}={MASK}" if sep and key.lower() in SECRET_OPTIONS else piece
+    return mask_url(dest) if is_url(dest) else dest
 
 
 def known_kinds() -> tuple[str, ...]:

@@ -7,9 +7,12 @@ import dataclasses
 
 import pytest
 
+from lens.netconfig import mask_proxy_url
 from lens.plan.model import ProviderSpec, Secret
 from lens.records import ErrorClass, RequestRecord
-from lens.redact import Redactor, mask_url, redact_record
+from lens.redact import Redactor, redact_record
+from lens.targets import mask_dest
+from lens.urlmask import mask_url
 
 KEY = "sk-live-0123456789abcdef"
 
@@ -143,3 +146,14 @@ def test_redact_record_touches_only_server_controlled_text() -> None:
     assert out.extra == {"x-echo": "***"}
     clean = dataclasses.replace(rec, error_message=None, request_id=None, extra={})
     assert redact_record(clean, Redactor.of([(KEY, "key")])) is clean
+
+
+def test_one_url_rule_for_export_targets_proxies_and_the_redactor() -> None:
+    """The three places that print URLs agree on what is secret (one masker, lens.urlmask)."""
+    url = "http://bob:pw@h:8086/write?db=x&u=bob&p=pw&refresh_token=r"
+    assert (
+        mask_dest(url)
+        == Redactor()(url)
+        == "http://***:***@h:8086/write?db=x&u=bob&p=***&refresh_token=***"
+    )
+    assert mask_proxy_url(url) == "http://bob:***@h:8086/write?db=x&u=bob&p=***&refresh_token=***"

@@ -11,7 +11,7 @@ import itertools
 from typing import Any
 from urllib.parse import urlsplit
 
-from lens.netconfig import NoProxy, mask_url
+from lens.netconfig import NoProxy, mask_proxy_url
 from lens.plan.duration import duration_estimate
 from lens.plan.model import (
     AdaptiveSweep,
@@ -116,7 +116,7 @@ def network_to_dict(spec: ProviderSpec) -> dict[str, Any]:
     elif proxy.mode == "env" and proxy.env:
         name, url = proxy.env[0]
         variable = url.source.partition("=")[0]
-        entry: dict[str, Any] = {"url": mask_url(url.reveal()), "source": variable}
+        entry: dict[str, Any] = {"url": mask_proxy_url(url.reveal()), "source": variable}
         if proxy.no_proxy:
             entry["no_proxy"] = proxy.no_proxy
             host = urlsplit(spec.base_url).hostname if spec.base_url else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lens.netconfig import NoProxy, ProxyURLError, env_proxies, mask_url, parse_proxy_url
+from lens.netconfig import NoProxy, ProxyURLError, env_proxies, mask_proxy_url, parse_proxy_url
 from lens.plan.model import ProviderSpec, ProxySpec, Secret, TlsSpec
 from lens.scenario.model import AnyProvider, SimulatedProvider
 from lens.scenario.yaml_nodes import PathT
@@ -75,7 +75,7 @@ def _proxy(
     if written is not None:
         if written == "none":
             return ProxySpec(mode="none")
-        return ProxySpec(mode="url", url=Secret(written, source=mask_url(written)))
+        return ProxySpec(mode="url", url=Secret(written, source=mask_proxy_url(written)))
     # The environment: the one variable this provider's scheme reads, so a SOCKS
     # ALL_PROXY meant for other tools only matters to providers that would use it.
     found = env_proxies(env)
@@ -92,7 +92,7 @@ def _proxy(
             parse_proxy_url(value)
         except ProxyURLError as exc:
             return f"{variable}={exc}"
-    secret = Secret(value, source=f"{variable}={mask_url(value)}")
+    secret = Secret(value, source=f"{variable}={mask_proxy_url(value)}")
     return ProxySpec(mode="env", env=((key, secret),), no_proxy=no_proxy)
 
 

@@ -58,7 +58,7 @@ def test_bad_targets_say_what_was_expected(spec: str, message: str) -> None:
 def test_credentials_are_masked_everywhere() -> None:
     dest = "https://me:hunter2@h:8086/api/v2/write?org=o&bucket=b&token=t%2Fk&p=pw"
     target = parse_target(f"influx={dest}")
-    masked = "https://***@h:8086/api/v2/write?org=o&bucket=b&token=***&p=***"
+    masked = "https://***:***@h:8086/api/v2/write?org=o&bucket=b&token=***&p=***"
     assert mask_dest(dest) == masked
     assert str(target) == f"influx={masked}"
     assert repr(target) == f"ExportTarget(influx={masked})"

@@ -12,7 +12,7 @@ from lens.netconfig import (
     ProxyURL,
     ProxyURLError,
     env_proxies,
-    mask_url,
+    mask_proxy_url,
     parse_proxy_url,
 )
 
@@ -118,7 +118,7 @@ def test_environment_errors_name_the_variable() -> None:
 
 
 def test_mask_url() -> None:
-    assert mask_url("http://u:pw@h:1/x?y") == "http://u:***@h:1/x?y"
-    assert mask_url("http://u@h:1") == "http://u@h:1"
-    assert mask_url("http://h:1/a@b") == "http://h:1/a@b"
-    assert mask_url("h:1") == "h:1"
+    assert mask_proxy_url("http://u:pw@h:1/x?y") == "http://u:***@h:1/x?y"
+    assert mask_proxy_url("http://u@h:1") == "http://u@h:1"
+    assert mask_proxy_url("http://h:1/a@b") == "http://h:1/a@b"
+    assert mask_proxy_url("h:1") == "h:1"
