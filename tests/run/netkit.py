@@ -30,21 +30,26 @@ class Origin:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
 
-class Conn:
-    """One accepted connection of a scripted origin."""
+class RequestReader:
+    """Reads whole HTTP/1.1 requests off a server-side stream (head, then a
+    Content-Length body), logging each in ``log``; the test servers here and in
+    test_http11 share it."""
 
-    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
+    def __init__(self, stream: trio.abc.Stream, log: list[bytes]) -> None:
         self.stream = stream
-        self.origin = origin
         self.buf = b""
+        self._log = log
+
+    async def _receive(self) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(65536))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
 
     async def read_request(self) -> bytes | None:
         """One request (head and Content-Length body); None when the client hung up."""
         while b"\r\n\r\n" not in self.buf:
-            try:
-                data = await self.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return None
+            data = await self._receive()
             if not data:
                 return None
             self.buf += data
@@ -55,13 +60,21 @@ class Conn:
             if name.strip().lower() == b"content-length":
                 length = int(value)
         while len(self.buf) < end + length:
-            data = await self.stream.receive_some(65536)
+            data = await self._receive()
             if not data:
                 return None
             self.buf += data
         request, self.buf = self.buf[: end + length], self.buf[end + length :]
-        self.origin.requests.append(request)
+        self._log.append(request)
         return request
+
+
+class Conn(RequestReader):
+    """One accepted connection of a scripted origin."""
+
+    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
+        super().__init__(stream, origin.requests)
+        self.origin = origin
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)

@@ -27,6 +27,7 @@ from lens.run.http11 import LeanHTTP11Transport, _Connection
 from lens.run.http11_parse import ProtocolViolation
 from lens.sim.openai_chat import completion_text
 from lens.sim.server import SimServer
+from tests.run.netkit import RequestReader
 
 # -- a scripted HTTP/1.1 server ------------------------------------------------------------
 
@@ -43,32 +44,11 @@ class RawServer:
         return f"http://127.0.0.1:{self.port}"
 
 
-class ServerConn:
+class ServerConn(RequestReader):
     def __init__(self, stream: trio.SocketStream, server: RawServer) -> None:
-        self.stream = stream
+        super().__init__(stream, server.requests)
         self.server = server
-        self.buf = b""
-
-    async def read_request(self) -> bytes | None:
-        """One request (head and Content-Length body); None when the client hung up."""
-        while b"\r\n\r\n" not in self.buf:
-            data = await self.stream.receive_some(65536)
-            if not data:
-                return None
-            self.buf += data
-        end = self.buf.index(b"\r\n\r\n") + 4
-        length = 0
-        for line in self.buf[:end].split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(self.buf) < end + length:
-            data = await self.stream.receive_some(65536)
-            assert data, "client closed mid-request"
-            self.buf += data
-        request, self.buf = self.buf[: end + length], self.buf[end + length :]
-        self.server.requests.append(request)
-        return request
+        self.socket_stream = stream
 
     async def send(self, *parts: bytes, pause: float = 0.0) -> None:
         for k, part in enumerate(parts):
@@ -82,8 +62,10 @@ class ServerConn:
 
     def reset(self) -> None:
         """Close with RST instead of FIN."""
-        self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.stream.socket.close()
+        self.socket_stream.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        self.socket_stream.socket.close()
 
 
 Handler = Callable[[ServerConn], Awaitable[None]]
