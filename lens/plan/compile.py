@@ -18,11 +18,15 @@ from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
     AdaptiveSweep,
+    ClosedLoop,
     EnvRead,
     ExportSpec,
+    IdleProbe,
     IntegritySettings,
     Limits,
+    Load,
     Message,
+    OpenLoop,
     Plan,
     PromptSpec,
     ProviderSpec,
@@ -539,35 +543,35 @@ def _stage(
         ctx.problem("a prompt file of this stage has no requests", here)
         return []
     defaults = scenario.defaults
-    template = StagePlan(
-        stage=stage.id,
-        provider="",  # filled per provider below
-        pattern=stage.pattern,
-        prompts=prompt_cycle(chosen),
-        timeout_s=defaults.timeout if stage.timeout is None else stage.timeout,
-        max_tokens=defaults.max_tokens if stage.max_tokens is None else stage.max_tokens,
-        retries=_retry_policy(stage.retries or defaults.retries),
-        spin_s=PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0,
-    )
+    cycle = prompt_cycle(chosen)
+    timeout = defaults.timeout if stage.timeout is None else stage.timeout
+    max_tokens = defaults.max_tokens if stage.max_tokens is None else stage.max_tokens
+    retries = _retry_policy(stage.retries or defaults.retries)
+    spin = PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0
     steps: list[tuple[str, SweepStep | None]] = [(stage.id, None)]
     pause = 0.0
     if isinstance(stage, SweepStage):
         steps, pause = list(sweep_steps(stage)), stage.pause
     pids = [pid for pid in stage.providers or provider_ids if pid in scenario.providers]
     # Step order, then provider order (as the stage lists them, else as the scenario does);
-    # a sweep's pause comes before each step after the first.
+    # a sweep's pause comes before each step after the first.  One load a step: every
+    # provider of it faces the very same schedule.
     units = [
-        _with_load(
-            stage,
-            replace(
-                template,
-                stage=stage_id,
-                provider=pid,
-                sweep=step,
-                pause_before_s=pause if step and step.index and not k else 0.0,
-            ),
+        StagePlan(
+            stage=stage_id,
+            provider=pid,
+            pattern=stage.pattern,
+            prompts=cycle,
+            timeout_s=timeout,
+            max_tokens=max_tokens,
+            load=load,
+            retries=retries,
+            sweep=step,
+            pause_before_s=pause if step and step.index and not k else 0.0,
+            spin_s=spin,
         )
         for stage_id, step in steps
+        for load in (_load(stage, stage_id, step),)
         for k, pid in enumerate(pids)
     ]
     if isinstance(stage, IdleProbeStage):
@@ -633,42 +637,32 @@ def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
     ]
 
 
-def _with_load(stage: Stage, unit: StagePlan) -> StagePlan:
-    """``unit`` with its arrivals (open loop) or workers (closed loop).
+def _load(stage: Stage, stage_id: str, step: SweepStep | None) -> Load:
+    """The load of ``stage`` (of its sweep step ``step``, named ``stage_id``): arrivals
+    (open loop), workers (closed loop) or idle gaps (idle probe).
 
     A random schedule is drawn from the stage's seed and id, not the provider's: every
     provider of a stage faces the very same arrival times, so a comparison between them
     is not also a comparison between two draws of the process.  Stages differ."""
-    names = (unit.stage,)
     if isinstance(stage, BurstStage):
-        return replace(
-            unit, arrivals=burst_arrivals(stage.requests, stage.waves, stage.interval or 0.0)
-        )
+        return OpenLoop(burst_arrivals(stage.requests, stage.waves, stage.interval or 0.0))
     if isinstance(stage, RampStage):
         profile = RateProfile.ramp(stage.from_, stage.to, stage.duration, stage.steps)
         arrivals = paced_arrivals(
-            profile, requests=None, process=stage.arrival, seed=stage.seed, names=names
+            profile, requests=None, process=stage.arrival, seed=stage.seed, names=(stage_id,)
         )
-        return replace(unit, arrivals=arrivals, max_concurrency=stage.max_concurrency)
+        return OpenLoop(arrivals, stage.max_concurrency)
     if isinstance(stage, ConcurrencyStage):
-        return replace(
-            unit, concurrency=stage.concurrency, requests=stage.requests, duration_s=stage.duration
-        )
+        return ClosedLoop(stage.concurrency, stage.requests, stage.duration)
     if isinstance(stage, IdleProbeStage):
-        return replace(unit, idle_gaps_s=stage.gaps, requests=len(stage.gaps) + 1)
+        return IdleProbe(stage.gaps)
     if isinstance(stage, SweepStage):
-        step = unit.sweep
         assert step is not None
         if step.concurrency is not None:
-            return replace(
-                unit,
-                concurrency=step.concurrency,
-                requests=stage.requests,
-                duration_s=stage.duration,
-            )
+            return ClosedLoop(step.concurrency, stage.requests, stage.duration)
         assert step.rate_per_s is not None
-        return _at_rate(unit, step.rate_per_s, _rate_step_load(stage))
-    return _at_rate(unit, stage.rate, _rate_step_load(stage))
+        return _rate_load(stage_id, step.rate_per_s, _rate_step_load(stage))
+    return _rate_load(stage_id, stage.rate, _rate_step_load(stage))
 
 
 def _rate_step_load(stage: ConstantRateStage | SweepStage) -> RateStepLoad:
@@ -682,23 +676,16 @@ def _rate_step_load(stage: ConstantRateStage | SweepStage) -> RateStepLoad:
     )
 
 
-def _at_rate(unit: StagePlan, rate: float, load: RateStepLoad) -> StagePlan:
+def _rate_load(stage_id: str, rate: float, load: RateStepLoad) -> OpenLoop:
     arrivals = paced_arrivals(
         RateProfile.constant(rate, load.duration_s),
         requests=load.requests,
         process=load.process,
         burstiness=load.burstiness,
         seed=load.seed,
-        names=(unit.stage,),  # shared by the stage's providers: see _with_load
+        names=(stage_id,),  # shared by the stage's providers: see _load
     )
-    return replace(
-        unit,
-        arrivals=arrivals,
-        max_concurrency=load.max_concurrency,
-        concurrency=None,
-        requests=None,
-        duration_s=None,
-    )
+    return OpenLoop(arrivals, load.max_concurrency)
 
 
 def rate_step(
@@ -708,13 +695,14 @@ def rate_step(
     unit of the sweep for the same provider) exactly as the compiler makes a listed step;
     ``pause``: the sweep's pause comes first."""
     assert sweep.load is not None
-    unit = replace(
+    name = step_id(sweep.sweep, rate=rate)
+    return replace(
         base,
-        stage=step_id(sweep.sweep, rate=rate),
+        stage=name,
         sweep=SweepStep(sweep.sweep, index, None, rate_per_s=rate),
         pause_before_s=sweep.pause_s if pause else 0.0,
+        load=_rate_load(name, rate, sweep.load),
     )
-    return _at_rate(unit, rate, sweep.load)
 
 
 def concurrency_step(
@@ -723,14 +711,17 @@ def concurrency_step(
     """A closed-loop step of ``sweep`` chosen at run time, made from ``base`` (any planned
     unit of the sweep for the same provider: its requests, duration and phases do not
     depend on the concurrency); ``pause``: the sweep's pause comes first."""
-    assert base.concurrency is not None  # a closed-loop step
-    return replace(
-        base,
-        stage=step_id(sweep.sweep, concurrency=concurrency),
-        sweep=SweepStep(sweep.sweep, index, None, concurrency=concurrency),
-        concurrency=concurrency,
-        pause_before_s=sweep.pause_s if pause else 0.0,
-    )
+    match base.load:
+        case ClosedLoop() as load:
+            return replace(
+                base,
+                stage=step_id(sweep.sweep, concurrency=concurrency),
+                sweep=SweepStep(sweep.sweep, index, None, concurrency=concurrency),
+                load=replace(load, concurrency=concurrency),
+                pause_before_s=sweep.pause_s if pause else 0.0,
+            )
+        case _:
+            raise AssertionError(f"concurrency_step: {base.stage!r} is not a closed-loop step")
 
 
 def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | None:

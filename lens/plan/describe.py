@@ -16,6 +16,10 @@ from lens.plan.duration import duration_estimate
 from lens.plan.model import (
     AdaptiveSweep,
     ArrivalSchedule,
+    ClosedLoop,
+    IdleProbe,
+    Load,
+    OpenLoop,
     Phases,
     Plan,
     ProviderSpec,
@@ -186,14 +190,14 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
         "stage": unit.stage,
         "provider": unit.provider,
         "pattern": unit.pattern,
-        "loop": "open" if unit.open_loop else "closed",
+        "loop": "open" if isinstance(unit.load, OpenLoop) else "closed",
         "requests": unit.planned_requests,
         "timeout_s": unit.timeout_s,
         "max_tokens": unit.max_tokens,
         "prompts": sorted(set(unit.prompts)),
     }
-    if unit.arrivals is not None:
-        out["arrivals"] = arrival_stats(unit.arrivals)
+    if isinstance(unit.load, OpenLoop):
+        out["arrivals"] = arrival_stats(unit.load.arrivals)
     if unit.sweep is not None:
         step = unit.sweep
         out["sweep"] = {"id": step.sweep, "step": step.index, "steps": step.steps}
@@ -211,14 +215,7 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
             "timeout_s": unit.drain_timeout_s,
             "cutoff_s": unit.cutoff_s,  # None: when the last request is sent
         }
-    if unit.idle_gaps_s is not None:
-        out["idle_gaps_s"] = list(unit.idle_gaps_s)
-    if unit.concurrency is not None:
-        out["concurrency"] = unit.concurrency
-    if unit.max_concurrency is not None:
-        out["max_concurrency"] = unit.max_concurrency
-    if unit.duration_s is not None:
-        out["duration_s"] = unit.duration_s
+    out.update(_load_fields(unit.load))
     if unit.spin_s:
         out["pacing"] = {"mode": "precise", "spin_s": unit.spin_s}
     if unit.retries is not None:
@@ -233,6 +230,19 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     out["max_duration_s"] = duration.max_s
     out["duration_basis"] = duration.basis
     return out
+
+
+def _load_fields(load: Load) -> dict[str, Any]:
+    """The load's own numbers (an open loop's arrivals are shown apart, as ``arrivals``)."""
+    match load:
+        case OpenLoop(max_concurrency=limit):
+            return {} if limit is None else {"max_concurrency": limit}
+        case ClosedLoop(concurrency=concurrency, duration_s=duration):
+            return {"concurrency": concurrency} | (
+                {} if duration is None else {"duration_s": duration}
+            )
+        case IdleProbe(gaps_s=gaps):
+            return {"idle_gaps_s": list(gaps)}
 
 
 def adaptive_sweep_to_dict(sweep: AdaptiveSweep) -> dict[str, Any]:
@@ -263,8 +273,8 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
     stages = []
     for unit in plan.stages:
         entry = stage_to_dict(unit, plan.providers[unit.provider])
-        if arrivals and unit.arrivals is not None:
-            entry["arrival_offsets_s"] = list(unit.arrivals.offsets_s)
+        if arrivals and isinstance(unit.load, OpenLoop):
+            entry["arrival_offsets_s"] = list(unit.load.arrivals.offsets_s)
         stages.append(entry)
     # A pause before a unit is wall time too.
     pauses = sum(unit.pause_before_s for unit in plan.stages)

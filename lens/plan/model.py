@@ -286,6 +286,44 @@ DrainPolicy = Literal["wait", "cancel"]
 
 
 @dataclass(frozen=True, slots=True)
+class OpenLoop:
+    """Requests sent at planned times whatever the server does: burst, constant-rate, ramp
+    and the rate steps of a sweep."""
+
+    arrivals: ArrivalSchedule
+    # A cap on requests in flight (None: none), acquired after each intended time, so a
+    # wait for it is dispatch lag.
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedLoop:
+    """``concurrency`` clients, each sending its next request when its previous one ended:
+    the concurrency pattern and the concurrency steps of a sweep.  It stops after
+    ``requests`` requests, or starts none after ``duration_s``, whichever comes first (at
+    least one of the two is set)."""
+
+    concurrency: int
+    requests: int | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdleProbe:
+    """One request, then one more after each idle gap, counted from the end of the one
+    before: nothing is in flight while the provider idles."""
+
+    gaps_s: tuple[float, ...]
+
+    @property
+    def requests(self) -> int:
+        return len(self.gaps_s) + 1
+
+
+Load = OpenLoop | ClosedLoop | IdleProbe
+
+
+@dataclass(frozen=True, slots=True)
 class StagePlan:
     """One stage against one provider: its own full schedule."""
 
@@ -295,11 +333,7 @@ class StagePlan:
     prompts: tuple[str, ...]  # prompt id of request i is prompts[i % len(prompts)]
     timeout_s: float
     max_tokens: int | None
-    arrivals: ArrivalSchedule | None = None  # open loop (burst, constant-rate)
-    concurrency: int | None = None  # closed loop: requests kept in flight
-    max_concurrency: int | None = None  # open loop: cap on requests in flight
-    requests: int | None = None  # closed loop: total to send (None: until duration)
-    duration_s: float | None = None  # closed loop: stop starting new requests after this
+    load: Load
     retries: RetryPolicy | None = None  # None: a failure is final (no hidden retries)
     sweep: SweepStep | None = None
     pause_before_s: float = 0.0  # idle time before the unit starts, outside its window
@@ -309,7 +343,6 @@ class StagePlan:
     # The planned end, in seconds from the unit's start: the stage's duration, else (None)
     # when its last request is sent.  Requests still in flight then are drained.
     cutoff_s: float | None = None
-    idle_gaps_s: tuple[float, ...] | None = None  # idle-probe: idle time before probe 1, 2...
     # Open loop: wake this long before each arrival and spin through the rest, because the
     # event loop's timers (epoll, millisecond timeouts rounded up) wake up to 1 ms late.
     spin_s: float = 0.0
@@ -322,14 +355,15 @@ class StagePlan:
         return self.drain_timeout_s
 
     @property
-    def open_loop(self) -> bool:
-        return self.arrivals is not None
-
-    @property
     def planned_requests(self) -> int | None:
-        if self.arrivals is not None:
-            return self.arrivals.count
-        return self.requests
+        """Requests the unit sends if nothing stops it; None: as many as its duration takes."""
+        match self.load:
+            case OpenLoop(arrivals=arrivals):
+                return arrivals.count
+            case ClosedLoop(requests=requests):
+                return requests
+            case IdleProbe() as probe:
+                return probe.requests
 
     def prompt_for(self, index: int) -> str:
         return self.prompts[index % len(self.prompts)]
