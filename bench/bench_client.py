@@ -47,7 +47,9 @@ def sim_plan(sim: SimSettings, unit: StagePlan) -> Plan:
         description="",
         source="bench",
         providers={
-            "sim": ProviderSpec(id="sim", type="simulated", model="sim", base_url=None, sim=sim)
+            "sim": ProviderSpec(
+                id="sim", type="simulated", model="sim", base_url=None, settings=sim
+            )
         },
         prompts={"p": PROMPT},
         stages=(unit,),

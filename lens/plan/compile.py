@@ -18,6 +18,9 @@ from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
     AdaptiveSweep,
+    AnthropicSettings,
+    AzureSettings,
+    BedrockSettings,
     ClosedLoop,
     EnvRead,
     ExportSpec,
@@ -26,9 +29,12 @@ from lens.plan.model import (
     Limits,
     Load,
     Message,
+    OpenAISettings,
     OpenLoop,
     Plan,
+    PluginSettings,
     PromptSpec,
+    ProviderSettings,
     ProviderSpec,
     RateStepLoad,
     RetryPolicy,
@@ -206,18 +212,6 @@ def _environment(source: SourceMap, defaults: list[EnvRead]) -> tuple[EnvRead, .
 
 
 def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
-    built = _provider_spec(pid, spec, ctx)
-    if isinstance(spec, SimulatedProvider):
-        return built
-    secret = frozenset(
-        name.lower()
-        for name, value in spec.headers.items()
-        if isinstance(value, SecretHeader) and value.secret
-    )
-    return replace(built, secret_headers=secret)
-
-
-def _provider_spec(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
     if isinstance(spec, SimulatedProvider):
         sim = SimSettings(
             ttft_s=spec.ttft,
@@ -231,81 +225,56 @@ def _provider_spec(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             protocol=spec.protocol,
             capacity=spec.capacity,
         )
-        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, sim=sim)
+        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, settings=sim)
     key = _api_key(pid, spec, ctx)
     headers = tuple(
         (name, value.value if isinstance(value, SecretHeader) else value)
         for name, value in spec.headers.items()
     )
+    if isinstance(spec, AzureOpenAIProvider):
+        model = spec.deployment if spec.model is None else spec.model
+        base_url = spec.url
+    elif isinstance(spec, BedrockProvider):
+        model, base_url = spec.model, spec.url  # None: the region's bedrock-runtime endpoint
+    else:
+        model, base_url = spec.model, spec.base_url
+    return ProviderSpec(
+        id=pid,
+        type=spec.type,
+        model=model,
+        base_url=base_url,
+        api_key=key,
+        headers=headers,
+        secret_headers=frozenset(
+            name.lower()
+            for name, value in spec.headers.items()
+            if isinstance(value, SecretHeader) and value.secret
+        ),
+        settings=_settings(pid, spec, ctx),
+    )
+
+
+def _settings(pid: str, spec: HostedProvider, ctx: _Context) -> ProviderSettings:
+    """What the provider's type needs beyond the common fields."""
     if isinstance(spec, PluginProviderSettings):
-        # A plugin's type: the common fields as for any provider, and its own settings
-        # model (frozen) for its adapter to read.
-        return ProviderSpec(
-            id=pid,
-            type=spec.type,
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
-            plugin_settings=spec,
-        )
+        # A plugin's type: its own settings model (frozen), for its adapter to read.
+        return PluginSettings(spec)
     if isinstance(spec, OpenAICompatibleProvider | OpenAIProvider):
-        return ProviderSpec(
-            id=pid,
-            type=spec.type,
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
+        return OpenAISettings(spec.max_tokens_field, spec.include_usage)
+    if isinstance(spec, AnthropicProvider):
+        return AnthropicSettings(spec.anthropic_version)
+    if isinstance(spec, BedrockProvider):
+        return BedrockSettings(_bedrock_region(pid, spec, ctx), spec.profile, spec.api)
+    if isinstance(spec, AzureOpenAIProvider):
+        return AzureSettings(
+            deployment=spec.deployment,
+            api_version=spec.api_version,
+            auth=spec.auth,
             max_tokens_field=spec.max_tokens_field,
             include_usage=spec.include_usage,
         )
-    if isinstance(spec, OpenAIResponsesProvider | GeminiProvider):
-        return ProviderSpec(
-            id=pid,
-            type=spec.type,
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
-        )
-    if isinstance(spec, AnthropicProvider):
-        return ProviderSpec(
-            id=pid,
-            type="anthropic",
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
-            anthropic_version=spec.anthropic_version,
-        )
-    if isinstance(spec, BedrockProvider):
-        return ProviderSpec(
-            id=pid,
-            type="bedrock",
-            model=spec.model,
-            base_url=spec.url,  # None: the adapter uses the region's bedrock-runtime endpoint
-            api_key=key,
-            headers=headers,
-            region=_bedrock_region(pid, spec, ctx),
-            aws_profile=spec.profile,
-            bedrock_api=spec.api,
-            auth="aws" if key is None else "key",
-        )
-    assert isinstance(spec, AzureOpenAIProvider)
-    return ProviderSpec(
-        id=pid,
-        type="azure-openai",
-        model=spec.deployment if spec.model is None else spec.model,
-        base_url=spec.url,
-        api_key=key,
-        headers=headers,
-        max_tokens_field=spec.max_tokens_field,
-        include_usage=spec.include_usage,
-        deployment=spec.deployment,
-        api_version=spec.api_version,
-        auth=spec.auth,
-    )
+    assert isinstance(spec, OpenAIResponsesProvider | GeminiProvider)
+    return None
 
 
 def _api_key(pid: str, spec: HostedProvider, ctx: _Context) -> Secret | None:
@@ -862,7 +831,8 @@ def _budget_needs_bounds(
     refuses such a budget rather than promise what it cannot keep."""
     for unit in stages:
         spec = providers[unit.provider]
-        if not isinstance(prices.get(unit.provider), ModelPrice) or spec.sim is not None:
+        simulated = isinstance(spec.settings, SimSettings)
+        if not isinstance(prices.get(unit.provider), ModelPrice) or simulated:
             continue
         for pid in dict.fromkeys(unit.prompts):
             if prompts[pid].token_limit(unit.max_tokens) is None:

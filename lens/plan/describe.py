@@ -15,14 +15,20 @@ from lens.netconfig import NoProxy, mask_proxy_url
 from lens.plan.duration import duration_estimate
 from lens.plan.model import (
     AdaptiveSweep,
+    AnthropicSettings,
     ArrivalSchedule,
+    AzureSettings,
+    BedrockSettings,
     ClosedLoop,
     IdleProbe,
     Load,
+    OpenAISettings,
     OpenLoop,
     Phases,
     Plan,
+    PluginSettings,
     ProviderSpec,
+    SimSettings,
     StagePlan,
     header_is_secret,
 )
@@ -30,8 +36,6 @@ from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
 
 MASK = "***"
-# Types that speak Chat Completions and so take max_tokens_field / include_usage.
-_CHAT_TYPES = frozenset({"openai", "openai-compatible", "azure-openai"})
 
 
 def price_to_dict(price: ProviderPrice) -> dict[str, Any]:
@@ -69,43 +73,56 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
         out["headers"] = {
             name: MASK if header_is_secret(spec, name) else value for name, value in spec.headers
         }
-    if spec.type in _CHAT_TYPES:
-        out["max_tokens_field"] = spec.max_tokens_field
-        out["include_usage"] = spec.include_usage
-    if spec.type == "bedrock":
-        out["region"] = spec.region
-        out["api"] = spec.bedrock_api
-        out["auth"] = "bearer" if spec.api_key is not None else "aws-sigv4"
-        if spec.aws_profile:
-            out["profile"] = spec.aws_profile
-    if spec.type == "azure-openai":
-        out["deployment"] = spec.deployment
-        out["api_version"] = spec.api_version  # None: the v1 API
-        out["auth"] = spec.auth
-    if spec.type == "anthropic":
-        out["anthropic_version"] = spec.anthropic_version
-    if spec.plugin_settings is not None:
-        # A provider plugin's own fields (a SecretStr one shows as stars); the common ones
-        # are above.
-        own = set(type(spec.plugin_settings).model_fields) - set(PLUGIN_COMMON_FIELDS)
-        out["settings"] = spec.plugin_settings.model_dump(mode="json", include=own)
-    if spec.sim is not None:
-        s = spec.sim
-        out["sim"] = {
-            "ttft_ms": s.ttft_s * 1e3,
-            "itl_ms": s.itl_s * 1e3,
-            "output_tokens": s.output_tokens,
-            "jitter": s.jitter,
-            "error_429": s.error_429,
-            "error_500": s.error_500,
-            "cut_stream": s.cut_stream,
-            "seed": s.seed,
-            "protocol": s.protocol,
-            "capacity": s.capacity,
-        }
+    out.update(settings_to_dict(spec))
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
     out["network"] = network_to_dict(spec)
     return out
+
+
+def settings_to_dict(spec: ProviderSpec) -> dict[str, Any]:
+    """The fields of ``spec``'s own type, under the names the scenario gives them."""
+    match spec.settings:
+        case OpenAISettings() as s:
+            return {"max_tokens_field": s.max_tokens_field, "include_usage": s.include_usage}
+        case AzureSettings() as s:
+            return {
+                "max_tokens_field": s.max_tokens_field,
+                "include_usage": s.include_usage,
+                "deployment": s.deployment,
+                "api_version": s.api_version,  # None: the v1 API
+                "auth": s.auth,
+            }
+        case BedrockSettings() as s:
+            out: dict[str, Any] = {
+                "region": s.region,
+                "api": s.api,
+                "auth": "bearer" if spec.api_key is not None else "aws-sigv4",
+            }
+            return out | ({"profile": s.aws_profile} if s.aws_profile else {})
+        case AnthropicSettings() as s:
+            return {"anthropic_version": s.version}
+        case PluginSettings(values=values):
+            # A provider plugin's own fields (a SecretStr one shows as stars); the common
+            # ones are the spec's.
+            own = set(type(values).model_fields) - set(PLUGIN_COMMON_FIELDS)
+            return {"settings": values.model_dump(mode="json", include=own)}
+        case SimSettings() as s:
+            return {
+                "sim": {
+                    "ttft_ms": s.ttft_s * 1e3,
+                    "itl_ms": s.itl_s * 1e3,
+                    "output_tokens": s.output_tokens,
+                    "jitter": s.jitter,
+                    "error_429": s.error_429,
+                    "error_500": s.error_500,
+                    "cut_stream": s.cut_stream,
+                    "seed": s.seed,
+                    "protocol": s.protocol,
+                    "capacity": s.capacity,
+                }
+            }
+        case None:
+            return {}
 
 
 def network_to_dict(spec: ProviderSpec) -> dict[str, Any]:

@@ -24,7 +24,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lens.plan.model import ClosedLoop, IdleProbe, OpenLoop, ProviderSpec, StagePlan
+from lens.plan.model import (
+    ClosedLoop,
+    IdleProbe,
+    OpenLoop,
+    ProviderSpec,
+    SimSettings,
+    StagePlan,
+)
 
 # A duration that is a whole number of e2e waves should not round up to one more wave.
 _WAVE_EPSILON = 1e-9
@@ -50,16 +57,16 @@ class DurationEstimate:
     basis: str  # the assumption behind both, for people
 
 
-def _sim_tokens(spec: ProviderSpec, max_tokens: int | None) -> int:
-    assert spec.sim is not None
-    return spec.sim.output_tokens if max_tokens is None else min(spec.sim.output_tokens, max_tokens)
+def _sim_tokens(sim: SimSettings, max_tokens: int | None) -> int:
+    return sim.output_tokens if max_tokens is None else min(sim.output_tokens, max_tokens)
 
 
 def sim_e2e_s(spec: ProviderSpec, max_tokens: int | None) -> float | None:
     """A simulated response's end-to-end time (None: not simulated)."""
-    if spec.sim is None:
+    sim = spec.settings
+    if not isinstance(sim, SimSettings):
         return None
-    return spec.sim.ttft_s + max(_sim_tokens(spec, max_tokens) - 1, 0) * spec.sim.itl_s
+    return sim.ttft_s + max(_sim_tokens(sim, max_tokens) - 1, 0) * sim.itl_s
 
 
 def request_bound_s(unit: StagePlan) -> float:
@@ -87,13 +94,14 @@ def _ms(seconds: float) -> str:
 
 def _sim_text(spec: ProviderSpec, unit: StagePlan) -> str:
     e2e = sim_e2e_s(spec, unit.max_tokens)
-    assert spec.sim is not None
+    sim = spec.settings
+    assert isinstance(sim, SimSettings)
     assert e2e is not None
-    gaps = max(_sim_tokens(spec, unit.max_tokens) - 1, 0)
-    capacity = f", capacity {spec.sim.capacity}" if spec.sim.capacity is not None else ""
+    gaps = max(_sim_tokens(sim, unit.max_tokens) - 1, 0)
+    capacity = f", capacity {sim.capacity}" if sim.capacity is not None else ""
     return (
-        f"{spec.id}: e2e {_ms(e2e)} = ttft {_ms(spec.sim.ttft_s)} + {gaps} x itl "
-        f"{_ms(spec.sim.itl_s)}{capacity}, from its simulator settings, no errors or jitter"
+        f"{spec.id}: e2e {_ms(e2e)} = ttft {_ms(sim.ttft_s)} + {gaps} x itl "
+        f"{_ms(sim.itl_s)}{capacity}, from its simulator settings, no errors or jitter"
     )
 
 
@@ -111,7 +119,7 @@ def _worst_text(unit: StagePlan) -> str:
 def _slots(limit: int | None, spec: ProviderSpec) -> tuple[int | None, str]:
     """Requests served at once (the client's limit, the simulator's capacity), and the
     expression in words (``limit_name`` stands for the limit)."""
-    capacity = spec.sim.capacity if spec.sim is not None else None
+    capacity = spec.settings.capacity if isinstance(spec.settings, SimSettings) else None
     if limit is not None and capacity is not None:
         return min(limit, capacity), "min({}, capacity)"
     if capacity is not None:

@@ -20,6 +20,7 @@ from lens.plan.compile import (
 from lens.plan.model import (
     ArrivalSchedule,
     ClosedLoop,
+    OpenAISettings,
     OpenLoop,
     Plan,
     ProviderSpec,
@@ -87,7 +88,7 @@ def test_quickstart_plan() -> None:
             type="simulated",
             model="lens-sim",
             base_url=None,
-            sim=SimSettings(ttft_s=0.15, itl_s=0.015, output_tokens=64),
+            settings=SimSettings(ttft_s=0.15, itl_s=0.015, output_tokens=64),
         )
     }
     warm, steady, closed = plan.stages
@@ -133,14 +134,14 @@ def test_example_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gpt.api_key is not None
     assert gpt.api_key.reveal() == "sk-test-not-real"
     assert gpt.api_key.source == "${OPENAI_API_KEY}"
-    assert gpt.max_tokens_field == "max_completion_tokens"
+    assert gpt.settings == OpenAISettings("max_completion_tokens", include_usage=True)
     vllm = plan.providers["vllm"]
     assert vllm.api_key is None
     assert vllm.headers == (("X-Request-Source", "lens"),)
     sim = plan.providers["sim"]
     assert sim.model == "sim-1"
-    assert sim.sim is not None
-    assert (sim.sim.jitter, sim.sim.error_429, sim.sim.seed) == (0.1, 0.01, 1)
+    assert isinstance(sim.settings, SimSettings)
+    assert (sim.settings.jitter, sim.settings.error_429, sim.settings.seed) == (0.1, 0.01, 1)
 
     assert list(plan.prompts) == ["capital", "long", "support#1", "support#2", "support#3"]
     assert plan.prompts["capital"].source == "inline"

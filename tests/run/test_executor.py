@@ -9,6 +9,7 @@ from lens.plan.model import (
     ArrivalSchedule,
     ClosedLoop,
     Message,
+    OpenAISettings,
     OpenLoop,
     Plan,
     PromptSpec,
@@ -23,7 +24,13 @@ from lens.run.executor import StageRunner
 from .fake_server import FakeOpenAI, Script
 
 MS = 1_000_000
-PROVIDER = ProviderSpec(id="p", type="openai-compatible", model="m", base_url="http://fake/v1")
+PROVIDER = ProviderSpec(
+    id="p",
+    type="openai-compatible",
+    model="m",
+    base_url="http://fake/v1",
+    settings=OpenAISettings(),
+)
 PROMPTS = {
     "a": PromptSpec(id="a", messages=(Message("user", "hi"),)),
     "b": PromptSpec(id="b", messages=(Message("user", "yo"),)),
