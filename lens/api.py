@@ -167,7 +167,8 @@ def _unpositioned(problem: Problem) -> Problem:
 def compile_plan(scenario: Scenario, *, env: Mapping[str, str] | None = None) -> Plan:
     """Compile a validated scenario into the ``Plan`` ``lens run`` executes: providers with
     their prices (``plan.providers[id].price``), stages each with its full schedule
-    (``plan.stages[i].arrivals.offsets_s`` for open-loop stages), SLAs, budget, exports.
+    (``plan.stages[i].load``: an ``OpenLoop``'s ``arrivals.offsets_s``, a ``ClosedLoop``'s
+    concurrency, an ``IdleProbe``'s gaps; ``lens.plan.model``), SLAs, budget, exports.
     Nothing is sent.  ``env`` (default ``os.environ``) supplies default credentials such as
     ``OPENAI_API_KEY`` and ``AWS_REGION``.  Raises ``PlanError`` when a reference does not
     resolve (unknown provider or prompt id, missing credential ...)."""

@@ -20,7 +20,7 @@ from lens.metrics.judge import Verdict, run_exit_code
 from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
 from lens.metrics.summary import Summary
-from lens.plan.model import Plan
+from lens.plan.model import IdleProbe, Plan
 from lens.records import RunOutcome
 
 
@@ -54,7 +54,7 @@ def analyse_run(
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
     records = outcome.records
     cold = tuple(cold_flags(records, cold_after_s=plan.integrity.cold_after_s))
-    probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
+    probe_stages = {u.stage for u in plan.stages if isinstance(u.load, IdleProbe)}
     return RunAnalysis(
         exit_code=run_exit_code(
             verdicts, partial=outcome.partial, failed=outcome.failure is not None

@@ -17,6 +17,7 @@ import lens
 from lens import exitcodes
 from lens.cli import main
 from lens.errors import InputError
+from lens.plan.model import OpenLoop
 from tests.export._results import rich_results
 
 from .conftest import scenario
@@ -143,8 +144,8 @@ def test_a_plan_is_inspectable_before_anything_is_sent() -> None:
     doc["providers"]["sim"]["price"] = {"input": 1, "output": 2}
     plan = lens.compile_plan(lens.load_scenario(doc))
     (unit,) = plan.stages
-    assert unit.arrivals is not None
-    assert len(unit.arrivals.offsets_s) == 10
+    assert isinstance(unit.load, OpenLoop)
+    assert len(unit.load.arrivals.offsets_s) == 10
     assert plan.providers["sim"].price is not None
     estimate = lens.estimate(plan)
     assert estimate["complete"] is True
