@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lens.export.results import PacingOut, Results, SummaryOut
-from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS
-from lens.metrics.request import SCALAR_METRICS
+from lens.export.results import PacingOut, RecordOut, Results, SummaryOut
+from lens.metric_catalog import METRICS as CATALOGUE
+from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, SCALAR_METRICS
 from lens.records import ErrorClass
 
 METRICS: tuple[str, ...] = tuple(REQUEST_METRICS)
@@ -20,10 +20,10 @@ COST_FIELDS: tuple[str, ...] = (
     "per_1m_output_tokens_usd",
     "per_sla_conforming_usd",
 )
-# Per-request values every per-request export carries: the request's times in ms (as
-# request_metrics computes them), then token counts.
+# Per-request values every per-request export carries: the request's metrics in ms (as
+# request_metrics computes them, in the order of the record's fields), then token counts.
 RECORD_TIMES_MS: tuple[str, ...] = tuple(
-    m for m in SCALAR_METRICS if REQUEST_METRICS[m].unit == "ms"
+    f for f in RecordOut.model_fields if f in SCALAR_METRICS and CATALOGUE[f].unit == "ms"
 )
 RECORD_TOKENS: tuple[str, ...] = (
     "input_tokens",

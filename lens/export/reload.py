@@ -17,10 +17,11 @@ from decimal import Decimal, InvalidOperation
 
 from lens.errors import InputError
 from lens.export.results import RecordOut, Results, SummaryOut, VerdictOut
+from lens.metric_catalog import SCALAR_METRICS
 from lens.metrics.conformance import request_checks, request_conforms
 from lens.metrics.cost import StageCost
 from lens.metrics.judge import Verdict, judge
-from lens.metrics.request import SCALAR_METRICS, icl_gaps, itl_gaps
+from lens.metrics.request import icl_gaps, itl_gaps
 from lens.metrics.summary import MetricStats, Summary
 from lens.plan.model import SlaSpec
 from lens.scenario.sla import SlaExpr

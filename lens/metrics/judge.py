@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from lens import exitcodes
-from lens.metric_catalog import REQUEST_METRICS, STAGE_METRICS
+from lens.metric_catalog import CATALOGUE, REQUEST_METRICS, STAGE_METRICS
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
 
@@ -34,18 +34,8 @@ EXIT_INCONCLUSIVE = exitcodes.INCONCLUSIVE
 # Counts whose value is meaningful even when nothing was measured.
 _COUNT_METRICS = frozenset({"requests"})
 
-_NEVER_MEASURED_HINTS: dict[str, str] = {
-    "dispatch_lag": "only open-loop stages have an intended send time",
-    "ttft_from_intended": "only open-loop stages have an intended send time",
-    "e2e_from_intended": "only open-loop stages have an intended send time",
-    "tpot": "it needs responses of at least 2 output tokens",
-    "output_tokens_per_s": "it needs at least 2 output tokens spread over time",
-    "itl": "it needs at least 2 token-bearing chunks per response",
-    "icl": "it needs at least 2 token-bearing chunks per response",
-    "ttfot": "no response carried visible (non-reasoning) output",
-    "ttfb": "no response headers were timed",
-    "cost": "no response reported its token usage, so none could be priced",
-}
+# Why a metric may have been measured by no request at all, from its catalogue entry.
+_NEVER_MEASURED_HINTS: dict[str, str] = {m.name: m.unmeasured for m in CATALOGUE if m.unmeasured}
 # Statistics the summary holds as exact decimals whatever the sketch (see Summary.get).
 _EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 

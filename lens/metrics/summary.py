@@ -41,12 +41,7 @@ from typing import Any, Self
 from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS, TOTAL_STAT
 from lens.metrics.conformance import request_checks, request_conforms
 from lens.metrics.cost import CostAccumulator, StageCost, record_cost
-from lens.metrics.request import (
-    NS_PER_S,
-    icl_values,
-    itl_values,
-    request_metrics,
-)
+from lens.metrics.request import NS_PER_S, SERIES_FORMULAS, request_metrics
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
 from lens.plan.model import ProviderSpec, SlaSpec
 from lens.pricing import GpuHourRate
@@ -291,9 +286,9 @@ class StageAccumulator:
                 sketches[name].add(value)
         series: dict[str, list[float]] = {}
         if rec.ok and len(rec.chunk_times) > 1:
-            series = {"itl": itl_values(rec), "icl": icl_values(rec)}
-            sketches["itl"].add_many(series["itl"])
-            sketches["icl"].add_many(series["icl"])
+            series = {name: formula(rec) for name, formula in SERIES_FORMULAS.items()}
+            for name, values_of_rec in series.items():
+                sketches[name].add_many(values_of_rec)
         if request_conforms(rec.ok, values, series, self.checks):
             self.sla_conforming += 1
 
