@@ -3,11 +3,13 @@ timestamps and the stable order of metrics, statistics, error classes and cost f
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
-from lens.export.results import PacingOut, RecordOut, Results, SummaryOut
+from lens.export.results import RecordOut, Results, SummaryOut
 from lens.metric_catalog import METRICS as CATALOGUE
 from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, SCALAR_METRICS
+from lens.metrics.pacing import Pacing
 from lens.records import ErrorClass
 
 METRICS: tuple[str, ...] = tuple(REQUEST_METRICS)
@@ -32,8 +34,8 @@ RECORD_TOKENS: tuple[str, ...] = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
-# How closely an open-loop schedule was kept (PacingOut), in field order.
-PACING_FIELDS: tuple[str, ...] = tuple(PacingOut.model_fields)
+# How closely an open-loop schedule was kept (Pacing), in field order.
+PACING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Pacing))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NS_PER_MS = 1_000_000
 

@@ -8,7 +8,6 @@ generated from these models, and ``schema_version`` names the contract.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -25,17 +24,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lens import exitcodes
 from lens._version import __version__
 from lens.errors import Problem, ResultsError, describe, innermost
-from lens.metric_catalog import REQUEST_STATS
 from lens.metrics.analysis import RunAnalysis
 from lens.metrics.cost import RecordPrice, RunBill, UnitBill, token_price
 from lens.metrics.idle import IdleProbes
-from lens.metrics.integrity import IntegrityReport, compared_with
+from lens.metrics.integrity import ColdStart, IntegrityReport, StreamDelivery
 from lens.metrics.judge import Verdict
 from lens.metrics.pacing import Pacing
 from lens.metrics.recommend import Recommendation
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
-from lens.metrics.summary import Summary
-from lens.metrics.sweep_outcomes import SweepOutcome
+from lens.metrics.summary import MetricStats, Summary
+from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing.gpu import money_text
@@ -66,33 +64,6 @@ class Environment(_Frozen):
     argv: list[str]
 
 
-class MetricStatsOut(_Frozen):
-    n: int
-    min: float | None
-    mean: float | None
-    p50: float | None
-    p90: float | None
-    p95: float | None
-    p99: float | None
-    max: float | None
-    exact: bool = Field(description="true: nearest-rank on exact values; false: t-digest")
-    unit: str | None
-
-
-class PacingOut(_Frozen):
-    """How closely an open-loop schedule was kept (lens.metrics.pacing)."""
-
-    sent: int = Field(description="first attempts with an intended send time")
-    planned_rate_per_s: float | None = Field(
-        description="(n - 1) / span of the intended times of the arrivals sent; null: a burst"
-    )
-    achieved_rate_per_s: float | None = Field(description="the same over the dispatch times")
-    rate_error: float | None = Field(description="achieved / planned - 1")
-    lag_p50_ms: float = Field(description="dispatch - intended, nearest-rank p50")
-    lag_p99_ms: float
-    lag_max_ms: float
-
-
 class SummaryOut(_Frozen):
     stage: str
     provider: str
@@ -119,7 +90,7 @@ class SummaryOut(_Frozen):
     output_tokens: int
     token_sources: dict[str, int]
     planned_requests: int | None
-    metrics: dict[str, MetricStatsOut]
+    metrics: dict[str, MetricStats]
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
     )
@@ -130,34 +101,9 @@ class SummaryOut(_Frozen):
         "strings), sla_conforming_requests, priced/unpriced_requests, priced_ok_requests, "
         "priced_output_tokens; absent when no price is known",
     )
-    pacing: PacingOut | None = Field(
+    pacing: Pacing | None = Field(
         None, description="open-loop stages: achieved vs planned dispatch rate, dispatch lag"
     )
-
-
-class VerdictOut(_Frozen):
-    sla: str
-    label: str
-    op: str
-    threshold: float
-    provider: str | None
-    stage: str | None
-    outcome: Literal["pass", "fail", "inconclusive"]
-    value: float | None
-    n: int
-    reason: str
-    exact: bool
-    where: str
-
-    @property
-    def assertion(self) -> str:
-        """The SLA assertion as written, e.g. ``ttft.p95 < 500ms`` (the ``sla`` field)."""
-        return self.sla
-
-    @property
-    def status(self) -> Literal["pass", "fail", "inconclusive"]:
-        """The verdict (the ``outcome`` field)."""
-        return self.outcome
 
 
 class ExclusionOut(_Frozen):
@@ -312,70 +258,12 @@ class HarnessOut(_Frozen):
     max_cpu: float
 
 
-class StreamDeliveryOut(_Frozen):
-    stage: str
-    provider: str
-    requests: int = Field(description="successful requests with enough chunks to judge")
-    chunks_per_read: float | None
-    zero_gap_share: float | None = Field(
-        description="median share of a stream's chunks that arrived in the same read as "
-        "the one before"
-    )
-    buffered: bool
-
-
-class ColdStartOut(_Frozen):
-    provider: str
-    cold_requests: int
-    warm_requests: int
-    cold_ttft_p50_ms: float | None
-    warm_ttft_p50_ms: float | None
-    warm_ttft_p90_ms: float | None
-    ratio: float | None
-    penalty_ms: float | None
-    significant: bool
-    warm_stage: str | None = Field(
-        None,
-        description="the stage whose warm requests the cold ones are compared with: their "
-        "own if it has enough, else the least loaded one (fewest requests in flight)",
-    )
-    warm_in_flight: float | None = Field(
-        None, description="mean requests in flight in warm_stage (sum of durations / span)"
-    )
-    same_stage: bool = Field(False, description="warm_stage is the cold requests' own stage")
-
-    def compared_with(self) -> str:
-        return compared_with(
-            self.warm_stage, self.warm_requests, self.warm_in_flight, self.same_stage
-        )
-
-
-class IdleProbeOut(_Frozen):
-    index: int
-    idle_s: float | None = Field(
-        description="measured idle time before the probe: previous probe's end to this "
-        "dispatch; null for the first"
-    )
-    ttft_ms: float | None
-    e2e_ms: float
-    ok: bool
-    cold: bool = Field(description="sent after more than integrity.cold_after of idle time")
-
-
-class IdleProbesOut(_Frozen):
-    """One idle-probe stage x provider: latency against the idle gap before each probe."""
-
-    stage: str
-    provider: str
-    probes: list[IdleProbeOut]
-
-
 class IntegrityOut(_Frozen):
     """lens's checks of its own measurements; ``warnings`` says what to distrust."""
 
     harness: HarnessOut | None
-    streams: list[StreamDeliveryOut]
-    cold_start: list[ColdStartOut]
+    streams: list[StreamDelivery]
+    cold_start: list[ColdStart]
     warnings: list[str]
 
 
@@ -450,18 +338,6 @@ class BillingOut(_Frozen):
     providers: list[GpuBillOut]
 
 
-class SweepProbeOut(_Frozen):
-    stage: str = Field(description="the step's stage id, e.g. search.80rps")
-    rate_per_s: float | None
-    concurrency: int | None
-    held: bool = Field(
-        description="find_max_rate, find_max_concurrency: the step met every SLA; stop_when: "
-        "the stop condition held; auto: always false"
-    )
-    rps: float | None = Field(description="successful requests per second of the step")
-    detail: str = Field(description="the verdicts behind 'held'")
-
-
 class SweepOut(_Frozen):
     """What an adaptive sweep (stop_when, find_max_rate, find_max_concurrency, auto) found,
     per provider."""
@@ -470,7 +346,7 @@ class SweepOut(_Frozen):
     provider: str
     kind: Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
     reason: str = Field(description="why the sweep ended, in words")
-    probes: list[SweepProbeOut] = Field(description="the steps that ran, in order")
+    probes: list[SweepProbe] = Field(description="the steps that ran, in order")
     not_run: list[str] = Field(description="stop_when: planned steps skipped after the stop")
     max_rate_per_s: float | None = Field(
         None, description="find_max_rate: the highest rate meeting every SLA (null: none did)"
@@ -529,8 +405,8 @@ class Results(_Frozen):
         description="warmup and cooldown requests of each stage x provider, summarised "
         "apart and never judged",
     )
-    verdicts: list[VerdictOut]
-    idle_probes: list[IdleProbesOut] = Field(
+    verdicts: list[Verdict]
+    idle_probes: list[IdleProbes] = Field(
         default_factory=list, description="idle-probe stages: each probe against its idle gap"
     )
     integrity: IntegrityOut | None = None
@@ -633,15 +509,12 @@ def record_out(
 def summary_out(
     s: Summary, plan: Plan, planned: int | None, paced: Pacing | None = None
 ) -> SummaryOut:
-    d = s.to_dict()
     return SummaryOut(
         stage=s.stage,
         provider=s.provider,
         phase=s.phase,
         drained=s.drained,
-        pacing=None
-        if paced is None
-        else PacingOut(**{k: v for k, v in dataclasses.asdict(paced).items() if k in _PACING}),
+        pacing=paced,
         model=plan.providers[s.provider].model if s.provider in plan.providers else "",
         requests=s.requests,
         ok=s.ok,
@@ -657,14 +530,8 @@ def summary_out(
         planned_requests=planned,
         sla_conforming=s.sla_conforming,
         cost=s.cost.as_dict() if s.cost is not None else None,
-        metrics={
-            name: MetricStatsOut(**{k: v[k] for k in (*REQUEST_STATS, "exact", "unit")})
-            for name, v in d["metrics"].items()
-        },
+        metrics=dict(s.metrics),
     )
-
-
-_PACING = frozenset(PacingOut.model_fields)
 
 
 def environment(outcome: RunOutcome, redact: Redactor | None = None) -> Environment:
@@ -723,8 +590,8 @@ def build_results(
             for s in summaries
         ],
         phase_summaries=[summary_out(s, plan, None) for s in phase_summaries],
-        verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
-        idle_probes=[idle_probes_out(p) for p in analysis.idle_probes],
+        verdicts=list(verdicts),
+        idle_probes=list(analysis.idle_probes),
         integrity=integrity_out(analysis.integrity),
         recommendation=recommendation_out(analysis.recommendation),
         sweeps=[sweep_out(o) for o in sweeps],
@@ -801,17 +668,9 @@ def integrity_out(report: IntegrityReport) -> IntegrityOut:
         )
     return IntegrityOut(
         harness=harness,
-        streams=[StreamDeliveryOut(**dataclasses.asdict(s)) for s in report.streams],
-        cold_start=[ColdStartOut(**dataclasses.asdict(c)) for c in report.cold_start],
+        streams=list(report.streams),
+        cold_start=list(report.cold_start),
         warnings=list(report.warnings),
-    )
-
-
-def idle_probes_out(p: IdleProbes) -> IdleProbesOut:
-    return IdleProbesOut(
-        stage=p.stage,
-        provider=p.provider,
-        probes=[IdleProbeOut(**dataclasses.asdict(probe)) for probe in p.probes],
     )
 
 
@@ -821,7 +680,7 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
         provider=o.provider,
         kind=o.kind,
         reason=o.reason,
-        probes=[SweepProbeOut(**dataclasses.asdict(p)) for p in o.probes],
+        probes=list(o.probes),
         not_run=list(o.not_run),
         max_rate_per_s=o.max_rate_per_s,
         max_concurrency=o.max_concurrency,

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from lens import exitcodes
 from lens.metric_catalog import CATALOGUE, REQUEST_METRICS, STAGE_METRICS
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
 
@@ -44,6 +45,8 @@ _EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 class Verdict:
     """The outcome of one SLA assertion on one stage x provider (or on nothing)."""
 
+    __pydantic_config__ = RESULTS_VALUE
+
     sla: str  # the assertion as written, e.g. "ttft.p95 < 800ms"
     label: str  # metric[.stat], e.g. "ttft.p95"
     op: str
@@ -65,21 +68,15 @@ class Verdict:
         ]
         return " ".join(p for p in parts if p) or "all"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sla": self.sla,
-            "label": self.label,
-            "op": self.op,
-            "threshold": self.threshold,
-            "provider": self.provider,
-            "stage": self.stage,
-            "outcome": self.outcome,
-            "value": self.value,
-            "n": self.n,
-            "reason": self.reason,
-            "exact": self.exact,
-            "where": self.where,
-        }
+    @property
+    def assertion(self) -> str:
+        """The SLA assertion as written, e.g. ``ttft.p95 < 500ms`` (the ``sla`` field)."""
+        return self.sla
+
+    @property
+    def status(self) -> Outcome:
+        """The verdict (the ``outcome`` field)."""
+        return self.outcome
 
 
 def _unit(metric: str, stat: str | None) -> str:

@@ -31,12 +31,12 @@ from lens.export.report.series import (
 from lens.export.results import (
     HarnessOut,
     Results,
-    StreamDeliveryOut,
     SweepOut,
-    SweepProbeOut,
     SweepStepOut,
     load_results,
 )
+from lens.metrics.integrity import StreamDelivery
+from lens.metrics.sweep_outcomes import SweepProbe
 from lens.records import ErrorClass
 from lens.targets import parse_target
 from tests.export._report_results import make_results, with_costs
@@ -752,7 +752,7 @@ def test_an_open_bracket_draws_no_span(tmp_path: Path) -> None:
         max_rate_per_s=20.0,
         bracket=(20.0, None),
         probes=[
-            SweepProbeOut(
+            SweepProbe(
                 stage=w.stage,
                 rate_per_s=10.0 * (i + 1),
                 concurrency=None,
@@ -784,7 +784,7 @@ def test_integrity_warnings_make_a_banner_and_an_overloaded_harness(tmp_path: Pa
         max_loop_lag_ms=25.0,
         max_cpu=0.9,
     )
-    stream = StreamDeliveryOut(
+    stream = StreamDelivery(
         stage="s1",
         provider="a",
         requests=3,
