@@ -13,13 +13,22 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    WrapSerializer,
+)
 
 from lens import exitcodes
 from lens._version import __version__
@@ -50,6 +59,47 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Results are immutable all the way down: sequences are tuples, and mappings are read-only
+# views (types.MappingProxyType) that serialise as the JSON objects they were read from.
+def _read_only(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(value))
+
+
+def _as_dict(value: Mapping[Any, Any], handler: SerializerFunctionWrapHandler) -> Any:
+    return handler(dict(value))
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+FrozenMap = Annotated[
+    Mapping[K, V], AfterValidator(_read_only), WrapSerializer(_as_dict, when_used="always")
+]
+
+
+def _freeze(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in tree.items()})
+    if isinstance(tree, list | tuple):
+        return tuple(_freeze(v) for v in tree)
+    return tree
+
+
+def _thaw(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _thaw(v) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return [_thaw(v) for v in tree]
+    return tree
+
+
+# A JSON tree (the resolved plan): objects read-only, arrays tuples, written back as read.
+FrozenTree = Annotated[
+    Mapping[str, Any],
+    AfterValidator(_freeze),
+    WrapSerializer(lambda v, handler: handler(_thaw(v)), when_used="always"),
+]
+
+
 class Environment(_Frozen):
     lens_version: str
     python: str
@@ -61,7 +111,7 @@ class Environment(_Frozen):
     started_at: str = Field(description="UTC wall clock, ISO 8601; durations never use it")
     finished_at: str
     clock: str = Field(description="the monotonic clock every duration was measured on")
-    argv: list[str]
+    argv: tuple[str, ...]
 
 
 class SummaryOut(_Frozen):
@@ -76,7 +126,7 @@ class SummaryOut(_Frozen):
     requests: int
     ok: int
     errors: int
-    error_counts: dict[str, int]
+    error_counts: FrozenMap[str, int]
     error_rate: float | None
     success_rate: float | None
     drained: int = Field(
@@ -88,13 +138,13 @@ class SummaryOut(_Frozen):
     throughput: float | None = Field(description="output tokens per second of stage wall time")
     duration_s: float | None
     output_tokens: int
-    token_sources: dict[str, int]
+    token_sources: FrozenMap[str, int]
     planned_requests: int | None
-    metrics: dict[str, MetricStats]
+    metrics: FrozenMap[str, MetricStats]
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
     )
-    cost: dict[str, str | int | None] | None = Field(
+    cost: FrozenMap[str, str | int | None] | None = Field(
         None,
         description="pricing (tokens|gpu-hour), total_usd, per_request_usd, "
         "per_1k_successful_usd, per_1m_output_tokens_usd, per_sla_conforming_usd (decimal "
@@ -121,7 +171,7 @@ class CandidateOut(_Frozen):
     rank: int | None = Field(description="1 = recommended; null when excluded")
     eligible: bool
     pareto: bool = Field(description="on the frontier of p95 TTFT vs cost per 1M output tokens")
-    stages: list[str]
+    stages: tuple[str, ...]
     requests: int
     ok: int
     sla_conforming: int
@@ -132,15 +182,17 @@ class CandidateOut(_Frozen):
     verdicts_passed: int
     verdicts_failed: int
     verdicts_inconclusive: int
-    excluded_because: list[ExclusionOut]
+    excluded_because: tuple[ExclusionOut, ...]
 
 
 class RecommendationOut(_Frozen):
     """Which provider is the cheapest that meets the SLA (lens.metrics.recommend)."""
 
-    stages: list[str] | None = Field(description="the stages considered; null: all")
+    stages: tuple[str, ...] | None = Field(description="the stages considered; null: all")
     best: str | None = Field(description="the recommended provider; null when none is eligible")
-    candidates: list[CandidateOut] = Field(description="ranked eligible ones, then excluded ones")
+    candidates: tuple[CandidateOut, ...] = Field(
+        description="ranked eligible ones, then excluded ones"
+    )
 
 
 def _usd(amount: Decimal | None) -> str | None:
@@ -149,16 +201,16 @@ def _usd(amount: Decimal | None) -> str | None:
 
 def recommendation_out(rec: Recommendation) -> RecommendationOut:
     return RecommendationOut(
-        stages=None if rec.stages is None else list(rec.stages),
+        stages=None if rec.stages is None else tuple(rec.stages),
         best=rec.best.provider if rec.best is not None else None,
-        candidates=[
+        candidates=tuple(
             CandidateOut(
                 provider=c.provider,
                 model=c.model,
                 rank=c.rank,
                 eligible=c.eligible,
                 pareto=c.pareto,
-                stages=list(c.stages),
+                stages=tuple(c.stages),
                 requests=c.requests,
                 ok=c.ok,
                 sla_conforming=c.sla_conforming,
@@ -169,13 +221,13 @@ def recommendation_out(rec: Recommendation) -> RecommendationOut:
                 verdicts_passed=c.passed,
                 verdicts_failed=c.failed,
                 verdicts_inconclusive=c.inconclusive,
-                excluded_because=[
+                excluded_because=tuple(
                     ExclusionOut(reason=e.reason, sla=e.sla, stage=e.stage, outcome=e.outcome)
                     for e in c.excluded_because
-                ],
+                ),
             )
             for c in rec.candidates
-        ],
+        ),
     )
 
 
@@ -216,10 +268,10 @@ class RecordOut(_Frozen):
     t_last_token: float | None
     t_end: float
     chunks: int = Field(description="token-bearing chunks")
-    chunk_offsets: list[float] = Field(
+    chunk_offsets: tuple[float, ...] = Field(
         description="arrival of each token-bearing chunk, ms after dispatch (us resolution)"
     )
-    chunk_tokens: list[int] = Field(description="tokens each chunk is taken to carry")
+    chunk_tokens: tuple[int, ...] = Field(description="tokens each chunk is taken to carry")
     reads: int = Field(description="network reads that delivered body bytes")
     cold: bool | None = Field(
         None, description="first request to its provider, or sent after an idle gap"
@@ -237,10 +289,10 @@ class RecordOut(_Frozen):
     cost_usd: str | None = Field(
         None, description="what the request cost (decimal string); absent if unknown"
     )
-    cost_detail: dict[str, str | int | None] | None = Field(
+    cost_detail: FrozenMap[str, str | int | None] | None = Field(
         None, description="parts, rates (USD per 1M tokens) and price source behind cost_usd"
     )
-    provider_facts: dict[str, str] = Field(
+    provider_facts: FrozenMap[str, str] = Field(
         description="provider headers and stream facts kept verbatim: retry-after, rate "
         "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
     )
@@ -248,7 +300,7 @@ class RecordOut(_Frozen):
 
 class HarnessOut(_Frozen):
     status: Literal["ok", "overloaded"]
-    reasons: list[str]
+    reasons: tuple[str, ...]
     samples: int
     loop_lag_p50_ms: float | None
     loop_lag_p99_ms: float | None
@@ -262,9 +314,9 @@ class IntegrityOut(_Frozen):
     """lens's checks of its own measurements; ``warnings`` says what to distrust."""
 
     harness: HarnessOut | None
-    streams: list[StreamDelivery]
-    cold_start: list[ColdStart]
-    warnings: list[str]
+    streams: tuple[StreamDelivery, ...]
+    cold_start: tuple[ColdStart, ...]
+    warnings: tuple[str, ...]
 
 
 class SweepStepOut(_Frozen):
@@ -335,7 +387,7 @@ class BillingOut(_Frozen):
         "second of it is billed once, to the unit it led into"
     )
     total_usd: str = Field(description="the GPU-hour providers' bills added up")
-    providers: list[GpuBillOut]
+    providers: tuple[GpuBillOut, ...]
 
 
 class SweepOut(_Frozen):
@@ -346,8 +398,8 @@ class SweepOut(_Frozen):
     provider: str
     kind: Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
     reason: str = Field(description="why the sweep ended, in words")
-    probes: list[SweepProbe] = Field(description="the steps that ran, in order")
-    not_run: list[str] = Field(description="stop_when: planned steps skipped after the stop")
+    probes: tuple[SweepProbe, ...] = Field(description="the steps that ran, in order")
+    not_run: tuple[str, ...] = Field(description="stop_when: planned steps skipped after the stop")
     max_rate_per_s: float | None = Field(
         None, description="find_max_rate: the highest rate meeting every SLA (null: none did)"
     )
@@ -394,31 +446,31 @@ class Results(_Frozen):
         "is partial and holds what was measured until then",
     )
     environment: Environment
-    plan: dict[str, Any]
-    stages: list[StageWindowOut]
+    plan: FrozenTree
+    stages: tuple[StageWindowOut, ...]
     billing: BillingOut | None = Field(
         None, description="GPU-hour pricing: the run's bill; absent otherwise"
     )
-    summaries: list[SummaryOut]
-    phase_summaries: list[SummaryOut] = Field(
-        default_factory=list,
+    summaries: tuple[SummaryOut, ...]
+    phase_summaries: tuple[SummaryOut, ...] = Field(
+        default=(),
         description="warmup and cooldown requests of each stage x provider, summarised "
         "apart and never judged",
     )
-    verdicts: list[Verdict]
-    idle_probes: list[IdleProbes] = Field(
-        default_factory=list, description="idle-probe stages: each probe against its idle gap"
+    verdicts: tuple[Verdict, ...]
+    idle_probes: tuple[IdleProbes, ...] = Field(
+        default=(), description="idle-probe stages: each probe against its idle gap"
     )
     integrity: IntegrityOut | None = None
     recommendation: RecommendationOut | None = Field(
         None, description="the cheapest provider meeting the SLA; absent in older results"
     )
-    sweeps: list[SweepOut] = Field(
-        default_factory=list,
+    sweeps: tuple[SweepOut, ...] = Field(
+        default=(),
         description="adaptive sweeps (stop_when, find_max_rate, find_max_concurrency, auto) "
         "and what they found",
     )
-    records: list[RecordOut]
+    records: tuple[RecordOut, ...]
 
     def summary(
         self,
@@ -493,8 +545,8 @@ def record_out(
         t_last_token=_ms(rec.t_last_token),
         t_end=rec.t_end / NS_PER_MS,
         chunks=len(rec.chunk_times),
-        chunk_offsets=[round((t - rec.t_dispatch) / NS_PER_MS, 3) for t in rec.chunk_times],
-        chunk_tokens=list(rec.chunk_tokens),
+        chunk_offsets=tuple(round((t - rec.t_dispatch) / NS_PER_MS, 3) for t in rec.chunk_times),
+        chunk_tokens=tuple(rec.chunk_tokens),
         reads=rec.reads,
         cold=cold,
         request_id=rec.request_id,
@@ -576,11 +628,11 @@ def build_results(
         failure=None if outcome.failure is None else redact(describe(innermost(outcome.failure))),
         environment=environment(outcome, redact),
         plan=redact.tree(plan_to_dict(plan)),
-        stages=[
+        stages=tuple(
             window_out(w, u) for w, u in zip(outcome.windows, analysis.bill.units, strict=True)
-        ],
+        ),
         billing=billing_out(analysis.bill),
-        summaries=[
+        summaries=tuple(
             summary_out(
                 s,
                 plan,
@@ -588,17 +640,17 @@ def build_results(
                 analysis.pacing_of(s.stage, s.provider),
             )
             for s in summaries
-        ],
-        phase_summaries=[summary_out(s, plan, None) for s in phase_summaries],
-        verdicts=list(verdicts),
-        idle_probes=list(analysis.idle_probes),
+        ),
+        phase_summaries=tuple(summary_out(s, plan, None) for s in phase_summaries),
+        verdicts=tuple(verdicts),
+        idle_probes=tuple(analysis.idle_probes),
         integrity=integrity_out(analysis.integrity),
         recommendation=recommendation_out(analysis.recommendation),
-        sweeps=[sweep_out(o) for o in sweeps],
-        records=[
+        sweeps=tuple(sweep_out(o) for o in sweeps),
+        records=tuple(
             record_out(r, price, cold)
             for r, price, cold in zip(outcome.records, analysis.prices, analysis.cold, strict=True)
-        ],
+        ),
     )
 
 
@@ -621,14 +673,14 @@ def salvage_results(
         failure=redact(describe(innermost(failure))),
         environment=environment(outcome, redact),
         plan=plan_doc,
-        stages=[window_out(w) for w in outcome.windows],
+        stages=tuple(window_out(w) for w in outcome.windows),
         billing=None,  # the bill is summarising code too
-        summaries=[],
-        verdicts=[],
+        summaries=(),
+        verdicts=(),
         recommendation=None,
-        records=[
+        records=tuple(
             record_out(r, token_price(r, plan.providers.get(r.provider))) for r in outcome.records
-        ],
+        ),
     )
 
 
@@ -638,7 +690,7 @@ def billing_out(bill: RunBill) -> BillingOut | None:
     return BillingOut(
         run_billed_s=bill.billed_ns / NS_PER_S,
         total_usd=money_text(bill.usd or Decimal(0)),
-        providers=[
+        providers=tuple(
             GpuBillOut(
                 provider=p.provider,
                 usd_per_gpu_hour=str(p.rate.usd_per_gpu_hour),
@@ -647,7 +699,7 @@ def billing_out(bill: RunBill) -> BillingOut | None:
                 total_usd=money_text(p.usd),
             )
             for p in bill.providers
-        ],
+        ),
     )
 
 
@@ -657,7 +709,7 @@ def integrity_out(report: IntegrityReport) -> IntegrityOut:
         h = report.harness
         harness = HarnessOut(
             status="overloaded" if h.overloaded else "ok",
-            reasons=list(h.reasons),
+            reasons=tuple(h.reasons),
             samples=h.samples,
             loop_lag_p50_ms=h.loop_lag_p50_ms,
             loop_lag_p99_ms=h.loop_lag_p99_ms,
@@ -668,9 +720,9 @@ def integrity_out(report: IntegrityReport) -> IntegrityOut:
         )
     return IntegrityOut(
         harness=harness,
-        streams=list(report.streams),
-        cold_start=list(report.cold_start),
-        warnings=list(report.warnings),
+        streams=tuple(report.streams),
+        cold_start=tuple(report.cold_start),
+        warnings=tuple(report.warnings),
     )
 
 
@@ -680,8 +732,8 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
         provider=o.provider,
         kind=o.kind,
         reason=o.reason,
-        probes=list(o.probes),
-        not_run=list(o.not_run),
+        probes=tuple(o.probes),
+        not_run=tuple(o.not_run),
         max_rate_per_s=o.max_rate_per_s,
         max_concurrency=o.max_concurrency,
         bracket=o.bracket,

@@ -42,7 +42,7 @@ NONE_PASSED = SweepOutcome(
 
 def with_sweeps(*outcomes: SweepOutcome, overloaded: bool = False) -> Results:
     return rich_results(overloaded=overloaded).model_copy(
-        update={"sweeps": [sweep_out(o) for o in outcomes]}
+        update={"sweeps": tuple(sweep_out(o) for o in outcomes)}
     )
 
 

@@ -216,7 +216,7 @@ def as_fixed_sweep(results: Results, stages: set[str]) -> Results:
         else w
         for w in results.stages
     ]
-    return results.model_copy(update={"stages": windows})
+    return results.model_copy(update={"stages": tuple(windows)})
 
 
 def lone_and_swept(tmp_path: Path) -> Results:
@@ -337,7 +337,7 @@ def searched(results: Results, **found: object) -> Results:
             **found,
         }
     )
-    return results.model_copy(update={"sweeps": [outcome]})
+    return results.model_copy(update={"sweeps": (outcome,)})
 
 
 def test_a_concurrency_search_is_drawn_and_told_like_a_rate_search(tmp_path: Path) -> None:
