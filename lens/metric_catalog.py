@@ -118,6 +118,7 @@ CATALOGUE: tuple[MetricInfo, ...] = (
         "cost", "usd", "priced",
         "input tokens × input price + output tokens × output price (+ cache prices)",
         "what the request cost (failed ones too); .total per stage",
+        counts="all",
         unmeasured="no response reported its token usage, so none could be priced",
     ),
     MetricInfo(
@@ -137,9 +138,13 @@ CATALOGUE: tuple[MetricInfo, ...] = (
         "throughput", "tokens/s", "stage", "output tokens / W",
         "output tokens / stage wall time",
     ),
-    MetricInfo("requests", "count", "stage", "count", "requests started"),
     MetricInfo(
-        "errors", "count", "stage", "count", "requests that ended in an error of any class"
+        "requests", "count", "stage",
+        "started requests (every error class but `cancelled` and `drained`)", "requests started",
+    ),
+    MetricInfo(
+        "errors", "count", "stage", "failed requests",
+        "requests that ended in an error of any class",
     ),
 )  # fmt: skip
 
