@@ -173,7 +173,7 @@ def pacing(emit: Callable[[str], None]) -> None:
             spin_s=spin_s,
         )
         # The figures lens run reports per open-loop stage (results: summaries[].pacing).
-        (p,) = stage_pacing(run_once(sim, unit).records)
+        (p,) = stage_pacing(run_once(sim, unit).records).values()
         assert p.achieved_rate_per_s is not None
         assert p.rate_error is not None
         emit(

@@ -44,7 +44,7 @@ import yaml
 
 from lens.errors import ExportError, PlanError, Problem, ResultsError, ScenarioError
 from lens.export.registry import export_all
-from lens.export.reload import rejudge, summary_from_out, verdict_from_out
+from lens.export.reload import rejudge, summary_from_out
 from lens.export.results import RecommendationOut, Results, recommendation_out
 from lens.export.results import load_results as _load_results
 from lens.metrics.estimate import estimate_to_dict
@@ -529,7 +529,7 @@ def recommend(
         summaries, verdicts = rejudge(results, slas)
     else:
         summaries = [summary_from_out(s) for s in results.summaries]
-        verdicts = tuple(verdict_from_out(v) for v in results.verdicts)
+        verdicts = tuple(results.verdicts)  # the judge's own Verdicts, as stored
     models = {s.provider: s.model for s in results.summaries}
     return recommendation_out(_recommend(summaries, verdicts, models, only))
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from lens import exitcodes
-from lens.metric_catalog import REQUEST_METRICS, STAGE_METRICS
+from lens.metric_catalog import CATALOGUE, REQUEST_METRICS, STAGE_METRICS
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
 
@@ -34,18 +35,8 @@ EXIT_INCONCLUSIVE = exitcodes.INCONCLUSIVE
 # Counts whose value is meaningful even when nothing was measured.
 _COUNT_METRICS = frozenset({"requests"})
 
-_NEVER_MEASURED_HINTS: dict[str, str] = {
-    "dispatch_lag": "only open-loop stages have an intended send time",
-    "ttft_from_intended": "only open-loop stages have an intended send time",
-    "e2e_from_intended": "only open-loop stages have an intended send time",
-    "tpot": "it needs responses of at least 2 output tokens",
-    "output_tokens_per_s": "it needs at least 2 output tokens spread over time",
-    "itl": "it needs at least 2 token-bearing chunks per response",
-    "icl": "it needs at least 2 token-bearing chunks per response",
-    "ttfot": "no response carried visible (non-reasoning) output",
-    "ttfb": "no response headers were timed",
-    "cost": "no response reported its token usage, so none could be priced",
-}
+# Why a metric may have been measured by no request at all, from its catalogue entry.
+_NEVER_MEASURED_HINTS: dict[str, str] = {m.name: m.unmeasured for m in CATALOGUE if m.unmeasured}
 # Statistics the summary holds as exact decimals whatever the sketch (see Summary.get).
 _EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 
@@ -53,6 +44,8 @@ _EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome of one SLA assertion on one stage x provider (or on nothing)."""
+
+    __pydantic_config__ = RESULTS_VALUE
 
     sla: str  # the assertion as written, e.g. "ttft.p95 < 800ms"
     label: str  # metric[.stat], e.g. "ttft.p95"
@@ -75,21 +68,15 @@ class Verdict:
         ]
         return " ".join(p for p in parts if p) or "all"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sla": self.sla,
-            "label": self.label,
-            "op": self.op,
-            "threshold": self.threshold,
-            "provider": self.provider,
-            "stage": self.stage,
-            "outcome": self.outcome,
-            "value": self.value,
-            "n": self.n,
-            "reason": self.reason,
-            "exact": self.exact,
-            "where": self.where,
-        }
+    @property
+    def assertion(self) -> str:
+        """The SLA assertion as written, e.g. ``ttft.p95 < 500ms`` (the ``sla`` field)."""
+        return self.sla
+
+    @property
+    def status(self) -> Outcome:
+        """The verdict (the ``outcome`` field)."""
+        return self.outcome
 
 
 def _unit(metric: str, stat: str | None) -> str:

@@ -8,6 +8,7 @@ import inspect
 import json
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -227,8 +228,8 @@ def test_rich_results_round_trip_exactly(overloaded: bool, tmp_path: Path) -> No
 def test_results_are_frozen(results: lens.Results) -> None:
     with pytest.raises(ValueError, match="frozen"):
         results.exit_code = 1
-    with pytest.raises(ValueError, match="frozen"):
-        results.verdicts[0].outcome = "fail"
+    with pytest.raises(FrozenInstanceError):
+        results.verdicts[0].outcome = "fail"  # type: ignore[misc]
 
 
 def test_the_cli_writes_what_to_json_returns(tmp_path: Path) -> None:
