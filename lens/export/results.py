@@ -834,28 +834,37 @@ class RecordsLog:
 def load_results(path: Path) -> Results:
     """Read a results.json back; a missing, unreadable or foreign file is a ResultsError."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such results file") from None
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read results: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
     except ValueError as exc:  # undecodable bytes
         raise ResultsError(f"{path}: not a JSON file: {exc}") from None
+    return results_from_text(text, str(path))
+
+
+def results_from_text(text: str, where: str) -> Results:
+    """A results document read from somewhere other than a file (``git show``); ``where``
+    names it in errors."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{where}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
     version = doc.get("schema_version") if isinstance(doc, dict) else None
     if version != SCHEMA_VERSION:
         raise ResultsError(
-            f"{path}: not a lens results file (schema_version {version!r}, "
+            f"{where}: not a lens results file (schema_version {version!r}, "
             f"expected {SCHEMA_VERSION!r})"
         )
     try:
         return Results.model_validate(doc)
     except ValidationError as exc:
-        problems = [Problem(f"{path}: not a lens results file ({SCHEMA_VERSION}):")]
+        problems = [Problem(f"{where}: not a lens results file ({SCHEMA_VERSION}):")]
         problems += [
-            Problem(f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}") for e in exc.errors()[:5]
+            Problem(f"{where}: {'.'.join(map(str, e['loc']))}: {e['msg']}")
+            for e in exc.errors()[:5]
         ]
         if exc.error_count() > 5:
-            problems.append(Problem(f"{path}: ... and {exc.error_count() - 5} more problems"))
+            problems.append(Problem(f"{where}: ... and {exc.error_count() - 5} more problems"))
         raise ResultsError(problems) from exc

@@ -13,10 +13,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
+    GIT_BASELINE_PREFIX,
     AdaptiveSweep,
     AnthropicSettings,
     AzureSettings,
@@ -37,6 +39,7 @@ from lens.plan.model import (
     ProviderSettings,
     ProviderSpec,
     RateStepLoad,
+    RegressionSpec,
     RetryPolicy,
     Secret,
     SimSettings,
@@ -83,6 +86,7 @@ from lens.scenario.model import (
 )
 from lens.scenario.prompts import synthetic_text
 from lens.scenario.sla import parse_sla
+from lens.scenario.thresholds import parse_threshold
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
 from lens.suggest import did_you_mean
@@ -177,6 +181,7 @@ def compile_plan(
         sweeps=sweeps,
         limits=limits,
         environment=_environment(scenario.source_map, ctx.reads),
+        regression=_regression(scenario),
     )
 
 
@@ -802,6 +807,25 @@ def _exports(scenario: Scenario) -> tuple[ExportSpec, ...]:
         where = str(pos) if pos is not None else f"export[{i}]"
         specs.append(ExportSpec(target.kind, Secret(target.dest, source=target.masked), where))
     return tuple(specs)
+
+
+def _regression(scenario: Scenario) -> RegressionSpec | None:
+    block = scenario.regression
+    if block is None:
+        return None
+    pos = scenario.source_map.value_pos(("regression",))
+    baseline = block.baseline
+    # Like prompt files: relative to the scenario, wherever lens is run from.
+    here = (Path(scenario.source_map.file).parent if scenario.source_map.file else Path()).resolve()
+    if baseline is not None and not baseline.startswith(GIT_BASELINE_PREFIX):
+        baseline = str(here / baseline)
+    return RegressionSpec(
+        baseline=baseline,
+        base_dir=str(here),
+        # The loader has parsed each one already.
+        thresholds=tuple(parse_threshold(k, v) for k, v in block.thresholds.items()),
+        where=str(pos) if pos is not None else "regression",
+    )
 
 
 def _retry_policy(retries: Retries | None) -> RetryPolicy | None:

@@ -28,6 +28,7 @@ from lens.plan.model import (
     Plan,
     PluginSettings,
     ProviderSpec,
+    RegressionSpec,
     SimSettings,
     StagePlan,
     header_is_secret,
@@ -343,4 +344,13 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         "adaptive_sweeps": [adaptive_sweep_to_dict(s) for s in plan.sweeps],
         # Only the masked destination: a token in it stays out of plans and results.
         "export": [{"kind": e.kind, "dest": e.dest.source, "where": e.where} for e in plan.exports],
+        **({} if plan.regression is None else {"regression": regression_to_dict(plan.regression)}),
+    }
+
+
+def regression_to_dict(spec: RegressionSpec) -> dict[str, Any]:
+    return {
+        "baseline": spec.baseline,
+        "thresholds": {t.key: t.text for t in spec.thresholds},
+        "where": spec.where,
     }

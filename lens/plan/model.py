@@ -24,6 +24,7 @@ from lens.pricing import ProviderPrice
 from lens.records import Phase, SweepStep
 from lens.scenario.model import PluginProviderSettings
 from lens.scenario.sla import SlaExpr
+from lens.scenario.thresholds import Threshold
 from lens.scenario.units import Precision
 
 ProviderType = Literal[
@@ -510,6 +511,21 @@ class ExportSpec:
     where: str = ""  # file:line:col of the entry, for messages
 
 
+# A baseline read from Git without a checkout: "git:REF:PATH", as `git show REF:PATH`.
+GIT_BASELINE_PREFIX = "git:"
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionSpec:
+    """The scenario's ``regression:`` block: a baseline to compare each run with, and the
+    thresholds that replace lens compare's defaults for the statistics they name."""
+
+    baseline: str | None  # a path (absolute once compiled) or "git:REF:PATH"; None: --baseline
+    base_dir: str = "."  # the scenario's folder: where `git show` runs for a git: baseline
+    thresholds: tuple[Threshold, ...] = ()
+    where: str = ""  # file:line:col of the block
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     name: str
@@ -527,3 +543,4 @@ class Plan:
     sweeps: tuple[AdaptiveSweep, ...] = ()  # sweeps whose steps are decided at run time
     limits: Limits = Limits()
     environment: tuple[EnvRead, ...] = ()  # every variable read, in file order
+    regression: RegressionSpec | None = None
