@@ -22,6 +22,7 @@ from tests.export._results import rich_results
 from .conftest import scenario
 
 PUBLIC = [
+    "Comparison",
     "ExportError",
     "LensError",
     "Plan",
@@ -33,6 +34,7 @@ PUBLIC = [
     "Scenario",
     "ScenarioError",
     "__version__",
+    "compare",
     "compile_plan",
     "describe_plan",
     "estimate",
