@@ -393,39 +393,47 @@ class _Resampler:
 
     def replicates(self, stat: str) -> list[float]:
         if stat not in self._cache:
-            self._fill()
+            self._fill(stat)
         return self._cache[stat]
 
-    def _fill(self) -> None:
-        # Every statistic of the metric from the same replicates: one resampling pass.
-        out: dict[str, list[float]] = {s: [] for s in COMPARABLE_STATS}
+    def _fill(self, stat: str) -> None:
+        # Every percentile of the metric from the same replicates (one resampling pass);
+        # the mean, rarely asked for, in a pass of its own.
+        want_mean = stat == "mean"
+        out: dict[str, list[float]] = {"mean": []} if want_mean else {s: [] for s in _FRACTIONS}
         k = len(self.clusters)
-        choices = self.rng.choices
+        rnd = self.rng.random
         if all(len(c) == 1 for c in self.clusters):
             flat = [c[0] for c in self.clusters]
             ranks = {s: max(1, math.ceil(q * k)) for s, q in _FRACTIONS.items()}
             for _ in range(self.resamples):
-                xs = sorted(choices(flat, k=k))
-                out["mean"].append(math.fsum(xs) / k)
+                # random.choices, unrolled: the same draws, without a call per value.
+                drawn = [flat[int(rnd() * k)] for _ in flat]
+                if want_mean:
+                    out["mean"].append(math.fsum(drawn) / k)
+                    continue
+                drawn.sort()
                 for s, rank in ranks.items():
-                    out[s].append(xs[rank - 1])
+                    out[s].append(drawn[rank - 1])
         else:
             pairs = sorted((v, i) for i, c in enumerate(self.clusters) for v in c)
             vals = [v for v, _ in pairs]
             owner = [i for _, i in pairs]
             sums = [math.fsum(c) for c in self.clusters]
-            indices = range(k)
+            sizes = [len(c) for c in self.clusters]
             for _ in range(self.resamples):
                 m = [0] * k
-                for i in choices(indices, k=k):
-                    m[i] += 1
+                for _ in sizes:
+                    m[int(rnd() * k)] += 1
+                if want_mean:
+                    total = sum(map(int.__mul__, m, sizes))
+                    out["mean"].append(math.fsum(map(float.__mul__, sums, map(float, m))) / total)
+                    continue
                 # Weight of each pooled value = how often its request was drawn.
                 cum = list(accumulate(map(m.__getitem__, owner)))
                 total = cum[-1]
-                out["mean"].append(math.fsum(s * w for s, w in zip(sums, m, strict=True)) / total)
                 for s, q in _FRACTIONS.items():
-                    rank = max(1, math.ceil(q * total))
-                    out[s].append(vals[bisect_left(cum, rank)])
+                    out[s].append(vals[bisect_left(cum, max(1, math.ceil(q * total)))])
         self._cache.update(out)
 
 
