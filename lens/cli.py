@@ -33,7 +33,7 @@ from tabulate import tabulate
 
 from lens import api, exitcodes
 from lens._version import __version__
-from lens.errors import ExportError, InputError, LensError, describe, innermost
+from lens.errors import ExportError, InputError, LensError, Problem, describe, innermost
 from lens.export import comparison as comparison_view
 from lens.export.plan_view import plan_text, usd
 from lens.export.registry import EXPORTERS
@@ -52,6 +52,7 @@ from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing import PricingCatalog
 from lens.redact import Redactor
+from lens.scenario.env import interpolate
 from lens.scenario.schema import scenario_json_schema, schema_text
 from lens.sim.server import main as sim_main
 from lens.targets import ExportTarget, secrets_of
@@ -337,27 +338,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "markdown": comparison_view.render_markdown,
         "json": comparison_view.render_json,
     }
-    for target in targets:
+    for kind, dest in targets:
         # markdown= appends, as lens's markdown exporter: $GITHUB_STEP_SUMMARY collects
         # what each step appends.
-        write = append_text if target.kind == "markdown" else write_atomic
+        write = append_text if kind == "markdown" else write_atomic
         try:
-            write(Path(target.dest), writers[target.kind](comparison))
+            write(dest, writers[kind](comparison))
         except OSError as exc:
-            print(f"error: {target.kind}={target.dest}: {describe(exc)}", file=sys.stderr)
+            print(f"error: {kind}={dest}: {describe(exc)}", file=sys.stderr)
             if code != exitcodes.REGRESSED:
                 code = EXIT_EXPORT
     return code
 
 
-def _compare_targets(specs: Sequence[str]) -> list[ExportTarget]:
-    targets = cli_targets(specs, "--export")
-    wrong = [t for t in targets if t.kind not in _COMPARE_EXPORTS]
-    if wrong:
-        raise InputError(
-            f"--export {wrong[0].kind}=: lens compare writes "
-            f"{', '.join(f'{k}=FILE' for k in _COMPARE_EXPORTS)}"
-        )
+def _compare_targets(specs: Sequence[str]) -> list[tuple[str, Path]]:
+    """``KIND=FILE`` flags of ``lens compare`` (``${VAR}`` expanded, as ``--export`` of
+    ``lens run``), checked before anything is compared."""
+    targets: list[tuple[str, Path]] = []
+    problems: list[Problem] = []
+    for spec in specs:
+        expanded = interpolate(spec, os.environ)
+        kind, eq, dest = expanded.value.partition("=")
+        if expanded.problems:
+            problems += [Problem(f"--export: {p.message}") for p in expanded.problems]
+        elif not eq or not dest or kind not in _COMPARE_EXPORTS:
+            problems.append(
+                Problem(
+                    f"--export {spec!r}: lens compare writes "
+                    f"{', '.join(f'{k}=FILE' for k in _COMPARE_EXPORTS)}"
+                )
+            )
+        else:
+            targets.append((kind, Path(dest)))
+    if problems:
+        raise InputError(problems)
     return targets
 
 

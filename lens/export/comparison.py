@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -51,6 +52,7 @@ _OK_SCALARS = (
     "e2e_from_intended",
     "output_tokens_per_s",
 )
+_TIMED_UNITS = frozenset({"ms", "tokens/s"})  # what an overloaded client measures wrongly
 _MARK = {
     "regressed": "REGRESSED",
     "improved": "improved",
@@ -217,6 +219,24 @@ def compare_results(
             if unmeasured(base[key], cur[key], label)
         ]
     notes = []
+    distorted = [
+        f"{label}: {'; '.join(res.integrity.harness.reasons)}"
+        for label, res in zip(labels, (baseline, current), strict=True)
+        if res.integrity is not None
+        and res.integrity.harness is not None
+        and res.integrity.harness.status == "overloaded"
+    ]
+    if distorted:
+        # As SLA verdicts (lens.metrics.judge.distrust): a client that could not keep up
+        # measured itself, not the server, so no timing difference can be told.
+        why = "measurements distorted by the client (" + "; ".join(distorted) + ")"
+        found = [
+            replace(c, outcome="inconclusive", reason=f"{why}: {c.reason}")
+            if c.unit in _TIMED_UNITS
+            else c
+            for c in found
+        ]
+        notes.append(why)
     for label, side_map in zip(labels, (base, cur), strict=True):
         if any(side_map[k].values is None for k in common):
             notes.append(
