@@ -279,8 +279,12 @@ def _check_filter(what: str, asked: set[str] | None, held: set[str]) -> None:
 
 
 def _num(value: float) -> str:
-    text = f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-    text = text.rstrip("0").rstrip(".")
+    """About four significant digits, never in exponent form: 1234, 130.8, 29.87, 4.789."""
+    size = abs(value)
+    decimals = 0 if size >= 1000 else 1 if size >= 100 else 2 if size >= 10 else 3
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
