@@ -7,7 +7,7 @@ no better in a table.  One formatter, used wherever lens prints money.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 SIGNIFICANT_DIGITS = 3
 
@@ -31,7 +31,7 @@ def usd_text(
     if d == 0:
         return "$0"
     if d >= 1:
-        return f"{prefix}${d:,.2f}"
+        return f"{prefix}${d.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,.2f}"
     exponent = d.adjusted() - digits + 1  # keep `digits` significant digits
-    rounded = d.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_EVEN).normalize()
+    rounded = d.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP).normalize()
     return f"{prefix}${rounded:f}"
