@@ -8,7 +8,8 @@ Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
 input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
 interrupted before anything ran, 5 lens itself failed (every code is in lens.exitcodes).
 ``lens recommend`` exits 0 when some provider is eligible, 1 when none is, 2 on invalid
-input.
+input.  ``lens compare`` exits 0 when nothing regressed, 1 when something did, 3 when
+only inconclusive checks stand in the way, 2 on invalid input.
 
 ``main`` is the process's one error boundary: an unexpected exception anywhere prints one
 line (what failed, and the file holding the full traceback, secrets redacted) and exits 5,

@@ -378,12 +378,19 @@ def _stat_of_sorted(values: Sequence[float], stat: str) -> float:
     return nearest_rank(list(values), PERCENTILE_Q[stat])
 
 
+# Replicates computed in full before the band of the clustered bootstrap is chosen.
+_PILOT = 25
+
+
 @dataclass(slots=True)
 class _Resampler:
-    """Bootstrap replicates of statistics of one metric of one side (cluster = request)."""
+    """Bootstrap replicates of statistics of one metric of one side (cluster = request).
+
+    Each statistic gets its own generator (seeded with ``seed`` and the statistic), so a
+    check's interval does not depend on which other checks were asked for."""
 
     clusters: Sequence[Sequence[float]]
-    rng: random.Random
+    seed: str
     resamples: int
     _cache: dict[str, list[float]] = field(default_factory=dict)
 
@@ -393,48 +400,78 @@ class _Resampler:
 
     def replicates(self, stat: str) -> list[float]:
         if stat not in self._cache:
-            self._fill(stat)
+            rng = random.Random(f"{self.seed}:{stat}")
+            if all(len(c) == 1 for c in self.clusters):
+                self._cache[stat] = self._scalar(stat, rng)
+            else:
+                self._cache[stat] = self._clustered(stat, rng)
         return self._cache[stat]
 
-    def _fill(self, stat: str) -> None:
-        # Every percentile of the metric from the same replicates (one resampling pass);
-        # the mean, rarely asked for, in a pass of its own.
-        want_mean = stat == "mean"
-        out: dict[str, list[float]] = {"mean": []} if want_mean else {s: [] for s in _FRACTIONS}
+    def _scalar(self, stat: str, rng: random.Random) -> list[float]:
+        flat = sorted(c[0] for c in self.clusters)
+        k = len(flat)
+        if stat == "mean":
+            rnd = rng.random
+            return [
+                math.fsum([flat[int(rnd() * k)] for _ in flat]) / k for _ in range(self.resamples)
+            ]
+        # The r-th smallest of k values drawn with replacement from the sorted values is
+        # flat[floor(U * k)] with U the r-th smallest of k uniforms, which is
+        # Beta(r, k - r + 1): one draw per replicate, exactly the bootstrap distribution.
+        r = max(1, math.ceil(_FRACTIONS[stat] * k))
+        beta = rng.betavariate
+        return [flat[min(k - 1, int(beta(r, k - r + 1) * k))] for _ in range(self.resamples)]
+
+    def _clustered(self, stat: str, rng: random.Random) -> list[float]:
         k = len(self.clusters)
-        rnd = self.rng.random
-        if all(len(c) == 1 for c in self.clusters):
-            flat = [c[0] for c in self.clusters]
-            ranks = {s: max(1, math.ceil(q * k)) for s, q in _FRACTIONS.items()}
-            for _ in range(self.resamples):
-                # random.choices, unrolled: the same draws, without a call per value.
-                drawn = [flat[int(rnd() * k)] for _ in flat]
-                if want_mean:
-                    out["mean"].append(math.fsum(drawn) / k)
-                    continue
-                drawn.sort()
-                for s, rank in ranks.items():
-                    out[s].append(drawn[rank - 1])
-        else:
-            pairs = sorted((v, i) for i, c in enumerate(self.clusters) for v in c)
-            vals = [v for v, _ in pairs]
-            owner = [i for _, i in pairs]
+        rnd = rng.random
+        sizes = [len(c) for c in self.clusters]
+
+        def counts() -> list[int]:
+            m = [0] * k
+            for _ in sizes:
+                m[int(rnd() * k)] += 1
+            return m
+
+        if stat == "mean":
             sums = [math.fsum(c) for c in self.clusters]
-            sizes = [len(c) for c in self.clusters]
+            out: list[float] = []
             for _ in range(self.resamples):
-                m = [0] * k
-                for _ in sizes:
-                    m[int(rnd() * k)] += 1
-                if want_mean:
-                    total = sum(map(int.__mul__, m, sizes))
-                    out["mean"].append(math.fsum(map(float.__mul__, sums, map(float, m))) / total)
+                m = counts()
+                total = sum(map(int.__mul__, m, sizes))
+                out.append(math.fsum(map(float.__mul__, sums, map(float, m))) / total)
+            return out
+        pairs = sorted((v, i) for i, c in enumerate(self.clusters) for v in c)
+        vals = [v for v, _ in pairs]
+        owner = [i for _, i in pairs]
+        q = _FRACTIONS[stat]
+
+        def full(m: list[int]) -> int:
+            # Weight of each pooled value = how often its request was drawn.
+            cum = list(accumulate(map(m.__getitem__, owner)))
+            return bisect_left(cum, max(1, math.ceil(q * cum[-1])))
+
+        # Most replicates land near each other: after a pilot, only a band of the pooled
+        # values is scanned, the weight below it summed per request.  A replicate outside
+        # the band is computed in full, so the result is exact either way.
+        found = [full(counts()) for _ in range(min(_PILOT, self.resamples))]
+        spread = max(found) - min(found) + 1
+        lo, hi = max(0, min(found) - 2 * spread), min(len(vals), max(found) + 2 * spread + 1)
+        below = [0] * k
+        for i in owner[:lo]:
+            below[i] += 1
+        band = owner[lo:hi]
+        for _ in range(self.resamples - len(found)):
+            m = counts()
+            rank = max(1, math.ceil(q * sum(map(int.__mul__, m, sizes))))
+            base = sum(map(int.__mul__, m, below))
+            if rank > base:
+                cum = list(accumulate(map(m.__getitem__, band), initial=base))
+                if cum[-1] >= rank:
+                    found.append(lo + bisect_left(cum, rank) - 1)
                     continue
-                # Weight of each pooled value = how often its request was drawn.
-                cum = list(accumulate(map(m.__getitem__, owner)))
-                total = cum[-1]
-                for s, q in _FRACTIONS.items():
-                    out[s].append(vals[bisect_left(cum, max(1, math.ceil(q * total)))])
-        self._cache.update(out)
+            found.append(full(m))
+        return [vals[i] for i in found]
 
 
 def _quantile_interval(sorted_reps: Sequence[float], confidence: float) -> tuple[float, float]:
@@ -600,9 +637,7 @@ def compare_sides(
         if key not in resamplers:
             assert side.values is not None
             seed = f"{options.seed}:{base.stage}:{base.provider}:{metric}:{which}"
-            resamplers[key] = _Resampler(
-                side.values.get(metric, ()), random.Random(seed), options.resamples
-            )
+            resamplers[key] = _Resampler(side.values.get(metric, ()), seed, options.resamples)
         return resamplers[key]
 
     out: list[Check] = []

@@ -12,6 +12,7 @@ import random
 import pytest
 
 from lens import exitcodes
+from lens.metrics import compare as compare_module
 from lens.metrics.compare import (
     DEFAULT_CHECKS,
     MIN_BOOTSTRAP_REQUESTS,
@@ -24,6 +25,7 @@ from lens.metrics.compare import (
     Threshold,
     ThresholdError,
     _binomial_ranks,
+    _Resampler,
     compare_sides,
     default_threshold,
     judge_interval,
@@ -390,3 +392,30 @@ def test_exit_codes(outcomes: list[Outcome], code: int) -> None:
     comparison = Comparison("a", "b", tuple(_check(o) for o in outcomes))
     assert comparison.exit_code == code
     assert (exitcodes.REGRESSED, exitcodes.COMPARE_INCONCLUSIVE) == (1, 3)
+
+
+# --- the resampling shortcuts are the bootstrap ----------------------------------------------
+
+
+def test_one_beta_draw_per_replicate_is_the_bootstrap_of_a_percentile() -> None:
+    rng = random.Random(3)
+    values = sorted(lognormal(rng, 100.0, 0.3) for _ in range(60))
+    shortcut = sorted(_Resampler([[v] for v in values], "s", 4000).replicates("p95"))
+    draw = random.Random(4)
+    brute = sorted(nearest_rank(sorted(draw.choices(values, k=60)), 0.95) for _ in range(4000))
+    for q in (0.025, 0.25, 0.5, 0.75, 0.975):
+        # The same distribution: its quantiles agree to a rank of the 60 values.
+        got, want = nearest_rank(shortcut, q), nearest_rank(brute, q)
+        assert abs(values.index(got) - values.index(want)) <= 1, q
+
+
+def test_the_band_of_the_clustered_bootstrap_changes_no_replicate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(5)
+    clusters = [[lognormal(rng, 10.0, 0.3)] * 5 + [lognormal(rng, 10.0, 0.3)] for _ in range(80)]
+    banded = _Resampler(clusters, "s", 300)
+    fast = {stat: banded.replicates(stat) for stat in ("p50", "p95", "p99")}
+    monkeypatch.setattr(compare_module, "_PILOT", 10**6)  # every replicate in full
+    slow = _Resampler(clusters, "s", 300)
+    assert {stat: slow.replicates(stat) for stat in fast} == fast
