@@ -464,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="METRIC.STAT=CHANGE",
         help="how large a change matters (repeatable), relative or absolute: ttft.p95=+10%%, "
-        "itl.p50=+2ms, error_rate=+0.5%% (percentage points); default +10%%, +1%% for rates; "
+        "itl.p50=+2ms, error_rate=+0.5%% (percentage points); default +10%%, +2 points for "
+        "rates; "
         "a statistic not compared by default is added",
     )
     cp.add_argument("--stage", action="append", metavar="ID", help="only these stages")

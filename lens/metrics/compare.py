@@ -800,6 +800,10 @@ def _finish(
     if too_few is not None:
         outcome: Outcome = "inconclusive"
         reason = too_few
+    elif judged is None and interval == (0.0, 0.0):
+        # No replicate changed at all (a free model's cost): no relative change exists,
+        # and none is needed.
+        outcome, reason = "unchanged", "no change in any resample"
     elif judged is None:
         outcome = "inconclusive"
         reason = (

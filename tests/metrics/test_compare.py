@@ -419,3 +419,15 @@ def test_the_band_of_the_clustered_bootstrap_changes_no_replicate(
     monkeypatch.setattr(compare_module, "_PILOT", 10**6)  # every replicate in full
     slow = _Resampler(clusters, "s", 300)
     assert {stat: slow.replicates(stat) for stat in fast} == fast
+
+
+def test_a_free_model_costs_nothing_on_both_sides_unchanged() -> None:
+    def free(seed: int) -> Side:
+        s = side(seed)
+        assert s.values is not None
+        values = {**s.values, "cost": [[0.0] for _ in range(s.requests)]}
+        return Side("s", "sim", s.requests, 0, {**s.stats, "cost": stats_of([0.0] * 200)}, values)
+
+    found = compare_sides(free(1), free(2), checks("cost.mean"))[0]
+    assert found.relative_change is None  # no relative change from $0
+    assert (found.outcome, found.reason) == ("unchanged", "no change in any resample")
