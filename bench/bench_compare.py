@@ -106,32 +106,37 @@ def model_side(seed: int, ttft_ms: float = TTFT_MS, n: int = REQUESTS) -> Side:
     return Side("c", "sim", n, 0, stats, values)
 
 
-def _rates(pairs: list[tuple[Side, Side]], options: Options) -> tuple[dict[str, float], float]:
-    """Share of pairs each default check calls regressed, and share of pairs where *some*
-    check does (the CI job fails)."""
+def _rates(
+    pairs: list[tuple[Side, Side]], options: Options
+) -> tuple[dict[str, float], float, float]:
+    """Share of pairs each default check calls regressed; share of pairs where *some*
+    check does (the CI job fails, exit 1); share where every check is unchanged or
+    improved (exit 0)."""
     hits = dict.fromkeys(DEFAULT_CHECKS, 0)
-    failed = 0
+    failed = clean = 0
     for a, b in pairs:
         outcomes = {c.statistic: c.outcome for c in compare_sides(a, b, CHECKS, options)}
         for label, outcome in outcomes.items():
             hits[label] += outcome == "regressed"
         failed += "regressed" in outcomes.values()
-    return {k: v / len(pairs) for k, v in hits.items()}, failed / len(pairs)
+        clean += set(outcomes.values()) <= {"unchanged", "improved"}
+    n = len(pairs)
+    return {k: v / n for k, v in hits.items()}, failed / n, clean / n
 
 
 def model(emit: Emit, pairs: int = 200, options: Options | None = None) -> None:
     options = options or Options(resamples=500)
     emit(f"== lens compare on the model: {REQUESTS} requests a side, jitter {JITTER:.0%}")
     same = [(model_side(10_000 + i), model_side(20_000 + i)) for i in range(pairs)]
-    per_check, any_check = _rates(same, options)
-    emit(f"false alarms, any default check, {pairs} pairs: {any_check:.1%}")
+    per_check, any_check, clean = _rates(same, options)
+    emit(f"false alarms, any default check, {pairs} pairs: {any_check:.1%} (exit 0: {clean:.0%})")
     emit("  per check: " + ", ".join(f"{k} {v:.1%}" for k, v in per_check.items()))
     for level in (0.05, *LEVELS):
         worse = [
             (model_side(30_000 + i), model_side(40_000 + i, TTFT_MS * (1 + level)))
             for i in range(pairs // 2)
         ]
-        rates, _ = _rates(worse, options)
+        rates, _, _ = _rates(worse, options)
         emit(
             f"TTFT +{level:.0%}: regressed in ttft.p50 {rates['ttft.p50']:.0%}, "
             f"ttft.p95 {rates['ttft.p95']:.0%} of {len(worse)} pairs"
@@ -152,14 +157,17 @@ def simulator(emit: Emit, unchanged: int = 6, per_level: int = 4) -> None:
     start = time.perf_counter()
     base = [_side_of(lens.run(_scenario(TTFT_MS, seed))) for seed in range(1, unchanged + 1)]
     pairs = list(itertools.combinations(base, 2))
-    per_check, any_check = _rates(pairs, Options())
-    emit(f"false alarms, any default check, {len(pairs)} pairs: {any_check:.1%}")
+    per_check, any_check, clean = _rates(pairs, Options())
+    emit(
+        f"false alarms, any default check, {len(pairs)} pairs: {any_check:.1%} "
+        f"(exit 0: {clean:.0%})"
+    )
     emit("  per check: " + ", ".join(f"{k} {v:.1%}" for k, v in per_check.items()))
     for level in LEVELS:
         worse = [
             _side_of(lens.run(_scenario(TTFT_MS * (1 + level), 100 + i))) for i in range(per_level)
         ]
-        rates, _ = _rates([(b, w) for b in base for w in worse], Options())
+        rates, _, _ = _rates([(b, w) for b in base for w in worse], Options())
         emit(
             f"TTFT +{level:.0%}: regressed in ttft.p50 {rates['ttft.p50']:.0%}, "
             f"ttft.p95 {rates['ttft.p95']:.0%} of {len(base) * len(worse)} pairs"

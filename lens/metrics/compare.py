@@ -20,8 +20,12 @@ entry point.  The method, and why:
   resting on very few requests is overconfident, hence ``MIN_BOOTSTRAP_REQUESTS``.
   Chosen over an exact order-statistic interval per side because that one assumes
   independent values (wrong for ITL) and, combined conservatively across two sides, is
-  about 1.4 times wider than needed; the bootstrap costs ~0.1 s per metric for 1000
-  requests, pure Python (numpy is not a dependency).
+  about 1.4 times wider than needed.  Pure Python (numpy is not a dependency), made cheap
+  by two exact shortcuts: a percentile of one-value-per-request metrics takes one Beta
+  draw per replicate (the r-th smallest of n uniforms), and the clustered ITL bootstrap
+  scans only a band of the pooled values around where a pilot's replicates landed (a
+  replicate outside it is computed in full).  1000 resamples of 10 000 requests take
+  milliseconds per percentile; ITL of 2000 responses of 64 tokens about a second.
 * **Without records** (results written without them, or percentiles that are t-digest
   estimates): a distribution-free order-statistic interval per side, from the ranks a
   Binomial(n, q) gives at confidence ``sqrt(confidence)`` (so both sides together hold
