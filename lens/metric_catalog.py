@@ -48,6 +48,13 @@ STAGE_METRICS: dict[str, MetricInfo] = {
         MetricInfo("success_rate", "ratio", "successful requests / all started requests"),
         MetricInfo("rps", "req/s", "completed requests / stage wall time"),
         MetricInfo("throughput", "tokens/s", "output tokens / stage wall time"),
+        MetricInfo(
+            "goodput",
+            "req/s",
+            "SLA-conforming successful requests / stage wall time (the rps denominator); "
+            "every successful request conforms when no per-request SLA applies",
+        ),
+        MetricInfo("goodput_ratio", "ratio", "SLA-conforming requests / all started requests"),
         MetricInfo("requests", "count", "requests started"),
         MetricInfo("errors", "count", "requests that ended in an error of any class"),
     )

@@ -44,7 +44,7 @@ def _pct(v: float | None) -> str:
 
 
 def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[str]]]:
-    headers = ["stage", "provider", "reqs", "ok", "err%", "req/s", "tok/s"]
+    headers = ["stage", "provider", "reqs", "ok", "err%", "req/s", "good/s", "tok/s"]
     headers += [h + " ms" for h, _, _ in _COLUMNS]
     rows = []
     for s in summaries:
@@ -55,6 +55,7 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
             str(s.ok),
             _pct(s.error_rate),
             _num(s.rps, 2),
+            _num(s.goodput, 2),
             _num(s.throughput, 0),
         ]
         for _, metric, stat in _COLUMNS:
