@@ -26,6 +26,7 @@ from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
 from lens.metrics.summary import Summary, SummaryBuilder
 from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
+from lens.metrics.windows import judge_all
 from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
 from lens.redact import Redactor
@@ -97,7 +98,7 @@ def run_plan(
         slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its steps
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
         summaries, phase_summaries = summarise(plan, outcome, slas, bill)
-        verdicts = judge_run(slas, summaries, outcome)
+        verdicts = judge_run(slas, summaries, outcome, plan)
         analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
         results = build_results(
             plan,
@@ -148,13 +149,10 @@ def summarise(
     not given), so a stage's summaries add up to its cost."""
     if bill is None:
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
-    pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
+    pooled = pooled_stages(plan)
     builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
     builder.add_many(outcome.records, bill.record_usd)
-    windows = {
-        (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
-        for w in outcome.windows
-    }
+    windows = measured_spans(plan, outcome)
     set_apart: tuple[Phase, ...] = ("warmup", "cooldown")
     phase_windows = {
         (w.stage, w.provider, phase): w.span(phase) for w in outcome.windows for phase in set_apart
@@ -162,11 +160,40 @@ def summarise(
     return builder.build(windows), builder.build_phases(phase_windows)
 
 
+def pooled_stages(plan: Plan) -> frozenset[str]:
+    """Stages whose warmup and cooldown are judged with their measured requests."""
+    return frozenset(u.stage for u in plan.stages if u.phases.pooled)
+
+
+def measured_spans(plan: Plan, outcome: RunOutcome) -> dict[tuple[str, str], tuple[int, int]]:
+    """The judged span of each stage x provider: its measured phase, or its whole window
+    when it pools warmup (``sla_includes_warmup``)."""
+    pooled = pooled_stages(plan)
+    return {
+        (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
+        for w in outcome.windows
+    }
+
+
 def judge_run(
-    slas: tuple[SlaSpec, ...], summaries: tuple[Summary, ...], outcome: RunOutcome
+    slas: tuple[SlaSpec, ...],
+    summaries: tuple[Summary, ...],
+    outcome: RunOutcome,
+    plan: Plan | None = None,
 ) -> tuple[Verdict, ...]:
-    """Verdicts, made inconclusive when the client itself was the bottleneck."""
-    verdicts = judge(slas, summaries)
+    """Verdicts, made inconclusive when the client itself was the bottleneck.  Windowed
+    assertions are judged from the records, given the ``plan`` (without it, inconclusive)."""
+    if plan is None:
+        verdicts = judge(slas, summaries)
+    else:
+        verdicts = judge_all(
+            slas,
+            summaries,
+            outcome.records,
+            measured_spans(plan, outcome),
+            providers=plan.providers,
+            pooled=pooled_stages(plan),
+        )
     if outcome.harness is not None:
         verdicts = distrust(verdicts, outcome.harness.reasons)
     return verdicts

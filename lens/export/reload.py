@@ -97,7 +97,7 @@ def summary_from_out(s: SummaryOut) -> Summary:
 
 
 def verdict_from_out(v: VerdictOut) -> Verdict:
-    return Verdict(**v.model_dump())
+    return Verdict.from_dict(v.model_dump())
 
 
 def record_conforms(rec: RecordOut, checks: Sequence[SlaExpr]) -> bool:

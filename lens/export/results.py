@@ -124,12 +124,12 @@ class SummaryOut(_Frozen):
         0, description="successful requests whose own values met every per-request SLA"
     )
     goodput: float | None = Field(
-        None,
+        default=None,
         description="sla_conforming per second of the window rps divides by (equals rps "
         "when no per-request SLA applies); null without a window",
     )
     goodput_ratio: float | None = Field(
-        None, description="sla_conforming / requests; null when nothing started"
+        default=None, description="sla_conforming / requests; null when nothing started"
     )
     cost: dict[str, str | int | None] | None = Field(
         None,
@@ -141,6 +141,25 @@ class SummaryOut(_Frozen):
     pacing: PacingOut | None = Field(
         None, description="open-loop stages: achieved vs planned dispatch rate, dispatch lag"
     )
+
+
+class WindowOut(_Frozen):
+    index: int
+    start_s: float = Field(description="from the start of the stage's measured phase")
+    end_s: float
+    outcome: Literal["pass", "fail", "inconclusive"]
+    value: float | None
+    n: int
+    reason: str
+
+
+class WindowedOut(_Frozen):
+    seconds: float = Field(description="window length")
+    allow: int = Field(description="how many windows may fail")
+    passed: int
+    failed: int
+    inconclusive: int
+    windows: list[WindowOut] = Field(description="window by window, by dispatch time")
 
 
 class VerdictOut(_Frozen):
@@ -156,6 +175,15 @@ class VerdictOut(_Frozen):
     reason: str
     exact: bool
     where: str
+    window: WindowedOut | None = Field(
+        default=None,
+        description="a windowed assertion (window:, allow:): judged per window of the "
+        "measured phase; fails when more than allow windows fail",
+    )
+    stopped_run: bool = Field(
+        default=False,
+        description="stop_on_fail: this failure ended the run early (interrupted_by sla)",
+    )
 
     @property
     def assertion(self) -> str:

@@ -16,7 +16,7 @@ Thresholds are canonical units (ms for times, fractions for ratios), as parsed b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -51,6 +51,31 @@ _EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 
 
 @dataclass(frozen=True, slots=True)
+class WindowResult:
+    """One window of a windowed assertion (``lens.metrics.windows``): its span in seconds
+    from the start of the stage's measured phase, and the assertion's outcome there."""
+
+    index: int
+    start_s: float
+    end_s: float
+    outcome: Outcome
+    value: float | None
+    n: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "outcome": self.outcome,
+            "value": self.value,
+            "n": self.n,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome of one SLA assertion on one stage x provider (or on nothing)."""
 
@@ -66,6 +91,10 @@ class Verdict:
     reason: str
     exact: bool = True  # False when the value is a t-digest estimate
     where: str = ""  # file:line:col of the assertion
+    window_s: float | None = None  # a windowed assertion: its window length
+    allow: int = 0  # a windowed assertion: how many windows may fail
+    windows: tuple[WindowResult, ...] = ()  # a windowed assertion: window by window
+    stopped_run: bool = False  # stop_on_fail: this verdict's failure ended the run early
 
     @property
     def scope(self) -> str:
@@ -89,6 +118,36 @@ class Verdict:
             "reason": self.reason,
             "exact": self.exact,
             "where": self.where,
+            "window": None if self.window_s is None else self._window_dict(),
+            "stopped_run": self.stopped_run,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        """The inverse of ``to_dict`` (a stored verdict read back)."""
+        fields = {k: v for k, v in d.items() if k not in ("window", "stopped_run")}
+        window = d.get("window")
+        if window is None:
+            return cls(**fields, stopped_run=bool(d.get("stopped_run", False)))
+        return cls(
+            **fields,
+            stopped_run=bool(d.get("stopped_run", False)),
+            window_s=float(window["seconds"]),
+            allow=int(window["allow"]),
+            windows=tuple(WindowResult(**w) for w in window["windows"]),
+        )
+
+    def _window_dict(self) -> dict[str, Any]:
+        def count(outcome: Outcome) -> int:
+            return sum(1 for w in self.windows if w.outcome == outcome)
+
+        return {
+            "seconds": self.window_s,
+            "allow": self.allow,
+            "passed": count("pass"),
+            "failed": count("fail"),
+            "inconclusive": count("inconclusive"),
+            "windows": [w.to_dict() for w in self.windows],
         }
 
 
@@ -205,10 +264,32 @@ def _judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
     return verdict("fail", f"{shown}, not {expr.op} {limit}{note}", value, n, exact)
 
 
+def judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
+    """The verdict of ``spec`` on ``summary`` (its scope not checked), read as a plain
+    assertion: ``lens.metrics.windows`` judges each window's summary with it."""
+    return _judge_one(spec, summary)
+
+
 def judge(slas: Sequence[SlaSpec], summaries: Sequence[Summary]) -> tuple[Verdict, ...]:
-    """One verdict per SLA x matching summary, in SLA order then summary order."""
+    """One verdict per SLA x matching summary, in SLA order then summary order.
+
+    A windowed assertion needs the records (``lens.metrics.windows.judge_all``); from
+    summaries alone it is inconclusive."""
     out: list[Verdict] = []
     for spec in slas:
+        if spec.window_s is not None:
+            out.extend(
+                replace(
+                    v,
+                    outcome="inconclusive",
+                    reason="a windowed assertion is judged from the run's records, "
+                    "not from summaries",
+                    window_s=spec.window_s,
+                    allow=spec.allow,
+                )
+                for v in judge([replace(spec, window_s=None)], summaries)
+            )
+            continue
         matched = [s for s in summaries if _matches(spec, s)]
         if not matched:
             expr = spec.expr

@@ -261,7 +261,10 @@ def test_verdict_to_dict_and_scope() -> None:
         "reason",
         "exact",
         "where",
+        "window",
+        "stopped_run",
     }
+    assert (d["window"], d["stopped_run"]) == (None, False)
     assert v.scope == "provider=a stage=warm"
     none = Verdict("x < 1", "x", "<", 1.0, None, None, "pass", 0.5, 1, "")
     assert none.scope == "all"
