@@ -93,8 +93,8 @@ def fails_whatever_comes(t: _Tally, expr: SlaExpr, in_flight: int) -> bool:
     if t.n == 0 or t.n < expr.min_samples or t.n + m > DEFAULT_EXACT_LIMIT:
         return False  # could still be inconclusive, or judged on an estimate
     match expr.stat:
-        case "mean":
-            return less and not expr.holds(t.total / (t.n + m))
+        case "mean":  # pending values of 0 lower it; for ">", unbounded ones save it
+            return (m == 0 or less) and not expr.holds(t.total / (t.n + m))
         case "min":
             return not expr.holds(t.lo if m == 0 or not less else 0.0)
         case "max":
