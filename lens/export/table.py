@@ -78,7 +78,9 @@ def verdict_rows(verdicts: Sequence[VerdictOut]) -> tuple[list[str], list[list[s
             if p
         )
         measured = measured_text(v.label, v.value)
-        rows.append([_MARK[v.outcome], v.sla, scope or "all", measured, str(v.n), v.reason])
+        sla = v.sla if v.window is None else f"{v.sla} [{v.window.seconds:g}s windows]"
+        reason = f"{v.reason}; stopped the run" if v.stopped_run else v.reason
+        rows.append([_MARK[v.outcome], sla, scope or "all", measured, str(v.n), reason])
     return headers, rows
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lens.export.results import VerdictOut
+from lens.export.table import verdict_rows
 from lens.metrics.judge import Verdict, judge
 from lens.metrics.summary import aggregate
 from lens.metrics.windows import combine, judge_all, window_index
@@ -121,3 +123,12 @@ def test_window_grid_and_combination_rules() -> None:
 def test_windowed_verdict_round_trips_through_its_stored_form() -> None:
     (v,) = verdicts("ttft.p50 < 500ms", slow_middle(), window_s=1.0, allow=0)
     assert Verdict.from_dict(v.to_dict()) == v
+
+
+def test_the_table_names_the_window_and_a_stop() -> None:
+    (v,) = verdicts("ttft.p50 < 500ms", slow_middle(), window_s=1.0, allow=0)
+    stopped = VerdictOut(**{**v.to_dict(), "stopped_run": True})
+    _, (row,) = verdict_rows([stopped])
+    assert row[:2] == ["FAIL", "ttft.p50 < 500ms [1s windows]"]
+    assert row[3] == "900 ms"
+    assert row[5].endswith("; stopped the run")
