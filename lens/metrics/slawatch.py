@@ -126,15 +126,27 @@ class SlaWatch:
         self.pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
         self.timeouts = {(u.stage, u.provider): u.timeout_s for u in plan.stages}
         self.plan = plan
+        self.adaptive = frozenset(s.sweep for s in plan.sweeps)
         self._windowed: dict[StageKey, list[_Watched]] = {}
         self._plain: dict[StageKey, tuple[list[SlaSpec], StageAccumulator]] = {}
         self._seen: set[StageKey] = set()
         self.stopped_by: tuple[SlaSpec, str, str] | None = None  # spec, stage, provider
 
+    def _applies(self, spec: SlaSpec, stage: str, provider: str) -> bool:
+        """``applies_to``, and a scope naming an adaptive sweep takes in the steps it
+        decides at run time (ids ``<sweep>.<rate>rps`` / ``<sweep>.c<n>``)."""
+        if spec.applies_to(stage, provider):
+            return True
+        return (
+            spec.stage in self.adaptive
+            and stage.startswith(f"{spec.stage}.")
+            and spec.provider in (None, provider)
+        )
+
     def _open(self, key: StageKey) -> None:
         self._seen.add(key)
         stage, provider = key
-        specs = [s for s in self.specs if s.applies_to(stage, provider)]
+        specs = [s for s in self.specs if self._applies(s, stage, provider)]
         # A unit decided at run time (an adaptive sweep's step) is not in the plan: its
         # windows stay watched until it ends.
         timeout_ns = round(self.timeouts.get(key, 1e9) * NS_PER_S) + SETTLE_MARGIN_NS

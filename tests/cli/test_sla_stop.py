@@ -30,6 +30,9 @@ def test_a_failed_windowed_assertion_stops_the_run_with_exit_1(
     assert doc["interrupted_by"] == "sla"
     assert {s["stage"] for s in doc["summaries"]} == {"c"}
     assert len(doc["records"]) < 60  # well short of the planned 80
+    (summary,) = doc["summaries"]
+    # No request met its own ttft < 5ms: nothing conformed, a measured zero.
+    assert (summary["sla_conforming"], summary["goodput"], summary["goodput_ratio"]) == (0, 0, 0)
     stopper, errors = doc["verdicts"]
     assert (stopper["outcome"], stopper["stopped_run"]) == ("fail", True)
     assert stopper["window"]["failed"] >= 1

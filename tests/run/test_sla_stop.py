@@ -11,7 +11,7 @@ import trio.testing
 from lens.metrics.slawatch import SlaWatch
 from lens.metrics.summary import aggregate
 from lens.metrics.windows import judge_all
-from lens.plan.model import Plan, SlaSpec, StagePlan
+from lens.plan.model import AdaptiveSweep, Plan, SlaSpec, StagePlan
 from lens.records import ErrorClass, RequestRecord
 from lens.run.executor import StageRunner
 from lens.run.slastop import SlaStop
@@ -134,3 +134,14 @@ async def test_an_inconclusive_window_never_stops_the_run(
     assert runner.sla_stop is not None
     assert not runner.sla_stop.tripped
     assert len(records) == 40
+
+
+def test_a_scope_naming_an_adaptive_sweep_covers_the_steps_chosen_at_run_time() -> None:
+    plan = replace(
+        plan_of(open_stage([0.0], stage="ladder.1rps")),
+        sweeps=(AdaptiveSweep(sweep="ladder", kind="find_max_rate"),),
+    )
+    watch = SlaWatch(plan, (windowed(stage="ladder"), windowed(stage="other")))
+    assert watch._applies(watch.specs[0], "ladder.7.5rps", "p")  # decided at run time
+    assert not watch._applies(watch.specs[1], "ladder.7.5rps", "p")
+    assert not watch._applies(watch.specs[0], "ladderx.1rps", "p")
