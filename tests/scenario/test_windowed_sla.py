@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from lens.export.plan_view import plan_text
+from lens.metrics.estimate import estimate_to_dict
 from lens.plan.compile import compile_plan
+from lens.plan.describe import plan_to_dict
 from tests.scenario.helpers import BASE, only_problem, parse
 
 
@@ -51,3 +54,18 @@ def test_a_stage_rate_cannot_be_windowed() -> None:
     problem = only_problem(text)
     assert problem.startswith("s.yaml:15:")
     assert "goodput is a rate over the whole stage" in problem
+
+
+def test_the_plan_view_shows_windows_and_stops() -> None:
+    text = BASE + (
+        "sla:\n"
+        "  - ttft.p95 < 800ms\n"
+        '  - {assert: "ttft.p95 < 500ms", window: 60s, allow: 1, stop_on_fail: true}\n'
+    )
+    doc = plan_to_dict(compile_plan(parse(text)))
+    plain, windowed = doc["sla"]
+    assert "window_s" not in plain
+    assert (windowed["window_s"], windowed["allow"], windowed["stop_on_fail"]) == (60.0, 1, True)
+    plan = compile_plan(parse(text))
+    shown = plan_text({**doc, "cost_estimate": estimate_to_dict(plan)})
+    assert "ttft.p95 < 500ms per 60s window (allow 1) [stop_on_fail]" in shown
