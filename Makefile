@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers demo test check lint typecheck unit bench schema clean dist docs docs-serve
+.PHONY: install servers demo test check lint typecheck unit bench schema clean dist docs docs-serve metrics-doc
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -52,8 +52,12 @@ dist: install
 	$(BIN)/twine check --strict dist/*
 
 # --- documentation site: docs/ -> site/, every warning an error; builds offline -----------
-docs: install
+docs: install metrics-doc
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# docs/metrics.md: its tables rendered from the metric catalogue (lens/metric_catalog.py).
+metrics-doc:
+	$(BIN)/python tools/gen_metrics_doc.py
 
 docs-serve: install
 	$(BIN)/mkdocs serve

@@ -24,7 +24,9 @@ from lens.metrics.request import itl_values
 from lens.plan.compile import PRECISE_SPIN_S
 from lens.plan.model import (
     ArrivalSchedule,
+    ClosedLoop,
     Message,
+    OpenLoop,
     Plan,
     PromptSpec,
     ProviderSpec,
@@ -45,7 +47,9 @@ def sim_plan(sim: SimSettings, unit: StagePlan) -> Plan:
         description="",
         source="bench",
         providers={
-            "sim": ProviderSpec(id="sim", type="simulated", model="sim", base_url=None, sim=sim)
+            "sim": ProviderSpec(
+                id="sim", type="simulated", model="sim", base_url=None, settings=sim
+            )
         },
         prompts={"p": PROMPT},
         stages=(unit,),
@@ -99,8 +103,7 @@ def closed(concurrency: int, requests: int) -> StagePlan:
         prompts=("p",),
         timeout_s=60.0,
         max_tokens=None,
-        concurrency=concurrency,
-        requests=requests,
+        load=ClosedLoop(concurrency=concurrency, requests=requests),
     )
 
 
@@ -166,11 +169,11 @@ def pacing(emit: Callable[[str], None]) -> None:
             prompts=("p",),
             timeout_s=30.0,
             max_tokens=None,
-            arrivals=ArrivalSchedule(tuple(i / rate for i in range(n))),
+            load=OpenLoop(ArrivalSchedule(tuple(i / rate for i in range(n)))),
             spin_s=spin_s,
         )
         # The figures lens run reports per open-loop stage (results: summaries[].pacing).
-        (p,) = stage_pacing(run_once(sim, unit).records)
+        (p,) = stage_pacing(run_once(sim, unit).records).values()
         assert p.achieved_rate_per_s is not None
         assert p.rate_error is not None
         emit(

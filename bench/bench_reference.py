@@ -34,7 +34,7 @@ from pathlib import Path
 import trio
 
 from bench.bench_client import PROMPT, closed, pct
-from lens.plan.model import Plan, ProviderSpec
+from lens.plan.model import OpenAISettings, Plan, ProviderSpec
 from lens.run.session import execute
 
 SHARED_BENCH = Path(
@@ -117,7 +117,11 @@ def truth(log: Path) -> Truth:
 
 def run_lens(url: str, concurrency: int, requests: int) -> Figures:
     spec = ProviderSpec(
-        id="mock", type="openai-compatible", model=MODEL, base_url=f"{url}/v1", include_usage=True
+        id="mock",
+        type="openai-compatible",
+        model=MODEL,
+        base_url=f"{url}/v1",
+        settings=OpenAISettings(include_usage=True),
     )
     unit = dataclasses.replace(closed(concurrency, requests), provider="mock", max_tokens=TOKENS)
     plan = Plan(

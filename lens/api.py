@@ -44,7 +44,7 @@ import yaml
 
 from lens.errors import ExportError, PlanError, Problem, ResultsError, ScenarioError
 from lens.export.registry import export_all
-from lens.export.reload import rejudge, summary_from_out, verdict_from_out
+from lens.export.reload import rejudge, summary_from_out
 from lens.export.results import RecommendationOut, Results, recommendation_out
 from lens.export.results import load_results as _load_results
 from lens.metrics.estimate import estimate_to_dict
@@ -167,7 +167,8 @@ def _unpositioned(problem: Problem) -> Problem:
 def compile_plan(scenario: Scenario, *, env: Mapping[str, str] | None = None) -> Plan:
     """Compile a validated scenario into the ``Plan`` ``lens run`` executes: providers with
     their prices (``plan.providers[id].price``), stages each with its full schedule
-    (``plan.stages[i].arrivals.offsets_s`` for open-loop stages), SLAs, budget, exports.
+    (``plan.stages[i].load``: an ``OpenLoop``'s ``arrivals.offsets_s``, a ``ClosedLoop``'s
+    concurrency, an ``IdleProbe``'s gaps; ``lens.plan.model``), SLAs, budget, exports.
     Nothing is sent.  ``env`` (default ``os.environ``) supplies default credentials such as
     ``OPENAI_API_KEY`` and ``AWS_REGION``.  Raises ``PlanError`` when a reference does not
     resolve (unknown provider or prompt id, missing credential ...)."""
@@ -528,7 +529,7 @@ def recommend(
         summaries, verdicts = rejudge(results, slas)
     else:
         summaries = [summary_from_out(s) for s in results.summaries]
-        verdicts = tuple(verdict_from_out(v) for v in results.verdicts)
+        verdicts = tuple(results.verdicts)  # the judge's own Verdicts, as stored
     models = {s.provider: s.model for s in results.summaries}
     return recommendation_out(_recommend(summaries, verdicts, models, only))
 

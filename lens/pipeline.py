@@ -28,7 +28,7 @@ from lens.metrics.slawatch import SlaWatch
 from lens.metrics.summary import Summary, SummaryBuilder
 from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
 from lens.metrics.windows import judge_all
-from lens.plan.model import Plan, ProviderSpec, SlaSpec
+from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
 from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
 from lens.redact import Redactor
 from lens.run.budget import BudgetGuard
@@ -136,11 +136,16 @@ def budget_guard(plan: Plan) -> BudgetGuard | None:
     if plan.budget_usd is None:
         return None
 
+    def reserve(spec: ProviderSpec, prompt: PromptSpec, max_tokens: int | None) -> Decimal | None:
+        # The run hands over the live spec; a simulator's own settings (its output bound)
+        # are in the plan's.
+        return request_bound(plan.providers.get(spec.id, spec), prompt, max_tokens)
+
     def cost(rec: RequestRecord, spec: ProviderSpec) -> Decimal | None:
         breakdown = record_cost(rec, spec)
         return None if breakdown is None else breakdown.total
 
-    return BudgetGuard(plan.budget_usd, request_bound, cost)
+    return BudgetGuard(plan.budget_usd, reserve, cost)
 
 
 def harness_monitor(plan: Plan) -> HarnessMonitor:

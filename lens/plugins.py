@@ -14,7 +14,8 @@ A provider plugin's ``settings_model`` subclasses ``ProviderSettings`` with
 positioned errors, ``lens schema`` documents them, and ``${VAR}`` expands in the fields
 marked ``FROM_ENV`` (the common ``model``, ``base_url``, ``api_key`` and ``headers``
 are).  lens compiles such a provider to a ``ProviderSpec`` with the common fields filled
-in and ``plugin_settings`` holding the validated settings instance, then calls
+in and ``plugin_settings`` holding the validated settings instance (its ``settings``
+is a ``lens.plan.model.PluginSettings`` wrapping it), then calls
 ``adapter_factory(spec)`` once per provider for a ``ProviderAdapter``.
 
 An adapter stamps nothing itself: lens owns the clock and the socket and feeds the

@@ -3,11 +3,13 @@ timestamps and the stable order of metrics, statistics, error classes and cost f
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
-from lens.export.results import PacingOut, Results, SummaryOut
-from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS
-from lens.metrics.request import SCALAR_METRICS
+from lens.export.results import RecordOut, Results, SummaryOut
+from lens.metric_catalog import METRICS as CATALOGUE
+from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, SCALAR_METRICS
+from lens.metrics.pacing import Pacing
 from lens.records import ErrorClass
 
 METRICS: tuple[str, ...] = tuple(REQUEST_METRICS)
@@ -20,10 +22,10 @@ COST_FIELDS: tuple[str, ...] = (
     "per_1m_output_tokens_usd",
     "per_sla_conforming_usd",
 )
-# Per-request values every per-request export carries: the request's times in ms (as
-# request_metrics computes them), then token counts.
+# Per-request values every per-request export carries: the request's metrics in ms (as
+# request_metrics computes them, in the order of the record's fields), then token counts.
 RECORD_TIMES_MS: tuple[str, ...] = tuple(
-    m for m in SCALAR_METRICS if REQUEST_METRICS[m].unit == "ms"
+    f for f in RecordOut.model_fields if f in SCALAR_METRICS and CATALOGUE[f].unit == "ms"
 )
 RECORD_TOKENS: tuple[str, ...] = (
     "input_tokens",
@@ -32,8 +34,8 @@ RECORD_TOKENS: tuple[str, ...] = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
-# How closely an open-loop schedule was kept (PacingOut), in field order.
-PACING_FIELDS: tuple[str, ...] = tuple(PacingOut.model_fields)
+# How closely an open-loop schedule was kept (Pacing), in field order.
+PACING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Pacing))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NS_PER_MS = 1_000_000
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from lens.export.results import Results, VerdictOut
+from lens.export.results import Results
 from lens.export.sink import write_atomic
-from lens.metrics.judge import measured_text
+from lens.metrics.judge import Verdict, measured_text
 from lens.targets import ExportTarget
 
 
-def _testcase(results: Results, v: VerdictOut) -> ET.Element:
+def _testcase(results: Results, v: Verdict) -> ET.Element:
     stage, provider = v.stage or "all", v.provider or "all"
     case = ET.Element(
         "testcase",

@@ -1,7 +1,8 @@
 """A results file read back into the metrics stage's values, so that its summaries can be
 judged again against other SLAs (``lens recommend --sla``).
 
-Every statistic a ``Summary`` holds is stored in ``SummaryOut``; the one thing a results
+Every statistic a ``Summary`` holds is stored in ``SummaryOut`` (its ``MetricStats`` as
+they are, and verdicts are the judge's own ``Verdict``s); the one thing a results
 file lacks is the busy time behind GPU-hour shares, which only matters while building
 results, so it comes back as 0.  Per-request conformance is recounted from the stored
 records with the same rules as during the run (``lens.metrics.conformance``); chunk
@@ -16,12 +17,13 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from lens.errors import InputError
-from lens.export.results import RecordOut, Results, SummaryOut, VerdictOut
+from lens.export.results import RecordOut, Results, SummaryOut
+from lens.metric_catalog import SCALAR_METRICS
 from lens.metrics.conformance import request_checks, request_conforms
 from lens.metrics.cost import StageCost
 from lens.metrics.judge import Verdict, judge
-from lens.metrics.request import SCALAR_METRICS, icl_gaps, itl_gaps
-from lens.metrics.summary import MetricStats, Summary
+from lens.metrics.request import icl_gaps, itl_gaps
+from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
 from lens.scenario.sla import SlaExpr
 
@@ -67,37 +69,20 @@ def summary_from_out(s: SummaryOut) -> Summary:
         requests=s.requests,
         ok=s.ok,
         errors=s.errors,
-        error_counts=dict(s.error_counts),
+        error_counts=s.error_counts,
         error_rate=s.error_rate,
         success_rate=s.success_rate,
         rps=s.rps,
         throughput=s.throughput,
         duration_s=s.duration_s,
         output_tokens=s.output_tokens,
-        token_sources=dict(s.token_sources),
-        metrics={
-            name: MetricStats(
-                n=m.n,
-                min=m.min,
-                mean=m.mean,
-                p50=m.p50,
-                p90=m.p90,
-                p95=m.p95,
-                p99=m.p99,
-                max=m.max,
-                exact=m.exact,
-            )
-            for name, m in s.metrics.items()
-        },
+        token_sources=s.token_sources,
+        metrics=s.metrics,  # the metrics stage's own MetricStats, as stored
         cost=stage_cost_from_out(s),
         sla_conforming=s.sla_conforming,
         phase=s.phase,
         drained=s.drained,
     )
-
-
-def verdict_from_out(v: VerdictOut) -> Verdict:
-    return Verdict.from_dict(v.model_dump())
 
 
 def record_conforms(rec: RecordOut, checks: Sequence[SlaExpr]) -> bool:

@@ -8,34 +8,41 @@ generated from these models, and ``schema_version`` names the contract.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    WrapSerializer,
+)
 
 from lens import exitcodes
 from lens._version import __version__
 from lens.errors import Problem, ResultsError, describe, innermost
-from lens.metric_catalog import REQUEST_STATS
 from lens.metrics.analysis import RunAnalysis
 from lens.metrics.cost import RecordPrice, RunBill, UnitBill, token_price
 from lens.metrics.idle import IdleProbes
-from lens.metrics.integrity import IntegrityReport, compared_with
+from lens.metrics.integrity import ColdStart, IntegrityReport, StreamDelivery
 from lens.metrics.judge import Verdict
 from lens.metrics.pacing import Pacing
 from lens.metrics.recommend import Recommendation
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
-from lens.metrics.summary import Summary
-from lens.metrics.sweep_outcomes import SweepOutcome
+from lens.metrics.summary import MetricStats, Summary
+from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing.gpu import money_text
@@ -52,6 +59,47 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Results are immutable all the way down: sequences are tuples, and mappings are read-only
+# views (types.MappingProxyType) that serialise as the JSON objects they were read from.
+def _read_only(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(value))
+
+
+def _as_dict(value: Mapping[Any, Any], handler: SerializerFunctionWrapHandler) -> Any:
+    return handler(dict(value))
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+FrozenMap = Annotated[
+    Mapping[K, V], AfterValidator(_read_only), WrapSerializer(_as_dict, when_used="always")
+]
+
+
+def _freeze(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in tree.items()})
+    if isinstance(tree, list | tuple):
+        return tuple(_freeze(v) for v in tree)
+    return tree
+
+
+def _thaw(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _thaw(v) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return [_thaw(v) for v in tree]
+    return tree
+
+
+# A JSON tree (the resolved plan): objects read-only, arrays tuples, written back as read.
+FrozenTree = Annotated[
+    Mapping[str, Any],
+    AfterValidator(_freeze),
+    WrapSerializer(lambda v, handler: handler(_thaw(v)), when_used="always"),
+]
+
+
 class Environment(_Frozen):
     lens_version: str
     python: str
@@ -63,34 +111,7 @@ class Environment(_Frozen):
     started_at: str = Field(description="UTC wall clock, ISO 8601; durations never use it")
     finished_at: str
     clock: str = Field(description="the monotonic clock every duration was measured on")
-    argv: list[str]
-
-
-class MetricStatsOut(_Frozen):
-    n: int
-    min: float | None
-    mean: float | None
-    p50: float | None
-    p90: float | None
-    p95: float | None
-    p99: float | None
-    max: float | None
-    exact: bool = Field(description="true: nearest-rank on exact values; false: t-digest")
-    unit: str | None
-
-
-class PacingOut(_Frozen):
-    """How closely an open-loop schedule was kept (lens.metrics.pacing)."""
-
-    sent: int = Field(description="first attempts with an intended send time")
-    planned_rate_per_s: float | None = Field(
-        description="(n - 1) / span of the intended times of the arrivals sent; null: a burst"
-    )
-    achieved_rate_per_s: float | None = Field(description="the same over the dispatch times")
-    rate_error: float | None = Field(description="achieved / planned - 1")
-    lag_p50_ms: float = Field(description="dispatch - intended, nearest-rank p50")
-    lag_p99_ms: float
-    lag_max_ms: float
+    argv: tuple[str, ...]
 
 
 class SummaryOut(_Frozen):
@@ -105,7 +126,7 @@ class SummaryOut(_Frozen):
     requests: int
     ok: int
     errors: int
-    error_counts: dict[str, int]
+    error_counts: FrozenMap[str, int]
     error_rate: float | None
     success_rate: float | None
     drained: int = Field(
@@ -117,9 +138,9 @@ class SummaryOut(_Frozen):
     throughput: float | None = Field(description="output tokens per second of stage wall time")
     duration_s: float | None
     output_tokens: int
-    token_sources: dict[str, int]
+    token_sources: FrozenMap[str, int]
     planned_requests: int | None
-    metrics: dict[str, MetricStatsOut]
+    metrics: FrozenMap[str, MetricStats]
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
     )
@@ -131,69 +152,16 @@ class SummaryOut(_Frozen):
     goodput_ratio: float | None = Field(
         default=None, description="sla_conforming / requests; null when nothing started"
     )
-    cost: dict[str, str | int | None] | None = Field(
+    cost: FrozenMap[str, str | int | None] | None = Field(
         None,
         description="pricing (tokens|gpu-hour), total_usd, per_request_usd, "
         "per_1k_successful_usd, per_1m_output_tokens_usd, per_sla_conforming_usd (decimal "
         "strings), sla_conforming_requests, priced/unpriced_requests, priced_ok_requests, "
         "priced_output_tokens; absent when no price is known",
     )
-    pacing: PacingOut | None = Field(
+    pacing: Pacing | None = Field(
         None, description="open-loop stages: achieved vs planned dispatch rate, dispatch lag"
     )
-
-
-class WindowOut(_Frozen):
-    index: int
-    start_s: float = Field(description="from the start of the stage's measured phase")
-    end_s: float
-    outcome: Literal["pass", "fail", "inconclusive"]
-    value: float | None
-    n: int
-    reason: str
-
-
-class WindowedOut(_Frozen):
-    seconds: float = Field(description="window length")
-    allow: int = Field(description="how many windows may fail")
-    passed: int
-    failed: int
-    inconclusive: int
-    windows: list[WindowOut] = Field(description="window by window, by dispatch time")
-
-
-class VerdictOut(_Frozen):
-    sla: str
-    label: str
-    op: str
-    threshold: float
-    provider: str | None
-    stage: str | None
-    outcome: Literal["pass", "fail", "inconclusive"]
-    value: float | None
-    n: int
-    reason: str
-    exact: bool
-    where: str
-    window: WindowedOut | None = Field(
-        default=None,
-        description="a windowed assertion (window:, allow:): judged per window of the "
-        "measured phase; fails when more than allow windows fail",
-    )
-    stopped_run: bool = Field(
-        default=False,
-        description="stop_on_fail: this failure ended the run early (interrupted_by sla)",
-    )
-
-    @property
-    def assertion(self) -> str:
-        """The SLA assertion as written, e.g. ``ttft.p95 < 500ms`` (the ``sla`` field)."""
-        return self.sla
-
-    @property
-    def status(self) -> Literal["pass", "fail", "inconclusive"]:
-        """The verdict (the ``outcome`` field)."""
-        return self.outcome
 
 
 class ExclusionOut(_Frozen):
@@ -211,7 +179,7 @@ class CandidateOut(_Frozen):
     rank: int | None = Field(description="1 = recommended; null when excluded")
     eligible: bool
     pareto: bool = Field(description="on the frontier of p95 TTFT vs cost per 1M output tokens")
-    stages: list[str]
+    stages: tuple[str, ...]
     requests: int
     ok: int
     sla_conforming: int
@@ -222,15 +190,17 @@ class CandidateOut(_Frozen):
     verdicts_passed: int
     verdicts_failed: int
     verdicts_inconclusive: int
-    excluded_because: list[ExclusionOut]
+    excluded_because: tuple[ExclusionOut, ...]
 
 
 class RecommendationOut(_Frozen):
     """Which provider is the cheapest that meets the SLA (lens.metrics.recommend)."""
 
-    stages: list[str] | None = Field(description="the stages considered; null: all")
+    stages: tuple[str, ...] | None = Field(description="the stages considered; null: all")
     best: str | None = Field(description="the recommended provider; null when none is eligible")
-    candidates: list[CandidateOut] = Field(description="ranked eligible ones, then excluded ones")
+    candidates: tuple[CandidateOut, ...] = Field(
+        description="ranked eligible ones, then excluded ones"
+    )
 
 
 def _usd(amount: Decimal | None) -> str | None:
@@ -239,16 +209,16 @@ def _usd(amount: Decimal | None) -> str | None:
 
 def recommendation_out(rec: Recommendation) -> RecommendationOut:
     return RecommendationOut(
-        stages=None if rec.stages is None else list(rec.stages),
+        stages=None if rec.stages is None else tuple(rec.stages),
         best=rec.best.provider if rec.best is not None else None,
-        candidates=[
+        candidates=tuple(
             CandidateOut(
                 provider=c.provider,
                 model=c.model,
                 rank=c.rank,
                 eligible=c.eligible,
                 pareto=c.pareto,
-                stages=list(c.stages),
+                stages=tuple(c.stages),
                 requests=c.requests,
                 ok=c.ok,
                 sla_conforming=c.sla_conforming,
@@ -259,13 +229,13 @@ def recommendation_out(rec: Recommendation) -> RecommendationOut:
                 verdicts_passed=c.passed,
                 verdicts_failed=c.failed,
                 verdicts_inconclusive=c.inconclusive,
-                excluded_because=[
+                excluded_because=tuple(
                     ExclusionOut(reason=e.reason, sla=e.sla, stage=e.stage, outcome=e.outcome)
                     for e in c.excluded_because
-                ],
+                ),
             )
             for c in rec.candidates
-        ],
+        ),
     )
 
 
@@ -306,10 +276,10 @@ class RecordOut(_Frozen):
     t_last_token: float | None
     t_end: float
     chunks: int = Field(description="token-bearing chunks")
-    chunk_offsets: list[float] = Field(
+    chunk_offsets: tuple[float, ...] = Field(
         description="arrival of each token-bearing chunk, ms after dispatch (us resolution)"
     )
-    chunk_tokens: list[int] = Field(description="tokens each chunk is taken to carry")
+    chunk_tokens: tuple[int, ...] = Field(description="tokens each chunk is taken to carry")
     reads: int = Field(description="network reads that delivered body bytes")
     cold: bool | None = Field(
         None, description="first request to its provider, or sent after an idle gap"
@@ -327,10 +297,10 @@ class RecordOut(_Frozen):
     cost_usd: str | None = Field(
         None, description="what the request cost (decimal string); absent if unknown"
     )
-    cost_detail: dict[str, str | int | None] | None = Field(
+    cost_detail: FrozenMap[str, str | int | None] | None = Field(
         None, description="parts, rates (USD per 1M tokens) and price source behind cost_usd"
     )
-    provider_facts: dict[str, str] = Field(
+    provider_facts: FrozenMap[str, str] = Field(
         description="provider headers and stream facts kept verbatim: retry-after, rate "
         "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
     )
@@ -338,7 +308,7 @@ class RecordOut(_Frozen):
 
 class HarnessOut(_Frozen):
     status: Literal["ok", "overloaded"]
-    reasons: list[str]
+    reasons: tuple[str, ...]
     samples: int
     loop_lag_p50_ms: float | None
     loop_lag_p99_ms: float | None
@@ -348,71 +318,13 @@ class HarnessOut(_Frozen):
     max_cpu: float
 
 
-class StreamDeliveryOut(_Frozen):
-    stage: str
-    provider: str
-    requests: int = Field(description="successful requests with enough chunks to judge")
-    chunks_per_read: float | None
-    zero_gap_share: float | None = Field(
-        description="median share of a stream's chunks that arrived in the same read as "
-        "the one before"
-    )
-    buffered: bool
-
-
-class ColdStartOut(_Frozen):
-    provider: str
-    cold_requests: int
-    warm_requests: int
-    cold_ttft_p50_ms: float | None
-    warm_ttft_p50_ms: float | None
-    warm_ttft_p90_ms: float | None
-    ratio: float | None
-    penalty_ms: float | None
-    significant: bool
-    warm_stage: str | None = Field(
-        None,
-        description="the stage whose warm requests the cold ones are compared with: their "
-        "own if it has enough, else the least loaded one (fewest requests in flight)",
-    )
-    warm_in_flight: float | None = Field(
-        None, description="mean requests in flight in warm_stage (sum of durations / span)"
-    )
-    same_stage: bool = Field(False, description="warm_stage is the cold requests' own stage")
-
-    def compared_with(self) -> str:
-        return compared_with(
-            self.warm_stage, self.warm_requests, self.warm_in_flight, self.same_stage
-        )
-
-
-class IdleProbeOut(_Frozen):
-    index: int
-    idle_s: float | None = Field(
-        description="measured idle time before the probe: previous probe's end to this "
-        "dispatch; null for the first"
-    )
-    ttft_ms: float | None
-    e2e_ms: float
-    ok: bool
-    cold: bool = Field(description="sent after more than integrity.cold_after of idle time")
-
-
-class IdleProbesOut(_Frozen):
-    """One idle-probe stage x provider: latency against the idle gap before each probe."""
-
-    stage: str
-    provider: str
-    probes: list[IdleProbeOut]
-
-
 class IntegrityOut(_Frozen):
     """lens's checks of its own measurements; ``warnings`` says what to distrust."""
 
     harness: HarnessOut | None
-    streams: list[StreamDeliveryOut]
-    cold_start: list[ColdStartOut]
-    warnings: list[str]
+    streams: tuple[StreamDelivery, ...]
+    cold_start: tuple[ColdStart, ...]
+    warnings: tuple[str, ...]
 
 
 class SweepStepOut(_Frozen):
@@ -483,19 +395,7 @@ class BillingOut(_Frozen):
         "second of it is billed once, to the unit it led into"
     )
     total_usd: str = Field(description="the GPU-hour providers' bills added up")
-    providers: list[GpuBillOut]
-
-
-class SweepProbeOut(_Frozen):
-    stage: str = Field(description="the step's stage id, e.g. search.80rps")
-    rate_per_s: float | None
-    concurrency: int | None
-    held: bool = Field(
-        description="find_max_rate, find_max_concurrency: the step met every SLA; stop_when: "
-        "the stop condition held; auto: always false"
-    )
-    rps: float | None = Field(description="successful requests per second of the step")
-    detail: str = Field(description="the verdicts behind 'held'")
+    providers: tuple[GpuBillOut, ...]
 
 
 class SweepOut(_Frozen):
@@ -506,8 +406,8 @@ class SweepOut(_Frozen):
     provider: str
     kind: Literal["stop_when", "find_max_rate", "find_max_concurrency", "auto"]
     reason: str = Field(description="why the sweep ended, in words")
-    probes: list[SweepProbeOut] = Field(description="the steps that ran, in order")
-    not_run: list[str] = Field(description="stop_when: planned steps skipped after the stop")
+    probes: tuple[SweepProbe, ...] = Field(description="the steps that ran, in order")
+    not_run: tuple[str, ...] = Field(description="stop_when: planned steps skipped after the stop")
     max_rate_per_s: float | None = Field(
         None, description="find_max_rate: the highest rate meeting every SLA (null: none did)"
     )
@@ -554,31 +454,31 @@ class Results(_Frozen):
         "is partial and holds what was measured until then",
     )
     environment: Environment
-    plan: dict[str, Any]
-    stages: list[StageWindowOut]
+    plan: FrozenTree
+    stages: tuple[StageWindowOut, ...]
     billing: BillingOut | None = Field(
         None, description="GPU-hour pricing: the run's bill; absent otherwise"
     )
-    summaries: list[SummaryOut]
-    phase_summaries: list[SummaryOut] = Field(
-        default_factory=list,
+    summaries: tuple[SummaryOut, ...]
+    phase_summaries: tuple[SummaryOut, ...] = Field(
+        default=(),
         description="warmup and cooldown requests of each stage x provider, summarised "
         "apart and never judged",
     )
-    verdicts: list[VerdictOut]
-    idle_probes: list[IdleProbesOut] = Field(
-        default_factory=list, description="idle-probe stages: each probe against its idle gap"
+    verdicts: tuple[Verdict, ...]
+    idle_probes: tuple[IdleProbes, ...] = Field(
+        default=(), description="idle-probe stages: each probe against its idle gap"
     )
     integrity: IntegrityOut | None = None
     recommendation: RecommendationOut | None = Field(
         None, description="the cheapest provider meeting the SLA; absent in older results"
     )
-    sweeps: list[SweepOut] = Field(
-        default_factory=list,
+    sweeps: tuple[SweepOut, ...] = Field(
+        default=(),
         description="adaptive sweeps (stop_when, find_max_rate, find_max_concurrency, auto) "
         "and what they found",
     )
-    records: list[RecordOut]
+    records: tuple[RecordOut, ...]
 
     def summary(
         self,
@@ -625,8 +525,11 @@ def _ms(ns: int | None) -> float | None:
 def record_out(
     rec: RequestRecord, cost: RecordPrice | None = None, cold: bool | None = None
 ) -> RecordOut:
-    m = request_metrics(rec, include_failed=True)
+    # Every scalar metric of the catalogue is a field of its own (pinned by a test); the
+    # token counts come back as floats and are validated into the fields' ints.
+    metrics: dict[str, Any] = request_metrics(rec, include_failed=True)
     return RecordOut(
+        **metrics,
         provider=rec.provider,
         stage=rec.stage,
         prompt=rec.prompt,
@@ -637,21 +540,10 @@ def record_out(
         error_class=rec.error_class.value if rec.error_class else None,
         error_message=rec.error_message,
         http_status=rec.http_status,
-        input_tokens=rec.input_tokens,
-        output_tokens=rec.output_tokens,
         cached_input_tokens=rec.cached_input_tokens,
         cache_write_tokens=rec.cache_write_tokens,
         reasoning_tokens=rec.reasoning_tokens,
         token_source=rec.token_source.value if rec.token_source else None,
-        ttft=m["ttft"],
-        ttfot=m["ttfot"],
-        ttfb=m["ttfb"],
-        e2e=m["e2e"],
-        tpot=m["tpot"],
-        dispatch_lag=m["dispatch_lag"],
-        ttft_from_intended=m["ttft_from_intended"],
-        e2e_from_intended=m["e2e_from_intended"],
-        output_tokens_per_s=m["output_tokens_per_s"],
         t_intended=_ms(rec.t_intended),
         t_dispatch=rec.t_dispatch / NS_PER_MS,
         t_headers=_ms(rec.t_headers),
@@ -661,8 +553,8 @@ def record_out(
         t_last_token=_ms(rec.t_last_token),
         t_end=rec.t_end / NS_PER_MS,
         chunks=len(rec.chunk_times),
-        chunk_offsets=[round((t - rec.t_dispatch) / NS_PER_MS, 3) for t in rec.chunk_times],
-        chunk_tokens=list(rec.chunk_tokens),
+        chunk_offsets=tuple(round((t - rec.t_dispatch) / NS_PER_MS, 3) for t in rec.chunk_times),
+        chunk_tokens=tuple(rec.chunk_tokens),
         reads=rec.reads,
         cold=cold,
         request_id=rec.request_id,
@@ -677,15 +569,12 @@ def record_out(
 def summary_out(
     s: Summary, plan: Plan, planned: int | None, paced: Pacing | None = None
 ) -> SummaryOut:
-    d = s.to_dict()
     return SummaryOut(
         stage=s.stage,
         provider=s.provider,
         phase=s.phase,
         drained=s.drained,
-        pacing=None
-        if paced is None
-        else PacingOut(**{k: v for k, v in dataclasses.asdict(paced).items() if k in _PACING}),
+        pacing=paced,
         model=plan.providers[s.provider].model if s.provider in plan.providers else "",
         requests=s.requests,
         ok=s.ok,
@@ -703,14 +592,8 @@ def summary_out(
         goodput=s.goodput,
         goodput_ratio=s.goodput_ratio,
         cost=s.cost.as_dict() if s.cost is not None else None,
-        metrics={
-            name: MetricStatsOut(**{k: v[k] for k in (*REQUEST_STATS, "exact", "unit")})
-            for name, v in d["metrics"].items()
-        },
+        metrics=dict(s.metrics),
     )
-
-
-_PACING = frozenset(PacingOut.model_fields)
 
 
 def environment(outcome: RunOutcome, redact: Redactor | None = None) -> Environment:
@@ -755,11 +638,11 @@ def build_results(
         failure=None if outcome.failure is None else redact(describe(innermost(outcome.failure))),
         environment=environment(outcome, redact),
         plan=redact.tree(plan_to_dict(plan)),
-        stages=[
+        stages=tuple(
             window_out(w, u) for w, u in zip(outcome.windows, analysis.bill.units, strict=True)
-        ],
+        ),
         billing=billing_out(analysis.bill),
-        summaries=[
+        summaries=tuple(
             summary_out(
                 s,
                 plan,
@@ -767,17 +650,17 @@ def build_results(
                 analysis.pacing_of(s.stage, s.provider),
             )
             for s in summaries
-        ],
-        phase_summaries=[summary_out(s, plan, None) for s in phase_summaries],
-        verdicts=[VerdictOut(**v.to_dict()) for v in verdicts],
-        idle_probes=[idle_probes_out(p) for p in analysis.idle_probes],
+        ),
+        phase_summaries=tuple(summary_out(s, plan, None) for s in phase_summaries),
+        verdicts=tuple(verdicts),
+        idle_probes=tuple(analysis.idle_probes),
         integrity=integrity_out(analysis.integrity),
         recommendation=recommendation_out(analysis.recommendation),
-        sweeps=[sweep_out(o) for o in sweeps],
-        records=[
+        sweeps=tuple(sweep_out(o) for o in sweeps),
+        records=tuple(
             record_out(r, price, cold)
             for r, price, cold in zip(outcome.records, analysis.prices, analysis.cold, strict=True)
-        ],
+        ),
     )
 
 
@@ -800,14 +683,14 @@ def salvage_results(
         failure=redact(describe(innermost(failure))),
         environment=environment(outcome, redact),
         plan=plan_doc,
-        stages=[window_out(w) for w in outcome.windows],
+        stages=tuple(window_out(w) for w in outcome.windows),
         billing=None,  # the bill is summarising code too
-        summaries=[],
-        verdicts=[],
+        summaries=(),
+        verdicts=(),
         recommendation=None,
-        records=[
+        records=tuple(
             record_out(r, token_price(r, plan.providers.get(r.provider))) for r in outcome.records
-        ],
+        ),
     )
 
 
@@ -817,7 +700,7 @@ def billing_out(bill: RunBill) -> BillingOut | None:
     return BillingOut(
         run_billed_s=bill.billed_ns / NS_PER_S,
         total_usd=money_text(bill.usd or Decimal(0)),
-        providers=[
+        providers=tuple(
             GpuBillOut(
                 provider=p.provider,
                 usd_per_gpu_hour=str(p.rate.usd_per_gpu_hour),
@@ -826,7 +709,7 @@ def billing_out(bill: RunBill) -> BillingOut | None:
                 total_usd=money_text(p.usd),
             )
             for p in bill.providers
-        ],
+        ),
     )
 
 
@@ -836,7 +719,7 @@ def integrity_out(report: IntegrityReport) -> IntegrityOut:
         h = report.harness
         harness = HarnessOut(
             status="overloaded" if h.overloaded else "ok",
-            reasons=list(h.reasons),
+            reasons=tuple(h.reasons),
             samples=h.samples,
             loop_lag_p50_ms=h.loop_lag_p50_ms,
             loop_lag_p99_ms=h.loop_lag_p99_ms,
@@ -847,17 +730,9 @@ def integrity_out(report: IntegrityReport) -> IntegrityOut:
         )
     return IntegrityOut(
         harness=harness,
-        streams=[StreamDeliveryOut(**dataclasses.asdict(s)) for s in report.streams],
-        cold_start=[ColdStartOut(**dataclasses.asdict(c)) for c in report.cold_start],
-        warnings=list(report.warnings),
-    )
-
-
-def idle_probes_out(p: IdleProbes) -> IdleProbesOut:
-    return IdleProbesOut(
-        stage=p.stage,
-        provider=p.provider,
-        probes=[IdleProbeOut(**dataclasses.asdict(probe)) for probe in p.probes],
+        streams=tuple(report.streams),
+        cold_start=tuple(report.cold_start),
+        warnings=tuple(report.warnings),
     )
 
 
@@ -867,8 +742,8 @@ def sweep_out(o: SweepOutcome) -> SweepOut:
         provider=o.provider,
         kind=o.kind,
         reason=o.reason,
-        probes=[SweepProbeOut(**dataclasses.asdict(p)) for p in o.probes],
-        not_run=list(o.not_run),
+        probes=tuple(o.probes),
+        not_run=tuple(o.not_run),
         max_rate_per_s=o.max_rate_per_s,
         max_concurrency=o.max_concurrency,
         bracket=o.bracket,
@@ -969,28 +844,37 @@ class RecordsLog:
 def load_results(path: Path) -> Results:
     """Read a results.json back; a missing, unreadable or foreign file is a ResultsError."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such results file") from None
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read results: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
     except ValueError as exc:  # undecodable bytes
         raise ResultsError(f"{path}: not a JSON file: {exc}") from None
+    return results_from_text(text, str(path))
+
+
+def results_from_text(text: str, where: str) -> Results:
+    """A results document read from somewhere other than a file (``git show``); ``where``
+    names it in errors."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{where}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
     version = doc.get("schema_version") if isinstance(doc, dict) else None
     if version != SCHEMA_VERSION:
         raise ResultsError(
-            f"{path}: not a lens results file (schema_version {version!r}, "
+            f"{where}: not a lens results file (schema_version {version!r}, "
             f"expected {SCHEMA_VERSION!r})"
         )
     try:
         return Results.model_validate(doc)
     except ValidationError as exc:
-        problems = [Problem(f"{path}: not a lens results file ({SCHEMA_VERSION}):")]
+        problems = [Problem(f"{where}: not a lens results file ({SCHEMA_VERSION}):")]
         problems += [
-            Problem(f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}") for e in exc.errors()[:5]
+            Problem(f"{where}: {'.'.join(map(str, e['loc']))}: {e['msg']}")
+            for e in exc.errors()[:5]
         ]
         if exc.error_count() > 5:
-            problems.append(Problem(f"{path}: ... and {exc.error_count() - 5} more problems"))
+            problems.append(Problem(f"{where}: ... and {exc.error_count() - 5} more problems"))
         raise ResultsError(problems) from exc

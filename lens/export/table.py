@@ -9,16 +9,15 @@ from tabulate import tabulate
 
 from lens.export.results import (
     CandidateOut,
-    ColdStartOut,
     ExclusionOut,
-    IdleProbesOut,
     RecommendationOut,
     Results,
     SummaryOut,
     SweepOut,
-    VerdictOut,
 )
-from lens.metrics.judge import measured_text
+from lens.metrics.idle import IdleProbes
+from lens.metrics.integrity import ColdStart
+from lens.metrics.judge import Verdict, measured_text
 
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     # header, metric, stat
@@ -65,7 +64,7 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
     return headers, rows
 
 
-def verdict_rows(verdicts: Sequence[VerdictOut]) -> tuple[list[str], list[list[str]]]:
+def verdict_rows(verdicts: Sequence[Verdict]) -> tuple[list[str], list[list[str]]]:
     headers = ["verdict", "assertion", "scope", "measured", "n", "reason"]
     rows = []
     for v in verdicts:
@@ -231,7 +230,7 @@ def _pacing_line(s: SummaryOut) -> str | None:
     )
 
 
-def _probe_lines(p: IdleProbesOut) -> list[str]:
+def _probe_lines(p: IdleProbes) -> list[str]:
     out = [f"  {p.stage}/{p.provider}:"]
     for probe in p.probes:
         idle = "first" if probe.idle_s is None else f"after {probe.idle_s:.3f}s idle"
@@ -243,7 +242,7 @@ def _probe_lines(p: IdleProbesOut) -> list[str]:
     return out
 
 
-def _cold_line(c: ColdStartOut) -> str:
+def _cold_line(c: ColdStart) -> str:
     if c.cold_ttft_p50_ms is None:
         return f"  {c.provider}: no successful cold request"
     head = f"  {c.provider}: {c.cold_requests} cold, TTFT p50 {_num(c.cold_ttft_p50_ms)} ms"

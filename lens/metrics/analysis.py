@@ -10,7 +10,7 @@ calls it once the run is summarised and judged, and export only formats what it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lens.metrics.cost import RecordPrice, RunBill, bill_run, record_price
@@ -20,7 +20,7 @@ from lens.metrics.judge import Verdict, run_exit_code
 from lens.metrics.pacing import Pacing, pacing
 from lens.metrics.recommend import Recommendation, recommend
 from lens.metrics.summary import Summary
-from lens.plan.model import Plan
+from lens.plan.model import IdleProbe, Plan
 from lens.records import RunOutcome
 
 
@@ -28,7 +28,7 @@ from lens.records import RunOutcome
 class RunAnalysis:
     exit_code: int  # 0 pass, 1 SLA failed, 3 only inconclusive (or partial), 5 lens failed
     bill: RunBill  # the GPU-hour bill (its units: one per window, in run order)
-    pacing: tuple[Pacing, ...]  # one per open-loop stage x provider
+    pacing: Mapping[tuple[str, str], Pacing]  # (stage, provider) of each open-loop unit
     # One entry per record of the outcome, in its order: sent to a cold provider; its price.
     cold: tuple[bool, ...]
     prices: tuple[RecordPrice | None, ...]
@@ -37,7 +37,7 @@ class RunAnalysis:
     recommendation: Recommendation
 
     def pacing_of(self, stage: str, provider: str) -> Pacing | None:
-        return next((p for p in self.pacing if (p.stage, p.provider) == (stage, provider)), None)
+        return self.pacing.get((stage, provider))
 
 
 def analyse_run(
@@ -54,7 +54,7 @@ def analyse_run(
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
     records = outcome.records
     cold = tuple(cold_flags(records, cold_after_s=plan.integrity.cold_after_s))
-    probe_stages = {u.stage for u in plan.stages if u.idle_gaps_s is not None}
+    probe_stages = {u.stage for u in plan.stages if isinstance(u.load, IdleProbe)}
     return RunAnalysis(
         exit_code=run_exit_code(
             verdicts, partial=outcome.partial, failed=outcome.failure is not None

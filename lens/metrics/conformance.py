@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from lens.metric_catalog import REQUEST_METRICS
+from lens.metric_catalog import REQUEST_METRICS, SERIES_METRICS
 from lens.plan.model import SlaSpec
 from lens.scenario.sla import SlaExpr
 
-SERIES = frozenset({"itl", "icl"})
+SERIES = frozenset(SERIES_METRICS)
 _QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
 

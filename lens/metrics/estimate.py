@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 from lens.plan.duration import SETTLE_MARGIN_S, duration_estimate, setup_bound_s
-from lens.plan.model import Plan, PromptSpec, ProviderSpec, StagePlan
+from lens.plan.model import Plan, PromptSpec, ProviderSpec, SimSettings, StagePlan
 from lens.pricing import GpuHourRate, ModelPrice, request_cost
 
 CHARS_PER_TOKEN_BOUND = 3
@@ -55,8 +55,9 @@ def input_tokens_bound(prompt: PromptSpec) -> int:
 def output_limit(spec: ProviderSpec, prompt: PromptSpec, max_tokens: int | None) -> int | None:
     """The most output tokens one request can bring; None: nothing limits it."""
     limit = prompt.token_limit(max_tokens)
-    if spec.sim is not None:
-        return spec.sim.output_tokens if limit is None else min(spec.sim.output_tokens, limit)
+    if isinstance(spec.settings, SimSettings):
+        sim = spec.settings.output_tokens
+        return sim if limit is None else min(sim, limit)
     return limit
 
 

@@ -10,26 +10,44 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
+
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.request import NS_PER_MS, NS_PER_S
 from lens.records import RequestRecord
 
 
 @dataclass(frozen=True, slots=True)
-class Probe:
+class IdleProbe:
+    __pydantic_config__ = RESULTS_VALUE
+
     index: int
-    idle_s: float | None  # None for the first probe: nothing came before it
+    idle_s: Annotated[
+        float | None,
+        Field(
+            description="measured idle time before the probe: previous probe's end to this "
+            "dispatch; null for the first"
+        ),
+    ]
     ttft_ms: float | None
     e2e_ms: float
     ok: bool
-    cold: bool
+    cold: Annotated[
+        bool, Field(description="sent after more than integrity.cold_after of idle time")
+    ]
 
 
 @dataclass(frozen=True, slots=True)
 class IdleProbes:
+    """One idle-probe stage x provider: latency against the idle gap before each probe."""
+
+    __pydantic_config__ = RESULTS_VALUE
+
     stage: str
     provider: str
-    probes: tuple[Probe, ...]
+    probes: tuple[IdleProbe, ...]
 
 
 def idle_probes(
@@ -49,7 +67,7 @@ def idle_probes(
         for rec, cold in pairs:
             if rec.attempt == 1:
                 probes.append(
-                    Probe(
+                    IdleProbe(
                         index=rec.index,
                         idle_s=None
                         if busy_until is None

@@ -24,7 +24,11 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
+
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.request import NS_PER_MS, NS_PER_S
 from lens.records import HarnessReport, RequestRecord
 
@@ -36,11 +40,19 @@ COLD_RATIO = 1.5
 
 @dataclass(frozen=True, slots=True)
 class StreamDelivery:
+    __pydantic_config__ = RESULTS_VALUE
+
     stage: str
     provider: str
-    requests: int  # successful requests with enough chunks to judge
+    requests: Annotated[int, Field(description="successful requests with enough chunks to judge")]
     chunks_per_read: float | None  # mean over those requests
-    zero_gap_share: float | None  # median over those requests of the share of 0-gaps
+    zero_gap_share: Annotated[
+        float | None,
+        Field(
+            description="median share of a stream's chunks that arrived in the same read as "
+            "the one before"
+        ),
+    ]
     buffered: bool
 
 
@@ -102,6 +114,8 @@ def cold_flags(
 
 @dataclass(frozen=True, slots=True)
 class ColdStart:
+    __pydantic_config__ = RESULTS_VALUE
+
     provider: str
     cold_requests: int  # successful cold requests with a TTFT
     warm_requests: int  # those of warm_stage
@@ -111,11 +125,20 @@ class ColdStart:
     ratio: float | None  # cold p50 / warm p50
     penalty_ms: float | None  # cold p50 - warm p50
     significant: bool
-    # The stage whose warm requests the cold ones are compared with (None: no warm one),
-    # its mean requests in flight, and whether it is the cold requests' own stage.
-    warm_stage: str | None = None
-    warm_in_flight: float | None = None
-    same_stage: bool = False
+    warm_stage: Annotated[
+        str | None,
+        Field(
+            description="the stage whose warm requests the cold ones are compared with: their "
+            "own if it has enough, else the least loaded one (fewest requests in flight)",
+        ),
+    ] = None
+    warm_in_flight: Annotated[
+        float | None,
+        Field(description="mean requests in flight in warm_stage (sum of durations / span)"),
+    ] = None
+    same_stage: Annotated[bool, Field(description="warm_stage is the cold requests' own stage")] = (
+        False
+    )
 
     def compared_with(self) -> str:
         return compared_with(

@@ -16,12 +16,15 @@ Thresholds are canonical units (ms for times, fractions for ratios), as parsed b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from lens import exitcodes
-from lens.metric_catalog import REQUEST_METRICS, STAGE_METRICS
+from lens.metric_catalog import CATALOGUE, REQUEST_METRICS, STAGE_METRICS
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
 
@@ -34,18 +37,8 @@ EXIT_INCONCLUSIVE = exitcodes.INCONCLUSIVE
 # Counts whose value is meaningful even when nothing was measured.
 _COUNT_METRICS = frozenset({"requests"})
 
-_NEVER_MEASURED_HINTS: dict[str, str] = {
-    "dispatch_lag": "only open-loop stages have an intended send time",
-    "ttft_from_intended": "only open-loop stages have an intended send time",
-    "e2e_from_intended": "only open-loop stages have an intended send time",
-    "tpot": "it needs responses of at least 2 output tokens",
-    "output_tokens_per_s": "it needs at least 2 output tokens spread over time",
-    "itl": "it needs at least 2 token-bearing chunks per response",
-    "icl": "it needs at least 2 token-bearing chunks per response",
-    "ttfot": "no response carried visible (non-reasoning) output",
-    "ttfb": "no response headers were timed",
-    "cost": "no response reported its token usage, so none could be priced",
-}
+# Why a metric may have been measured by no request at all, from its catalogue entry.
+_NEVER_MEASURED_HINTS: dict[str, str] = {m.name: m.unmeasured for m in CATALOGUE if m.unmeasured}
 # Statistics the summary holds as exact decimals whatever the sketch (see Summary.get).
 _EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 
@@ -55,29 +48,48 @@ class WindowResult:
     """One window of a windowed assertion (``lens.metrics.windows``): its span in seconds
     from the start of the stage's measured phase, and the assertion's outcome there."""
 
+    __pydantic_config__ = RESULTS_VALUE
+
     index: int
-    start_s: float
+    start_s: Annotated[float, Field(description="from the start of the measured phase")]
     end_s: float
     outcome: Outcome
     value: float | None
     n: int
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "start_s": self.start_s,
-            "end_s": self.end_s,
-            "outcome": self.outcome,
-            "value": self.value,
-            "n": self.n,
-            "reason": self.reason,
-        }
+
+@dataclass(frozen=True, slots=True)
+class WindowedVerdict:
+    """A windowed assertion's windows: it fails when more than ``allow`` failed."""
+
+    __pydantic_config__ = RESULTS_VALUE
+
+    seconds: Annotated[float, Field(description="window length")]
+    allow: Annotated[int, Field(description="how many windows may fail")]
+    passed: int
+    failed: int
+    inconclusive: int
+    windows: Annotated[
+        tuple[WindowResult, ...],
+        Field(description="window by window, requests by dispatch time"),
+    ]
+
+    @classmethod
+    def of(cls, seconds: float, allow: int, windows: Sequence[WindowResult]) -> WindowedVerdict:
+        def count(outcome: Outcome) -> int:
+            return sum(1 for w in windows if w.outcome == outcome)
+
+        return cls(
+            seconds, allow, count("pass"), count("fail"), count("inconclusive"), tuple(windows)
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome of one SLA assertion on one stage x provider (or on nothing)."""
+
+    __pydantic_config__ = RESULTS_VALUE
 
     sla: str  # the assertion as written, e.g. "ttft.p95 < 800ms"
     label: str  # metric[.stat], e.g. "ttft.p95"
@@ -91,10 +103,17 @@ class Verdict:
     reason: str
     exact: bool = True  # False when the value is a t-digest estimate
     where: str = ""  # file:line:col of the assertion
-    window_s: float | None = None  # a windowed assertion: its window length
-    allow: int = 0  # a windowed assertion: how many windows may fail
-    windows: tuple[WindowResult, ...] = ()  # a windowed assertion: window by window
-    stopped_run: bool = False  # stop_on_fail: this verdict's failure ended the run early
+    window: Annotated[
+        WindowedVerdict | None,
+        Field(
+            description="a windowed assertion (window:, allow:): judged per window of the "
+            "measured phase; fails when more than allow windows fail"
+        ),
+    ] = None
+    stopped_run: Annotated[
+        bool,
+        Field(description="stop_on_fail: this failure ended the run early (interrupted_by sla)"),
+    ] = False
 
     @property
     def scope(self) -> str:
@@ -104,51 +123,15 @@ class Verdict:
         ]
         return " ".join(p for p in parts if p) or "all"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sla": self.sla,
-            "label": self.label,
-            "op": self.op,
-            "threshold": self.threshold,
-            "provider": self.provider,
-            "stage": self.stage,
-            "outcome": self.outcome,
-            "value": self.value,
-            "n": self.n,
-            "reason": self.reason,
-            "exact": self.exact,
-            "where": self.where,
-            "window": None if self.window_s is None else self._window_dict(),
-            "stopped_run": self.stopped_run,
-        }
+    @property
+    def assertion(self) -> str:
+        """The SLA assertion as written, e.g. ``ttft.p95 < 500ms`` (the ``sla`` field)."""
+        return self.sla
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
-        """The inverse of ``to_dict`` (a stored verdict read back)."""
-        fields = {k: v for k, v in d.items() if k not in ("window", "stopped_run")}
-        window = d.get("window")
-        if window is None:
-            return cls(**fields, stopped_run=bool(d.get("stopped_run", False)))
-        return cls(
-            **fields,
-            stopped_run=bool(d.get("stopped_run", False)),
-            window_s=float(window["seconds"]),
-            allow=int(window["allow"]),
-            windows=tuple(WindowResult(**w) for w in window["windows"]),
-        )
-
-    def _window_dict(self) -> dict[str, Any]:
-        def count(outcome: Outcome) -> int:
-            return sum(1 for w in self.windows if w.outcome == outcome)
-
-        return {
-            "seconds": self.window_s,
-            "allow": self.allow,
-            "passed": count("pass"),
-            "failed": count("fail"),
-            "inconclusive": count("inconclusive"),
-            "windows": [w.to_dict() for w in self.windows],
-        }
+    @property
+    def status(self) -> Outcome:
+        """The verdict (the ``outcome`` field)."""
+        return self.outcome
 
 
 def _unit(metric: str, stat: str | None) -> str:
@@ -284,8 +267,7 @@ def judge(slas: Sequence[SlaSpec], summaries: Sequence[Summary]) -> tuple[Verdic
                     outcome="inconclusive",
                     reason="a windowed assertion is judged from the run's records, "
                     "not from summaries",
-                    window_s=spec.window_s,
-                    allow=spec.allow,
+                    window=WindowedVerdict.of(spec.window_s, spec.allow, ()),
                 )
                 for v in judge([replace(spec, window_s=None)], summaries)
             )

@@ -15,9 +15,13 @@ only the lag is reported.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
+
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.request import NS_PER_MS, NS_PER_S
 from lens.metrics.sketch import nearest_rank
 from lens.records import RequestRecord
@@ -25,13 +29,22 @@ from lens.records import RequestRecord
 
 @dataclass(frozen=True, slots=True)
 class Pacing:
-    stage: str
-    provider: str
-    sent: int
-    planned_rate_per_s: float | None
-    achieved_rate_per_s: float | None
-    rate_error: float | None
-    lag_p50_ms: float
+    """How closely an open-loop schedule was kept (lens.metrics.pacing)."""
+
+    __pydantic_config__ = RESULTS_VALUE
+
+    sent: Annotated[int, Field(description="first attempts with an intended send time")]
+    planned_rate_per_s: Annotated[
+        float | None,
+        Field(
+            description="(n - 1) / span of the intended times of the arrivals sent; null: a burst"
+        ),
+    ]
+    achieved_rate_per_s: Annotated[
+        float | None, Field(description="the same over the dispatch times")
+    ]
+    rate_error: Annotated[float | None, Field(description="achieved / planned - 1")]
+    lag_p50_ms: Annotated[float, Field(description="dispatch - intended, nearest-rank p50")]
     lag_p99_ms: float
     lag_max_ms: float
 
@@ -40,33 +53,30 @@ def _rate(first_ns: int, last_ns: int, n: int) -> float | None:
     return (n - 1) * NS_PER_S / (last_ns - first_ns) if last_ns > first_ns else None
 
 
-def pacing(records: Iterable[RequestRecord]) -> tuple[Pacing, ...]:
-    """One ``Pacing`` per open-loop stage x provider, in first-seen order."""
+def pacing(records: Iterable[RequestRecord]) -> Mapping[tuple[str, str], Pacing]:
+    """(stage, provider) -> its ``Pacing``, for each open-loop stage x provider, in
+    first-seen order."""
     stamps: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for rec in records:
         if rec.t_intended is not None and rec.attempt == 1:
             stamps.setdefault((rec.stage, rec.provider), []).append(
                 (rec.t_intended, rec.t_dispatch)
             )
-    out = []
-    for (stage, provider), pairs in stamps.items():
+    out: dict[tuple[str, str], Pacing] = {}
+    for key, pairs in stamps.items():
         intended = [i for i, _ in pairs]
         dispatched = [d for _, d in pairs]
         n = len(pairs)
         planned = _rate(min(intended), max(intended), n)
         achieved = _rate(min(dispatched), max(dispatched), n) if planned is not None else None
         lags = sorted((d - i) / NS_PER_MS for i, d in pairs)
-        out.append(
-            Pacing(
-                stage=stage,
-                provider=provider,
-                sent=n,
-                planned_rate_per_s=planned,
-                achieved_rate_per_s=achieved,
-                rate_error=achieved / planned - 1 if planned and achieved else None,
-                lag_p50_ms=nearest_rank(lags, 0.5),
-                lag_p99_ms=nearest_rank(lags, 0.99),
-                lag_max_ms=lags[-1],
-            )
+        out[key] = Pacing(
+            sent=n,
+            planned_rate_per_s=planned,
+            achieved_rate_per_s=achieved,
+            rate_error=achieved / planned - 1 if planned and achieved else None,
+            lag_p50_ms=nearest_rank(lags, 0.5),
+            lag_p99_ms=nearest_rank(lags, 0.99),
+            lag_max_ms=lags[-1],
         )
-    return tuple(out)
+    return out

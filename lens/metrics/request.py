@@ -23,28 +23,13 @@ that want whatever stamps a failed request did reach; summaries never use it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from lens.metric_catalog import METRICS, SCALAR_METRICS, SERIES_METRICS
 from lens.records import RequestRecord
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
-
-# Scalar metrics: one value (or None) per request.  ``itl`` and ``icl`` are series.
-SCALAR_METRICS: tuple[str, ...] = (
-    "ttft",
-    "ttfot",
-    "ttfb",
-    "e2e",
-    "tpot",
-    "dispatch_lag",
-    "ttft_from_intended",
-    "e2e_from_intended",
-    "output_tokens_per_s",
-    "input_tokens",
-    "output_tokens",
-)
-SERIES_METRICS: tuple[str, ...] = ("itl", "icl")
 
 
 def _span_ms(start: int | None, end: int | None) -> float | None:
@@ -82,26 +67,45 @@ def output_tokens_per_s(rec: RequestRecord) -> float | None:
     return (n - 1) * NS_PER_S / decode_ns
 
 
+Formula = Callable[[RequestRecord], float | None]
+
+# One formula per scalar metric of the catalogue (lens.metric_catalog), keyed by its name;
+# the catalogue's entry says what it is and which requests it counts.
+FORMULAS: dict[str, Formula] = {
+    "ttft": lambda r: _span_ms(r.t_dispatch, r.t_first_token),
+    "ttfot": lambda r: _span_ms(r.t_dispatch, r.t_first_visible),
+    "ttfb": lambda r: _span_ms(r.t_dispatch, r.t_headers),
+    "tpot": tpot_ms,
+    "e2e": lambda r: _span_ms(r.t_dispatch, r.t_end),
+    "dispatch_lag": lambda r: _span_ms(r.t_intended, r.t_dispatch),
+    "ttft_from_intended": lambda r: _span_ms(r.t_intended, r.t_first_token),
+    "e2e_from_intended": lambda r: _span_ms(r.t_intended, r.t_end),
+    "output_tokens_per_s": output_tokens_per_s,
+    "input_tokens": lambda r: _count(r.input_tokens),
+    "output_tokens": lambda r: _count(r.output_tokens),
+}
+if tuple(FORMULAS) != SCALAR_METRICS:  # a catalogue entry without its formula, or the reverse
+    raise ImportError(
+        f"lens.metrics.request.FORMULAS {tuple(FORMULAS)} do not match the catalogue's "
+        f"scalar metrics {SCALAR_METRICS}"
+    )
+# The metrics a failed request still has (describing the client, not the server's answer).
+_FAILED_TOO: tuple[tuple[str, Formula], ...] = tuple(
+    (name, f) for name, f in FORMULAS.items() if METRICS[name].counts == "all"
+)
+
+
 def request_metrics(rec: RequestRecord, *, include_failed: bool = False) -> dict[str, float | None]:
     """Every scalar metric of one request, keyed as ``SCALAR_METRICS``.
 
-    For a failed request only ``dispatch_lag`` is filled unless ``include_failed``.
+    For a failed request only the metrics that count every request (``dispatch_lag``) are
+    filled unless ``include_failed``.
     """
-    measured = rec.ok or include_failed
+    if rec.ok or include_failed:
+        return {name: formula(rec) for name, formula in FORMULAS.items()}
     out: dict[str, float | None] = dict.fromkeys(SCALAR_METRICS)
-    out["dispatch_lag"] = _span_ms(rec.t_intended, rec.t_dispatch)
-    if not measured:
-        return out
-    out["ttft"] = _span_ms(rec.t_dispatch, rec.t_first_token)
-    out["ttfot"] = _span_ms(rec.t_dispatch, rec.t_first_visible)
-    out["ttfb"] = _span_ms(rec.t_dispatch, rec.t_headers)
-    out["e2e"] = _span_ms(rec.t_dispatch, rec.t_end)
-    out["tpot"] = tpot_ms(rec)
-    out["ttft_from_intended"] = _span_ms(rec.t_intended, rec.t_first_token)
-    out["e2e_from_intended"] = _span_ms(rec.t_intended, rec.t_end)
-    out["output_tokens_per_s"] = output_tokens_per_s(rec)
-    out["input_tokens"] = _count(rec.input_tokens)
-    out["output_tokens"] = _count(rec.output_tokens)
+    for name, formula in _FAILED_TOO:
+        out[name] = formula(rec)
     return out
 
 
@@ -117,6 +121,18 @@ def icl_values(rec: RequestRecord, *, include_failed: bool = False) -> list[floa
     if not (rec.ok or include_failed):
         return []
     return icl_gaps(rec.chunk_times, per_ms=NS_PER_MS)
+
+
+# One formula per series metric of the catalogue: a successful request's gaps (ms).
+SERIES_FORMULAS: dict[str, Callable[[RequestRecord], list[float]]] = {
+    "itl": itl_values,
+    "icl": icl_values,
+}
+if tuple(SERIES_FORMULAS) != SERIES_METRICS:
+    raise ImportError(
+        f"lens.metrics.request.SERIES_FORMULAS {tuple(SERIES_FORMULAS)} do not match the "
+        f"catalogue's series metrics {SERIES_METRICS}"
+    )
 
 
 def itl_gaps(times: Sequence[float], tokens: Sequence[int], *, per_ms: float = 1) -> list[float]:

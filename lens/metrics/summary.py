@@ -29,7 +29,7 @@ Counting rules (see also ``lens.metrics.request``):
 * Per-request distributions (``metrics``) follow ``request_metrics``: latencies and
   token counts over successful requests, ``dispatch_lag`` over all of them.
 
-Serialised sketches are *not* part of ``Summary.to_dict``: an exact sketch carries up to
+Serialised sketches are *not* part of a results document: an exact sketch carries up to
 ``exact_limit`` values per metric (hundreds of kB per stage), far more than a result
 file should hold by default.  Shards that must be merged later travel as
 ``SummaryBuilder.to_dict()``, which holds the counters and the sketches.
@@ -40,17 +40,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Self
+from typing import Annotated, Any, Self
+
+from pydantic import Field
 
 from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS, TOTAL_STAT
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.conformance import request_checks, request_conforms
 from lens.metrics.cost import CostAccumulator, StageCost, record_cost
-from lens.metrics.request import (
-    NS_PER_S,
-    icl_values,
-    itl_values,
-    request_metrics,
-)
+from lens.metrics.request import NS_PER_S, SERIES_FORMULAS, request_metrics
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
 from lens.plan.model import ProviderSpec, SlaSpec
 from lens.pricing import GpuHourRate
@@ -76,6 +74,8 @@ BUILDER_VERSION = 1
 class MetricStats:
     """Statistics of one metric; every value ``None`` when ``n == 0``."""
 
+    __pydantic_config__ = RESULTS_VALUE
+
     n: int
     min: float | None = None
     mean: float | None = None
@@ -84,12 +84,15 @@ class MetricStats:
     p95: float | None = None
     p99: float | None = None
     max: float | None = None
-    exact: bool = True  # False: percentiles are t-digest estimates
+    exact: Annotated[
+        bool, Field(description="true: nearest-rank on exact values; false: t-digest")
+    ] = True
+    unit: str | None = None  # the catalogue's; None for a metric it does not know
 
     @classmethod
-    def from_sketch(cls, sketch: QuantileSketch) -> MetricStats:
+    def from_sketch(cls, sketch: QuantileSketch, unit: str | None = None) -> MetricStats:
         if sketch.count == 0:
-            return cls(n=0)
+            return cls(n=0, unit=unit)
         p = {name: sketch.quantile(q) for name, q in PERCENTILES}
         return cls(
             n=sketch.count,
@@ -101,6 +104,7 @@ class MetricStats:
             p99=p["p99"],
             max=sketch.max,
             exact=sketch.exact,
+            unit=unit,
         )
 
     def get(self, stat: str) -> float | None:
@@ -109,11 +113,6 @@ class MetricStats:
             raise KeyError(f"unknown statistic {stat!r}; expected one of {REQUEST_STATS}")
         value: int | float | None = getattr(self, stat)
         return None if value is None else float(value)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {stat: getattr(self, stat) for stat in REQUEST_STATS}
-        out["exact"] = self.exact
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,33 +181,6 @@ class Summary:
         if metric not in self.metrics:
             raise KeyError(f"unknown metric {metric!r}")
         return self.metrics[metric].n
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "provider": self.provider,
-            "requests": self.requests,
-            "ok": self.ok,
-            "errors": self.errors,
-            "error_counts": dict(self.error_counts),
-            "error_rate": self.error_rate,
-            "success_rate": self.success_rate,
-            "rps": self.rps,
-            "throughput": self.throughput,
-            "duration_s": self.duration_s,
-            "output_tokens": self.output_tokens,
-            "token_sources": dict(self.token_sources),
-            "metrics": {
-                name: {**stats.to_dict(), "unit": _unit(name)}
-                for name, stats in self.metrics.items()
-            },
-            "cost": None if self.cost is None else self.cost.as_dict(),
-            "sla_conforming": self.sla_conforming,
-            "goodput": self.goodput,
-            "goodput_ratio": self.goodput_ratio,
-            "phase": self.phase,
-            "drained": self.drained,
-        }
 
 
 def _unit(metric: str) -> str | None:
@@ -309,9 +281,9 @@ class StageAccumulator:
                 sketches[name].add(value)
         series: dict[str, list[float]] = {}
         if rec.ok and len(rec.chunk_times) > 1:
-            series = {"itl": itl_values(rec), "icl": icl_values(rec)}
-            sketches["itl"].add_many(series["itl"])
-            sketches["icl"].add_many(series["icl"])
+            series = {name: formula(rec) for name, formula in SERIES_FORMULAS.items()}
+            for name, values_of_rec in series.items():
+                sketches[name].add_many(values_of_rec)
         if request_conforms(rec.ok, values, series, self.checks):
             self.sla_conforming += 1
 
@@ -342,13 +314,17 @@ class StageAccumulator:
                 rps = self.ok / duration_s
                 throughput = self.output_tokens / duration_s
         cost = self.cost.result(self.sla_conforming)
-        metrics = {name: MetricStats.from_sketch(s) for name, s in self.sketches.items()}
+        metrics = {
+            name: MetricStats.from_sketch(s, _unit(name)) for name, s in self.sketches.items()
+        }
         if cost is not None and not self.cost.per_request:
             # GPU-hour pricing: the shares add up exactly, but their spread is not
             # sketched (per-request checks leave them alone), so only the mean is given.
             mean = cost.mean
             metrics["cost"] = MetricStats(
-                n=cost.priced_requests, mean=None if mean is None else float(mean)
+                n=cost.priced_requests,
+                mean=None if mean is None else float(mean),
+                unit=_unit("cost"),
             )
         return Summary(
             stage=self.stage,

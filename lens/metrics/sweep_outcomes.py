@@ -9,22 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Annotated
 
+from pydantic import Field
+
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.plan.model import SweepKind
 
 
 @dataclass(frozen=True, slots=True)
-class Probe:
+class SweepProbe:
     """One step of an adaptive sweep as the controller judged it."""
 
-    stage: str
+    __pydantic_config__ = RESULTS_VALUE
+
+    stage: Annotated[str, Field(description="the step's stage id, e.g. search.80rps")]
     rate_per_s: float | None
     concurrency: int | None
-    # find_max_rate, find_max_concurrency: every SLA passed; stop_when: the stop condition
-    # held; auto: unused.
-    held: bool
-    rps: float | None  # successful requests per second of the step's window
-    detail: str  # the verdicts' reasons
+    held: Annotated[
+        bool,
+        Field(
+            description="find_max_rate, find_max_concurrency: the step met every SLA; "
+            "stop_when: the stop condition held; auto: always false"
+        ),
+    ]
+    rps: Annotated[float | None, Field(description="successful requests per second of the step")]
+    detail: Annotated[str, Field(description="the verdicts behind 'held'")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +43,7 @@ class SweepOutcome:
     provider: str
     kind: SweepKind
     reason: str  # why the sweep ended, in words
-    probes: tuple[Probe, ...]
+    probes: tuple[SweepProbe, ...]
     not_run: tuple[str, ...] = ()  # planned steps skipped (the reason says why)
     max_rate_per_s: float | None = None  # find_max_rate: None when even the lowest failed
     max_concurrency: int | None = None  # find_max_concurrency: None when even the lowest failed

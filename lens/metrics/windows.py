@@ -26,7 +26,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from lens.metric_catalog import REQUEST_METRICS, STAGE_METRICS
-from lens.metrics.judge import Outcome, Verdict, WindowResult, format_value, judge, judge_one
+from lens.metrics.judge import (
+    Outcome,
+    Verdict,
+    WindowedVerdict,
+    WindowResult,
+    format_value,
+    judge,
+    judge_one,
+)
 from lens.metrics.summary import StageAccumulator, StageKey, Summary, Window
 from lens.plan.model import ProviderSpec, SlaSpec
 from lens.records import RequestRecord
@@ -102,7 +110,10 @@ def judge_windows(
     window_ns = max(round(spec.window_s * NS_PER_S), 1)
     plain = replace(spec, window_s=None)
     base = replace(
-        judge_one(plain, summary), window_s=spec.window_s, allow=spec.allow, value=None, n=0
+        judge_one(plain, summary),
+        window=WindowedVerdict.of(spec.window_s, spec.allow, ()),
+        value=None,
+        n=0,
     )
     counted = [r for r in records if r.t_dispatch is not None]
     if span is None or not counted:
@@ -137,7 +148,7 @@ def judge_windows(
         value=_worst(plain, results),
         n=sum(w.n for w in results),
         reason=_reason(spec, results, outcome),
-        windows=tuple(results),
+        window=WindowedVerdict.of(spec.window_s, spec.allow, results),
     )
 
 

@@ -13,20 +13,33 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
+    GIT_BASELINE_PREFIX,
     AdaptiveSweep,
+    AnthropicSettings,
+    AzureSettings,
+    BedrockSettings,
+    ClosedLoop,
     EnvRead,
     ExportSpec,
+    IdleProbe,
     IntegritySettings,
     Limits,
+    Load,
     Message,
+    OpenAISettings,
+    OpenLoop,
     Plan,
+    PluginSettings,
     PromptSpec,
+    ProviderSettings,
     ProviderSpec,
     RateStepLoad,
+    RegressionSpec,
     RetryPolicy,
     Secret,
     SimSettings,
@@ -73,6 +86,7 @@ from lens.scenario.model import (
 )
 from lens.scenario.prompts import synthetic_text
 from lens.scenario.sla import parse_sla
+from lens.scenario.thresholds import parse_threshold
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
 from lens.suggest import did_you_mean
@@ -167,6 +181,7 @@ def compile_plan(
         sweeps=sweeps,
         limits=limits,
         environment=_environment(scenario.source_map, ctx.reads),
+        regression=_regression(scenario),
     )
 
 
@@ -202,18 +217,6 @@ def _environment(source: SourceMap, defaults: list[EnvRead]) -> tuple[EnvRead, .
 
 
 def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
-    built = _provider_spec(pid, spec, ctx)
-    if isinstance(spec, SimulatedProvider):
-        return built
-    secret = frozenset(
-        name.lower()
-        for name, value in spec.headers.items()
-        if isinstance(value, SecretHeader) and value.secret
-    )
-    return replace(built, secret_headers=secret)
-
-
-def _provider_spec(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
     if isinstance(spec, SimulatedProvider):
         sim = SimSettings(
             ttft_s=spec.ttft,
@@ -227,81 +230,56 @@ def _provider_spec(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             protocol=spec.protocol,
             capacity=spec.capacity,
         )
-        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, sim=sim)
+        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, settings=sim)
     key = _api_key(pid, spec, ctx)
     headers = tuple(
         (name, value.value if isinstance(value, SecretHeader) else value)
         for name, value in spec.headers.items()
     )
+    if isinstance(spec, AzureOpenAIProvider):
+        model = spec.deployment if spec.model is None else spec.model
+        base_url = spec.url
+    elif isinstance(spec, BedrockProvider):
+        model, base_url = spec.model, spec.url  # None: the region's bedrock-runtime endpoint
+    else:
+        model, base_url = spec.model, spec.base_url
+    return ProviderSpec(
+        id=pid,
+        type=spec.type,
+        model=model,
+        base_url=base_url,
+        api_key=key,
+        headers=headers,
+        secret_headers=frozenset(
+            name.lower()
+            for name, value in spec.headers.items()
+            if isinstance(value, SecretHeader) and value.secret
+        ),
+        settings=_settings(pid, spec, ctx),
+    )
+
+
+def _settings(pid: str, spec: HostedProvider, ctx: _Context) -> ProviderSettings:
+    """What the provider's type needs beyond the common fields."""
     if isinstance(spec, PluginProviderSettings):
-        # A plugin's type: the common fields as for any provider, and its own settings
-        # model (frozen) for its adapter to read.
-        return ProviderSpec(
-            id=pid,
-            type=spec.type,
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
-            plugin_settings=spec,
-        )
+        # A plugin's type: its own settings model (frozen), for its adapter to read.
+        return PluginSettings(spec)
     if isinstance(spec, OpenAICompatibleProvider | OpenAIProvider):
-        return ProviderSpec(
-            id=pid,
-            type=spec.type,
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
+        return OpenAISettings(spec.max_tokens_field, spec.include_usage)
+    if isinstance(spec, AnthropicProvider):
+        return AnthropicSettings(spec.anthropic_version)
+    if isinstance(spec, BedrockProvider):
+        return BedrockSettings(_bedrock_region(pid, spec, ctx), spec.profile, spec.api)
+    if isinstance(spec, AzureOpenAIProvider):
+        return AzureSettings(
+            deployment=spec.deployment,
+            api_version=spec.api_version,
+            auth=spec.auth,
             max_tokens_field=spec.max_tokens_field,
             include_usage=spec.include_usage,
         )
-    if isinstance(spec, OpenAIResponsesProvider | GeminiProvider):
-        return ProviderSpec(
-            id=pid,
-            type=spec.type,
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
-        )
-    if isinstance(spec, AnthropicProvider):
-        return ProviderSpec(
-            id=pid,
-            type="anthropic",
-            model=spec.model,
-            base_url=spec.base_url,
-            api_key=key,
-            headers=headers,
-            anthropic_version=spec.anthropic_version,
-        )
-    if isinstance(spec, BedrockProvider):
-        return ProviderSpec(
-            id=pid,
-            type="bedrock",
-            model=spec.model,
-            base_url=spec.url,  # None: the adapter uses the region's bedrock-runtime endpoint
-            api_key=key,
-            headers=headers,
-            region=_bedrock_region(pid, spec, ctx),
-            aws_profile=spec.profile,
-            bedrock_api=spec.api,
-            auth="aws" if key is None else "key",
-        )
-    assert isinstance(spec, AzureOpenAIProvider)
-    return ProviderSpec(
-        id=pid,
-        type="azure-openai",
-        model=spec.deployment if spec.model is None else spec.model,
-        base_url=spec.url,
-        api_key=key,
-        headers=headers,
-        max_tokens_field=spec.max_tokens_field,
-        include_usage=spec.include_usage,
-        deployment=spec.deployment,
-        api_version=spec.api_version,
-        auth=spec.auth,
-    )
+    assert isinstance(spec, OpenAIResponsesProvider | GeminiProvider)
+    return None
 
 
 def _api_key(pid: str, spec: HostedProvider, ctx: _Context) -> Secret | None:
@@ -539,35 +517,35 @@ def _stage(
         ctx.problem("a prompt file of this stage has no requests", here)
         return []
     defaults = scenario.defaults
-    template = StagePlan(
-        stage=stage.id,
-        provider="",  # filled per provider below
-        pattern=stage.pattern,
-        prompts=prompt_cycle(chosen),
-        timeout_s=defaults.timeout if stage.timeout is None else stage.timeout,
-        max_tokens=defaults.max_tokens if stage.max_tokens is None else stage.max_tokens,
-        retries=_retry_policy(stage.retries or defaults.retries),
-        spin_s=PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0,
-    )
+    cycle = prompt_cycle(chosen)
+    timeout = defaults.timeout if stage.timeout is None else stage.timeout
+    max_tokens = defaults.max_tokens if stage.max_tokens is None else stage.max_tokens
+    retries = _retry_policy(stage.retries or defaults.retries)
+    spin = PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0
     steps: list[tuple[str, SweepStep | None]] = [(stage.id, None)]
     pause = 0.0
     if isinstance(stage, SweepStage):
         steps, pause = list(sweep_steps(stage)), stage.pause
     pids = [pid for pid in stage.providers or provider_ids if pid in scenario.providers]
     # Step order, then provider order (as the stage lists them, else as the scenario does);
-    # a sweep's pause comes before each step after the first.
+    # a sweep's pause comes before each step after the first.  One load a step: every
+    # provider of it faces the very same schedule.
     units = [
-        _with_load(
-            stage,
-            replace(
-                template,
-                stage=stage_id,
-                provider=pid,
-                sweep=step,
-                pause_before_s=pause if step and step.index and not k else 0.0,
-            ),
+        StagePlan(
+            stage=stage_id,
+            provider=pid,
+            pattern=stage.pattern,
+            prompts=cycle,
+            timeout_s=timeout,
+            max_tokens=max_tokens,
+            load=load,
+            retries=retries,
+            sweep=step,
+            pause_before_s=pause if step and step.index and not k else 0.0,
+            spin_s=spin,
         )
         for stage_id, step in steps
+        for load in (_load(stage, stage_id, step),)
         for k, pid in enumerate(pids)
     ]
     if isinstance(stage, IdleProbeStage):
@@ -633,42 +611,32 @@ def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
     ]
 
 
-def _with_load(stage: Stage, unit: StagePlan) -> StagePlan:
-    """``unit`` with its arrivals (open loop) or workers (closed loop).
+def _load(stage: Stage, stage_id: str, step: SweepStep | None) -> Load:
+    """The load of ``stage`` (of its sweep step ``step``, named ``stage_id``): arrivals
+    (open loop), workers (closed loop) or idle gaps (idle probe).
 
     A random schedule is drawn from the stage's seed and id, not the provider's: every
     provider of a stage faces the very same arrival times, so a comparison between them
     is not also a comparison between two draws of the process.  Stages differ."""
-    names = (unit.stage,)
     if isinstance(stage, BurstStage):
-        return replace(
-            unit, arrivals=burst_arrivals(stage.requests, stage.waves, stage.interval or 0.0)
-        )
+        return OpenLoop(burst_arrivals(stage.requests, stage.waves, stage.interval or 0.0))
     if isinstance(stage, RampStage):
         profile = RateProfile.ramp(stage.from_, stage.to, stage.duration, stage.steps)
         arrivals = paced_arrivals(
-            profile, requests=None, process=stage.arrival, seed=stage.seed, names=names
+            profile, requests=None, process=stage.arrival, seed=stage.seed, names=(stage_id,)
         )
-        return replace(unit, arrivals=arrivals, max_concurrency=stage.max_concurrency)
+        return OpenLoop(arrivals, stage.max_concurrency)
     if isinstance(stage, ConcurrencyStage):
-        return replace(
-            unit, concurrency=stage.concurrency, requests=stage.requests, duration_s=stage.duration
-        )
+        return ClosedLoop(stage.concurrency, stage.requests, stage.duration)
     if isinstance(stage, IdleProbeStage):
-        return replace(unit, idle_gaps_s=stage.gaps, requests=len(stage.gaps) + 1)
+        return IdleProbe(stage.gaps)
     if isinstance(stage, SweepStage):
-        step = unit.sweep
         assert step is not None
         if step.concurrency is not None:
-            return replace(
-                unit,
-                concurrency=step.concurrency,
-                requests=stage.requests,
-                duration_s=stage.duration,
-            )
+            return ClosedLoop(step.concurrency, stage.requests, stage.duration)
         assert step.rate_per_s is not None
-        return _at_rate(unit, step.rate_per_s, _rate_step_load(stage))
-    return _at_rate(unit, stage.rate, _rate_step_load(stage))
+        return _rate_load(stage_id, step.rate_per_s, _rate_step_load(stage))
+    return _rate_load(stage_id, stage.rate, _rate_step_load(stage))
 
 
 def _rate_step_load(stage: ConstantRateStage | SweepStage) -> RateStepLoad:
@@ -682,23 +650,16 @@ def _rate_step_load(stage: ConstantRateStage | SweepStage) -> RateStepLoad:
     )
 
 
-def _at_rate(unit: StagePlan, rate: float, load: RateStepLoad) -> StagePlan:
+def _rate_load(stage_id: str, rate: float, load: RateStepLoad) -> OpenLoop:
     arrivals = paced_arrivals(
         RateProfile.constant(rate, load.duration_s),
         requests=load.requests,
         process=load.process,
         burstiness=load.burstiness,
         seed=load.seed,
-        names=(unit.stage,),  # shared by the stage's providers: see _with_load
+        names=(stage_id,),  # shared by the stage's providers: see _load
     )
-    return replace(
-        unit,
-        arrivals=arrivals,
-        max_concurrency=load.max_concurrency,
-        concurrency=None,
-        requests=None,
-        duration_s=None,
-    )
+    return OpenLoop(arrivals, load.max_concurrency)
 
 
 def rate_step(
@@ -708,13 +669,14 @@ def rate_step(
     unit of the sweep for the same provider) exactly as the compiler makes a listed step;
     ``pause``: the sweep's pause comes first."""
     assert sweep.load is not None
-    unit = replace(
+    name = step_id(sweep.sweep, rate=rate)
+    return replace(
         base,
-        stage=step_id(sweep.sweep, rate=rate),
+        stage=name,
         sweep=SweepStep(sweep.sweep, index, None, rate_per_s=rate),
         pause_before_s=sweep.pause_s if pause else 0.0,
+        load=_rate_load(name, rate, sweep.load),
     )
-    return _at_rate(unit, rate, sweep.load)
 
 
 def concurrency_step(
@@ -723,14 +685,17 @@ def concurrency_step(
     """A closed-loop step of ``sweep`` chosen at run time, made from ``base`` (any planned
     unit of the sweep for the same provider: its requests, duration and phases do not
     depend on the concurrency); ``pause``: the sweep's pause comes first."""
-    assert base.concurrency is not None  # a closed-loop step
-    return replace(
-        base,
-        stage=step_id(sweep.sweep, concurrency=concurrency),
-        sweep=SweepStep(sweep.sweep, index, None, concurrency=concurrency),
-        concurrency=concurrency,
-        pause_before_s=sweep.pause_s if pause else 0.0,
-    )
+    match base.load:
+        case ClosedLoop() as load:
+            return replace(
+                base,
+                stage=step_id(sweep.sweep, concurrency=concurrency),
+                sweep=SweepStep(sweep.sweep, index, None, concurrency=concurrency),
+                load=replace(load, concurrency=concurrency),
+                pause_before_s=sweep.pause_s if pause else 0.0,
+            )
+        case _:
+            raise AssertionError(f"concurrency_step: {base.stage!r} is not a closed-loop step")
 
 
 def _adaptive(stage: SweepStage, index: int, ctx: _Context) -> AdaptiveSweep | None:
@@ -855,6 +820,25 @@ def _exports(scenario: Scenario) -> tuple[ExportSpec, ...]:
     return tuple(specs)
 
 
+def _regression(scenario: Scenario) -> RegressionSpec | None:
+    block = scenario.regression
+    if block is None:
+        return None
+    pos = scenario.source_map.value_pos(("regression",))
+    baseline = block.baseline
+    # Like prompt files: relative to the scenario, wherever lens is run from.
+    here = (Path(scenario.source_map.file).parent if scenario.source_map.file else Path()).resolve()
+    if baseline is not None and not baseline.startswith(GIT_BASELINE_PREFIX):
+        baseline = str(here / baseline)
+    return RegressionSpec(
+        baseline=baseline,
+        base_dir=str(here),
+        # The loader has parsed each one already.
+        thresholds=tuple(parse_threshold(k, v) for k, v in block.thresholds.items()),
+        where=str(pos) if pos is not None else "regression",
+    )
+
+
 def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
     if retries is None or retries.max == 0:
         return None
@@ -882,7 +866,8 @@ def _budget_needs_bounds(
     refuses such a budget rather than promise what it cannot keep."""
     for unit in stages:
         spec = providers[unit.provider]
-        if not isinstance(prices.get(unit.provider), ModelPrice) or spec.sim is not None:
+        simulated = isinstance(spec.settings, SimSettings)
+        if not isinstance(prices.get(unit.provider), ModelPrice) or simulated:
             continue
         for pid in dict.fromkeys(unit.prompts):
             if prompts[pid].token_limit(unit.max_tokens) is None:

@@ -15,10 +15,21 @@ from lens.netconfig import NoProxy, mask_proxy_url
 from lens.plan.duration import duration_estimate
 from lens.plan.model import (
     AdaptiveSweep,
+    AnthropicSettings,
     ArrivalSchedule,
+    AzureSettings,
+    BedrockSettings,
+    ClosedLoop,
+    IdleProbe,
+    Load,
+    OpenAISettings,
+    OpenLoop,
     Phases,
     Plan,
+    PluginSettings,
     ProviderSpec,
+    RegressionSpec,
+    SimSettings,
     SlaSpec,
     StagePlan,
     header_is_secret,
@@ -27,8 +38,6 @@ from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
 
 MASK = "***"
-# Types that speak Chat Completions and so take max_tokens_field / include_usage.
-_CHAT_TYPES = frozenset({"openai", "openai-compatible", "azure-openai"})
 
 
 def price_to_dict(price: ProviderPrice) -> dict[str, Any]:
@@ -66,43 +75,56 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
         out["headers"] = {
             name: MASK if header_is_secret(spec, name) else value for name, value in spec.headers
         }
-    if spec.type in _CHAT_TYPES:
-        out["max_tokens_field"] = spec.max_tokens_field
-        out["include_usage"] = spec.include_usage
-    if spec.type == "bedrock":
-        out["region"] = spec.region
-        out["api"] = spec.bedrock_api
-        out["auth"] = "bearer" if spec.api_key is not None else "aws-sigv4"
-        if spec.aws_profile:
-            out["profile"] = spec.aws_profile
-    if spec.type == "azure-openai":
-        out["deployment"] = spec.deployment
-        out["api_version"] = spec.api_version  # None: the v1 API
-        out["auth"] = spec.auth
-    if spec.type == "anthropic":
-        out["anthropic_version"] = spec.anthropic_version
-    if spec.plugin_settings is not None:
-        # A provider plugin's own fields (a SecretStr one shows as stars); the common ones
-        # are above.
-        own = set(type(spec.plugin_settings).model_fields) - set(PLUGIN_COMMON_FIELDS)
-        out["settings"] = spec.plugin_settings.model_dump(mode="json", include=own)
-    if spec.sim is not None:
-        s = spec.sim
-        out["sim"] = {
-            "ttft_ms": s.ttft_s * 1e3,
-            "itl_ms": s.itl_s * 1e3,
-            "output_tokens": s.output_tokens,
-            "jitter": s.jitter,
-            "error_429": s.error_429,
-            "error_500": s.error_500,
-            "cut_stream": s.cut_stream,
-            "seed": s.seed,
-            "protocol": s.protocol,
-            "capacity": s.capacity,
-        }
+    out.update(settings_to_dict(spec))
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
     out["network"] = network_to_dict(spec)
     return out
+
+
+def settings_to_dict(spec: ProviderSpec) -> dict[str, Any]:
+    """The fields of ``spec``'s own type, under the names the scenario gives them."""
+    match spec.settings:
+        case OpenAISettings() as s:
+            return {"max_tokens_field": s.max_tokens_field, "include_usage": s.include_usage}
+        case AzureSettings() as s:
+            return {
+                "max_tokens_field": s.max_tokens_field,
+                "include_usage": s.include_usage,
+                "deployment": s.deployment,
+                "api_version": s.api_version,  # None: the v1 API
+                "auth": s.auth,
+            }
+        case BedrockSettings() as s:
+            out: dict[str, Any] = {
+                "region": s.region,
+                "api": s.api,
+                "auth": "bearer" if spec.api_key is not None else "aws-sigv4",
+            }
+            return out | ({"profile": s.aws_profile} if s.aws_profile else {})
+        case AnthropicSettings() as s:
+            return {"anthropic_version": s.version}
+        case PluginSettings(values=values):
+            # A provider plugin's own fields (a SecretStr one shows as stars); the common
+            # ones are the spec's.
+            own = set(type(values).model_fields) - set(PLUGIN_COMMON_FIELDS)
+            return {"settings": values.model_dump(mode="json", include=own)}
+        case SimSettings() as s:
+            return {
+                "sim": {
+                    "ttft_ms": s.ttft_s * 1e3,
+                    "itl_ms": s.itl_s * 1e3,
+                    "output_tokens": s.output_tokens,
+                    "jitter": s.jitter,
+                    "error_429": s.error_429,
+                    "error_500": s.error_500,
+                    "cut_stream": s.cut_stream,
+                    "seed": s.seed,
+                    "protocol": s.protocol,
+                    "capacity": s.capacity,
+                }
+            }
+        case None:
+            return {}
 
 
 def network_to_dict(spec: ProviderSpec) -> dict[str, Any]:
@@ -187,14 +209,14 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
         "stage": unit.stage,
         "provider": unit.provider,
         "pattern": unit.pattern,
-        "loop": "open" if unit.open_loop else "closed",
+        "loop": "open" if isinstance(unit.load, OpenLoop) else "closed",
         "requests": unit.planned_requests,
         "timeout_s": unit.timeout_s,
         "max_tokens": unit.max_tokens,
         "prompts": sorted(set(unit.prompts)),
     }
-    if unit.arrivals is not None:
-        out["arrivals"] = arrival_stats(unit.arrivals)
+    if isinstance(unit.load, OpenLoop):
+        out["arrivals"] = arrival_stats(unit.load.arrivals)
     if unit.sweep is not None:
         step = unit.sweep
         out["sweep"] = {"id": step.sweep, "step": step.index, "steps": step.steps}
@@ -212,14 +234,7 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
             "timeout_s": unit.drain_timeout_s,
             "cutoff_s": unit.cutoff_s,  # None: when the last request is sent
         }
-    if unit.idle_gaps_s is not None:
-        out["idle_gaps_s"] = list(unit.idle_gaps_s)
-    if unit.concurrency is not None:
-        out["concurrency"] = unit.concurrency
-    if unit.max_concurrency is not None:
-        out["max_concurrency"] = unit.max_concurrency
-    if unit.duration_s is not None:
-        out["duration_s"] = unit.duration_s
+    out.update(_load_fields(unit.load))
     if unit.spin_s:
         out["pacing"] = {"mode": "precise", "spin_s": unit.spin_s}
     if unit.retries is not None:
@@ -234,6 +249,19 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     out["max_duration_s"] = duration.max_s
     out["duration_basis"] = duration.basis
     return out
+
+
+def _load_fields(load: Load) -> dict[str, Any]:
+    """The load's own numbers (an open loop's arrivals are shown apart, as ``arrivals``)."""
+    match load:
+        case OpenLoop(max_concurrency=limit):
+            return {} if limit is None else {"max_concurrency": limit}
+        case ClosedLoop(concurrency=concurrency, duration_s=duration):
+            return {"concurrency": concurrency} | (
+                {} if duration is None else {"duration_s": duration}
+            )
+        case IdleProbe(gaps_s=gaps):
+            return {"idle_gaps_s": list(gaps)}
 
 
 def adaptive_sweep_to_dict(sweep: AdaptiveSweep) -> dict[str, Any]:
@@ -264,8 +292,8 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
     stages = []
     for unit in plan.stages:
         entry = stage_to_dict(unit, plan.providers[unit.provider])
-        if arrivals and unit.arrivals is not None:
-            entry["arrival_offsets_s"] = list(unit.arrivals.offsets_s)
+        if arrivals and isinstance(unit.load, OpenLoop):
+            entry["arrival_offsets_s"] = list(unit.load.arrivals.offsets_s)
         stages.append(entry)
     # A pause before a unit is wall time too.
     pauses = sum(unit.pause_before_s for unit in plan.stages)
@@ -314,6 +342,15 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         "adaptive_sweeps": [adaptive_sweep_to_dict(s) for s in plan.sweeps],
         # Only the masked destination: a token in it stays out of plans and results.
         "export": [{"kind": e.kind, "dest": e.dest.source, "where": e.where} for e in plan.exports],
+        **({} if plan.regression is None else {"regression": regression_to_dict(plan.regression)}),
+    }
+
+
+def regression_to_dict(spec: RegressionSpec) -> dict[str, Any]:
+    return {
+        "baseline": spec.baseline,
+        "thresholds": {t.key: t.text for t in spec.thresholds},
+        "where": spec.where,
     }
 
 

@@ -24,7 +24,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lens.plan.model import ProviderSpec, StagePlan
+from lens.plan.model import (
+    ClosedLoop,
+    IdleProbe,
+    OpenLoop,
+    ProviderSpec,
+    SimSettings,
+    StagePlan,
+)
 
 # A duration that is a whole number of e2e waves should not round up to one more wave.
 _WAVE_EPSILON = 1e-9
@@ -50,16 +57,16 @@ class DurationEstimate:
     basis: str  # the assumption behind both, for people
 
 
-def _sim_tokens(spec: ProviderSpec, max_tokens: int | None) -> int:
-    assert spec.sim is not None
-    return spec.sim.output_tokens if max_tokens is None else min(spec.sim.output_tokens, max_tokens)
+def _sim_tokens(sim: SimSettings, max_tokens: int | None) -> int:
+    return sim.output_tokens if max_tokens is None else min(sim.output_tokens, max_tokens)
 
 
 def sim_e2e_s(spec: ProviderSpec, max_tokens: int | None) -> float | None:
     """A simulated response's end-to-end time (None: not simulated)."""
-    if spec.sim is None:
+    sim = spec.settings
+    if not isinstance(sim, SimSettings):
         return None
-    return spec.sim.ttft_s + max(_sim_tokens(spec, max_tokens) - 1, 0) * spec.sim.itl_s
+    return sim.ttft_s + max(_sim_tokens(sim, max_tokens) - 1, 0) * sim.itl_s
 
 
 def request_bound_s(unit: StagePlan) -> float:
@@ -72,11 +79,13 @@ def request_bound_s(unit: StagePlan) -> float:
 
 def duration_estimate(unit: StagePlan, spec: ProviderSpec) -> DurationEstimate:
     e2e = sim_e2e_s(spec, unit.max_tokens)
-    if unit.idle_gaps_s is not None:
-        return _idle_probe(unit, spec, e2e)
-    if unit.arrivals is not None:
-        return _open_loop(unit, spec, e2e)
-    return _closed_loop(unit, spec, e2e)
+    match unit.load:
+        case OpenLoop() as load:
+            return _open_loop(unit, load, spec, e2e)
+        case ClosedLoop() as load:
+            return _closed_loop(unit, load, spec, e2e)
+        case IdleProbe() as load:
+            return _idle_probe(unit, load, spec, e2e)
 
 
 def _ms(seconds: float) -> str:
@@ -85,13 +94,14 @@ def _ms(seconds: float) -> str:
 
 def _sim_text(spec: ProviderSpec, unit: StagePlan) -> str:
     e2e = sim_e2e_s(spec, unit.max_tokens)
-    assert spec.sim is not None
+    sim = spec.settings
+    assert isinstance(sim, SimSettings)
     assert e2e is not None
-    gaps = max(_sim_tokens(spec, unit.max_tokens) - 1, 0)
-    capacity = f", capacity {spec.sim.capacity}" if spec.sim.capacity is not None else ""
+    gaps = max(_sim_tokens(sim, unit.max_tokens) - 1, 0)
+    capacity = f", capacity {sim.capacity}" if sim.capacity is not None else ""
     return (
-        f"{spec.id}: e2e {_ms(e2e)} = ttft {_ms(spec.sim.ttft_s)} + {gaps} x itl "
-        f"{_ms(spec.sim.itl_s)}{capacity}, from its simulator settings, no errors or jitter"
+        f"{spec.id}: e2e {_ms(e2e)} = ttft {_ms(sim.ttft_s)} + {gaps} x itl "
+        f"{_ms(sim.itl_s)}{capacity}, from its simulator settings, no errors or jitter"
     )
 
 
@@ -109,7 +119,7 @@ def _worst_text(unit: StagePlan) -> str:
 def _slots(limit: int | None, spec: ProviderSpec) -> tuple[int | None, str]:
     """Requests served at once (the client's limit, the simulator's capacity), and the
     expression in words (``limit_name`` stands for the limit)."""
-    capacity = spec.sim.capacity if spec.sim is not None else None
+    capacity = spec.settings.capacity if isinstance(spec.settings, SimSettings) else None
     if limit is not None and capacity is not None:
         return min(limit, capacity), "min({}, capacity)"
     if capacity is not None:
@@ -129,10 +139,11 @@ def _drain_text(unit: StagePlan) -> str:
     return "" if grace is None else f"; drain: {unit.drain} after {grace:g}s"
 
 
-def _idle_probe(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> DurationEstimate:
-    assert unit.idle_gaps_s is not None
-    probes = len(unit.idle_gaps_s) + 1
-    gaps = sum(unit.idle_gaps_s)
+def _idle_probe(
+    unit: StagePlan, load: IdleProbe, spec: ProviderSpec, e2e: float | None
+) -> DurationEstimate:
+    probes = load.requests
+    gaps = sum(load.gaps_s)
     max_s = gaps + probes * request_bound_s(unit)
     if e2e is not None:
         return DurationEstimate(
@@ -148,14 +159,15 @@ def _idle_probe(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Durat
     )
 
 
-def _open_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> DurationEstimate:
-    assert unit.arrivals is not None
-    count = unit.arrivals.count
-    last = unit.arrivals.offsets_s[-1] if unit.arrivals.offsets_s else 0.0
+def _open_loop(
+    unit: StagePlan, load: OpenLoop, spec: ProviderSpec, e2e: float | None
+) -> DurationEstimate:
+    count = load.arrivals.count
+    last = load.arrivals.offsets_s[-1] if load.arrivals.offsets_s else 0.0
     cutoff = unit.cutoff_s if unit.cutoff_s is not None else last
     # The worst case: from the last arrival, the requests still queued behind the client's
     # limit run one slot-load after another.
-    waves = math.ceil(count / unit.max_concurrency) if unit.max_concurrency else 1
+    waves = math.ceil(count / load.max_concurrency) if load.max_concurrency else 1
     max_s = _drained(unit, cutoff, last + waves * request_bound_s(unit))
     if e2e is None:
         return DurationEstimate(
@@ -164,7 +176,7 @@ def _open_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Durati
             f"open loop: the schedule's span, then the responses in flight, each within "
             f"{_worst_text(unit)} (e2e unknown: {spec.id} is not simulated){_drain_text(unit)}",
         )
-    slots, shape = _slots(unit.max_concurrency, spec)
+    slots, shape = _slots(load.max_concurrency, spec)
     natural = last + e2e
     limit = ""
     if slots is not None:
@@ -179,19 +191,21 @@ def _open_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Durati
     )
 
 
-def _closed_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> DurationEstimate:
-    workers = unit.concurrency or 1
+def _closed_loop(
+    unit: StagePlan, load: ClosedLoop, spec: ProviderSpec, e2e: float | None
+) -> DurationEstimate:
+    workers = load.concurrency
     worst = request_bound_s(unit)
     bounds = []
-    if unit.requests is not None:
+    if load.requests is not None:
         # Each worker starts its next request as soon as one ends, each within ``worst``:
         # the rounds of the warmup, then (after its barrier) those of the measured requests.
-        bounds.append(_rounds(unit, workers) * worst)
-    if unit.duration_s is not None:
-        bounds.append(_drained(unit, unit.duration_s, unit.duration_s + worst))
+        bounds.append(_rounds(unit, load.requests, workers) * worst)
+    if load.duration_s is not None:
+        bounds.append(_drained(unit, load.duration_s, load.duration_s + worst))
     max_s = min(bounds) if bounds else None
     if e2e is None:
-        return _closed_loop_unknown(unit, spec, max_s)
+        return _closed_loop_unknown(unit, load, spec, max_s)
     slots, shape = _slots(workers, spec)
     assert slots is not None
     slots_text = shape.format("concurrency")
@@ -200,13 +214,13 @@ def _closed_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Dura
     queued = math.ceil(workers / slots) - 1
     ends = []
     rules = []
-    if unit.requests is not None:
-        ends.append(_rounds(unit, slots) * e2e)
+    if load.requests is not None:
+        ends.append(_rounds(unit, load.requests, slots) * e2e)
         rules.append(f"ceil(requests / {slots_text}) x e2e (the warmup's waves apart)")
-    if unit.duration_s is not None:
+    if load.duration_s is not None:
         # At the duration the wave in flight ends, then the requests queued behind it.
-        wave_end = math.ceil(unit.duration_s / e2e - _WAVE_EPSILON) * e2e
-        ends.append(_drained(unit, unit.duration_s, wave_end + queued * e2e))
+        wave_end = math.ceil(load.duration_s / e2e - _WAVE_EPSILON) * e2e
+        ends.append(_drained(unit, load.duration_s, wave_end + queued * e2e))
         rules.append(
             "the duration, then the wave in flight and the requests queued behind it "
             f"({slots_text} at once, e2e each)"
@@ -219,31 +233,30 @@ def _closed_loop(unit: StagePlan, spec: ProviderSpec, e2e: float | None) -> Dura
     )
 
 
-def _rounds(unit: StagePlan, at_once: int) -> int:
-    """Waves of ``at_once`` a request-bounded closed loop runs: a warmup of N requests is a
+def _rounds(unit: StagePlan, requests: int, at_once: int) -> int:
+    """Waves of ``at_once`` a closed loop of ``requests`` runs: a warmup of N requests is a
     barrier (measured requests start once it has ended), so its waves count apart; a timed
     warmup may hold one more."""
-    assert unit.requests is not None
     phases = unit.phases
     if phases.warmup_s > 0:
-        return math.ceil(unit.requests / at_once) + 1
-    warmup = min(phases.warmup_requests, unit.requests)
-    return math.ceil(warmup / at_once) + math.ceil((unit.requests - warmup) / at_once)
+        return math.ceil(requests / at_once) + 1
+    warmup = min(phases.warmup_requests, requests)
+    return math.ceil(warmup / at_once) + math.ceil((requests - warmup) / at_once)
 
 
 def _closed_loop_unknown(
-    unit: StagePlan, spec: ProviderSpec, max_s: float | None
+    unit: StagePlan, load: ClosedLoop, spec: ProviderSpec, max_s: float | None
 ) -> DurationEstimate:
     unknown = f"e2e unknown: {spec.id} is not simulated"
-    if unit.requests is None:
+    if load.requests is None:
         # It sends for its duration whatever the responses take; only the drain is unknown.
         return DurationEstimate(
-            unit.duration_s,
+            load.duration_s,
             max_s,
             f"closed loop: its duration, then the requests in flight, each within "
             f"{_worst_text(unit)} ({unknown}){_drain_text(unit)}",
         )
-    either = ", or the duration and one more, if less" if unit.duration_s is not None else ""
+    either = ", or the duration and one more, if less" if load.duration_s is not None else ""
     return DurationEstimate(
         None,
         max_s,

@@ -22,7 +22,9 @@ from lens.pricing import ProviderPrice
 # SweepStep (which step of a sweep a unit is) lives with the records: a run's StageWindow
 # carries it, and records sit below the plan.
 from lens.records import Phase, SweepStep
+from lens.scenario.model import PluginProviderSettings
 from lens.scenario.sla import SlaExpr
+from lens.scenario.thresholds import Threshold
 from lens.scenario.units import Precision
 
 ProviderType = Literal[
@@ -144,6 +146,63 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenAISettings:
+    """Chat Completions (``openai``, ``openai-compatible``): the field the output limit is
+    sent in, and whether the stream is asked for its usage (``stream_options``)."""
+
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    include_usage: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicSettings:
+    version: str = "2023-06-01"  # the anthropic-version header
+
+
+@dataclass(frozen=True, slots=True)
+class BedrockSettings:
+    """Credentials: with the spec's ``api_key`` a Bedrock API key (bearer), without one
+    SigV4 from the AWS credential chain (``aws_profile``: a named profile of it)."""
+
+    region: str | None = None  # None: the endpoint's host names it (base_url)
+    aws_profile: str | None = None
+    api: Literal["converse", "invoke"] = "converse"  # converse-stream, invoke-with-response-stream
+
+
+@dataclass(frozen=True, slots=True)
+class AzureSettings:
+    """Azure OpenAI: Chat Completions on the resource's URLs, the classic ones
+    (``/deployments/{deployment}/``) when ``api_version`` is set, else the v1 API."""
+
+    deployment: str
+    api_version: str | None = None
+    auth: Literal["key", "entra"] = "key"  # the api-key header, or an Entra ID bearer token
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    include_usage: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSettings:
+    """A provider plugin's own settings: the validated, frozen instance of its settings
+    model (a ``lens.plugins.ProviderSettings``), for its adapter to read."""
+
+    values: PluginProviderSettings
+
+
+# What one provider type needs beyond the common fields; None: nothing (gemini,
+# openai-responses).
+ProviderSettings = (
+    OpenAISettings
+    | AnthropicSettings
+    | BedrockSettings
+    | AzureSettings
+    | SimSettings
+    | PluginSettings
+    | None
+)
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     id: str
     type: str  # a ProviderType, or the type of a provider plugin (lens.entry_points)
@@ -155,19 +214,7 @@ class ProviderSpec:
     # masked and redacted from every output, like those of headers named like credentials
     # (``SECRET_HEADER_NAME``).
     secret_headers: frozenset[str] = frozenset()
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    include_usage: bool = True
-    sim: SimSettings | None = None
-    # Provider-specific settings; None where the type does not use them.
-    region: str | None = None  # bedrock
-    aws_profile: str | None = None  # bedrock: a named profile of the AWS credential chain
-    bedrock_api: Literal["converse", "invoke"] = (
-        "converse"  # converse-stream or invoke-with-response-stream
-    )
-    deployment: str | None = None  # azure-openai (classic /deployments/{d}/ URLs)
-    api_version: str | None = None  # azure-openai classic; None means the v1 API
-    auth: Literal["key", "entra", "aws"] = "key"  # how credentials are sent
-    anthropic_version: str = "2023-06-01"
+    settings: ProviderSettings = None  # the type's own: see ProviderSettings
     price: ProviderPrice | None = None  # resolved from catalog + scenario; None: unknown
     limits: Limits = Limits()  # the scenario's limits:, for this provider's responses
     # Network: proxy (None: direct; simulated providers always are), TLS, and whether a
@@ -175,9 +222,12 @@ class ProviderSpec:
     proxy: ProxySpec | None = None
     tls: TlsSpec = TlsSpec()
     keep_alive: bool = True
-    # A provider plugin's own settings: the frozen instance of its settings model (a
-    # lens.plugins.ProviderSettings), None for built-in types.
-    plugin_settings: Any = None
+
+    @property
+    def plugin_settings(self) -> PluginProviderSettings | None:
+        """A provider plugin's settings instance (None for a built-in type): the name the
+        plugin contract (``lens.plugins``) gives adapters to read."""
+        return self.settings.values if isinstance(self.settings, PluginSettings) else None
 
 
 # Header names whose values are secret whether or not the scenario says so (issue 10).
@@ -286,6 +336,44 @@ DrainPolicy = Literal["wait", "cancel"]
 
 
 @dataclass(frozen=True, slots=True)
+class OpenLoop:
+    """Requests sent at planned times whatever the server does: burst, constant-rate, ramp
+    and the rate steps of a sweep."""
+
+    arrivals: ArrivalSchedule
+    # A cap on requests in flight (None: none), acquired after each intended time, so a
+    # wait for it is dispatch lag.
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedLoop:
+    """``concurrency`` clients, each sending its next request when its previous one ended:
+    the concurrency pattern and the concurrency steps of a sweep.  It stops after
+    ``requests`` requests, or starts none after ``duration_s``, whichever comes first (at
+    least one of the two is set)."""
+
+    concurrency: int
+    requests: int | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdleProbe:
+    """One request, then one more after each idle gap, counted from the end of the one
+    before: nothing is in flight while the provider idles."""
+
+    gaps_s: tuple[float, ...]
+
+    @property
+    def requests(self) -> int:
+        return len(self.gaps_s) + 1
+
+
+Load = OpenLoop | ClosedLoop | IdleProbe
+
+
+@dataclass(frozen=True, slots=True)
 class StagePlan:
     """One stage against one provider: its own full schedule."""
 
@@ -295,11 +383,7 @@ class StagePlan:
     prompts: tuple[str, ...]  # prompt id of request i is prompts[i % len(prompts)]
     timeout_s: float
     max_tokens: int | None
-    arrivals: ArrivalSchedule | None = None  # open loop (burst, constant-rate)
-    concurrency: int | None = None  # closed loop: requests kept in flight
-    max_concurrency: int | None = None  # open loop: cap on requests in flight
-    requests: int | None = None  # closed loop: total to send (None: until duration)
-    duration_s: float | None = None  # closed loop: stop starting new requests after this
+    load: Load
     retries: RetryPolicy | None = None  # None: a failure is final (no hidden retries)
     sweep: SweepStep | None = None
     pause_before_s: float = 0.0  # idle time before the unit starts, outside its window
@@ -309,7 +393,6 @@ class StagePlan:
     # The planned end, in seconds from the unit's start: the stage's duration, else (None)
     # when its last request is sent.  Requests still in flight then are drained.
     cutoff_s: float | None = None
-    idle_gaps_s: tuple[float, ...] | None = None  # idle-probe: idle time before probe 1, 2...
     # Open loop: wake this long before each arrival and spin through the rest, because the
     # event loop's timers (epoll, millisecond timeouts rounded up) wake up to 1 ms late.
     spin_s: float = 0.0
@@ -322,14 +405,15 @@ class StagePlan:
         return self.drain_timeout_s
 
     @property
-    def open_loop(self) -> bool:
-        return self.arrivals is not None
-
-    @property
     def planned_requests(self) -> int | None:
-        if self.arrivals is not None:
-            return self.arrivals.count
-        return self.requests
+        """Requests the unit sends if nothing stops it; None: as many as its duration takes."""
+        match self.load:
+            case OpenLoop(arrivals=arrivals):
+                return arrivals.count
+            case ClosedLoop(requests=requests):
+                return requests
+            case IdleProbe() as probe:
+                return probe.requests
 
     def prompt_for(self, index: int) -> str:
         return self.prompts[index % len(self.prompts)]
@@ -430,6 +514,21 @@ class ExportSpec:
     where: str = ""  # file:line:col of the entry, for messages
 
 
+# A baseline read from Git without a checkout: "git:REF:PATH", as `git show REF:PATH`.
+GIT_BASELINE_PREFIX = "git:"
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionSpec:
+    """The scenario's ``regression:`` block: a baseline to compare each run with, and the
+    thresholds that replace lens compare's defaults for the statistics they name."""
+
+    baseline: str | None  # a path (absolute once compiled) or "git:REF:PATH"; None: --baseline
+    base_dir: str = "."  # the scenario's folder: where `git show` runs for a git: baseline
+    thresholds: tuple[Threshold, ...] = ()
+    where: str = ""  # file:line:col of the block
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     name: str
@@ -447,3 +546,4 @@ class Plan:
     sweeps: tuple[AdaptiveSweep, ...] = ()  # sweeps whose steps are decided at run time
     limits: Limits = Limits()
     environment: tuple[EnvRead, ...] = ()  # every variable read, in file order
+    regression: RegressionSpec | None = None

@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Callable
 from dataclasses import replace
 
-from lens.plan.model import Phases, StagePlan
+from lens.plan.model import ClosedLoop, IdleProbe, OpenLoop, Phases, StagePlan
 from lens.scenario.model import (
     ConstantRateStage,
     Defaults,
@@ -46,10 +46,13 @@ def with_phases(
             "request is sent) or a 'duration'",
             "drain",
         )
-    if unit.arrivals is not None:
-        phases = _open_loop(unit.arrivals.offsets_s, cutoff, warmup, cooldown, problem)
-    else:
-        phases = _closed_loop(unit, warmup, cooldown, problem)
+    match unit.load:
+        case OpenLoop(arrivals=arrivals):
+            phases = _open_loop(arrivals.offsets_s, cutoff, warmup, cooldown, problem)
+        case ClosedLoop() as load:
+            phases = _closed_loop(load, warmup, cooldown, problem)
+        case IdleProbe():  # every probe is measured: an idle-probe stage has no phases
+            raise AssertionError("with_phases: an idle-probe unit has no phases")
     return replace(
         unit,
         phases=replace(phases, pooled=pooled),
@@ -63,12 +66,13 @@ def _cutoff_s(stage: PhasedStage, unit: StagePlan) -> float | None:
     """The stage's duration, unless its request count ends it first (then None: the stage
     ends when its last request is sent)."""
     if not isinstance(stage, ConstantRateStage | RampStage | SweepStage):
-        return unit.duration_s  # burst: None; concurrency: its duration, if any
+        # burst: None; concurrency: its duration, if any
+        return unit.load.duration_s if isinstance(unit.load, ClosedLoop) else None
     duration = stage.duration
-    if unit.arrivals is None or duration is None:
+    if not isinstance(unit.load, OpenLoop) or duration is None:
         return duration
     requests = getattr(stage, "requests", None)
-    return None if requests is not None and unit.arrivals.count >= requests else duration
+    return None if requests is not None and unit.load.arrivals.count >= requests else duration
 
 
 def _empty(problem: ReportProblem, planned: str) -> None:
@@ -105,13 +109,13 @@ def _before(offsets: tuple[float, ...], warmup: Span) -> int:
 
 
 def _closed_loop(
-    unit: StagePlan, warmup: Span | None, cooldown: Span | None, problem: ReportProblem
+    load: ClosedLoop, warmup: Span | None, cooldown: Span | None, problem: ReportProblem
 ) -> Phases:
     phases = Phases()
     if warmup is not None:
         phases = Phases(warmup_requests=warmup.requests or 0, warmup_s=warmup.seconds or 0.0)
     if cooldown is not None and cooldown.requests:
-        if unit.requests is None:
+        if load.requests is None:
             problem(
                 "'cooldown: N requests' needs 'requests' on a closed-loop stage (which "
                 "requests come last is known only at its end): give a duration instead, "
@@ -119,22 +123,22 @@ def _closed_loop(
                 "cooldown",
             )
         else:
-            phases = replace(phases, cooldown_from_index=max(unit.requests - cooldown.requests, 0))
+            phases = replace(phases, cooldown_from_index=max(load.requests - cooldown.requests, 0))
     elif cooldown is not None and cooldown.seconds:
-        if unit.duration_s is None:
+        if load.duration_s is None:
             problem(
                 "'cooldown: <time>' needs 'duration' on a closed-loop stage: give a count "
                 "instead, e.g. cooldown: 5 requests",
                 "cooldown",
             )
         else:
-            phases = replace(phases, cooldown_from_s=unit.duration_s - cooldown.seconds)
-    if unit.requests is not None and phases.warmup_requests >= (
-        phases.cooldown_from_index if phases.cooldown_from_index is not None else unit.requests
+            phases = replace(phases, cooldown_from_s=load.duration_s - cooldown.seconds)
+    if load.requests is not None and phases.warmup_requests >= (
+        phases.cooldown_from_index if phases.cooldown_from_index is not None else load.requests
     ):
-        _empty(problem, f"{unit.requests} requests")
-    elif unit.duration_s is not None and phases.warmup_s >= (
-        phases.cooldown_from_s if phases.cooldown_from_s is not None else unit.duration_s
+        _empty(problem, f"{load.requests} requests")
+    elif load.duration_s is not None and phases.warmup_s >= (
+        phases.cooldown_from_s if phases.cooldown_from_s is not None else load.duration_s
     ):
-        _empty(problem, f"{unit.duration_s:g}s")
+        _empty(problem, f"{load.duration_s:g}s")
     return phases

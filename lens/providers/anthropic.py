@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from lens.plan.model import PromptSpec, ProviderSpec
+from lens.plan.model import AnthropicSettings, PromptSpec, ProviderSpec
 from lens.providers.base import (
     SYSTEM_ROLES,
     StreamOutcome,
@@ -32,6 +32,7 @@ from lens.providers.base import (
     header_facts,
     json_string_bytes,
     masked_request,
+    settings_of,
 )
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
@@ -78,7 +79,7 @@ class AnthropicAdapter:
             "accept": "text/event-stream",
             # identity: lens stamps raw bytes as they arrive (see openai_chat).
             "accept-encoding": "identity",
-            "anthropic-version": spec.anthropic_version,
+            "anthropic-version": settings_of(spec, AnthropicSettings).version,
         }
         headers.update(dict(spec.headers))
         if spec.api_key is not None and spec.api_key.reveal():

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from lens.errors import ProviderError
-from lens.plan.model import PromptSpec, ProviderSpec
+from lens.plan.model import AzureSettings, PromptSpec, ProviderSpec
 from lens.providers.base import (
     COMMON_FACT_HEADERS,
     StreamOutcome,
@@ -36,6 +36,7 @@ from lens.providers.base import (
     error_text,
     header_facts,
     masked_request,
+    settings_of,
 )
 from lens.providers.openai_chat import OpenAIChatDecoder
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES
@@ -61,24 +62,26 @@ class AzureOpenAIAdapter:
     def __init__(self, spec: ProviderSpec) -> None:
         if spec.base_url is None:
             raise ProviderError(f"provider {spec.id!r} has no base_url (the Azure endpoint)")
-        if spec.auth not in ("key", "entra"):
-            raise ProviderError(f"provider {spec.id!r}: azure-openai auth must be key or entra")
         self.spec = spec
+        self.settings = settings = settings_of(spec, AzureSettings)
+        if settings.auth not in ("key", "entra"):
+            raise ProviderError(f"provider {spec.id!r}: azure-openai auth must be key or entra")
         endpoint = azure_endpoint(spec.base_url)
-        if spec.api_version is not None:
-            if not spec.deployment:
+        if settings.api_version is not None:
+            if not settings.deployment:
                 raise ProviderError(
                     f"provider {spec.id!r}: api_version selects the classic Azure URLs, "
                     "which need a deployment"
                 )
+            deployment = quote(settings.deployment, safe="")
             self._url = httpx.URL(
-                f"{endpoint}/openai/deployments/{quote(spec.deployment, safe='')}/chat/completions",
-                params={"api-version": spec.api_version},
+                f"{endpoint}/openai/deployments/{deployment}/chat/completions",
+                params={"api-version": settings.api_version},
             )
             self._model = spec.model  # ignored by Azure: the deployment picks the model
         else:
             self._url = httpx.URL(f"{endpoint}/openai/v1/chat/completions")
-            self._model = spec.deployment or spec.model
+            self._model = settings.deployment or spec.model
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream",
@@ -87,7 +90,7 @@ class AzureOpenAIAdapter:
         headers.update((k.lower(), v) for k, v in spec.headers)
         if spec.api_key is not None and spec.api_key.reveal():
             # Exactly one credential header, whatever the extra headers say.
-            if spec.auth == "entra":
+            if settings.auth == "entra":
                 headers.pop("api-key", None)
                 headers["authorization"] = f"Bearer {spec.api_key.reveal()}"
             else:
@@ -104,11 +107,11 @@ class AzureOpenAIAdapter:
             "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
             "stream": True,
         }
-        if self.spec.include_usage:
+        if self.settings.include_usage:
             body["stream_options"] = {"include_usage": True}
         limit = prompt.token_limit(max_tokens)
         if limit is not None:
-            body[self.spec.max_tokens_field] = limit
+            body[self.settings.max_tokens_field] = limit
         return masked_request(self._url, self._headers, json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> AzureChatDecoder:

@@ -12,10 +12,11 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import httpx
 
+from lens.errors import ProviderError
 from lens.plan.model import PromptSpec, ProviderSpec
 from lens.providers import ratelimit
 from lens.records import ErrorClass, TokenSource
@@ -40,6 +41,29 @@ def masked_request(url: str | httpx.URL, headers: dict[str, str], body: bytes) -
     request = httpx.Request("POST", url, headers=headers, content=body)
     request.headers = MaskedHeaders(request.headers)
     return request
+
+
+_Settings = TypeVar("_Settings")
+
+
+def settings_of(spec: ProviderSpec, kind: type[_Settings]) -> _Settings:
+    """``spec``'s own settings, which an adapter of its type needs to be a ``kind`` (the
+    compiler builds them so; a spec built by hand may not be)."""
+    if not isinstance(spec.settings, kind):
+        raise ProviderError(
+            f"provider {spec.id!r} ({spec.type}) needs {kind.__name__} settings, "
+            f"not {type(spec.settings).__name__}"
+        )
+    return spec.settings
+
+
+def no_settings(spec: ProviderSpec) -> None:
+    """For the types that take nothing beyond the common fields (gemini, openai-responses)."""
+    if spec.settings is not None:
+        raise ProviderError(
+            f"provider {spec.id!r} ({spec.type}) takes no settings of its own, "
+            f"not {type(spec.settings).__name__}"
+        )
 
 
 class PayloadShapeError(Exception):

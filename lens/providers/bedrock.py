@@ -44,13 +44,14 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from lens.errors import ProviderError
-from lens.plan.model import Message, PromptSpec, ProviderSpec
+from lens.plan.model import BedrockSettings, Message, PromptSpec, ProviderSpec
 from lens.providers.base import (
     COMMON_FACT_HEADERS,
     SYSTEM_ROLES,
     classify_status,
     error_text,
     header_facts,
+    settings_of,
 )
 from lens.providers.bedrock_stream import ConverseStreamDecoder, InvokeStreamDecoder
 from lens.records import ErrorClass
@@ -102,15 +103,16 @@ class BedrockAdapter:
         where = f"provider {spec.id!r} (bedrock)"
         if not spec.model:
             raise ProviderError(f"{where}: no model id")
+        settings = settings_of(spec, BedrockSettings)
         api_key = spec.api_key.reveal() if spec.api_key is not None else ""
-        self._invoke = spec.bedrock_api == "invoke"
+        self._invoke = settings.api == "invoke"
         if self._invoke and not is_anthropic_model(spec.model):
             raise ProviderError(
                 f"{where}: bedrock_api 'invoke' supports Anthropic models only "
                 f"(an anthropic.* model id or inference profile), not {spec.model!r}; "
                 f"use bedrock_api: converse for other model families"
             )
-        region = spec.region
+        region = settings.region
         if region is not None and partition_dns_suffix(region) is None:
             raise ProviderError(
                 f"{where}: unknown AWS region {region!r} (expected a region such as us-east-1)"
@@ -150,7 +152,7 @@ class BedrockAdapter:
                     f"{where}: no region to sign requests for "
                     f"{shown.scheme}://{shown.hostname}{_port(shown.port)}: set region"
                 )
-            self._signer = _signer(where, spec.aws_profile, region)
+            self._signer = _signer(where, settings.aws_profile, region)
         self._headers = headers
         self._signed = {k: v for k, v in headers.items() if k not in _UNSIGNED}
 

@@ -29,6 +29,7 @@ from lens.providers.base import (
     error_text,
     header_facts,
     masked_request,
+    no_settings,
 )
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
@@ -64,6 +65,7 @@ def _retry_delay(err: dict[str, Any]) -> str | None:
 
 class GeminiAdapter:
     def __init__(self, spec: ProviderSpec) -> None:
+        no_settings(spec)
         self.spec = spec
         base = (spec.base_url or DEFAULT_BASE_URL).rstrip("/")
         if not base.endswith(("/v1beta", "/v1", "/v1alpha")):

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from lens.errors import ProviderError
-from lens.plan.model import PromptSpec, ProviderSpec
+from lens.plan.model import OpenAISettings, PromptSpec, ProviderSpec
 from lens.providers.base import (
     PayloadShapeError,
     StreamOutcome,
@@ -27,6 +27,7 @@ from lens.providers.base import (
     header_facts,
     json_kind,
     json_string_bytes,
+    settings_of,
 )
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
@@ -54,6 +55,7 @@ class OpenAIChatAdapter:
         if spec.base_url is None:
             raise ProviderError(f"provider {spec.id!r} has no base_url")
         self.spec = spec
+        self.settings = settings_of(spec, OpenAISettings)
         self._url = spec.base_url.rstrip("/") + "/chat/completions"
         # identity: a compressed event stream would be buffered by the compressor and
         # arrive in bursts, and lens reads raw bytes to stamp them before any decoding.
@@ -73,11 +75,11 @@ class OpenAIChatAdapter:
             "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
             "stream": True,
         }
-        if self.spec.include_usage:
+        if self.settings.include_usage:
             body["stream_options"] = {"include_usage": True}
         limit = prompt.token_limit(max_tokens)
         if limit is not None:
-            body[self.spec.max_tokens_field] = limit
+            body[self.settings.max_tokens_field] = limit
         return httpx.Request(
             "POST", self._url, headers=self._headers, content=json.dumps(body).encode()
         )

@@ -29,6 +29,7 @@ from lens.providers.base import (
     header_facts,
     json_string_bytes,
     masked_request,
+    no_settings,
 )
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
 from lens.records import ErrorClass
@@ -55,6 +56,7 @@ def _int(value: object) -> int | None:
 
 class OpenAIResponsesAdapter:
     def __init__(self, spec: ProviderSpec) -> None:
+        no_settings(spec)
         self.spec = spec
         self._url = (spec.base_url or DEFAULT_BASE_URL).rstrip("/") + "/responses"
         headers = {

@@ -3,11 +3,12 @@ installed provider plugins (entry point group ``lens.providers``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from lens.entry_points import provider_plugins
 from lens.errors import ProviderError, describe
-from lens.plan.model import ProviderSpec
+from lens.plan.model import OpenAISettings, ProviderSpec
 from lens.providers.anthropic import AnthropicAdapter
 from lens.providers.azure_openai import AzureOpenAIAdapter
 from lens.providers.base import ProviderAdapter
@@ -18,10 +19,17 @@ from lens.providers.openai_responses import OpenAIResponsesAdapter
 
 AdapterFactory = Callable[[ProviderSpec], ProviderAdapter]
 
+
+def _simulated(spec: ProviderSpec) -> ProviderAdapter:
+    """A ``simulated`` spec given an address without ``live_providers`` (a test's own
+    transport): the OpenAI Chat client, with its defaults."""
+    return OpenAIChatAdapter(dataclasses.replace(spec, settings=OpenAISettings()))
+
+
 ADAPTERS: dict[str, AdapterFactory] = {
     "openai": OpenAIChatAdapter,
     "openai-compatible": OpenAIChatAdapter,
-    "simulated": OpenAIChatAdapter,
+    "simulated": _simulated,
     "bedrock": BedrockAdapter,
     "anthropic": AnthropicAdapter,
     "gemini": GeminiAdapter,

@@ -44,7 +44,17 @@ import trio
 from lens.errors import ProviderError
 from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
 from lens.plan.duration import CONNECT_BOUND_S
-from lens.plan.model import ArrivalSchedule, Plan, PromptSpec, ProviderSpec, StagePlan, TlsSpec
+from lens.plan.model import (
+    ArrivalSchedule,
+    ClosedLoop,
+    IdleProbe,
+    OpenLoop,
+    Plan,
+    PromptSpec,
+    ProviderSpec,
+    StagePlan,
+    TlsSpec,
+)
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, Phase, RequestRecord, StageWindow
@@ -83,16 +93,18 @@ TransportFactory = Callable[[ProviderSpec], httpx.AsyncBaseTransport | None]
 
 def _prepared_transports(unit: StagePlan) -> int:
     """Transports to build before the stage clock starts: the most that can be in flight."""
-    if unit.concurrency is not None:
-        return unit.concurrency
-    if unit.max_concurrency is not None:
-        return unit.max_concurrency
-    if unit.arrivals is None:  # an idle probe: one at a time
-        return 1
-    # A burst (each wave of one) needs them all at once; a paced stage grows the pool as it
-    # goes.
-    at_once = collections.Counter(unit.arrivals.offsets_s).most_common(1)
-    return min(at_once[0][1] if at_once else 0, 1024)
+    match unit.load:
+        case ClosedLoop(concurrency=concurrency):
+            return concurrency
+        case OpenLoop(max_concurrency=int(limit)):
+            return limit
+        case OpenLoop(arrivals=arrivals):
+            # A burst (each wave of one) needs them all at once; a paced stage grows the
+            # pool as it goes.
+            at_once = collections.Counter(arrivals.offsets_s).most_common(1)
+            return min(at_once[0][1] if at_once else 0, 1024)
+        case IdleProbe():  # one at a time
+            return 1
 
 
 def _transport_factory(
@@ -231,7 +243,8 @@ class StageRunner:
         if first_url is not None:
             await pool.warm(first_url)
         t_start = clock.now_ns()
-        if unit.cutoff_s is not None and unit.arrivals is None:
+        if unit.cutoff_s is not None and not isinstance(unit.load, OpenLoop):
+            # An open loop knows its cutoff when its last arrival is sent (open_loop).
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
         running = _RunningUnit(self, unit, spec, adapter, pool, state, clock, t_start)
         self._running = running
@@ -304,11 +317,8 @@ class _RunningUnit:
         self.prompts = runner.plan.prompts
         self.emit = runner._emit
         # The optional max_concurrency cap of an open loop, acquired after the intended time.
-        self.limiter = (
-            trio.CapacityLimiter(unit.max_concurrency)
-            if unit.arrivals is not None and unit.max_concurrency
-            else None
-        )
+        limit = unit.load.max_concurrency if isinstance(unit.load, OpenLoop) else None
+        self.limiter = trio.CapacityLimiter(limit) if limit else None
 
     async def run(self) -> None:
         """The unit's load, every request of it inside the drain scope."""
@@ -333,15 +343,15 @@ class _RunningUnit:
         self.state.cut_off_at(trio.current_time(), self.unit.drain_grace_s)
 
     async def _load(self, nursery: trio.Nursery) -> None:
-        unit = self.unit
-        if unit.arrivals is not None:
-            with self.state.schedule:  # halt() wakes the schedule's sleep
-                await self.open_loop(nursery, unit.arrivals)
-        elif unit.idle_gaps_s is not None:
-            await self.idle_probe(unit.idle_gaps_s)
-        else:
-            for _ in range(unit.concurrency or 1):
-                nursery.start_soon(self.worker)
+        match self.unit.load:
+            case OpenLoop(arrivals=arrivals):
+                with self.state.schedule:  # halt() wakes the schedule's sleep
+                    await self.open_loop(nursery, arrivals)
+            case ClosedLoop() as load:
+                for _ in range(load.concurrency):
+                    nursery.start_soon(self.worker, load)
+            case IdleProbe(gaps_s=gaps):
+                await self.idle_probe(gaps)
 
     def _hold(self, prompt: PromptSpec) -> Decimal | None:
         """Budget held for one more attempt (0 without a budget); None: do not send."""
@@ -514,7 +524,7 @@ class _RunningUnit:
         hint = rec.extra.get("retry_after_s")
         return policy.wait_s(attempt, float(hint) if hint else None)
 
-    async def worker(self) -> None:
+    async def worker(self, load: ClosedLoop) -> None:
         """One closed-loop client: the next request as soon as its previous one ended.
 
         Warmup is a barrier: no worker starts a measured (or cooldown) request while a
@@ -522,9 +532,9 @@ class _RunningUnit:
         from the moment the last warmup request ended, and no warmup request overlaps it.
         """
         unit, state, t_start, clock = self.unit, self.state, self.t_start, self.clock
-        stop_at = t_start + round(unit.duration_s * 1e9) if unit.duration_s is not None else None
+        stop_at = t_start + round(load.duration_s * 1e9) if load.duration_s is not None else None
         while True:
-            if unit.requests is not None and state.started >= unit.requests:
+            if load.requests is not None and state.started >= load.requests:
                 return
             now = clock.now_ns()
             if stop_at is not None and now >= stop_at:
@@ -539,7 +549,7 @@ class _RunningUnit:
             if held is None:
                 return
             self._started()
-            if unit.requests is not None and state.started == unit.requests:
+            if load.requests is not None and state.started == load.requests:
                 # The last request is on its way: the unit's cutoff, unless its duration
                 # ends it earlier.
                 state.cut_off_at(trio.current_time(), unit.drain_grace_s)

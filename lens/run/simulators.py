@@ -6,7 +6,19 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 
-from lens.plan.model import Plan, ProviderSpec, ProviderType, Secret, SimProtocol
+from lens.plan.model import (
+    AnthropicSettings,
+    AzureSettings,
+    BedrockSettings,
+    OpenAISettings,
+    Plan,
+    ProviderSettings,
+    ProviderSpec,
+    ProviderType,
+    Secret,
+    SimProtocol,
+    SimSettings,
+)
 from lens.sim.process import SimServerProcess
 
 # The provider type whose adapter speaks each simulated protocol, and whether its base URL
@@ -25,22 +37,39 @@ _CLIENT_FOR: dict[SimProtocol, tuple[ProviderType, bool]] = {
 _SIM_KEY = Secret("lens-sim-key", "simulated")
 
 
+def _client_settings(protocol: SimProtocol, model: str) -> ProviderSettings:
+    """The client type's settings, its defaults (the simulator takes any region, and
+    its Azure deployment is the model)."""
+    match protocol:
+        case "openai":
+            return OpenAISettings()
+        case "anthropic":
+            return AnthropicSettings()
+        case "bedrock":
+            return BedrockSettings(region="us-east-1")
+        case "azure-openai":
+            return AzureSettings(deployment=model)
+        case "gemini" | "openai-responses":
+            return None
+
+
 def simulated_client_spec(spec: ProviderSpec, url: str) -> ProviderSpec:
-    """The spec a real client of ``spec.sim.protocol`` needs to talk to the simulator at ``url``.
+    """The spec a real client of the simulator's protocol needs to talk to it at ``url``.
 
     ``url`` is the server's origin (``http://127.0.0.1:PORT``).  The client is the very
     adapter used for the hosted provider, so the simulator exercises real parsing code.
+    The simulator's own settings stay in the plan (``plan.providers``), which is what
+    bounds and prices its requests.
     """
-    assert spec.sim is not None
-    client_type, v1 = _CLIENT_FOR[spec.sim.protocol]
+    assert isinstance(spec.settings, SimSettings)
+    protocol = spec.settings.protocol
+    client_type, v1 = _CLIENT_FOR[protocol]
     return dataclasses.replace(
         spec,
         type=client_type,
         base_url=f"{url}/v1" if v1 else url,
         api_key=_SIM_KEY,
-        deployment=spec.deployment or spec.model,
-        region=spec.region or "us-east-1",
-        auth="key",
+        settings=_client_settings(protocol, spec.model),
     )
 
 
@@ -56,8 +85,8 @@ def live_providers(plan: Plan) -> Iterator[Mapping[str, ProviderSpec]]:
     live: dict[str, ProviderSpec] = dict(plan.providers)
     with ExitStack() as stack:
         for pid, spec in plan.providers.items():
-            if spec.type != "simulated" or spec.sim is None or pid not in used:
+            if not isinstance(spec.settings, SimSettings) or pid not in used:
                 continue
-            server = stack.enter_context(SimServerProcess(spec.sim, model=spec.model))
+            server = stack.enter_context(SimServerProcess(spec.settings, model=spec.model))
             live[pid] = simulated_client_spec(spec, server.url)
         yield live

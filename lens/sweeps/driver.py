@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from lens.metrics.cost import bill_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
-from lens.metrics.sweep_outcomes import Probe, SweepOutcome
+from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.compile import concurrency_step, rate_step, step_id
 from lens.plan.model import AdaptiveSweep, Plan, SlaSpec, StagePlan
 from lens.records import RequestRecord
@@ -83,7 +83,7 @@ class SweepDriver:
             steps = [u.sweep for u in units if u.sweep is not None]
             controllers[pid] = controller_for(sweep, pid, steps)
             pending[pid] = next(controllers[pid])
-        probes: dict[str, list[Probe]] = {pid: [] for pid in planned}
+        probes: dict[str, list[SweepProbe]] = {pid: [] for pid in planned}
         running: dict[str, str] = {}  # provider -> the step it is in the middle of
         cause = "the run was interrupted"  # a signal cancels the run inside a step
         try:
@@ -114,7 +114,7 @@ class SweepDriver:
                     cut_short(sweep, pid, steps, probes[pid], cause, running.get(pid))
                 )
 
-    async def _step(self, runner: StageRunner, sweep: AdaptiveSweep, unit: StagePlan) -> Probe:
+    async def _step(self, runner: StageRunner, sweep: AdaptiveSweep, unit: StagePlan) -> SweepProbe:
         """Run ``unit``, then judge its summary against the sweep's conditions."""
         self._collecting = []
         try:
@@ -139,7 +139,7 @@ class SweepDriver:
         held = any(passed) if sweep.kind == "stop_when" else bool(passed) and all(passed)
         self._ran.setdefault(sweep.sweep, []).append(unit.stage)
         assert unit.sweep is not None
-        return Probe(
+        return SweepProbe(
             stage=unit.stage,
             rate_per_s=unit.sweep.rate_per_s,
             concurrency=unit.sweep.concurrency,

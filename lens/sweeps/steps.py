@@ -1,6 +1,6 @@
 """The step logic of each adaptive sweep kind, as generators: pure, no I/O, no clock.
 
-A controller yields the ``NextStep`` to run and is sent back the ``Probe`` the driver made
+A controller yields the ``NextStep`` to run and is sent back the ``SweepProbe`` the driver made
 of it (the step's summary judged against the sweep's conditions); it returns the sweep's
 ``SweepOutcome``.  One controller runs per sweep x provider, so each provider gets its own
 answer.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
-from lens.metrics.sweep_outcomes import Probe, SweepOutcome
+from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.compile import step_id
 from lens.plan.model import AdaptiveSweep
 from lens.records import SweepStep
@@ -30,7 +30,7 @@ class NextStep:
     concurrency: int | None = None  # closed loop
 
 
-Controller = Generator[NextStep, Probe, SweepOutcome]
+Controller = Generator[NextStep, SweepProbe, SweepOutcome]
 
 
 def controller_for(sweep: AdaptiveSweep, provider: str, planned: Sequence[SweepStep]) -> Controller:
@@ -51,9 +51,9 @@ def _step(step: SweepStep) -> NextStep:
 
 def stop_when_steps(
     sweep: AdaptiveSweep, provider: str, planned: Sequence[SweepStep]
-) -> Generator[NextStep, Probe, SweepOutcome]:
+) -> Generator[NextStep, SweepProbe, SweepOutcome]:
     """Every planned step in order, until one where a stop condition holds (kept)."""
-    probes: list[Probe] = []
+    probes: list[SweepProbe] = []
     for k, step in enumerate(planned):
         probe = yield _step(step)
         probes.append(probe)
@@ -83,10 +83,10 @@ def stop_when_steps(
 
 def _run_search(
     search: Generator[N, bool, SearchResult[N]], step: Callable[[N], NextStep]
-) -> Generator[NextStep, Probe, tuple[SearchResult[N], tuple[Probe, ...]]]:
+) -> Generator[NextStep, SweepProbe, tuple[SearchResult[N], tuple[SweepProbe, ...]]]:
     """Drive a bisection: run the step for each value it proposes and tell it whether that
     step held; return its result and the probes, in the order run."""
-    probes: list[Probe] = []
+    probes: list[SweepProbe] = []
     try:
         value = next(search)
         while True:
@@ -99,7 +99,7 @@ def _run_search(
 
 def find_max_rate_steps(
     sweep: AdaptiveSweep, provider: str
-) -> Generator[NextStep, Probe, SweepOutcome]:
+) -> Generator[NextStep, SweepProbe, SweepOutcome]:
     """Bisection over the search range; a step passes when every condition passes."""
     assert sweep.search_range is not None
     low, high = sweep.search_range
@@ -123,7 +123,7 @@ def find_max_rate_steps(
 
 def find_max_concurrency_steps(
     sweep: AdaptiveSweep, provider: str
-) -> Generator[NextStep, Probe, SweepOutcome]:
+) -> Generator[NextStep, SweepProbe, SweepOutcome]:
     """Bisection over whole concurrencies; a step passes when every condition passes."""
     assert sweep.concurrency_range is not None
     low, high = sweep.concurrency_range
@@ -157,7 +157,7 @@ def spread_rates(sync_rps: float | None, saturated_rps: float | None, steps: int
 
 def auto_steps(
     sweep: AdaptiveSweep, provider: str, planned: Sequence[SweepStep]
-) -> Generator[NextStep, Probe, SweepOutcome]:
+) -> Generator[NextStep, SweepProbe, SweepOutcome]:
     """The synchronous and saturation steps, then rate steps between their throughputs."""
     assert sweep.auto_steps is not None
     sync, saturated = planned
@@ -193,7 +193,7 @@ def cut_short(
     sweep: AdaptiveSweep,
     provider: str,
     planned: Sequence[SweepStep],
-    probes: Sequence[Probe],
+    probes: Sequence[SweepProbe],
     cause: str,
     running: str | None = None,
 ) -> SweepOutcome:

@@ -146,9 +146,9 @@ def test_stage_filter(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     # the SLA only judges the main stage: on warm alone, the cheapest wins
     code, rec = recommend_json(capsys, str(run.results), "--stage", "warm")
     assert code == 0
-    assert rec.stages == ["warm"]
+    assert rec.stages == ("warm",)
     assert rec.best == "cheap_slow"
-    assert all(c.stages == ["warm"] and c.requests == 2 for c in rec.candidates)
+    assert all(c.stages == ("warm",) and c.requests == 2 for c in rec.candidates)
     assert main(["recommend", str(run.results), "--stage", "warm"]) == 0
     assert "recommended (stages: warm): cheap_slow (small)" in capsys.readouterr().out
 

@@ -14,6 +14,8 @@ from types import ModuleType
 
 import pytest
 
+from lens.metric_catalog import CATALOGUE
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -84,3 +86,17 @@ def test_an_include_takes_its_section_only_and_rebases_its_headings() -> None:
     assert readme_hook.readme_section(readme, "## A", intro_only=True) == "a"
     with pytest.raises(Exception, match="no heading '## C'"):
         readme_hook.readme_section(readme, "## C")
+
+
+metrics_doc = _load(ROOT / "tools" / "gen_metrics_doc.py")
+
+
+def test_the_metrics_page_is_generated_from_the_catalogue_and_current() -> None:
+    page = metrics_doc.render()
+    assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == page, (
+        "docs/metrics.md is stale: run make metrics-doc"
+    )
+    for m in CATALOGUE:
+        assert f"| `{m.name}` | {m.formula} |" in page
+    assert "{{" not in page
+    assert "<!--" not in page.split("\n", 1)[0]  # the template's own note stays out

@@ -10,7 +10,7 @@ from lens.export.results import Results, build_results
 from lens.metrics.analysis import analyse_run
 from lens.metrics.judge import judge
 from lens.metrics.summary import aggregate
-from lens.metrics.sweep_outcomes import Probe, SweepOutcome, distrust_sweeps
+from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe, distrust_sweeps
 from lens.pipeline import judge_run, summarise
 from lens.plan.compile import compile_plan
 from lens.records import (
@@ -98,7 +98,7 @@ SWEEPS = (
         "gpt",
         "find_max_rate",
         "85/s meets ttft.p95 < 150ms: bracket within 5/s",
-        (Probe("search.85rps", 85.0, None, held=True, rps=84.5, detail="ttft.p95 = 120 ms"),),
+        (SweepProbe("search.85rps", 85.0, None, held=True, rps=84.5, detail="ttft.p95 = 120 ms"),),
         max_rate_per_s=85.0,
         bracket=(85.0, 88.75),
     ),
@@ -107,7 +107,7 @@ SWEEPS = (
         "sim",
         "find_max_rate",
         "cut short: the budget ran out, after 1 completed step(s); no answer",
-        (Probe("search.40rps", 40.0, None, held=True, rps=39.9, detail="ttft.p95 = 20 ms"),),
+        (SweepProbe("search.40rps", 40.0, None, held=True, rps=39.9, detail="ttft.p95 = 20 ms"),),
         cut_short=True,
     ),
 )

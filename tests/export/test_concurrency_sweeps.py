@@ -11,14 +11,14 @@ from lens.export.influx import points
 from lens.export.prometheus import escape_label_value, exposition
 from lens.export.results import Results, results_json_schema, sweep_out
 from lens.export.table import render
-from lens.metrics.sweep_outcomes import Probe, SweepOutcome
+from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from tests.export._results import SCENARIO_NAME, rich_results
 from tests.export.lineparse import parse
 from tests.export.test_prometheus import samples
 
 
-def probe(c: int, held: bool) -> Probe:
-    return Probe(f"conc.c{c}", None, c, held, rps=78.0, detail=f"ttft.p95 at c{c}")
+def probe(c: int, held: bool) -> SweepProbe:
+    return SweepProbe(f"conc.c{c}", None, c, held, rps=78.0, detail=f"ttft.p95 at c{c}")
 
 
 FOUND = SweepOutcome(
@@ -42,7 +42,7 @@ NONE_PASSED = SweepOutcome(
 
 def with_sweeps(*outcomes: SweepOutcome, overloaded: bool = False) -> Results:
     return rich_results(overloaded=overloaded).model_copy(
-        update={"sweeps": [sweep_out(o) for o in outcomes]}
+        update={"sweeps": tuple(sweep_out(o) for o in outcomes)}
     )
 
 

@@ -31,12 +31,12 @@ from lens.export.report.series import (
 from lens.export.results import (
     HarnessOut,
     Results,
-    StreamDeliveryOut,
     SweepOut,
-    SweepProbeOut,
     SweepStepOut,
     load_results,
 )
+from lens.metrics.integrity import StreamDelivery
+from lens.metrics.sweep_outcomes import SweepProbe
 from lens.records import ErrorClass
 from lens.targets import parse_target
 from tests.export._report_results import make_results, with_costs
@@ -506,7 +506,7 @@ def test_each_sweep_has_its_chart_and_says_what_it_found(
 
     ladder = by_sweep(sweep_results, "stop_when")
     stop = next(p for p in ladder.probes if p.held)
-    assert ladder.not_run == ["ladder.200rps"]
+    assert ladder.not_run == ("ladder.200rps",)
     assert f"stopped at {stop.stage} ({stop.rate_per_s:g}/s), the first step where" in html
     assert "Not run: ladder.200rps." in html
     assert f">sim: stopped at {stop.rate_per_s:g}/s</text>" in html
@@ -655,7 +655,7 @@ def as_fixed_sweep(results: Results, sweep_id: str) -> Results:
         )
         for i, w in enumerate(results.stages)
     ]
-    return results.model_copy(update={"stages": stages})
+    return results.model_copy(update={"stages": tuple(stages)})
 
 
 def test_a_fixed_sweep_is_charted_by_concurrency_and_its_id_escaped(tmp_path: Path) -> None:
@@ -752,7 +752,7 @@ def test_an_open_bracket_draws_no_span(tmp_path: Path) -> None:
         max_rate_per_s=20.0,
         bracket=(20.0, None),
         probes=[
-            SweepProbeOut(
+            SweepProbe(
                 stage=w.stage,
                 rate_per_s=10.0 * (i + 1),
                 concurrency=None,
@@ -775,7 +775,7 @@ def test_integrity_warnings_make_a_banner_and_an_overloaded_harness(tmp_path: Pa
     assert results.integrity is not None
     harness = HarnessOut(
         status="overloaded",
-        reasons=[f"loop lag p99 80 ms > 25 ms {HOSTILE}"],
+        reasons=(f"loop lag p99 80 ms > 25 ms {HOSTILE}",),
         samples=40,
         loop_lag_p50_ms=3.0,
         loop_lag_p99_ms=80.0,
@@ -784,7 +784,7 @@ def test_integrity_warnings_make_a_banner_and_an_overloaded_harness(tmp_path: Pa
         max_loop_lag_ms=25.0,
         max_cpu=0.9,
     )
-    stream = StreamDeliveryOut(
+    stream = StreamDelivery(
         stage="s1",
         provider="a",
         requests=3,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lens.errors import InputError
-from lens.export.reload import rejudge, stage_cost_from_out, summary_from_out, verdict_from_out
+from lens.export.reload import rejudge, stage_cost_from_out, summary_from_out
 from lens.export.results import Results, build_results, load_results, write_results
 from lens.metrics.analysis import analyse_run
 from lens.metrics.judge import judge
@@ -28,7 +28,7 @@ def test_summaries_and_verdicts_round_trip_through_their_stored_form() -> None:
     plan, summaries, results = built()
     assert [summary_from_out(s) for s in results.summaries] == summaries
     verdicts = judge(plan.slas, summaries)
-    assert tuple(verdict_from_out(v) for v in results.verdicts) == verdicts
+    assert tuple(results.verdicts) == verdicts
     assert summaries[0].sla_conforming == 1  # a: only request 0 met both SLAs
 
 

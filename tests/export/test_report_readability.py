@@ -21,12 +21,12 @@ from lens.export.report.series import sweep_runs
 from lens.export.results import (
     Results,
     SweepOut,
-    SweepProbeOut,
     SweepStepOut,
-    VerdictOut,
     load_results,
     write_results,
 )
+from lens.metrics.judge import Verdict
+from lens.metrics.sweep_outcomes import SweepProbe
 from lens.records import RequestRecord
 from tests.export._report_results import make_results
 from tests.metrics._factory import ns, record
@@ -216,7 +216,7 @@ def as_fixed_sweep(results: Results, stages: set[str]) -> Results:
         else w
         for w in results.stages
     ]
-    return results.model_copy(update={"stages": windows})
+    return results.model_copy(update={"stages": tuple(windows)})
 
 
 def lone_and_swept(tmp_path: Path) -> Results:
@@ -278,8 +278,8 @@ def test_sweep_steps_without_an_sla_say_so(tmp_path: Path) -> None:
     assert grid.count('<td class="text">no SLA</td><td class="text"></td>') == 2
 
 
-def verdict(label: str, sla: str, value: float, reason: str) -> VerdictOut:
-    return VerdictOut(
+def verdict(label: str, sla: str, value: float, reason: str) -> Verdict:
+    return Verdict(
         sla=sla,
         label=label,
         op="<",
@@ -315,7 +315,7 @@ def searched(results: Results, **found: object) -> Results:
     """``results`` (its sweep s over c1, c2) as a find_max_concurrency that passed c1 and
     failed c2, with ``found`` as its answer."""
     probes = [
-        SweepProbeOut(
+        SweepProbe(
             stage=w.stage,
             rate_per_s=None,
             concurrency=w.sweep.concurrency,
@@ -337,7 +337,7 @@ def searched(results: Results, **found: object) -> Results:
             **found,
         }
     )
-    return results.model_copy(update={"sweeps": [outcome]})
+    return results.model_copy(update={"sweeps": (outcome,)})
 
 
 def test_a_concurrency_search_is_drawn_and_told_like_a_rate_search(tmp_path: Path) -> None:

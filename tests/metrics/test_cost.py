@@ -37,7 +37,7 @@ MINI = priced("p", "openai", "gpt-4o-mini-2024-07-18")
 HAIKU = priced("p", "anthropic", "claude-3-5-haiku-latest")
 UNPRICED = ProviderSpec(id="p", type="openai-compatible", model="llama", base_url="x")
 GPU = replace(
-    ProviderSpec(id="p", type="simulated", model="m", base_url=None, sim=SimSettings()),
+    ProviderSpec(id="p", type="simulated", model="m", base_url=None, settings=SimSettings()),
     price=GpuHourRate(Decimal("2.5"), 2, "test"),
 )
 

@@ -19,7 +19,7 @@ from tests.metrics._factory import failed, record
 
 MS = 1_000_000
 S = 1_000_000_000
-SIM = ProviderSpec(id="g", type="simulated", model="m", base_url=None, sim=SimSettings())
+SIM = ProviderSpec(id="g", type="simulated", model="m", base_url=None, settings=SimSettings())
 # $2.50 x 3 GPUs: $7.50 an hour, 1/480 of a cent per second; nothing here divides evenly.
 GPU = replace(SIM, price=GpuHourRate(Decimal("2.5"), 3, "test"))
 TOKENS = replace(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import TypeAdapter
 
 from lens.metrics.judge import (
     EXIT_FAIL,
@@ -243,9 +244,11 @@ def test_verdicts_keep_sla_order_then_summary_order() -> None:
     ]
 
 
-def test_verdict_to_dict_and_scope() -> None:
+def test_verdict_serialises_as_a_results_document_holds_it_and_has_a_scope() -> None:
     v = one([sla("ttft.max < 1s", provider="a", stage="warm")], _grid())
-    d = v.to_dict()
+    d = TypeAdapter(Verdict).dump_python(v, mode="json")
+    assert TypeAdapter(Verdict).validate_python(d) == v
+    assert (v.assertion, v.status) == (v.sla, v.outcome)
     assert d["outcome"] == "pass"
     assert d["threshold"] == 1000.0
     assert set(d) == {

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lens.metric_catalog import REQUEST_METRICS
+from lens.metric_catalog import REQUEST_METRICS, SCALAR_METRICS, SERIES_METRICS
 from lens.metrics.request import (
-    SCALAR_METRICS,
-    SERIES_METRICS,
     icl_values,
     itl_gaps,
     itl_values,

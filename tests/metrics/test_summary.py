@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import TypeAdapter
 
 from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, STAGE_METRICS
 from lens.metrics.sketch import MetricSketch
@@ -112,7 +113,7 @@ def test_statistics_are_nearest_rank_over_successes() -> None:
     s = only(aggregate(recs, stage_windows={}))
     ttft = s.metrics["ttft"]
     assert ttft == MetricStats(
-        n=10, min=10.0, mean=55.0, p50=50.0, p90=90.0, p95=100.0, p99=100.0, max=100.0
+        n=10, min=10.0, mean=55.0, p50=50.0, p90=90.0, p95=100.0, p99=100.0, max=100.0, unit="ms"
     )
     assert s.get("ttft", "p90") == 90.0
     assert s.get("ttft", "n") == 10.0
@@ -135,7 +136,7 @@ def test_itl_and_icl_collect_every_gap_of_every_success() -> None:
 def test_every_catalogue_metric_is_present_and_unmeasured_ones_are_empty() -> None:
     s = only(aggregate([record()], stage_windows={}))
     assert set(s.metrics) == set(REQUEST_METRICS)
-    assert s.metrics["dispatch_lag"] == MetricStats(n=0)
+    assert s.metrics["dispatch_lag"] == MetricStats(n=0, unit="ms")
     assert s.get("dispatch_lag", "p50") is None
     assert s.get("dispatch_lag", "n") == 0.0
 
@@ -167,8 +168,9 @@ def test_metric_stats_accessors() -> None:
     assert empty.get("n") == 0.0
     with pytest.raises(KeyError, match="unknown statistic"):
         empty.get("p42")
-    d = MetricStats(n=1, min=1.0, mean=1.0, p50=1.0, p90=1.0, p95=1.0, p99=1.0, max=1.0).to_dict()
-    assert d == {**dict.fromkeys(REQUEST_STATS, 1.0), "n": 1, "exact": True}
+    stats = MetricStats(n=1, min=1.0, mean=1.0, p50=1.0, p90=1.0, p95=1.0, p99=1.0, max=1.0)
+    d = TypeAdapter(MetricStats).dump_python(stats)
+    assert d == {**dict.fromkeys(REQUEST_STATS, 1.0), "n": 1, "exact": True, "unit": None}
 
 
 def test_summary_get_and_samples() -> None:
@@ -190,21 +192,14 @@ def test_summary_get_and_samples() -> None:
     assert no_window.get("rps") is None
 
 
-def test_summary_to_dict_is_json_with_units() -> None:
+def test_summary_statistics_carry_the_catalogues_units() -> None:
     s = only(aggregate([record(), failed()], stage_windows={("s", "p"): WINDOW_2S}))
-    d = json.loads(json.dumps(s.to_dict()))
-    assert (d["stage"], d["provider"], d["requests"], d["ok"], d["errors"]) == ("s", "p", 2, 1, 1)
-    assert d["error_counts"]["http_5xx"] == 1
-    assert d["metrics"]["ttft"]["unit"] == "ms"
-    assert d["metrics"]["ttft"]["p50"] == 200.0
-    assert d["metrics"]["output_tokens_per_s"]["unit"] == "tokens/s"
-    assert d["metrics"]["dispatch_lag"] == {
-        **dict.fromkeys(REQUEST_STATS),
-        "n": 0,
-        "exact": True,
-        "unit": "ms",
-    }
-    assert "sketches" not in d
+    assert (s.stage, s.provider, s.requests, s.ok, s.errors) == ("s", "p", 2, 1, 1)
+    assert s.error_counts["http_5xx"] == 1
+    assert (s.metrics["ttft"].unit, s.metrics["ttft"].p50) == ("ms", 200.0)
+    assert s.metrics["output_tokens_per_s"].unit == "tokens/s"
+    assert all(s.metrics[m].unit == info.unit for m, info in REQUEST_METRICS.items())
+    assert s.metrics["dispatch_lag"] == MetricStats(n=0, unit="ms")
 
 
 def test_long_runs_switch_to_digests_and_say_so() -> None:
@@ -286,4 +281,4 @@ def test_a_shard_from_a_newer_lens_keeps_its_unknown_metric() -> None:
     d["groups"] = [g]
     (s,) = SummaryBuilder.from_dict(d).build()
     assert s.metrics["future_metric"].n == 1
-    assert s.to_dict()["metrics"]["future_metric"]["unit"] is None
+    assert s.metrics["future_metric"].unit is None

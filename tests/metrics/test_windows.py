@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
 
-from lens.export.results import VerdictOut
+import pytest
+from pydantic import TypeAdapter
+
 from lens.export.table import verdict_rows
-from lens.metrics.judge import Verdict, judge
+from lens.metrics.judge import Verdict, WindowResult, judge
 from lens.metrics.summary import aggregate
 from lens.metrics.windows import combine, judge_all, window_index
 from lens.plan.model import SlaSpec
@@ -43,6 +45,11 @@ def slow_middle() -> list[RequestRecord]:
     return out
 
 
+def wins(v: Verdict) -> tuple[WindowResult, ...]:
+    assert v.window is not None
+    return v.window.windows
+
+
 def verdicts(
     text: str, records: list[RequestRecord], window_s: float | None = None, allow: int = 0
 ) -> list[Verdict]:
@@ -54,14 +61,15 @@ def verdicts(
 def test_one_slow_window_fails_allow_0_and_passes_allow_1() -> None:
     (strict,) = verdicts("ttft.p50 < 500ms", slow_middle(), window_s=1.0, allow=0)
     assert strict.outcome == "fail"
-    assert [w.outcome for w in strict.windows] == ["pass", "fail", "pass"]
-    assert [w.value for w in strict.windows] == [100.0, 900.0, 100.0]
-    assert [(w.start_s, w.end_s, w.n) for w in strict.windows] == [(0, 1, 4), (1, 2, 4), (2, 3, 4)]
+    assert [w.outcome for w in wins(strict)] == ["pass", "fail", "pass"]
+    assert [w.value for w in wins(strict)] == [100.0, 900.0, 100.0]
+    assert [(w.start_s, w.end_s, w.n) for w in wins(strict)] == [(0, 1, 4), (1, 2, 4), (2, 3, 4)]
     assert strict.value == 900.0  # the worst window
     assert strict.reason.startswith("1 of 3 windows of 1s failed (allow 0), 0 inconclusive")
     assert "#1 [1s-2s] ttft.p50 = 900 ms" in strict.reason
-    d = strict.to_dict()["window"]
-    assert (d["seconds"], d["allow"], d["passed"], d["failed"], d["inconclusive"]) == (
+    d = strict.window
+    assert d is not None
+    assert (d.seconds, d.allow, d.passed, d.failed, d.inconclusive) == (
         1.0,
         0,
         2,
@@ -73,15 +81,15 @@ def test_one_slow_window_fails_allow_0_and_passes_allow_1() -> None:
     # The same records judged as a whole stage pass: the window is what catches it.
     (whole,) = verdicts("ttft.p50 < 500ms", slow_middle())
     assert whole.outcome == "pass"
-    assert whole.to_dict()["window"] is None
+    assert whole.window is None
 
 
 def test_a_window_with_too_few_samples_is_inconclusive_not_a_pass() -> None:
     records = [*slow_middle()[:4], *slow_middle()[8:], at(1500, 100, index=99)]
     (v,) = verdicts("ttft.p50 < 500ms", records, window_s=1.0, allow=0)
-    assert [w.outcome for w in v.windows] == ["pass", "inconclusive", "pass"]
+    assert [w.outcome for w in wins(v)] == ["pass", "inconclusive", "pass"]
     assert v.outcome == "inconclusive"
-    assert "p50 needs >= 2 samples, got 1" in v.windows[1].reason
+    assert "p50 needs >= 2 samples, got 1" in wins(v)[1].reason
     (allowed,) = verdicts("ttft.p50 < 500ms", records, window_s=1.0, allow=1)
     assert allowed.outcome == "pass"  # the inconclusive window cannot decide it
 
@@ -90,8 +98,8 @@ def test_error_rate_per_window_and_failures_only_of_one_window() -> None:
     records = slow_middle()
     records += [failed(index=50 + i, t_dispatch=ns(2100 + i), t_end=ns(2200)) for i in range(2)]
     (v,) = verdicts("error_rate < 10%", records, window_s=1.0)
-    assert [w.outcome for w in v.windows] == ["pass", "pass", "fail"]
-    assert v.windows[2].value == pytest.approx(2 / 6)
+    assert [w.outcome for w in wins(v)] == ["pass", "pass", "fail"]
+    assert wins(v)[2].value == pytest.approx(2 / 6)
 
 
 def test_no_measured_request_or_no_window_is_inconclusive() -> None:
@@ -103,7 +111,8 @@ def test_no_measured_request_or_no_window_is_inconclusive() -> None:
     # From summaries alone (re-judging a results file) a window cannot be judged.
     (alone,) = judge([spec], aggregate(slow_middle(), stage_windows={("s", "p"): SPAN}))
     assert alone.outcome == "inconclusive"
-    assert alone.window_s == 1.0
+    assert alone.window is not None
+    assert alone.window.seconds == 1.0
 
 
 def test_window_grid_and_combination_rules() -> None:
@@ -122,12 +131,13 @@ def test_window_grid_and_combination_rules() -> None:
 
 def test_windowed_verdict_round_trips_through_its_stored_form() -> None:
     (v,) = verdicts("ttft.p50 < 500ms", slow_middle(), window_s=1.0, allow=0)
-    assert Verdict.from_dict(v.to_dict()) == v
+    adapter = TypeAdapter(Verdict)
+    assert adapter.validate_json(adapter.dump_json(v)) == v
 
 
 def test_the_table_names_the_window_and_a_stop() -> None:
     (v,) = verdicts("ttft.p50 < 500ms", slow_middle(), window_s=1.0, allow=0)
-    stopped = VerdictOut(**{**v.to_dict(), "stopped_run": True})
+    stopped = replace(v, stopped_run=True)
     _, (row,) = verdict_rows([stopped])
     assert row[:2] == ["FAIL", "ttft.p50 < 500ms [1s windows]"]
     assert row[3] == "900 ms"

@@ -17,7 +17,17 @@ from lens.plan.compile import (
     prompt_cycle,
     smooth_weighted_round_robin,
 )
-from lens.plan.model import Plan, ProviderSpec, Secret, SimSettings
+from lens.plan.model import (
+    ArrivalSchedule,
+    ClosedLoop,
+    OpenAISettings,
+    OpenLoop,
+    Plan,
+    ProviderSpec,
+    Secret,
+    SimSettings,
+    StagePlan,
+)
 from lens.scenario import Scenario, load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
@@ -53,6 +63,12 @@ def plan_of(text: str, env: dict[str, str] | None = None) -> Plan:
     return compile_plan(parse_scenario(text, file="s.yaml", env={}), env=env or {})
 
 
+def arrivals_of(unit: StagePlan) -> ArrivalSchedule:
+    """The schedule of an open-loop unit."""
+    assert isinstance(unit.load, OpenLoop), unit.load
+    return unit.load.arrivals
+
+
 def plan_problems(text: str, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(PlanError) as info:
         plan_of(text, env)
@@ -72,7 +88,7 @@ def test_quickstart_plan() -> None:
             type="simulated",
             model="lens-sim",
             base_url=None,
-            sim=SimSettings(ttft_s=0.15, itl_s=0.015, output_tokens=64),
+            settings=SimSettings(ttft_s=0.15, itl_s=0.015, output_tokens=64),
         )
     }
     warm, steady, closed = plan.stages
@@ -81,13 +97,12 @@ def test_quickstart_plan() -> None:
         ("steady", "sim", "constant-rate"),
         ("closed", "sim", "concurrency"),
     ]
-    assert warm.arrivals is not None
-    assert warm.arrivals.offsets_s == (0.0,) * 20
-    assert steady.arrivals is not None
-    assert steady.arrivals.offsets_s == tuple(i / 10.0 for i in range(50))
-    assert steady.max_concurrency is None
-    assert closed.arrivals is None
-    assert (closed.concurrency, closed.requests, closed.duration_s) == (8, 80, None)
+    assert isinstance(warm.load, OpenLoop)
+    assert warm.load.arrivals.offsets_s == (0.0,) * 20
+    assert isinstance(steady.load, OpenLoop)
+    assert steady.load.arrivals.offsets_s == tuple(i / 10.0 for i in range(50))
+    assert steady.load.max_concurrency is None
+    assert closed.load == ClosedLoop(concurrency=8, requests=80, duration_s=None)
     assert all(s.timeout_s == 30.0 and s.max_tokens == 64 for s in plan.stages)
     assert warm.prompts == ("capital", "haiku")
     assert [sla.expr.text for sla in plan.slas] == [
@@ -97,7 +112,7 @@ def test_quickstart_plan() -> None:
     ]
     assert plan.slas[0].where.endswith("quickstart.yaml:60:5")
     # Offline and quick: the whole run is bounded well under 30 s.
-    assert sum(s.arrivals.span_s for s in plan.stages if s.arrivals) < 10
+    assert sum(s.load.arrivals.span_s for s in plan.stages if isinstance(s.load, OpenLoop)) < 10
 
 
 def test_example_plan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,14 +134,14 @@ def test_example_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gpt.api_key is not None
     assert gpt.api_key.reveal() == "sk-test-not-real"
     assert gpt.api_key.source == "${OPENAI_API_KEY}"
-    assert gpt.max_tokens_field == "max_completion_tokens"
+    assert gpt.settings == OpenAISettings("max_completion_tokens", include_usage=True)
     vllm = plan.providers["vllm"]
     assert vllm.api_key is None
     assert vllm.headers == (("X-Request-Source", "lens"),)
     sim = plan.providers["sim"]
     assert sim.model == "sim-1"
-    assert sim.sim is not None
-    assert (sim.sim.jitter, sim.sim.error_429, sim.sim.seed) == (0.1, 0.01, 1)
+    assert isinstance(sim.settings, SimSettings)
+    assert (sim.settings.jitter, sim.settings.error_429, sim.settings.seed) == (0.1, 0.01, 1)
 
     assert list(plan.prompts) == ["capital", "long", "support#1", "support#2", "support#3"]
     assert plan.prompts["capital"].source == "inline"
@@ -138,9 +153,9 @@ def test_example_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plan.prompts["support#1"].max_tokens == 50
 
     steady = plan.stages[3]
-    assert steady.arrivals is not None
-    assert steady.arrivals.count == 100
-    assert steady.max_concurrency == 32
+    assert isinstance(steady.load, OpenLoop)
+    assert steady.load.arrivals.count == 100
+    assert steady.load.max_concurrency == 32
     assert (steady.timeout_s, steady.max_tokens) == (30.0, 128)
     closed = plan.stages[6]
     assert (closed.timeout_s, closed.max_tokens) == (60.0, 256)
@@ -306,7 +321,7 @@ def test_defaults_flow_into_stages_and_stage_values_override() -> None:
     warm, closed = plan.stages[0], plan.stages[2]
     assert (warm.timeout_s, warm.max_tokens) == (5.0, 10)
     assert (closed.timeout_s, closed.max_tokens) == (2.0, 7)
-    assert (closed.concurrency, closed.requests, closed.duration_s) == (3, None, 60.0)
+    assert closed.load == ClosedLoop(concurrency=3, requests=None, duration_s=60.0)
     assert closed.planned_requests is None
 
 
@@ -347,8 +362,8 @@ def test_constant_rate_schedule_properties(rate: float, duration: float) -> None
         f"    pattern: constant-rate\n    rate: {rate!r}\n    duration: {duration!r}\n",
     )
     stage = plan_of(text).stages[0]
-    assert stage.arrivals is not None
-    offsets = stage.arrivals.offsets_s
+    assert isinstance(stage.load, OpenLoop)
+    offsets = stage.load.arrivals.offsets_s
     n = len(offsets)
     assert offsets == tuple(i / rate for i in range(n))
     assert all(b > a for a, b in itertools.pairwise(offsets))

@@ -9,8 +9,9 @@ import pytest
 
 from lens.plan.compile import PRECISE_SPIN_S, concurrency_step, rate_step
 from lens.plan.describe import plan_to_dict
+from lens.plan.model import ClosedLoop, OpenLoop
 from lens.records import SweepStep
-from tests.plan.test_compile import BASE, plan_of, plan_problems
+from tests.plan.test_compile import BASE, arrivals_of, plan_of, plan_problems
 
 WARM = "  - id: warm\n    pattern: burst\n    requests: 2\n"
 
@@ -22,8 +23,7 @@ def with_load(load: str, sla: str = "") -> str:
 def test_burst_waves() -> None:
     plan = plan_of(with_load("  - {id: w, pattern: burst, requests: 2, waves: 3, interval: 2s}\n"))
     unit = plan.stages[0]
-    assert unit.arrivals is not None
-    assert unit.arrivals.offsets_s == (0.0, 0.0, 2.0, 2.0, 4.0, 4.0)
+    assert arrivals_of(unit).offsets_s == (0.0, 0.0, 2.0, 2.0, 4.0, 4.0)
     assert unit.planned_requests == 6
 
 
@@ -33,16 +33,13 @@ def test_seeded_arrivals_are_shared_by_providers_differ_by_stage_and_repeat() ->
         "  - {id: q, pattern: constant-rate, rate: 20/s, duration: 5s, arrival: poisson}\n"
     )
     sim, other, next_stage, _ = plan_of(text).stages
-    assert sim.arrivals is not None
-    assert other.arrivals is not None
-    assert next_stage.arrivals is not None
     assert sim.provider != other.provider
-    assert sim.arrivals.offsets_s == other.arrivals.offsets_s  # a fair comparison
-    assert sim.arrivals.offsets_s != next_stage.arrivals.offsets_s
-    assert plan_of(text).stages[0].arrivals == sim.arrivals
+    assert arrivals_of(sim).offsets_s == arrivals_of(other).offsets_s  # a fair comparison
+    assert arrivals_of(sim).offsets_s != arrivals_of(next_stage).offsets_s
+    assert arrivals_of(plan_of(text).stages[0]) == arrivals_of(sim)
     reseeded = plan_of(text.replace("arrival: poisson", "arrival: poisson, seed: 9"))
-    assert reseeded.stages[0].arrivals != sim.arrivals
-    assert (sim.arrivals.process, sim.arrivals.seed) == ("poisson", 0)
+    assert arrivals_of(reseeded.stages[0]) != arrivals_of(sim)
+    assert (arrivals_of(sim).process, arrivals_of(sim).seed) == ("poisson", 0)
 
 
 def test_gamma_arrivals_take_burstiness() -> None:
@@ -51,8 +48,11 @@ def test_gamma_arrivals_take_burstiness() -> None:
         " burstiness: 0.25, seed: 3, providers: [sim]}\n"
     )
     (unit,) = plan_of(text).stages
-    assert unit.arrivals is not None
-    assert (unit.arrivals.count, unit.arrivals.burstiness, unit.arrivals.seed) == (50, 0.25, 3)
+    assert (arrivals_of(unit).count, arrivals_of(unit).burstiness, arrivals_of(unit).seed) == (
+        50,
+        0.25,
+        3,
+    )
 
 
 def test_ramp_compiles_to_its_schedule() -> None:
@@ -61,13 +61,12 @@ def test_ramp_compiles_to_its_schedule() -> None:
         " providers: [sim]}\n"
     )
     (unit,) = plan_of(text).stages
-    assert unit.arrivals is not None
     expected = [math.sqrt(1 + 2 * i) - 1 for i in range(4)]
-    assert unit.arrivals.offsets_s == pytest.approx(expected, abs=1e-12)
-    assert (unit.pattern, unit.max_concurrency, unit.open_loop) == ("ramp", 4, True)
+    assert arrivals_of(unit).offsets_s == pytest.approx(expected, abs=1e-12)
+    assert unit.pattern == "ramp"
+    assert unit.load == OpenLoop(arrivals_of(unit), max_concurrency=4)
     stepped = plan_of(text.replace("duration: 2s", "duration: 3s, steps: 3")).stages[0]
-    assert stepped.arrivals is not None
-    assert stepped.arrivals.offsets_s == pytest.approx((0, 1, 1.5, 2, 7 / 3, 8 / 3), abs=1e-12)
+    assert arrivals_of(stepped).offsets_s == pytest.approx((0, 1, 1.5, 2, 7 / 3, 8 / 3), abs=1e-12)
 
 
 RATE_SWEEP = "  - {id: ladder, pattern: sweep, rates: [1/s, 2/s, 0.5/s], duration: 2s, pause: 3s}\n"
@@ -85,8 +84,7 @@ def test_rate_sweep_expands_into_steps_then_providers() -> None:
     ]
     step = plan.stages[2]
     assert step.sweep == SweepStep("ladder", 1, 3, rate_per_s=2.0)
-    assert step.arrivals is not None
-    assert step.arrivals.offsets_s == (0.0, 0.5, 1.0, 1.5)
+    assert arrivals_of(step).offsets_s == (0.0, 0.5, 1.0, 1.5)
     assert step.pattern == "sweep"
     doc = plan_to_dict(plan)
     assert doc["stages"][2]["sweep"] == {"id": "ladder", "step": 1, "steps": 3, "rate_per_s": 2.0}
@@ -102,11 +100,14 @@ def test_rate_sweep_takes_the_arrival_settings() -> None:
         " burstiness: 2, seed: 1, max_concurrency: 3, providers: [sim]}\n"
     )
     units = plan_of(text).stages
-    assert [u.max_concurrency for u in units] == [3, 3]
+    assert [u.load.max_concurrency for u in units if isinstance(u.load, OpenLoop)] == [3, 3]
     for unit in units:
-        assert unit.arrivals is not None
-        assert (unit.arrivals.count, unit.arrivals.process, unit.arrivals.seed) == (10, "gamma", 1)
-    assert units[0].arrivals != units[1].arrivals
+        assert (arrivals_of(unit).count, arrivals_of(unit).process, arrivals_of(unit).seed) == (
+            10,
+            "gamma",
+            1,
+        )
+    assert arrivals_of(units[0]) != arrivals_of(units[1])
 
 
 def test_concurrency_sweep_is_closed_loop() -> None:
@@ -115,10 +116,10 @@ def test_concurrency_sweep_is_closed_loop() -> None:
         " providers: [other]}\n"
     )
     plan = plan_of(text)
-    assert [
-        (u.stage, u.provider, u.concurrency, u.requests, u.duration_s, u.arrivals)
-        for u in plan.stages
-    ] == [("c.c1", "other", 1, 20, 9.0, None), ("c.c16", "other", 16, 20, 9.0, None)]
+    assert [(u.stage, u.provider, u.load) for u in plan.stages] == [
+        ("c.c1", "other", ClosedLoop(1, 20, 9.0)),
+        ("c.c16", "other", ClosedLoop(16, 20, 9.0)),
+    ]
     assert plan.stages[1].sweep == SweepStep("c", 1, 2, concurrency=16)
     assert plan_to_dict(plan)["stages"][1]["sweep"]["concurrency"] == 16
 
@@ -187,7 +188,7 @@ def test_adaptive_sweeps_plan_their_known_steps() -> None:
     ]
     assert sim[1].sweep == SweepStep("search", 1, None, rate_per_s=80.0)
     assert sim[3].sweep == SweepStep("auto", 1, None, concurrency=8)
-    assert (sim[3].concurrency, sim[3].requests) == (8, 20)
+    assert sim[3].load == ClosedLoop(concurrency=8, requests=20)
     assert sim[5].sweep == SweepStep("ladder", 1, 2, rate_per_s=2.0)
     search, auto, ladder = plan.sweeps
     assert (search.kind, search.search_range, search.max_steps) == ("find_max_rate", (10, 80), 6)
@@ -245,7 +246,7 @@ def test_a_concurrency_search_plans_its_two_bounds() -> None:
     sim = [u for u in plan.stages if u.provider == "sim"]
     assert [u.stage for u in sim] == ["conc.c2", "conc.c32"]
     assert sim[1].sweep == SweepStep("conc", 1, None, concurrency=32)
-    assert (sim[1].concurrency, sim[1].requests, sim[1].arrivals) == (32, 40, None)
+    assert sim[1].load == ClosedLoop(concurrency=32, requests=40)
     (sweep,) = plan.sweeps
     assert (sweep.kind, sweep.concurrency_range, sweep.concurrency_precision) == (
         "find_max_concurrency",

@@ -6,7 +6,7 @@ import pytest
 
 from lens.errors import ScenarioError
 from lens.plan.describe import plan_to_dict
-from lens.plan.model import Phases
+from lens.plan.model import IdleProbe, Phases
 from lens.scenario.load import parse_scenario
 from tests.plan.test_compile import BASE, plan_of, plan_problems
 
@@ -65,7 +65,7 @@ def test_defaults_apply_and_a_stage_overrides_them() -> None:
     assert b.phases == Phases()
     assert (b.drain, b.drain_grace_s) == ("wait", 2.0)
     # An idle probe has no phases and no drain: defaults leave it alone.
-    assert (idle.phases, idle.drain, idle.idle_gaps_s) == (Phases(), "wait", (0.0, 120.0))
+    assert (idle.phases, idle.drain, idle.load) == (Phases(), "wait", IdleProbe((0.0, 120.0)))
     assert idle.planned_requests == 3
 
 

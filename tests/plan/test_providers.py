@@ -12,8 +12,16 @@ from pydantic import TypeAdapter
 from lens.cli import main
 from lens.errors import PlanError
 from lens.plan.compile import compile_plan
-from lens.plan.describe import plan_to_dict
-from lens.plan.model import Plan, ProviderSpec, Secret, SimSettings
+from lens.plan.describe import plan_to_dict, provider_to_dict
+from lens.plan.model import (
+    AnthropicSettings,
+    AzureSettings,
+    BedrockSettings,
+    Plan,
+    ProviderSpec,
+    Secret,
+    SimSettings,
+)
 from lens.scenario import parse_scenario
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
@@ -65,13 +73,12 @@ def test_anthropic() -> None:
         base_url="http://127.0.0.1:9",
         api_key=Secret(KEY, source="${ANTHROPIC_API_KEY}"),
         headers=(("X-A", "1"),),
-        anthropic_version="2023-01-01",
+        settings=AnthropicSettings(version="2023-01-01"),
     )
     default = spec_of("  c:\n    type: anthropic\n    model: m\n    api_key: inline-key\n")
-    assert (default.base_url, default.anthropic_version, default.auth) == (
+    assert (default.base_url, default.settings) == (
         "https://api.anthropic.com",
-        "2023-06-01",
-        "key",
+        AnthropicSettings(version="2023-06-01"),
     )
     assert default.api_key == Secret("inline-key", source="inline")
 
@@ -114,51 +121,46 @@ def test_bedrock_every_field() -> None:
         model="us.amazon.nova-micro-v1:0",
         base_url="https://vpce.example.com",
         headers=(("X-Amzn-Bedrock-Trace", "ENABLED"),),
-        region="eu-west-3",
-        aws_profile="dev",
-        bedrock_api="invoke",
-        auth="aws",
+        settings=BedrockSettings(region="eu-west-3", aws_profile="dev", api="invoke"),
     )
 
 
 def test_bedrock_defaults() -> None:
     spec = spec_of("  b:\n    type: bedrock\n    model: m\n    region: us-east-1\n")
-    assert (spec.base_url, spec.api_key, spec.auth, spec.bedrock_api, spec.aws_profile) == (
+    assert (spec.base_url, spec.api_key, spec.settings) == (
         None,  # the adapter uses the region's bedrock-runtime endpoint
-        None,
-        "aws",
-        "converse",
-        None,
+        None,  # SigV4 with the AWS credential chain
+        BedrockSettings(region="us-east-1", aws_profile=None, api="converse"),
     )
 
 
 def test_bedrock_region_from_the_environment() -> None:
     block = "  b:\n    type: bedrock\n    model: m\n"
     both = {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "us-west-2"}
-    assert spec_of(block, both).region == "eu-central-1"
-    assert spec_of(block, {"AWS_REGION": "", "AWS_DEFAULT_REGION": "us-west-2"}).region == (
-        "us-west-2"
+    assert spec_of(block, both).settings == BedrockSettings(region="eu-central-1")
+    assert spec_of(block, {"AWS_REGION": "", "AWS_DEFAULT_REGION": "us-west-2"}).settings == (
+        BedrockSettings(region="us-west-2")
     )
     # With an endpoint a region is optional (the adapter reads it from the host, or the
     # request carries a Bedrock API key).
-    assert spec_of(block + "    base_url: http://127.0.0.1:9\n").region is None
+    assert spec_of(block + "    base_url: http://127.0.0.1:9\n").settings == BedrockSettings()
 
 
 def test_bedrock_api_key_switches_to_bearer_auth() -> None:
     block = "  b:\n    type: bedrock\n    model: m\n    region: us-east-1\n"
+    # A key is sent as a bearer token; without one, requests are signed (SigV4).
     from_env = spec_of(block, {"AWS_BEARER_TOKEN_BEDROCK": KEY})
-    assert (from_env.api_key, from_env.auth) == (
-        Secret(KEY, source="${AWS_BEARER_TOKEN_BEDROCK}"),
-        "key",
-    )
+    assert from_env.api_key == Secret(KEY, source="${AWS_BEARER_TOKEN_BEDROCK}")
+    assert provider_to_dict(from_env)["auth"] == "bearer"
     written = spec_of(block + "    api_key: ${BK}\n", {"BK": KEY})
-    assert (written.api_key, written.auth) == (Secret(KEY, source="${BK}"), "key")
+    assert written.api_key == Secret(KEY, source="${BK}")
     # Written but empty: no key, even when the default variable is set.
     empty = spec_of(block + "    api_key: ''\n", {"AWS_BEARER_TOKEN_BEDROCK": KEY})
-    assert (empty.api_key, empty.auth) == (None, "aws")
+    assert empty.api_key is None
+    assert provider_to_dict(empty)["auth"] == "aws-sigv4"
     # ${VAR:-} unquoted is null, i.e. not written: the default variable applies.
     unset = spec_of(block + "    api_key: ${BK:-}\n", {"AWS_BEARER_TOKEN_BEDROCK": KEY})
-    assert unset.auth == "key"
+    assert unset.api_key == Secret(KEY, source="${AWS_BEARER_TOKEN_BEDROCK}")
 
 
 def test_azure_every_field() -> None:
@@ -175,11 +177,13 @@ def test_azure_every_field() -> None:
         base_url="https://myres.openai.azure.com",
         api_key=Secret(KEY, source="${AZURE_OPENAI_API_KEY}"),
         headers=(("X-A", "b"),),
-        max_tokens_field="max_tokens",
-        include_usage=False,
-        deployment="prod-4o",
-        api_version="2024-10-21",
-        auth="key",
+        settings=AzureSettings(
+            deployment="prod-4o",
+            api_version="2024-10-21",
+            auth="key",
+            max_tokens_field="max_tokens",
+            include_usage=False,
+        ),
     )
 
 
@@ -190,30 +194,30 @@ def test_azure_defaults_and_entra() -> None:
     )
     env = {"AZURE_OPENAI_API_KEY": "az-key", "AZURE_OPENAI_AD_TOKEN": "entra-token"}
     spec = spec_of(block, env)
-    assert (spec.model, spec.base_url, spec.api_version) == (
-        "prod-4o",
-        "https://myres.openai.azure.com",
-        None,
-    )
-    assert (spec.max_tokens_field, spec.include_usage, spec.auth) == (
-        "max_completion_tokens",
-        True,
-        "key",
+    assert (spec.model, spec.base_url) == ("prod-4o", "https://myres.openai.azure.com")
+    assert spec.settings == AzureSettings(
+        deployment="prod-4o",
+        api_version=None,
+        auth="key",
+        max_tokens_field="max_completion_tokens",
+        include_usage=True,
     )
     assert spec.api_key == Secret("az-key", source="${AZURE_OPENAI_API_KEY}")
     entra = spec_of(block + "    auth: entra\n", env)
-    assert (entra.auth, entra.api_key) == (
+    assert isinstance(entra.settings, AzureSettings)
+    assert (entra.settings.auth, entra.api_key) == (
         "entra",
         Secret("entra-token", source="${AZURE_OPENAI_AD_TOKEN}"),
     )
     written = spec_of(block + "    auth: entra\n    api_key: ${TOKEN}\n", {"TOKEN": "t"})
-    assert (written.auth, written.api_key) == ("entra", Secret("t", source="${TOKEN}"))
+    assert isinstance(written.settings, AzureSettings)
+    assert (written.settings.auth, written.api_key) == ("entra", Secret("t", source="${TOKEN}"))
 
 
 def test_simulated_protocol_reaches_the_sim_settings() -> None:
     spec = spec_of("  s:\n    type: simulated\n    protocol: bedrock\n    ttft: 1ms\n")
-    assert spec.sim == SimSettings(ttft_s=0.001, protocol="bedrock")
-    assert spec_of("  s:\n    type: simulated\n").sim == SimSettings(protocol="openai")
+    assert spec.settings == SimSettings(ttft_s=0.001, protocol="bedrock")
+    assert spec_of("  s:\n    type: simulated\n").settings == SimSettings(protocol="openai")
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -284,7 +288,8 @@ def test_a_malformed_region_variable() -> None:
         "region:"
     ]
     # A written region wins, so the variable is not looked at.
-    assert spec_of(block + "    region: us-east-1\n", {"AWS_REGION": "x"}).region == "us-east-1"
+    written = spec_of(block + "    region: us-east-1\n", {"AWS_REGION": "x"})
+    assert written.settings == BedrockSettings(region="us-east-1")
 
 
 # --- secrets ---------------------------------------------------------------------------------

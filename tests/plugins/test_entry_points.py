@@ -13,7 +13,7 @@ from lens.cli import main
 from lens.entry_points import PluginError
 from lens.errors import ExportError, ProviderError
 from lens.export.registry import export_all
-from lens.plan.model import Message, PromptSpec
+from lens.plan.model import Message, PluginSettings, PromptSpec
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, TokenSource
 from lens.scenario.schema import scenario_json_schema, schema_text
@@ -61,7 +61,9 @@ def test_a_plugin_provider_compiles_to_a_spec_holding_its_settings(install: Inst
         "tiny",
         "http://127.0.0.1:9/v1",
     )
-    assert spec.plugin_settings.temperature == 0.2
+    assert isinstance(spec.settings, PluginSettings)
+    assert spec.plugin_settings is spec.settings.values  # the plugin contract's name for it
+    assert spec.settings.values.model_dump()["temperature"] == 0.2
     assert str(request.url) == "http://127.0.0.1:9/v1/generate"
     assert json.loads(request.content)["temperature"] == 0.2
     assert "authorization" not in request.headers  # no key: none is sent

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lens.plan.model import Message, PromptSpec, ProviderSpec, Secret
+from lens.plan.model import AnthropicSettings, Message, PromptSpec, ProviderSpec, Secret
 from lens.providers.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicAdapter,
@@ -378,6 +378,7 @@ def spec(**kw: object) -> ProviderSpec:
         "model": "claude-sonnet-4-5",
         "base_url": None,
         "api_key": Secret(KEY, "${ANTHROPIC_API_KEY}"),
+        "settings": AnthropicSettings(),
     }
     base.update(kw)
     return ProviderSpec(**base)  # type: ignore[arg-type]
@@ -434,7 +435,7 @@ def test_base_url_is_not_doubled(base: str, url: str) -> None:
 
 
 def test_max_tokens_defaults_and_prompt_wins() -> None:
-    adapter = AnthropicAdapter(spec(anthropic_version="2099-01-01", api_key=None))
+    adapter = AnthropicAdapter(spec(settings=AnthropicSettings(version="2099-01-01"), api_key=None))
     plain = PromptSpec(id="p", messages=(Message("user", "x"),))
     req = adapter.build_request(plain, None)
     body = json.loads(req.content)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from lens.errors import ProviderError
-from lens.plan.model import Message, PromptSpec, ProviderSpec, Secret
+from lens.plan.model import AzureSettings, Message, PromptSpec, ProviderSpec, Secret
 from lens.providers.azure_openai import AzureChatDecoder, AzureOpenAIAdapter, azure_endpoint
 from lens.providers.base import StreamOutcome
 from lens.providers.openai_chat import OpenAIChatDecoder
@@ -170,6 +171,9 @@ def test_in_band_error_cut_and_empty() -> None:
 # -- requests ---------------------------------------------------------------------------
 
 
+AZURE_FIELDS = {f.name for f in dataclasses.fields(AzureSettings)}
+
+
 def spec(**kw: object) -> ProviderSpec:
     base: dict[str, object] = {
         "id": "az",
@@ -177,9 +181,10 @@ def spec(**kw: object) -> ProviderSpec:
         "model": "gpt-4o",
         "base_url": "https://myres.openai.azure.com/",
         "api_key": Secret(KEY, "${AZURE_OPENAI_API_KEY}"),
-        "deployment": "prod-4o",
     }
-    base.update(kw)
+    # The Azure fields (deployment, api_version, auth, ...) go to its settings.
+    own = {"deployment": "prod-4o"} | {k: kw.pop(k) for k in list(kw) if k in AZURE_FIELDS}
+    base.update(kw, settings=AzureSettings(**own))  # type: ignore[arg-type]
     return ProviderSpec(**base)  # type: ignore[arg-type]
 
 
@@ -226,7 +231,7 @@ def test_v1_url_model_is_the_deployment_and_entra_auth() -> None:
 
 
 def test_v1_without_deployment_uses_the_model() -> None:
-    adapter = AzureOpenAIAdapter(spec(deployment=None, include_usage=False))
+    adapter = AzureOpenAIAdapter(spec(deployment="", include_usage=False))
     body = json.loads(adapter.build_request(PROMPT, 7).content)
     assert body["model"] == "gpt-4o"
     assert body["max_tokens"] == 7
@@ -282,7 +287,7 @@ def test_invalid_configurations() -> None:
     with pytest.raises(ProviderError, match="no base_url"):
         AzureOpenAIAdapter(spec(base_url=None))
     with pytest.raises(ProviderError, match="need a deployment"):
-        AzureOpenAIAdapter(spec(deployment=None, api_version="2024-10-21"))
+        AzureOpenAIAdapter(spec(deployment="", api_version="2024-10-21"))
     with pytest.raises(ProviderError, match="key or entra"):
         AzureOpenAIAdapter(spec(auth="aws"))
 

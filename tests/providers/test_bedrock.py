@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -18,7 +19,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from lens.errors import ProviderError
-from lens.plan.model import Message, PromptSpec, ProviderSpec, Secret
+from lens.plan.model import BedrockSettings, Message, PromptSpec, ProviderSpec, Secret
 from lens.providers.bedrock import (
     DEFAULT_INVOKE_MAX_TOKENS,
     BedrockAdapter,
@@ -89,15 +90,19 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: FROZEN)
 
 
+BEDROCK_FIELDS = {f.name for f in dataclasses.fields(BedrockSettings)}
+
+
 def spec(**kw: Any) -> ProviderSpec:
     base: dict[str, Any] = {
         "id": "br",
         "type": "bedrock",
         "model": NOVA,
         "base_url": None,
-        "region": "us-east-1",
     }
-    base.update(kw)
+    # The Bedrock fields (region, aws_profile, api) go to its settings.
+    own = {"region": "us-east-1"} | {k: kw.pop(k) for k in list(kw) if k in BEDROCK_FIELDS}
+    base.update(kw, settings=BedrockSettings(**own))
     return ProviderSpec(**base)
 
 
@@ -171,7 +176,7 @@ def test_converse_max_tokens_prompt_wins_and_none_is_omitted() -> None:
 
 @pytest.mark.usefixtures("creds")
 def test_invoke_request_is_anthropic_native() -> None:
-    adapter = BedrockAdapter(spec(model=CLAUDE, bedrock_api="invoke"))
+    adapter = BedrockAdapter(spec(model=CLAUDE, api="invoke"))
     prompt = PromptSpec(
         id="q",
         messages=(Message("system", "Be brief."), Message("user", "Hi"), Message("tool", "42")),
@@ -202,7 +207,7 @@ def test_invoke_request_is_anthropic_native() -> None:
 
 @pytest.mark.usefixtures("creds")
 def test_invoke_refuses_other_model_families(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = provider_error(monkeypatch, model=NOVA, bedrock_api="invoke")
+    message = provider_error(monkeypatch, model=NOVA, api="invoke")
     assert "Anthropic" in message
     assert "converse" in message
     assert NOVA in message
@@ -313,7 +318,7 @@ def test_sigv4_canonical_uri_double_encodes_the_model_id(
         "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/"
         "eu.anthropic.claude-3-5-haiku-20241022-v1:0"
     )
-    adapter = BedrockAdapter(spec(model=arn, region="eu-west-1", bedrock_api="invoke"))
+    adapter = BedrockAdapter(spec(model=arn, region="eu-west-1", api="invoke"))
     request = adapter.build_request(PROMPT, 32)
     assert request.url.raw_path == (
         b"/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Ainference-profile%2F"

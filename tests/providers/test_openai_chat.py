@@ -6,7 +6,7 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lens.plan.model import Message, PromptSpec, ProviderSpec, Secret
+from lens.plan.model import Message, OpenAISettings, PromptSpec, ProviderSpec, Secret
 from lens.providers.openai_chat import OpenAIChatAdapter, OpenAIChatDecoder
 from lens.records import ErrorClass, TokenSource
 
@@ -47,6 +47,7 @@ def spec(**kw: object) -> ProviderSpec:
         "type": "openai-compatible",
         "model": "m",
         "base_url": "http://127.0.0.1:9/v1/",
+        "settings": OpenAISettings(),
     }
     base.update(kw)
     return ProviderSpec(**base)  # type: ignore[arg-type]
@@ -190,7 +191,7 @@ def test_request_body_and_headers() -> None:
         spec(
             api_key=Secret("sk-123", "${K}"),
             headers=(("x-team", "a"),),
-            max_tokens_field="max_completion_tokens",
+            settings=OpenAISettings(max_tokens_field="max_completion_tokens"),
         )
     )
     req = adapter.build_request(PROMPT, 32)
@@ -209,7 +210,7 @@ def test_request_body_and_headers() -> None:
 
 
 def test_prompt_max_tokens_wins_and_no_key_no_auth() -> None:
-    adapter = OpenAIChatAdapter(spec(include_usage=False))
+    adapter = OpenAIChatAdapter(spec(settings=OpenAISettings(include_usage=False)))
     prompt = PromptSpec(id="q", messages=(Message("user", "x"),), max_tokens=5)
     req = adapter.build_request(prompt, 100)
     assert "authorization" not in req.headers

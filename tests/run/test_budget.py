@@ -10,7 +10,7 @@ import trio.testing
 
 from lens.metrics.cost import bill_run, record_cost
 from lens.metrics.estimate import request_bound
-from lens.plan.model import ProviderSpec, RetryPolicy, StagePlan
+from lens.plan.model import ClosedLoop, IdleProbe, ProviderSpec, RetryPolicy, StagePlan
 from lens.pricing import GpuHourRate, ModelPrice, PricingCatalog, Rates
 from lens.records import ErrorClass, RequestRecord, StageWindow
 from lens.run.budget import BudgetGuard
@@ -41,8 +41,8 @@ def guard(limit: str) -> BudgetGuard:
     return BudgetGuard(Decimal(limit), request_bound, cost)
 
 
-def stage(**kw: object) -> StagePlan:
-    return open_stage([0.0], **kw)
+def stage(*, timeout_s: float = 5.0, pause_before_s: float = 0.0) -> StagePlan:
+    return open_stage([0.0], timeout_s=timeout_s, pause_before_s=pause_before_s)
 
 
 def test_reservation_is_the_worst_case_and_settles_to_the_actual_cost() -> None:
@@ -170,7 +170,7 @@ async def test_closed_loop_and_retries_reserve_each_attempt(
     policy = RetryPolicy(max_retries=5, on=frozenset({"http_429"}), backoff_s=0.1, max_wait_s=1)
     unit = StagePlan(
         stage="c", provider="p", pattern="concurrency", prompts=("a",), timeout_s=5.0,
-        max_tokens=16, concurrency=1, requests=10, retries=policy,
+        max_tokens=16, load=ClosedLoop(concurrency=1, requests=10), retries=policy,
     )  # fmt: skip
     g = guard("0.04")
     records = await _run((unit,), PRICED, g, fake)
@@ -219,7 +219,7 @@ async def test_a_gpu_hour_budget_is_a_hard_bound_when_requests_hang_to_their_tim
     fake = FakeOpenAI(Script(hang=True))
     unit = StagePlan(
         stage="c", provider="p", pattern="concurrency", prompts=("a",), timeout_s=0.7,
-        max_tokens=16, concurrency=1, requests=20,
+        max_tokens=16, load=ClosedLoop(concurrency=1, requests=20),
     )  # fmt: skip
     g = guard("3")
     records, _, spent = await _run_hourly((unit,), g, fake)
@@ -254,7 +254,7 @@ async def test_idle_gaps_and_sweep_pauses_are_paid_time_the_budget_counts(
     fake = FakeOpenAI(Script(ttft_s=0.1, itl_s=0.01, tokens=3))
     probe = StagePlan(
         stage="idle", provider="p", pattern="idle-probe", prompts=("a",), timeout_s=0.5,
-        max_tokens=16, idle_gaps_s=(1.0, 8.0),
+        max_tokens=16, load=IdleProbe((1.0, 8.0)),
     )  # fmt: skip
     g = guard("6")
     records, windows, spent = await _run_hourly((probe,), g, fake)

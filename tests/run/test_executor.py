@@ -7,7 +7,10 @@ import trio.testing
 from lens.errors import ProviderError
 from lens.plan.model import (
     ArrivalSchedule,
+    ClosedLoop,
     Message,
+    OpenAISettings,
+    OpenLoop,
     Plan,
     PromptSpec,
     ProviderSpec,
@@ -21,7 +24,13 @@ from lens.run.executor import StageRunner
 from .fake_server import FakeOpenAI, Script
 
 MS = 1_000_000
-PROVIDER = ProviderSpec(id="p", type="openai-compatible", model="m", base_url="http://fake/v1")
+PROVIDER = ProviderSpec(
+    id="p",
+    type="openai-compatible",
+    model="m",
+    base_url="http://fake/v1",
+    settings=OpenAISettings(),
+)
 PROMPTS = {
     "a": PromptSpec(id="a", messages=(Message("user", "hi"),)),
     "b": PromptSpec(id="b", messages=(Message("user", "yo"),)),
@@ -40,7 +49,11 @@ def plan_of(*stages: StagePlan) -> Plan:
     )
 
 
-def open_stage(offsets: list[float], **kw: object) -> StagePlan:
+def open_stage(
+    offsets: list[float] | ArrivalSchedule, *, max_concurrency: int | None = None, **kw: object
+) -> StagePlan:
+    """An open-loop unit sending at ``offsets`` (or on a schedule)."""
+    schedule = offsets if isinstance(offsets, ArrivalSchedule) else ArrivalSchedule(tuple(offsets))
     base: dict[str, object] = {
         "stage": "s",
         "provider": "p",
@@ -48,7 +61,7 @@ def open_stage(offsets: list[float], **kw: object) -> StagePlan:
         "prompts": ("a", "b"),
         "timeout_s": 5.0,
         "max_tokens": 16,
-        "arrivals": ArrivalSchedule(tuple(offsets)),
+        "load": OpenLoop(schedule, max_concurrency),
     }
     base.update(kw)
     return StagePlan(**base)  # type: ignore[arg-type]
@@ -105,8 +118,7 @@ async def test_closed_loop_keeps_n_in_flight(autojump_clock: trio.testing.MockCl
         prompts=("a",),
         timeout_s=5.0,
         max_tokens=None,
-        concurrency=2,
-        requests=5,
+        load=ClosedLoop(concurrency=2, requests=5),
     )
     recs = await run(plan_of(stage), fake)
     assert [r.index for r in recs] == [0, 1, 2, 3, 4]
@@ -125,8 +137,7 @@ async def test_closed_loop_duration_stops_new_requests(
         prompts=("a",),
         timeout_s=5.0,
         max_tokens=None,
-        concurrency=1,
-        duration_s=0.35,
+        load=ClosedLoop(concurrency=1, duration_s=0.35),
     )
     recs = await run(plan_of(stage), fake)
     assert len(recs) == 4  # starts at 0, 0.1, 0.2, 0.3; none at 0.4

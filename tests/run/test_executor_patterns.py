@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
-from lens.plan.model import ArrivalSchedule, StagePlan
+from lens.plan.model import ArrivalSchedule, ClosedLoop, OpenLoop, StagePlan
 from lens.records import RequestRecord, StageWindow, SweepStep
 from lens.run.executor import StageRunner
 
@@ -39,7 +39,7 @@ def assert_on_schedule(
 
 async def test_linear_ramp_is_sent_on_its_schedule(autojump_clock: trio.testing.MockClock) -> None:
     schedule = paced_arrivals(RateProfile.ramp(1.0, 9.0, 4.0, None), requests=None)
-    recs, (window,) = await run_units(open_stage([], arrivals=schedule, pattern="ramp"))
+    recs, (window,) = await run_units(open_stage(schedule, pattern="ramp"))
     assert schedule.count == 20  # (1 + 9) / 2 * 4
     assert_on_schedule(recs, window, schedule)
     assert all(r.ok for r in recs)
@@ -51,8 +51,8 @@ async def test_stepped_ramp_and_poisson_ramp(autojump_clock: trio.testing.MockCl
         RateProfile.ramp(10.0, 2.0, 3.0, None), requests=None, process="poisson", seed=4
     )
     recs, (w1, w2) = await run_units(
-        open_stage([], stage="stepped", arrivals=stepped),
-        open_stage([], stage="poisson", arrivals=poisson),
+        open_stage(stepped, stage="stepped"),
+        open_stage(poisson, stage="poisson"),
     )
     assert_on_schedule(recs, w1, stepped)
     assert_on_schedule(recs, w2, poisson)
@@ -64,7 +64,7 @@ async def test_gamma_schedule_with_a_cap_is_late_only_by_the_cap(
     schedule = paced_arrivals(
         RateProfile.constant(20.0, None), requests=30, process="gamma", burstiness=0.3, seed=1
     )
-    recs, (window,) = await run_units(open_stage([], arrivals=schedule, max_concurrency=2))
+    recs, (window,) = await run_units(open_stage(schedule, max_concurrency=2))
     for rec, offset in zip(recs, schedule.offsets_s, strict=True):
         assert rec.t_intended == window.t_start + round(offset * 1e9)
         assert rec.t_dispatch >= rec.t_intended
@@ -72,7 +72,7 @@ async def test_gamma_schedule_with_a_cap_is_late_only_by_the_cap(
 
 async def test_burst_waves_go_out_together(autojump_clock: trio.testing.MockClock) -> None:
     schedule = burst_arrivals(3, waves=3, interval_s=2.0)
-    recs, (window,) = await run_units(open_stage([], arrivals=schedule, pattern="burst"))
+    recs, (window,) = await run_units(open_stage(schedule, pattern="burst"))
     assert_on_schedule(recs, window, schedule)
     starts = sorted({r.t_dispatch - window.t_start for r in recs})
     assert starts == [0, 2000 * MS, 4000 * MS]
@@ -90,7 +90,7 @@ async def test_pause_before_a_step_is_idle_and_outside_both_windows(
     second = dataclasses.replace(
         first,
         stage="ladder.4rps",
-        arrivals=ArrivalSchedule((0.0, 0.25, 0.5, 0.75)),
+        load=OpenLoop(ArrivalSchedule((0.0, 0.25, 0.5, 0.75))),
         sweep=SweepStep("ladder", 1, 2, rate_per_s=4.0),
         pause_before_s=3.0,
     )
@@ -99,7 +99,8 @@ async def test_pause_before_a_step_is_idle_and_outside_both_windows(
     assert max(r.t_end for r in recs if r.stage == "ladder.2rps") <= w1.t_end
     assert min(r.t_dispatch for r in recs if r.stage == "ladder.4rps") == w2.t_start
     assert (w1.sweep, w2.sweep) == (first.sweep, second.sweep)
-    assert_on_schedule(recs, w2, second.arrivals or ArrivalSchedule(()))
+    assert isinstance(second.load, OpenLoop)
+    assert_on_schedule(recs, w2, second.load.arrivals)
 
 
 async def test_closed_loop_sweep_steps_keep_their_concurrency(
@@ -113,8 +114,7 @@ async def test_closed_loop_sweep_steps_keep_their_concurrency(
             prompts=("a",),
             timeout_s=5.0,
             max_tokens=None,
-            concurrency=concurrency,
-            requests=8,
+            load=ClosedLoop(concurrency=concurrency, requests=8),
             sweep=SweepStep("c", index, 2, concurrency=concurrency),
             pause_before_s=1.0 if index else 0.0,
         )

@@ -10,7 +10,7 @@ import trio.testing
 from lens.metrics.idle import idle_probes
 from lens.metrics.integrity import cold_flags
 from lens.metrics.summary import SummaryBuilder
-from lens.plan.model import Phases, RetryPolicy, StagePlan
+from lens.plan.model import ClosedLoop, IdleProbe, Phases, RetryPolicy, StagePlan
 from lens.records import ErrorClass, RequestRecord, StageWindow
 from lens.run.executor import StageRunner
 
@@ -33,7 +33,13 @@ async def run_unit(
     return sorted(records, key=lambda r: r.index), window
 
 
-def closed_stage(**kw: object) -> StagePlan:
+def closed_stage(
+    *,
+    concurrency: int = 1,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    **kw: object,
+) -> StagePlan:
     base: dict[str, object] = {
         "stage": "c",
         "provider": "p",
@@ -41,7 +47,7 @@ def closed_stage(**kw: object) -> StagePlan:
         "prompts": ("a",),
         "timeout_s": 5.0,
         "max_tokens": None,
-        "concurrency": 1,
+        "load": ClosedLoop(concurrency, requests, duration_s),
     }
     base.update(kw)
     return StagePlan(**base)  # type: ignore[arg-type]
@@ -250,8 +256,7 @@ async def test_idle_probe_waits_each_gap_after_the_previous_end(
         prompts=("a",),
         timeout_s=5.0,
         max_tokens=None,
-        requests=4,
-        idle_gaps_s=(0.0, 1.0, 5.0),
+        load=IdleProbe((0.0, 1.0, 5.0)),
     )
     recs, window = await run_unit(unit)
     starts = [r.t_dispatch - window.t_start for r in recs]

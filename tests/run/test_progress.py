@@ -5,7 +5,15 @@ import io
 import trio
 import trio.testing
 
-from lens.plan.model import ArrivalSchedule, Message, Plan, PromptSpec, ProviderSpec, StagePlan
+from lens.plan.model import (
+    ArrivalSchedule,
+    Message,
+    OpenLoop,
+    Plan,
+    PromptSpec,
+    ProviderSpec,
+    StagePlan,
+)
 from lens.records import ErrorClass, RequestRecord
 from lens.run.executor import RunProgress
 from lens.run.progress import progress_line, show_progress
@@ -19,7 +27,7 @@ def _plan() -> Plan:
         prompts=("a",),
         timeout_s=1.0,
         max_tokens=None,
-        arrivals=ArrivalSchedule((0.0,) * 10),
+        load=OpenLoop(ArrivalSchedule((0.0,) * 10)),
     )
     return Plan(
         name="t",

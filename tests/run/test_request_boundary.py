@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from lens.plan.model import Message, PromptSpec, ProviderSpec, Secret
+from lens.plan.model import Message, OpenAISettings, PromptSpec, ProviderSpec, Secret
 from lens.providers.base import StreamOutcome
 from lens.providers.openai_chat import OpenAIChatAdapter
 from lens.records import ErrorClass, RequestRecord
@@ -21,7 +21,13 @@ from lens.run.http11_parse import ProtocolViolation
 from lens.run.request import execute_request
 
 PROMPT = PromptSpec("q", (Message("user", "hello"),))
-SPEC = ProviderSpec(id="p", type="openai-compatible", model="m", base_url="http://127.0.0.1:1/v1")
+SPEC = ProviderSpec(
+    id="p",
+    type="openai-compatible",
+    model="m",
+    base_url="http://127.0.0.1:1/v1",
+    settings=OpenAISettings(),
+)
 
 
 def sse(*events: object) -> list[bytes]:
@@ -141,6 +147,7 @@ async def test_a_request_lens_cannot_build_is_recorded_as_never_sent() -> None:
         model="m",
         base_url="http://127.0.0.1:1/v1",
         api_key=Secret("sk-clé-non-ascii"),
+        settings=OpenAISettings(),
     )
     rec = await run_one(httpx.MockTransport(answer()), OpenAIChatAdapter(spec))
     assert rec.error_class is ErrorClass.CONNECT

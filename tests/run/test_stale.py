@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from lens.plan.compile import compile_plan
-from lens.plan.model import Message, PromptSpec, ProviderSpec
+from lens.plan.model import Message, OpenAISettings, PromptSpec, ProviderSpec
 from lens.providers.registry import adapter_for
 from lens.records import RequestRecord
 from lens.run.clock import RunClock
@@ -38,7 +38,11 @@ async def run_requests(
     origin: Origin, n: int, transport: LeanHTTP11Transport, gap_s: float = 0.0
 ) -> list[RequestRecord]:
     spec = ProviderSpec(
-        id="p", type="openai-compatible", model="m", base_url=origin.url("127.0.0.1", "/v1")
+        id="p",
+        type="openai-compatible",
+        model="m",
+        base_url=origin.url("127.0.0.1", "/v1"),
+        settings=OpenAISettings(),
     )
     adapter = adapter_for(spec)
     clock = RunClock()

@@ -202,6 +202,7 @@ def test_the_opted_in_fields() -> None:
         "providers[*].proxy",
         "providers[*].region",
         "providers[*].tls",
+        "regression",
     ]
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lens.metrics.sweep_outcomes import Probe, SweepOutcome, distrust_sweeps
+from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe, distrust_sweeps
 from lens.pipeline import judge_sweeps
 from lens.records import HarnessLimits, HarnessReport, RunOutcome
 from lens.sweeps.driver import SweepDriver
 from tests.sweeps.test_driver import plan_of
 
-PROBE = Probe("s.85rps", 85.0, None, held=True, rps=84.0, detail="ttft.p95 = 120 ms")
+PROBE = SweepProbe("s.85rps", 85.0, None, held=True, rps=84.0, detail="ttft.p95 = 120 ms")
 FOUND = SweepOutcome(
     "s",
     "fake",

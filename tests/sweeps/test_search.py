@@ -7,7 +7,7 @@ from collections.abc import Generator
 
 import pytest
 
-from lens.metrics.sweep_outcomes import Probe
+from lens.metrics.sweep_outcomes import SweepProbe
 from lens.plan.model import AdaptiveSweep
 from lens.records import SweepStep
 from lens.scenario.units import Precision, parse_precision
@@ -132,9 +132,9 @@ def test_auto_without_a_range_runs_no_rate_steps() -> None:
     planned = [SweepStep("auto", 0, None, concurrency=1), SweepStep("auto", 1, None, concurrency=8)]
     steps = auto_steps(sweep, "sim", planned)
     assert next(steps) == NextStep(concurrency=1)
-    assert steps.send(Probe("auto.c1", None, 1, False, 20.0, "")) == NextStep(concurrency=8)
+    assert steps.send(SweepProbe("auto.c1", None, 1, False, 20.0, "")) == NextStep(concurrency=8)
     with pytest.raises(StopIteration) as done:
-        steps.send(Probe("auto.c8", None, 8, False, None, ""))  # every request failed
+        steps.send(SweepProbe("auto.c8", None, 8, False, None, ""))  # every request failed
     outcome = done.value.value
     assert outcome.reason == (
         "no rate steps: the saturated throughput (not measured) is not above the synchronous "

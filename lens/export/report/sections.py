@@ -17,9 +17,9 @@ from lens.export.results import (
     RecommendationOut,
     Results,
     SweepOut,
-    VerdictOut,
 )
 from lens.export.table import exclusion_text, recommendation_rows, summary_rows
+from lens.metrics.judge import Verdict
 
 # Streams are checked per stage x provider: past this many rows the table folds away.
 _FOLD_ABOVE = 8
@@ -100,7 +100,7 @@ def _decision(run: SweepRun, step: SweepStep, o: SweepOut) -> str:
     return "saturation" if step.concurrency is not None else "rate step"
 
 
-def _sla_result(verdicts: Sequence[VerdictOut]) -> str:
+def _sla_result(verdicts: Sequence[Verdict]) -> str:
     """The step's SLA verdicts in one word, the worst first: a fail, else an inconclusive."""
     outcomes = {v.outcome for v in verdicts}
     for outcome in ("fail", "inconclusive", "pass"):
@@ -109,7 +109,7 @@ def _sla_result(verdicts: Sequence[VerdictOut]) -> str:
     return "no SLA"
 
 
-def _verdict_words(verdicts: Sequence[VerdictOut]) -> str:
+def _verdict_words(verdicts: Sequence[Verdict]) -> str:
     """The step's verdicts, the worst first: each fail and inconclusive with its reason
     (which has the measured value), then the assertions that passed."""
     failed = [f"fail: {v.reason}" for v in verdicts if v.outcome == "fail"]
@@ -120,10 +120,10 @@ def _verdict_words(verdicts: Sequence[VerdictOut]) -> str:
     return "; ".join([*failed, *unsure, *(["pass: " + ", ".join(passed)] if passed else [])])
 
 
-def _sweep_table(runs: Sequence[SweepRun], verdicts: Sequence[VerdictOut]) -> str:
+def _sweep_table(runs: Sequence[SweepRun], verdicts: Sequence[Verdict]) -> str:
     """A row per step and provider: what it achieved, what the scenario's SLAs made of it
     (the verdicts on the step's stage), and, for an adaptive sweep, its own decision."""
-    by_unit: dict[tuple[str | None, str | None], list[VerdictOut]] = {}
+    by_unit: dict[tuple[str | None, str | None], list[Verdict]] = {}
     for v in verdicts:
         by_unit.setdefault((v.stage, v.provider), []).append(v)
     adaptive = any(run.outcome is not None for run in runs)

@@ -7,7 +7,7 @@ in the tables, never plotted as a latency.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -195,8 +195,8 @@ def _patterns(results: Results) -> dict[tuple[str, str], str]:
     """Each stage x provider's load pattern, as the plan in the results recorded it."""
     out: dict[tuple[str, str], str] = {}
     stages = results.plan.get("stages")
-    for entry in stages if isinstance(stages, list) else []:
-        if isinstance(entry, dict) and isinstance(entry.get("pattern"), str):
+    for entry in stages if isinstance(stages, tuple) else ():  # the frozen plan's arrays
+        if isinstance(entry, Mapping) and isinstance(entry.get("pattern"), str):
             out[(str(entry.get("stage")), str(entry.get("provider")))] = entry["pattern"]
     return out
 

@@ -16,6 +16,7 @@ from lens.scenario.model.limits import Limits
 from lens.scenario.model.prices import PricingEntry, Usd
 from lens.scenario.model.prompts import Prompt
 from lens.scenario.model.providers import Provider
+from lens.scenario.model.regression import Regression
 from lens.scenario.model.stages import Stage
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import SourceMap
@@ -90,6 +91,11 @@ class Scenario(FrozenModel):
         None,
         description="Spending cap in USD, e.g. $10: lens stops scheduling new requests "
         "before the run's cost could pass it.",
+    )
+    regression: Annotated[Regression | None, FROM_ENV] = Field(
+        None,
+        description="Compare each run with a baseline results file and fail on a "
+        "regression beyond the thresholds (lens compare).",
     )
     export: Annotated[tuple[ExportEntry, ...], FROM_ENV] = Field(
         (),

@@ -1,0 +1,72 @@
+"""The scenario's ``regression:`` block: validated with positions, compiled into the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lens.plan.compile import compile_plan
+from lens.plan.describe import plan_to_dict
+from lens.scenario import load_scenario
+from tests.scenario.helpers import BASE, parse, problems
+
+BLOCK = (
+    BASE
+    + """\
+regression:
+  baseline: baselines/nightly.json
+  thresholds:
+    ttft.p95: +10%
+    itl.p50: +2ms
+    error_rate: +0.5%
+"""
+)
+
+
+def test_compiles_into_the_plan_with_the_baseline_beside_the_scenario(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(BLOCK)
+    plan = compile_plan(load_scenario(tmp_path / "s.yaml", env={}), env={})
+    spec = plan.regression
+    assert spec is not None
+    assert spec.baseline == str(tmp_path.resolve() / "baselines/nightly.json")
+    assert spec.base_dir == str(tmp_path.resolve())
+    assert [(t.key, t.amount, t.relative) for t in spec.thresholds] == [
+        ("ttft.p95", 0.1, True),
+        ("itl.p50", 2.0, False),
+        ("error_rate", 0.005, False),
+    ]
+    where = f"{tmp_path / 's.yaml'}:15:3"
+    assert spec.where == where
+    assert plan_to_dict(plan)["regression"] == {
+        "baseline": spec.baseline,
+        "thresholds": {"ttft.p95": "+10%", "itl.p50": "+2ms", "error_rate": "+0.5%"},
+        "where": where,
+    }
+
+
+def test_a_git_baseline_is_kept_as_written_and_the_baseline_is_optional() -> None:
+    plan = compile_plan(parse(BASE + "regression: {baseline: 'git:origin/main:b/n.json'}"), env={})
+    assert plan.regression is not None
+    assert plan.regression.baseline == "git:origin/main:b/n.json"
+    assert plan.regression.thresholds == ()
+    bare = compile_plan(parse(BASE + "regression: {thresholds: {ttft.p50: 5%}}"), env={})
+    assert bare.regression is not None
+    assert bare.regression.baseline is None
+
+
+def test_no_block_no_regression_key_in_the_plan() -> None:
+    plan = compile_plan(parse(BASE), env={})
+    assert plan.regression is None
+    assert "regression" not in plan_to_dict(plan)
+
+
+def test_bad_thresholds_are_positioned() -> None:
+    found = problems(BASE + "regression:\n  thresholds:\n    ttft.p95: -10%\n")
+    assert len(found) == 1
+    assert found[0].startswith("s.yaml:16:")
+    assert "how much worse a value may get" in found[0]
+
+
+def test_unknown_keys_are_positioned() -> None:
+    found = problems(BASE + "regression:\n  baseline: b.json\n  treshold: {}\n")
+    assert len(found) == 1, found
+    assert found[0].startswith("s.yaml:16:3")
