@@ -178,6 +178,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{usd(str(budget.spent))}): no further requests were sent; results are partial",
             file=sys.stderr,
         )
+    elif report.sla_stop is not None:
+        print(
+            f"stopped early (stop_on_fail): {report.sla_stop}; results are partial "
+            f"({len(outcome.records)} requests measured)",
+            file=sys.stderr,
+        )
     elif outcome.partial:
         print(
             f"run interrupted by {outcome.interrupted_by}: results are partial "

@@ -139,6 +139,17 @@ CATALOGUE: tuple[MetricInfo, ...] = (
         "output tokens / stage wall time",
     ),
     MetricInfo(
+        "goodput", "req/s", "stage",
+        "SLA-conforming requests / W (every successful request when no per-request SLA "
+        "applies: then `rps`)",
+        "SLA-conforming successful requests / stage wall time (the rps window)",
+        elsewhere="vLLM `--goodput`, AIPerf goodput",
+    ),
+    MetricInfo(
+        "goodput_ratio", "ratio", "stage", "SLA-conforming requests / started requests",
+        "SLA-conforming requests / all started requests",
+    ),
+    MetricInfo(
         "requests", "count", "stage",
         "started requests (every error class but `cancelled` and `drained`)", "requests started",
     ),

@@ -13,7 +13,7 @@ if summarising still works, else ``salvage_results``: every record, no summaries
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TextIO
 
@@ -24,8 +24,10 @@ from lens.metrics.analysis import analyse_run
 from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
+from lens.metrics.slawatch import SlaWatch
 from lens.metrics.summary import Summary, SummaryBuilder
 from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
+from lens.metrics.windows import judge_all
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
 from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
 from lens.redact import Redactor
@@ -33,6 +35,7 @@ from lens.run.budget import BudgetGuard
 from lens.run.harness import HarnessMonitor
 from lens.run.session import StopSwitch, run_blocking
 from lens.run.simulators import live_providers
+from lens.run.slastop import SlaStop
 from lens.sweeps.driver import SweepDriver
 
 
@@ -44,6 +47,7 @@ class RunReport:
     # lens itself failed after measuring started: ``results`` hold what was measured, and
     # the CLI reports this (exit 5) once they are written.
     failure: BaseException | None = None
+    sla_stop: str | None = None  # why an SLA with stop_on_fail ended the run early
 
 
 def run_plan(
@@ -62,6 +66,8 @@ def run_plan(
     ``cancel_after_s`` end the run early, its results partial."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     budget = budget_guard(plan)
+    watch = SlaWatch(plan, plan.slas) if any(s.stop_on_fail for s in plan.slas) else None
+    sla_stop = None if watch is None else SlaStop(watch.on_record, watch.on_unit_end)
     harness = harness_monitor(plan)
     sweeps = SweepDriver(plan)
 
@@ -87,6 +93,7 @@ def run_plan(
                 handle_signals=handle_signals,
                 stop=stop,
                 cancel_after_s=cancel_after_s,
+                sla_stop=sla_stop,
             )
     except Exception as exc:
         if outcome is None:
@@ -97,7 +104,7 @@ def run_plan(
         slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its steps
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
         summaries, phase_summaries = summarise(plan, outcome, slas, bill)
-        verdicts = judge_run(slas, summaries, outcome)
+        verdicts = mark_stopper(judge_run(slas, summaries, outcome, plan), watch)
         analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
         results = build_results(
             plan,
@@ -120,7 +127,9 @@ def run_plan(
     except Exception as exc:
         failure = failure or exc
         results = salvage_results(plan, outcome, failure, redact)
-    return RunReport(results, outcome, budget, failure)
+    return RunReport(
+        results, outcome, budget, failure, None if sla_stop is None else sla_stop.reason
+    )
 
 
 def budget_guard(plan: Plan) -> BudgetGuard | None:
@@ -153,13 +162,10 @@ def summarise(
     not given), so a stage's summaries add up to its cost."""
     if bill is None:
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
-    pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
+    pooled = pooled_stages(plan)
     builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
     builder.add_many(outcome.records, bill.record_usd)
-    windows = {
-        (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
-        for w in outcome.windows
-    }
+    windows = measured_spans(plan, outcome)
     set_apart: tuple[Phase, ...] = ("warmup", "cooldown")
     phase_windows = {
         (w.stage, w.provider, phase): w.span(phase) for w in outcome.windows for phase in set_apart
@@ -167,14 +173,56 @@ def summarise(
     return builder.build(windows), builder.build_phases(phase_windows)
 
 
+def pooled_stages(plan: Plan) -> frozenset[str]:
+    """Stages whose warmup and cooldown are judged with their measured requests."""
+    return frozenset(u.stage for u in plan.stages if u.phases.pooled)
+
+
+def measured_spans(plan: Plan, outcome: RunOutcome) -> dict[tuple[str, str], tuple[int, int]]:
+    """The judged span of each stage x provider: its measured phase, or its whole window
+    when it pools warmup (``sla_includes_warmup``)."""
+    pooled = pooled_stages(plan)
+    return {
+        (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
+        for w in outcome.windows
+    }
+
+
 def judge_run(
-    slas: tuple[SlaSpec, ...], summaries: tuple[Summary, ...], outcome: RunOutcome
+    slas: tuple[SlaSpec, ...],
+    summaries: tuple[Summary, ...],
+    outcome: RunOutcome,
+    plan: Plan | None = None,
 ) -> tuple[Verdict, ...]:
-    """Verdicts, made inconclusive when the client itself was the bottleneck."""
-    verdicts = judge(slas, summaries)
+    """Verdicts, made inconclusive when the client itself was the bottleneck.  Windowed
+    assertions are judged from the records, given the ``plan`` (without it, inconclusive)."""
+    if plan is None:
+        verdicts = judge(slas, summaries)
+    else:
+        verdicts = judge_all(
+            slas,
+            summaries,
+            outcome.records,
+            measured_spans(plan, outcome),
+            providers=plan.providers,
+            pooled=pooled_stages(plan),
+        )
     if outcome.harness is not None:
         verdicts = distrust(verdicts, outcome.harness.reasons)
     return verdicts
+
+
+def mark_stopper(verdicts: tuple[Verdict, ...], watch: SlaWatch | None) -> tuple[Verdict, ...]:
+    """The verdict of the ``stop_on_fail`` assertion that ended the run, marked so."""
+    if watch is None or watch.stopped_by is None:
+        return verdicts
+    spec, stage, provider = watch.stopped_by
+    return tuple(
+        replace(v, stopped_run=True)
+        if (v.sla, v.where, v.stage, v.provider) == (spec.expr.text, spec.where, stage, provider)
+        else v
+        for v in verdicts
+    )
 
 
 def judge_sweeps(sweeps: SweepDriver, outcome: RunOutcome) -> tuple[SweepOutcome, ...]:

@@ -194,6 +194,7 @@ class HarnessReport:
 BUDGET_STOP = "budget"  # the budget ran out
 LENS_FAILED_STOP = "lens_failed"  # lens itself failed mid-run
 CANCEL_AFTER_STOP = "cancel_after"  # the run's time limit ran out
+SLA_STOP = "sla"  # an assertion with stop_on_fail failed (lens.run.slastop)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "drained",
     "sla_conforming",
     *(f"pacing_{p}" for p in PACING_FIELDS),
+    "goodput_per_s",
+    "goodput_ratio",
 )
 
 
@@ -157,6 +159,7 @@ def summary_row(s: SummaryOut) -> list[Cell]:
     row += [cost.get(c) for c in COST_FIELDS]
     row += [s.phase, s.drained, s.sla_conforming]
     row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
+    row += [s.goodput, s.goodput_ratio]
     return row
 
 

@@ -12,7 +12,8 @@ Measurements (tags: ``scenario``, ``stage``, ``provider``, ``model``):
 * ``lens_summary``: one point per stage x provider and ``phase`` (a tag: ``measure`` for
   the judged summaries, ``warmup``/``cooldown`` for those summarised apart) at the end of
   its phase; fields ``requests``, ``ok``, ``errors``, ``error_rate``, ``rps``,
-  ``throughput``, ``drained``, ``sla_conforming``, ``<metric>_<stat>`` (ms for times),
+  ``throughput``, ``drained``, ``sla_conforming``, ``goodput``, ``goodput_ratio`` (when
+  measured), ``<metric>_<stat>`` (ms for times),
   ``errors_<class>``, ``cost_<...>_usd`` and, for open-loop stages, ``pacing_<field>``
   (``sent``, ``planned_rate_per_s``, ``achieved_rate_per_s``, ``rate_error``,
   ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms``).
@@ -112,6 +113,8 @@ def summary_point(results: Results, s: SummaryOut, model: str) -> str | None:
         "planned_requests": s.planned_requests,
         "drained": s.drained,
         "sla_conforming": s.sla_conforming,
+        "goodput": s.goodput,
+        "goodput_ratio": s.goodput_ratio,
     }
     if s.pacing is not None:
         fields.update((f"pacing_{p}", getattr(s.pacing, p)) for p in PACING_FIELDS)

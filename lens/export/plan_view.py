@@ -72,7 +72,7 @@ def plan_text(doc: dict[str, object]) -> str:
     slas = doc["sla"]
     assert isinstance(slas, list)
     if slas:
-        lines.append("SLA: " + "; ".join(s["assert"] for s in slas))
+        lines.append("SLA: " + "; ".join(_sla_text(s) for s in slas))
     lines.extend(_config_text(doc))
     warnings = doc["warnings"]
     assert isinstance(warnings, list)
@@ -297,3 +297,10 @@ def _phase_text(s: dict[str, Any]) -> list[str]:
         grace = drain["timeout_s"]
         parts.append(f"drain {drain['policy']}" + (f" after {grace:g}s" if grace else ""))
     return parts
+
+
+def _sla_text(sla: dict[str, Any]) -> str:
+    text = str(sla["assert"])
+    if sla.get("window_s") is not None:
+        text += f" per {sla['window_s']:g}s window (allow {sla.get('allow', 0)})"
+    return text + (" [stop_on_fail]" if sla.get("stop_on_fail") else "")

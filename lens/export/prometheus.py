@@ -249,6 +249,12 @@ def _unit_families(results: Results) -> list[Family]:
     rps = Family("lens_requests_per_second", "gauge", "successful requests per second of stage")
     tps = Family("lens_output_tokens_per_second", "gauge", "output tokens per second of stage")
     error_ratio = Family("lens_error_ratio", "gauge", "failed / started requests")
+    goodput = Family(
+        "lens_goodput_requests_per_second",
+        "gauge",
+        "SLA-conforming requests per second of stage (rps when no per-request SLA)",
+    )
+    goodput_ratio = Family("lens_goodput_ratio", "gauge", "SLA-conforming / started requests")
     cost_total = Family("lens_cost_usd_total", "counter", "what the run cost, USD")
     cost_rates = {c: Family(f"lens_cost_{c}", "gauge", h) for c, h in _COST_HELP.items()}
     summaries: dict[str, Family] = {}
@@ -263,7 +269,14 @@ def _unit_families(results: Results) -> list[Family]:
             errors.add((*base, ("error_class", cls)), s.error_counts.get(cls, 0))
         tokens.add(base, s.output_tokens)
         drained.add(base, s.drained)
-        for fam, value in ((duration, s.duration_s), (rps, s.rps), (tps, s.throughput)):
+        gauges = (
+            (duration, s.duration_s),
+            (rps, s.rps),
+            (tps, s.throughput),
+            (goodput, s.goodput),
+            (goodput_ratio, s.goodput_ratio),
+        )
+        for fam, value in gauges:
             if value is not None:
                 fam.add(base, value)
         if s.error_rate is not None:
@@ -293,6 +306,8 @@ def _unit_families(results: Results) -> list[Family]:
         rps,
         tps,
         error_ratio,
+        goodput,
+        goodput_ratio,
         *summaries.values(),
         cost_total,
         *cost_rates.values(),

@@ -144,6 +144,14 @@ class SummaryOut(_Frozen):
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
     )
+    goodput: float | None = Field(
+        default=None,
+        description="sla_conforming per second of the window rps divides by (equals rps "
+        "when no per-request SLA applies); null without a window",
+    )
+    goodput_ratio: float | None = Field(
+        default=None, description="sla_conforming / requests; null when nothing started"
+    )
     cost: FrozenMap[str, str | int | None] | None = Field(
         None,
         description="pricing (tokens|gpu-hour), total_usd, per_request_usd, "
@@ -581,6 +589,8 @@ def summary_out(
         token_sources=dict(s.token_sources),
         planned_requests=planned,
         sla_conforming=s.sla_conforming,
+        goodput=s.goodput,
+        goodput_ratio=s.goodput_ratio,
         cost=s.cost.as_dict() if s.cost is not None else None,
         metrics=dict(s.metrics),
     )

@@ -43,7 +43,7 @@ def _pct(v: float | None) -> str:
 
 
 def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[str]]]:
-    headers = ["stage", "provider", "reqs", "ok", "err%", "req/s", "tok/s"]
+    headers = ["stage", "provider", "reqs", "ok", "err%", "req/s", "good/s", "tok/s"]
     headers += [h + " ms" for h, _, _ in _COLUMNS]
     rows = []
     for s in summaries:
@@ -54,6 +54,7 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
             str(s.ok),
             _pct(s.error_rate),
             _num(s.rps, 2),
+            _num(s.goodput, 2),
             _num(s.throughput, 0),
         ]
         for _, metric, stat in _COLUMNS:
@@ -76,7 +77,9 @@ def verdict_rows(verdicts: Sequence[Verdict]) -> tuple[list[str], list[list[str]
             if p
         )
         measured = measured_text(v.label, v.value)
-        rows.append([_MARK[v.outcome], v.sla, scope or "all", measured, str(v.n), v.reason])
+        sla = v.sla if v.window is None else f"{v.sla} [{v.window.seconds:g}s windows]"
+        reason = f"{v.reason}; stopped the run" if v.stopped_run else v.reason
+        rows.append([_MARK[v.outcome], sla, scope or "all", measured, str(v.n), reason])
     return headers, rows
 
 

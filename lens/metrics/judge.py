@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from lens import exitcodes
 from lens.metric_catalog import CATALOGUE, REQUEST_METRICS, STAGE_METRICS
@@ -43,6 +45,48 @@ _EXACT_STATS = frozenset({("cost", "total"), ("cost", "mean")})
 
 
 @dataclass(frozen=True, slots=True)
+class WindowResult:
+    """One window of a windowed assertion (``lens.metrics.windows``): its span in seconds
+    from the start of the stage's measured phase, and the assertion's outcome there."""
+
+    __pydantic_config__ = RESULTS_VALUE
+
+    index: int
+    start_s: Annotated[float, Field(description="from the start of the measured phase")]
+    end_s: float
+    outcome: Outcome
+    value: float | None
+    n: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WindowedVerdict:
+    """A windowed assertion's windows: it fails when more than ``allow`` failed."""
+
+    __pydantic_config__ = RESULTS_VALUE
+
+    seconds: Annotated[float, Field(description="window length")]
+    allow: Annotated[int, Field(description="how many windows may fail")]
+    passed: int
+    failed: int
+    inconclusive: int
+    windows: Annotated[
+        tuple[WindowResult, ...],
+        Field(description="window by window, requests by dispatch time"),
+    ]
+
+    @classmethod
+    def of(cls, seconds: float, allow: int, windows: Sequence[WindowResult]) -> WindowedVerdict:
+        def count(outcome: Outcome) -> int:
+            return sum(1 for w in windows if w.outcome == outcome)
+
+        return cls(
+            seconds, allow, count("pass"), count("fail"), count("inconclusive"), tuple(windows)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome of one SLA assertion on one stage x provider (or on nothing)."""
 
@@ -60,6 +104,17 @@ class Verdict:
     reason: str
     exact: bool = True  # False when the value is a t-digest estimate
     where: str = ""  # file:line:col of the assertion
+    window: Annotated[
+        WindowedVerdict | None,
+        Field(
+            description="a windowed assertion (window:, allow:): judged per window of the "
+            "measured phase; fails when more than allow windows fail"
+        ),
+    ] = None
+    stopped_run: Annotated[
+        bool,
+        Field(description="stop_on_fail: this failure ended the run early (interrupted_by sla)"),
+    ] = False
 
     @property
     def scope(self) -> str:
@@ -193,10 +248,31 @@ def _judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
     return verdict("fail", f"{shown}, not {expr.op} {limit}{note}", value, n, exact)
 
 
+def judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
+    """The verdict of ``spec`` on ``summary`` (its scope not checked), read as a plain
+    assertion: ``lens.metrics.windows`` judges each window's summary with it."""
+    return _judge_one(spec, summary)
+
+
 def judge(slas: Sequence[SlaSpec], summaries: Sequence[Summary]) -> tuple[Verdict, ...]:
-    """One verdict per SLA x matching summary, in SLA order then summary order."""
+    """One verdict per SLA x matching summary, in SLA order then summary order.
+
+    A windowed assertion needs the records (``lens.metrics.windows.judge_all``); from
+    summaries alone it is inconclusive."""
     out: list[Verdict] = []
     for spec in slas:
+        if spec.window_s is not None:
+            out.extend(
+                replace(
+                    v,
+                    outcome="inconclusive",
+                    reason="a windowed assertion is judged from the run's records, "
+                    "not from summaries",
+                    window=WindowedVerdict.of(spec.window_s, spec.allow, ()),
+                )
+                for v in judge([replace(spec, window_s=None)], summaries)
+            )
+            continue
         matched = [s for s in summaries if _matches(spec, s)]
         if not matched:
             expr = spec.expr

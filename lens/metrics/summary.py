@@ -22,6 +22,10 @@ Counting rules (see also ``lens.metrics.request``):
   The window is the executor's wall-clock span of the stage x provider run, passed in
   explicitly: the span of the records alone would ignore idle time at the edges.
   Without a window both are ``None``.
+* ``goodput`` is ``sla_conforming`` requests per second of that same window (vLLM's
+  ``--goodput``, AIPerf's goodput), so with no per-request SLA it equals ``rps``: every
+  successful request conforms, as in vLLM without a goodput SLO.  ``goodput_ratio`` is
+  ``sla_conforming / requests`` (``None`` when nothing started).
 * Per-request distributions (``metrics``) follow ``request_metrics``: latencies and
   token counts over successful requests, ``dispatch_lag`` over all of them.
 
@@ -133,6 +137,18 @@ class Summary:
     sla_conforming: int = 0  # successful requests meeting every per-request SLA
     phase: Phase = "measure"  # warmup / cooldown: that phase's requests, summarised apart
     drained: int = 0  # in flight at the stage's cutoff and cut off (not in ``requests``)
+
+    @property
+    def goodput(self) -> float | None:
+        """SLA-conforming requests per second of the window ``rps`` divides by."""
+        if self.duration_s is None or self.duration_s <= 0:
+            return None
+        return self.sla_conforming / self.duration_s
+
+    @property
+    def goodput_ratio(self) -> float | None:
+        """SLA-conforming requests / started requests; None when nothing started."""
+        return _rate(self.sla_conforming, self.requests)
 
     def get(self, metric: str, stat: str | None = None) -> float | None:
         """The value an SLA on ``metric[.stat]`` compares; ``KeyError`` if unknown."""

@@ -795,7 +795,18 @@ def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
         pos = ctx.source.value_pos(here)
         where = str(pos) if pos is not None else format_path(here)
         steps = steps_of.get(stage, ()) if stage is not None else ()
-        specs.append(SlaSpec(parse_sla(entry.assert_), provider, stage, where, steps))
+        specs.append(
+            SlaSpec(
+                parse_sla(entry.assert_),
+                provider,
+                stage,
+                where,
+                steps,
+                window_s=entry.window,
+                allow=entry.allow or 0,
+                stop_on_fail=entry.stop_on_fail,
+            )
+        )
     return tuple(specs)
 
 

@@ -30,6 +30,7 @@ from lens.plan.model import (
     ProviderSpec,
     RegressionSpec,
     SimSettings,
+    SlaSpec,
     StagePlan,
     header_is_secret,
 )
@@ -321,10 +322,7 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         "max_duration_s": _total(stages, "max_duration_s", pauses),
         # Steps an adaptive sweep adds at run time are in neither total.
         "durations_exclude_run_time_steps": any(s.kind != "stop_when" for s in plan.sweeps),
-        "sla": [
-            {"assert": s.expr.text, "provider": s.provider, "stage": s.stage, "where": s.where}
-            for s in plan.slas
-        ],
+        "sla": [_sla(s) for s in plan.slas],
         "budget_usd": str(plan.budget_usd) if plan.budget_usd is not None else None,
         "integrity": {
             "max_loop_lag_ms": plan.integrity.max_loop_lag_ms,
@@ -354,3 +352,17 @@ def regression_to_dict(spec: RegressionSpec) -> dict[str, Any]:
         "thresholds": {t.key: t.text for t in spec.thresholds},
         "where": spec.where,
     }
+
+
+def _sla(spec: SlaSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "assert": spec.expr.text,
+        "provider": spec.provider,
+        "stage": spec.stage,
+        "where": spec.where,
+    }
+    if spec.window_s is not None:  # only when set: older plans read the same
+        out.update(window_s=spec.window_s, allow=spec.allow)
+    if spec.stop_on_fail:
+        out["stop_on_fail"] = True
+    return out

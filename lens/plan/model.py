@@ -426,6 +426,9 @@ class SlaSpec:
     stage: str | None = None
     where: str = ""  # file:line:col of the assertion, for messages
     steps: tuple[str, ...] = ()  # stage ids of the steps, when ``stage`` names a sweep
+    window_s: float | None = None  # judged per window of this length (lens.metrics.windows)
+    allow: int = 0  # windows that may fail
+    stop_on_fail: bool = False  # end the run once it has conclusively failed
 
     def covers(self, stage: str) -> bool:
         """Whether the scope takes in the stage unit ``stage`` (a sweep: all its steps)."""

@@ -63,6 +63,7 @@ from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
 from lens.run.pool import TransportPool
 from lens.run.request import execute_request
+from lens.run.slastop import SlaStop
 
 
 class RunProgress:
@@ -146,9 +147,12 @@ class StageRunner:
         progress: RunProgress | None = None,
         transport_for: TransportFactory | None = None,
         budget: BudgetGuard | None = None,
+        sla_stop: SlaStop | None = None,
     ) -> None:
         self.plan = plan
         self.budget = budget
+        self.sla_stop = sla_stop
+        self._running: _RunningUnit | None = None  # watched by sla_stop
         self.providers = providers
         self.progress = progress or RunProgress(plan)
         self._emit_outer = emit
@@ -191,6 +195,8 @@ class StageRunner:
     def _emit(self, rec: RequestRecord) -> None:
         self.progress.record(rec)
         self._emit_outer(rec)
+        if self.sla_stop is not None and self._running is not None:
+            self._running.watch(rec, self.sla_stop)
 
     def start(self) -> None:
         """Start the run clock, once: units run by ``run_unit`` share it."""
@@ -206,7 +212,9 @@ class StageRunner:
 
     def may_start(self, unit: StagePlan) -> bool:
         """Whether the budget lets ``unit`` begin (always, without one); a refusal ends
-        the run: no later unit starts either."""
+        the run: no later unit starts either.  Nor does one after an SLA stopped it."""
+        if self.sla_stop is not None and self.sla_stop.tripped:
+            return False
         if self.budget is None:
             return True
         return self.budget.may_start(self.providers[unit.provider], unit, self.clock.now_ns())
@@ -238,9 +246,12 @@ class StageRunner:
         if unit.cutoff_s is not None and not isinstance(unit.load, OpenLoop):
             # An open loop knows its cutoff when its last arrival is sent (open_loop).
             state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
+        running = _RunningUnit(self, unit, spec, adapter, pool, state, clock, t_start)
+        self._running = running
         try:
-            await _RunningUnit(self, unit, spec, adapter, pool, state, clock, t_start).run()
+            await running.run()
         finally:
+            self._running = None
             with trio.CancelScope(shield=True):
                 await pool.aclose()
             # Also on cancellation: the window of a partial unit is still a fact.
@@ -259,6 +270,8 @@ class StageRunner:
             self.windows.append(window)
             if self.budget is not None:
                 self.budget.unit_ended(window.t_end)
+            if self.sla_stop is not None:
+                self.sla_stop.unit_ended(window)  # a tripped stop: no later unit starts
 
 
 class _RunningUnit:
@@ -313,10 +326,27 @@ class _RunningUnit:
             async with trio.open_nursery() as nursery:
                 await self._load(nursery)
 
+    def watch(self, rec: RequestRecord, stop: SlaStop) -> None:
+        """Show ``stop`` a record of this unit; halt the unit if it stops the run."""
+        state = self.state
+        origin = self.t_start
+        if not self.unit.phases.pooled and state.measure_start is not None:
+            origin = state.measure_start
+        if stop.observe(rec, state.in_flight, origin):
+            self.halt()
+
+    def halt(self) -> None:
+        """Stop the unit early (an SLA with stop_on_fail failed): nothing more is sent,
+        and what is in flight is cut off by the unit's drain policy, from now."""
+        self.state.halted = True
+        self.state.schedule.cancel()
+        self.state.cut_off_at(trio.current_time(), self.unit.drain_grace_s)
+
     async def _load(self, nursery: trio.Nursery) -> None:
         match self.unit.load:
             case OpenLoop(arrivals=arrivals):
-                await self.open_loop(nursery, arrivals)
+                with self.state.schedule:  # halt() wakes the schedule's sleep
+                    await self.open_loop(nursery, arrivals)
             case ClosedLoop() as load:
                 for _ in range(load.concurrency):
                     nursery.start_soon(self.worker, load)
@@ -325,12 +355,16 @@ class _RunningUnit:
 
     def _hold(self, prompt: PromptSpec) -> Decimal | None:
         """Budget held for one more attempt (0 without a budget); None: do not send."""
+        if self.state.halted:
+            return None
         if self.budget is None:
             return Decimal(0)
         return self.budget.try_reserve(self.spec, self.unit, prompt, self.clock.now_ns())
 
     def _may_wait(self, until_ns: int) -> bool:
         """Whether the budget lets the unit wait (paid GPU time) until ``until_ns``."""
+        if self.state.halted:
+            return False
         return self.budget is None or self.budget.may_wait(until_ns)
 
     def _started(self) -> None:
@@ -447,11 +481,13 @@ class _RunningUnit:
             if attempt > 1 or phase != "measure":
                 rec = dataclasses.replace(rec, attempt=attempt, phase=phase)
             last.append(rec)
+            state.in_flight -= 1
             if budget is not None:
                 budget.settle(held, rec, spec)
             self.emit(rec)
 
         while True:
+            state.in_flight += 1  # until its record is emitted
             async with self.pool.transport() as transport:
                 await execute_request(
                     transport,
@@ -535,8 +571,11 @@ class _UnitState:
 
     __slots__ = (
         "drain",
+        "halted",
+        "in_flight",
         "measure_end",
         "measure_start",
+        "schedule",
         "started",
         "warmup_ended",
         "warmup_in_flight",
@@ -547,6 +586,11 @@ class _UnitState:
         self.measure_start: int | None = None
         self.measure_end: int | None = None
         self.drain = trio.CancelScope()
+        # An SLA stopped the run (lens.run.slastop): the schedule's wait is cancelled, and
+        # nothing more is sent.  in_flight: attempts sent whose record is not out yet.
+        self.halted = False
+        self.schedule = trio.CancelScope()
+        self.in_flight = 0
         # Closed loops: warmup requests in flight, and the workers waiting for them to end.
         self.warmup_in_flight = 0
         self.warmup_ended = trio.lowlevel.ParkingLot()

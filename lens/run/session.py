@@ -3,9 +3,11 @@
 An interrupted run is not a failed run: every record measured so far (including requests
 cut off by the interruption, class ``cancelled``) is returned and marked partial.  Running
 out of budget also ends a run early (``interrupted_by="budget"``), but gently: requests in
-flight finish, only new ones are refused.  Should lens itself fail mid-run (a bug), the run
-stops, and what was measured is still returned, partial, with the exception in ``failure``
-(``interrupted_by="lens_failed"``) for the CLI to report after writing it.
+flight finish, only new ones are refused; so does an SLA with ``stop_on_fail`` that failed
+(``interrupted_by="sla"``, lens.run.slastop), in-flight requests ending per the drain
+policy.  Should lens itself fail mid-run (a bug), the run stops, and what was measured is
+still returned, partial, with the exception in ``failure`` (``interrupted_by=
+"lens_failed"``) for the CLI to report after writing it.
 
 Every record is redacted once, as it is created: its error message, request id and provider
 facts lose the secrets lens holds (lens.redact) before anything else sees them.
@@ -27,6 +29,7 @@ from lens.records import (
     BUDGET_STOP,
     CANCEL_AFTER_STOP,
     LENS_FAILED_STOP,
+    SLA_STOP,
     RequestRecord,
     RunOutcome,
 )
@@ -35,6 +38,7 @@ from lens.run.budget import BudgetGuard
 from lens.run.executor import RunProgress, StageRunner, TransportFactory
 from lens.run.harness import HarnessMonitor
 from lens.run.progress import show_progress
+from lens.run.slastop import SlaStop
 
 # Runs the plan's units through the runner: StageRunner.run_all, or a caller's order (the
 # adaptive sweeps of lens.sweeps choose steps as they go).
@@ -101,6 +105,7 @@ async def execute(
     redactor: Redactor | None = None,
     stop: StopSwitch | None = None,
     cancel_after_s: float | None = None,
+    sla_stop: SlaStop | None = None,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
@@ -116,7 +121,13 @@ async def execute(
 
     progress = RunProgress(plan)
     runner = StageRunner(
-        plan, providers, emit, progress=progress, transport_for=transport_for, budget=budget
+        plan,
+        providers,
+        emit,
+        progress=progress,
+        transport_for=transport_for,
+        budget=budget,
+        sla_stop=sla_stop,
     )
     started_at = datetime.now(UTC)
     t_start = trio.current_time()
@@ -143,6 +154,8 @@ async def execute(
         failure = exc
         interrupted.insert(0, LENS_FAILED_STOP)
 
+    if not interrupted and sla_stop is not None and sla_stop.tripped:
+        interrupted.append(SLA_STOP)
     if not interrupted and budget is not None and budget.exhausted:
         interrupted.append(BUDGET_STOP)
     return RunOutcome(
@@ -189,6 +202,7 @@ def run_blocking(
     handle_signals: bool = True,
     stop: StopSwitch | None = None,
     cancel_after_s: float | None = None,
+    sla_stop: SlaStop | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -204,5 +218,6 @@ def run_blocking(
             handle_signals=handle_signals,
             stop=stop,
             cancel_after_s=cancel_after_s,
+            sla_stop=sla_stop,
         )
     )

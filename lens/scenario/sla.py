@@ -34,6 +34,11 @@ _EXPR = re.compile(
     re.VERBOSE,
 )
 
+# Stage values that mean the same over one window of a stage as over all of it: shares and
+# counts of the window's requests.  Rates per second of stage time (rps, throughput,
+# goodput) do not: a window is cut by dispatch time, not by completion.
+WINDOWED_STAGE_METRICS = frozenset({"error_rate", "success_rate", "requests", "errors"})
+
 _TIME_FACTORS_MS = {None: 1.0, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 

@@ -91,7 +91,10 @@ class SweepDriver:
                 for k, pid in enumerate(list(pending)):
                     unit = _unit(sweep, planned[pid], pending[pid], len(probes[pid]), pause=k == 0)
                     if not runner.may_start(unit):
-                        cause = "the budget ran out"
+                        stopped = runner.sla_stop is not None and runner.sla_stop.tripped
+                        cause = (
+                            "an SLA with stop_on_fail failed" if stopped else "the budget ran out"
+                        )
                         return
                     running[pid] = unit.stage
                     probe = await self._step(runner, sweep, unit)

@@ -74,6 +74,8 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "pacing_lag_p50_ms",
         "pacing_lag_p99_ms",
         "pacing_lag_max_ms",
+        "goodput_per_s",
+        "goodput_ratio",
     )
     dest = tmp_path / "requests.csv"
     assert export_all(rich_results(), [parse_target(f"csv={dest}")]) == []
@@ -100,6 +102,8 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "8.0",
     )
     assert (sim["drained"], sim["sla_conforming"]) == ("0", "2")
+    assert float(sim["goodput_ratio"]) == pytest.approx(2 / int(sim["requests"]))
+    assert float(sim["goodput_per_s"]) == pytest.approx(2 / float(sim["duration_s"]))
     assert (gpt["drained"], gpt["requests"]) == ("1", "2")  # drained: not a request
     assert gpt["pacing_rate_error"] == ""  # closed loop: no pacing, an empty cell, not 0
     assert (warmup["requests"], warmup["pacing_sent"]) == ("1", "")

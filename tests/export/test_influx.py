@@ -61,6 +61,8 @@ def test_summaries_by_phase_sweeps_and_the_harness() -> None:
     sim = summaries["sim", "measure"]
     assert sim.fields["pacing_rate_error"] == pytest.approx(0.1)
     assert (sim.fields["pacing_lag_p99_ms"], sim.fields["sla_conforming"]) == (8.0, 2)
+    assert sim.fields["goodput_ratio"] == pytest.approx(2 / float(sim.fields["requests"]))
+    assert sim.fields["goodput"] == pytest.approx(2 / float(sim.fields["duration_s"]))
     gpt = summaries["gpt", "measure"]
     assert gpt.fields["drained"] == 1
     assert not any(k.startswith("pacing_") for k in gpt.fields)  # closed loop: absent

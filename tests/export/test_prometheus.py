@@ -89,6 +89,9 @@ def test_pacing_drain_harness_cold_start_and_sweeps() -> None:
     gpt = f'{scenario},stage="warm",provider="gpt",model="gpt-4o-mini"'
     assert values[f"lens_requests_drained_total{{{gpt}}}"] == 1
     assert values[f"lens_requests_drained_total{{{sim}}}"] == 0
+    # sim: 2 of its 3 started requests conformed, over its measured window.
+    assert values[f"lens_goodput_ratio{{{sim}}}"] == pytest.approx(2 / 3)
+    assert values[f"lens_goodput_requests_per_second{{{sim}}}"] > 0
     assert values[f"lens_pacing_rate_error_ratio{{{sim}}}"] == pytest.approx(0.1)
     assert values[f"lens_pacing_achieved_rate_requests_per_second{{{sim}}}"] == 100
     lags = {

@@ -264,7 +264,10 @@ def test_verdict_serialises_as_a_results_document_holds_it_and_has_a_scope() -> 
         "reason",
         "exact",
         "where",
+        "window",
+        "stopped_run",
     }
+    assert (d["window"], d["stopped_run"]) == (None, False)
     assert v.scope == "provider=a stage=warm"
     none = Verdict("x < 1", "x", "<", 1.0, None, None, "pass", 0.5, 1, "")
     assert none.scope == "all"
