@@ -35,9 +35,11 @@ from lens.metrics.compare import (
     PointStats,
     Side,
     compare_sides,
-    default_threshold,
 )
 from lens.metrics.sketch import nearest_rank
+from lens.scenario.thresholds import (
+    default_threshold,
+)
 
 REQUESTS = 200
 CONCURRENCY = 20

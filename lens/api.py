@@ -54,9 +54,6 @@ from lens.metrics.compare import (
     DEFAULT_SEED,
     Comparison,
     Options,
-    Threshold,
-    ThresholdError,
-    parse_threshold_flag,
 )
 from lens.metrics.estimate import estimate_to_dict
 from lens.metrics.recommend import recommend as _recommend
@@ -72,6 +69,11 @@ from lens.scenario.load import load_scenario as _load_scenario_file
 from lens.scenario.load import parse_scenario
 from lens.scenario.model import Scenario
 from lens.scenario.sla import SlaSyntaxError, parse_sla
+from lens.scenario.thresholds import (
+    Threshold,
+    ThresholdError,
+    parse_threshold_flag,
+)
 from lens.targets import ExportTarget, TargetError, parse_target, secrets_of
 
 __all__ = [

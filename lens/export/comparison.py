@@ -29,16 +29,18 @@ from lens.metrics.compare import (
     Options,
     PointStats,
     Side,
-    Threshold,
-    ThresholdError,
-    check_label,
     compare_sides,
-    default_threshold,
-    parse_threshold,
     unmeasured,
 )
 from lens.metrics.request import icl_gaps, itl_gaps
 from lens.pricing.money import usd_text
+from lens.scenario.thresholds import (
+    Threshold,
+    ThresholdError,
+    check_label,
+    default_threshold,
+    parse_threshold,
+)
 
 _CUT_OFF = frozenset({"cancelled", "drained"})  # lens cut these off: not the server's outcome
 # Per-request scalar fields of RecordOut, taken from successful requests only.

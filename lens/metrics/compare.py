@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import statistics
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
@@ -66,35 +65,17 @@ from typing import Any, Literal
 from lens import exitcodes
 from lens.metric_catalog import MIN_SAMPLES, REQUEST_METRICS, STAGE_METRICS
 from lens.metrics.sketch import nearest_rank
-from lens.scenario.sla import SlaSyntaxError, parse_sla
+from lens.scenario.thresholds import (
+    BETTER,
+    PROPORTIONS,
+    Better,
+    Threshold,
+    check_label,
+)
 
-Better = Literal["lower", "higher"]
 Outcome = Literal["regressed", "improved", "unchanged", "inconclusive"]
 OUTCOMES: tuple[Outcome, ...] = ("regressed", "improved", "unchanged", "inconclusive")
 
-# Which way is better, per metric.  Kept here rather than in lens.metric_catalog so the
-# comparison owns its whole judgement; token counts have no better direction and are not
-# compared.
-BETTER: dict[str, Better] = {
-    "ttft": "lower",
-    "ttfot": "lower",
-    "ttfb": "lower",
-    "itl": "lower",
-    "icl": "lower",
-    "tpot": "lower",
-    "e2e": "lower",
-    "dispatch_lag": "lower",
-    "ttft_from_intended": "lower",
-    "e2e_from_intended": "lower",
-    "output_tokens_per_s": "higher",
-    "cost": "lower",
-    "error_rate": "lower",
-    "success_rate": "higher",
-}
-# Statistics with a sampling distribution lens can bound; min, max and n have none worth
-# a verdict (a max is one request).
-COMPARABLE_STATS: tuple[str, ...] = ("mean", "p50", "p90", "p95", "p99")
-PROPORTIONS: frozenset[str] = frozenset({"error_rate", "success_rate"})
 PERCENTILE_Q: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 # Exact fractions, so ranks are those of nearest_rank (0.95 * 20 is 19, never 19.000001).
 _FRACTIONS: dict[str, Fraction] = {s: Fraction(repr(q)) for s, q in PERCENTILE_Q.items()}
@@ -118,104 +99,6 @@ MIN_BOOTSTRAP_REQUESTS = 10
 # How far (in quantile) a t-digest percentile of lens's sketches may be from the exact
 # one: generous for 1000 centroids, whose rank error is well under 0.1 % in practice.
 TDIGEST_RANK_ERROR = 0.005
-
-
-class ThresholdError(ValueError):
-    """A threshold that does not parse; the message says what was expected."""
-
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """How large a change must be to matter, either way: ``value`` is a fraction of the
-    baseline when ``relative`` (0.10 for ``+10%``), else in the metric's canonical unit
-    (ms, tokens/s, USD, or a ratio for rates)."""
-
-    value: float
-    relative: bool
-    text: str
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def default_threshold(label: str) -> Threshold:
-    """+2 percentage points for rates, +10 % of the baseline for everything else.
-
-    Why 2 and not 1 point: two error-free runs can only be told "unchanged" once the
-    interval of their difference fits within the threshold, which for 0 errors in ``n``
-    requests takes ``n`` of about 4 / threshold: ~200 requests for 2 points, ~400 for 1.
-    A larger error rate is never hidden by the choice: below that size the verdict is
-    inconclusive, not unchanged."""
-    metric = label.partition(".")[0]
-    if metric in PROPORTIONS:
-        return Threshold(0.02, relative=False, text="+2%")
-    return Threshold(0.10, relative=True, text="+10%")
-
-
-_THRESHOLD = re.compile(
-    r"^\s*(?:\+|±|\+/-)?\s*(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<rest>\S.*?)?\s*$"
-)
-
-
-def check_label(label: str) -> tuple[str, str | None]:
-    """``ttft.p95`` -> ("ttft", "p95"), ``error_rate`` -> ("error_rate", None); a
-    ``ThresholdError`` for anything that cannot be compared."""
-    try:
-        expr = parse_sla(f"{label} < 0")
-    except SlaSyntaxError as exc:
-        raise ThresholdError(str(exc)) from None
-    if expr.metric not in BETTER:
-        raise ThresholdError(
-            f"{label!r} cannot be compared: {expr.metric} has no better direction; "
-            f"comparable metrics: {', '.join(BETTER)}"
-        )
-    if expr.metric in REQUEST_METRICS and expr.stat not in COMPARABLE_STATS:
-        raise ThresholdError(
-            f"{label!r} cannot be compared: use one of "
-            f"{', '.join(f'{expr.metric}.{s}' for s in COMPARABLE_STATS)}"
-        )
-    return expr.metric, expr.stat
-
-
-def parse_threshold(label: str, value: object) -> Threshold:
-    """The threshold of one statistic: ``+10%`` (of the baseline), or an absolute change in
-    the metric's units, as SLAs write them: ``+50ms``, ``+0.2s``, ``+5/s`` (tokens/s),
-    ``+$0.0001``; for rates (``error_rate``) ``+0.5%`` is percentage points.  The sign is
-    optional (a threshold applies both ways)."""
-    metric, _ = check_label(label)
-    text = str(value).strip()
-    dollar = text.replace("+", "", 1).lstrip().startswith("$")
-    m = _THRESHOLD.match(text.replace("$", "", 1) if dollar else text)
-    if m is None:
-        raise ThresholdError(
-            f"{label}={text}: expected a change like +10% (relative) or +50ms (absolute)"
-        )
-    unit = (m["rest"] or "").strip()
-    if unit == "%" and metric not in PROPORTIONS:
-        if dollar:
-            raise ThresholdError(f"{label}={text}: write $0.0001 or 10%, not both")
-        return Threshold(float(m["num"]) / 100.0, relative=True, text=f"+{m['num']}%")
-    number = m["num"]
-    sla = f"{label} < {'$' if dollar else ''}{number}{unit}"
-    try:
-        expr = parse_sla(sla)
-    except SlaSyntaxError as exc:
-        raise ThresholdError(f"{label}={text}: {exc}") from None
-    if metric in PROPORTIONS and expr.threshold > 1:
-        raise ThresholdError(f"{label}={text}: a rate changes by at most 100%")
-    shown = f"+${number}" if dollar else f"+{number}{unit}"
-    return Threshold(expr.threshold, relative=False, text=shown)
-
-
-def parse_threshold_flag(text: str) -> tuple[str, Threshold]:
-    """``METRIC.STAT=+10%`` (``--threshold``) -> (label, threshold)."""
-    label, eq, value = text.partition("=")
-    if not eq or not label.strip() or not value.strip():
-        raise ThresholdError(
-            f"--threshold {text!r}: expected METRIC.STAT=CHANGE, e.g. ttft.p95=+10% or itl.p50=+2ms"
-        )
-    label = label.strip()
-    return label, parse_threshold(label, value)
 
 
 # --- what each side holds --------------------------------------------------------------

@@ -834,7 +834,7 @@ def _regression(scenario: Scenario) -> RegressionSpec | None:
         baseline=baseline,
         base_dir=str(here),
         # The loader has parsed each one already.
-        thresholds=tuple(parse_threshold(k, v) for k, v in block.thresholds.items()),
+        thresholds=tuple((k, parse_threshold(k, v)) for k, v in block.thresholds.items()),
         where=str(pos) if pos is not None else "regression",
     )
 

@@ -349,7 +349,7 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
 def regression_to_dict(spec: RegressionSpec) -> dict[str, Any]:
     return {
         "baseline": spec.baseline,
-        "thresholds": {t.key: t.text for t in spec.thresholds},
+        "thresholds": {label: t.text for label, t in spec.thresholds},
         "where": spec.where,
     }
 

@@ -525,7 +525,7 @@ class RegressionSpec:
 
     baseline: str | None  # a path (absolute once compiled) or "git:REF:PATH"; None: --baseline
     base_dir: str = "."  # the scenario's folder: where `git show` runs for a git: baseline
-    thresholds: tuple[Threshold, ...] = ()
+    thresholds: tuple[tuple[str, Threshold], ...] = ()  # (METRIC.STAT, threshold), as written
     where: str = ""  # file:line:col of the block
 
 

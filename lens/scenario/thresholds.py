@@ -1,83 +1,146 @@
-"""Regression thresholds: how much worse than the baseline a statistic may get.
+"""Regression thresholds: how large a change of a statistic must be to matter.
 
-Written ``METRIC.STAT: +10%`` (relative to the baseline's value) or ``+50ms`` (absolute,
-in any unit an SLA on that metric takes: ``+2ms``, ``+0.1s``, ``+5/s``, ``+$0.0001``).
-A threshold is a magnitude: which direction is worse is known per metric (more TTFT is
-worse, more tokens per second is better), so the sign may be ``+`` or left out, never
-``-``.  On a ratio (``error_rate``) a percentage is absolute, in percentage points:
-``error_rate: +0.5%`` allows 1.0 % -> 1.5 %, not 1.0 % -> 1.005 %.
+Written ``METRIC.STAT: +10%`` (relative to the baseline) or as an absolute change in the
+units an SLA on that metric takes (``+50ms``, ``+0.2s``, ``+5/s``, ``+$0.0001``); on a
+rate (``error_rate``) ``+0.5%`` is percentage points.  Which direction is worse is known
+per metric (``BETTER``): more TTFT is worse, more tokens per second is better.
 
-Parsed once, where the scenario loads or ``--threshold`` is read, through the SLA parser,
-so metric names, statistics and units mean exactly what they mean in an SLA.
+Below the metrics stage on purpose: the scenario loader validates a ``regression:``
+block's thresholds and ``lens compare``'s ``--threshold`` flags with the same parser, and
+both go through the SLA parser, so names, statistics and units mean what they mean in an
+SLA.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
-from lens.metric_catalog import REQUEST_METRICS, STAGE_METRICS
+from lens.metric_catalog import REQUEST_METRICS
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 
-_AMOUNT = re.compile(r"^\s*(?P<sign>[+-])?\s*(?P<rest>.*?)\s*$")
-_SHAPE = re.compile(r"^\$?\s*[0-9]+(?:\.[0-9]+)?\s*(?:ms|s|m|%|/s|/m|tokens/s|USD|usd)?$")
-_RELATIVE = re.compile(r"^(?P<num>[0-9]+(?:\.[0-9]+)?)\s*%$")
+Better = Literal["lower", "higher"]
+
+# Which way is better, per metric: what a regression is.  Token counts and request counts
+# have no better direction and are not compared.
+BETTER: dict[str, Better] = {
+    "ttft": "lower",
+    "ttfot": "lower",
+    "ttfb": "lower",
+    "itl": "lower",
+    "icl": "lower",
+    "tpot": "lower",
+    "e2e": "lower",
+    "dispatch_lag": "lower",
+    "ttft_from_intended": "lower",
+    "e2e_from_intended": "lower",
+    "output_tokens_per_s": "higher",
+    "cost": "lower",
+    "error_rate": "lower",
+    "success_rate": "higher",
+    "goodput": "higher",
+    "goodput_ratio": "higher",
+}
+# Statistics with a sampling distribution lens can bound; min, max and n have none worth
+# a verdict (a max is one request).
+COMPARABLE_STATS: tuple[str, ...] = ("mean", "p50", "p90", "p95", "p99")
+PROPORTIONS: frozenset[str] = frozenset({"error_rate", "success_rate", "goodput_ratio"})
 
 
 class ThresholdError(ValueError):
-    """A threshold that cannot be used; the message says what was expected."""
+    """A threshold that does not parse; the message says what was expected."""
 
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    metric: str
-    stat: str | None  # None for per-stage values such as error_rate
-    amount: float  # >= 0: a fraction of the baseline when relative, else the metric's unit
+    """How large a change must be to matter, either way: ``value`` is a fraction of the
+    baseline when ``relative`` (0.10 for ``+10%``), else in the metric's canonical unit
+    (ms, tokens/s, USD, or a ratio for rates)."""
+
+    value: float
     relative: bool
-    text: str  # as written, e.g. "+10%"
+    text: str
 
-    @property
-    def key(self) -> str:
-        return f"{self.metric}.{self.stat}" if self.stat else self.metric
-
-    def allowed(self, baseline: float) -> float:
-        """How far from ``baseline`` a value may move in either direction, in the metric's
-        unit, before it is a change."""
-        return abs(baseline) * self.amount if self.relative else self.amount
+    def __str__(self) -> str:
+        return self.text
 
 
-def parse_threshold(key: str, value: object) -> Threshold:
-    """``("ttft.p95", "+10%")`` -> ``Threshold``; ``ThresholdError`` says what is wrong."""
-    text = str(value).strip() if isinstance(value, (str, int, float)) else None
-    if text is None or isinstance(value, bool):
-        raise ThresholdError(f"{key}: expected an amount such as +10% or +50ms, got {value!r}")
-    m = _AMOUNT.match(text)
-    assert m is not None  # the pattern matches any text
-    if m["sign"] == "-":
-        raise ThresholdError(
-            f"{key}: {text!r}: a threshold is how much worse a value may get, written "
-            "+10% or +50ms; which direction is worse is known per metric"
-        )
-    amount_text = m["rest"]
-    if not _SHAPE.match(amount_text):
-        raise ThresholdError(
-            f"{key}: {text!r} is not an amount: expected +10% (relative to the baseline) or "
-            "an absolute amount in the metric's unit such as +50ms, +0.5% (a ratio), +5/s"
-        )
-    metric = key.strip().partition(".")[0]
-    relative = _RELATIVE.match(amount_text)
-    info = STAGE_METRICS.get(metric) or REQUEST_METRICS.get(metric)
-    is_ratio = info is not None and info.unit == "ratio"
+def default_threshold(label: str) -> Threshold:
+    """+2 percentage points for rates, +10 % of the baseline for everything else.
+
+    Why 2 and not 1 point: two error-free runs can only be told "unchanged" once the
+    interval of their difference fits within the threshold, which for 0 errors in ``n``
+    requests takes ``n`` of about 4 / threshold: ~200 requests for 2 points, ~400 for 1.
+    A larger error rate is never hidden by the choice: below that size the verdict is
+    inconclusive, not unchanged."""
+    metric = label.partition(".")[0]
+    if metric in PROPORTIONS:
+        return Threshold(0.02, relative=False, text="+2%")
+    return Threshold(0.10, relative=True, text="+10%")
+
+
+_THRESHOLD = re.compile(
+    r"^\s*(?:\+|±|\+/-)?\s*(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<rest>\S.*?)?\s*$"
+)
+
+
+def check_label(label: str) -> tuple[str, str | None]:
+    """``ttft.p95`` -> ("ttft", "p95"), ``error_rate`` -> ("error_rate", None); a
+    ``ThresholdError`` for anything that cannot be compared."""
     try:
-        # The SLA parser checks the metric, the statistic and the unit, and converts the
-        # amount to the metric's unit (ms, ratio, per second, USD).
-        probe = parse_sla(f"{key.strip()} < {'0' if relative and not is_ratio else amount_text}")
+        expr = parse_sla(f"{label} < 0")
     except SlaSyntaxError as exc:
-        raise ThresholdError(f"{key}: {exc}") from None
-    if relative and not is_ratio:
-        amount, is_relative = float(relative["num"]) / 100.0, True
-    else:
-        amount, is_relative = probe.threshold, False
-    return Threshold(
-        metric=probe.metric, stat=probe.stat, amount=amount, relative=is_relative, text=text
-    )
+        raise ThresholdError(str(exc)) from None
+    if expr.metric not in BETTER:
+        raise ThresholdError(
+            f"{label!r} cannot be compared: {expr.metric} has no better direction; "
+            f"comparable metrics: {', '.join(BETTER)}"
+        )
+    if expr.metric in REQUEST_METRICS and expr.stat not in COMPARABLE_STATS:
+        raise ThresholdError(
+            f"{label!r} cannot be compared: use one of "
+            f"{', '.join(f'{expr.metric}.{s}' for s in COMPARABLE_STATS)}"
+        )
+    return expr.metric, expr.stat
+
+
+def parse_threshold(label: str, value: object) -> Threshold:
+    """The threshold of one statistic: ``+10%`` (of the baseline), or an absolute change in
+    the metric's units, as SLAs write them: ``+50ms``, ``+0.2s``, ``+5/s`` (tokens/s),
+    ``+$0.0001``; for rates (``error_rate``) ``+0.5%`` is percentage points.  The sign is
+    optional (a threshold applies both ways)."""
+    metric, _ = check_label(label)
+    text = str(value).strip()
+    dollar = text.replace("+", "", 1).lstrip().startswith("$")
+    m = _THRESHOLD.match(text.replace("$", "", 1) if dollar else text)
+    if m is None:
+        raise ThresholdError(
+            f"{label}={text}: expected a change like +10% (relative) or +50ms (absolute)"
+        )
+    unit = (m["rest"] or "").strip()
+    if unit == "%" and metric not in PROPORTIONS:
+        if dollar:
+            raise ThresholdError(f"{label}={text}: write $0.0001 or 10%, not both")
+        return Threshold(float(m["num"]) / 100.0, relative=True, text=f"+{m['num']}%")
+    number = m["num"]
+    sla = f"{label} < {'$' if dollar else ''}{number}{unit}"
+    try:
+        expr = parse_sla(sla)
+    except SlaSyntaxError as exc:
+        raise ThresholdError(f"{label}={text}: {exc}") from None
+    if metric in PROPORTIONS and expr.threshold > 1:
+        raise ThresholdError(f"{label}={text}: a rate changes by at most 100%")
+    shown = f"+${number}" if dollar else f"+{number}{unit}"
+    return Threshold(expr.threshold, relative=False, text=shown)
+
+
+def parse_threshold_flag(text: str) -> tuple[str, Threshold]:
+    """``METRIC.STAT=+10%`` (``--threshold``) -> (label, threshold)."""
+    label, eq, value = text.partition("=")
+    if not eq or not label.strip() or not value.strip():
+        raise ThresholdError(
+            f"--threshold {text!r}: expected METRIC.STAT=CHANGE, e.g. ttft.p95=+10% or itl.p50=+2ms"
+        )
+    label = label.strip()
+    return label, parse_threshold(label, value)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.scenario import load_scenario
@@ -29,7 +31,7 @@ def test_compiles_into_the_plan_with_the_baseline_beside_the_scenario(tmp_path: 
     assert spec is not None
     assert spec.baseline == str(tmp_path.resolve() / "baselines/nightly.json")
     assert spec.base_dir == str(tmp_path.resolve())
-    assert [(t.key, t.amount, t.relative) for t in spec.thresholds] == [
+    assert [(label, t.value, t.relative) for label, t in spec.thresholds] == [
         ("ttft.p95", 0.1, True),
         ("itl.p50", 2.0, False),
         ("error_rate", 0.005, False),
@@ -59,11 +61,21 @@ def test_no_block_no_regression_key_in_the_plan() -> None:
     assert "regression" not in plan_to_dict(plan)
 
 
-def test_bad_thresholds_are_positioned() -> None:
-    found = problems(BASE + "regression:\n  thresholds:\n    ttft.p95: -10%\n")
-    assert len(found) == 1
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("ttft.p95: -10%", "expected a change like +10%"),
+        ("ttft.max: +10%", "cannot be compared: use one of ttft.mean, ttft.p50"),
+        ("input_tokens.p50: +10%", "input_tokens has no better direction"),
+        ("ttf.p95: +1ms", "did you mean 'ttft'"),
+        ("error_rate: +2ms", "is a ratio"),
+    ],
+)
+def test_bad_thresholds_are_positioned(line: str, expected: str) -> None:
+    found = problems(BASE + f"regression:\n  thresholds:\n    {line}\n")
+    assert len(found) == 1, found
     assert found[0].startswith("s.yaml:16:")
-    assert "how much worse a value may get" in found[0]
+    assert expected in found[0]
 
 
 def test_unknown_keys_are_positioned() -> None:

@@ -22,19 +22,21 @@ from lens.metrics.compare import (
     Outcome,
     PointStats,
     Side,
-    Threshold,
-    ThresholdError,
     _binomial_ranks,
     _Resampler,
     compare_sides,
-    default_threshold,
     judge_interval,
     newcombe,
-    parse_threshold,
-    parse_threshold_flag,
     wilson,
 )
 from lens.metrics.sketch import nearest_rank
+from lens.scenario.thresholds import (
+    Threshold,
+    ThresholdError,
+    default_threshold,
+    parse_threshold,
+    parse_threshold_flag,
+)
 
 REL10 = Threshold(0.10, relative=True, text="+10%")
 
