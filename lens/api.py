@@ -43,6 +43,7 @@ import trio
 import yaml
 
 from lens.errors import ExportError, InputError, PlanError, Problem, ResultsError, ScenarioError
+from lens.export.baseline import read_baseline
 from lens.export.comparison import compare_results, resolve_thresholds
 from lens.export.registry import export_all
 from lens.export.reload import rejudge, summary_from_out
@@ -57,7 +58,7 @@ from lens.metrics.compare import (
 )
 from lens.metrics.estimate import estimate_to_dict
 from lens.metrics.recommend import recommend as _recommend
-from lens.pipeline import run_plan
+from lens.pipeline import Baseline, run_plan
 from lens.plan.compile import compile_plan as _compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, SlaSpec
@@ -226,6 +227,7 @@ def run(
     cancel_after: float | None = None,
     progress: TextIO | None = None,
     env: Mapping[str, str] | None = None,
+    baseline: BaselineSource | None = None,
 ) -> Results:
     """Run a scenario (a ``Plan``, a ``Scenario``, or anything ``load_scenario`` reads) and
     return its ``Results``, as ``lens run -o`` would write them.  Blocks until the run ends;
@@ -242,6 +244,10 @@ def run(
       partial (``interrupted_by="cancel_after"``, exit code 3 at best).  From the main
       thread, Ctrl-C and SIGTERM do the same (``interrupted_by="SIGINT"``/``"SIGTERM"``).
     * ``progress``: a stream for the CLI's progress line (default: none).
+    * ``baseline``: results to compare the run with, as ``lens compare`` (``Results``, a
+      path, or ``"git:REF:PATH"``); default: the scenario's ``regression: baseline``.  It
+      is read before anything is sent (``ResultsError`` if it cannot be).  The comparison
+      lands in ``results.regressions`` and a regression makes the exit code 1.
 
     ``results.exit_code`` is what ``lens run`` would exit with before exporting (0 pass, 1
     an SLA failed, 3 inconclusive or partial, 5 lens itself failed mid-run, with what was
@@ -254,7 +260,7 @@ def run(
     _check_cancel_after(cancel_after)
     switch = StopSwitch()
     callback = None if on_record is None else _Guarded(on_record, switch)
-    job = _Job.prepare(target, exporters, env)
+    job = _Job.prepare(target, exporters, env, baseline)
     results = job.execute(
         callback,
         stop=switch,
@@ -275,6 +281,7 @@ async def run_async(
     cancel_after: float | None = None,
     progress: TextIO | None = None,
     env: Mapping[str, str] | None = None,
+    baseline: BaselineSource | None = None,
 ) -> Results:
     """``run`` for asyncio and trio callers: ``await lens.run_async(...)`` returns the same
     ``Results`` and raises the same errors, without blocking the caller's event loop.
@@ -295,7 +302,7 @@ async def run_async(
     exported = list(exporters)
 
     def work() -> Results:
-        job = _Job.prepare(target, exported, env)
+        job = _Job.prepare(target, exported, env, baseline)
         results = job.execute(
             deliver,
             stop=switch,
@@ -325,10 +332,15 @@ class _Job:
     plan: Plan
     targets: list[ExportTarget]
     redactor: Redactor
+    baseline: Baseline | None = None
 
     @classmethod
     def prepare(
-        cls, target: RunTarget, exporters: Iterable[str], env: Mapping[str, str] | None
+        cls,
+        target: RunTarget,
+        exporters: Iterable[str],
+        env: Mapping[str, str] | None,
+        baseline: BaselineSource | None = None,
     ) -> _Job:
         environ = os.environ if env is None else env
         if isinstance(target, Plan):
@@ -341,7 +353,7 @@ class _Job:
             (secret, "export destination") for t in extra for secret in secrets_of(t.dest)
         )
         targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports] + extra
-        return cls(plan, targets, redactor)
+        return cls(plan, targets, redactor, load_baseline(plan, baseline))
 
     def execute(
         self,
@@ -361,6 +373,7 @@ class _Job:
             handle_signals=handle_signals,
             stop=stop,
             cancel_after_s=cancel_after,
+            baseline=self.baseline,
         )
         return report.results
 
@@ -519,6 +532,27 @@ def load_results(path: str | os.PathLike[str]) -> Results:
 
 
 ResultsSource = Results | str | os.PathLike[str]
+# A baseline may also be read from Git: "git:REF:PATH" (lens.export.baseline).
+BaselineSource = ResultsSource
+
+
+def load_baseline(plan: Plan, baseline: BaselineSource | None = None) -> Baseline | None:
+    """The baseline a run of ``plan`` is compared with: ``baseline`` (``Results``, a path
+    from the current directory, or ``git:REF:PATH`` run here), else the scenario's
+    ``regression: baseline`` (a path from the scenario's folder, or ``git:`` run there);
+    None when neither names one.  ``ResultsError`` when it cannot be read: before a run,
+    so a typo fails at once rather than after the run."""
+    if isinstance(baseline, Results):
+        return Baseline(baseline, "baseline")
+    if baseline is not None:
+        spec = os.fspath(baseline)
+        return Baseline(read_baseline(spec), spec)
+    block = plan.regression
+    if block is None or block.baseline is None:
+        return None
+    return Baseline(read_baseline(block.baseline, cwd=Path(block.base_dir)), block.baseline)
+
+
 ThresholdSpec = Mapping[str, str | float] | Iterable[str]
 
 

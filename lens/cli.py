@@ -148,6 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     for warning in plan.warnings:
         print(f"warning: {redact(warning)}", file=sys.stderr)
+    # Read before anything is sent: a mistyped baseline fails now, not after the run.
+    baseline = api.load_baseline(plan, args.baseline)
     progress = None if args.quiet else sys.stderr
     # --records is written as requests finish, so a killed run leaves every finished one.
     log = _records_log(Path(args.records), plan) if args.records else None
@@ -158,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             tty=sys.stderr.isatty(),
             on_record=None if log is None else log.write,
             redactor=redact,
+            baseline=baseline,
         )
     finally:
         if log is not None:
@@ -170,6 +173,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if results.integrity is not None:
         for warning in results.integrity.warnings:
             print(f"warning: {redact(warning)}", file=sys.stderr)
+    if report.regression_problem is not None:
+        print(
+            f"warning: not compared with the baseline: {redact(report.regression_problem)}",
+            file=sys.stderr,
+        )
     _write_outputs(results, args)
     if budget is not None and budget.exhausted:
         sent = sum(w.started for w in outcome.windows)
@@ -407,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file", metavar="FILE")
     r.add_argument("-o", "--output", metavar="RESULTS.json", help="write results JSON here")
     r.add_argument("--records", metavar="FILE.jsonl", help="also write one line per request")
+    r.add_argument(
+        "--baseline",
+        metavar="RESULTS.json|git:REF:PATH",
+        help="compare the run with these results, as lens compare (replaces the scenario's "
+        "regression: baseline); a regression fails the run with exit 1",
+    )
     r.add_argument("--format", choices=("table", "json", "markdown"), default=None)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
     r.add_argument(

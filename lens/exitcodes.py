@@ -17,3 +17,13 @@ INTERRUPTED = 130  # interrupted before anything ran (128 + SIGINT)
 # lens compare: the same values, named for what they mean there.
 REGRESSED = SLA_FAILED  # at least one statistic is measurably worse than the baseline
 COMPARE_INCONCLUSIVE = INCONCLUSIVE  # nothing regressed, but some change could not be told
+
+# How bad each outcome of a judged run is, for combining two judgements (SLA verdicts and a
+# comparison with a baseline): lens failing outranks a failed check, which outranks an
+# inconclusive one.
+_SEVERITY = {OK: 0, INCONCLUSIVE: 1, SLA_FAILED: 2, LENS_FAILED: 3}
+
+
+def worst(*codes: int) -> int:
+    """The most severe of ``codes`` (``worst(SLA_FAILED, INCONCLUSIVE)`` is ``SLA_FAILED``)."""
+    return max(codes, key=lambda code: _SEVERITY.get(code, len(_SEVERITY)))

@@ -18,7 +18,8 @@ from decimal import Decimal
 from typing import TextIO
 
 from lens import exitcodes
-from lens.errors import describe, innermost
+from lens.errors import InputError, describe, innermost
+from lens.export.comparison import compare_results, resolve_thresholds
 from lens.export.results import Results, build_results, salvage_results
 from lens.metrics.analysis import analyse_run
 from lens.metrics.cost import RunBill, bill_run, record_cost
@@ -48,6 +49,18 @@ class RunReport:
     # the CLI reports this (exit 5) once they are written.
     failure: BaseException | None = None
     sla_stop: str | None = None  # why an SLA with stop_on_fail ended the run early
+    # Why the run could not be compared with its baseline (nothing in common): the gate
+    # could not judge, so the exit code is at best inconclusive.
+    regression_problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Results a run is compared with, and how to name them in reports (the path, or
+    ``git:REF:PATH``)."""
+
+    results: Results
+    label: str
 
 
 def run_plan(
@@ -60,10 +73,12 @@ def run_plan(
     handle_signals: bool = True,
     stop: StopSwitch | None = None,
     cancel_after_s: float | None = None,
+    baseline: Baseline | None = None,
 ) -> RunReport:
     """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes.
     SIGINT/SIGTERM (``handle_signals``: the main thread only), ``stop`` and
-    ``cancel_after_s`` end the run early, its results partial."""
+    ``cancel_after_s`` end the run early, its results partial.  ``baseline``: results to
+    compare the run with (``judge_regressions``)."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     budget = budget_guard(plan)
     watch = SlaWatch(plan, plan.slas) if any(s.stop_on_fail for s in plan.slas) else None
@@ -78,6 +93,7 @@ def run_plan(
 
     outcome: RunOutcome | None = None
     failure: BaseException | None = None
+    regression_problem: str | None = None
     try:
         with live_providers(plan) as providers:
             outcome = run_blocking(
@@ -116,6 +132,8 @@ def run_plan(
             sweeps=judge_sweeps(sweeps, outcome),
             redactor=redact,
         )
+        if baseline is not None:
+            results, regression_problem = judge_regressions(plan, results, baseline)
         if failure is not None and results.failure is None:
             # The run itself ended; lens failed after it (stopping a simulator).
             results = results.model_copy(
@@ -128,8 +146,35 @@ def run_plan(
         failure = failure or exc
         results = salvage_results(plan, outcome, failure, redact)
     return RunReport(
-        results, outcome, budget, failure, None if sla_stop is None else sla_stop.reason
+        results,
+        outcome,
+        budget,
+        failure,
+        None if sla_stop is None else sla_stop.reason,
+        regression_problem,
     )
+
+
+def judge_regressions(
+    plan: Plan, results: Results, baseline: Baseline
+) -> tuple[Results, str | None]:
+    """``results`` with their comparison to ``baseline`` (the scenario's ``regression:``
+    thresholds over lens compare's defaults) and the exit code of both judgements; when
+    nothing can be compared, the results unchanged but at best inconclusive, and why."""
+    thresholds = dict(plan.regression.thresholds) if plan.regression is not None else {}
+    try:
+        comparison = compare_results(
+            baseline.results,
+            results,
+            checks=resolve_thresholds(thresholds, None),
+            labels=(baseline.label, "this run"),
+        )
+    except InputError as exc:
+        problem = "; ".join(str(p) for p in exc.problems)
+        code = exitcodes.worst(results.exit_code, exitcodes.INCONCLUSIVE)
+        return results.model_copy(update={"exit_code": code}), problem
+    code = exitcodes.worst(results.exit_code, comparison.exit_code)
+    return results.model_copy(update={"regressions": comparison, "exit_code": code}), None
 
 
 def budget_guard(plan: Plan) -> BudgetGuard | None:

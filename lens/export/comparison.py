@@ -19,7 +19,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from lens.errors import InputError, Problem
-from lens.export.junit import Case, junit_document
+from lens.export.junit_xml import Case, Suite, junit_suites
 from lens.export.results import RecordOut, Results, SummaryOut
 from lens.export.sink import write_atomic
 from lens.metrics.compare import (
@@ -478,15 +478,18 @@ def _case(c: Check) -> Case:
     )
 
 
-def junit_comparison(comparison: Comparison, *, timestamp: str = "", hostname: str = "") -> str:
-    """JUnit XML: one ``<testcase>`` per check, ``<failure>`` when regressed, ``<skipped>``
-    when inconclusive."""
-    return junit_document(
+def comparison_suite(comparison: Comparison) -> Suite:
+    """One ``<testcase>`` per check, ``<failure>`` when regressed, ``<skipped>`` when
+    inconclusive."""
+    return Suite(
         f"lens compare: {comparison.baseline} -> {comparison.current}",
         [_case(c) for c in comparison.checks],
-        timestamp=timestamp,
-        hostname=hostname,
     )
+
+
+def junit_comparison(comparison: Comparison, *, timestamp: str = "", hostname: str = "") -> str:
+    """JUnit XML of ``comparison`` alone (``lens compare --export junit=``)."""
+    return junit_suites([comparison_suite(comparison)], timestamp=timestamp, hostname=hostname)
 
 
 def write_junit(comparison: Comparison, path: Path) -> None:

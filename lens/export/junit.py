@@ -4,68 +4,20 @@
 ``classname`` is ``scenario.stage.provider``.  A failed verdict carries ``<failure>`` with
 the measured value and the threshold; an inconclusive one is ``<skipped>`` with its reason.
 
-``junit_document`` builds the document from plain ``Case`` values, so other checks
-(``lens compare``'s regressions) report the same way.
+Results judged against a baseline (``lens run --baseline``) carry a second suite with one
+case per regression check, as ``lens compare --export junit=`` writes them.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from lens.export.comparison import comparison_suite
+from lens.export.junit_xml import Case, Suite, junit_suites
 from lens.export.results import Results
 from lens.export.sink import write_atomic
 from lens.metrics.judge import Verdict, measured_text
 from lens.targets import ExportTarget
-
-
-@dataclass(frozen=True, slots=True)
-class Case:
-    """One ``<testcase>``: ``failure`` carries ``message`` and ``detail`` (its text),
-    ``skipped`` the message alone."""
-
-    name: str
-    classname: str
-    outcome: Literal["pass", "failure", "skipped"]
-    message: str = ""
-    detail: str = ""
-    failure_type: str = "SLAFailure"
-
-
-def _element(case: Case) -> ET.Element:
-    el = ET.Element("testcase", name=case.name, classname=case.classname, time="0")
-    if case.outcome == "failure":
-        failure = ET.SubElement(el, "failure", message=case.message, type=case.failure_type)
-        failure.text = case.detail
-    elif case.outcome == "skipped":
-        ET.SubElement(el, "skipped", message=case.message)
-    return el
-
-
-def junit_document(
-    suite: str, cases: Sequence[Case], *, timestamp: str = "", hostname: str = ""
-) -> str:
-    """A ``<testsuites>`` document holding one suite named ``suite`` with ``cases``."""
-    counts = {
-        "tests": str(len(cases)),
-        "failures": str(sum(c.outcome == "failure" for c in cases)),
-        "errors": "0",
-        "skipped": str(sum(c.outcome == "skipped" for c in cases)),
-    }
-    suites = ET.Element("testsuites", attrib={"name": "lens", **counts})
-    attrib = {"name": suite}
-    if timestamp:
-        attrib["timestamp"] = timestamp
-    if hostname:
-        attrib["hostname"] = hostname
-    attrib.update(counts)
-    element = ET.SubElement(suites, "testsuite", attrib=attrib)
-    element.extend(_element(c) for c in cases)
-    ET.indent(suites)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def _case(results: Results, v: Verdict) -> Case:
@@ -85,11 +37,11 @@ def _case(results: Results, v: Verdict) -> Case:
 
 
 def junit_xml(results: Results) -> str:
-    return junit_document(
-        f"lens SLA: {results.scenario}",
-        [_case(results, v) for v in results.verdicts],
-        timestamp=results.environment.started_at,
-        hostname=results.environment.hostname,
+    suites = [Suite(f"lens SLA: {results.scenario}", [_case(results, v) for v in results.verdicts])]
+    if results.regressions is not None:
+        suites.append(comparison_suite(results.regressions))
+    return junit_suites(
+        suites, timestamp=results.environment.started_at, hostname=results.environment.hostname
     )
 
 

@@ -34,6 +34,7 @@ from lens import exitcodes
 from lens._version import __version__
 from lens.errors import Problem, ResultsError, describe, innermost
 from lens.metrics.analysis import RunAnalysis
+from lens.metrics.compare import Comparison
 from lens.metrics.cost import RecordPrice, RunBill, UnitBill, token_price
 from lens.metrics.idle import IdleProbes
 from lens.metrics.integrity import ColdStart, IntegrityReport, StreamDelivery
@@ -477,6 +478,11 @@ class Results(_Frozen):
         default=(),
         description="adaptive sweeps (stop_when, find_max_rate, find_max_concurrency, auto) "
         "and what they found",
+    )
+    regressions: Comparison | None = Field(
+        default=None,
+        description="this run compared with a baseline (lens run --baseline, or the "
+        "scenario's regression: block), as lens compare reports it; absent otherwise",
     )
     records: tuple[RecordOut, ...]
 

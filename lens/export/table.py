@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from tabulate import tabulate
 
+from lens.export.comparison import render_markdown as render_comparison_markdown
+from lens.export.comparison import render_table as render_comparison_table
 from lens.export.results import (
     CandidateOut,
     ExclusionOut,
@@ -339,10 +341,24 @@ def render(results: Results, fmt: str = "simple") -> str:
     block = _recommendation_block(results.recommendation)
     if block:
         out += ["", *block]
+    if results.regressions is not None:
+        out.append("")
+        out.append(
+            render_comparison_markdown(results.regressions).rstrip("\n")
+            if md
+            else render_comparison_table(results.regressions).rstrip("\n")
+        )
     counts = {k: sum(1 for v in results.verdicts if v.outcome == k) for k in _MARK}
     out.append("")
-    out.append(
+    judged = (
         f"SLA: {counts['pass']} passed, {counts['fail']} failed, "
-        f"{counts['inconclusive']} inconclusive (exit code {results.exit_code})"
+        f"{counts['inconclusive']} inconclusive"
     )
+    if results.regressions is not None:
+        c = results.regressions
+        judged += (
+            f"; baseline: {c.count('regressed')} regressed, {c.count('inconclusive')} "
+            f"inconclusive, {c.count('improved')} improved, {c.count('unchanged')} unchanged"
+        )
+    out.append(f"{judged} (exit code {results.exit_code})")
     return "\n".join(out) + "\n"

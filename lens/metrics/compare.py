@@ -64,6 +64,7 @@ from typing import Any, Literal
 
 from lens import exitcodes
 from lens.metric_catalog import MIN_SAMPLES, REQUEST_METRICS, STAGE_METRICS
+from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.sketch import nearest_rank
 from lens.scenario.thresholds import (
     BETTER,
@@ -159,6 +160,8 @@ class Check:
     verdict reads the one the threshold is written in.
     """
 
+    __pydantic_config__ = RESULTS_VALUE
+
     stage: str
     provider: str
     statistic: str
@@ -212,6 +215,8 @@ class Comparison:
     ``exit_code``: 0 nothing regressed, 1 something regressed, 3 nothing regressed but
     something was inconclusive (``lens.exitcodes``).
     """
+
+    __pydantic_config__ = RESULTS_VALUE
 
     baseline: str
     current: str

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import ConfigDict
+
 from lens.metric_catalog import REQUEST_METRICS
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 
@@ -57,6 +59,9 @@ class Threshold:
     """How large a change must be to matter, either way: ``value`` is a fraction of the
     baseline when ``relative`` (0.10 for ``+10%``), else in the metric's canonical unit
     (ms, tokens/s, USD, or a ratio for rates)."""
+
+    # Held in results (``regressions``) as it is; a results file may not add fields.
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     value: float
     relative: bool

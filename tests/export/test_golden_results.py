@@ -19,7 +19,7 @@ import pytest
 
 from lens.export.results import Environment, Results, build_results, load_results
 from lens.metrics.analysis import analyse_run
-from lens.pipeline import judge_run, summarise
+from lens.pipeline import Baseline, judge_regressions, judge_run, summarise
 from lens.plan.compile import compile_plan
 from lens.records import ErrorClass, RequestRecord, RunOutcome, StageWindow
 from lens.scenario import parse_scenario
@@ -107,11 +107,22 @@ def gpu_results() -> Results:
     return build_results(plan, outcome, summaries, verdicts, analysis, phase_summaries)
 
 
+def compared_results() -> Results:
+    """The GPU run judged against itself as a baseline, with a threshold of the scenario's
+    regression: block (the rest lens compare's defaults)."""
+    block = "regression:\n  thresholds: {ttft.p50: +20ms}\n"
+    plan = compile_plan(parse_scenario(GPU_SCENARIO + block), env={})
+    results, problem = judge_regressions(plan, gpu_results(), Baseline(gpu_results(), "base.json"))
+    assert problem is None
+    return results
+
+
 CASES: dict[str, Callable[[], Results]] = {
     "hand": hand_results,
     "rich": rich_results,
     "rich-overloaded": lambda: rich_results(overloaded=True),
     "gpu-idle": gpu_results,
+    "compared": compared_results,
 }
 
 
