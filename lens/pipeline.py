@@ -24,7 +24,8 @@ from lens.metrics.analysis import analyse_run
 from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
-from lens.metrics.summary import Summary, SummaryBuilder
+from lens.metrics.repetitions import repetition_spreads
+from lens.metrics.summary import Summary, SummaryBuilder, Window, pooled_window
 from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
 from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
@@ -108,6 +109,7 @@ def run_plan(
             phase_summaries,
             sweeps=judge_sweeps(sweeps, outcome),
             redactor=redact,
+            repetitions=repetition_spreads(summaries),
         )
         if failure is not None and results.failure is None:
             # The run itself ended; lens failed after it (stopping a simulator).
@@ -154,7 +156,10 @@ def summarise(
     if bill is None:
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
     pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
-    builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
+    repetitions = {u.stage: u.repetition for u in plan.stages if u.repetition is not None}
+    builder = SummaryBuilder(
+        providers=plan.providers, slas=slas, pooled_stages=pooled, repetitions=repetitions
+    )
     builder.add_many(outcome.records, bill.record_usd)
     windows = {
         (w.stage, w.provider): (w.t_start, w.t_end) if w.stage in pooled else w.span("measure")
@@ -164,6 +169,20 @@ def summarise(
     phase_windows = {
         (w.stage, w.provider, phase): w.span(phase) for w in outcome.windows for phase in set_apart
     }
+    # A repeated stage's pooled summaries: over its repetitions' windows added up.
+    spans: dict[tuple[str, str], list[Window]] = {}
+    phase_spans: dict[tuple[str, str, Phase], list[Window]] = {}
+    for w in outcome.windows:
+        if w.repetition is None:
+            continue
+        spans.setdefault((w.repetition.stage, w.provider), []).append(
+            windows[(w.stage, w.provider)]
+        )
+        for phase in set_apart:
+            key = (w.repetition.stage, w.provider, phase)
+            phase_spans.setdefault(key, []).append(phase_windows[(w.stage, w.provider, phase)])
+    windows.update((key, pooled_window(parts)) for key, parts in spans.items())
+    phase_windows.update((key, pooled_window(parts)) for key, parts in phase_spans.items())
     return builder.build(windows), builder.build_phases(phase_windows)
 
 

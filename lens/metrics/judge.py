@@ -193,10 +193,12 @@ def _judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
 
 
 def judge(slas: Sequence[SlaSpec], summaries: Sequence[Summary]) -> tuple[Verdict, ...]:
-    """One verdict per SLA x matching summary, in SLA order then summary order."""
+    """One verdict per SLA x matching summary, in SLA order then summary order.  A repeated
+    stage is judged on its pooled summary (every repetition's requests), never on one
+    repetition's: those are there to show the run-to-run spread."""
     out: list[Verdict] = []
     for spec in slas:
-        matched = [s for s in summaries if _matches(spec, s)]
+        matched = [s for s in summaries if s.repetition is None and _matches(spec, s)]
         if not matched:
             expr = spec.expr
             out.append(

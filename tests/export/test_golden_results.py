@@ -23,6 +23,7 @@ from lens.pipeline import judge_run, summarise
 from lens.plan.compile import compile_plan
 from lens.records import ErrorClass, RequestRecord, RunOutcome, StageWindow
 from lens.scenario import parse_scenario
+from tests.export._repeat_results import repeat_results
 from tests.export._results import hand_results, rich_results
 from tests.metrics._factory import failed, ns, record
 
@@ -112,6 +113,7 @@ CASES: dict[str, Callable[[], Results]] = {
     "rich": rich_results,
     "rich-overloaded": lambda: rich_results(overloaded=True),
     "gpu-idle": gpu_results,
+    "repeat": repeat_results,
 }
 
 
