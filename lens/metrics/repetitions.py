@@ -13,6 +13,7 @@ Pure and synchronous like the rest of ``lens.metrics``.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -118,3 +119,98 @@ def repetition_spreads(
             )
         )
     return tuple(out)
+
+
+# --- the spread as an interval, for lens compare -------------------------------------------
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta (Lentz's method)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Student's t distribution function with ``df`` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t (bisection on ``t_cdf``; 1e-10 close)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), not {p}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    while hi - lo > 1e-10 * max(1.0, hi):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2.0
+
+
+def spread_half_width(
+    baseline: Spread | None, current: Spread | None, confidence: float
+) -> float | None:
+    """Half the width of the ``confidence`` interval of the difference ``current -
+    baseline`` that the two runs' run-to-run spreads imply: Welch's t interval for a
+    difference of means, each side's value taken as the mean of its repetitions' (its
+    variance ``stdev**2 / runs``).  A side that was not repeated (``None``, or a single
+    run) counts as one run varying as the other side's runs do (its variance
+    ``stdev**2``, its degrees of freedom the other side's).  None when neither side
+    measured a spread (two runs at least)."""
+
+    def variance(s: Spread | None) -> tuple[float, int] | None:
+        if s is None or s.stdev is None or s.n < 2:
+            return None
+        return s.stdev**2, s.n
+
+    b, c = variance(baseline), variance(current)
+    if b is None and c is None:
+        return None
+    known = b or c
+    assert known is not None
+    b = b or (known[0], 1)
+    c = c or (known[0], 1)
+    parts = [var / runs for var, runs in (b, c)]
+    dofs = [runs - 1 if runs > 1 else known[1] - 1 for _, runs in (b, c)]
+    se2 = sum(parts)
+    if se2 == 0:
+        return 0.0
+    df = se2**2 / sum(p**2 / d for p, d in zip(parts, dofs, strict=True))
+    return t_quantile((1.0 + confidence) / 2.0, df) * math.sqrt(se2)

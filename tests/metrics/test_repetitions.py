@@ -7,11 +7,19 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pytest
+
 from lens.export.reload import rejudge
 from lens.export.results import load_results, write_results
 from lens.metrics.judge import judge
 from lens.metrics.recommend import recommend
-from lens.metrics.repetitions import SPREAD_STATISTICS, Spread, repetition_spreads
+from lens.metrics.repetitions import (
+    SPREAD_STATISTICS,
+    Spread,
+    repetition_spreads,
+    spread_half_width,
+    t_quantile,
+)
 from lens.metrics.summary import aggregate
 from lens.pipeline import judge_run, summarise
 from lens.plan.model import SlaSpec
@@ -129,3 +137,28 @@ def test_rejudging_saved_results_judges_the_pooled_summary(tmp_path: Path) -> No
     assert by_key[("steady", "a")].sla_conforming == 3
     assert by_key[("steady", "a")].repeated == 3
     assert [(v.stage, v.provider) for v in verdicts] == [("steady", "a"), ("steady", "b")]
+
+
+@pytest.mark.parametrize(
+    ("df", "expected"),
+    [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)],
+)
+def test_t_quantiles_match_the_tables(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-4)
+
+
+def test_the_spread_interval_is_welchs_on_the_runs() -> None:
+    runs = Spread.of([100.0, 110.0, 90.0])  # stdev 10 over 3 runs
+    # Both sides: se = sqrt(100/3 + 100/3), df = 4.
+    both = spread_half_width(runs, runs, 0.95)
+    assert both == pytest.approx(t_quantile(0.975, 4) * math.sqrt(200 / 3))
+    # One side run once: it varies as the other's runs do, as one run (variance 100).
+    se2 = 100 + 100 / 3
+    df = se2**2 / (100**2 / 2 + (100 / 3) ** 2 / 2)
+    one = spread_half_width(None, runs, 0.95)
+    assert one == pytest.approx(t_quantile(0.975, df) * math.sqrt(se2))
+    assert one == spread_half_width(runs, Spread.of([5.0]), 0.95)
+    assert spread_half_width(None, None, 0.95) is None
+    assert spread_half_width(Spread.of([1.0]), Spread.of([None, 2.0]), 0.95) is None
+    assert spread_half_width(Spread.of([3.0, 3.0]), None, 0.95) == 0.0
