@@ -33,6 +33,7 @@ from lens.errors import (
 
 if TYPE_CHECKING:
     from lens.api import (
+        compare,
         compile_plan,
         describe_plan,
         estimate,
@@ -45,11 +46,13 @@ if TYPE_CHECKING:
         run_async,
     )
     from lens.export.results import Results
+    from lens.metrics.compare import Comparison
     from lens.plan.model import Plan
     from lens.records import RequestRecord
     from lens.scenario.model import Scenario
 
 __all__ = [
+    "Comparison",
     "ExportError",
     "LensError",
     "Plan",
@@ -61,6 +64,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "__version__",
+    "compare",
     "compile_plan",
     "describe_plan",
     "estimate",
@@ -74,6 +78,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "compare": "lens.api",
     "compile_plan": "lens.api",
     "describe_plan": "lens.api",
     "estimate": "lens.api",
@@ -83,6 +88,7 @@ _HOMES = {
     "report": "lens.api",
     "run_async": "lens.api",
     "Results": "lens.export.results",
+    "Comparison": "lens.metrics.compare",
     "Plan": "lens.plan.model",
     "RequestRecord": "lens.records",
     "Scenario": "lens.scenario.model",

@@ -42,11 +42,22 @@ import outcome
 import trio
 import yaml
 
-from lens.errors import ExportError, PlanError, Problem, ResultsError, ScenarioError
+from lens.errors import ExportError, InputError, PlanError, Problem, ResultsError, ScenarioError
+from lens.export.comparison import compare_results, resolve_thresholds
 from lens.export.registry import export_all
 from lens.export.reload import rejudge, summary_from_out
 from lens.export.results import RecommendationOut, Results, recommendation_out
 from lens.export.results import load_results as _load_results
+from lens.metrics.compare import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    Comparison,
+    Options,
+    Threshold,
+    ThresholdError,
+    parse_threshold_flag,
+)
 from lens.metrics.estimate import estimate_to_dict
 from lens.metrics.recommend import recommend as _recommend
 from lens.pipeline import run_plan
@@ -64,8 +75,10 @@ from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.targets import ExportTarget, TargetError, parse_target, secrets_of
 
 __all__ = [
+    "Comparison",
     "RunTarget",
     "ScenarioSource",
+    "compare",
     "compile_plan",
     "describe_plan",
     "estimate",
@@ -518,6 +531,84 @@ def load_results(path: str | os.PathLike[str]) -> Results:
     equal to the ones written.  Raises ``ResultsError`` for a missing, unreadable or foreign
     file."""
     return _load_results(Path(path))
+
+
+ResultsSource = Results | str | os.PathLike[str]
+ThresholdSpec = Mapping[str, str | float] | Iterable[str]
+
+
+def compare(
+    baseline: ResultsSource,
+    current: ResultsSource,
+    *,
+    thresholds: ThresholdSpec | None = None,
+    statistics: Sequence[str] | None = None,
+    stages: Iterable[str] | None = None,
+    providers: Iterable[str] | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> Comparison:
+    """Compare ``current`` results against a ``baseline`` (``Results`` or results-file
+    paths), as ``lens compare``: for every stage x provider both hold (``stages`` and
+    ``providers`` narrow it down) and every statistic (default
+    ``lens.metrics.compare.DEFAULT_CHECKS``: ``ttft.p50``, ``ttft.p95``, ``itl.p50``,
+    ``itl.p95``, ``e2e.p95``, ``output_tokens_per_s.p50``, ``error_rate``, ``cost.mean``,
+    plus any other statistic ``thresholds`` names), a ``Check`` with both values, the
+    change, its ``confidence`` interval and a verdict: regressed, improved, unchanged or
+    inconclusive (the interval straddles the threshold, or too few samples).
+
+    ``thresholds``: ``{"ttft.p95": "+10%", "itl.p50": "+2ms", "error_rate": "+0.5%"}`` or
+    ``["ttft.p95=+10%", ...]``; default +10 % of the baseline, +1 percentage point for
+    rates.  Percentile intervals come from a bootstrap over requests (``resamples``
+    replicates, seeded by ``seed``: the same files give the same answer); method and
+    assumptions in ``lens.metrics.compare``.  ``comparison.exit_code`` is what ``lens
+    compare`` exits with: 0 nothing regressed, 1 something did, 3 only inconclusive.
+
+    Raises ``ResultsError`` for a file that cannot be read, and ``InputError`` for
+    results of different schema versions, nothing to compare, a filter naming an id
+    neither holds, or a threshold that does not parse (every such problem listed).
+    """
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"confidence is a level in [0.5, 1), not {confidence!r}")
+    if resamples < 100:
+        raise ValueError(f"resamples must be at least 100, not {resamples!r}")
+    labels = (_label(baseline, "baseline"), _label(current, "current"))
+    checks = resolve_thresholds(_threshold_map(thresholds), statistics)
+    base = baseline if isinstance(baseline, Results) else load_results(baseline)
+    cur = current if isinstance(current, Results) else load_results(current)
+    return compare_results(
+        base,
+        cur,
+        checks=checks,
+        stages=None if stages is None else list(stages),
+        providers=None if providers is None else list(providers),
+        options=Options(confidence=confidence, resamples=resamples, seed=seed),
+        labels=labels,
+    )
+
+
+def _label(source: ResultsSource, default: str) -> str:
+    return default if isinstance(source, Results) else os.fspath(source)
+
+
+def _threshold_map(spec: ThresholdSpec | None) -> dict[str, str | float | Threshold]:
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    out: dict[str, str | float | Threshold] = {}
+    problems: list[Problem] = []
+    for text in spec:
+        try:
+            label, threshold = parse_threshold_flag(text)
+        except ThresholdError as exc:
+            problems.append(Problem(f"threshold: {exc}"))
+            continue
+        out[label] = threshold
+    if problems:
+        raise InputError(problems)
+    return out
 
 
 def recommend(

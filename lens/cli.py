@@ -8,7 +8,8 @@ Exit codes: 0 every SLA passed, 1 an SLA failed, 2 invalid
 input, 3 only inconclusive verdicts, 4 an export failed (and no SLA did: 1 wins), 130
 interrupted before anything ran, 5 lens itself failed (every code is in lens.exitcodes).
 ``lens recommend`` exits 0 when some provider is eligible, 1 when none is, 2 on invalid
-input.
+input.  ``lens compare`` exits 0 when nothing regressed, 1 when something did, 3 when
+only inconclusive checks stand in the way, 2 on invalid input.
 
 ``main`` is the process's one error boundary: an unexpected exception anywhere prints one
 line (what failed, and the file holding the full traceback, secrets redacted) and exits 5,
@@ -33,7 +34,8 @@ from tabulate import tabulate
 
 from lens import api, exitcodes
 from lens._version import __version__
-from lens.errors import ExportError, InputError, LensError, describe, innermost
+from lens.errors import ExportError, InputError, LensError, Problem, describe, innermost
+from lens.export import comparison as comparison_view
 from lens.export.plan_view import plan_text, usd
 from lens.export.registry import EXPORTERS
 from lens.export.results import (
@@ -43,6 +45,7 @@ from lens.export.results import (
     write_records_jsonl,
     write_results,
 )
+from lens.export.sink import append_text, write_atomic
 from lens.export.table import render, render_recommendation
 from lens.metrics.estimate import estimate_to_dict
 from lens.pipeline import run_plan
@@ -50,6 +53,7 @@ from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing import PricingCatalog
 from lens.redact import Redactor
+from lens.scenario.env import interpolate
 from lens.scenario.model import MAX_REPEAT
 from lens.scenario.schema import scenario_json_schema, schema_text
 from lens.sim.server import main as sim_main
@@ -310,6 +314,70 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0 if rec.best is not None else 1
 
 
+# What `lens compare --export` writes: the comparison, not a run's results.
+_COMPARE_EXPORTS = ("junit", "markdown", "json")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 0 nothing regressed, 1 something regressed, 3 only inconclusive, 2 bad input,
+    4 an export failed (and nothing regressed: 1 wins, as for lens run)."""
+    targets = _compare_targets(args.export)
+    comparison = api.compare(
+        args.baseline,
+        args.current,
+        thresholds=args.threshold,
+        stages=args.stage,
+        providers=args.provider,
+    )
+    renderers = {
+        "table": comparison_view.render_table,
+        "markdown": comparison_view.render_markdown,
+        "json": comparison_view.render_json,
+    }
+    sys.stdout.write(renderers[args.format](comparison))
+    code = comparison.exit_code
+    writers = {
+        "junit": comparison_view.junit_comparison,
+        "markdown": comparison_view.render_markdown,
+        "json": comparison_view.render_json,
+    }
+    for kind, dest in targets:
+        # markdown= appends, as lens's markdown exporter: $GITHUB_STEP_SUMMARY collects
+        # what each step appends.
+        write = append_text if kind == "markdown" else write_atomic
+        try:
+            write(dest, writers[kind](comparison))
+        except OSError as exc:
+            print(f"error: {kind}={dest}: {describe(exc)}", file=sys.stderr)
+            if code != exitcodes.REGRESSED:
+                code = EXIT_EXPORT
+    return code
+
+
+def _compare_targets(specs: Sequence[str]) -> list[tuple[str, Path]]:
+    """``KIND=FILE`` flags of ``lens compare`` (``${VAR}`` expanded, as ``--export`` of
+    ``lens run``), checked before anything is compared."""
+    targets: list[tuple[str, Path]] = []
+    problems: list[Problem] = []
+    for spec in specs:
+        expanded = interpolate(spec, os.environ)
+        kind, eq, dest = expanded.value.partition("=")
+        if expanded.problems:
+            problems += [Problem(f"--export: {p.message}") for p in expanded.problems]
+        elif not eq or not dest or kind not in _COMPARE_EXPORTS:
+            problems.append(
+                Problem(
+                    f"--export {spec!r}: lens compare writes "
+                    f"{', '.join(f'{k}=FILE' for k in _COMPARE_EXPORTS)}"
+                )
+            )
+        else:
+            targets.append((kind, Path(dest)))
+    if problems:
+        raise InputError(problems)
+    return targets
+
+
 _KINDS = ", ".join(f"{kind}=" for kind in EXPORTERS)
 
 
@@ -408,6 +476,36 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--stage", action="append", metavar="ID", help="only these stages (repeatable)")
     rc.add_argument("--json", action="store_true", help="machine-readable output")
     rc.set_defaults(func=cmd_recommend)
+
+    cp = sub.add_parser(
+        "compare",
+        help="compare a run against a baseline run: what got measurably worse "
+        "(exit 0 nothing regressed, 1 regressed, 3 only inconclusive, 2 bad input)",
+    )
+    cp.add_argument("baseline", metavar="BASELINE.json")
+    cp.add_argument("current", metavar="CURRENT.json")
+    cp.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METRIC.STAT=CHANGE",
+        help="how large a change matters (repeatable), relative or absolute: ttft.p95=+10%%, "
+        "itl.p50=+2ms, error_rate=+0.5%% (percentage points); default +10%%, +2 points for "
+        "rates; "
+        "a statistic not compared by default is added",
+    )
+    cp.add_argument("--stage", action="append", metavar="ID", help="only these stages")
+    cp.add_argument("--provider", action="append", metavar="ID", help="only these providers")
+    cp.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    cp.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="KIND=FILE",
+        help="also write the comparison (repeatable): junit=FILE, json=FILE, markdown=FILE "
+        "(appended, e.g. markdown=$GITHUB_STEP_SUMMARY)",
+    )
+    cp.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("schema", help="print the JSON Schema of scenarios (or results)")
     s.add_argument("which", nargs="?", choices=("scenario", "results"), default="scenario")

@@ -13,3 +13,7 @@ INCONCLUSIVE = 3  # no SLA failed but some could not be judged; or the run is pa
 EXPORT_FAILED = 4  # an export failed (and no SLA did: 1 wins)
 LENS_FAILED = 5  # lens itself failed unexpectedly (a bug); what was measured is still written
 INTERRUPTED = 130  # interrupted before anything ran (128 + SIGINT)
+
+# lens compare: the same values, named for what they mean there.
+REGRESSED = SLA_FAILED  # at least one statistic is measurably worse than the baseline
+COMPARE_INCONCLUSIVE = INCONCLUSIVE  # nothing regressed, but some change could not be told

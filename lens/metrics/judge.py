@@ -25,6 +25,7 @@ from lens.metric_catalog import CATALOGUE, REQUEST_METRICS, STAGE_METRICS
 from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
+from lens.pricing.money import usd_text
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 
@@ -100,8 +101,8 @@ def format_value(value: float, unit: str) -> str:
     if unit == "ratio":
         return f"{_num(value * 100)}%"
     if unit == "usd":
-        text = f"{value:.8f}".rstrip("0").rstrip(".")
-        return f"${text}"
+        # Six significant digits: a verdict repeats thresholds as the user wrote them.
+        return usd_text(value, digits=6)
     if unit in ("", "count"):
         return _num(value)
     return f"{_num(value)} {unit}"

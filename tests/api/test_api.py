@@ -24,6 +24,7 @@ from tests.export._results import rich_results
 from .conftest import scenario
 
 PUBLIC = [
+    "Comparison",
     "ExportError",
     "LensError",
     "Plan",
@@ -35,6 +36,7 @@ PUBLIC = [
     "Scenario",
     "ScenarioError",
     "__version__",
+    "compare",
     "compile_plan",
     "describe_plan",
     "estimate",

@@ -14,6 +14,7 @@ from typing import Literal
 
 from lens.export.results import RecordOut, Results, SummaryOut, SweepOut, SweepStepOut
 from lens.metrics.request import itl_gaps
+from lens.pricing.money import usd_text
 
 LatencyMetric = Literal["ttft", "itl", "e2e"]
 
@@ -62,8 +63,9 @@ class CostPoint:
 
 
 def usd(amount: Decimal) -> str:
-    """Dollars to the cent from $1 up; below, three significant digits ($0.000243)."""
-    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.3g}"
+    """Dollars to the cent from $1 up; below, three significant digits ($0.000243), never
+    in exponent notation (``lens.pricing.money``)."""
+    return usd_text(amount)
 
 
 def unit_label(stage: str, provider: str) -> str:
