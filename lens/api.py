@@ -180,16 +180,20 @@ def _unpositioned(problem: Problem) -> Problem:
     return Problem(problem.message, pos=None, path=problem.path or DICT_FILE)
 
 
-def compile_plan(scenario: Scenario, *, env: Mapping[str, str] | None = None) -> Plan:
+def compile_plan(
+    scenario: Scenario, *, env: Mapping[str, str] | None = None, repeat: int | None = None
+) -> Plan:
     """Compile a validated scenario into the ``Plan`` ``lens run`` executes: providers with
     their prices (``plan.providers[id].price``), stages each with its full schedule
     (``plan.stages[i].load``: an ``OpenLoop``'s ``arrivals.offsets_s``, a ``ClosedLoop``'s
     concurrency, an ``IdleProbe``'s gaps; ``lens.plan.model``), SLAs, budget, exports.
     Nothing is sent.  ``env`` (default ``os.environ``) supplies default credentials such as
     ``OPENAI_API_KEY`` and ``AWS_REGION``.  Raises ``PlanError`` when a reference does not
-    resolve (unknown provider or prompt id, missing credential ...)."""
+    resolve (unknown provider or prompt id, missing credential ...).  ``repeat`` is ``lens
+    run --repeat N``: every stage that can repeat and sets no ``repeat`` of its own runs N
+    times (replacing ``defaults.repeat``)."""
     try:
-        return _compile_plan(scenario, env=env)
+        return _compile_plan(scenario, env=env, repeat=repeat)
     except PlanError as exc:
         if scenario.source_map.file != DICT_FILE:
             raise
@@ -228,6 +232,7 @@ def run(
     progress: TextIO | None = None,
     env: Mapping[str, str] | None = None,
     baseline: BaselineSource | None = None,
+    repeat: int | None = None,
 ) -> Results:
     """Run a scenario (a ``Plan``, a ``Scenario``, or anything ``load_scenario`` reads) and
     return its ``Results``, as ``lens run -o`` would write them.  Blocks until the run ends;
@@ -248,6 +253,8 @@ def run(
       path, or ``"git:REF:PATH"``); default: the scenario's ``regression: baseline``.  It
       is read before anything is sent (``ResultsError`` if it cannot be).  The comparison
       lands in ``results.regressions`` and a regression makes the exit code 1.
+    * ``repeat``: as ``lens run --repeat N`` (a scenario target only: a ``Plan`` is
+      compiled already, so ``compile_plan(..., repeat=N)`` it instead).
 
     ``results.exit_code`` is what ``lens run`` would exit with before exporting (0 pass, 1
     an SLA failed, 3 inconclusive or partial, 5 lens itself failed mid-run, with what was
@@ -260,7 +267,7 @@ def run(
     _check_cancel_after(cancel_after)
     switch = StopSwitch()
     callback = None if on_record is None else _Guarded(on_record, switch)
-    job = _Job.prepare(target, exporters, env, baseline)
+    job = _Job.prepare(target, exporters, env, baseline, repeat)
     results = job.execute(
         callback,
         stop=switch,
@@ -282,6 +289,7 @@ async def run_async(
     progress: TextIO | None = None,
     env: Mapping[str, str] | None = None,
     baseline: BaselineSource | None = None,
+    repeat: int | None = None,
 ) -> Results:
     """``run`` for asyncio and trio callers: ``await lens.run_async(...)`` returns the same
     ``Results`` and raises the same errors, without blocking the caller's event loop.
@@ -302,7 +310,7 @@ async def run_async(
     exported = list(exporters)
 
     def work() -> Results:
-        job = _Job.prepare(target, exported, env, baseline)
+        job = _Job.prepare(target, exported, env, baseline, repeat)
         results = job.execute(
             deliver,
             stop=switch,
@@ -341,13 +349,19 @@ class _Job:
         exporters: Iterable[str],
         env: Mapping[str, str] | None,
         baseline: BaselineSource | None = None,
+        repeat: int | None = None,
     ) -> _Job:
         environ = os.environ if env is None else env
         if isinstance(target, Plan):
+            if repeat is not None:
+                raise ValueError(
+                    "repeat= needs a scenario: a Plan is compiled already; use "
+                    "lens.compile_plan(scenario, repeat=N)"
+                )
             plan = target
         else:
             scenario = target if isinstance(target, Scenario) else load_scenario(target, env=env)
-            plan = compile_plan(scenario, env=env)
+            plan = compile_plan(scenario, env=env, repeat=repeat)
         extra = export_targets(exporters, env=environ)
         redactor = Redactor.for_plan(plan, environ).with_secrets(
             (secret, "export destination") for t in extra for secret in secrets_of(t.dest)

@@ -54,6 +54,7 @@ from lens.plan.model import Plan
 from lens.pricing import PricingCatalog
 from lens.redact import Redactor
 from lens.scenario.env import interpolate
+from lens.scenario.model import MAX_REPEAT
 from lens.scenario.schema import scenario_json_schema, schema_text
 from lens.sim.server import main as sim_main
 from lens.targets import ExportTarget, secrets_of
@@ -63,8 +64,9 @@ EXIT_INPUT = exitcodes.INPUT
 EXIT_EXPORT = exitcodes.EXPORT_FAILED
 
 
-def load_plan(path: str, *, allow_files_outside: bool = False) -> Plan:
-    return api.compile_plan(api.load_scenario(path, allow_files_outside=allow_files_outside))
+def load_plan(path: str, *, allow_files_outside: bool = False, repeat: int | None = None) -> Plan:
+    scenario = api.load_scenario(path, allow_files_outside=allow_files_outside)
+    return api.compile_plan(scenario, repeat=repeat)
 
 
 def _redactor(args: argparse.Namespace, plan: Plan) -> Redactor:
@@ -96,7 +98,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
     redact = _redactor(args, plan)
     doc = plan_to_dict(plan, arrivals=args.json)
     doc["cost_estimate"] = estimate_to_dict(plan)
@@ -133,7 +135,7 @@ def _export(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside)
+    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
     redact = _redactor(args, plan)
     flagged = cli_targets(args.export, "--export")
     if flagged:
@@ -393,6 +395,28 @@ def _compare_targets(specs: Sequence[str]) -> list[tuple[str, Path]]:
 _KINDS = ", ".join(f"{kind}=" for kind in EXPORTERS)
 
 
+def _repeat_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(
+            f"takes a whole number from 1 to {MAX_REPEAT}, not {text!r}"
+        )
+    return value
+
+
+def _repeat_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repeat",
+        type=_repeat_count,
+        metavar="N",
+        help="run every stage that sets no repeat of its own N times, interleaved across "
+        "providers (replaces defaults.repeat; not sweeps or idle probes)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lens", description="Measure how fast and how costly LLM APIs really are."
@@ -408,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="show the resolved execution plan; nothing is sent")
     pl.add_argument("file", metavar="FILE")
     pl.add_argument("--json", action="store_true", help="the plan as JSON, every arrival listed")
+    _repeat_flag(pl)
     _files_outside_flag(pl)
     pl.set_defaults(func=cmd_plan)
 
@@ -430,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND=DEST",
         help=f"also export to DEST (repeatable): {_KINDS}",
     )
+    _repeat_flag(r)
     _files_outside_flag(r)
     r.set_defaults(func=cmd_run)
 

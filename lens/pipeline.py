@@ -25,8 +25,9 @@ from lens.metrics.analysis import analyse_run
 from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
 from lens.metrics.judge import Verdict, distrust, judge
+from lens.metrics.repetitions import repetition_spreads
 from lens.metrics.slawatch import SlaWatch
-from lens.metrics.summary import Summary, SummaryBuilder
+from lens.metrics.summary import Summary, SummaryBuilder, Window, pooled_window
 from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
 from lens.metrics.windows import judge_all
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
@@ -131,6 +132,7 @@ def run_plan(
             phase_summaries,
             sweeps=judge_sweeps(sweeps, outcome),
             redactor=redact,
+            repetitions=repetition_spreads(summaries),
         )
         if baseline is not None:
             results, regression_problem = judge_regressions(plan, results, baseline)
@@ -208,13 +210,30 @@ def summarise(
     if bill is None:
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
     pooled = pooled_stages(plan)
-    builder = SummaryBuilder(providers=plan.providers, slas=slas, pooled_stages=pooled)
+    repetitions = {u.stage: u.repetition for u in plan.stages if u.repetition is not None}
+    builder = SummaryBuilder(
+        providers=plan.providers, slas=slas, pooled_stages=pooled, repetitions=repetitions
+    )
     builder.add_many(outcome.records, bill.record_usd)
     windows = measured_spans(plan, outcome)
     set_apart: tuple[Phase, ...] = ("warmup", "cooldown")
     phase_windows = {
         (w.stage, w.provider, phase): w.span(phase) for w in outcome.windows for phase in set_apart
     }
+    # A repeated stage's pooled summaries: over its repetitions' windows added up.
+    spans: dict[tuple[str, str], list[Window]] = {}
+    phase_spans: dict[tuple[str, str, Phase], list[Window]] = {}
+    for w in outcome.windows:
+        if w.repetition is None:
+            continue
+        spans.setdefault((w.repetition.stage, w.provider), []).append(
+            windows[(w.stage, w.provider)]
+        )
+        for phase in set_apart:
+            key = (w.repetition.stage, w.provider, phase)
+            phase_spans.setdefault(key, []).append(phase_windows[(w.stage, w.provider, phase)])
+    windows.update((key, pooled_window(parts)) for key, parts in spans.items())
+    phase_windows.update((key, pooled_window(parts)) for key, parts in phase_spans.items())
     return builder.build(windows), builder.build_phases(phase_windows)
 
 

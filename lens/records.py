@@ -110,6 +110,30 @@ class SweepStep:
     concurrency: int | None = None  # closed-loop step
 
 
+# A repetition's unit is named ``<stage>#<k>``: ``#`` cannot appear in a scenario's ids, so
+# no written stage (or sweep step) can take a repetition's name.
+REPETITION_MARK = "#"
+
+
+def repetition_id(stage: str, index: int) -> str:
+    """The stage id of repetition ``index`` (1-based) of ``stage``: ``steady#2``."""
+    return f"{stage}{REPETITION_MARK}{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Repetition:
+    """Which repetition of a repeated stage (``repeat: N``) a unit is.  The unit's own id
+    is ``repetition_id(stage, index)``; the stage's own id names the pooled summary."""
+
+    stage: str  # the repeated stage's id as written
+    index: int  # 1-based, as in the unit's id
+    count: int  # the stage's repeat
+
+    @property
+    def unit_id(self) -> str:
+        return repetition_id(self.stage, self.index)
+
+
 @dataclass(frozen=True, slots=True)
 class StageWindow:
     """When one stage x provider unit ran, on the run clock (ns since run start)."""
@@ -129,6 +153,7 @@ class StageWindow:
     # How long the unit paused before its set-up began (a sweep's ``pause``): part of the
     # run's wall time that the GPU-hour bill charges to this unit (lens.pricing.gpu).
     pause_ns: int = 0
+    repetition: Repetition | None = None  # a repeated stage's unit: which repetition
 
     def span(self, phase: Phase) -> tuple[int, int]:
         """The part of the window ``phase`` had: warmup up to the measured phase's start,

@@ -116,14 +116,19 @@ def _values(records: Sequence[RecordOut]) -> dict[str, list[list[float]]]:
 
 def sides(results: Results) -> dict[tuple[str, str], Side]:
     """Each measured stage x provider of ``results``, with its records' values when the
-    results hold records (``Side.values`` is None otherwise)."""
+    results hold records (``Side.values`` is None otherwise).  A repeated stage is one
+    side, pooled (its repetitions are not compared one by one), with its spread."""
+    # A repeated stage is compared pooled: its repetitions' records are the pooled
+    # summary's, and their run-to-run spread widens its intervals (lens.metrics.compare).
+    pooled_as = {s.stage: s.repetition.stage for s in results.summaries if s.repetition}
+    spreads = {(r.stage, r.provider): r.spread for r in results.repetitions}
     grouped: dict[tuple[str, str], list[RecordOut]] = {}
     for r in results.records:
         if r.error_class not in _CUT_OFF:
-            grouped.setdefault((r.stage, r.provider), []).append(r)
+            grouped.setdefault((pooled_as.get(r.stage, r.stage), r.provider), []).append(r)
     out: dict[tuple[str, str], Side] = {}
     for s in results.summaries:
-        if s.phase != "measure":
+        if s.phase != "measure" or s.repetition is not None:
             continue
         counted = grouped.get((s.stage, s.provider), [])
         measured = [r for r in counted if r.phase == "measure"]
@@ -138,6 +143,7 @@ def sides(results: Results) -> dict[tuple[str, str], Side]:
             errors=s.errors,
             stats=_stats(s),
             values=values,
+            spread=spreads.get((s.stage, s.provider), {}),
         )
     return out
 

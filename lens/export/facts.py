@@ -64,9 +64,29 @@ def wall_ns(results: Results, offset_ms: float) -> int:
 def stage_end_ms(results: Results, summary: SummaryOut) -> float:
     """When the stage x provider unit of a summary ended (ms after the run start); for a
     warmup summary, when its warmup ended (the measured phase began)."""
+    if summary.repeated:  # a repeated stage's pooled summary: when its last run ended
+        ends = [
+            w.end_ms
+            for w in results.stages
+            if w.provider == summary.provider
+            and w.repetition is not None
+            and w.repetition.stage == summary.stage
+        ]
+        if ends:
+            return max(ends)
     for window in results.stages:
         if (window.stage, window.provider) == (summary.stage, summary.provider):
             if summary.phase == "warmup" and window.measure_start_ms is not None:
                 return window.measure_start_ms
             return window.end_ms
     return max((w.end_ms for w in results.stages), default=0.0)
+
+
+def repetition_label(summary: SummaryOut) -> str | None:
+    """The ``repetition`` label (Prometheus) or tag (Influx) of a repeated stage's
+    summaries: ``1`` .. ``N`` for its runs, ``pooled`` for the pooled one, which holds the
+    same requests again (sum counters with ``repetition!="pooled"``); None (no label) for a
+    stage run once."""
+    if summary.repetition is not None:
+        return str(summary.repetition.index)
+    return "pooled" if summary.repeated else None

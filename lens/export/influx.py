@@ -16,7 +16,9 @@ Measurements (tags: ``scenario``, ``stage``, ``provider``, ``model``):
   measured), ``<metric>_<stat>`` (ms for times),
   ``errors_<class>``, ``cost_<...>_usd`` and, for open-loop stages, ``pacing_<field>``
   (``sent``, ``planned_rate_per_s``, ``achieved_rate_per_s``, ``rate_error``,
-  ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms``).
+  ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms``).  A repeated stage's points also carry a
+  ``repetition`` tag: ``1`` .. ``N`` for its runs, ``pooled`` for the pooled summary (at
+  the end of its last run), which counts the same requests again.
 * ``lens_sweep``: one point per adaptive sweep x provider (tags ``sweep``, ``kind``,
   ``provider``, ``model``) at the end of its last step; fields ``steps``, ``cut_short``,
   ``distrusted`` (booleans), ``reason``, ``max_rate_per_s``, ``max_concurrency`` (an
@@ -46,6 +48,7 @@ from lens.export.facts import (
     RECORD_TOKENS,
     STATS,
     models,
+    repetition_label,
     stage_end_ms,
     wall_ns,
 )
@@ -100,6 +103,9 @@ def summary_point(results: Results, s: SummaryOut, model: str) -> str | None:
         "model": model,
         "phase": s.phase,
     }
+    run = repetition_label(s)
+    if run is not None:
+        tags["repetition"] = run
     fields: dict[str, FieldValue] = {
         "requests": s.requests,
         "ok": s.ok,

@@ -62,6 +62,7 @@ def plan_text(doc: dict[str, object]) -> str:
         f"total requests: {doc['total_requests'] if doc['total_requests'] is not None else '?'}"
         f"; {_total_duration_text(doc)}",
         *_duration_bases(stages),
+        *_repetitions_text(stages),
     ]
     providers = doc["providers"]
     assert isinstance(providers, list)
@@ -112,8 +113,10 @@ def _duration_bases(stages: list[dict[str, Any]]) -> list[str]:
         basis = s.get("duration_basis")
         if basis is None:
             continue
-        step = s.get("sweep")
+        step, rep = s.get("sweep"), s.get("repetition")
         name = f"{step['id']} steps" if step is not None else s["stage"]
+        if rep is not None:
+            name = f"{rep['stage']}#1-{rep['count']}"
         names = units.setdefault(basis, [])
         if f"{name}/{s['provider']}" not in names:
             names.append(f"{name}/{s['provider']}")
@@ -121,6 +124,20 @@ def _duration_bases(stages: list[dict[str, Any]]) -> list[str]:
         return []
     return ["expected durations (else '<=': at most, every request to its timeout):"] + [
         f"  {', '.join(names)}: {basis}" for basis, names in units.items()
+    ]
+
+
+def _repetitions_text(stages: list[dict[str, Any]]) -> list[str]:
+    """One line per repeated stage: how often, in which order, and what results keep."""
+    counts: dict[str, int] = {}
+    for s in stages:
+        rep = s.get("repetition")
+        if rep is not None:
+            counts[rep["stage"]] = rep["count"]
+    return [
+        f"repeat: {stage} runs {n} times, interleaved across providers (each provider's "
+        f"{stage}#1, then each one's {stage}#2 ...); pooled as {stage}, judged pooled"
+        for stage, n in counts.items()
     ]
 
 

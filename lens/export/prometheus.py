@@ -4,7 +4,10 @@ node_exporter's textfile collector.
 Families are in base units (``_seconds``, ``_total``, ``_usd``) and labelled ``scenario``,
 ``stage``, ``provider``, ``model``.  Per-request metrics are summaries: the 0.5/0.9/0.95/0.99
 quantiles of the stage's statistics plus ``_count`` and ``_sum`` (mean x count).  A metric
-that was never measured is left out rather than written as 0.
+that was never measured is left out rather than written as 0.  A repeated stage's series
+also carry ``repetition``: ``1`` .. ``N`` for its runs (stage ``<id>#<k>``), ``pooled`` for
+the pooled summary (stage ``<id>``), which counts the same requests again: sum counters
+with ``repetition!="pooled"``.
 
 ``lens_sla_verdict`` is 1 for pass, 0 for fail and -1 for inconclusive, so
 ``lens_sla_verdict < 1`` is every assertion that did not pass and ``== 0`` the failures.
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from lens.export.facts import ERROR_CLASSES, METRICS, models, run_start_ns
+from lens.export.facts import ERROR_CLASSES, METRICS, models, repetition_label, run_start_ns
 from lens.export.results import Results, SummaryOut
 from lens.export.sink import send, write_atomic
 from lens.metric_catalog import REQUEST_METRICS
@@ -117,12 +120,14 @@ def _summary_name(metric: str) -> tuple[str, float, str]:
 
 
 def _base(results: Results, s: SummaryOut, model: str) -> Labels:
-    return (
+    labels: Labels = (
         ("scenario", results.scenario),
         ("stage", s.stage),
         ("provider", s.provider),
         ("model", model),
     )
+    run = repetition_label(s)
+    return labels if run is None else (*labels, ("repetition", run))
 
 
 # The quantile label of gauges that carry a p50, p99 and maximum (quantile 1).

@@ -25,6 +25,7 @@ from lens.metrics.judge import Verdict, judge
 from lens.metrics.request import icl_gaps, itl_gaps
 from lens.metrics.summary import Summary
 from lens.plan.model import SlaSpec
+from lens.records import Repetition
 from lens.scenario.sla import SlaExpr
 
 _CostDict = Mapping[str, str | int | None]
@@ -82,6 +83,10 @@ def summary_from_out(s: SummaryOut) -> Summary:
         sla_conforming=s.sla_conforming,
         phase=s.phase,
         drained=s.drained,
+        repetition=None
+        if s.repetition is None
+        else Repetition(s.repetition.stage, s.repetition.index, s.repetition.count),
+        repeated=s.repeated or 0,
     )
 
 
@@ -114,16 +119,21 @@ def rejudge(results: Results, slas: Sequence[SlaSpec]) -> tuple[list[Summary], t
     if not results.records and any(s.requests for s in summaries):
         raise InputError("the results file holds no per-request records: cannot re-judge")
     set_apart = {(s.stage, s.provider, s.phase) for s in results.phase_summaries}
+    # A repetition's records count towards its own summary and the pooled one.
+    pooled_as = {s.stage: s.repetition.stage for s in summaries if s.repetition is not None}
     checks: dict[tuple[str, str], tuple[SlaExpr, ...]] = {}
     conforming: dict[tuple[str, str], int] = {}
     for rec in results.records:
         if rec.phase != "measure" and (rec.stage, rec.provider, rec.phase) in set_apart:
             continue  # summarised (and judged) apart: not one of the summary's requests
-        key = (rec.stage, rec.provider)
-        if key not in checks:
-            checks[key] = request_checks(slas, rec.stage, rec.provider)
-        if record_conforms(rec, checks[key]):
-            conforming[key] = conforming.get(key, 0) + 1
+        keys = [(rec.stage, rec.provider)]
+        if rec.stage in pooled_as:  # held to the pooled summary's checks there
+            keys.append((pooled_as[rec.stage], rec.provider))
+        for key in keys:
+            if key not in checks:
+                checks[key] = request_checks(slas, *key)
+            if record_conforms(rec, checks[key]):
+                conforming[key] = conforming.get(key, 0) + 1
     recounted = []
     for s in summaries:
         n = conforming.get((s.stage, s.provider), 0)

@@ -41,13 +41,14 @@ from lens.metrics.integrity import ColdStart, IntegrityReport, StreamDelivery
 from lens.metrics.judge import Verdict
 from lens.metrics.pacing import Pacing
 from lens.metrics.recommend import Recommendation
+from lens.metrics.repetitions import RepetitionSpread, Spread
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
 from lens.metrics.summary import MetricStats, Summary
 from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing.gpu import money_text
-from lens.records import LENS_FAILED_STOP, RequestRecord, RunOutcome, StageWindow
+from lens.records import LENS_FAILED_STOP, Repetition, RequestRecord, RunOutcome, StageWindow
 from lens.redact import Redactor
 
 SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
@@ -115,6 +116,32 @@ class Environment(_Frozen):
     argv: tuple[str, ...]
 
 
+class RepetitionOut(_Frozen):
+    """Which repetition of a repeated stage (``repeat: N``) a unit or summary is."""
+
+    stage: str = Field(description="the repeated stage's id: its pooled summary's")
+    index: int = Field(description="1-based, as in the unit's stage id <stage>#<index>")
+    count: int = Field(description="the stage's repeat")
+
+
+def _repetition_out(rep: Repetition | None) -> RepetitionOut | None:
+    return None if rep is None else RepetitionOut(stage=rep.stage, index=rep.index, count=rep.count)
+
+
+class RepetitionsOut(_Frozen):
+    """A repeated stage x provider: its repetitions and the run-to-run spread of each
+    statistic across them (lens.metrics.repetitions)."""
+
+    stage: str = Field(description="the repeated stage's id; its summary pools every repetition")
+    provider: str
+    count: int = Field(description="the stage's repeat")
+    stages: tuple[str, ...] = Field(description="stage ids of the repetitions that ran")
+    spread: FrozenMap[str, Spread] = Field(
+        description="per statistic (ttft.p50, ..., error_rate, cost.mean, rps, throughput): "
+        "its value in each repetition and their min, max, mean and sample stdev"
+    )
+
+
 class SummaryOut(_Frozen):
     stage: str
     provider: str
@@ -162,6 +189,18 @@ class SummaryOut(_Frozen):
     )
     pacing: Pacing | None = Field(
         None, description="open-loop stages: achieved vs planned dispatch rate, dispatch lag"
+    )
+    repetition: RepetitionOut | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="one repetition of a repeated stage: summarised, never judged; absent "
+        "otherwise",
+    )
+    repeated: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a repeated stage's pooled summary: how many repetitions it pools (its "
+        "rates are over their measured windows added up); absent otherwise",
     )
 
 
@@ -347,6 +386,11 @@ class StageWindowOut(_Frozen):
     planned: int | None
     started: int
     sweep: SweepStepOut | None = Field(None, description="present when the stage is a sweep step")
+    repetition: RepetitionOut | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="present when the unit is a repetition of a repeated stage",
+    )
     measure_start_ms: float | None = Field(
         None, description="when the measured phase began (after warmup); null: at start_ms"
     )
@@ -484,6 +528,12 @@ class Results(_Frozen):
         description="this run compared with a baseline (lens run --baseline, or the "
         "scenario's regression: block), as lens compare reports it; absent otherwise",
     )
+    repetitions: tuple[RepetitionsOut, ...] = Field(
+        default=(),
+        exclude_if=lambda v: not v,
+        description="repeated stages (repeat: N): each stage x provider's repetitions and the "
+        "run-to-run spread of its statistics; absent when no stage repeats",
+    )
     records: tuple[RecordOut, ...]
 
     def summary(
@@ -599,6 +649,8 @@ def summary_out(
         goodput_ratio=s.goodput_ratio,
         cost=s.cost.as_dict() if s.cost is not None else None,
         metrics=dict(s.metrics),
+        repetition=_repetition_out(s.repetition),
+        repeated=s.repeated or None,
     )
 
 
@@ -629,13 +681,20 @@ def build_results(
     phase_summaries: Sequence[Summary] = (),
     sweeps: Sequence[SweepOutcome] = (),
     redactor: Redactor | None = None,
+    repetitions: Sequence[RepetitionSpread] = (),
 ) -> Results:
     """The results document of ``outcome``: its summaries and verdicts, and what
     ``lens.metrics.analysis.analyse_run`` found in it.  ``redactor`` (default: the plan's
     secrets) masks the plan section and argv; records were redacted when they were
     created (lens.run.session)."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
-    planned = {(w.stage, w.provider): w.planned for w in outcome.windows}
+    planned: dict[tuple[str, str], int | None] = {}
+    for w in outcome.windows:
+        planned[(w.stage, w.provider)] = w.planned
+        if w.repetition is not None:  # the pooled summary plans its repetitions' requests
+            key = (w.repetition.stage, w.provider)
+            before = planned.get(key, 0)
+            planned[key] = None if before is None or w.planned is None else before + w.planned
     return Results(
         scenario=plan.name,
         partial=outcome.partial,
@@ -663,6 +722,16 @@ def build_results(
         integrity=integrity_out(analysis.integrity),
         recommendation=recommendation_out(analysis.recommendation),
         sweeps=tuple(sweep_out(o) for o in sweeps),
+        repetitions=tuple(
+            RepetitionsOut(
+                stage=r.stage,
+                provider=r.provider,
+                count=r.count,
+                stages=r.stages,
+                spread=r.spread,
+            )
+            for r in repetitions
+        ),
         records=tuple(
             record_out(r, price, cold)
             for r, price, cold in zip(outcome.records, analysis.prices, analysis.cold, strict=True)
@@ -782,6 +851,7 @@ def window_out(w: StageWindow, bill: UnitBill | None = None) -> StageWindowOut:
         started=w.started,
         measure_start_ms=_ms(w.t_measure_start),
         measure_end_ms=_ms(w.t_measure_end),
+        repetition=_repetition_out(w.repetition),
         sweep=None
         if w.sweep is None
         else SweepStepOut(

@@ -13,6 +13,7 @@ from lens.export.results import (
     CandidateOut,
     ExclusionOut,
     RecommendationOut,
+    RepetitionsOut,
     Results,
     SummaryOut,
     SweepOut,
@@ -48,9 +49,9 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
     headers = ["stage", "provider", "reqs", "ok", "err%", "req/s", "good/s", "tok/s"]
     headers += [h + " ms" for h, _, _ in _COLUMNS]
     rows = []
-    for s in summaries:
+    for s in _display_order(summaries):
         row = [
-            s.stage if s.phase == "measure" else f"{s.stage} [{s.phase}]",
+            _stage_cell(s),
             s.provider,
             str(s.requests),
             str(s.ok),
@@ -64,6 +65,72 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
             row.append(_num(getattr(stats, stat) if stats else None))
         rows.append(row)
     return headers, rows
+
+
+def _stage_cell(s: SummaryOut) -> str:
+    """The stage column: a repetition and a repeated stage's pooled row are marked."""
+    name = s.stage
+    if s.repetition is not None:
+        name = f"{s.stage} (run {s.repetition.index}/{s.repetition.count})"
+    elif s.repeated:
+        name = f"{s.stage} (pooled {s.repeated} runs)"
+    return name if s.phase == "measure" else f"{name} [{s.phase}]"
+
+
+def _display_order(summaries: Sequence[SummaryOut]) -> list[SummaryOut]:
+    """Run order, except that a repeated stage shows provider by provider: each one's
+    repetitions, then its pooled row (run order interleaves the providers)."""
+    pooled = {(s.stage, s.provider, s.phase): s for s in summaries if s.repeated}
+    if not pooled:
+        return list(summaries)
+    reps: dict[tuple[str, str, str], list[SummaryOut]] = {}
+    for s in summaries:
+        if s.repetition is not None and (s.repetition.stage, s.provider, s.phase) in pooled:
+            reps.setdefault((s.repetition.stage, s.provider, s.phase), []).append(s)
+    grouped = {id(r) for group in reps.values() for r in group}
+    out: list[SummaryOut] = []
+    for s in summaries:
+        if id(s) in grouped:
+            continue
+        key = (s.stage, s.provider, s.phase)
+        out.extend(reps.get(key, []) if s.repeated else [])
+        out.append(s)
+    return out
+
+
+def _spread_lines(r: RepetitionsOut) -> list[str]:
+    """A repeated stage x provider's run-to-run spread: each statistic's range across the
+    repetitions and its standard deviation."""
+    parts = []
+    for name, spread in r.spread.items():
+        if spread.min is None or spread.max is None:
+            continue
+        unit = _spread_unit(name)
+        sd = "" if spread.stdev is None else f", sd {_spread_num(spread.stdev, unit)}"
+        parts.append(f"{name} {_spread_num(spread.min, unit)}-{_spread_num(spread.max, unit)}{sd}")
+    head = f"  {r.stage}/{r.provider} ({len(r.stages)} of {r.count} runs): "
+    return [head + "; ".join(parts)] if parts else [head + "nothing measured"]
+
+
+def _spread_unit(name: str) -> str:
+    metric = name.partition(".")[0]
+    if metric in ("error_rate",):
+        return "%"
+    if metric == "cost":
+        return "$"
+    if metric in ("rps", "throughput", "output_tokens_per_s"):
+        return "/s"
+    return "ms"
+
+
+def _spread_num(value: float, unit: str) -> str:
+    if unit == "%":
+        return f"{value * 100:.1f}%"
+    if unit == "$":
+        return f"${value:.3g}"
+    if unit == "/s":
+        return f"{value:.3g}/s"
+    return f"{value:.1f} ms"
 
 
 def verdict_rows(verdicts: Sequence[Verdict]) -> tuple[list[str], list[list[str]]]:
@@ -312,6 +379,9 @@ def render(results: Results, fmt: str = "simple") -> str:
         headers, rows = summary_rows(results.phase_summaries)
         out.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
 
+    if results.repetitions:
+        out += ["", "run-to-run spread of repeated stages (min-max across runs, sd):"]
+        out += [line for r in results.repetitions for line in _spread_lines(r)]
     if results.sweeps:
         out += ["", "sweeps:", *(line for sw in results.sweeps for line in sweep_lines(sw))]
     errs = [line for s in results.summaries if (line := _errors_line(s))]

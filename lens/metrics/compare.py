@@ -65,6 +65,7 @@ from typing import Any, Literal
 from lens import exitcodes
 from lens.metric_catalog import MIN_SAMPLES, REQUEST_METRICS, STAGE_METRICS
 from lens.metrics._results_config import RESULTS_VALUE
+from lens.metrics.repetitions import Spread, spread_half_width
 from lens.metrics.sketch import nearest_rank
 from lens.scenario.thresholds import (
     BETTER,
@@ -141,6 +142,9 @@ class Side:
     stats: Mapping[str, PointStats]
     values: Mapping[str, Sequence[Sequence[float]]] | None = None
     model: str = ""
+    # A repeated stage (``repeat: N``; its pooled summary): each statistic's run-to-run
+    # spread across the repetitions, by label (``ttft.p50``); empty for a stage run once.
+    spread: Mapping[str, Spread] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -574,7 +578,14 @@ def _proportion_check(
         None,
         "newcombe",
         too_few=None if (n0 and n1) else "no requests were started on one side",
+        spread=_spread_width(base, cur, label, options),
     )
+
+
+def _spread_width(base: Side, cur: Side, label: str, options: Options) -> float | None:
+    """How far either way of the change the runs' run-to-run spread reaches (see
+    ``lens.metrics.repetitions.spread_half_width``); None without repetitions."""
+    return spread_half_width(base.spread.get(label), cur.spread.get(label), options.confidence)
 
 
 def _metric_check(
@@ -635,6 +646,7 @@ def _metric_check(
                 ci,
                 rel_ci,
                 "bootstrap",
+                spread=_spread_width(base, cur, label, options),
             )
     b = bs.get(stat) if bs is not None else None
     c = cs.get(stat) if cs is not None else None
@@ -668,7 +680,32 @@ def _metric_check(
         rel_interval,
         method,
         too_few=too_few,
+        spread=_spread_width(base, cur, label, options),
     )
+
+
+def _widened(
+    b: float | None,
+    change: float | None,
+    interval: tuple[float, float] | None,
+    rel_interval: tuple[float, float] | None,
+    spread: float | None,
+) -> tuple[tuple[float, float] | None, tuple[float, float] | None, bool]:
+    """The intervals made at least as wide as the run-to-run spread implies: each the
+    union of the within-run interval and ``change +- spread`` (relative: over the
+    baseline).  The spread's interval already holds the within-run noise of each run, so
+    the wider of the two stands, never their sum.  Also whether anything changed."""
+    if spread is None or change is None or interval is None:
+        return interval, rel_interval, False
+    wide = (min(interval[0], change - spread), max(interval[1], change + spread))
+    if wide == interval:
+        return interval, rel_interval, False
+    if rel_interval is not None and b is not None and b > 0:
+        rel_interval = (
+            min(rel_interval[0], (change - spread) / b),
+            max(rel_interval[1], (change + spread) / b),
+        )
+    return wide, rel_interval, True
 
 
 def _finish(
@@ -686,8 +723,14 @@ def _finish(
     rel_interval: tuple[float, float] | None,
     method: str,
     too_few: str | None = None,
+    spread: float | None = None,
 ) -> Check:
     better = BETTER[metric]
+    widened = False
+    if too_few is None:
+        interval, rel_interval, widened = _widened(b, change, interval, rel_interval, spread)
+        if widened:
+            method += " + run-to-run spread"
     judged = rel_interval if threshold.relative else interval
     if too_few is not None:
         outcome: Outcome = "inconclusive"
@@ -705,6 +748,8 @@ def _finish(
         )
     else:
         outcome, reason = judge_interval(judged, threshold.value, better)
+        if widened:
+            reason += " (widened to the runs' run-to-run spread, which is larger)"
     return Check(
         stage=base.stage,
         provider=base.provider,

@@ -255,7 +255,9 @@ def judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
 
 
 def judge(slas: Sequence[SlaSpec], summaries: Sequence[Summary]) -> tuple[Verdict, ...]:
-    """One verdict per SLA x matching summary, in SLA order then summary order.
+    """One verdict per SLA x matching summary, in SLA order then summary order.  A repeated
+    stage is judged on its pooled summary (every repetition's requests), never on one
+    repetition's: those are there to show the run-to-run spread.
 
     A windowed assertion needs the records (``lens.metrics.windows.judge_all``); from
     summaries alone it is inconclusive."""
@@ -273,7 +275,7 @@ def judge(slas: Sequence[SlaSpec], summaries: Sequence[Summary]) -> tuple[Verdic
                 for v in judge([replace(spec, window_s=None)], summaries)
             )
             continue
-        matched = [s for s in summaries if _matches(spec, s)]
+        matched = [s for s in summaries if s.repetition is None and _matches(spec, s)]
         if not matched:
             expr = spec.expr
             out.append(

@@ -190,7 +190,10 @@ def recommend(
     verdicts of the same run.  A stage filter that names a stage absent from
     ``summaries`` is the caller's to reject: here it simply selects nothing.
     """
-    chosen = [s for s in summaries if stages is None or s.stage in stages]
+    # A repeated stage counts once, pooled: its repetitions' summaries hold the same requests.
+    chosen = [
+        s for s in summaries if s.repetition is None and (stages is None or s.stage in stages)
+    ]
     providers = list(dict.fromkeys(s.provider for s in chosen))
     built = [
         _candidate(

@@ -52,7 +52,7 @@ from lens.metrics.request import NS_PER_S, SERIES_FORMULAS, request_metrics
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
 from lens.plan.model import ProviderSpec, SlaSpec
 from lens.pricing import GpuHourRate
-from lens.records import ErrorClass, Phase, RequestRecord
+from lens.records import ErrorClass, Phase, Repetition, RequestRecord
 from lens.scenario.sla import SlaExpr
 
 StageKey = tuple[str, str]  # (stage, provider)
@@ -137,6 +137,10 @@ class Summary:
     sla_conforming: int = 0  # successful requests meeting every per-request SLA
     phase: Phase = "measure"  # warmup / cooldown: that phase's requests, summarised apart
     drained: int = 0  # in flight at the stage's cutoff and cut off (not in ``requests``)
+    # One repetition of a repeated stage: summarised, never judged (the pooled summary, under
+    # the stage's own id, is).  None: a stage run once, or the pooled summary.
+    repetition: Repetition | None = None
+    repeated: int = 0  # the pooled summary of a repeated stage: how many repetitions
 
     @property
     def goodput(self) -> float | None:
@@ -204,10 +208,14 @@ class StageAccumulator:
         spec: ProviderSpec | None = None,
         checks: tuple[SlaExpr, ...] = (),
         phase: Phase = "measure",
+        repetition: Repetition | None = None,
+        repeated: int = 0,
     ) -> None:
         self.stage = stage
         self.provider = provider
         self.phase = phase
+        self.repetition = repetition
+        self.repeated = repeated
         self.drained = 0
         self.exact_limit = exact_limit
         self.spec = spec  # where the price comes from; None: unpriced
@@ -248,6 +256,11 @@ class StageAccumulator:
                 f"record of stage={rec.stage!r} provider={rec.provider!r} fed to the "
                 f"accumulator of stage={self.stage!r} provider={self.provider!r}"
             )
+        self.take(rec, gpu_usd)
+
+    def take(self, rec: RequestRecord, gpu_usd: Decimal | None = None) -> None:
+        """``add`` without the check that the record is this group's own: how a repeated
+        stage's pooled group takes its repetitions' records (stage ``<id>#<k>``)."""
         if rec.error_class is ErrorClass.CANCELLED or rec.error_class is ErrorClass.DRAINED:
             # Cut off by lens: by its own interruption (Ctrl-C, SIGTERM; the run is marked
             # partial, and a partial run never passes) or by the stage's own end (drain:
@@ -345,6 +358,8 @@ class StageAccumulator:
             sla_conforming=self.sla_conforming,
             phase=self.phase,
             drained=self.drained,
+            repetition=self.repetition,
+            repeated=self.repeated,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -393,45 +408,58 @@ class SummaryBuilder:
         providers: Mapping[str, ProviderSpec] | None = None,
         slas: tuple[SlaSpec, ...] = (),
         pooled_stages: frozenset[str] = frozenset(),
+        repetitions: Mapping[str, Repetition] | None = None,
     ) -> None:
         self.exact_limit = exact_limit
         self.providers = providers or {}  # their prices price the records
         self.slas = slas  # per-request checks behind sla_conforming
         self.pooled_stages = pooled_stages
+        # A repeated stage's units (``<id>#<k>`` -> which repetition): each record of one
+        # goes to its repetition's group and to the pooled group of the stage's own id.
+        self.repetitions: Mapping[str, Repetition] = repetitions or {}
         self._groups: dict[StageKey, StageAccumulator] = {}
         self._phase_groups: dict[PhaseKey, StageAccumulator] = {}
+
+    def _new(self, stage: str, provider: str, phase: Phase) -> StageAccumulator:
+        rep = self.repetitions.get(stage)
+        counts = {r.stage: r.count for r in self.repetitions.values()}
+        return StageAccumulator(
+            stage,
+            provider,
+            exact_limit=self.exact_limit,
+            spec=self.providers.get(provider),
+            checks=request_checks(self.slas, stage, provider),
+            phase=phase,
+            repetition=rep,
+            repeated=counts.get(stage, 0) if rep is None else 0,
+        )
 
     def open(self, stage: str, provider: str) -> StageAccumulator:
         """The accumulator of ``(stage, provider)``, created on first use."""
         key = (stage, provider)
         acc = self._groups.get(key)
         if acc is None:
-            acc = self._groups[key] = StageAccumulator(
-                stage,
-                provider,
-                exact_limit=self.exact_limit,
-                spec=self.providers.get(provider),
-                checks=request_checks(self.slas, stage, provider),
-            )
+            acc = self._groups[key] = self._new(stage, provider, "measure")
+        return acc
+
+    def _open_phase(self, stage: str, provider: str, phase: Phase) -> StageAccumulator:
+        key = (stage, provider, phase)
+        acc = self._phase_groups.get(key)
+        if acc is None:
+            acc = self._phase_groups[key] = self._new(stage, provider, phase)
         return acc
 
     def add(self, rec: RequestRecord, gpu_usd: Decimal | None = None) -> None:
         """``gpu_usd``: the record's GPU-hour share (``lens.metrics.cost.bill_run``)."""
+        rep = self.repetitions.get(rec.stage)
         if rec.phase == "measure" or rec.stage in self.pooled_stages:
             self.open(rec.stage, rec.provider).add(rec, gpu_usd)
+            if rep is not None:
+                self.open(rep.stage, rec.provider).take(rec, gpu_usd)
             return
-        key = (rec.stage, rec.provider, rec.phase)
-        acc = self._phase_groups.get(key)
-        if acc is None:
-            acc = self._phase_groups[key] = StageAccumulator(
-                rec.stage,
-                rec.provider,
-                exact_limit=self.exact_limit,
-                spec=self.providers.get(rec.provider),
-                checks=request_checks(self.slas, rec.stage, rec.provider),
-                phase=rec.phase,
-            )
-        acc.add(rec, gpu_usd)
+        self._open_phase(rec.stage, rec.provider, rec.phase).add(rec, gpu_usd)
+        if rep is not None:
+            self._open_phase(rep.stage, rec.provider, rec.phase).take(rec, gpu_usd)
 
     def add_many(
         self,
@@ -460,18 +488,53 @@ class SummaryBuilder:
             self.open(*key).merge(acc)
 
     def build(self, stage_windows: Mapping[StageKey, Window] | None = None) -> tuple[Summary, ...]:
-        """One ``Summary`` per group; windows for keys never seen add empty groups."""
+        """One ``Summary`` per group; windows for keys never seen add empty groups.
+
+        A repeated stage's pooled summaries come right after the last of its repetitions
+        (see ``_in_run_order``); its window is ``pooled_window``'s, as long as the
+        repetitions' windows together."""
         windows = stage_windows or {}
         for key in windows:
             self.open(*key)
-        return tuple(acc.summary(windows.get(key)) for key, acc in self._groups.items())
+        for key in list(windows):
+            rep = self.repetitions.get(key[0])
+            if rep is not None:
+                self.open(rep.stage, key[1])
+        return tuple(acc.summary(windows.get(key)) for key, acc in self._in_run_order(self._groups))
 
     def build_phases(
         self, phase_windows: Mapping[PhaseKey, Window] | None = None
     ) -> tuple[Summary, ...]:
         """One ``Summary`` per warmup or cooldown group seen, in first-seen order."""
         windows = phase_windows or {}
-        return tuple(acc.summary(windows.get(key)) for key, acc in self._phase_groups.items())
+        return tuple(
+            acc.summary(windows.get(key)) for key, acc in self._in_run_order(self._phase_groups)
+        )
+
+    def _in_run_order(
+        self, groups: Mapping[Any, StageAccumulator]
+    ) -> list[tuple[Any, StageAccumulator]]:
+        """Groups in first-seen order, except that a repeated stage's pooled groups follow
+        the last group of its repetitions: ``s#1/a s#1/b s#2/a s#2/b s/a s/b``."""
+        pooled = {r.stage for r in self.repetitions.values()}
+        if not pooled:
+            return list(groups.items())
+        last: dict[str, int] = {}
+        items = list(groups.items())
+        for i, (_, acc) in enumerate(items):
+            if acc.repetition is not None:
+                last[acc.repetition.stage] = i
+        out: list[tuple[Any, StageAccumulator]] = []
+        for i, (key, acc) in enumerate(items):
+            if acc.stage in pooled and acc.repetition is None:
+                continue
+            out.append((key, acc))
+            rep = acc.repetition
+            if rep is not None and last[rep.stage] == i:
+                out.extend(
+                    (k, a) for k, a in items if a.stage == rep.stage and a.repetition is None
+                )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -493,6 +556,18 @@ class SummaryBuilder:
             acc = StageAccumulator.from_dict(g)
             builder._groups[acc.key] = acc
         return builder
+
+
+def pooled_window(windows: Iterable[Window]) -> Window:
+    """The window of a repeated stage's pooled summary: as long as its repetitions'
+    windows together, so its rates are per second of its own measured time, not of the
+    wall time spanning them (which holds the other providers' units).  Only its length is
+    read; it starts where the first of them did."""
+    spans = list(windows)
+    if not spans:
+        return (0, 0)
+    start = min(a for a, _ in spans)
+    return (start, start + sum(b - a for a, b in spans))
 
 
 def aggregate(

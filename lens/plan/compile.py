@@ -51,10 +51,11 @@ from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.pricing import ModelPrice, ProviderPrice
-from lens.records import SweepStep
+from lens.records import Repetition, SweepStep, repetition_id
 from lens.scenario.checks import duplicate_problems
 from lens.scenario.headers import unsendable
 from lens.scenario.model import (
+    MAX_REPEAT,
     PROVIDER_TYPE_ALIASES,
     REGION_PATTERN,
     AnthropicProvider,
@@ -115,12 +116,21 @@ PRECISE_SPIN_S = 0.0015
 
 
 def compile_plan(
-    scenario: Scenario, *, source: str = "", env: Mapping[str, str] | None = None
+    scenario: Scenario,
+    *,
+    source: str = "",
+    env: Mapping[str, str] | None = None,
+    repeat: int | None = None,
 ) -> Plan:
     """Compile a validated scenario; ``source`` defaults to the file it was loaded from and
     ``env`` (default credentials such as ``OPENAI_API_KEY``, ``AWS_REGION``) to
-    ``os.environ``."""
-    ctx = _Context(scenario.source_map, os.environ if env is None else env, [])
+    ``os.environ``.  ``repeat`` (``lens run --repeat N``) replaces ``defaults.repeat``: it
+    repeats every stage that can repeat and does not set its own ``repeat``."""
+    if repeat is not None and not (1 <= repeat <= MAX_REPEAT):
+        raise PlanError(
+            [Problem(f"--repeat takes a whole number from 1 to {MAX_REPEAT}, not {repeat}")]
+        )
+    ctx = _Context(scenario.source_map, os.environ if env is None else env, [], repeat=repeat)
     ctx.problems += duplicate_problems(scenario)
     providers = {
         pid: with_network(
@@ -146,7 +156,7 @@ def compile_plan(
         for i, stage in enumerate(scenario.load)
         if isinstance(stage, SweepStage) and (sweep := _adaptive(stage, i, ctx)) is not None
     )
-    warnings: list[str] = _literal_variable_warnings(scenario)
+    warnings: list[str] = _literal_variable_warnings(scenario) + ctx.notes
     warnings += network_warnings(list(providers.values()))
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
@@ -191,6 +201,9 @@ class _Context:
     env: Mapping[str, str]
     problems: list[Problem]
     reads: list[EnvRead] = field(default_factory=list)  # lens's own defaults read
+    repeat: int | None = None  # --repeat: replaces defaults.repeat
+    repeats: dict[str, int] = field(default_factory=dict)  # stage id -> its repetitions
+    notes: list[str] = field(default_factory=list)  # plan warnings found while compiling
 
     def problem(self, message: str, path: PathT, *, key: bool = False) -> None:
         pos = self.source.key_pos(path) if key else self.source.value_pos(path)
@@ -530,24 +543,29 @@ def _stage(
     # Step order, then provider order (as the stage lists them, else as the scenario does);
     # a sweep's pause comes before each step after the first.  One load a step: every
     # provider of it faces the very same schedule.
-    units = [
-        StagePlan(
-            stage=stage_id,
-            provider=pid,
-            pattern=stage.pattern,
-            prompts=cycle,
-            timeout_s=timeout,
-            max_tokens=max_tokens,
-            load=load,
-            retries=retries,
-            sweep=step,
-            pause_before_s=pause if step and step.index and not k else 0.0,
-            spin_s=spin,
-        )
-        for stage_id, step in steps
-        for load in (_load(stage, stage_id, step),)
-        for k, pid in enumerate(pids)
-    ]
+    units = _repetitions(
+        stage,
+        defaults.repeat,
+        ctx,
+        [
+            StagePlan(
+                stage=stage_id,
+                provider=pid,
+                pattern=stage.pattern,
+                prompts=cycle,
+                timeout_s=timeout,
+                max_tokens=max_tokens,
+                load=load,
+                retries=retries,
+                sweep=step,
+                pause_before_s=pause if step and step.index and not k else 0.0,
+                spin_s=spin,
+            )
+            for stage_id, step in steps
+            for load in (_load(stage, stage_id, step),)
+            for k, pid in enumerate(pids)
+        ],
+    )
     if isinstance(stage, IdleProbeStage):
         return units
     seen: set[str] = set()
@@ -565,6 +583,42 @@ def _stage(
             ctx.problem(message, (*here, "pattern"))
 
     return [with_phases(stage, defaults, unit, problem) for unit in units]
+
+
+def _repetitions(
+    stage: Stage, default: int, ctx: _Context, units: list[StagePlan]
+) -> list[StagePlan]:
+    """The units of ``stage`` run ``repeat`` times, repetition by repetition (every
+    provider's first, then every provider's second ...): drift over the run (a server
+    warming up, a neighbour's load) then hits every provider alike.  Each repetition is the
+    stage's units as planned, its very schedule from its own start, under the id
+    ``<stage>#<k>``; the stage's own id is left for the pooled summary.
+
+    The scenario refuses ``repeat`` on sweeps and idle probes; ``defaults.repeat`` and
+    ``--repeat`` pass them by, with a warning."""
+    count = stage.repeat
+    if count is None:
+        inherited = ctx.repeat if ctx.repeat is not None else default
+        repeatable = not isinstance(stage, SweepStage | IdleProbeStage)
+        if inherited > 1 and not repeatable:
+            origin = "--repeat" if ctx.repeat is not None else "defaults.repeat"
+            ctx.notes.append(
+                f"stage {stage.id!r} ({stage.pattern}) runs once: {origin} {inherited} does "
+                "not apply to sweeps or idle probes"
+            )
+        count = inherited if repeatable else 1
+    if count == 1:
+        return units
+    ctx.repeats[stage.id] = count
+    return [
+        replace(
+            unit,
+            stage=repetition_id(stage.id, k),
+            repetition=Repetition(stage.id, k, count),
+        )
+        for k in range(1, count + 1)
+        for unit in units
+    ]
 
 
 def step_id(sweep: str, *, rate: float | None = None, concurrency: int | None = None) -> str:
@@ -795,6 +849,9 @@ def _slas(scenario: Scenario, ctx: _Context) -> tuple[SlaSpec, ...]:
         pos = ctx.source.value_pos(here)
         where = str(pos) if pos is not None else format_path(here)
         steps = steps_of.get(stage, ()) if stage is not None else ()
+        if stage is not None and stage in ctx.repeats:
+            # Judged on the pooled summary; the repetitions' requests are held to it too.
+            steps = tuple(repetition_id(stage, k) for k in range(1, ctx.repeats[stage] + 1))
         specs.append(
             SlaSpec(
                 parse_sla(entry.assert_),

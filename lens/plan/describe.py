@@ -224,6 +224,9 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
             out["sweep"]["rate_per_s"] = step.rate_per_s
         if step.concurrency is not None:
             out["sweep"]["concurrency"] = step.concurrency
+    if unit.repetition is not None:
+        rep = unit.repetition
+        out["repetition"] = {"stage": rep.stage, "index": rep.index, "count": rep.count}
     if unit.pause_before_s:
         out["pause_before_s"] = unit.pause_before_s
     if unit.phases.any:

@@ -21,7 +21,7 @@ from lens.pricing import ProviderPrice
 
 # SweepStep (which step of a sweep a unit is) lives with the records: a run's StageWindow
 # carries it, and records sit below the plan.
-from lens.records import Phase, SweepStep
+from lens.records import Phase, Repetition, SweepStep
 from lens.scenario.model import PluginProviderSettings
 from lens.scenario.sla import SlaExpr
 from lens.scenario.thresholds import Threshold
@@ -396,6 +396,8 @@ class StagePlan:
     # Open loop: wake this long before each arrival and spin through the rest, because the
     # event loop's timers (epoll, millisecond timeouts rounded up) wake up to 1 ms late.
     spin_s: float = 0.0
+    # A repeated stage's unit (``repeat: N``): which repetition; ``stage`` is its own id.
+    repetition: Repetition | None = None
 
     @property
     def drain_grace_s(self) -> float | None:
@@ -425,13 +427,16 @@ class SlaSpec:
     provider: str | None = None
     stage: str | None = None
     where: str = ""  # file:line:col of the assertion, for messages
-    steps: tuple[str, ...] = ()  # stage ids of the steps, when ``stage`` names a sweep
+    # Stage ids of the units ``stage`` expands into: a sweep's steps, or the repetitions of
+    # a repeated stage (judged pooled, under the stage's own id; see lens.metrics.judge).
+    steps: tuple[str, ...] = ()
     window_s: float | None = None  # judged per window of this length (lens.metrics.windows)
     allow: int = 0  # windows that may fail
     stop_on_fail: bool = False  # end the run once it has conclusively failed
 
     def covers(self, stage: str) -> bool:
-        """Whether the scope takes in the stage unit ``stage`` (a sweep: all its steps)."""
+        """Whether the scope takes in the stage unit ``stage`` (a sweep: all its steps; a
+        repeated stage: its repetitions)."""
         return self.stage is None or stage == self.stage or stage in self.steps
 
     def applies_to(self, stage: str, provider: str) -> bool:

@@ -266,6 +266,7 @@ class StageRunner:
                 t_measure_start=state.measure_start,
                 t_measure_end=state.measure_end,
                 pause_ns=pause_ns,
+                repetition=unit.repetition,
             )
             self.windows.append(window)
             if self.budget is not None:

@@ -23,6 +23,7 @@ from lens.pipeline import Baseline, judge_regressions, judge_run, summarise
 from lens.plan.compile import compile_plan
 from lens.records import ErrorClass, RequestRecord, RunOutcome, StageWindow
 from lens.scenario import parse_scenario
+from tests.export._repeat_results import repeat_results
 from tests.export._results import hand_results, rich_results
 from tests.metrics._factory import failed, ns, record
 
@@ -123,6 +124,7 @@ CASES: dict[str, Callable[[], Results]] = {
     "rich-overloaded": lambda: rich_results(overloaded=True),
     "gpu-idle": gpu_results,
     "compared": compared_results,
+    "repeat": repeat_results,
 }
 
 

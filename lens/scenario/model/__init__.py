@@ -27,7 +27,7 @@ from lens.scenario.model.base import (
     PositiveInt,
     Span,
 )
-from lens.scenario.model.defaults import Defaults, Retries
+from lens.scenario.model.defaults import MAX_REPEAT, Defaults, Retries
 from lens.scenario.model.plugins import scenario_model
 from lens.scenario.model.prices import GpuHourPrice, TokenPrice
 from lens.scenario.model.prompts import (
@@ -71,6 +71,7 @@ from lens.scenario.model.stages import (
 from lens.scenario.model.wire import SecretHeader
 
 __all__ = [
+    "MAX_REPEAT",
     "PATTERN_HINTS",
     "PROMPT_KINDS",
     "PROVIDER_TYPES",

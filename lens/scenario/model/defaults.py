@@ -60,6 +60,15 @@ DRAIN_TIMEOUT_DESCRIPTION = (
     "How long requests in flight may run on after the stage ends before they are cut off "
     "(drained): a cap for drain: wait, a grace for drain: cancel."
 )
+REPEAT_DESCRIPTION = (
+    "Run the stage this many times, each a full execution (its warmup, cooldown and schedule "
+    "from its own start), interleaved across providers (A1 B1 A2 B2 ...): results keep each "
+    "repetition (<id>#1, <id>#2, ...), the pooled summary under the stage's id (judged by "
+    "SLAs) and the run-to-run spread of each statistic (default 1: once)."
+)
+# At most this many repetitions: the spread of a statistic needs a few, not hundreds.
+MAX_REPEAT = 100
+Repeat = Annotated[int, Field(strict=True, ge=1, le=MAX_REPEAT)]
 SLA_INCLUDES_WARMUP_DESCRIPTION = (
     "Judge SLAs on warmup and cooldown requests too, pooled into the main summary."
 )
@@ -82,6 +91,11 @@ class Defaults(FrozenModel):
     drain_timeout: PositiveDuration | None = Field(None, description=DRAIN_TIMEOUT_DESCRIPTION)
     sla_includes_warmup: bool = Field(
         False, strict=True, description=SLA_INCLUDES_WARMUP_DESCRIPTION
+    )
+    repeat: Repeat = Field(
+        1,
+        description=REPEAT_DESCRIPTION.replace(" (default 1: once)", "")
+        + " Applies to every stage that can repeat (not sweeps or idle probes); default 1.",
     )
     pacing: Literal["standard", "precise"] = Field(
         "standard",

@@ -25,8 +25,10 @@ from lens.scenario.model.defaults import (
     COOLDOWN_DESCRIPTION,
     DRAIN_DESCRIPTION,
     DRAIN_TIMEOUT_DESCRIPTION,
+    REPEAT_DESCRIPTION,
     SLA_INCLUDES_WARMUP_DESCRIPTION,
     WARMUP_DESCRIPTION,
+    Repeat,
     Retries,
 )
 from lens.scenario.sla import SlaSyntaxError, parse_sla
@@ -44,6 +46,9 @@ class _Stage(FrozenModel):
     timeout: PositiveDuration | None = Field(None, description="Overrides defaults.timeout.")
     max_tokens: PositiveInt | None = Field(None, description="Overrides defaults.max_tokens.")
     retries: Retries | None = Field(None, description="Overrides defaults.retries.")
+    repeat: Repeat | None = Field(
+        None, description=REPEAT_DESCRIPTION + " Default: defaults.repeat."
+    )
 
 
 class _PhasedStage(_Stage):
@@ -353,6 +358,13 @@ class SweepStage(_PacedStage):
 
     @model_validator(mode="after")
     def _bounded(self) -> SweepStage:
+        if self.repeat is not None:
+            raise FieldError(
+                "'repeat' is not supported on a sweep: each step is already its own stage, "
+                "and an adaptive sweep chooses its next step from the one before; repeat a "
+                "constant-rate or concurrency stage per load level instead",
+                "repeat",
+            )
         given = [k for k in ("rates", "concurrencies", "auto") if getattr(self, k) is not None]
         if len(given) > 1:
             raise FieldError(
@@ -517,6 +529,17 @@ class IdleProbeStage(_Stage):
         min_length=1,
         description="Idle time before each probe after the first, e.g. [0s, 30s, 2m, 10m].",
     )
+
+    @model_validator(mode="after")
+    def _not_repeated(self) -> IdleProbeStage:
+        if self.repeat is not None:
+            raise FieldError(
+                "'repeat' is not supported on an idle probe: it measures single requests "
+                "after idle gaps, not a distribution to pool, and a repetition would start "
+                "warm from the one before; list more gaps instead",
+                "repeat",
+            )
+        return self
 
 
 def _check_size(n: float) -> None:
