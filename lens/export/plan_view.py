@@ -74,12 +74,26 @@ def plan_text(doc: dict[str, object]) -> str:
     assert isinstance(slas, list)
     if slas:
         lines.append("SLA: " + "; ".join(_sla_text(s) for s in slas))
+    regression = doc.get("regression")
+    if isinstance(regression, dict):
+        lines.append(_regression_text(regression))
     lines.extend(_config_text(doc))
     warnings = doc["warnings"]
     assert isinstance(warnings, list)
     lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
+
+
+def _regression_text(block: dict[str, object]) -> str:
+    thresholds = block["thresholds"]
+    assert isinstance(thresholds, dict)
+    named = ", ".join(f"{label} {text}" for label, text in thresholds.items())
+    baseline = block["baseline"] or "--baseline (none in the scenario)"
+    return (
+        f"regression: against {baseline}; thresholds {named or 'none named'} "
+        "(the rest: lens compare's defaults)"
+    )
 
 
 def _seconds(value: float) -> str:

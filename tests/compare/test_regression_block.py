@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from lens.export.plan_view import plan_text
+from lens.metrics.estimate import estimate_to_dict
 from lens.plan.compile import compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.scenario import load_scenario
@@ -82,3 +84,15 @@ def test_unknown_keys_are_positioned() -> None:
     found = problems(BASE + "regression:\n  baseline: b.json\n  treshold: {}\n")
     assert len(found) == 1, found
     assert found[0].startswith("s.yaml:16:3")
+
+
+def _text(block: str) -> str:
+    plan = compile_plan(parse(BASE + block), env={})
+    return plan_text({**plan_to_dict(plan), "cost_estimate": estimate_to_dict(plan)})
+
+
+def test_the_plan_text_names_the_baseline_and_thresholds() -> None:
+    text = _text("regression: {baseline: 'git:main:b.json'}")
+    assert "regression: against git:main:b.json; thresholds none named" in text
+    text = _text("regression: {thresholds: {ttft.p50: 5%}}")
+    assert "regression: against --baseline (none in the scenario); thresholds ttft.p50 +5%" in text
