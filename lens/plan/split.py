@@ -31,11 +31,58 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from lens.errors import PlanError
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import ClosedLoop, IdleProbe, OpenLoop, Plan, StagePlan
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard ``index`` (0-based) of ``count``."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        check_shard(self.index, self.count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+# Set by Kubernetes in each pod of an Indexed Job (completionMode: Indexed): 0 .. N-1.
+JOB_INDEX_VARIABLE = "JOB_COMPLETION_INDEX"
+
+
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> Shard:
+    """``I/N`` (0-based I), or ``auto/N``: I read from ``JOB_COMPLETION_INDEX``."""
+    env = os.environ if env is None else env
+    index_text, sep, count_text = text.strip().partition("/")
+    if not sep or not count_text.strip().isdigit():
+        raise PlanError(f"--shard {text!r}: expected I/N (e.g. 0/4, 0-based) or auto/N")
+    count = int(count_text)
+    if index_text.strip() == "auto":
+        value = env.get(JOB_INDEX_VARIABLE)
+        if value is None:
+            raise PlanError(
+                f"--shard {text}: {JOB_INDEX_VARIABLE} is not set (Kubernetes sets it in the "
+                "pods of an Indexed Job); give the index yourself, as I/N"
+            )
+        if not value.strip().isdigit():
+            raise PlanError(f"--shard {text}: {JOB_INDEX_VARIABLE}={value!r} is not an index")
+        index = int(value)
+        where = f" ({JOB_INDEX_VARIABLE}={index})"
+    elif index_text.strip().isdigit():
+        index, where = int(index_text), ""
+    else:
+        raise PlanError(f"--shard {text!r}: expected I/N (e.g. 0/4, 0-based) or auto/N")
+    if count < 1 or not 0 <= index < count:
+        raise PlanError(f"--shard {text}{where}: the index must be between 0 and {count - 1}")
+    return Shard(index, count)
 
 
 def share(total: int, index: int, count: int) -> int:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from lens.errors import PlanError
 from lens.plan.model import ClosedLoop, OpenLoop, Plan, StagePlan
-from lens.plan.split import plan_hash, shard_plan, share
+from lens.plan.split import Shard, parse_shard, plan_hash, shard_plan, share
 from tests.plan.test_compile import BASE, plan_of
 
 WARM = "  - id: warm\n    pattern: burst\n    requests: 2\n"
@@ -202,3 +202,33 @@ def test_plan_hash_names_the_plan_not_the_file_or_the_shard() -> None:
         " cooldown: 3 requests}\n"
     )
     assert plan_hash(faster) != plan_hash(again)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("0/4", {}, Shard(0, 4)),
+        ("3/4", {}, Shard(3, 4)),
+        ("auto/3", {"JOB_COMPLETION_INDEX": "2"}, Shard(2, 3)),
+        ("auto/1", {"JOB_COMPLETION_INDEX": "0"}, Shard(0, 1)),
+    ],
+)
+def test_parse_shard(text: str, env: dict[str, str], expected: Shard) -> None:
+    assert parse_shard(text, env) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("4/4", {}, r"--shard 4/4: the index must be between 0 and 3"),
+        ("auto/3", {}, r"JOB_COMPLETION_INDEX is not set"),
+        ("auto/3", {"JOB_COMPLETION_INDEX": "3"}, r"\(JOB_COMPLETION_INDEX=3\): the index must"),
+        ("auto/3", {"JOB_COMPLETION_INDEX": "x"}, r"JOB_COMPLETION_INDEX='x' is not an index"),
+        ("1", {}, r"expected I/N"),
+        ("a/2", {}, r"expected I/N"),
+        ("0/0", {}, r"the index must be between"),
+    ],
+)
+def test_bad_shards(text: str, env: dict[str, str], message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        parse_shard(text, env)
