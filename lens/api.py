@@ -45,6 +45,7 @@ import yaml
 from lens.errors import ExportError, InputError, PlanError, Problem, ResultsError, ScenarioError
 from lens.export.baseline import read_baseline
 from lens.export.comparison import compare_results, resolve_thresholds
+from lens.export.merge import merge_results
 from lens.export.registry import export_all
 from lens.export.reload import rejudge, summary_from_out
 from lens.export.results import RecommendationOut, Results, recommendation_out
@@ -89,6 +90,7 @@ __all__ = [
     "export_targets",
     "load_results",
     "load_scenario",
+    "merge",
     "parse_targets",
     "recommend",
     "report",
@@ -546,6 +548,28 @@ def load_results(path: str | os.PathLike[str]) -> Results:
 
 
 ResultsSource = Results | str | os.PathLike[str]
+
+
+def merge(shards: Iterable[ResultsSource]) -> Results:
+    """The results of the shards of one plan (``lens run --shard I/N``; ``Results`` or
+    results-file paths) merged into one run's, as ``lens merge``: records concatenated
+    (each keeps its ``shard``), summaries rebuilt from them, token costs summed exactly,
+    the plan's SLAs judged once on the merged data (distrusted if any shard's client was
+    overloaded).  ``ResultsError`` unless every shard of one plan (equal plan hash) is
+    there exactly once, saying which is missing, doubled or foreign; rules in
+    ``lens.export.merge``."""
+    loaded: list[Results] = []
+    labels: list[str] = []
+    for k, source in enumerate(shards):
+        if isinstance(source, Results):
+            loaded.append(source)
+            labels.append(f"results #{k}")
+        else:
+            loaded.append(load_results(source))
+            labels.append(os.fspath(source))
+    return merge_results(loaded, labels)
+
+
 # A baseline may also be read from Git: "git:REF:PATH" (lens.export.baseline).
 BaselineSource = ResultsSource
 

@@ -51,8 +51,10 @@ from lens.metrics.estimate import estimate_to_dict
 from lens.pipeline import run_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
+from lens.plan.split import parse_shard
 from lens.pricing import PricingCatalog
 from lens.redact import Redactor
+from lens.run.start import check_not_passed, parse_start_at, utc_now
 from lens.scenario.env import interpolate
 from lens.scenario.model import MAX_REPEAT
 from lens.scenario.schema import scenario_json_schema, schema_text
@@ -152,6 +154,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {redact(warning)}", file=sys.stderr)
     # Read before anything is sent: a mistyped baseline fails now, not after the run.
     baseline = api.load_baseline(plan, args.baseline)
+    shard = parse_shard(args.shard) if args.shard else None
+    start_at = parse_start_at(args.start_at, utc_now()) if args.start_at else None
+    if start_at is not None:
+        check_not_passed(start_at)  # now, before the simulators start
+        if not args.quiet:
+            print(f"waiting for --start-at {start_at.isoformat()}", file=sys.stderr)
     progress = None if args.quiet else sys.stderr
     # --records is written as requests finish, so a killed run leaves every finished one.
     log = _records_log(Path(args.records), plan) if args.records else None
@@ -163,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             on_record=None if log is None else log.write,
             redactor=redact,
             baseline=baseline,
+            shard=shard,
+            start_at=start_at,
         )
     finally:
         if log is not None:
@@ -201,6 +211,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return _export(results, targets, redact)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """The shards' results as one run's: written, shown and exported as ``lens run`` does,
+    with its exit codes (2 when the shards do not make one whole run)."""
+    targets = cli_targets(args.export, "--export")
+    results = api.merge(args.shards)
+    if results.integrity is not None:
+        for warning in results.integrity.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    _write_outputs(results, args)
+    if results.partial:
+        print(
+            f"a shard was interrupted ({results.interrupted_by}): merged results are partial",
+            file=sys.stderr,
+        )
+    return _export(results, targets)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -455,9 +482,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND=DEST",
         help=f"also export to DEST (repeatable): {_KINDS}",
     )
+    r.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run shard I (0-based) of N of the plan, for lens merge; auto/N reads I from "
+        "JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs)",
+    )
+    r.add_argument(
+        "--start-at",
+        metavar="ISO8601|+DURATION",
+        help="wait until this wall-clock instant (with a time zone, e.g. 2026-12-06T21:00:00Z, "
+        "or +30s from now), then start: give every shard the same one",
+    )
     _repeat_flag(r)
     _files_outside_flag(r)
     r.set_defaults(func=cmd_run)
+
+    m = sub.add_parser(
+        "merge", help="merge the results of the shards of one run (lens run --shard I/N)"
+    )
+    m.add_argument("shards", nargs="+", metavar="SHARD.json")
+    m.add_argument("-o", "--output", metavar="RESULTS.json", help="write merged results here")
+    m.add_argument("--records", metavar="FILE.jsonl", help="also write one line per request")
+    m.add_argument("--format", choices=("table", "json", "markdown"), default=None)
+    m.add_argument("-q", "--quiet", action="store_true", help="no table")
+    m.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="KIND=DEST",
+        help=f"also export to DEST (repeatable): {_KINDS}",
+    )
+    m.set_defaults(func=cmd_merge)
 
     e = sub.add_parser(
         "export",

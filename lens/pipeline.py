@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import TextIO
 
 from lens import exitcodes
 from lens.errors import InputError, describe, innermost
 from lens.export.comparison import compare_results, resolve_thresholds
-from lens.export.results import Results, build_results, salvage_results
+from lens.export.results import Results, ShardOut, build_results, salvage_results
 from lens.metrics.analysis import analyse_run
 from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
@@ -30,7 +31,9 @@ from lens.metrics.slawatch import SlaWatch
 from lens.metrics.summary import Summary, SummaryBuilder, Window, pooled_window
 from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
 from lens.metrics.windows import judge_all
+from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
+from lens.plan.split import Shard, plan_hash, shard_plan
 from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
 from lens.redact import Redactor
 from lens.run.budget import BudgetGuard
@@ -75,12 +78,19 @@ def run_plan(
     stop: StopSwitch | None = None,
     cancel_after_s: float | None = None,
     baseline: Baseline | None = None,
+    shard: Shard | None = None,
+    start_at: datetime | None = None,
 ) -> RunReport:
     """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes.
     SIGINT/SIGTERM (``handle_signals``: the main thread only), ``stop`` and
     ``cancel_after_s`` end the run early, its results partial.  ``baseline``: results to
-    compare the run with (``judge_regressions``)."""
+    compare the run with (``judge_regressions``).  ``shard``: run only that shard's part of
+    the plan (lens.plan.split); ``start_at``: wait for that wall-clock instant first
+    (lens.run.start)."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
+    whole = plan
+    if shard is not None:
+        plan = shard_plan(whole, shard.index, shard.count)
     budget = budget_guard(plan)
     watch = SlaWatch(plan, plan.slas) if any(s.stop_on_fail for s in plan.slas) else None
     sla_stop = None if watch is None else SlaStop(watch.on_record, watch.on_unit_end)
@@ -111,6 +121,7 @@ def run_plan(
                 stop=stop,
                 cancel_after_s=cancel_after_s,
                 sla_stop=sla_stop,
+                start_at=start_at,
             )
     except Exception as exc:
         if outcome is None:
@@ -134,6 +145,8 @@ def run_plan(
             redactor=redact,
             repetitions=repetition_spreads(summaries),
         )
+        if shard is not None:
+            results = shard_results(results, whole, shard, start_at, redact)
         if baseline is not None:
             results, regression_problem = judge_regressions(plan, results, baseline)
         if failure is not None and results.failure is None:
@@ -154,6 +167,25 @@ def run_plan(
         failure,
         None if sla_stop is None else sla_stop.reason,
         regression_problem,
+    )
+
+
+def shard_results(
+    results: Results, whole: Plan, shard: Shard, start_at: datetime | None, redact: Redactor
+) -> Results:
+    """A shard's results: the whole plan in the plan section (what lens merge judges
+    against), the shard named with the plan's hash, and on each record."""
+    return results.model_copy(
+        update={
+            "plan": redact.tree(plan_to_dict(whole)),
+            "shard": ShardOut(
+                index=shard.index,
+                count=shard.count,
+                plan_hash=plan_hash(whole),
+                start_at=None if start_at is None else start_at.isoformat(),
+            ),
+            "records": tuple(r.model_copy(update={"shard": shard.index}) for r in results.records),
+        }
     )
 
 

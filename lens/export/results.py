@@ -344,6 +344,25 @@ class RecordOut(_Frozen):
         description="provider headers and stream facts kept verbatim: retry-after, rate "
         "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
     )
+    shard: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="the shard that sent it (lens run --shard, lens merge); absent otherwise",
+    )
+
+
+class ShardOut(_Frozen):
+    """Which part of a sharded run these results are (``lens run --shard I/N``)."""
+
+    index: int = Field(description="0-based, below count")
+    count: int
+    plan_hash: str = Field(
+        description="sha256 of the whole plan (every arrival, secrets masked, not the shard): "
+        "equal in every shard of one run; lens merge refuses shards whose hashes differ"
+    )
+    start_at: str | None = Field(
+        description="the wall-clock instant the run waited for (--start-at), ISO 8601 UTC"
+    )
 
 
 class HarnessOut(_Frozen):
@@ -533,6 +552,17 @@ class Results(_Frozen):
         exclude_if=lambda v: not v,
         description="repeated stages (repeat: N): each stage x provider's repetitions and the "
         "run-to-run spread of its statistics; absent when no stage repeats",
+    )
+    shard: ShardOut | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="lens run --shard I/N: which shard of the plan these results ran; "
+        "absent when not sharded (and in merged results, which list their shards)",
+    )
+    shards: tuple[ShardOut, ...] = Field(
+        default=(),
+        exclude_if=lambda v: not v,
+        description="lens merge: the shards these results were merged from; absent otherwise",
     )
     records: tuple[RecordOut, ...]
 

@@ -37,7 +37,7 @@ file should hold by default.  Shards that must be merged later travel as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Self
@@ -196,6 +196,10 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+# A stored record's cost (Decimal), None when it has none of its own (lens merge).
+StoredCost = Callable[[RequestRecord], Decimal | None]
+
+
 class StageAccumulator:
     """Counters and sketches of one stage x provider, fed one record at a time."""
 
@@ -210,8 +214,12 @@ class StageAccumulator:
         phase: Phase = "measure",
         repetition: Repetition | None = None,
         repeated: int = 0,
+        stored_cost: StoredCost | None = None,
     ) -> None:
         self.stage = stage
+        # Records read back from results (lens merge): each one's cost as it was priced
+        # when measured, a per-request cost (None: GPU-hour share, or unknown).
+        self.stored_cost = stored_cost
         self.provider = provider
         self.phase = phase
         self.repetition = repetition
@@ -241,6 +249,8 @@ class StageAccumulator:
 
     def _cost(self, rec: RequestRecord, gpu_usd: Decimal | None) -> Decimal | None:
         """The record's cost: its token cost, or its share of the GPU-hour bill."""
+        if self.stored_cost is not None:
+            return self.stored_cost(rec)
         if self.spec is None:
             return None
         if isinstance(self.spec.price, GpuHourRate):
@@ -288,7 +298,8 @@ class StageAccumulator:
         self.cost.add(rec, cost)
         # A GPU-hour share is known only once the run's windows are: per-request cost
         # checks (and the spread) stay with token prices, as when results are re-judged.
-        values["cost"] = float(cost) if cost is not None and self.cost.per_request else None
+        per_request = self.cost.per_request or self.stored_cost is not None
+        values["cost"] = float(cost) if cost is not None and per_request else None
         for name, value in values.items():
             if value is not None:
                 sketches[name].add(value)
@@ -409,8 +420,10 @@ class SummaryBuilder:
         slas: tuple[SlaSpec, ...] = (),
         pooled_stages: frozenset[str] = frozenset(),
         repetitions: Mapping[str, Repetition] | None = None,
+        stored_cost: StoredCost | None = None,
     ) -> None:
         self.exact_limit = exact_limit
+        self.stored_cost = stored_cost  # records read back: their stored costs (lens merge)
         self.providers = providers or {}  # their prices price the records
         self.slas = slas  # per-request checks behind sla_conforming
         self.pooled_stages = pooled_stages
@@ -432,6 +445,7 @@ class SummaryBuilder:
             phase=phase,
             repetition=rep,
             repeated=counts.get(stage, 0) if rep is None else 0,
+            stored_cost=self.stored_cost,
         )
 
     def open(self, stage: str, provider: str) -> StageAccumulator:

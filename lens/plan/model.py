@@ -344,6 +344,13 @@ class OpenLoop:
     # A cap on requests in flight (None: none), acquired after each intended time, so a
     # wait for it is dispatch lag.
     max_concurrency: int | None = None
+    # A shard's part of a schedule (lens.plan.split): its arrival i is the plan's arrival
+    # first_index + i * index_step, whose index (prompt, phase, record) it keeps.
+    first_index: int = 0
+    index_step: int = 1
+
+    def plan_index(self, i: int) -> int:
+        return self.first_index + i * self.index_step
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,6 @@ from lens.errors import ProviderError
 from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
 from lens.plan.duration import CONNECT_BOUND_S
 from lens.plan.model import (
-    ArrivalSchedule,
     ClosedLoop,
     IdleProbe,
     OpenLoop,
@@ -345,9 +344,9 @@ class _RunningUnit:
 
     async def _load(self, nursery: trio.Nursery) -> None:
         match self.unit.load:
-            case OpenLoop(arrivals=arrivals):
+            case OpenLoop() as load:
                 with self.state.schedule:  # halt() wakes the schedule's sleep
-                    await self.open_loop(nursery, arrivals)
+                    await self.open_loop(nursery, load)
             case ClosedLoop() as load:
                 for _ in range(load.concurrency):
                     nursery.start_soon(self.worker, load)
@@ -372,10 +371,14 @@ class _RunningUnit:
         self.state.started += 1
         self.progress.started += 1
 
-    async def open_loop(self, nursery: trio.Nursery, arrivals: ArrivalSchedule) -> None:
+    async def open_loop(self, nursery: trio.Nursery, load: OpenLoop) -> None:
         unit, state, t_start = self.unit, self.state, self.t_start
         base = self.clock.at_ns(t_start)
-        for i, offset in enumerate(arrivals.offsets_s):
+        # A shard's arrival j is the plan's arrival first + j * step (lens.plan.split):
+        # it keeps that index, for its prompt, its phase and its record.
+        first, step = load.first_index, load.index_step
+        for j, offset in enumerate(load.arrivals.offsets_s):
+            i = first + j * step
             if not self._may_wait(t_start + round(offset * 1e9)):
                 return  # waiting for this arrival could overspend: in-flight ones finish
             await _until(base + offset, unit.spin_s)  # absolute: lateness never accumulates

@@ -19,7 +19,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
 
 import trio
@@ -39,6 +39,7 @@ from lens.run.executor import RunProgress, StageRunner, TransportFactory
 from lens.run.harness import HarnessMonitor
 from lens.run.progress import show_progress
 from lens.run.slastop import SlaStop
+from lens.run.start import WallClock, check_not_passed, utc_now, wait_until
 
 # Runs the plan's units through the runner: StageRunner.run_all, or a caller's order (the
 # adaptive sweeps of lens.sweeps choose steps as they go).
@@ -106,10 +107,25 @@ async def execute(
     stop: StopSwitch | None = None,
     cancel_after_s: float | None = None,
     sla_stop: SlaStop | None = None,
+    start_at: datetime | None = None,
+    wall_clock: WallClock = utc_now,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
-    ``"cancel_after"``."""
+    ``"cancel_after"``.  ``start_at``: wait (asleep; a signal or ``stop`` still ends the
+    wait) until ``wall_clock`` reads it, then start the run clock (lens.run.start)."""
+    if start_at is not None:
+        waited = await _wait_for_start(start_at, wall_clock, handle_signals, stop)
+        if waited is not None:  # stopped before anything started
+            return RunOutcome(
+                records=(),
+                windows=(),
+                started_at=wall_clock(),
+                duration_s=0.0,
+                interrupted_by=waited,
+                harness=None,
+                failure=None,
+            )
     records: list[RequestRecord] = []
     redact = redactor if redactor is not None else Redactor.for_providers(providers.values())
 
@@ -129,7 +145,7 @@ async def execute(
         budget=budget,
         sla_stop=sla_stop,
     )
-    started_at = datetime.now(UTC)
+    started_at = wall_clock()
     t_start = trio.current_time()
     interrupted: list[str] = []
 
@@ -169,6 +185,22 @@ async def execute(
     )
 
 
+async def _wait_for_start(
+    start_at: datetime, wall_clock: WallClock, handle_signals: bool, stop: StopSwitch | None
+) -> str | None:
+    """Until ``start_at``; what interrupted the wait, if anything did."""
+    check_not_passed(start_at, wall_clock)  # raised here, not from inside the nursery
+    interrupted: list[str] = []
+    async with trio.open_nursery() as nursery:
+        if handle_signals:
+            nursery.start_soon(_watch_signals, nursery.cancel_scope, interrupted)
+        if stop is not None:
+            nursery.start_soon(_watch_stop, stop, nursery.cancel_scope, interrupted)
+        await wait_until(start_at, wall_clock)
+        nursery.cancel_scope.cancel()
+    return interrupted[0] if interrupted else None
+
+
 async def _watch_signals(scope: trio.CancelScope, interrupted: list[str]) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -203,6 +235,7 @@ def run_blocking(
     stop: StopSwitch | None = None,
     cancel_after_s: float | None = None,
     sla_stop: SlaStop | None = None,
+    start_at: datetime | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -219,5 +252,6 @@ def run_blocking(
             stop=stop,
             cancel_after_s=cancel_after_s,
             sla_stop=sla_stop,
+            start_at=start_at,
         )
     )

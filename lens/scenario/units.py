@@ -17,14 +17,20 @@ from typing import Any
 # One number grammar for all three kinds: no sign (negatives are never meaningful here), no
 # exponent (nobody writes "1e3ms"), optional spaces before the unit.
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-DURATION_PATTERN = rf"^\s*{_NUMBER}\s*(?:ms|s|m)?\s*$"
+# A bare number (seconds), or parts in descending units, each at most once: 150ms, 2m30s,
+# 1h30m, 1.5h, 1h 0m 5s.  ``m(?!s)``: minutes, not the start of ``ms``.
+DURATION_PATTERN = (
+    rf"^\s*(?:{_NUMBER}|(?=[0-9.])(?:{_NUMBER}\s*h\s*)?(?:{_NUMBER}\s*m(?!s)\s*)?"
+    rf"(?:{_NUMBER}\s*s\s*)?(?:{_NUMBER}\s*ms\s*)?)\s*$"
+)
 RATE_PATTERN = rf"^\s*{_NUMBER}\s*(?:/\s*(?:s|m))?\s*$"
 PERCENT_PATTERN = rf"^\s*{_NUMBER}\s*%?\s*$"
 USD_PATTERN = rf"^\s*\$?\s*{_NUMBER}\s*(?:USD)?\s*$"
 REQUESTS_PATTERN = r"^\s*[0-9]+\s*requests?\s*$"
 SIZE_PATTERN = rf"^\s*{_NUMBER}\s*(?:B|kB|KB|MB|GB|KiB|MiB|GiB)?\s*$"
 
-_DURATION = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>ms|s|m)?\s*$")
+_DURATION = re.compile(DURATION_PATTERN)
+_DURATION_PART = re.compile(rf"(?P<num>{_NUMBER})\s*(?P<unit>ms|h|m|s)?")
 _RATE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?:/\s*(?P<unit>s|m))?\s*$")
 _PERCENT = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<pct>%)?\s*$")
 _USD = re.compile(rf"^\s*\$?\s*(?P<num>{_NUMBER})\s*(?:USD)?\s*$")
@@ -42,7 +48,8 @@ _BYTES_PER_UNIT = {
     "GiB": 1024**3,
 }
 
-_SECONDS_PER_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
+# Seconds per unit; milliseconds are divided (150 / 1000), so ``150ms`` is the float 0.15.
+_SECONDS_PER_UNIT = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PER_SECOND_FACTOR = {None: 1.0, "s": 1.0, "m": 1.0 / 60.0}
 
 
@@ -71,14 +78,18 @@ def _plain_number(value: object) -> float | None:
 
 
 def parse_duration(value: object, *, positive: bool = False) -> float:
-    """``150ms``, ``30s``, ``2m``, ``1.5s`` or a bare number of seconds -> seconds."""
-    expected = "expected a duration like 150ms, 2s or 1m (a bare number means seconds)"
+    """``150ms``, ``30s``, ``2m``, ``1.5h``, mixed units in descending order (``1h30m``,
+    ``2m30s``, ``1s500ms``) or a bare number of seconds -> seconds."""
+    expected = "expected a duration like 150ms, 2s, 1m, 1h or 1h30m (a bare number means seconds)"
     seconds = _plain_number(value)
     if seconds is None:
-        m = _DURATION.match(value) if isinstance(value, str) else None
-        if m is None:
+        if not isinstance(value, str) or _DURATION.match(value) is None:
             raise ValueError(f"{expected}, got {show(value)}")
-        seconds = float(m["num"]) * _SECONDS_PER_UNIT[m["unit"]]
+        seconds = 0.0
+        for part in _DURATION_PART.finditer(value):
+            unit = part["unit"]
+            number = float(part["num"])
+            seconds += number / 1000 if unit == "ms" else number * _SECONDS_PER_UNIT[unit]
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{expected}, got {show(value)}")
     if positive and seconds <= 0:

@@ -43,6 +43,7 @@ PUBLIC = [
     "export",
     "load_results",
     "load_scenario",
+    "merge",
     "recommend",
     "report",
     "run",

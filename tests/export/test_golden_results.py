@@ -17,14 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from lens.export.merge import merge_results
 from lens.export.results import Environment, Results, build_results, load_results
 from lens.metrics.analysis import analyse_run
-from lens.pipeline import Baseline, judge_regressions, judge_run, summarise
+from lens.pipeline import Baseline, judge_regressions, judge_run, shard_results, summarise
 from lens.plan.compile import compile_plan
+from lens.plan.split import Shard
 from lens.records import ErrorClass, RequestRecord, RunOutcome, StageWindow
+from lens.redact import Redactor
 from lens.scenario import parse_scenario
 from tests.export._repeat_results import repeat_results
-from tests.export._results import hand_results, rich_results
+from tests.export._results import SCENARIO, hand_results, rich_results
 from tests.metrics._factory import failed, ns, record
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -118,6 +121,17 @@ def compared_results() -> Results:
     return results
 
 
+def shard_of_hand(index: int) -> Results:
+    """The hand results as shard ``index`` of 2, waiting for a fixed --start-at."""
+    plan = compile_plan(parse_scenario(SCENARIO), env={"OPENAI_API_KEY": "sk-test-secret"})
+    start_at = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+    return shard_results(hand_results(), plan, Shard(index, 2), start_at, Redactor.for_plan(plan))
+
+
+def merged_results() -> Results:
+    return merge_results([shard_of_hand(1), shard_of_hand(0)], ["b.json", "a.json"])
+
+
 CASES: dict[str, Callable[[], Results]] = {
     "hand": hand_results,
     "rich": rich_results,
@@ -125,6 +139,8 @@ CASES: dict[str, Callable[[], Results]] = {
     "gpu-idle": gpu_results,
     "compared": compared_results,
     "repeat": repeat_results,
+    "shard": lambda: shard_of_hand(1),
+    "merged": merged_results,
 }
 
 

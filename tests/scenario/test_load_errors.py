@@ -233,7 +233,7 @@ def test_literal_suggestion() -> None:
 
 def test_bad_duration() -> None:
     assert only_problem(BASE + "defaults: {timeout: fast}\n") == (
-        "s.yaml:14:21: defaults.timeout: expected a duration like 150ms, 2s or 1m "
+        "s.yaml:14:21: defaults.timeout: expected a duration like 150ms, 2s, 1m, 1h or 1h30m "
         "(a bare number means seconds), got 'fast'"
     )
 

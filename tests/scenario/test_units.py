@@ -33,15 +33,46 @@ from lens.scenario.units import (
         (3, 3.0),
         (0.25, 0.25),
         (0, 0.0),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        ("1h30m", 5400.0),
+        ("2m30s", 150.0),
+        ("1h 0m 5s", 3605.0),
+        ("1s500ms", 1.5),
+        ("1h2m3s4ms", 3723.004),
     ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("bad", ["fast", "1h", "-1s", "1e3ms", "", True, None, [1], -2, math.inf])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "fast",
+        "1d",
+        "-1s",
+        "1e3ms",
+        "",
+        True,
+        None,
+        [1],
+        -2,
+        math.inf,
+        "1m1h",
+        "30m1h",
+        "1h1h",
+        "1h30",
+        "h",
+        "ms",
+        "1hh",
+        "1h-3m",
+        "30mm",
+        "1 h x",
+    ],
+)
 def test_bad_durations_say_what_is_expected(bad: object) -> None:
-    with pytest.raises(ValueError, match=r"expected a duration like 150ms, 2s or 1m"):
+    with pytest.raises(ValueError, match=r"expected a duration like 150ms, 2s, 1m, 1h or 1h30m"):
         parse_duration(bad)
 
 
@@ -107,7 +138,7 @@ def test_show_uses_yaml_words() -> None:
     assert show("x" * 100) == "'" + "x" * 56 + "..."
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "": 1.0}
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
 
 @given(
@@ -119,6 +150,18 @@ def test_duration_text_round_trips(whole: int, frac: int, unit: str) -> None:
     text = f"{whole}.{frac:03d}{unit}"
     assert re.match(DURATION_PATTERN, text)  # the JSON Schema accepts what the parser does
     assert parse_duration(text) == pytest.approx((whole + frac / 1000) * _UNITS[unit])
+
+
+@given(
+    parts=st.lists(st.integers(min_value=0, max_value=999), min_size=4, max_size=4),
+    used=st.lists(st.booleans(), min_size=4, max_size=4).filter(any),
+)
+def test_mixed_unit_durations_round_trip(parts: list[int], used: list[bool]) -> None:
+    units = (("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 0.001))
+    text = "".join(f"{n}{u}" for n, (u, _), on in zip(parts, units, used, strict=True) if on)
+    assert re.match(DURATION_PATTERN, text)
+    expected = sum(n * f for n, (_, f), on in zip(parts, units, used, strict=True) if on)
+    assert parse_duration(text) == pytest.approx(expected)
 
 
 @given(
