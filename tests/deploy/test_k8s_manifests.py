@@ -231,7 +231,7 @@ KEYLIKE = re.compile(
 def test_the_configmap_holds_the_nightly_scenario_verbatim() -> None:
     nightly = (ROOT / "scenarios" / "nightly.yaml").read_text(encoding="utf-8")
     assert nightly == SCENARIO, (
-        "deploy/k8s/configmap-scenario.yaml is stale: copy scenarios/nightly.yaml into it"
+        "deploy/k8s/configmap-scenario.yaml is stale: run python tools/gen_k8s_configmap.py"
     )
 
 
