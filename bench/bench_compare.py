@@ -30,7 +30,6 @@ from typing import Any
 
 import lens
 from lens.metrics.compare import (
-    DEFAULT_CHECKS,
     Options,
     PointStats,
     Side,
@@ -38,6 +37,7 @@ from lens.metrics.compare import (
 )
 from lens.metrics.sketch import nearest_rank
 from lens.scenario.thresholds import (
+    DEFAULT_CHECKS,
     default_threshold,
 )
 

@@ -609,14 +609,14 @@ def compare(
     """Compare ``current`` results against a ``baseline`` (``Results`` or results-file
     paths), as ``lens compare``: for every stage x provider both hold (``stages`` and
     ``providers`` narrow it down) and every statistic (default
-    ``lens.metrics.compare.DEFAULT_CHECKS``: ``ttft.p50``, ``ttft.p95``, ``itl.p50``,
+    ``lens.scenario.thresholds.DEFAULT_CHECKS``: ``ttft.p50``, ``ttft.p95``, ``itl.p50``,
     ``itl.p95``, ``e2e.p95``, ``output_tokens_per_s.p50``, ``error_rate``, ``cost.mean``,
     plus any other statistic ``thresholds`` names), a ``Check`` with both values, the
     change, its ``confidence`` interval and a verdict: regressed, improved, unchanged or
     inconclusive (the interval straddles the threshold, or too few samples).
 
     ``thresholds``: ``{"ttft.p95": "+10%", "itl.p50": "+2ms", "error_rate": "+0.5%"}`` or
-    ``["ttft.p95=+10%", ...]``; default +10 % of the baseline, +1 percentage point for
+    ``["ttft.p95=+10%", ...]``; default +10 % of the baseline, +2 percentage points for
     rates.  Percentile intervals come from a bootstrap over requests (``resamples``
     replicates, seeded by ``seed``: the same files give the same answer); method and
     assumptions in ``lens.metrics.compare``.  ``comparison.exit_code`` is what ``lens

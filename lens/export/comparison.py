@@ -23,7 +23,6 @@ from lens.export.junit_xml import Case, Suite, junit_suites
 from lens.export.results import RecordOut, Results, SummaryOut
 from lens.export.sink import write_atomic
 from lens.metrics.compare import (
-    DEFAULT_CHECKS,
     Check,
     Comparison,
     Options,
@@ -35,6 +34,7 @@ from lens.metrics.compare import (
 from lens.metrics.request import icl_gaps, itl_gaps
 from lens.pricing.money import usd_text
 from lens.scenario.thresholds import (
+    DEFAULT_CHECKS,
     Threshold,
     ThresholdError,
     check_label,

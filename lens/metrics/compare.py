@@ -82,16 +82,6 @@ PERCENTILE_Q: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 
 # Exact fractions, so ranks are those of nearest_rank (0.95 * 20 is 19, never 19.000001).
 _FRACTIONS: dict[str, Fraction] = {s: Fraction(repr(q)) for s, q in PERCENTILE_Q.items()}
 
-DEFAULT_CHECKS: tuple[str, ...] = (
-    "ttft.p50",
-    "ttft.p95",
-    "itl.p50",
-    "itl.p95",
-    "e2e.p95",
-    "output_tokens_per_s.p50",
-    "error_rate",
-    "cost.mean",
-)
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0

@@ -23,21 +23,11 @@ from pydantic import Field
 
 from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.summary import Summary
+from lens.scenario.thresholds import DEFAULT_CHECKS
 
 # The statistics lens compare checks by default, then the stage's rates: each as
 # ``metric.stat`` (request metrics) or ``metric`` (one value per stage), as SLAs name them.
-SPREAD_STATISTICS: tuple[str, ...] = (
-    "ttft.p50",
-    "ttft.p95",
-    "itl.p50",
-    "itl.p95",
-    "e2e.p95",
-    "output_tokens_per_s.p50",
-    "error_rate",
-    "cost.mean",
-    "rps",
-    "throughput",
-)
+SPREAD_STATISTICS: tuple[str, ...] = (*DEFAULT_CHECKS, "rps", "throughput")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,19 @@ from lens.scenario.sla import SlaSyntaxError, parse_sla
 
 Better = Literal["lower", "higher"]
 
+# What lens compare checks when no statistic is named (and what repeated stages report the
+# run-to-run spread of).
+DEFAULT_CHECKS: tuple[str, ...] = (
+    "ttft.p50",
+    "ttft.p95",
+    "itl.p50",
+    "itl.p95",
+    "e2e.p95",
+    "output_tokens_per_s.p50",
+    "error_rate",
+    "cost.mean",
+)
+
 # Which way is better, per metric: what a regression is.  Token counts and request counts
 # have no better direction and are not compared.
 BETTER: dict[str, Better] = {

@@ -14,7 +14,6 @@ import pytest
 from lens import exitcodes
 from lens.metrics import compare as compare_module
 from lens.metrics.compare import (
-    DEFAULT_CHECKS,
     MIN_BOOTSTRAP_REQUESTS,
     Check,
     Comparison,
@@ -31,6 +30,7 @@ from lens.metrics.compare import (
 )
 from lens.metrics.sketch import nearest_rank
 from lens.scenario.thresholds import (
+    DEFAULT_CHECKS,
     Threshold,
     ThresholdError,
     default_threshold,
