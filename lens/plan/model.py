@@ -642,3 +642,6 @@ class Plan:
     limits: Limits = Limits()
     environment: tuple[EnvRead, ...] = ()  # every variable read, in file order
     regression: RegressionSpec | None = None
+    # Per-request records results.json lists: None all, else an evenly spaced sample of
+    # this many (scenario ``results: {records: ...}``, ``lens run --results-records``).
+    results_records: int | None = None
