@@ -472,7 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="show the resolved execution plan; nothing is sent")
     pl.add_argument("file", metavar="FILE")
-    pl.add_argument("--json", action="store_true", help="the plan as JSON, every arrival listed")
+    pl.add_argument(
+        "--json",
+        action="store_true",
+        help="the plan as JSON, arrivals listed (the first 100,000 per stage)",
+    )
     _repeat_flag(pl)
     _files_outside_flag(pl)
     pl.set_defaults(func=cmd_plan)

@@ -107,9 +107,10 @@ def _prepared_transports(unit: StagePlan) -> int:
 
 
 def _most_at_once(arrivals: ArrivalSchedule) -> int:
-    """The most arrivals due at one instant (a burst wave), walked in O(1) memory; a
-    uniform process never repeats an offset (its Lambda^-1 strictly increases)."""
-    if arrivals.source is not None and arrivals.process == "uniform":
+    """The most arrivals due at one instant (a burst wave), walked in O(1) memory.  A paced
+    schedule generated from its parameters is not walked (an hour of it would delay the
+    stage's start by seconds): its offsets rarely coincide, and the pool grows as it goes."""
+    if arrivals.source is not None and arrivals.process != "burst":
         return 1 if arrivals.count else 0
     return max((sum(1 for _ in run) for _, run in itertools.groupby(arrivals)), default=0)
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,33 @@ def test_summaries_are_the_same_with_and_without_records_kept(
     assert len(full.records) == 16
     for part in ("summaries", "phase_summaries", "verdicts", "stages", "integrity", "billing"):
         assert getattr(sampled.results, part) == getattr(full, part), part
+
+
+@pytest.mark.slow
+def test_summaries_streamed_as_records_finish_equal_the_batch_ones(
+    write_scenario: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summaries are fed each record as it finishes; past the sketches' exact limit
+    (10,000 values: here ~14,000 ITL gaps) a t-digest depends on order, so the stream must
+    be the records' own order."""
+    load = (
+        "  - {id: w, pattern: burst, requests: 20}\n"
+        "  - {id: c, pattern: concurrency, concurrency: 16, requests: 2000, warmup: 50 requests}"
+    )
+    plan = compile_plan(load_scenario(write_scenario(load=load, ttft="1ms", itl="1ms")))
+    assert pipeline.streaming_summaries(plan) is not None
+    compared: list[int] = []
+    batch_summarise = pipeline.summarise
+
+    def both(*args: Any, **kw: Any) -> Any:
+        streamed = batch_summarise(*args, **kw)
+        assert args[4] is not None  # the streamed builder reached summarise
+        batch = batch_summarise(*args[:4])
+        assert streamed == batch
+        compared.append(sum(s.metrics["itl"].n for s in streamed[0]))
+        return streamed
+
+    monkeypatch.setattr(pipeline, "summarise", both)
+    report = run_plan(plan, handle_signals=False)
+    assert compared[0] > 10_000
+    assert [s.requests for s in report.results.summaries] == [20, 1950]
