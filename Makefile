@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers demo test check lint typecheck unit bench schema clean dist docs docs-serve metrics-doc
+.PHONY: install servers demo test check lint typecheck unit bench bench-memory schema clean dist docs docs-serve metrics-doc
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ check: test
 
 bench: install
 	$(BIN)/python -m bench
+
+# Ten minutes at 1,000 req/s on the simulator: RSS per 100k requests (README: Long runs).
+bench-memory: install
+	$(BIN)/python -m bench.bench_memory --rate 1000 --minutes 10
 
 schema: install
 	$(BIN)/lens schema --write schemas

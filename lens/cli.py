@@ -20,6 +20,7 @@ run's ``Redactor`` (lens.redact).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -49,6 +50,7 @@ from lens.export.sink import append_text, write_atomic
 from lens.export.table import render, render_recommendation
 from lens.metrics.estimate import estimate_to_dict
 from lens.pipeline import run_plan
+from lens.plan.compile import records_kept
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.plan.split import parse_shard
@@ -138,6 +140,8 @@ def _export(
 
 def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
+    if args.results_records is not None:
+        plan = dataclasses.replace(plan, results_records=records_kept(args.results_records))
     redact = _redactor(args, plan)
     flagged = cli_targets(args.export, "--export")
     if flagged:
@@ -178,6 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
     results, outcome, budget = report.results, report.outcome, report.budget
+    if log is not None and results.records_omitted:
+        args.records = None  # its streamed lines are the complete ones: results list a sample
     if report.failure is not None:
         # lens failed after measuring: write what was measured, then the boundary says so.
         _write_files(results, args)
@@ -245,6 +251,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"error: {Redactor()(failure)}", file=sys.stderr)
         return EXIT_EXPORT
     return exitcodes.OK
+
+
+def _records_kept(text: str) -> str | int:
+    if text in ("all", "none"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected all, none or a count, got {text!r}")
 
 
 def _records_log(path: Path, plan: Plan) -> RecordsLog:
@@ -458,7 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="show the resolved execution plan; nothing is sent")
     pl.add_argument("file", metavar="FILE")
-    pl.add_argument("--json", action="store_true", help="the plan as JSON, every arrival listed")
+    pl.add_argument(
+        "--json",
+        action="store_true",
+        help="the plan as JSON, arrivals listed (the first 100,000 per stage)",
+    )
     _repeat_flag(pl)
     _files_outside_flag(pl)
     pl.set_defaults(func=cmd_plan)
@@ -467,6 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file", metavar="FILE")
     r.add_argument("-o", "--output", metavar="RESULTS.json", help="write results JSON here")
     r.add_argument("--records", metavar="FILE.jsonl", help="also write one line per request")
+    r.add_argument(
+        "--results-records",
+        metavar="all|none|N",
+        type=_records_kept,
+        help="per-request records results.json lists (replaces the scenario's results: "
+        "{records: ...}): all (default), none, or an evenly spaced sample of N",
+    )
     r.add_argument(
         "--baseline",
         metavar="RESULTS.json|git:REF:PATH",

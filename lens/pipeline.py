@@ -34,6 +34,7 @@ from lens.metrics.windows import judge_all
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
 from lens.plan.split import Shard, plan_hash, shard_plan
+from lens.pricing import GpuHourRate
 from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
 from lens.redact import Redactor
 from lens.run.budget import BudgetGuard
@@ -96,9 +97,20 @@ def run_plan(
     sla_stop = None if watch is None else SlaStop(watch.on_record, watch.on_unit_end)
     harness = harness_monitor(plan)
     sweeps = SweepDriver(plan)
+    streamed = streaming_summaries(plan)
+    fed = 0
 
     def record(rec: RequestRecord) -> None:
+        nonlocal streamed, fed
         sweeps.record(rec)
+        if streamed is not None:
+            try:
+                streamed.add(rec)  # the records of outcome.records, in their order
+                fed += 1
+            except Exception:
+                # Summarising fails after the run instead, where it cannot stop the run
+                # and its records are salvaged.
+                streamed = None
         if on_record is not None:
             on_record(rec)
 
@@ -131,7 +143,8 @@ def run_plan(
     try:
         slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its steps
         bill = bill_run(plan.providers, outcome.windows, outcome.records)
-        summaries, phase_summaries = summarise(plan, outcome, slas, bill)
+        complete = streamed if fed == len(outcome.records) else None
+        summaries, phase_summaries = summarise(plan, outcome, slas, bill, complete)
         verdicts = mark_stopper(judge_run(slas, summaries, outcome, plan), watch)
         analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
         results = build_results(
@@ -232,21 +245,46 @@ def harness_monitor(plan: Plan) -> HarnessMonitor:
     return HarnessMonitor(HarnessLimits(limits.max_loop_lag_ms, limits.max_cpu))
 
 
+def summary_builder(plan: Plan, slas: tuple[SlaSpec, ...]) -> SummaryBuilder:
+    """An empty builder of ``plan``'s summaries, judged against ``slas``."""
+    repetitions = {u.stage: u.repetition for u in plan.stages if u.repetition is not None}
+    return SummaryBuilder(
+        providers=plan.providers,
+        slas=slas,
+        pooled_stages=pooled_stages(plan),
+        repetitions=repetitions,
+    )
+
+
+def streaming_summaries(plan: Plan) -> SummaryBuilder | None:
+    """A builder to feed each record as it finishes (sketches, counts and token costs are
+    incremental), or None when the summaries need the whole run first: GPU-hour prices
+    share each unit's bill among its records by busy time, and an adaptive sweep widens
+    the SLAs' scopes to the steps it ran."""
+    if plan.sweeps or any(isinstance(p.price, GpuHourRate) for p in plan.providers.values()):
+        return None
+    return summary_builder(plan, plan.slas)
+
+
 def summarise(
-    plan: Plan, outcome: RunOutcome, slas: tuple[SlaSpec, ...], bill: RunBill | None = None
+    plan: Plan,
+    outcome: RunOutcome,
+    slas: tuple[SlaSpec, ...],
+    bill: RunBill | None = None,
+    streamed: SummaryBuilder | None = None,
 ) -> tuple[tuple[Summary, ...], tuple[Summary, ...]]:
     """The measured summaries (judged) and the warmup/cooldown ones, each over its own part
     of the stage window; a stage with ``sla_includes_warmup`` pools them, over its whole
     window.  Costs are their records' (``bill``: the GPU-hour shares, worked out here when
-    not given), so a stage's summaries add up to its cost."""
-    if bill is None:
-        bill = bill_run(plan.providers, outcome.windows, outcome.records)
-    pooled = pooled_stages(plan)
-    repetitions = {u.stage: u.repetition for u in plan.stages if u.repetition is not None}
-    builder = SummaryBuilder(
-        providers=plan.providers, slas=slas, pooled_stages=pooled, repetitions=repetitions
-    )
-    builder.add_many(outcome.records, bill.record_usd)
+    not given), so a stage's summaries add up to its cost.  ``streamed``: a builder fed
+    every record of ``outcome`` as it finished (``streaming_summaries``), used as is."""
+    if streamed is not None:
+        builder = streamed
+    else:
+        if bill is None:
+            bill = bill_run(plan.providers, outcome.windows, outcome.records)
+        builder = summary_builder(plan, slas)
+        builder.add_many(outcome.records, bill.record_usd)
     windows = measured_spans(plan, outcome)
     set_apart: tuple[Phase, ...] = ("warmup", "cooldown")
     phase_windows = {

@@ -80,6 +80,13 @@ def check_shards(shards: Sequence[Results], labels: Sequence[str]) -> list[Shard
     for label, results in zip(labels, shards, strict=True):
         if results.shard is None:
             problems.append(f"{label}: not a shard's results (run with lens run --shard I/N)")
+        elif results.records_omitted:
+            # Merged summaries are rebuilt from every shard's records.
+            problems.append(
+                f"{label}: lists {len(results.records)} of its "
+                f"{len(results.records) + results.records_omitted} records (results: "
+                "{records: ...}): a merge needs every record; run shards with records: all"
+            )
         else:
             infos.append(results.shard)
     if problems:

@@ -564,6 +564,13 @@ class Results(_Frozen):
         exclude_if=lambda v: not v,
         description="lens merge: the shards these results were merged from; absent otherwise",
     )
+    records_omitted: int = Field(
+        default=0,
+        exclude_if=lambda v: not v,
+        description="requests measured but not listed in records (scenario results: "
+        "{records: none | N}, lens run --results-records): summaries, verdicts and analyses "
+        "still cover them; absent when records lists every request",
+    )
     records: tuple[RecordOut, ...]
 
     def summary(
@@ -718,6 +725,7 @@ def build_results(
     secrets) masks the plan section and argv; records were redacted when they were
     created (lens.run.session)."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
+    kept = kept_records(len(outcome.records), plan.results_records)
     planned: dict[tuple[str, str], int | None] = {}
     for w in outcome.windows:
         planned[(w.stage, w.provider)] = w.planned
@@ -762,11 +770,20 @@ def build_results(
             )
             for r in repetitions
         ),
+        records_omitted=len(outcome.records) - len(kept),
         records=tuple(
-            record_out(r, price, cold)
-            for r, price, cold in zip(outcome.records, analysis.prices, analysis.cold, strict=True)
+            record_out(outcome.records[i], analysis.prices[i], analysis.cold[i]) for i in kept
         ),
     )
+
+
+def kept_records(total: int, limit: int | None) -> range | list[int]:
+    """Which of ``total`` records results.json lists: all (``limit`` None), or an evenly
+    spaced sample of ``limit`` in completion order, so every stage keeps its share (the
+    first N would keep only the first stages)."""
+    if limit is None or limit >= total:
+        return range(total)
+    return [i * total // limit for i in range(limit)]
 
 
 def salvage_results(

@@ -20,9 +20,9 @@ import itertools
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lens.plan.model import ArrivalProcess, ArrivalSchedule
+from lens.plan.model import ArrivalProcess, ArrivalSchedule, OffsetSource
 
 # Random offsets are rounded to the microsecond: the logarithms behind exponential and gamma
 # draws come from the platform's libm, which may differ in the last bit between machines;
@@ -33,8 +33,35 @@ RANDOM_OFFSET_DECIMALS = 6
 
 def burst_arrivals(requests: int, waves: int = 1, interval_s: float = 0.0) -> ArrivalSchedule:
     """``requests`` at once, in ``waves`` released ``interval_s`` apart from the stage start."""
-    offsets = tuple(w * interval_s for w in range(waves) for _ in range(requests))
-    return ArrivalSchedule(offsets, process="burst")
+    return ArrivalSchedule(process="burst", source=BurstOffsets(requests, waves, interval_s))
+
+
+@dataclass(frozen=True, slots=True)
+class BurstOffsets(OffsetSource):
+    """Wave ``w`` (``requests`` arrivals) at ``w * interval_s``, computed per index."""
+
+    requests: int
+    waves: int
+    interval_s: float
+
+    @property
+    def random_access(self) -> bool:
+        return True
+
+    def count(self) -> int:
+        return self.requests * self.waves
+
+    def offset(self, i: int) -> float:
+        return (i // self.requests) * self.interval_s
+
+    def __iter__(self) -> Iterator[float]:
+        return (w * self.interval_s for w in range(self.waves) for _ in range(self.requests))
+
+    def summary(self, start: int, step: int) -> tuple[int, float, float]:
+        n = len(range(start, self.count(), step))
+        if n == 0:
+            return 0, 0.0, 0.0
+        return n, self.offset(start), self.offset(start + (n - 1) * step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +174,86 @@ def stream_seed(seed: int, *names: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
+@dataclass(frozen=True, slots=True)
+class PacedOffsets(OffsetSource):
+    """The offsets of ``paced_arrivals``, generated from its parameters when walked.
+
+    Walking is the one construction (operational times through Lambda^-1), so a lazy
+    schedule gives exactly the floats a listed one did.  Uniform arrivals are counted and
+    indexed in closed form (arrival i is Lambda^-1(i)); random ones are drawn again from
+    their seed when walked, and counted once by walking (cached: O(1) memory).
+    """
+
+    profile: RateProfile
+    requests: int | None
+    process: ArrivalProcess
+    burstiness: float
+    seed: int
+    names: tuple[str, ...]
+    _cache: dict[tuple[int, int], tuple[int, float, float]] = field(
+        default_factory=dict, compare=False, repr=False, hash=False
+    )
+
+    @property
+    def _horizon(self) -> float:
+        expected = self.profile.expected
+        return expected - 1e-9 * max(1.0, expected) if math.isfinite(expected) else expected
+
+    def __iter__(self) -> Iterator[float]:
+        horizon = self._horizon
+        rng = random.Random(stream_seed(self.seed, *self.names))
+        operational: Iterator[float] = itertools.takewhile(
+            lambda u: u == 0 or u < horizon,
+            _operational_times(self.process, rng, self.burstiness),
+        )
+        if self.requests is not None:
+            operational = itertools.islice(operational, self.requests)
+        times = self.profile.times_at(operational)
+        if self.process == "uniform":
+            return times
+        return (round(t, RANDOM_OFFSET_DECIMALS) for t in times)
+
+    @property
+    def random_access(self) -> bool:
+        return self.process == "uniform"
+
+    def count(self) -> int:
+        return self.summary(0, 1)[0]
+
+    def _uniform_count(self) -> int:
+        horizon = self._horizon
+        if math.isinf(horizon):
+            assert self.requests is not None, "an endless schedule needs a request count"
+            return self.requests
+        # Integers u with u == 0 or u < horizon: 0 .. ceil(horizon) - 1.
+        n = max(1, math.ceil(horizon))
+        return n if self.requests is None else min(n, self.requests)
+
+    def offset(self, i: int) -> float:
+        if self.process == "uniform":
+            return next(self.profile.times_at(iter((float(i),))))
+        return next(itertools.islice(self, i, None))
+
+    def summary(self, start: int, step: int) -> tuple[int, float, float]:
+        key = (start, step)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        if self.process == "uniform":
+            n = len(range(start, self._uniform_count(), step))
+            out = (n, self.offset(start), self.offset(start + (n - 1) * step)) if n else None
+        else:
+            n, first, last = 0, 0.0, 0.0
+            for t in itertools.islice(self, start, None, step):
+                if n == 0:
+                    first = t
+                n, last = n + 1, t
+            out = (n, first, last)
+        result = out if out is not None else (0, 0.0, 0.0)
+        self._cache[key] = result
+        return result
+
+
 def paced_arrivals(
     profile: RateProfile,
     *,
@@ -157,29 +264,19 @@ def paced_arrivals(
     names: tuple[str, ...] = (),
 ) -> ArrivalSchedule:
     """Arrivals of ``process`` under ``profile``: every one due before the profile ends,
-    at most ``requests`` (at least one, at offset 0).
+    at most ``requests`` (at least one, at offset 0), generated lazily (``PacedOffsets``).
 
     The end is compared with a relative tolerance, so 2.3 s at 10/s (a float product of
     22.999999999999996) still ends before the arrival at exactly 2.3 s, and 0.3 s at 10/s
     (3.0000000000000004) before the one at 0.3 s.  ``names`` (stage and provider ids) give
     each unit its own random stream of the scenario's ``seed``.
     """
-    expected = profile.expected
-    horizon = expected - 1e-9 * max(1.0, expected) if math.isfinite(expected) else expected
-    rng = random.Random(stream_seed(seed, *names))
-    operational: Iterator[float] = itertools.takewhile(
-        lambda u: u == 0 or u < horizon, _operational_times(process, rng, burstiness)
-    )
-    if requests is not None:
-        operational = itertools.islice(operational, requests)
-    times = profile.times_at(operational)
     random_process = process != "uniform"
-    offsets = tuple(round(t, RANDOM_OFFSET_DECIMALS) if random_process else t for t in times)
     low, high = profile.rate_range
     return ArrivalSchedule(
-        offsets,
         process=process,
         burstiness=burstiness if process == "gamma" else None,
         seed=seed if random_process else None,
         rate_per_s=(low, high),
+        source=PacedOffsets(profile, requests, process, burstiness, seed, names),
     )

@@ -192,7 +192,16 @@ def compile_plan(
         limits=limits,
         environment=_environment(scenario.source_map, ctx.reads),
         regression=_regression(scenario),
+        results_records=records_kept(scenario.results.records),
     )
+
+
+def records_kept(value: str | int) -> int | None:
+    """``results: {records: ...}`` (or ``--results-records``) as the plan keeps it: None for
+    all, 0 for none, else N."""
+    if value == "all":
+        return None
+    return 0 if value == "none" else int(value)
 
 
 @dataclass(slots=True)

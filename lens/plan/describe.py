@@ -8,6 +8,7 @@ leaking a key.  Environment variables are listed by name and field, never by val
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +39,10 @@ from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
 
 MASK = "***"
+# ``lens plan --json`` lists at most this many arrival offsets per stage (marking the list
+# ``arrival_offsets_truncated``): the rest follow from the schedule's parameters, and an
+# hour at 1,000 req/s would be 3.6M numbers.
+MAX_LISTED_ARRIVALS = 100_000
 
 
 def price_to_dict(price: ProviderPrice) -> dict[str, Any]:
@@ -170,14 +175,14 @@ def network_to_dict(spec: ProviderSpec) -> dict[str, Any]:
 def arrival_stats(schedule: ArrivalSchedule) -> dict[str, Any]:
     """What a schedule amounts to: count, span, mean rate and extreme gaps, and what it was
     drawn from (process, seed, intended rate at start and end)."""
-    offs = schedule.offsets_s
-    gaps = [b - a for a, b in itertools.pairwise(offs)]
+    count = schedule.count
+    gaps = _gap_range(schedule) if count > 1 else None
     out: dict[str, Any] = {
-        "count": len(offs),
+        "count": count,
         "span_s": schedule.span_s,
-        "mean_rate_per_s": (len(offs) - 1) / schedule.span_s if schedule.span_s > 0 else None,
-        "min_gap_s": min(gaps) if gaps else None,
-        "max_gap_s": max(gaps) if gaps else None,
+        "mean_rate_per_s": (count - 1) / schedule.span_s if schedule.span_s > 0 else None,
+        "min_gap_s": None if gaps is None else gaps[0],
+        "max_gap_s": None if gaps is None else gaps[1],
         "process": schedule.process,
     }
     if schedule.burstiness is not None:
@@ -187,6 +192,19 @@ def arrival_stats(schedule: ArrivalSchedule) -> dict[str, Any]:
     if schedule.rate_per_s is not None:
         out["rate_from_per_s"], out["rate_to_per_s"] = schedule.rate_per_s
     return out
+
+
+def _gap_range(schedule: ArrivalSchedule) -> tuple[float, float]:
+    """The smallest and largest gap between consecutive arrivals, walked in O(1) memory."""
+    offsets = iter(schedule)
+    previous = next(offsets)
+    low, high = math.inf, -math.inf
+    for t in offsets:  # a plain loop: this walks every arrival of a long stage
+        gap = t - previous
+        low = min(low, gap)
+        high = max(high, gap)
+        previous = t
+    return low, high
 
 
 def phases_to_dict(phases: Phases) -> dict[str, Any]:
@@ -296,7 +314,11 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
     for unit in plan.stages:
         entry = stage_to_dict(unit, plan.providers[unit.provider])
         if arrivals and isinstance(unit.load, OpenLoop):
-            entry["arrival_offsets_s"] = list(unit.load.arrivals.offsets_s)
+            schedule = unit.load.arrivals
+            entry["arrival_offsets_s"] = list(itertools.islice(schedule, MAX_LISTED_ARRIVALS))
+            if schedule.count > MAX_LISTED_ARRIVALS:
+                # The rest follow from the parameters above (process, rate, seed).
+                entry["arrival_offsets_truncated"] = True
         stages.append(entry)
     # A pause before a unit is wall time too.
     pauses = sum(unit.pause_before_s for unit in plan.stages)

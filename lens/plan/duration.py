@@ -163,7 +163,7 @@ def _open_loop(
     unit: StagePlan, load: OpenLoop, spec: ProviderSpec, e2e: float | None
 ) -> DurationEstimate:
     count = load.arrivals.count
-    last = load.arrivals.offsets_s[-1] if load.arrivals.offsets_s else 0.0
+    last = load.arrivals.last_s
     cutoff = unit.cutoff_s if unit.cutoff_s is not None else last
     # The worst case: from the last arrival, the requests still queued behind the client's
     # limit run one slot-load after another.

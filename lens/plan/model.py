@@ -6,9 +6,11 @@ secret in the clear: API keys are ``Secret`` values whose repr and JSON form are
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -260,29 +262,110 @@ class PromptSpec:
         return self.max_tokens if self.max_tokens is not None else stage_max_tokens
 
 
+class OffsetSource:
+    """Offsets computed from a schedule's parameters (lens.plan.arrivals), so a plan holds
+    the parameters and not one float per arrival: an hour at 1,000 req/s is 3.6M of them."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[float]:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def offset(self, i: int) -> float:
+        raise NotImplementedError
+
+    @property
+    def random_access(self) -> bool:
+        """offset(i) costs O(1) (uniform, burst), not a walk from the start (random)."""
+        raise NotImplementedError
+
+    def summary(self, start: int, step: int) -> tuple[int, float, float]:
+        """(count, first, last) of the arrivals ``start``, ``start + step``, ..."""
+        raise NotImplementedError
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # A plan dumped as JSON shows the parameters (the repr), not millions of offsets.
+        return core_schema.is_instance_schema(
+            cls, serialization=core_schema.plain_serializer_function_ser_schema(repr)
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ArrivalSchedule:
     """Intended send times as offsets (seconds) from the start of the stage.
 
     Offsets are absolute: the executor sleeps until ``t0 + offsets[i]``, so lateness of
-    one request never shifts the next.
+    one request never shifts the next.  They are either ``listed`` or generated lazily by
+    ``source`` (``start``, ``start + step``, ...: a shard's share, lens.plan.split);
+    ``iter(schedule)`` walks them in O(1) memory, ``offsets_s`` lists them all.
     """
 
-    offsets_s: tuple[float, ...]
+    listed: tuple[float, ...] = ()
     # What the offsets were drawn from, for people reading the plan; the executor only
     # reads the offsets.
     process: ArrivalProcess = "uniform"
     burstiness: float | None = None  # gamma shape k
     seed: int | None = None  # the scenario's seed, for a random process
     rate_per_s: tuple[float, float] | None = None  # intended rate at start and end
+    source: OffsetSource | None = None
+    start: int = 0
+    step: int = 1
+
+    def __iter__(self) -> Iterator[float]:
+        if self.source is None:
+            return iter(self.listed)
+        return itertools.islice(self.source, self.start, None, self.step)
+
+    @property
+    def offsets_s(self) -> tuple[float, ...]:
+        """Every offset, listed: O(arrivals) memory, for tests and small plans."""
+        return self.listed if self.source is None else tuple(self)
+
+    def stride(self, index: int, count: int) -> ArrivalSchedule:
+        """Arrivals ``index``, ``index + count``, ... of this schedule."""
+        if self.source is None:
+            return replace(self, listed=self.listed[index::count])
+        return replace(self, start=self.start + index * self.step, step=self.step * count)
+
+    def offset(self, i: int) -> float:
+        """The offset of arrival ``i`` of this schedule."""
+        if self.source is None:
+            return self.listed[i]
+        return self.source.offset(self.start + i * self.step)
+
+    def index_at(self, t: float) -> int:
+        """How many offsets are below ``t`` (bisect_left): by bisection when offsets can be
+        indexed cheaply, else by walking (O(1) memory)."""
+        if self.source is None:
+            return bisect.bisect_left(self.listed, t)
+        if self.source.random_access:
+            return bisect.bisect_left(range(self.count), t, key=self.offset)
+        return sum(1 for _ in itertools.takewhile(lambda o: o < t, self))
 
     @property
     def count(self) -> int:
-        return len(self.offsets_s)
+        if self.source is None:
+            return len(self.listed)
+        return self.source.summary(self.start, self.step)[0]
+
+    @property
+    def last_s(self) -> float:
+        """The last offset (0.0 for an empty schedule)."""
+        if self.source is None:
+            return self.listed[-1] if self.listed else 0.0
+        n, _, last = self.source.summary(self.start, self.step)
+        return last if n else 0.0
 
     @property
     def span_s(self) -> float:
-        return self.offsets_s[-1] - self.offsets_s[0] if self.offsets_s else 0.0
+        if self.source is None:
+            return self.listed[-1] - self.listed[0] if self.listed else 0.0
+        n, first, last = self.source.summary(self.start, self.step)
+        return last - first if n else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,3 +642,6 @@ class Plan:
     limits: Limits = Limits()
     environment: tuple[EnvRead, ...] = ()  # every variable read, in file order
     regression: RegressionSpec | None = None
+    # Per-request records results.json lists: None all, else an evenly spaced sample of
+    # this many (scenario ``results: {records: ...}``, ``lens run --results-records``).
+    results_records: int | None = None

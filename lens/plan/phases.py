@@ -8,11 +8,10 @@ a closed-loop unit's may stay in seconds (when its requests start is known only 
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable
 from dataclasses import replace
 
-from lens.plan.model import ClosedLoop, IdleProbe, OpenLoop, Phases, StagePlan
+from lens.plan.model import ArrivalSchedule, ClosedLoop, IdleProbe, OpenLoop, Phases, StagePlan
 from lens.scenario.model import (
     ConstantRateStage,
     Defaults,
@@ -48,7 +47,7 @@ def with_phases(
         )
     match unit.load:
         case OpenLoop(arrivals=arrivals):
-            phases = _open_loop(arrivals.offsets_s, cutoff, warmup, cooldown, problem)
+            phases = _open_loop(arrivals, cutoff, warmup, cooldown, problem)
         case ClosedLoop() as load:
             phases = _closed_loop(load, warmup, cooldown, problem)
         case IdleProbe():  # every probe is measured: an idle-probe stage has no phases
@@ -80,13 +79,13 @@ def _empty(problem: ReportProblem, planned: str) -> None:
 
 
 def _open_loop(
-    offsets: tuple[float, ...],
+    offsets: ArrivalSchedule,
     cutoff: float | None,
     warmup: Span | None,
     cooldown: Span | None,
     problem: ReportProblem,
 ) -> Phases:
-    count = len(offsets)
+    count = offsets.count
     first = 0
     if warmup is not None:
         first = warmup.requests if warmup.requests is not None else _before(offsets, warmup)
@@ -96,16 +95,16 @@ def _open_loop(
             last = max(count - cooldown.requests, 0)
         else:
             assert cooldown.seconds is not None
-            end = cutoff if cutoff is not None else (offsets[-1] if offsets else 0.0)
-            last = bisect.bisect_left(offsets, end - cooldown.seconds)
+            end = cutoff if cutoff is not None else offsets.last_s
+            last = offsets.index_at(end - cooldown.seconds)
     if min(count, last if last is not None else count) <= first:
         _empty(problem, f"{count} arrivals")
     return Phases(warmup_requests=first, cooldown_from_index=last)
 
 
-def _before(offsets: tuple[float, ...], warmup: Span) -> int:
+def _before(offsets: ArrivalSchedule, warmup: Span) -> int:
     assert warmup.seconds is not None
-    return bisect.bisect_left(offsets, warmup.seconds)
+    return offsets.index_at(warmup.seconds)
 
 
 def _closed_loop(

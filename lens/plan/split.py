@@ -125,8 +125,7 @@ def _shard_unit(unit: StagePlan, index: int, count: int) -> StagePlan:
                 )
             rate = arrivals.rate_per_s
             schedule = replace(
-                arrivals,
-                offsets_s=arrivals.offsets_s[index::count],
+                arrivals.stride(index, count),
                 rate_per_s=None if rate is None else (rate[0] / count, rate[1] / count),
             )
             return replace(

@@ -32,8 +32,8 @@ past it, one cancel scope cuts them off and their records say ``drained``.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import itertools
 import ssl
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -45,6 +45,7 @@ from lens.errors import ProviderError
 from lens.netconfig import TlsOptions, TlsSetupError, build_ssl_context
 from lens.plan.duration import CONNECT_BOUND_S
 from lens.plan.model import (
+    ArrivalSchedule,
     ClosedLoop,
     IdleProbe,
     OpenLoop,
@@ -100,10 +101,18 @@ def _prepared_transports(unit: StagePlan) -> int:
         case OpenLoop(arrivals=arrivals):
             # A burst (each wave of one) needs them all at once; a paced stage grows the
             # pool as it goes.
-            at_once = collections.Counter(arrivals.offsets_s).most_common(1)
-            return min(at_once[0][1] if at_once else 0, 1024)
+            return min(_most_at_once(arrivals), 1024)
         case IdleProbe():  # one at a time
             return 1
+
+
+def _most_at_once(arrivals: ArrivalSchedule) -> int:
+    """The most arrivals due at one instant (a burst wave), walked in O(1) memory.  A paced
+    schedule generated from its parameters is not walked (an hour of it would delay the
+    stage's start by seconds): its offsets rarely coincide, and the pool grows as it goes."""
+    if arrivals.source is not None and arrivals.process != "burst":
+        return 1 if arrivals.count else 0
+    return max((sum(1 for _ in run) for _, run in itertools.groupby(arrivals)), default=0)
 
 
 def _transport_factory(
@@ -377,7 +386,7 @@ class _RunningUnit:
         # A shard's arrival j is the plan's arrival first + j * step (lens.plan.split):
         # it keeps that index, for its prompt, its phase and its record.
         first, step = load.first_index, load.index_step
-        for j, offset in enumerate(load.arrivals.offsets_s):
+        for j, offset in enumerate(load.arrivals):
             i = first + j * step
             if not self._may_wait(t_start + round(offset * 1e9)):
                 return  # waiting for this arrival could overspend: in-flight ones finish

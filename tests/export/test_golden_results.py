@@ -94,8 +94,10 @@ def _gpu_records() -> tuple[RequestRecord, ...]:
     return (*steady, broken, *idle)
 
 
-def gpu_results() -> Results:
-    plan = compile_plan(parse_scenario(GPU_SCENARIO), env={})
+def gpu_results(kept: str = "all") -> Results:
+    """``kept``: the scenario's results: {records: ...}."""
+    text = GPU_SCENARIO + f"results: {{records: {kept}}}\n"
+    plan = compile_plan(parse_scenario(text), env={})
     records = _gpu_records()
     windows = (
         StageWindow("steady", "g", 0, ns(300), planned=3, started=2),
@@ -137,6 +139,7 @@ CASES: dict[str, Callable[[], Results]] = {
     "rich": rich_results,
     "rich-overloaded": lambda: rich_results(overloaded=True),
     "gpu-idle": gpu_results,
+    "sampled": lambda: gpu_results(kept="3"),
     "compared": compared_results,
     "repeat": repeat_results,
     "shard": lambda: shard_of_hand(1),

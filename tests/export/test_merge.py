@@ -157,6 +157,12 @@ def test_refusals(shards: list[Results]) -> None:
     plain = shards[0].model_copy(update={"shard": None})
     with pytest.raises(ResultsError, match=r"results #0: not a shard's results"):
         lens.merge([plain, *shards[1:]])
+    # Merged summaries are rebuilt from the records: a shard listing a sample cannot merge.
+    sampled = shards[1].model_copy(
+        update={"records": shards[1].records[:2], "records_omitted": len(shards[1].records) - 2}
+    )
+    with pytest.raises(ResultsError, match=r"results #1: lists 2 of its \d+ records"):
+        lens.merge([shards[0], sampled, shards[2]])
 
 
 def test_cli_merge_writes_and_refuses(

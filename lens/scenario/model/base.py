@@ -21,9 +21,10 @@ from lens.scenario.units import (
 )
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
-# A schedule is materialised as one float per request; past this a typo ("rate: 5000/s" for an
-# hour) would eat gigabytes before anything is sent.
-MAX_REQUESTS_PER_STAGE = 1_000_000
+# Schedules are generated lazily (lens.plan.arrivals), so a plan's size does not grow with
+# its requests; each finished request still costs memory until the run ends (its record,
+# about 1 KB), so a billion is past any machine: a typo, not a plan.
+MAX_REQUESTS_PER_STAGE = 1_000_000_000
 
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 URL_PATTERN = r"^https?://[^\s/]+\S*$"

@@ -17,6 +17,7 @@ from lens.scenario.model.prices import PricingEntry, Usd
 from lens.scenario.model.prompts import Prompt
 from lens.scenario.model.providers import Provider
 from lens.scenario.model.regression import Regression
+from lens.scenario.model.results import ResultsOptions
 from lens.scenario.model.stages import Stage
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import SourceMap
@@ -96,6 +97,10 @@ class Scenario(FrozenModel):
         None,
         description="Compare each run with a baseline results file and fail on a "
         "regression beyond the thresholds (lens compare).",
+    )
+    results: ResultsOptions = Field(
+        default=ResultsOptions.model_validate({}),
+        description="What results.json keeps beyond its summaries: records: all | none | N.",
     )
     export: Annotated[tuple[ExportEntry, ...], FROM_ENV] = Field(
         (),
