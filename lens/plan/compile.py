@@ -192,6 +192,7 @@ def compile_plan(
         limits=limits,
         environment=_environment(scenario.source_map, ctx.reads),
         regression=_regression(scenario),
+        workers=scenario.defaults.workers,
     )
 
 

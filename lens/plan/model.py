@@ -559,3 +559,5 @@ class Plan:
     limits: Limits = Limits()
     environment: tuple[EnvRead, ...] = ()  # every variable read, in file order
     regression: RegressionSpec | None = None
+    # defaults.workers: processes that run the plan (lens.workers); "auto" resolved there.
+    workers: int | Literal["auto"] = 1
