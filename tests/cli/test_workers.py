@@ -89,7 +89,7 @@ def test_two_workers_send_every_planned_request_once_and_merge_exactly(tmp_path:
     # ... at its planned offset (20 ms apart) from its worker's stage start; both workers
     # started the run at one instant, so their stage starts (after each one's connection
     # set-up) differ by no more than a loaded machine adds.
-    starts = {}
+    starts: dict[int, float] = {}
     for r in rate:
         start = r["t_intended"] - r["index"] * 20.0
         assert starts.setdefault(r["shard"], start) == pytest.approx(start, abs=0.001)
@@ -132,7 +132,7 @@ def _start_slow(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
     path.write_text(SLOW, encoding="utf-8")
     out, records = tmp_path / "r.json", tmp_path / "r.jsonl"
     proc = subprocess.Popen(
-        [*LENS, "run", str(path), "--workers=2", "-q", f"-o={out}", f"--records={records}"],
+        [*LENS, "run", str(path), "--workers=2", "-q", f"--output={out}", f"--records={records}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
