@@ -164,7 +164,7 @@ def test_a_dead_worker_s_requests_in_flight_become_lens_lost_records() -> None:
         sup._poll(1.0)
     for k, w in enumerate(sup.workers):
         w.process.alive = False  # type: ignore[attr-defined]
-        w.process.exitcode = -9 if k == 0 else 1  # type: ignore[attr-defined]
+        w.process.exitcode = -9 if k == 0 else 1  # type: ignore[misc]
         senders[k].close()
     sup._poll(0.1)
     assert sup.workers[0].died == "was killed by SIGKILL"
