@@ -12,7 +12,7 @@ if summarising still works, else ``salvage_results``: every record, no summaries
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -84,6 +84,7 @@ def run_plan(
     live: Mapping[str, ProviderSpec] | None = None,
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
+    before_unit: Callable[[int], Awaitable[None]] | None = None,
 ) -> RunReport:
     """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes.
     SIGINT/SIGTERM (``handle_signals``: the main thread only), ``stop`` and
@@ -92,7 +93,7 @@ def run_plan(
     the plan (lens.plan.split); ``start_at``: wait for that wall-clock instant first
     (lens.run.start).  ``live``: the providers already reachable (a worker process is
     handed the simulators its parent started), else started here (``live_providers``);
-    ``start_monotonic``/``on_start``: see ``lens.run.session.execute``."""
+    ``start_monotonic``/``on_start``/``before_unit``: see ``lens.run.session.execute``."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     whole = plan
     if shard is not None:
@@ -130,6 +131,7 @@ def run_plan(
                 start_at=start_at,
                 start_monotonic=start_monotonic,
                 on_start=on_start,
+                before_unit=before_unit,
             )
     except Exception as exc:
         if outcome is None:

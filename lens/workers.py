@@ -78,12 +78,14 @@ from lens.records import (
 )
 from lens.redact import Redactor
 from lens.run.executor import RunProgress
+from lens.run.gate import UnitGate
 from lens.run.progress import progress_line
 from lens.run.session import StopSwitch
 from lens.run.simulators import live_providers
 
 FLUSH_S = 0.02  # how often a worker sends what it started and ended
 START_LEAD_S = 0.3  # from the parent's "go" to the shared start: for the message to arrive
+UNIT_LEAD_S = 0.05  # from the parent's word to a unit's shared start: the relay's time
 READY_TIMEOUT_S = 120.0  # for a worker to start (a fresh interpreter on a loaded machine)
 STOP_GRACE_S = 30.0  # after a stop, for a worker to send its results before it is killed
 
@@ -189,10 +191,16 @@ class _Batcher:
         self._out = out
         self._items: deque[RequestStart | RequestRecord] = deque()
         self._done = threading.Event()
+        self._sending = threading.Lock()  # the run's thread sends too (UnitGate's asks)
         self._thread = threading.Thread(target=self._loop, name="lens-worker-send", daemon=True)
 
     def add(self, item: RequestStart | RequestRecord) -> None:
         self._items.append(item)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """A message of its own, now (not batched)."""
+        with self._sending:
+            self._out.send(message)
 
     def start(self) -> None:
         self._thread.start()
@@ -212,7 +220,7 @@ class _Batcher:
         while items:
             batch.append(items.popleft())
         if batch:
-            self._out.send(("batch", batch))
+            self.send(("batch", batch))
 
 
 def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
@@ -234,7 +242,8 @@ def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
         kind, value = control.recv()
         if kind == "stop":
             return
-        threading.Thread(target=_obey, args=(control, stop), daemon=True).start()
+        gate = UnitGate(lambda position: batcher.send(("unit", position)))
+        threading.Thread(target=_obey, args=(control, stop, gate), daemon=True).start()
         batcher.start()
         report = run_plan(
             job.plan,
@@ -247,6 +256,7 @@ def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
             start_at=job.start_at,
             live=job.live,
             start_monotonic=value,
+            before_unit=gate,
         )
         batcher.close()
         # As JSON: the results document is what lens merge reads, and holds read-only
@@ -258,15 +268,20 @@ def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
         out.send(("error", job.redactor(describe(exc))))
 
 
-def _obey(control: Connection, stop: StopSwitch) -> None:
-    """The parent's stop (its reason: the signal it got); its death stops the run too."""
-    try:
-        kind, reason = control.recv()
-    except (EOFError, OSError):
-        stop.stop("parent exited")
-        return
-    if kind == "stop":
-        stop.stop(str(reason))
+def _obey(control: Connection, stop: StopSwitch, gate: UnitGate) -> None:
+    """The parent's word: each unit's start, or stop (its reason: the signal it got); its
+    death stops the run too."""
+    while True:
+        try:
+            message = control.recv()
+        except (EOFError, OSError):
+            stop.stop("parent exited")
+            return
+        if message[0] == "unit":
+            gate.open(message[1], message[2])
+        elif message[0] == "stop":
+            stop.stop(str(message[1]))
+            return
 
 
 # --- the parent --------------------------------------------------------------------------
@@ -283,6 +298,7 @@ class _Worker:
     error: str | None = None  # what the worker said went wrong
     died: str | None = None  # how it ended without results
     open: bool = True  # its pipe still delivers
+    unit: int = -1  # the last unit it is set up for (waiting for it to start, or running it)
     in_flight: dict[tuple[str, str, int, int], RequestStart] = field(default_factory=dict)
     records: list[RequestRecord] = field(default_factory=list)
     lost: list[RequestRecord] = field(default_factory=list)  # lens_lost, when it died
@@ -291,7 +307,7 @@ class _Worker:
     def finished(self) -> bool:
         return self.results is not None or self.died is not None
 
-    def tell(self, message: tuple[str, Any]) -> None:
+    def tell(self, message: tuple[Any, ...]) -> None:
         # A worker that is gone cannot be told: its sentinel says it is gone.
         with contextlib.suppress(OSError):
             self.control.send(message)
@@ -415,6 +431,7 @@ class _Supervisor:
         self.t0: float | None = None  # the shared start, on time.monotonic()
         self.started_at = datetime.now(UTC)
         self._stop_sent = False
+        self._released = -1  # the last unit every worker was told to start
 
     # Starting -----------------------------------------------------------------------------
 
@@ -446,6 +463,7 @@ class _Supervisor:
         last = (time.monotonic(), 0, 0)
         while not all(w.finished for w in self.workers):
             self._poll(0.1)
+            self._release()
             now = time.monotonic()
             if self.stopper.reason is not None and not self._stop_sent:
                 self._stop_sent = True
@@ -461,6 +479,18 @@ class _Supervisor:
         if self.progress_out is not None and self.tty:
             self.progress_out.write("\r\x1b[2K")
             self.progress_out.flush()
+
+    def _release(self) -> None:
+        """When every worker still running is set up for the next unit: its start, a
+        moment ahead, to all of them (a worker that died or finished waits for nothing)."""
+        live = [w for w in self.workers if not w.finished]
+        position = self._released + 1
+        if not live or any(w.unit != position for w in live):
+            return
+        instant = time.monotonic() + UNIT_LEAD_S
+        for w in live:
+            w.tell(("unit", position, instant))
+        self._released = position
 
     def _show(self, now: float, last: tuple[float, int, int]) -> tuple[float, int, int]:
         p = self.progress
@@ -498,6 +528,8 @@ class _Supervisor:
         kind = message[0]
         if kind == "ready":
             w.ready = True
+        elif kind == "unit":
+            w.unit = message[1]
         elif kind == "batch":
             for item in message[1]:
                 if isinstance(item, RequestStart):

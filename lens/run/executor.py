@@ -35,7 +35,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 
 import httpx
@@ -148,8 +148,12 @@ class StageRunner:
         budget: BudgetGuard | None = None,
         sla_stop: SlaStop | None = None,
         on_start: Callable[[RequestStart], None] | None = None,
+        before_unit: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.plan = plan
+        # Awaited with the unit's position in the plan, once it is set up and just before
+        # its clock starts: worker processes start each unit together (lens.workers).
+        self.before_unit = before_unit
         self.budget = budget
         # Told of every attempt as it goes out (a worker process reports them to its
         # parent): once per request, never per read.
@@ -245,6 +249,8 @@ class StageRunner:
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:
             await pool.warm(first_url)
+        if self.before_unit is not None:
+            await self.before_unit(self.plan.stages.index(unit))
         t_start = clock.now_ns()
         if unit.cutoff_s is not None and not isinstance(unit.load, OpenLoop):
             # An open loop knows its cutoff when its last arrival is sent (open_loop).

@@ -113,6 +113,7 @@ async def execute(
     wall_clock: WallClock = utc_now,
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
+    before_unit: Callable[[int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
@@ -121,7 +122,8 @@ async def execute(
     ``start_monotonic``: likewise, an instant of ``time.monotonic()`` — the one clock every
     process of a host shares (CLOCK_MONOTONIC on Linux), so worker processes started at
     different moments start their runs together (lens.workers).  ``on_start``: told of
-    every request's attempt as it goes out."""
+    every request's attempt as it goes out; ``before_unit``: awaited before each unit's
+    clock starts (``StageRunner``)."""
     if start_monotonic is not None:
         waited = await _wait_for_monotonic(start_monotonic, handle_signals, stop)
         if waited is not None:
@@ -165,6 +167,7 @@ async def execute(
         budget=budget,
         sla_stop=sla_stop,
         on_start=on_start,
+        before_unit=before_unit,
     )
     started_at = wall_clock()
     t_start = trio.current_time()
@@ -276,6 +279,7 @@ def run_blocking(
     start_at: datetime | None = None,
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
+    before_unit: Callable[[int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -295,5 +299,6 @@ def run_blocking(
             start_at=start_at,
             start_monotonic=start_monotonic,
             on_start=on_start,
+            before_unit=before_unit,
         )
     )

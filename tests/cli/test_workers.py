@@ -33,6 +33,10 @@ prompts:
   - id: b
     messages: [{role: user, content: ho}]
 load:
+  # Lopsided on purpose: worker 0 gets 2 clients, worker 1 one, for 10 requests each, so
+  # worker 1 drains this stage ~10 requests' time later (~0.2 s) than worker 0 ...
+  - {id: lopsided, pattern: concurrency, concurrency: 3, requests: 20}
+  # ... and yet both start this one together (lens.run.gate).
   - {id: rate, pattern: constant-rate, rate: 50/s, requests: 60}
   - {id: conc, pattern: concurrency, concurrency: 5, requests: 31}
   - {id: wave, pattern: burst, requests: 7}
@@ -81,14 +85,15 @@ def test_two_workers_send_every_planned_request_once_and_merge_exactly(tmp_path:
     assert [s["index"] for s in doc["shards"]] == [0, 1]
     recs = doc["records"]
     by_stage = Counter(r["stage"] for r in recs)
-    assert by_stage == {"rate": 60, "conc": 31, "wave": 7}
+    assert by_stage == {"lopsided": 20, "rate": 60, "conc": 31, "wave": 7}
     # The open loop keeps the plan's indices: each arrival once, worker k owning k, k+2, ...
     rate = [r for r in recs if r["stage"] == "rate"]
     assert sorted(r["index"] for r in rate) == list(range(60))
     assert all(r["index"] % 2 == r["shard"] for r in rate)
-    # ... at its planned offset (20 ms apart) from its worker's stage start; both workers
-    # started the run at one instant, so their stage starts (after each one's connection
-    # set-up) differ by no more than a loaded machine adds.
+    # ... at its planned offset (20 ms apart) from its worker's stage start.  The workers
+    # started the run at one instant and this stage at another, though worker 1 finished
+    # the stage before later: their stage starts differ by no more than a loaded machine
+    # adds (without the gate, by the ~0.2 s worker 1 took longer).
     starts: dict[int, float] = {}
     for r in rate:
         start = r["t_intended"] - r["index"] * 20.0
@@ -111,7 +116,7 @@ def test_two_workers_send_every_planned_request_once_and_merge_exactly(tmp_path:
     # --records: every request once, the worker on each line.
     lines = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines()]
     keys = Counter((r["stage"], r["shard"], r["index"], r["attempt"]) for r in lines)
-    assert len(lines) == len(recs) == 98
+    assert len(lines) == len(recs) == 118
     assert max(keys.values()) == 1
 
 
