@@ -62,6 +62,7 @@ from lens.scenario.model import MAX_REPEAT
 from lens.scenario.schema import scenario_json_schema, schema_text
 from lens.sim.server import main as sim_main
 from lens.targets import ExportTarget, secrets_of
+from lens.workers import Workers, resolve_workers, run_workers
 
 EXIT_SLA_FAILED = exitcodes.SLA_FAILED
 EXIT_INPUT = exitcodes.INPUT
@@ -164,20 +165,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_not_passed(start_at)  # now, before the simulators start
         if not args.quiet:
             print(f"waiting for --start-at {start_at.isoformat()}", file=sys.stderr)
+    workers = resolve_workers(plan, args.workers)
+    if workers > 1 and shard is not None:
+        raise InputError(
+            f"--workers {workers} with --shard {shard}: run each shard in one process (give "
+            "more shards instead)"
+        )
+    if workers > 1 and not args.quiet:
+        print(f"running in {workers} worker processes", file=sys.stderr)
     progress = None if args.quiet else sys.stderr
     # --records is written as requests finish, so a killed run leaves every finished one.
     log = _records_log(Path(args.records), plan) if args.records else None
     try:
-        report = run_plan(
-            plan,
-            progress_out=progress,
-            tty=sys.stderr.isatty(),
-            on_record=None if log is None else log.write,
-            redactor=redact,
-            baseline=baseline,
-            shard=shard,
-            start_at=start_at,
-        )
+        if workers > 1:
+            report = run_workers(
+                plan,
+                workers,
+                progress_out=progress,
+                tty=sys.stderr.isatty(),
+                on_record=None if log is None else log.write,
+                redactor=redact,
+                baseline=baseline,
+                start_at=start_at,
+            )
+        else:
+            report = run_plan(
+                plan,
+                progress_out=progress,
+                tty=sys.stderr.isatty(),
+                on_record=None if log is None else log.write,
+                redactor=redact,
+                baseline=baseline,
+                shard=shard,
+                start_at=start_at,
+            )
     finally:
         if log is not None:
             log.close()
@@ -448,6 +469,16 @@ def _repeat_count(text: str) -> int:
     return value
 
 
+def _workers_count(text: str) -> Workers:
+    if text.strip() == "auto":
+        return "auto"
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of workers (1 or more) or auto, got {text!r}"
+        )
+    return int(text)
+
+
 def _repeat_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeat",
@@ -518,6 +549,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ISO8601|+DURATION",
         help="wait until this wall-clock instant (with a time zone, e.g. 2026-12-06T21:00:00Z, "
         "or +30s from now), then start: give every shard the same one",
+    )
+    r.add_argument(
+        "--workers",
+        type=_workers_count,
+        default=None,
+        metavar="N|auto",
+        help="run the plan in N worker processes of this machine, merged (auto: from the "
+        "plan's peak concurrency and rate and the cores; default: the scenario's "
+        "defaults.workers, else 1)",
     )
     _repeat_flag(r)
     _files_outside_flag(r)

@@ -123,7 +123,8 @@ CATALOGUE: tuple[MetricInfo, ...] = (
     ),
     MetricInfo(
         "error_rate", "ratio", "stage",
-        "failed requests / started requests (every error class but `cancelled` and `drained`)",
+        "failed requests / started requests (every error class but `cancelled`, `drained` "
+        "and `lens_lost`)",
         "errored requests / all started requests",
     ),
     MetricInfo(
@@ -151,7 +152,8 @@ CATALOGUE: tuple[MetricInfo, ...] = (
     ),
     MetricInfo(
         "requests", "count", "stage",
-        "started requests (every error class but `cancelled` and `drained`)", "requests started",
+        "started requests (every error class but `cancelled`, `drained` and `lens_lost`)",
+        "requests started",
     ),
     MetricInfo(
         "errors", "count", "stage", "failed requests",

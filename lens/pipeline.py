@@ -12,7 +12,8 @@ if summarising still works, else ``salvage_results``: every record, no summaries
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -35,7 +36,7 @@ from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
 from lens.plan.split import Shard, plan_hash, shard_plan
 from lens.pricing import GpuHourRate
-from lens.records import HarnessLimits, Phase, RequestRecord, RunOutcome
+from lens.records import HarnessLimits, Phase, RequestRecord, RequestStart, RunOutcome
 from lens.redact import Redactor
 from lens.run.budget import BudgetGuard
 from lens.run.harness import HarnessMonitor
@@ -81,13 +82,19 @@ def run_plan(
     baseline: Baseline | None = None,
     shard: Shard | None = None,
     start_at: datetime | None = None,
+    live: Mapping[str, ProviderSpec] | None = None,
+    start_monotonic: float | None = None,
+    on_start: Callable[[RequestStart], None] | None = None,
+    before_unit: Callable[[int], Awaitable[None]] | None = None,
 ) -> RunReport:
     """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes.
     SIGINT/SIGTERM (``handle_signals``: the main thread only), ``stop`` and
     ``cancel_after_s`` end the run early, its results partial.  ``baseline``: results to
     compare the run with (``judge_regressions``).  ``shard``: run only that shard's part of
     the plan (lens.plan.split); ``start_at``: wait for that wall-clock instant first
-    (lens.run.start)."""
+    (lens.run.start).  ``live``: the providers already reachable (a worker process is
+    handed the simulators its parent started), else started here (``live_providers``);
+    ``start_monotonic``/``on_start``/``before_unit``: see ``lens.run.session.execute``."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     whole = plan
     if shard is not None:
@@ -118,7 +125,7 @@ def run_plan(
     failure: BaseException | None = None
     regression_problem: str | None = None
     try:
-        with live_providers(plan) as providers:
+        with _providers(plan, live) as providers:
             outcome = run_blocking(
                 plan,
                 providers,
@@ -134,6 +141,9 @@ def run_plan(
                 cancel_after_s=cancel_after_s,
                 sla_stop=sla_stop,
                 start_at=start_at,
+                start_monotonic=start_monotonic,
+                on_start=on_start,
+                before_unit=before_unit,
             )
     except Exception as exc:
         if outcome is None:
@@ -180,6 +190,36 @@ def run_plan(
         failure,
         None if sla_stop is None else sla_stop.reason,
         regression_problem,
+    )
+
+
+@contextmanager
+def _providers(
+    plan: Plan, live: Mapping[str, ProviderSpec] | None
+) -> Iterator[Mapping[str, ProviderSpec]]:
+    if live is not None:
+        yield live
+        return
+    with live_providers(plan) as providers:
+        yield providers
+
+
+def outcome_results(plan: Plan, outcome: RunOutcome, redact: Redactor) -> Results:
+    """``outcome``'s results, as ``run_plan`` builds them (no sweeps, no stop_on_fail
+    marks): how lens.workers reports a worker that died from what it had sent."""
+    bill = bill_run(plan.providers, outcome.windows, outcome.records)
+    summaries, phase_summaries = summarise(plan, outcome, plan.slas, bill)
+    verdicts = judge_run(plan.slas, summaries, outcome, plan)
+    analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
+    return build_results(
+        plan,
+        outcome,
+        summaries,
+        verdicts,
+        analysis,
+        phase_summaries,
+        redactor=redact,
+        repetitions=repetition_spreads(summaries),
     )
 
 

@@ -24,8 +24,9 @@ PHASES: tuple[Phase, ...] = ("warmup", "measure", "cooldown")
 
 
 class ErrorClass(StrEnum):
-    """Why a request did not succeed.  Every class counts in every error rate except the two
-    that say where lens itself cut a request off (``cancelled``, ``drained``)."""
+    """Why a request did not succeed.  Every class counts in every error rate except the three
+    that say where lens itself cut a request off or lost it (``cancelled``, ``drained``,
+    ``lens_lost``)."""
 
     HTTP_3XX = "http_3xx"  # a redirect: lens follows none (the record says where it pointed)
     HTTP_4XX = "http_4xx"
@@ -45,6 +46,14 @@ class ErrorClass(StrEnum):
     OVERLOADED = "overloaded"  # 529 / 503 "overloaded", also in-band (Anthropic, Bedrock)
     CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C / SIGTERM) while in flight
     DRAINED = "drained"  # in flight at its stage's cutoff, cancelled by ``drain: cancel``
+    # In flight in a worker process (``lens run --workers N``) that died (killed, crashed):
+    # lens lost the request's outcome.  Like ``cancelled``, lens's doing, not the server's.
+    LENS_LOST = "lens_lost"
+
+
+# The classes that say lens itself cut a request off or lost it: not an outcome of the
+# system under test, so in no error rate's denominator (lens.metrics.summary).
+LENS_SIDE = frozenset({ErrorClass.CANCELLED, ErrorClass.DRAINED, ErrorClass.LENS_LOST})
 
 
 class TokenSource(StrEnum):
@@ -97,6 +106,21 @@ class RequestRecord:
     @property
     def status(self) -> str:
         return "ok" if self.ok else "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStart:
+    """A request's attempt going out (``StageRunner(on_start=...)``): what a worker process
+    tells its parent, so that the requests in flight when it dies are known by name."""
+
+    stage: str
+    provider: str
+    prompt: str
+    index: int
+    attempt: int
+    phase: Phase
+    t_intended: int | None
+    t_start: int  # ns on the run clock, just before the attempt is sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -786,6 +786,20 @@ def kept_records(total: int, limit: int | None) -> range | list[int]:
     return [i * total // limit for i in range(limit)]
 
 
+def with_records_kept(results: Results, limit: int | None) -> Results:
+    """``results`` listing only the records ``kept_records`` keeps (merged worker results,
+    which must hold every record until they are merged)."""
+    kept = kept_records(len(results.records), limit)
+    if len(kept) == len(results.records):
+        return results
+    return results.model_copy(
+        update={
+            "records": tuple(results.records[i] for i in kept),
+            "records_omitted": results.records_omitted + len(results.records) - len(kept),
+        }
+    )
+
+
 def salvage_results(
     plan: Plan, outcome: RunOutcome, failure: BaseException, redactor: Redactor | None = None
 ) -> Results:

@@ -40,7 +40,7 @@ from lens.metrics.sketch import DEFAULT_EXACT_LIMIT
 from lens.metrics.summary import PERCENTILES, StageAccumulator, StageKey
 from lens.metrics.windows import NS_PER_S, window_index
 from lens.plan.model import Plan, SlaSpec
-from lens.records import ErrorClass, RequestRecord, StageWindow
+from lens.records import LENS_SIDE, RequestRecord, StageWindow
 from lens.scenario.sla import SlaExpr
 
 SETTLE_MARGIN_NS = NS_PER_S  # past a request's deadline, for its record to be emitted
@@ -161,7 +161,7 @@ class SlaWatch:
             self._plain[key] = (plain, StageAccumulator(stage, provider, spec=spec))
 
     def on_record(self, rec: RequestRecord, in_flight: int, origin_ns: int) -> str | None:
-        if rec.error_class in (ErrorClass.CANCELLED, ErrorClass.DRAINED):
+        if rec.error_class in LENS_SIDE:
             return None  # cut off by lens: in no window's denominator
         if rec.phase != "measure" and rec.stage not in self.pooled:
             return None

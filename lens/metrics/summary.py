@@ -8,12 +8,12 @@ Counting rules (see also ``lens.metrics.request``):
 
 * ``requests`` is every started request; ``errors`` every failed one, whatever its
   class; ``error_rate = errors / requests`` and ``success_rate = ok / requests`` (both
-  ``None`` when nothing started, since 0/0 is not a rate).  Two classes say lens cut a
-  request off, not the server: ``cancelled`` (the run was interrupted) and ``drained`` (in
-  flight at its stage's cutoff with ``drain: cancel``).  Both are listed in
-  ``error_counts`` and kept out of every denominator; drained ones are also counted in
-  ``drained``.  The cost of both is in the stage's cost: a summary's cost is the sum of
-  its records' costs, whatever their class.
+  ``None`` when nothing started, since 0/0 is not a rate).  Three classes say lens cut a
+  request off or lost it, not the server: ``cancelled`` (the run was interrupted),
+  ``drained`` (in flight at its stage's cutoff with ``drain: cancel``) and ``lens_lost``
+  (in flight in a worker process that died).  They are listed in ``error_counts`` and kept
+  out of every denominator; drained ones are also counted in ``drained``.  Their cost is in
+  the stage's cost: a summary's cost is the sum of its records' costs, whatever their class.
 * Warmup and cooldown requests (``RequestRecord.phase``) are summarised apart, one
   ``Summary`` per phase with its ``phase`` set, unless their stage pools them with the
   measured ones (``sla_includes_warmup``).
@@ -52,7 +52,7 @@ from lens.metrics.request import NS_PER_S, SERIES_FORMULAS, request_metrics
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
 from lens.plan.model import ProviderSpec, SlaSpec
 from lens.pricing import GpuHourRate
-from lens.records import ErrorClass, Phase, Repetition, RequestRecord
+from lens.records import LENS_SIDE, ErrorClass, Phase, Repetition, RequestRecord
 from lens.scenario.sla import SlaExpr
 
 StageKey = tuple[str, str]  # (stage, provider)
@@ -271,7 +271,7 @@ class StageAccumulator:
     def take(self, rec: RequestRecord, gpu_usd: Decimal | None = None) -> None:
         """``add`` without the check that the record is this group's own: how a repeated
         stage's pooled group takes its repetitions' records (stage ``<id>#<k>``)."""
-        if rec.error_class is ErrorClass.CANCELLED or rec.error_class is ErrorClass.DRAINED:
+        if rec.error_class in LENS_SIDE:
             # Cut off by lens: by its own interruption (Ctrl-C, SIGTERM; the run is marked
             # partial, and a partial run never passes) or by the stage's own end (drain:
             # cancel).  Not an outcome of the system under test: listed in error_counts,

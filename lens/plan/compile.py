@@ -193,6 +193,7 @@ def compile_plan(
         environment=_environment(scenario.source_map, ctx.reads),
         regression=_regression(scenario),
         results_records=records_kept(scenario.results.records),
+        workers=scenario.defaults.workers,
     )
 
 

@@ -645,3 +645,5 @@ class Plan:
     # Per-request records results.json lists: None all, else an evenly spaced sample of
     # this many (scenario ``results: {records: ...}``, ``lens run --results-records``).
     results_records: int | None = None
+    # defaults.workers: processes that run the plan (lens.workers); "auto" resolved there.
+    workers: int | Literal["auto"] = 1

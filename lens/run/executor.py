@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 
 import httpx
@@ -57,7 +57,7 @@ from lens.plan.model import (
 )
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
-from lens.records import ErrorClass, Phase, RequestRecord, StageWindow
+from lens.records import ErrorClass, Phase, RequestRecord, RequestStart, StageWindow
 from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
@@ -156,9 +156,17 @@ class StageRunner:
         transport_for: TransportFactory | None = None,
         budget: BudgetGuard | None = None,
         sla_stop: SlaStop | None = None,
+        on_start: Callable[[RequestStart], None] | None = None,
+        before_unit: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.plan = plan
+        # Awaited with the unit's position in the plan, once it is set up and just before
+        # its clock starts: worker processes start each unit together (lens.workers).
+        self.before_unit = before_unit
         self.budget = budget
+        # Told of every attempt as it goes out (a worker process reports them to its
+        # parent): once per request, never per read.
+        self.on_start = on_start
         self.sla_stop = sla_stop
         self._running: _RunningUnit | None = None  # watched by sla_stop
         self.providers = providers
@@ -250,6 +258,8 @@ class StageRunner:
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:
             await pool.warm(first_url)
+        if self.before_unit is not None:
+            await self.before_unit(self.plan.stages.index(unit))
         t_start = clock.now_ns()
         if unit.cutoff_s is not None and not isinstance(unit.load, OpenLoop):
             # An open loop knows its cutoff when its last arrival is sent (open_loop).
@@ -294,6 +304,7 @@ class _RunningUnit:
         "clock",
         "emit",
         "limiter",
+        "on_start",
         "pool",
         "progress",
         "prompts",
@@ -325,6 +336,7 @@ class _RunningUnit:
         self.progress = runner.progress
         self.prompts = runner.plan.prompts
         self.emit = runner._emit
+        self.on_start = runner.on_start
         # The optional max_concurrency cap of an open loop, acquired after the intended time.
         limit = unit.load.max_concurrency if isinstance(unit.load, OpenLoop) else None
         self.limiter = trio.CapacityLimiter(limit) if limit else None
@@ -499,8 +511,22 @@ class _RunningUnit:
                 budget.settle(held, rec, spec)
             self.emit(rec)
 
+        on_start = self.on_start
         while True:
             state.in_flight += 1  # until its record is emitted
+            if on_start is not None:
+                on_start(
+                    RequestStart(
+                        unit.stage,
+                        unit.provider,
+                        prompt.id,
+                        index,
+                        attempt,
+                        phase,
+                        t_intended if attempt == 1 else None,
+                        self.clock.now_ns(),
+                    )
+                )
             async with self.pool.transport() as transport:
                 await execute_request(
                     transport,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TextIO
@@ -31,6 +32,7 @@ from lens.records import (
     LENS_FAILED_STOP,
     SLA_STOP,
     RequestRecord,
+    RequestStart,
     RunOutcome,
 )
 from lens.redact import Redactor, redact_record
@@ -109,11 +111,31 @@ async def execute(
     sla_stop: SlaStop | None = None,
     start_at: datetime | None = None,
     wall_clock: WallClock = utc_now,
+    start_monotonic: float | None = None,
+    on_start: Callable[[RequestStart], None] | None = None,
+    before_unit: Callable[[int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
     ``"cancel_after"``.  ``start_at``: wait (asleep; a signal or ``stop`` still ends the
-    wait) until ``wall_clock`` reads it, then start the run clock (lens.run.start)."""
+    wait) until ``wall_clock`` reads it, then start the run clock (lens.run.start).
+    ``start_monotonic``: likewise, an instant of ``time.monotonic()`` — the one clock every
+    process of a host shares (CLOCK_MONOTONIC on Linux), so worker processes started at
+    different moments start their runs together (lens.workers).  ``on_start``: told of
+    every request's attempt as it goes out; ``before_unit``: awaited before each unit's
+    clock starts (``StageRunner``)."""
+    if start_monotonic is not None:
+        waited = await _wait_for_monotonic(start_monotonic, handle_signals, stop)
+        if waited is not None:
+            return RunOutcome(
+                records=(),
+                windows=(),
+                started_at=wall_clock(),
+                duration_s=0.0,
+                interrupted_by=waited,
+                harness=None,
+                failure=None,
+            )
     if start_at is not None:
         waited = await _wait_for_start(start_at, wall_clock, handle_signals, stop)
         if waited is not None:  # stopped before anything started
@@ -144,6 +166,8 @@ async def execute(
         transport_for=transport_for,
         budget=budget,
         sla_stop=sla_stop,
+        on_start=on_start,
+        before_unit=before_unit,
     )
     started_at = wall_clock()
     t_start = trio.current_time()
@@ -201,6 +225,23 @@ async def _wait_for_start(
     return interrupted[0] if interrupted else None
 
 
+async def _wait_for_monotonic(
+    instant: float, handle_signals: bool, stop: StopSwitch | None
+) -> str | None:
+    """Until ``time.monotonic()`` reads ``instant``; what interrupted the wait, if anything.
+    trio's clock is ``perf_counter`` plus a random offset: the same clock as ``monotonic`` on
+    Linux, so the deadline is converted once, here."""
+    interrupted: list[str] = []
+    async with trio.open_nursery() as nursery:
+        if handle_signals:
+            nursery.start_soon(_watch_signals, nursery.cancel_scope, interrupted)
+        if stop is not None:
+            nursery.start_soon(_watch_stop, stop, nursery.cancel_scope, interrupted)
+        await trio.sleep_until(trio.current_time() + (instant - time.monotonic()))
+        nursery.cancel_scope.cancel()
+    return interrupted[0] if interrupted else None
+
+
 async def _watch_signals(scope: trio.CancelScope, interrupted: list[str]) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -236,6 +277,9 @@ def run_blocking(
     cancel_after_s: float | None = None,
     sla_stop: SlaStop | None = None,
     start_at: datetime | None = None,
+    start_monotonic: float | None = None,
+    on_start: Callable[[RequestStart], None] | None = None,
+    before_unit: Callable[[int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -253,5 +297,8 @@ def run_blocking(
             cancel_after_s=cancel_after_s,
             sla_stop=sla_stop,
             start_at=start_at,
+            start_monotonic=start_monotonic,
+            on_start=on_start,
+            before_unit=before_unit,
         )
     )

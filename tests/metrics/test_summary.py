@@ -31,7 +31,7 @@ def only(summaries: tuple[Summary, ...]) -> Summary:
 
 def test_every_error_class_counts_in_the_denominator() -> None:
     recs = [record(index=i) for i in range(3)]
-    lens_cut_off = (ErrorClass.CANCELLED, ErrorClass.DRAINED)
+    lens_cut_off = (ErrorClass.CANCELLED, ErrorClass.DRAINED, ErrorClass.LENS_LOST)
     sut_classes = [c for c in ErrorClass if c not in lens_cut_off]
     recs += [failed(cls, index=10 + i) for i, cls in enumerate(ErrorClass)]
     recs.append(failed(error_class=None, index=99))  # a failure nobody classified
@@ -282,3 +282,12 @@ def test_a_shard_from_a_newer_lens_keeps_its_unknown_metric() -> None:
     (s,) = SummaryBuilder.from_dict(d).build()
     assert s.metrics["future_metric"].n == 1
     assert s.metrics["future_metric"].unit is None
+
+
+def test_lens_lost_requests_are_listed_apart_and_not_in_any_rate() -> None:
+    # In flight in a worker process that died: lens lost them, the server did not fail them.
+    recs = [record(index=0), failed(index=1), failed(ErrorClass.LENS_LOST, index=2)]
+    s = only(aggregate(recs, stage_windows={("s", "p"): WINDOW_2S}))
+    assert (s.requests, s.ok, s.errors) == (2, 1, 1)
+    assert s.error_rate == 0.5
+    assert s.error_counts[ErrorClass.LENS_LOST.value] == 1

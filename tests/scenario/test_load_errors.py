@@ -104,7 +104,7 @@ def test_unknown_key_without_suggestion_lists_allowed_keys() -> None:
     assert only_problem(text) == (
         "s.yaml:14:12: defaults.zzz: unknown field 'zzz'; "
         "allowed here: retries, timeout, max_tokens, warmup, cooldown, drain, drain_timeout, "
-        "sla_includes_warmup, repeat, pacing"
+        "sla_includes_warmup, repeat, pacing, workers"
     )
 
 

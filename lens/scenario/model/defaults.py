@@ -103,3 +103,10 @@ class Defaults(FrozenModel):
         "or precise (the last millisecond before each arrival is spun through: sub-ms "
         "dispatch lag for up to a millisecond of CPU per request).",
     )
+    workers: Annotated[int, Field(strict=True, ge=1, le=1024)] | Literal["auto"] = Field(
+        1,
+        description="Worker processes of this machine that run the plan, each its share "
+        "(the split of lens run --shard), their results merged: a number, or auto (one per "
+        "~250 streams or ~500 arrivals/s of the busiest stage, at most the cores but one). "
+        "lens run --workers replaces it. Default 1: one process.",
+    )

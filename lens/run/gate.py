@@ -1,0 +1,54 @@
+"""Each unit of a run started at an instant another process names (``lens run --workers``).
+
+A worker process runs its share of every unit; for the unit's open-loop schedule to stay
+one global schedule, every worker must start the unit's clock at the same instant, not
+when its own share of the unit before happened to drain.  So once a unit is set up (its
+transports built and warmed), the worker asks its parent (``ask``) and waits; the parent,
+when every worker has asked, names an instant of ``time.monotonic()`` (the one clock of
+every process of the host) a moment ahead, and each worker's unit starts then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+import trio
+
+
+class UnitGate:
+    """``StageRunner(before_unit=gate)``: awaited with each unit's position; ``open`` (from
+    any thread: the worker's control reader) lets it through at an instant."""
+
+    def __init__(self, ask: Callable[[int], None]) -> None:
+        self._ask = ask
+        self._lock = threading.Lock()
+        self._instants: dict[int, float] = {}
+        self._waiting: dict[int, tuple[trio.lowlevel.TrioToken, trio.Event]] = {}
+
+    def open(self, position: int, instant: float) -> None:
+        """Unit ``position`` starts at ``instant`` (``time.monotonic()``)."""
+        with self._lock:
+            self._instants[position] = instant
+            waiting = self._waiting.pop(position, None)
+        if waiting is not None:
+            token, event = waiting
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(event.set)
+
+    async def __call__(self, position: int) -> None:
+        event = trio.Event()
+        with self._lock:
+            known = position in self._instants
+            if not known:
+                self._waiting[position] = (trio.lowlevel.current_trio_token(), event)
+        # Asked only once registered, so the answer cannot come before anyone listens.
+        self._ask(position)
+        if not known:
+            await event.wait()
+        instant = self._instants[position]
+        # trio's clock is perf_counter plus a random offset: the same clock as monotonic
+        # on Linux, converted once.
+        await trio.sleep_until(trio.current_time() + (instant - time.monotonic()))
