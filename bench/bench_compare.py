@@ -31,11 +31,11 @@ from typing import Any
 import lens
 from lens.metrics.compare import (
     Options,
-    PointStats,
     Side,
     compare_sides,
 )
 from lens.metrics.sketch import nearest_rank
+from lens.metrics.summary import MetricStats
 from lens.scenario.thresholds import (
     DEFAULT_CHECKS,
     default_threshold,
@@ -81,9 +81,9 @@ def _lognormal(rng: random.Random, mean: float) -> float:
     return mean * math.exp(rng.gauss(-sigma2 / 2, math.sqrt(sigma2)))
 
 
-def _stats(values: list[float]) -> PointStats:
+def _stats(values: list[float]) -> MetricStats:
     xs = sorted(values)
-    return PointStats(
+    return MetricStats(
         n=len(xs),
         min=xs[0],
         mean=math.fsum(xs) / len(xs),

@@ -274,6 +274,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def _results_flags(
+    parser: argparse.ArgumentParser, *, quiet: str, output: str = "write results JSON here"
+) -> None:
+    """What ``lens run`` and ``lens merge`` both do with the results they end with: write,
+    show and export them (``_write_outputs``, ``_export``)."""
+    parser.add_argument("-o", "--output", metavar="RESULTS.json", help=output)
+    parser.add_argument("--records", metavar="FILE.jsonl", help="also write one line per request")
+    parser.add_argument("--format", choices=("table", "json", "markdown"), default=None)
+    parser.add_argument("-q", "--quiet", action="store_true", help=quiet)
+    parser.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="KIND=DEST",
+        help=f"also export to DEST (repeatable): {_KINDS}",
+    )
+
+
 def _records_kept(text: str) -> str | int:
     if text in ("all", "none"):
         return text
@@ -514,8 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a scenario and judge its SLAs")
     r.add_argument("file", metavar="FILE")
-    r.add_argument("-o", "--output", metavar="RESULTS.json", help="write results JSON here")
-    r.add_argument("--records", metavar="FILE.jsonl", help="also write one line per request")
+    _results_flags(r, quiet="no progress, no table")
     r.add_argument(
         "--results-records",
         metavar="all|none|N",
@@ -528,15 +545,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RESULTS.json|git:REF:PATH",
         help="compare the run with these results, as lens compare (replaces the scenario's "
         "regression: baseline); a regression fails the run with exit 1",
-    )
-    r.add_argument("--format", choices=("table", "json", "markdown"), default=None)
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
-    r.add_argument(
-        "--export",
-        action="append",
-        default=[],
-        metavar="KIND=DEST",
-        help=f"also export to DEST (repeatable): {_KINDS}",
     )
     r.add_argument(
         "--shard",
@@ -567,17 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         "merge", help="merge the results of the shards of one run (lens run --shard I/N)"
     )
     m.add_argument("shards", nargs="+", metavar="SHARD.json")
-    m.add_argument("-o", "--output", metavar="RESULTS.json", help="write merged results here")
-    m.add_argument("--records", metavar="FILE.jsonl", help="also write one line per request")
-    m.add_argument("--format", choices=("table", "json", "markdown"), default=None)
-    m.add_argument("-q", "--quiet", action="store_true", help="no table")
-    m.add_argument(
-        "--export",
-        action="append",
-        default=[],
-        metavar="KIND=DEST",
-        help=f"also export to DEST (repeatable): {_KINDS}",
-    )
+    _results_flags(m, quiet="no table", output="write merged results here")
     m.set_defaults(func=cmd_merge)
 
     e = sub.add_parser(

@@ -20,13 +20,12 @@ from tabulate import tabulate
 
 from lens.errors import InputError, Problem
 from lens.export.junit_xml import Case, Suite, junit_suites
-from lens.export.results import RecordOut, Results, SummaryOut
+from lens.export.results import RecordOut, Results
 from lens.export.sink import write_atomic
 from lens.metrics.compare import (
     Check,
     Comparison,
     Options,
-    PointStats,
     Side,
     compare_sides,
     unmeasured,
@@ -64,23 +63,6 @@ _MARK = {
 
 
 # --- results -> sides ---------------------------------------------------------------------
-
-
-def _stats(s: SummaryOut) -> dict[str, PointStats]:
-    return {
-        name: PointStats(
-            n=m.n,
-            exact=m.exact,
-            min=m.min,
-            mean=m.mean,
-            p50=m.p50,
-            p90=m.p90,
-            p95=m.p95,
-            p99=m.p99,
-            max=m.max,
-        )
-        for name, m in s.metrics.items()
-    }
 
 
 def _cost(text: str | None) -> float | None:
@@ -141,7 +123,7 @@ def sides(results: Results) -> dict[tuple[str, str], Side]:
             model=s.model,
             requests=s.requests,
             errors=s.errors,
-            stats=_stats(s),
+            stats=dict(s.metrics),
             values=values,
             spread=spreads.get((s.stage, s.provider), {}),
         )

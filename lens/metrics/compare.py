@@ -67,6 +67,7 @@ from lens.metric_catalog import MIN_SAMPLES, REQUEST_METRICS, STAGE_METRICS
 from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.repetitions import Spread, spread_half_width
 from lens.metrics.sketch import nearest_rank
+from lens.metrics.summary import MetricStats
 from lens.scenario.thresholds import (
     BETTER,
     PROPORTIONS,
@@ -97,25 +98,6 @@ TDIGEST_RANK_ERROR = 0.005
 
 
 @dataclass(frozen=True, slots=True)
-class PointStats:
-    """A summary's statistics of one metric (percentiles nearest-rank or t-digest)."""
-
-    n: int
-    exact: bool = True
-    min: float | None = None
-    mean: float | None = None
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    max: float | None = None
-
-    def get(self, stat: str) -> float | None:
-        value: float | None = getattr(self, stat)
-        return value
-
-
-@dataclass(frozen=True, slots=True)
 class Side:
     """One stage x provider of one results file, as the comparison needs it.
 
@@ -129,7 +111,7 @@ class Side:
     provider: str
     requests: int
     errors: int
-    stats: Mapping[str, PointStats]
+    stats: Mapping[str, MetricStats]
     values: Mapping[str, Sequence[Sequence[float]]] | None = None
     model: str = ""
     # A repeated stage (``repeat: N``; its pooled summary): each statistic's run-to-run
@@ -423,7 +405,7 @@ def _binomial_ranks(n: int, q: float, confidence: float) -> tuple[int, int]:
     return low, high
 
 
-def _summary_level_value(stats: PointStats, level: float) -> float | None:
+def _summary_level_value(stats: MetricStats, level: float) -> float | None:
     """The value at quantile ``level`` by linear interpolation of the known percentiles."""
     knots = [
         (0.0, stats.min),
@@ -444,7 +426,7 @@ def _summary_level_value(stats: PointStats, level: float) -> float | None:
 
 
 def _summary_interval(
-    stats: PointStats, stat: str, confidence: float
+    stats: MetricStats, stat: str, confidence: float
 ) -> tuple[float, float] | None:
     """Interval of one side's statistic from its summary alone (see the module doc)."""
     n = stats.n
@@ -504,7 +486,7 @@ def unmeasured(base: Side, cur: Side, label: str) -> bool:
     metric = label.partition(".")[0]
     if metric in PROPORTIONS:
         return False
-    return all((side.stats.get(metric) or PointStats(0)).n == 0 for side in (base, cur))
+    return all((side.stats.get(metric) or MetricStats(0)).n == 0 for side in (base, cur))
 
 
 def compare_sides(

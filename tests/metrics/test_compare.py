@@ -19,7 +19,6 @@ from lens.metrics.compare import (
     Comparison,
     Options,
     Outcome,
-    PointStats,
     Side,
     _binomial_ranks,
     _Resampler,
@@ -29,6 +28,7 @@ from lens.metrics.compare import (
     wilson,
 )
 from lens.metrics.sketch import nearest_rank
+from lens.metrics.summary import MetricStats
 from lens.scenario.thresholds import (
     DEFAULT_CHECKS,
     Threshold,
@@ -46,11 +46,11 @@ def lognormal(rng: random.Random, mean: float, jitter: float) -> float:
     return mean * math.exp(rng.gauss(-sigma2 / 2, math.sqrt(sigma2)))
 
 
-def stats_of(values: list[float], exact: bool = True) -> PointStats:
+def stats_of(values: list[float], exact: bool = True) -> MetricStats:
     xs = sorted(values)
     if not xs:
-        return PointStats(0)
-    return PointStats(
+        return MetricStats(0)
+    return MetricStats(
         n=len(xs),
         exact=exact,
         min=xs[0],
