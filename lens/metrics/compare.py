@@ -540,15 +540,7 @@ def _proportion_check(
         label,
         metric,
         threshold,
-        b,
-        c,
-        n0,
-        n1,
-        change,
-        relative,
-        interval,
-        None,
-        "newcombe",
+        _Estimate(b, c, n0, n1, change, relative, interval, None, "newcombe"),
         too_few=None if (n0 and n1) else "no requests were started on one side",
         spread=_spread_width(base, cur, label, options),
     )
@@ -604,20 +596,16 @@ def _metric_check(
                 if len(ratios) == len(diffs)
                 else None
             )
+            relative = (point1 / point0 - 1) if point0 > 0 else None
+            estimate = _Estimate(
+                point0, point1, n0, n1, point1 - point0, relative, ci, rel_ci, "bootstrap"
+            )
             return _finish(
                 base,
                 label,
                 metric,
                 threshold,
-                point0,
-                point1,
-                n0,
-                n1,
-                point1 - point0,
-                (point1 / point0 - 1) if point0 > 0 else None,
-                ci,
-                rel_ci,
-                "bootstrap",
+                estimate,
                 spread=_spread_width(base, cur, label, options),
             )
     b = bs.get(stat) if bs is not None else None
@@ -642,15 +630,7 @@ def _metric_check(
         label,
         metric,
         threshold,
-        b,
-        c,
-        n0,
-        n1,
-        change,
-        relative,
-        interval,
-        rel_interval,
-        method,
+        _Estimate(b, c, n0, n1, change, relative, interval, rel_interval, method),
         too_few=too_few,
         spread=_spread_width(base, cur, label, options),
     )
@@ -680,23 +660,33 @@ def _widened(
     return wide, rel_interval, True
 
 
+@dataclass(frozen=True, slots=True)
+class _Estimate:
+    """One check's figures before it is judged: each side's value and count, the change
+    and its confidence intervals (absolute, relative), and how they were worked out."""
+
+    baseline: float | None
+    current: float | None
+    n_baseline: int
+    n_current: int
+    change: float | None
+    relative: float | None
+    interval: tuple[float, float] | None
+    rel_interval: tuple[float, float] | None
+    method: str
+
+
 def _finish(
     base: Side,
     label: str,
     metric: str,
     threshold: Threshold,
-    b: float | None,
-    c: float | None,
-    n0: int,
-    n1: int,
-    change: float | None,
-    relative: float | None,
-    interval: tuple[float, float] | None,
-    rel_interval: tuple[float, float] | None,
-    method: str,
+    estimate: _Estimate,
     too_few: str | None = None,
     spread: float | None = None,
 ) -> Check:
+    b, change = estimate.baseline, estimate.change
+    interval, rel_interval, method = estimate.interval, estimate.rel_interval, estimate.method
     better = BETTER[metric]
     widened = False
     if too_few is None:
@@ -729,11 +719,11 @@ def _finish(
         unit=_unit(metric),
         better=better,
         baseline=b,
-        current=c,
-        n_baseline=n0,
-        n_current=n1,
+        current=estimate.current,
+        n_baseline=estimate.n_baseline,
+        n_current=estimate.n_current,
         change=change,
-        relative_change=relative,
+        relative_change=estimate.relative,
         interval=interval,
         relative_interval=rel_interval,
         threshold=threshold,
