@@ -200,6 +200,10 @@ class ClientRun:
         return self.truth.tokens / self.truth.window_s if self.truth.window_s > 0 else 0.0
 
     @property
+    def client_cores(self) -> float:
+        return self.window_cpu_s / self.truth.window_s if self.truth.window_s > 0 else 0.0
+
+    @property
     def mock_cores(self) -> float:
         return self.mock_cpu_s / self.truth.window_s if self.truth.window_s > 0 else 0.0
 
@@ -418,7 +422,10 @@ def absorption_workers(emit: Emit, streams: int = 128, requests: int = 4000) -> 
         f"write), {streams} streams, {requests} requests; tokens/s = mock-sent tokens over "
         "its first-arrival-to-last-chunk window"
     )
-    emit(f"{'client':>10} {'tokens/s':>10} {'CPU us/tok':>10} {'errors':>6} {'mock cores':>10}")
+    emit(
+        f"{'client':>10} {'tokens/s':>10} {'CPU us/tok':>10} {'errors':>6} {'client cores':>12} "
+        f"{'mock cores':>10}"
+    )
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="lens-bench-w-") as d:
         tmp = Path(d)
@@ -428,13 +435,14 @@ def absorption_workers(emit: Emit, streams: int = 128, requests: int = 4000) -> 
             rates[f"lens w{workers}"] = run.tokens_per_s
             emit(
                 f"{f'lens w{workers}':>10} {run.tokens_per_s:>10,.0f} {run.us_per_token:>10.1f} "
-                f"{lt.errors + lt.planned - lt.records:>6} {run.mock_cores:>10.2f}"
+                f"{lt.errors + lt.planned - lt.records:>6} {run.client_cores:>12.2f} "
+                f"{run.mock_cores:>10.2f}"
             )
         ref = run_reference(streams, requests, 0.0, 0.0, tmp)
         rates["ref"] = ref.tokens_per_s
         emit(
             f"{'ref':>10} {ref.tokens_per_s:>10,.0f} {ref.us_per_token:>10.1f} "
-            f"{ref.out['requests_failed']:>6} {ref.mock_cores:>10.2f}"
+            f"{ref.out['requests_failed']:>6} {ref.client_cores:>12.2f} {ref.mock_cores:>10.2f}"
         )
     emit(
         f"{'ratio':>10} lens w1 / ref {_ratio(rates['lens w1'], rates['ref'])}, "
@@ -454,7 +462,8 @@ def rate_1000(emit: Emit, rate: int = 1000, seconds: int = 5) -> None:
     )
     emit(
         f"{'client':>10} {'sent':>5} {'errors':>6} {'planned/s':>9} {'achieved/s':>10} "
-        f"{'error':>7} {'lag p50':>9} {'lag p99':>9} {'max':>9} {'mock cores':>10}"
+        f"{'error':>7} {'lag p50':>9} {'lag p99':>9} {'max':>9} {'lens cores':>10} "
+        f"{'CPU ms/req':>10} {'mock cores':>10}"
     )
     with tempfile.TemporaryDirectory(prefix="lens-bench-w-") as d:
         tmp = Path(d)
@@ -462,11 +471,13 @@ def rate_1000(emit: Emit, rate: int = 1000, seconds: int = 5) -> None:
             run = run_lens(load.replace("}", ", max_tokens: 16}"), 0, workers, 50.0, 10.0, tmp)
             lt = lens_times(run.out)
             p = run.out["summaries"][0]["pacing"]
+            ms_per_request = run.window_cpu_s / max(run.truth.served, 1) * 1e3
             emit(
                 f"{f'lens w{workers}':>10} {p['sent']:>5} {lt.errors:>6} "
                 f"{p['planned_rate_per_s']:>9.1f} {p['achieved_rate_per_s']:>10.1f} "
                 f"{p['rate_error'] * 100:>+6.2f}% {p['lag_p50_ms']:>7.2f}ms "
-                f"{p['lag_p99_ms']:>7.2f}ms {p['lag_max_ms']:>7.2f}ms {run.mock_cores:>10.2f}"
+                f"{p['lag_p99_ms']:>7.2f}ms {p['lag_max_ms']:>7.2f}ms {run.client_cores:>10.2f} "
+                f"{ms_per_request:>10.3f} {run.mock_cores:>10.2f}"
             )
     emit(f"{'':>10} (targets for w2: within 1 % of plan, lag p99 <= 10 ms; no reference)")
 
