@@ -11,34 +11,48 @@ import pytest
 
 from bench.bench_workers import CpuSampler, _tree_cpu_s, read_truth
 
-# A parent that starts a child burning 0.3 s of CPU, then waits for it and lingers: the
-# parent itself uses almost none.
-BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+# A child burns 0.3 s of CPU, says so, and waits; its parent (using almost none) reaps it
+# when told, says so, and waits in turn: each step is a line on the shared pipes.
+CHILD = (
+    "import sys, time\n"
+    "t = time.process_time()\n"
+    "while time.process_time() - t < 0.3: pass\n"
+    "print('burnt', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
 PARENT = (
-    "import subprocess, sys, time\n"
-    f"p = subprocess.Popen([sys.executable, '-c', {BURN + 'time.sleep(1.5)'!r}])\n"
-    "p.wait()\n"
-    "time.sleep(1.0)\n"
+    "import subprocess, sys\n"
+    f"subprocess.run([sys.executable, '-c', {CHILD!r}])\n"
+    "print('reaped', flush=True)\n"
+    "sys.stdin.readline()\n"
 )
 
 
 def test_tree_cpu_counts_live_and_reaped_descendants() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", PARENT])
-    try:
-        with CpuSampler(period_s=0.02) as sampler:
-            sampler.watch("tree", proc.pid)
-            proc.wait(timeout=30)
-        samples = sampler.samples["tree"]
-        assert samples
-        # While the child sleeps, alive, its 0.3 s count; once reaped, the parent's
-        # cutime carries them: the tree's CPU never drops and ends above 0.3 s.
-        cpus = [c for _, c in samples]
-        assert cpus == sorted(cpus)
-        assert cpus[-1] >= 0.28
-        assert sampler.between("tree", samples[0][0], samples[-1][0]) == cpus[-1] - cpus[0]
-    finally:
-        proc.kill()
-        proc.wait()
+    with subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            with CpuSampler(period_s=0.02) as sampler:
+                sampler.watch("tree", proc.pid)
+                assert proc.stdout.readline() == "burnt\n"
+                alive = _tree_cpu_s(proc.pid)  # the child's CPU, read from the live child
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                assert proc.stdout.readline() == "reaped\n"
+                reaped = _tree_cpu_s(proc.pid)  # now in the parent's cutime
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                proc.wait(timeout=30)
+        finally:
+            proc.kill()
+    assert alive is not None
+    assert alive >= 0.28
+    assert reaped is not None
+    assert reaped >= alive - 0.02  # clock ticks of 10 ms, read twice
+    assert sampler.samples["tree"]
     assert _tree_cpu_s(proc.pid) is None  # gone
 
 
