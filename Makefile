@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers demo test check lint typecheck unit bench bench-memory schema clean dist docs docs-serve metrics-doc
+.PHONY: install servers demo test check lint typecheck unit bench bench-workers bench-memory schema clean dist docs docs-serve metrics-doc
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ check: test
 
 bench: install
 	$(BIN)/python -m bench
+
+# Just the worker sections of make bench (1,024 streams, zero-delay absorption, 1,000 req/s).
+bench-workers: install
+	$(BIN)/python -m bench.bench_workers
 
 # Ten minutes at 1,000 req/s on the simulator: RSS per 100k requests (README: Long runs).
 bench-memory: install
