@@ -59,7 +59,7 @@ from lens.metrics.compare import (
 )
 from lens.metrics.estimate import estimate_to_dict
 from lens.metrics.recommend import recommend as _recommend
-from lens.pipeline import Baseline, run_plan
+from lens.pipeline import Baseline
 from lens.plan.compile import compile_plan as _compile_plan
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, SlaSpec
@@ -77,6 +77,7 @@ from lens.scenario.thresholds import (
     parse_threshold_flag,
 )
 from lens.targets import ExportTarget, TargetError, parse_target, secrets_of
+from lens.workers import Workers, resolve_workers, run_workers
 
 __all__ = [
     "Comparison",
@@ -235,6 +236,7 @@ def run(
     env: Mapping[str, str] | None = None,
     baseline: BaselineSource | None = None,
     repeat: int | None = None,
+    workers: Workers | None = None,
 ) -> Results:
     """Run a scenario (a ``Plan``, a ``Scenario``, or anything ``load_scenario`` reads) and
     return its ``Results``, as ``lens run -o`` would write them.  Blocks until the run ends;
@@ -257,6 +259,12 @@ def run(
       lands in ``results.regressions`` and a regression makes the exit code 1.
     * ``repeat``: as ``lens run --repeat N`` (a scenario target only: a ``Plan`` is
       compiled already, so ``compile_plan(..., repeat=N)`` it instead).
+    * ``workers``: as ``lens run --workers N|auto``: the plan split across N processes,
+      their results merged exactly (default: the scenario's ``defaults.workers``, 1 unless
+      set).  The processes are started with ``spawn``, which imports the caller's main
+      module again in each: a script must call ``lens.run`` under
+      ``if __name__ == "__main__":`` (or the workers start the script over).  ``on_record``
+      is still called in this thread, once per request, in finishing order.
 
     ``results.exit_code`` is what ``lens run`` would exit with before exporting (0 pass, 1
     an SLA failed, 3 inconclusive or partial, 5 lens itself failed mid-run, with what was
@@ -269,7 +277,7 @@ def run(
     _check_cancel_after(cancel_after)
     switch = StopSwitch()
     callback = None if on_record is None else _Guarded(on_record, switch)
-    job = _Job.prepare(target, exporters, env, baseline, repeat)
+    job = _Job.prepare(target, exporters, env, baseline, repeat, workers)
     results = job.execute(
         callback,
         stop=switch,
@@ -292,6 +300,7 @@ async def run_async(
     env: Mapping[str, str] | None = None,
     baseline: BaselineSource | None = None,
     repeat: int | None = None,
+    workers: Workers | None = None,
 ) -> Results:
     """``run`` for asyncio and trio callers: ``await lens.run_async(...)`` returns the same
     ``Results`` and raises the same errors, without blocking the caller's event loop.
@@ -303,6 +312,8 @@ async def run_async(
 
     Cancelling the awaiting task stops the run (as SIGTERM would), waits for it to wind
     down (simulated servers stopped, nothing left running) and re-raises the cancellation.
+    ``workers`` as for ``run`` (worker processes started from that thread, the same
+    ``if __name__ == "__main__":`` rule).
     """
     host = _Host.current()
     _check_cancel_after(cancel_after)
@@ -312,7 +323,7 @@ async def run_async(
     exported = list(exporters)
 
     def work() -> Results:
-        job = _Job.prepare(target, exported, env, baseline, repeat)
+        job = _Job.prepare(target, exported, env, baseline, repeat, workers)
         results = job.execute(
             deliver,
             stop=switch,
@@ -343,6 +354,7 @@ class _Job:
     targets: list[ExportTarget]
     redactor: Redactor
     baseline: Baseline | None = None
+    workers: int = 1
 
     @classmethod
     def prepare(
@@ -352,6 +364,7 @@ class _Job:
         env: Mapping[str, str] | None,
         baseline: BaselineSource | None = None,
         repeat: int | None = None,
+        workers: Workers | None = None,
     ) -> _Job:
         environ = os.environ if env is None else env
         if isinstance(target, Plan):
@@ -369,7 +382,8 @@ class _Job:
             (secret, "export destination") for t in extra for secret in secrets_of(t.dest)
         )
         targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports] + extra
-        return cls(plan, targets, redactor, load_baseline(plan, baseline))
+        count = resolve_workers(plan, workers)  # a bad count: refused before anything
+        return cls(plan, targets, redactor, load_baseline(plan, baseline), count)
 
     def execute(
         self,
@@ -380,8 +394,9 @@ class _Job:
         progress: TextIO | None,
         handle_signals: bool,
     ) -> Results:
-        report = run_plan(
+        report = run_workers(
             self.plan,
+            self.workers,  # 1: run_plan in this process
             progress_out=progress,
             tty=progress is not None and progress.isatty(),
             on_record=on_record,

@@ -53,7 +53,7 @@ from lens.pipeline import run_plan
 from lens.plan.compile import records_kept
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
-from lens.plan.split import parse_shard
+from lens.plan.split import parse_shard, planned_starts
 from lens.pricing import PricingCatalog
 from lens.redact import Redactor
 from lens.run.start import check_not_passed, parse_start_at, utc_now
@@ -139,6 +139,23 @@ def _export(
     return results.exit_code
 
 
+def _planned_text(plan: Plan) -> str | None:
+    """A shard's planned stage starts, for people (None: no stage after the first is)."""
+    starts = planned_starts(plan)
+    planned = [
+        f"{unit.stage} at +{offset:.1f}s"
+        for unit, offset in zip(plan.stages, starts.offsets, strict=True)
+        if offset is not None
+    ]
+    if not planned:
+        return None
+    return (
+        f"later stages start at --start-at + their planned offset: {', '.join(planned)} "
+        "(each when the stage before has surely ended: its schedule or duration, then its "
+        "requests in flight within their timeout, or drain_timeout if shorter)"
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
     if args.results_records is not None:
@@ -160,11 +177,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Read before anything is sent: a mistyped baseline fails now, not after the run.
     baseline = api.load_baseline(plan, args.baseline)
     shard = parse_shard(args.shard) if args.shard else None
+    if shard is not None and shard.count > 1 and (drift := planned_starts(plan).warning()):
+        print(f"warning: {drift}", file=sys.stderr)
     start_at = parse_start_at(args.start_at, utc_now()) if args.start_at else None
     if start_at is not None:
         check_not_passed(start_at)  # now, before the simulators start
         if not args.quiet:
             print(f"waiting for --start-at {start_at.isoformat()}", file=sys.stderr)
+            if shard is not None and shard.count > 1 and (planned := _planned_text(plan)):
+                print(planned, file=sys.stderr)
     workers = resolve_workers(plan, args.workers)
     if workers > 1 and shard is not None:
         raise InputError(

@@ -34,7 +34,7 @@ from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
 from lens.metrics.windows import judge_all
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
-from lens.plan.split import Shard, plan_hash, shard_plan
+from lens.plan.split import Shard, plan_hash, planned_starts, shard_plan
 from lens.pricing import GpuHourRate
 from lens.records import HarnessLimits, Phase, RequestRecord, RequestStart, RunOutcome
 from lens.redact import Redactor
@@ -85,7 +85,7 @@ def run_plan(
     live: Mapping[str, ProviderSpec] | None = None,
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
-    before_unit: Callable[[int], Awaitable[None]] | None = None,
+    before_unit: Callable[[int], Awaitable[float | None]] | None = None,
 ) -> RunReport:
     """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes.
     SIGINT/SIGTERM (``handle_signals``: the main thread only), ``stop`` and
@@ -144,6 +144,10 @@ def run_plan(
                 start_monotonic=start_monotonic,
                 on_start=on_start,
                 before_unit=before_unit,
+                # Shards started at one instant start every later unit at its planned one.
+                unit_starts=None
+                if shard is None or start_at is None
+                else planned_starts(whole).offsets,
             )
     except Exception as exc:
         if outcome is None:

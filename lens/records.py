@@ -178,6 +178,9 @@ class StageWindow:
     # run's wall time that the GPU-hour bill charges to this unit (lens.pricing.gpu).
     pause_ns: int = 0
     repetition: Repetition | None = None  # a repeated stage's unit: which repetition
+    # A unit started at an instant named ahead (a shard's planned start, a worker's gate;
+    # lens.run.gate): how long after it the unit started; its schedule kept the instant.
+    late_ns: int | None = None
 
     def span(self, phase: Phase) -> tuple[int, int]:
         """The part of the window ``phase`` had: warmup up to the measured phase's start,

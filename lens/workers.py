@@ -71,6 +71,7 @@ from lens.pipeline import (
 from lens.plan.model import ClosedLoop, OpenLoop, Plan, ProviderSpec
 from lens.plan.split import Shard, shard_plan
 from lens.records import (
+    CANCEL_AFTER_STOP,
     ErrorClass,
     RequestRecord,
     RequestStart,
@@ -319,16 +320,41 @@ def _key(item: RequestStart | RequestRecord) -> tuple[str, str, int, int]:
 
 
 class _Stopper:
-    """SIGINT/SIGTERM in the parent: noted, and every worker told to stop."""
+    """SIGINT/SIGTERM in the parent, a caller's ``StopSwitch`` or its ``cancel_after``
+    (seconds from the shared start, ``t0``): noted, and every worker told to stop."""
 
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.at: float | None = None
+    def __init__(self, switch: StopSwitch | None = None, cancel_after_s: float | None = None):
+        self._reason: str | None = None
+        self._at: float | None = None
+        self.switch = switch
+        self.cancel_after_s = cancel_after_s
+        self.t0: float | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        if self.reason is None:
-            self.reason = signal.Signals(signum).name
-            self.at = time.monotonic()
+        self._note(signal.Signals(signum).name)
+
+    def _note(self, reason: str) -> None:
+        if self._reason is None:
+            self._reason = reason
+            self._at = time.monotonic()
+
+    @property
+    def reason(self) -> str | None:
+        if self._reason is None and self.switch is not None and self.switch.reason is not None:
+            self._note(self.switch.reason)
+        limit, t0 = self.cancel_after_s, self.t0
+        if (
+            self._reason is None
+            and limit is not None
+            and t0 is not None
+            and time.monotonic() >= t0 + limit
+        ):
+            self._note(CANCEL_AFTER_STOP)
+        return self._reason
+
+    @property
+    def at(self) -> float | None:
+        return self._at if self.reason is not None else None
 
 
 @contextmanager
@@ -355,9 +381,12 @@ def run_workers(
     handle_signals: bool = True,
     baseline: Baseline | None = None,
     start_at: datetime | None = None,
+    stop: StopSwitch | None = None,
+    cancel_after_s: float | None = None,
 ) -> RunReport:
     """Run ``plan`` in ``count`` worker processes (see the module); their merged results.
-    ``count`` 1 is ``run_plan`` itself."""
+    ``count`` 1 is ``run_plan`` itself.  ``stop``/``cancel_after_s``: as ``run_plan``'s
+    (lens.api), polled by the parent, which then stops every worker."""
     if count == 1:
         return run_plan(
             plan,
@@ -368,13 +397,15 @@ def run_workers(
             handle_signals=handle_signals,
             baseline=baseline,
             start_at=start_at,
+            stop=stop,
+            cancel_after_s=cancel_after_s,
         )
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     for k in range(count):
         shard_plan(plan, k, count)  # a plan that cannot be split: refused before anything
     whole = dataclasses.replace(plan, results_records=None)
     context = multiprocessing.get_context("spawn")
-    stopper = _Stopper()
+    stopper = _Stopper(stop, cancel_after_s)
     with live_providers(plan) as live, _signals(stopper, handle_signals):
         workers: list[_Worker] = []
         try:
@@ -456,7 +487,7 @@ class _Supervisor:
         t0 = None if self.start_at is not None else time.monotonic() + START_LEAD_S
         for w in self.workers:
             w.tell(("go", t0))
-        self.t0 = t0 if t0 is not None else time.monotonic()
+        self.t0 = self.stopper.t0 = t0 if t0 is not None else time.monotonic()
         self.started_at = datetime.now(UTC)
 
     # Running ------------------------------------------------------------------------------
@@ -572,6 +603,9 @@ class _Supervisor:
             for w in self.workers
         ]
         merged = merge_results(parts, [f"worker {w.index}" for w in self.workers])
+        if self.stopper.reason is not None:
+            # The parent stopped them all: its reason, not the first worker's echo of it.
+            merged = merged.model_copy(update={"interrupted_by": self.stopper.reason})
         regression_problem = None
         if baseline is not None:
             merged, regression_problem = judge_regressions(self.plan, merged, baseline)

@@ -19,15 +19,24 @@ Refused (``ResultsError``, exit 2) unless every file is a shard's results, all o
 - the exit code follows ``lens run``'s rules: partial if any shard was, lens failed if any
   shard's lens failed.
 
-Not carried over: GPU-hour costs (each shard billed the deployment for its own wall time,
-so a sum would count concurrent shards' time N times; merged results say unknown), idle
-probes and adaptive sweeps (refused when sharding), comparisons with a baseline.
+- GPU-hour costs are billed again, on the merged run: N shards hitting one deployment pay
+  for its wall time once, not N times (a sum of the shards' own bills would).  Each unit's
+  billed span is its merged window (the union of the shards' windows, on the relative
+  clock they share since --start-at: exact for worker processes, within the hosts' NTP
+  error for shards) with the set-up and pause before it, billed and shared among all the
+  merged records of the unit by busy time exactly as one process's run is
+  (``lens.metrics.cost.bill_run``); where two units' merged windows overlap (one shard
+  ahead of another), the overlap is billed once, to the earlier unit.  The shards' own
+  shares are dropped.
+
+Not carried over: idle probes and adaptive sweeps (refused when sharding), comparisons
+with a baseline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Context, Decimal
 from typing import Any
 
@@ -42,11 +51,12 @@ from lens.export.results import (
     Results,
     ShardOut,
     StageWindowOut,
+    billing_out,
     integrity_out,
     recommendation_out,
     summary_out,
 )
-from lens.metrics.cost import StageCost
+from lens.metrics.cost import RunBill, StageCost, bill_run, record_price
 from lens.metrics.integrity import integrity_report
 from lens.metrics.judge import Verdict, distrust, run_exit_code
 from lens.metrics.pacing import pacing
@@ -55,6 +65,8 @@ from lens.metrics.repetitions import repetition_spreads
 from lens.metrics.summary import Summary, SummaryBuilder, Window, pooled_window
 from lens.metrics.windows import judge_all
 from lens.plan.model import Plan, ProviderSpec, SlaSpec
+from lens.pricing import GpuHourRate
+from lens.pricing.gpu import money_text
 from lens.records import (
     ErrorClass,
     HarnessLimits,
@@ -200,11 +212,77 @@ def _merge_windows(parts: Sequence[StageWindowOut]) -> StageWindowOut:
         measure_start_ms=measure_start,
         measure_end_ms=measure_end,
         pause_s=edge((w.pause_s for w in parts), max),
-        # Billing is per shard's wall time: not carried over (see the module's note).
+        late_ms=edge((w.late_ms for w in parts), max),
+        # Billed again on the merged windows (``bill_merged``), never summed across shards.
         billed_s=None,
         setup_s=None,
         cost_usd=None,
         unattributed_usd=None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _BilledWindow:
+    """A merged window as ``bill_run`` reads it (run clock, ns)."""
+
+    stage: str
+    provider: str
+    t_start: int
+    t_end: int
+    pause_ns: int
+
+
+def _gpu_priced(plan: Mapping[str, Any]) -> dict[str, ProviderSpec]:
+    """The plan section's providers priced by the GPU-hour, with their rates."""
+    out: dict[str, ProviderSpec] = {}
+    for p in plan.get("providers", ()):
+        price = p.get("price") or {}
+        if price.get("kind") != "gpu-hour":
+            continue
+        rate = GpuHourRate(
+            Decimal(str(price["usd_per_gpu_hour"])), int(price["gpus"]), str(price["source"])
+        )
+        out[p["id"]] = ProviderSpec(
+            id=p["id"], type=p.get("type", ""), model=p.get("model", ""), base_url=None, price=rate
+        )
+    return out
+
+
+def bill_merged(
+    priced: Mapping[str, ProviderSpec],
+    windows: Sequence[StageWindowOut],
+    records: Sequence[RequestRecord],
+) -> RunBill:
+    """The merged run's GPU-hour bill: its merged windows billed as one run's.  Merged
+    windows may overlap (a shard that finished a unit early started the next one while
+    another shard still ran it): the overlap is billed once, to the earlier unit, which
+    was still running; the later unit is billed from there."""
+    billed: list[_BilledWindow] = []
+    prev_end = 0
+    for w in windows:
+        start = max(round(w.start_ms * NS_PER_MS), prev_end)
+        end = max(round(w.end_ms * NS_PER_MS), start)
+        billed.append(
+            _BilledWindow(w.stage, w.provider, start, end, round((w.pause_s or 0.0) * 1e9))
+        )
+        prev_end = end
+    return bill_run(priced, billed, records)
+
+
+def _billed_window(w: StageWindowOut, bill: RunBill, k: int) -> StageWindowOut:
+    unit = bill.units[k]
+    if unit.usd is None:
+        return w
+    return w.model_copy(
+        update={
+            "billed_s": unit.billed_ns / 1e9,
+            "pause_s": unit.pause_ns / 1e9,
+            "setup_s": unit.setup_ns / 1e9,
+            "cost_usd": money_text(unit.usd),
+            "unattributed_usd": None
+            if unit.unattributed_usd is None
+            else money_text(unit.unattributed_usd),
+        }
     )
 
 
@@ -285,8 +363,13 @@ def _overloaded_shards(shards: Sequence[Results]) -> list[str]:
     return out
 
 
+def _with_cost(shards: Sequence[Results], s: Summary, gpu: Mapping[str, ProviderSpec]) -> Summary:
+    """GPU-hour: the cost the builder added up from the merged shares; else the shards'."""
+    return s if s.provider in gpu else replace(s, cost=_summed_cost(shards, s))
+
+
 def _summed_cost(shards: Sequence[Results], s: Summary) -> StageCost | None:
-    """The stage's token cost: its shards' costs added up exactly; GPU-hour: unknown."""
+    """The stage's token cost: its shards' costs added up exactly."""
     total: StageCost | None = None
     pool = "summaries" if s.phase == "measure" else "phase_summaries"
     for results in shards:
@@ -344,6 +427,25 @@ def merge_results(shards: Sequence[Results], labels: Sequence[str] | None = None
     record_outs = tuple(r for results in shards for r in results.records)
     records = tuple(record_from_out(r) for r in record_outs)
     costs = {id(rec): _stored_cost(out) for rec, out in zip(records, record_outs, strict=True)}
+    gpu = _gpu_priced(plan_doc)
+    bill = bill_merged(gpu, windows, records) if gpu else None
+    if bill is not None:
+        # The merged run's shares replace the shards' (each billed its own wall time).
+        windows = tuple(_billed_window(w, bill, k) for k, w in enumerate(windows))
+        outs = list(record_outs)
+        for j, (rec, share) in enumerate(zip(records, bill.record_usd, strict=True)):
+            spec = gpu.get(rec.provider)
+            if spec is None:
+                continue
+            costs[id(rec)] = share
+            priced = record_price(rec, spec, share)
+            outs[j] = outs[j].model_copy(
+                update={
+                    "cost_usd": None if priced is None else priced[0],
+                    "cost_detail": None if priced is None else priced[1],
+                }
+            )
+        record_outs = tuple(outs)
 
     pooled = frozenset(
         s["stage"]
@@ -357,6 +459,9 @@ def merge_results(shards: Sequence[Results], labels: Sequence[str] | None = None
     }
     slas = _slas(plan_doc, windows)
     builder = SummaryBuilder(
+        # GPU-hour providers' summaries add up their records' merged shares; token costs
+        # are their shards' sums (``_summed_cost``).
+        providers=gpu,
         slas=slas,
         pooled_stages=pooled,
         repetitions=repetitions,
@@ -385,10 +490,8 @@ def merge_results(shards: Sequence[Results], labels: Sequence[str] | None = None
             )
     summary_windows = dict(spans) | {k: pooled_window(v) for k, v in rep_spans.items()}
     phase_windows = dict(phase_spans) | {k: pooled_window(v) for k, v in rep_phase.items()}
-    summaries = [replace(s, cost=_summed_cost(shards, s)) for s in builder.build(summary_windows)]
-    phase_summaries = [
-        replace(s, cost=_summed_cost(shards, s)) for s in builder.build_phases(phase_windows)
-    ]
+    summaries = [_with_cost(shards, s, gpu) for s in builder.build(summary_windows)]
+    phase_summaries = [_with_cost(shards, s, gpu) for s in builder.build_phases(phase_windows)]
 
     verdicts: tuple[Verdict, ...] = judge_all(
         slas, summaries, records, spans, providers={}, pooled=pooled
@@ -465,7 +568,7 @@ def merge_results(shards: Sequence[Results], labels: Sequence[str] | None = None
         environment=environment,
         plan=plan_doc,
         stages=windows,
-        billing=None,
+        billing=None if bill is None else billing_out(bill),
         summaries=tuple(
             summary_out(
                 s, stub, planned.get((s.stage, s.provider)), paced.get((s.stage, s.provider))

@@ -416,6 +416,14 @@ class StageWindowOut(_Frozen):
     measure_end_ms: float | None = Field(
         None, description="when the cooldown began; null: at end_ms"
     )
+    late_ms: float | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a unit started at an instant named ahead (a shard's planned start, "
+        "a worker's stage gate): how long after that instant start_ms is; its schedule "
+        "kept the instant, so the lateness is also its first arrivals' dispatch lag. "
+        "Merged: the latest shard's. Absent when the unit started once set up",
+    )
     billed_s: float | None = Field(
         None,
         description="run wall time billed to this unit: from the end of the unit before "
@@ -912,6 +920,7 @@ def window_out(w: StageWindow, bill: UnitBill | None = None) -> StageWindowOut:
         started=w.started,
         measure_start_ms=_ms(w.t_measure_start),
         measure_end_ms=_ms(w.t_measure_end),
+        late_ms=_ms(w.late_ns),
         repetition=_repetition_out(w.repetition),
         sweep=None
         if w.sweep is None

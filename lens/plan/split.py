@@ -23,6 +23,10 @@ same scenario) agree on who sends what without talking to each other:
   one's end: a single sequence) and adaptive sweeps (each step is decided from the judged
   summary of the step before, which no shard sees whole).
 
+Later units of a shard start at planned instants (``planned_starts``), so shards on N
+machines, each started at one ``--start-at``, start every unit together even though each
+only sees its own share of the unit before.
+
 N = 1 returns the plan itself.  ``plan_hash`` names the plan (not the shard) so shards can
 prove at merge time that they ran the same one.
 """
@@ -37,6 +41,7 @@ from dataclasses import dataclass, replace
 
 from lens.errors import PlanError
 from lens.plan.describe import plan_to_dict
+from lens.plan.duration import SETTLE_MARGIN_S, duration_estimate
 from lens.plan.model import ClosedLoop, IdleProbe, OpenLoop, Plan, StagePlan
 
 
@@ -181,3 +186,76 @@ def plan_hash(plan: Plan) -> str:
     doc.pop("source", None)
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# Left between a unit's latest end and the next unit's planned start: lens's own work in
+# between (recording what the drain cut off, closing the unit's connections, connecting
+# and warming the next unit's), and the first unit's set-up after --start-at.
+UNIT_GAP_S = SETTLE_MARGIN_S
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStarts:
+    """When each unit of a sharded run starts, in seconds from the run's start (the shared
+    ``--start-at``); None: when its shard's previous unit ends (the first unit: once set up,
+    right after the start).  ``unbounded``: the position of the first unit whose end is not
+    known before the run (every unit after it is unplanned); None when there is none."""
+
+    offsets: tuple[float | None, ...]
+    unbounded: int | None = None
+    unbounded_stage: str = ""
+
+    def warning(self) -> str | None:
+        """What shards drift by, for people; None when every unit after the first is
+        planned (or there is only one)."""
+        k = self.unbounded
+        if k is None or k + 1 >= len(self.offsets):
+            return None
+        return (
+            f"stage {self.unbounded_stage} ends after its request count, not at a time known "
+            "before the run: each shard starts the stages after it when its own share of "
+            "the stage before has ended, so shards drift apart from there; give it a "
+            "duration to start every later stage at a planned instant"
+        )
+
+
+def planned_starts(plan: Plan) -> PlannedStarts:
+    """Each unit's planned start, from the whole (unsplit) plan so every shard computes the
+    same.  A unit is planned when every unit before it ends by a time known in advance: an
+    open loop (its schedule, then its requests in flight, each within its timeout, or its
+    drain's grace) or a closed loop with a duration (likewise); its start is the latest end
+    of the unit before (``lens.plan.duration``: ``max_s``), plus its own pause, plus
+    ``UNIT_GAP_S``.  A closed loop bounded only by its request count (or an idle probe)
+    ends when its requests do: the units after it are not planned."""
+    offsets: list[float | None] = []
+    latest_end: float | None = 0.0
+    unbounded: int | None = None
+    for k, unit in enumerate(plan.stages):
+        if k == 0 or latest_end is None:
+            offsets.append(None)
+            start = unit.pause_before_s if k == 0 else None
+        else:
+            start = latest_end + unit.pause_before_s + UNIT_GAP_S
+            offsets.append(start)
+        bound = _end_bound(unit, plan)
+        if start is None or bound is None:
+            if latest_end is not None and bound is None and unbounded is None:
+                unbounded = k
+            latest_end = None
+        else:
+            latest_end = start + bound
+    stage = "" if unbounded is None else plan.stages[unbounded].stage
+    return PlannedStarts(tuple(offsets), unbounded, stage)
+
+
+def _end_bound(unit: StagePlan, plan: Plan) -> float | None:
+    """At most how long ``unit`` takes from its start (set-up and pause aside); None when
+    the plan does not bound it by time."""
+    match unit.load:
+        case OpenLoop():
+            pass
+        case ClosedLoop(duration_s=duration) if duration is not None:
+            pass
+        case _:
+            return None
+    return duration_estimate(unit, plan.providers[unit.provider]).max_s

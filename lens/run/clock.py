@@ -23,3 +23,7 @@ class RunClock:
 
     def at_ns(self, offset_ns: int) -> float:
         return self.t0 + offset_ns / 1e9
+
+    def ns_at(self, instant: float) -> int:
+        """``instant`` (trio's clock) on the run clock, ns: the inverse of ``at_ns``."""
+        return round((instant - self.t0) * 1e9)

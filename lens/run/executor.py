@@ -157,11 +157,14 @@ class StageRunner:
         budget: BudgetGuard | None = None,
         sla_stop: SlaStop | None = None,
         on_start: Callable[[RequestStart], None] | None = None,
-        before_unit: Callable[[int], Awaitable[None]] | None = None,
+        before_unit: Callable[[int], Awaitable[float | None]] | None = None,
     ) -> None:
         self.plan = plan
         # Awaited with the unit's position in the plan, once it is set up and just before
-        # its clock starts: worker processes start each unit together (lens.workers).
+        # its clock starts: worker processes start each unit together (lens.workers), and
+        # shards at its planned instant (lens.run.gate).  It may return the instant (trio's
+        # clock) the unit's schedule is anchored to; the unit's lateness against it is
+        # reported (``StageWindow.late_ns``) and its arrivals keep their planned times.
         self.before_unit = before_unit
         self.budget = budget
         # Told of every attempt as it goes out (a worker process reports them to its
@@ -258,13 +261,17 @@ class StageRunner:
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:
             await pool.warm(first_url)
+        anchor = None
         if self.before_unit is not None:
-            await self.before_unit(self.plan.stages.index(unit))
+            anchor = await self.before_unit(self.plan.stages.index(unit))
         t_start = clock.now_ns()
+        # The schedule's origin: the instant the gate named (the unit may start after it:
+        # its arrivals keep their planned times, the lateness is dispatch lag), else now.
+        origin = t_start if anchor is None else min(clock.ns_at(anchor), t_start)
         if unit.cutoff_s is not None and not isinstance(unit.load, OpenLoop):
             # An open loop knows its cutoff when its last arrival is sent (open_loop).
-            state.cut_off_at(clock.at_ns(t_start) + unit.cutoff_s, unit.drain_grace_s)
-        running = _RunningUnit(self, unit, spec, adapter, pool, state, clock, t_start)
+            state.cut_off_at(clock.at_ns(origin) + unit.cutoff_s, unit.drain_grace_s)
+        running = _RunningUnit(self, unit, spec, adapter, pool, state, clock, origin)
         self._running = running
         try:
             await running.run()
@@ -281,16 +288,23 @@ class StageRunner:
                 planned=unit.planned_requests,
                 started=state.started,
                 sweep=unit.sweep,
-                t_measure_start=state.measure_start,
-                t_measure_end=state.measure_end,
+                # A late unit's first arrivals were due before it started: its phases
+                # are cut within its window all the same.
+                t_measure_start=_within(state.measure_start, t_start),
+                t_measure_end=_within(state.measure_end, t_start),
                 pause_ns=pause_ns,
                 repetition=unit.repetition,
+                late_ns=None if anchor is None else t_start - origin,
             )
             self.windows.append(window)
             if self.budget is not None:
                 self.budget.unit_ended(window.t_end)
             if self.sla_stop is not None:
                 self.sla_stop.unit_ended(window)  # a tripped stop: no later unit starts
+
+
+def _within(t_ns: int | None, t_start: int) -> int | None:
+    return None if t_ns is None else max(t_ns, t_start)
 
 
 class _RunningUnit:

@@ -6,6 +6,15 @@ when its own share of the unit before happened to drain.  So once a unit is set 
 transports built and warmed), the worker asks its parent (``ask``) and waits; the parent,
 when every worker has asked, names an instant of ``time.monotonic()`` (the one clock of
 every process of the host) a moment ahead, and each worker's unit starts then.
+
+Shards on different machines cannot ask anyone: ``PlannedGate`` names each unit's instant
+from the plan instead (``lens.plan.split.planned_starts``: the run's start plus the planned
+length of every unit before it), on each shard's own run clock, started at ``--start-at``.
+
+Either gate returns the instant it let the unit through at (trio's clock): the unit's
+schedule is anchored there, not at the moment its task woke up, so a late wake-up (or a
+unit before it that overran) shows as lateness of the unit and dispatch lag of its
+arrivals, and the schedule itself never moves.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -38,7 +47,7 @@ class UnitGate:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(event.set)
 
-    async def __call__(self, position: int) -> None:
+    async def __call__(self, position: int) -> float:
         event = trio.Event()
         with self._lock:
             known = position in self._instants
@@ -51,4 +60,24 @@ class UnitGate:
         instant = self._instants[position]
         # trio's clock is perf_counter plus a random offset: the same clock as monotonic
         # on Linux, converted once.
-        await trio.sleep_until(trio.current_time() + (instant - time.monotonic()))
+        at = trio.current_time() + (instant - time.monotonic())
+        await trio.sleep_until(at)
+        return at
+
+
+class PlannedGate:
+    """``StageRunner(before_unit=...)`` for a shard: unit ``k`` starts at the run clock's
+    origin (``origin()``, trio's clock) + ``offsets[k]`` seconds, asleep until then; a unit
+    whose offset is None (not known before the run) starts as soon as it is set up."""
+
+    def __init__(self, offsets: Sequence[float | None], origin: Callable[[], float]) -> None:
+        self.offsets = tuple(offsets)
+        self._origin = origin
+
+    async def __call__(self, position: int) -> float | None:
+        offset = self.offsets[position] if position < len(self.offsets) else None
+        if offset is None:
+            return None
+        at = self._origin() + offset
+        await trio.sleep_until(at)  # at once when already past: the unit starts late
+        return at

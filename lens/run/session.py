@@ -19,7 +19,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
 
@@ -38,6 +38,7 @@ from lens.records import (
 from lens.redact import Redactor, redact_record
 from lens.run.budget import BudgetGuard
 from lens.run.executor import RunProgress, StageRunner, TransportFactory
+from lens.run.gate import PlannedGate
 from lens.run.harness import HarnessMonitor
 from lens.run.progress import show_progress
 from lens.run.slastop import SlaStop
@@ -113,7 +114,8 @@ async def execute(
     wall_clock: WallClock = utc_now,
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
-    before_unit: Callable[[int], Awaitable[None]] | None = None,
+    before_unit: Callable[[int], Awaitable[float | None]] | None = None,
+    unit_starts: Sequence[float | None] | None = None,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
@@ -123,7 +125,9 @@ async def execute(
     process of a host shares (CLOCK_MONOTONIC on Linux), so worker processes started at
     different moments start their runs together (lens.workers).  ``on_start``: told of
     every request's attempt as it goes out; ``before_unit``: awaited before each unit's
-    clock starts (``StageRunner``)."""
+    clock starts (``StageRunner``).  ``unit_starts``: a shard's planned start of each unit,
+    seconds from the run clock's start (``lens.plan.split.planned_starts``; None: when the
+    unit before ends), kept by a ``PlannedGate`` (unless ``before_unit`` is given)."""
     if start_monotonic is not None:
         waited = await _wait_for_monotonic(start_monotonic, handle_signals, stop)
         if waited is not None:
@@ -158,6 +162,9 @@ async def execute(
             on_record(rec)
 
     progress = RunProgress(plan)
+    if before_unit is None and unit_starts is not None:
+        # The run clock starts once the runner does: the origin is read when the unit asks.
+        before_unit = PlannedGate(unit_starts, lambda: runner.clock.t0)
     runner = StageRunner(
         plan,
         providers,
@@ -279,7 +286,8 @@ def run_blocking(
     start_at: datetime | None = None,
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
-    before_unit: Callable[[int], Awaitable[None]] | None = None,
+    before_unit: Callable[[int], Awaitable[float | None]] | None = None,
+    unit_starts: Sequence[float | None] | None = None,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -300,5 +308,6 @@ def run_blocking(
             start_monotonic=start_monotonic,
             on_start=on_start,
             before_unit=before_unit,
+            unit_starts=unit_starts,
         )
     )

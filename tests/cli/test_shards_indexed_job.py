@@ -19,6 +19,9 @@ from tests.timing import assert_on_time
 SCENARIO = """\
 version: 1
 name: indexed-job
+# Bounds the first stage's drain, so the second starts 1 s after the first's schedule
+# (lens.plan.split.planned_starts), not after the 60 s timeout.
+defaults: {drain_timeout: 1s}
 providers:
   sim: {type: simulated, ttft: 10ms, itl: 2ms, output_tokens: 3}
 prompts:
