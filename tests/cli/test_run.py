@@ -147,15 +147,21 @@ def test_sigterm_stops_cleanly_and_keeps_what_was_measured(
         ttft="50ms",
         load="  - {id: r, pattern: constant-rate, rate: 20/s, duration: 30s}",
     )
-    out = tmp_path / "r.json"
+    out, lines = tmp_path / "r.json", tmp_path / "records.jsonl"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lens.cli", "run", str(path), "-o", str(out)],
+        [sys.executable, "-m", "lens.cli", "run", str(path), "-o", str(out), "--records", lines],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
     )
-    time.sleep(3.0)
+    # Signal once the run measures (its handlers are set by then), not after a fixed
+    # sleep: on a loaded machine starting Python and lens alone can take 3 s.
+    deadline = time.monotonic() + 30.0
+    while not (lines.exists() and lines.read_text().count("\n") >= 10):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 3, stderr.decode()  # a partial run is inconclusive at best
