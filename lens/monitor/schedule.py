@@ -54,6 +54,8 @@ class Schedule:
     def after(self, slot: int, ended: float) -> NextCycle:
         """The cycle after the one run in ``slot``, which ended at ``ended``."""
         following = slot + 1
+        for old in [s for s in self._offsets if s < slot]:  # bounded memory
+            del self._offsets[old]
         start = self.start_of(following)
         if start >= ended:
             return NextCycle(following, start, 0, 0.0)
@@ -65,6 +67,4 @@ class Schedule:
             latest -= 1
         while self.start_of(latest + 1) <= ended:
             latest += 1
-        for old in [s for s in self._offsets if s < latest]:  # bounded memory
-            del self._offsets[old]
         return NextCycle(latest, ended, latest - following, ended - self.start_of(latest))

@@ -596,7 +596,7 @@ def _labels(scen: Labels, key: Key) -> Labels:
 
 def _span(seconds: float) -> str:
     seconds = max(0.0, seconds)
-    if seconds < 120:
+    if seconds < 600:
         return f"{seconds:.0f}s"
     if seconds < 7200:
         return f"{seconds / 60:.0f}m"

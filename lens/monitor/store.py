@@ -73,6 +73,7 @@ class CycleStore:
         results_text: bytes | None,
     ) -> None:
         stem = self._stem(number, window.ended_at)
+        self.folder.mkdir(parents=True, exist_ok=True)  # removed while running: made again
         doc = {
             "kind": CYCLE_KIND,
             "v": CYCLE_VERSION,
