@@ -49,6 +49,7 @@ from lens.export.results import (
 from lens.export.sink import append_text, write_atomic
 from lens.export.table import render, render_recommendation
 from lens.metrics.estimate import estimate_to_dict
+from lens.monitor.service import monitored_scenario, resolve_config, run_monitor
 from lens.pipeline import run_plan
 from lens.plan.compile import records_kept
 from lens.plan.describe import plan_to_dict
@@ -259,6 +260,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return _export(results, targets, redact)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Runs until SIGTERM/SIGINT (exit 0); ``--once``: one cycle, its exit code."""
+    scenario = api.load_scenario(args.file, allow_files_outside=args.allow_files_outside)
+    seed = os.environ.get("LENS_MONITOR_SEED")
+    if seed is not None and not seed.strip().lstrip("-").isdigit():
+        raise InputError(f"LENS_MONITOR_SEED: expected a whole number, got {seed!r}")
+    config = resolve_config(
+        scenario,
+        every=args.every,
+        jitter=args.jitter,
+        listen=args.listen,
+        store=args.store,
+        once=args.once,
+        seed=None if seed is None else int(seed),
+    )
+    plan = api.compile_plan(monitored_scenario(scenario))
+    redact = _redactor(args, plan)
+    flagged = cli_targets(args.export, "--export")
+    if flagged:
+        redact = args.redactor = redact.with_secrets(
+            (secret, "--export destination") for t in flagged for secret in secrets_of(t.dest)
+        )
+    for warning in plan.warnings:
+        print(f"warning: {redact(warning)}", file=sys.stderr)
+    targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports] + flagged
+    return run_monitor(plan, config, redactor=redact, targets=targets)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -591,6 +620,38 @@ def build_parser() -> argparse.ArgumentParser:
     _repeat_flag(r)
     _files_outside_flag(r)
     r.set_defaults(func=cmd_run)
+
+    mo = sub.add_parser(
+        "monitor",
+        help="run the scenario every interval, forever, serving /metrics, /healthz and "
+        "/results/latest (exit 0 on SIGTERM; --once: one cycle, its exit code)",
+    )
+    mo.add_argument("file", metavar="FILE")
+    mo.add_argument("--every", metavar="DURATION", help="interval between cycles (default 5m)")
+    mo.add_argument(
+        "--jitter", metavar="PERCENT", help="start each cycle up to this share late (10%%)"
+    )
+    mo.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where the endpoints are served (default 127.0.0.1:9464; port 0: a free one, "
+        "printed on stderr)",
+    )
+    mo.add_argument(
+        "--store", metavar="DIR", help="write each cycle there; reload the windows on start"
+    )
+    mo.add_argument(
+        "--once", action="store_true", help="one cycle, nothing served, exit with its code"
+    )
+    mo.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="KIND=DEST",
+        help=f"also push each cycle's results to DEST (repeatable): {_KINDS}",
+    )
+    _files_outside_flag(mo)
+    mo.set_defaults(func=cmd_monitor)
 
     m = sub.add_parser(
         "merge", help="merge the results of the shards of one run (lens run --shard I/N)"

@@ -28,6 +28,7 @@ from lens.scenario.model.base import (
     Span,
 )
 from lens.scenario.model.defaults import MAX_REPEAT, Defaults, Retries
+from lens.scenario.model.monitor import Monitor, Retention
 from lens.scenario.model.plugins import scenario_model
 from lens.scenario.model.prices import GpuHourPrice, TokenPrice
 from lens.scenario.model.prompts import (
@@ -96,6 +97,7 @@ __all__ = [
     "HostedProvider",
     "IdleProbeStage",
     "MessagesPrompt",
+    "Monitor",
     "OpenAICompatibleProvider",
     "OpenAIProvider",
     "OpenAIResponsesProvider",
@@ -105,6 +107,7 @@ __all__ = [
     "Provider",
     "RampStage",
     "RateRange",
+    "Retention",
     "Retries",
     "Scenario",
     "SecretHeader",

@@ -13,6 +13,7 @@ from lens.scenario.model.defaults import Defaults
 from lens.scenario.model.exports import ExportEntry
 from lens.scenario.model.integrity import Integrity
 from lens.scenario.model.limits import Limits
+from lens.scenario.model.monitor import Monitor
 from lens.scenario.model.prices import PricingEntry, Usd
 from lens.scenario.model.prompts import Prompt
 from lens.scenario.model.providers import Provider
@@ -101,6 +102,11 @@ class Scenario(FrozenModel):
     results: ResultsOptions = Field(
         default=ResultsOptions.model_validate({}),
         description="What results.json keeps beyond its summaries: records: all | none | N.",
+    )
+    monitor: Monitor | None = Field(
+        None,
+        description="How lens monitor repeats this scenario: interval, jitter, deadline, "
+        "stages, listen address, rolling windows, store (docs/monitoring.md).",
     )
     export: Annotated[tuple[ExportEntry, ...], FROM_ENV] = Field(
         (),
