@@ -232,7 +232,9 @@ def test_process_serves_streams_and_stops_cleanly() -> None:
     started = time.monotonic()
     sim = SimServerProcess(SimSettings(ttft_s=0.01, itl_s=0.001, output_tokens=4))
     with sim:
-        assert time.monotonic() - started < 1.0, "startup must take under a second"
+        # A bound against a start that polls or hangs, not a speed test: a loaded 2-core
+        # machine has taken 1.7 s to start the process (an idle one, ~0.3 s).
+        assert time.monotonic() - started < 10.0, "startup hung"
         assert sim.base_url.startswith("http://127.0.0.1:")
         assert sim.base_url.endswith("/v1")
         assert sim.pid is not None
