@@ -291,4 +291,27 @@ def integrity_report(
                 f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
                 f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
             )
+    warnings += ended_early_warnings(records)
     return IntegrityReport(harness, streams, colds_by_provider, tuple(warnings))
+
+
+def ended_early_warnings(records: Sequence[RequestRecord]) -> list[str]:
+    """One warning per stage x provider where successful outputs stopped on their own before
+    the max_tokens they asked for (``extra.ended_early``, set by lens.run.request): their
+    TPOT and tokens/s describe shorter outputs than the plan's."""
+    early: dict[tuple[str, str], int] = {}
+    ok: dict[tuple[str, str], int] = {}
+    for rec in records:
+        if not rec.ok:
+            continue
+        key = (rec.stage, rec.provider)
+        ok[key] = ok.get(key, 0) + 1
+        if "ended_early" in rec.extra:
+            early[key] = early.get(key, 0) + 1
+    return [
+        f"ended_early: {stage}/{provider}: {n} of {ok[stage, provider]} outputs stopped "
+        "before their max_tokens (finish reason stop): TPOT and tokens/s cover shorter "
+        "outputs than planned; output_tokens: exact asks vLLM-style servers for the full "
+        "length"
+        for (stage, provider), n in early.items()
+    ]

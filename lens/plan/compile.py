@@ -173,6 +173,7 @@ def compile_plan(
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
+    warnings += _exact_without_limit(stages, providers, prompts)
     if scenario.budget is not None:
         _budget_needs_bounds(stages, providers, prices, prompts, ctx)
     if ctx.problems:
@@ -969,6 +970,26 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
         backoff_s=retries.backoff,
         max_wait_s=retries.max_wait,
     )
+
+
+def _exact_without_limit(
+    stages: Sequence[StagePlan],
+    providers: Mapping[str, ProviderSpec],
+    prompts: Mapping[str, PromptSpec],
+) -> list[str]:
+    """``output_tokens: exact`` needs a limit to be exact to: say where there is none."""
+    found = []
+    for unit in stages:
+        settings = providers[unit.provider].settings
+        if not (isinstance(settings, OpenAISettings) and settings.exact_output):
+            continue
+        if any(prompts[pid].token_limit(unit.max_tokens) is None for pid in set(unit.prompts)):
+            found.append(
+                f"provider {unit.provider!r} has output_tokens: exact, but stage {unit.stage!r} "
+                "sends prompts with no max_tokens: those are not held to a length (set "
+                "max_tokens in defaults, the stage or the prompt)"
+            )
+    return list(dict.fromkeys(found))
 
 
 # --- the budget -----------------------------------------------------------------------------

@@ -86,11 +86,13 @@ def read_dataset(
     prompt_id: str,
     where: SourcePos | None,
     tokenizer: Tokenizer,
+    field: str = "",
 ) -> tuple[DatasetRead, list[Problem]]:
     """Read, count, filter and sample ``spec``'s dataset at ``path`` (shown as
     ``display``).  Problems inside the file name ``display:line:col``; problems with the
-    dataset as a whole point at ``where`` (the ``dataset:`` value in the scenario)."""
-    field = f"prompt {prompt_id!r}"
+    dataset as a whole point at ``where`` (the ``dataset:`` value in the scenario), under the
+    data path ``field`` (``prompts[0]``)."""
+    field = field or f"prompt {prompt_id!r}"
     problems = _Problems(display, prompt_id)
     try:
         records, skipped = _records(path, display, spec, problems)

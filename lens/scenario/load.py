@@ -302,6 +302,7 @@ class _PromptFiles:
                 prompt_id=prompt.id,
                 where=where,
                 tokenizer=tokenizer,
+                field=format_path(("prompts", i)),
             )
             report.problems += problems
             found[i] = read

@@ -100,11 +100,11 @@ def _body(value: Any) -> dict[str, Any]:
         if not isinstance(key, str):
             raise ValueError(f"request field names are strings, got {show(key)}")
         if key in OWNED_BODY_FIELDS:
-            raise ValueError(f"body: {key!r} is set by lens ({OWNED_BODY_FIELDS[key]})")
+            raise ValueError(f"{key!r} is set by lens ({OWNED_BODY_FIELDS[key]})")
     options = value.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options:
         raise ValueError(
-            "body: stream_options.include_usage is set by lens: use the provider's include_usage:"
+            "stream_options.include_usage is set by lens: use the provider's include_usage:"
         )
     return value
 
