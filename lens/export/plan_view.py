@@ -6,6 +6,7 @@ the plan as plain data (``plan_to_dict`` plus the cost estimate), the same docum
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -139,7 +140,7 @@ def _body_text(providers: list[Any], stages: list[Any]) -> list[str]:
         body = s.get("body")
         if not body:
             continue
-        shown = ", ".join(f"{k}: {v}" for k, v in body.items())
+        shown = ", ".join(f"{k}: {json.dumps(v)}" for k, v in body.items())
         key = (s["provider"], shown)
         if key not in seen:
             seen.add(key)

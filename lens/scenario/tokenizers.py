@@ -131,6 +131,7 @@ class _OffsetTokenizer(Tokenizer):
     corrected until a recount agrees."""
 
     _unit: tuple[str, ...] | None = None
+    _additive: bool | None = None
 
     @abstractmethod
     def _ends(self, text: str) -> list[int]:
@@ -144,14 +145,24 @@ class _OffsetTokenizer(Tokenizer):
             )
         return self._unit
 
+    def additive(self) -> bool:
+        """Whether any space-joined sequence of ``unit_words`` counts one token a word,
+        checked once on every ordered pair of them (cached).  It holds for tokenizers that
+        split on spaces before merging (byte-level BPE, WordPiece, SentencePiece's
+        Metaspace): merges never cross a word.  Then a synthetic text needs no recount."""
+        if self._additive is None:
+            unit = self.unit_words()
+            pairs = [f"{a} {b}" for a in unit for b in unit]
+            self._additive = bool(unit) and self.count(" ".join(pairs)) == 2 * len(pairs)
+        return self._additive
+
     def text_of_length(self, tokens: int, seed: int) -> str:
         if tokens <= 0:
             return ""
         unit = self.unit_words()
         if len(unit) >= _MIN_UNIT_WORDS:
-            rng = random.Random(seed)
-            text = " ".join(rng.choices(unit, k=tokens))
-            if self.count(text) == tokens:
+            text = " ".join(random.Random(seed).choices(unit, k=tokens))
+            if self.additive() or self.count(text) == tokens:
                 return text
         return self._cut_to_length(tokens, seed)
 

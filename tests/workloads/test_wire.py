@@ -203,3 +203,18 @@ async def test_the_simulator_lists_what_it_received(start_sim: StartSim) -> None
         await client.post(f"{base}/chat/completions", json=body)
         listed = (await client.get(base.removesuffix("/v1") + "/lens-sim/received")).json()
     assert [json.loads(b) for b in listed] == [body]
+
+
+async def test_the_shipped_workloads_scenario_runs_offline() -> None:
+    scenario = Path(__file__).parents[2] / "scenarios" / "workloads.yaml"
+    results = await lens.run_async(scenario)
+    assert results.exit_code == 0
+    full = [r for r in results.records if r.stage == "full-length"]
+    assert len(full) == 40
+    # ignore_eos in the stage's body: every output ran to its planned max_tokens.
+    plan = lens.compile_plan(lens.load_scenario(scenario))
+    for rec in full:
+        assert rec.output_tokens == plan.prompts[rec.prompt].token_limit(64)
+        assert "ended_early" not in rec.provider_facts
+    assert results.integrity is not None
+    assert any(w.startswith("ended_early: mixed/sim") for w in results.integrity.warnings)

@@ -21,6 +21,23 @@ from lens.scenario.model.wire import ApiKey, EnvHeaderText, EnvNonEmptyStr, Head
 from lens.scenario.model.workloads import Body, TokenizerSpec, body_field
 
 
+class Workload(FrozenModel):
+    """Request-shaping settings of the providers whose adapters apply them."""
+
+    body: Body = body_field()
+
+
+class ChatWorkload(Workload):
+    """Chat Completions providers: also a tokenizer for responses without usage."""
+
+    tokenizer: TokenizerSpec | None = Field(
+        None,
+        description="Counts output tokens when the server reports no usage (token_source: "
+        "tokenizer): estimate, {hf: PATH} or {tiktoken: ENCODING}. Default: the "
+        "scenario's tokenizer:.",
+    )
+
+
 class SimErrors(FrozenModel):
     """Injected failures of the simulated server, as fractions of requests."""
 
@@ -41,7 +58,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(Priced, KeepAlive):
+class SimulatedProvider(Priced, KeepAlive, Workload):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -80,23 +97,6 @@ MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
 def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
-
-
-class Workload(FrozenModel):
-    """Request-shaping settings of the providers whose adapters apply them."""
-
-    body: Body = body_field()
-
-
-class ChatWorkload(Workload):
-    """Chat Completions providers: also a tokenizer for responses without usage."""
-
-    tokenizer: TokenizerSpec | None = Field(
-        None,
-        description="Counts output tokens when the server reports no usage (token_source: "
-        "tokenizer): estimate, {hf: PATH} or {tiktoken: ENCODING}. Default: the "
-        "scenario's tokenizer:.",
-    )
 
 
 class OpenAICompatibleProvider(Priced, Network, ChatWorkload):
