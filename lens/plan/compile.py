@@ -174,6 +174,7 @@ def compile_plan(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
     warnings += _exact_without_limit(stages, providers, prompts)
+    warnings += _bodies_not_sent(stages, providers, prompts)
     if scenario.budget is not None:
         _budget_needs_bounds(stages, providers, prices, prompts, ctx)
     if ctx.problems:
@@ -970,6 +971,35 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
         backoff_s=retries.backoff,
         max_wait_s=retries.max_wait,
     )
+
+
+# The provider types whose adapters merge body: into their requests (simulated: through the
+# client adapter of its protocol, Bedrock's excepted).
+BODY_TYPES = frozenset(
+    {"openai", "openai-compatible", "azure-openai", "anthropic", "gemini", "openai-responses"}
+)
+
+
+def _bodies_not_sent(
+    stages: Sequence[StagePlan],
+    providers: Mapping[str, ProviderSpec],
+    prompts: Mapping[str, PromptSpec],
+) -> list[str]:
+    """A body: that would reach a provider whose adapter does not send one: say so."""
+    found = []
+    for unit in stages:
+        spec = providers[unit.provider]
+        settings = spec.settings
+        if spec.type in BODY_TYPES:
+            continue
+        if isinstance(settings, SimSettings) and settings.protocol != "bedrock":
+            continue
+        if unit.body or any(prompts[pid].body for pid in set(unit.prompts)):
+            found.append(
+                f"stage {unit.stage!r} has body: fields for provider {unit.provider!r}, but "
+                f"{spec.type} requests do not take them yet: they are not sent"
+            )
+    return list(dict.fromkeys(found))
 
 
 def _exact_without_limit(

@@ -103,3 +103,23 @@ def test_include_usage_in_a_body_points_at_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(text, file="s.yaml", base_dir=tmp_path)
     assert "use the provider's include_usage:" in str(info.value.problems[0])
+
+
+def test_a_body_bedrock_would_not_send_is_a_plan_warning(tmp_path: Path) -> None:
+    text = textwrap.dedent(
+        """\
+        version: 1
+        name: b
+        providers:
+          br: {type: bedrock, model: m, region: us-east-1, api_key: k}
+        prompts:
+          - {id: q, messages: [{role: user, content: hi}], body: {temperature: 0}}
+        load:
+          - {id: s, pattern: burst, requests: 1, max_tokens: 5}
+        """
+    )
+    doc = _doc(tmp_path, text)
+    assert (
+        "stage 's' has body: fields for provider 'br', but bedrock requests do not take them"
+        in (" ".join(doc["warnings"]))
+    )
