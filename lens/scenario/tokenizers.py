@@ -283,11 +283,13 @@ def _offline_tiktoken() -> Iterator[None]:
             raise _NotLocal(blobpath)
         return original(blobpath)
 
-    tiktoken_load.read_file = local_only
+    # Through the module's namespace: read_file_cached looks the name up there at each call.
+    namespace = vars(tiktoken_load)
+    namespace["read_file"] = local_only
     try:
         yield
     finally:
-        tiktoken_load.read_file = original
+        namespace["read_file"] = original
 
 
 def _import(module: str, extra: str, feature: str) -> Any:

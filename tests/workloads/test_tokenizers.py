@@ -165,3 +165,31 @@ def test_the_test_tokenizers_split_words_into_pieces(tmp_path: Path) -> None:
         HfTokenizer(byte_bpe(tmp_path / "b.json"), "b"),
     ):
         assert any(tok.count(w) > 1 for w in WORDS), tok.name
+
+
+def test_tiktoken_never_downloads_an_encoding_it_has_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("tiktoken")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty: nothing cached
+    with pytest.raises(TokenizerError, match="is not available locally, and lens downloads"):
+        load_tokenizer({"tiktoken": "o200k_base"}, tmp_path)
+    with pytest.raises(TokenizerError, match="unknown tiktoken encoding 'nope'"):
+        load_tokenizer({"tiktoken": "nope"}, tmp_path)
+
+
+def test_a_tiktoken_encoding_counts_and_makes_exact_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiktoken = pytest.importorskip("tiktoken")
+    # A byte-level encoding built here (one token a byte): no file, no download.
+    tiny = tiktoken.Encoding(
+        name="tiny",
+        pat_str=r"""\S+|\s+""",
+        mergeable_ranks={bytes([i]): i for i in range(256)},
+        special_tokens={},
+    )
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: tiny)
+    tok = load_tokenizer({"tiktoken": "tiny"}, Path())
+    assert tok.name == "tiktoken:tiny"
+    assert tok.count("the water") == 9
+    for tokens in (1, 7, 64, 500):
+        assert tok.count(tok.text_of_length(tokens, 3)) == tokens
