@@ -61,6 +61,7 @@ class OpenAIChatAdapter:
         self.spec = spec
         self.settings = settings_of(spec, OpenAISettings)
         self._url = spec.base_url.rstrip("/") + "/chat/completions"
+        self._parsed_url: httpx.URL | None = None  # parsed once, on the first request
         # identity: a compressed event stream would be buffered by the compressor and
         # arrive in bursts, and lens reads raw bytes to stamp them before any decoding.
         headers = {
@@ -84,9 +85,10 @@ class OpenAIChatAdapter:
         limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body[self.settings.max_tokens_field] = limit
-        return httpx.Request(
-            "POST", self._url, headers=self._headers, content=json.dumps(body).encode()
-        )
+        url = self._parsed_url
+        if url is None:  # a URL httpx cannot parse fails the request, as before
+            url = self._parsed_url = httpx.URL(self._url)
+        return httpx.Request("POST", url, headers=self._headers, content=json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
         del prompt

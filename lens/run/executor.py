@@ -120,7 +120,7 @@ def _transport_factory(
     unit: StagePlan,
     spec: ProviderSpec,
     injected: httpx.AsyncBaseTransport | None,
-    ssl_context: ssl.SSLContext,
+    ssl_context: ssl.SSLContext | None,
 ) -> Callable[[], httpx.AsyncBaseTransport]:
     """Transports of one connection each (see lens.run.pool), with the provider's proxy,
     TLS context and keep-alive setting.
@@ -143,6 +143,12 @@ def _transport_factory(
         keep_alive=keep_alive,
         max_response_bytes=limits.max_response_bytes,
     )
+
+
+def _may_use_tls(spec: ProviderSpec) -> bool:
+    """Whether the provider's requests can go over TLS: all but a plain http:// base URL
+    (adapters without a base URL talk to their cloud's https endpoints)."""
+    return spec.base_url is None or not spec.base_url.lower().startswith("http://")
 
 
 class StageRunner:
@@ -257,7 +263,9 @@ class StageRunner:
         state = _UnitState()
         # Building transports costs time: do it before the stage clock starts, so the first
         # arrivals are not sent late because of it.
-        pool = TransportPool(_transport_factory(unit, spec, transport, self._ssl_context(spec)))
+        # A plain http:// provider never opens TLS: no CA bundle to load (tens of ms of CPU).
+        tls = self._ssl_context(spec) if _may_use_tls(spec) else None
+        pool = TransportPool(_transport_factory(unit, spec, transport, tls))
         pool.prepare(_prepared_transports(unit))
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:

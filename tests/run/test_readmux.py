@@ -18,8 +18,9 @@ from lens.plan.compile import compile_plan
 from lens.plan.model import Message, OpenAISettings, PromptSpec, ProviderSpec
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, RequestRecord
+from lens.run import executor
 from lens.run.clock import RunClock
-from lens.run.executor import StageRunner
+from lens.run.executor import StageRunner, _may_use_tls
 from lens.run.http11 import LeanHTTP11Transport, read_muxed
 from lens.run.readmux import ReadMux
 from lens.run.request import execute_request
@@ -416,6 +417,8 @@ async def test_the_executor_reads_through_one_mux(
         real_attach(self, fd, sink)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ReadMux, "attach", spy)
+    contexts: list[object] = []
+    monkeypatch.setattr(executor, "build_ssl_context", contexts.append)
 
     async def handler(conn: ServerConn) -> None:
         while await conn.read_request() is not None:
@@ -450,6 +453,7 @@ load:
     assert all(len(r.chunk_times) == 3 for r in records)
     assert len(attached) == 8
     assert len(muxes) == 1
+    assert contexts == []  # plain http: no CA bundle loaded
 
     # Where epoll is missing, each request reads its own body, with the same records.
     monkeypatch.setattr(ReadMux, "supported", staticmethod(lambda: False))
@@ -460,3 +464,11 @@ load:
     assert attached == []
     assert len(records) == 8
     assert all(r.ok and len(r.chunk_times) == 3 for r in records)
+
+
+def test_only_a_plain_http_provider_skips_tls() -> None:
+    assert not _may_use_tls(spec_for("http://127.0.0.1:8000"))
+    assert not _may_use_tls(spec_for("HTTP://127.0.0.1:8000"))
+    assert _may_use_tls(spec_for("https://api.openai.com"))
+    no_base = ProviderSpec(id="g", type="gemini", model="m", base_url=None)
+    assert _may_use_tls(no_base)
