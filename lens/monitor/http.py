@@ -54,14 +54,16 @@ def _encode(resp: Response, head_only: bool) -> bytes:
 async def _read_head(stream: trio.abc.ReceiveStream) -> bytes | None:
     """The request head (up to its blank line), or None if it grew past the cap."""
     data = b""
-    while b"\r\n\r\n" not in data:
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            return data if end <= MAX_HEAD_BYTES else None
         if len(data) > MAX_HEAD_BYTES:
             return None
         chunk = await stream.receive_some(4096)
         if not chunk:
-            break
+            return data  # the client closed early: answered as a bad request line
         data += chunk
-    return data
 
 
 def respond_to(head: bytes | None, route: Route) -> tuple[Response, bool]:

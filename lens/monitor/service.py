@@ -262,7 +262,7 @@ class MonitorService:
         cycle: CycleFn,
         *,
         store: CycleStore | None = None,
-        log: TextIO = sys.stderr,
+        log: TextIO | None = None,
         wall: Callable[[], float] = time.time,
         handle_signals: bool = True,
     ) -> None:
@@ -270,7 +270,7 @@ class MonitorService:
         self.state = state
         self.cycle = cycle
         self.store = store
-        self.log = log
+        self.log = log if log is not None else sys.stderr  # read now: tests swap sys.stderr
         self.wall = wall
         self.handle_signals = handle_signals
         self.address: tuple[str, int] | None = None
@@ -492,10 +492,11 @@ def run_monitor(
     *,
     redactor: Redactor,
     targets: Sequence[ExportTarget] = (),
-    log: TextIO = sys.stderr,
+    log: TextIO | None = None,
 ) -> int:
     """The blocking service ``lens monitor`` runs: until SIGTERM/SIGINT (exit 0), or one
     cycle with ``config.once`` (its exit code)."""
+    log = log if log is not None else sys.stderr
     state = MonitorState(
         plan.name,
         every_s=config.every_s,

@@ -203,3 +203,65 @@ async def test_a_restart_with_a_store_keeps_the_windows_and_the_last_results(
     assert samples(metrics, "lens_monitor_cycles_total", outcome="pass")[0] <= 1
     assert "reloaded" in again.log.getvalue()
     assert again.service.state.cycle_number >= 2
+
+
+async def test_a_dns_failure_is_measured_as_connect_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name fails in lens's resolver call itself: no query leaves the machine.
+    import trio._highlevel_open_tcp_stream as opener  # noqa: PLC0415
+
+    real = trio.socket.getaddrinfo  # what the opener imported under that name
+
+    async def resolve(host: object, *args: object, **kwargs: object) -> object:
+        if host in ("no-such-provider.invalid", b"no-such-provider.invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return await real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(opener, "getaddrinfo", resolve)
+    nowhere = (
+        "{type: openai-compatible, base_url: 'http://no-such-provider.invalid/v1', "
+        "model: m, api_key: k}"
+    )
+    with planned(tmp_path / "s.yaml", scenario_text(nowhere)) as (plan, config, live):
+        run = make_service(plan, config, live)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run.service.main)
+            await run.until_cycles(2)
+            metrics = await run.metrics()
+            run.service.request_stop("test")
+    series = {"scenario": "mon", "stage": "probe", "provider": "p", "model": "m"}
+    assert (
+        samples(metrics, "lens_monitor_request_errors_total", error_class="connect", **series)[0]
+        >= 8
+    )
+    assert samples(metrics, "lens_monitor_cycles_total", outcome="lens_failed") == [0]
+
+
+async def test_each_cycle_is_pushed_and_a_failed_push_is_counted_not_fatal(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    textfile = tmp_path / "lens.prom"
+    with planned(tmp_path / "s.yaml", scenario_text()) as (plan, config, live):
+        from lens.monitor.service import pipeline_cycle  # noqa: PLC0415
+        from lens.redact import Redactor  # noqa: PLC0415
+        from lens.targets import parse_target  # noqa: PLC0415
+
+        targets = [
+            parse_target(f"prometheus={textfile}"),
+            parse_target(f"prometheus=http://127.0.0.1:{closed}?job=mon"),
+        ]
+        run = make_service(plan, config, live)
+        run.service.cycle = pipeline_cycle(plan, live, Redactor.for_plan(plan), targets)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run.service.main)
+            await run.until_cycles(2, timeout_s=60)
+            metrics = await run.metrics()
+            run.service.request_stop("test")
+    assert "lens_sla_verdict" in textfile.read_text()
+    assert samples(metrics, "lens_monitor_export_failures_total", kind="prometheus")[0] >= 2
+    assert samples(metrics, "lens_monitor_cycles_total", outcome="pass")[0] >= 2
+    assert "export failed" in run.log.getvalue()
