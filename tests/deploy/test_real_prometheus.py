@@ -208,10 +208,12 @@ def test_the_error_budget_burn_fires_for_the_failing_provider_only(prom: Prometh
     deadline = time.monotonic() + DATA_TIMEOUT_S
     while True:
         alerts = prom.get("/api/v1/alerts")["alerts"]
+        # An overrun is what a loaded machine may truly cause (a cycle slower than its 2 s
+        # interval): the data's statement, not the rules', so it is not judged here.
         firing = sorted(
             (a["labels"]["alertname"], a["labels"].get("provider", ""))
             for a in alerts
-            if a["state"] == "firing"
+            if a["state"] == "firing" and a["labels"]["alertname"] != "LensMonitorOverrunning"
         )
         if len(firing) >= 2 or time.monotonic() > deadline:
             break
