@@ -284,7 +284,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         redact = args.redactor = redact.with_secrets(
             (secret, "--export destination") for t in flagged for secret in secrets_of(t.dest)
         )
-    for warning in plan.warnings:
+    for warning in (*config.notes, *plan.warnings):
         print(f"warning: {redact(warning)}", file=sys.stderr)
     targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports] + flagged
     return run_monitor(plan, config, redactor=redact, targets=targets)
