@@ -228,13 +228,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif report.sla_stop is not None:
         print(
             f"stopped early (stop_on_fail): {report.sla_stop}; results are partial "
-            f"({len(outcome.records)} requests measured)",
+            f"({outcome.measured} requests measured)",
             file=sys.stderr,
         )
     elif outcome.partial:
         print(
             f"run interrupted by {outcome.interrupted_by}: results are partial "
-            f"({len(outcome.records)} requests measured)",
+            f"({outcome.measured} requests measured)",
             file=sys.stderr,
         )
     return _export(results, targets, redact)

@@ -114,6 +114,7 @@ async def execute(
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
     before_unit: Callable[[int], Awaitable[None]] | None = None,
+    keep_records: bool = True,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
@@ -123,7 +124,8 @@ async def execute(
     process of a host shares (CLOCK_MONOTONIC on Linux), so worker processes started at
     different moments start their runs together (lens.workers).  ``on_start``: told of
     every request's attempt as it goes out; ``before_unit``: awaited before each unit's
-    clock starts (``StageRunner``)."""
+    clock starts (``StageRunner``).  ``keep_records=False``: the outcome holds no record
+    (``on_record`` is where they go: a long run cannot keep them all)."""
     if start_monotonic is not None:
         waited = await _wait_for_monotonic(start_monotonic, handle_signals, stop)
         if waited is not None:
@@ -153,7 +155,8 @@ async def execute(
 
     def emit(rec: RequestRecord) -> None:
         rec = redact_record(rec, redact)
-        records.append(rec)
+        if keep_records:
+            records.append(rec)
         if on_record is not None:
             on_record(rec)
 
@@ -280,6 +283,7 @@ def run_blocking(
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
     before_unit: Callable[[int], Awaitable[None]] | None = None,
+    keep_records: bool = True,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -300,5 +304,6 @@ def run_blocking(
             start_monotonic=start_monotonic,
             on_start=on_start,
             before_unit=before_unit,
+            keep_records=keep_records,
         )
     )

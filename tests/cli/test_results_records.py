@@ -17,6 +17,7 @@ from lens.cli import main
 from lens.errors import ScenarioError
 from lens.export.results import kept_records
 from lens.pipeline import run_plan
+from lens.records import RequestStart, RunOutcome
 
 LOAD = (
     "  - {id: b, pattern: burst, requests: 6}\n"
@@ -81,18 +82,49 @@ def test_the_cli_refuses_a_bad_count(capsys: pytest.CaptureFixture[str]) -> None
     assert "expected all, none or a count, got 'lots'" in capsys.readouterr().err
 
 
+def replay(outcome: RunOutcome) -> Callable[..., RunOutcome]:
+    """A ``run_blocking`` that feeds ``outcome``'s records again as a run would (each
+    request's start once the records before it ended later than its dispatch), then
+    returns ``outcome`` holding only what the caller keeps."""
+
+    def run(*_: Any, on_record: Any, on_start: Any, keep_records: bool, **__: Any) -> RunOutcome:
+        pending = sorted(outcome.records, key=lambda r: r.t_dispatch)
+        for rec in outcome.records:
+            while pending and pending[0].t_dispatch <= rec.t_end:
+                s = pending.pop(0)
+                if on_start is not None:
+                    on_start(
+                        RequestStart(
+                            s.stage,
+                            s.provider,
+                            s.prompt,
+                            s.index,
+                            s.attempt,
+                            s.phase,
+                            s.t_intended,
+                            s.t_dispatch,
+                        )
+                    )
+            on_record(rec)
+        return outcome if keep_records else dataclasses.replace(outcome, records=())
+
+    return run
+
+
 @pytest.mark.slow
 def test_summaries_are_the_same_with_and_without_records_kept(
     write_scenario: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = compile_plan(load_scenario(write_scenario(load=LOAD)))
+    full_report = run_plan(plan, handle_signals=False)
+    full = full_report.results
+    assert len(full.records) == 16
+    # The same measurements again, as the run fed them, listed as none this time.
+    monkeypatch.setattr(pipeline, "run_blocking", replay(full_report.outcome))
     sampled = run_plan(dataclasses.replace(plan, results_records=0), handle_signals=False)
     assert sampled.results.records == ()
     assert sampled.results.records_omitted == 16
-    # The same measurements again, listed in full this time.
-    monkeypatch.setattr(pipeline, "run_blocking", lambda *a, **k: sampled.outcome)
-    full = run_plan(plan, handle_signals=False).results
-    assert len(full.records) == 16
+    assert sampled.outcome.records == ()
     for part in ("summaries", "phase_summaries", "verdicts", "stages", "integrity", "billing"):
         assert getattr(sampled.results, part) == getattr(full, part), part
 
