@@ -13,6 +13,7 @@ import pytest
 
 from lens import pipeline
 from lens.api import compile_plan, load_scenario
+from lens.metrics import fold as fold_module
 from lens.metrics.analysis import analyse_run
 from lens.pipeline import run_plan
 
@@ -46,7 +47,7 @@ def test_a_folded_run_analyses_exactly_as_the_batch_functions(
     plan = compile_plan(load_scenario(path))
     assert pipeline.run_fold(plan) is not None
     checked: list[str] = []
-    folded_analysis = pipeline.analyse_fold
+    folded_analysis = fold_module.analyse_fold
     folded_judge = pipeline.judge_run
 
     def judge_both(*args: Any, **kw: Any) -> Any:
