@@ -142,7 +142,11 @@ def _export(
 def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
     if args.results_records is not None:
-        plan = dataclasses.replace(plan, results_records=records_kept(args.results_records))
+        plan = dataclasses.replace(
+            plan,
+            results_records=records_kept(args.results_records),
+            results_records_default=False,
+        )
     redact = _redactor(args, plan)
     flagged = cli_targets(args.export, "--export")
     if flagged:
@@ -205,6 +209,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     results, outcome, budget = report.results, report.outcome, report.budget
     if log is not None and results.records_omitted:
         args.records = None  # its streamed lines are the complete ones: results list a sample
+    if results.records_omitted and plan.results_records_default and results.records:
+        print(
+            f"warning: results.json lists an evenly spaced sample of {len(results.records)} "
+            f"of {len(results.records) + results.records_omitted} records (lens's default "
+            "limit; summaries cover every one): --results-records all lists them all, "
+            "--records FILE.jsonl streams every one",
+            file=sys.stderr,
+        )
     if report.failure is not None:
         # lens failed after measuring: write what was measured, then the boundary says so.
         _write_files(results, args)

@@ -100,6 +100,9 @@ def run_plan(
     whole = plan
     if shard is not None:
         plan = shard_plan(whole, shard.index, shard.count)
+        if plan.results_records_default:
+            # lens merge rebuilds the summaries from every shard's records.
+            plan = replace(plan, results_records=None, results_records_default=False)
     budget = budget_guard(plan)
     watch = SlaWatch(plan, plan.slas) if any(s.stop_on_fail for s in plan.slas) else None
     harness = harness_monitor(plan)

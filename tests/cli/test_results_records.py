@@ -17,6 +17,7 @@ from lens.cli import main
 from lens.errors import ScenarioError
 from lens.export.results import kept_records
 from lens.pipeline import run_plan
+from lens.plan.model import DEFAULT_RESULTS_RECORDS
 from lens.records import RequestStart, RunOutcome
 
 LOAD = (
@@ -157,3 +158,32 @@ def test_summaries_streamed_as_records_finish_equal_the_batch_ones(
     report = run_plan(plan, handle_signals=False)
     assert compared[0] > 10_000
     assert [s.requests for s in report.results.summaries] == [20, 1950]
+
+
+def test_unset_the_plan_keeps_the_default_limit(write_scenario: Callable[..., Path]) -> None:
+    plan = compile_plan(load_scenario(write_scenario(load=LOAD)))
+    assert plan.results_records == DEFAULT_RESULTS_RECORDS == 10_000
+    assert plan.results_records_default
+
+
+@pytest.mark.slow
+def test_past_the_default_limit_results_list_a_sample_with_a_warning(
+    write_scenario: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("lens.plan.compile.DEFAULT_RESULTS_RECORDS", 5)
+    path, out = write_scenario(load=LOAD), tmp_path / "r.json"
+    assert main(["run", "-q", str(path), "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert (len(doc["records"]), doc["records_omitted"]) == (5, 11)
+    assert "sample of 5 of 16 records (lens's default limit" in capsys.readouterr().err
+    # Asked for explicitly: no warning.
+    assert main(["run", "-q", str(path), "-o", str(out), "--results-records", "5"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # A shard keeps every record by default: lens merge rebuilds from them.
+    assert main(["run", "-q", str(path), "-o", str(out), "--shard", "0/1"]) == 0
+    doc = json.loads(out.read_text())
+    assert len(doc["records"]) == 16
+    assert "records_omitted" not in doc
