@@ -109,6 +109,7 @@ def run_plan(
     sweeps = SweepDriver(plan)
     fold = run_fold(plan)
     fold_failure: Exception | None = None
+    measured = 0  # records emitted, folded or not
 
     def folding(feed: Callable[[], None]) -> None:
         nonlocal fold_failure
@@ -121,6 +122,8 @@ def run_plan(
                 fold_failure = exc
 
     def record(rec: RequestRecord) -> None:
+        nonlocal measured
+        measured += 1
         sweeps.record(rec)
         if fold is not None:
             folding(lambda: fold.add(rec))
@@ -180,11 +183,9 @@ def run_plan(
                 kept = fold.finish()
             except Exception as exc:
                 fold_failure = exc
-        outcome = replace(
-            outcome,
-            records=() if kept is None else kept.records,
-            records_not_kept=fold.count if kept is None else kept.dropped,
-        )
+        # Folding failed: the sample kept until then (the --records file has every line).
+        sample = tuple(r for _, r in fold.kept.records()) if kept is None else kept.records
+        outcome = replace(outcome, records=sample, records_not_kept=measured - len(sample))
     try:
         if fold_failure is not None:
             raise fold_failure  # noqa: TRY301 - the salvage below is its handler too

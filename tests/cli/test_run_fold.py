@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from lens import pipeline
+from lens import exitcodes, pipeline
 from lens.api import compile_plan, load_scenario
 from lens.metrics import fold as fold_module
 from lens.metrics.analysis import analyse_run
+from lens.metrics.pacing import PacingAccumulator
 from lens.pipeline import run_plan
 
 LOAD = (
@@ -98,3 +99,30 @@ def test_a_folded_run_keeps_only_its_sample_and_counts_every_record(
         + sum(s.requests for s in report.results.phase_summaries)
         == total
     )
+
+
+@pytest.mark.slow
+def test_when_folding_fails_the_run_goes_on_and_salvages_what_it_can(
+    write_scenario: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = compile_plan(load_scenario(write_scenario(load=LOAD, sla=SLA, ttft="2ms", itl="1ms")))
+    seen: list[int] = []
+    feed = PacingAccumulator.add
+
+    def breaks_at_50(self: PacingAccumulator, rec: Any) -> None:
+        seen.append(1)
+        if len(seen) == 50:
+            raise RuntimeError("a bug in an accumulator")
+        feed(self, rec)
+
+    monkeypatch.setattr(PacingAccumulator, "add", breaks_at_50)
+    report = run_plan(dataclasses.replace(plan, results_records=20), handle_signals=False)
+    assert isinstance(report.failure, RuntimeError)
+    assert report.outcome.interrupted_by is None  # the run itself went to its end
+    assert report.outcome.measured == 313
+    results = report.results
+    assert results.exit_code == exitcodes.LENS_FAILED
+    assert "a bug in an accumulator" in (results.failure or "")
+    assert results.summaries  # built from the sketches fed before the failure
+    assert 0 < len(results.records) <= 20
+    assert results.records_omitted == 313 - len(results.records)
