@@ -550,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="all|none|N",
         type=_records_kept,
         help="per-request records results.json lists (replaces the scenario's results: "
-        "{records: ...}): all (default), none, or an evenly spaced sample of N",
+        "{records: ...}): all, none, or an evenly spaced sample of N; unset: all up to "
+        "10,000, a sample of 10,000 beyond (warned)",
     )
     r.add_argument(
         "--baseline",
