@@ -39,12 +39,13 @@ integrity: {{max_cpu: 100%, max_loop_lag: 10s}}
 """
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (``VmHWM``: its peak) in MB."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     report = run_plan(plan, on_record=sample, handle_signals=False)
     results = report.results
     print(
-        f"after results: {rss_mb():.0f} MB ({len(report.outcome.records)} requests, "
+        f"after results: {rss_mb():.0f} MB, peak {rss_mb('VmHWM'):.0f} MB "
+        f"({report.outcome.measured} requests, "
         f"{len(results.records)} listed in results, {len(results.to_json()) / 2**20:.1f} MB "
         "of JSON)",
         flush=True,

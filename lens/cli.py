@@ -160,7 +160,11 @@ def _planned_text(plan: Plan) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
     if args.results_records is not None:
-        plan = dataclasses.replace(plan, results_records=records_kept(args.results_records))
+        plan = dataclasses.replace(
+            plan,
+            results_records=records_kept(args.results_records),
+            results_records_default=False,
+        )
     redact = _redactor(args, plan)
     flagged = cli_targets(args.export, "--export")
     if flagged:
@@ -227,6 +231,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     results, outcome, budget = report.results, report.outcome, report.budget
     if log is not None and results.records_omitted:
         args.records = None  # its streamed lines are the complete ones: results list a sample
+    if results.records_omitted and plan.results_records_default and results.records:
+        print(
+            f"warning: results.json lists an evenly spaced sample of {len(results.records)} "
+            f"of {len(results.records) + results.records_omitted} records (lens's default "
+            "limit; summaries cover every one): --results-records all lists them all, "
+            "--records FILE.jsonl streams every one",
+            file=sys.stderr,
+        )
     if report.failure is not None:
         # lens failed after measuring: write what was measured, then the boundary says so.
         _write_files(results, args)
@@ -250,13 +262,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif report.sla_stop is not None:
         print(
             f"stopped early (stop_on_fail): {report.sla_stop}; results are partial "
-            f"({len(outcome.records)} requests measured)",
+            f"({outcome.measured} requests measured)",
             file=sys.stderr,
         )
     elif outcome.partial:
         print(
             f"run interrupted by {outcome.interrupted_by}: results are partial "
-            f"({len(outcome.records)} requests measured)",
+            f"({outcome.measured} requests measured)",
             file=sys.stderr,
         )
     return _export(results, targets, redact)
@@ -284,7 +296,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         redact = args.redactor = redact.with_secrets(
             (secret, "--export destination") for t in flagged for secret in secrets_of(t.dest)
         )
-    for warning in plan.warnings:
+    for warning in (*config.notes, *plan.warnings):
         print(f"warning: {redact(warning)}", file=sys.stderr)
     targets = [ExportTarget(e.kind, e.dest.reveal()) for e in plan.exports] + flagged
     return run_monitor(plan, config, redactor=redact, targets=targets)
@@ -588,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="all|none|N",
         type=_records_kept,
         help="per-request records results.json lists (replaces the scenario's results: "
-        "{records: ...}): all (default), none, or an evenly spaced sample of N",
+        "{records: ...}): all, none, or an evenly spaced sample of N; unset: all up to "
+        "10,000, a sample of 10,000 beyond (warned)",
     )
     r.add_argument(
         "--baseline",

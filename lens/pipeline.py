@@ -26,12 +26,13 @@ from lens.export.results import Results, ShardOut, build_results, salvage_result
 from lens.metrics.analysis import analyse_run
 from lens.metrics.cost import RunBill, bill_run, record_cost
 from lens.metrics.estimate import request_bound
+from lens.metrics.fold import FoldedRecords, RunFold, analyse_fold
 from lens.metrics.judge import Verdict, distrust, judge
 from lens.metrics.repetitions import repetition_spreads
 from lens.metrics.slawatch import SlaWatch
 from lens.metrics.summary import Summary, SummaryBuilder, Window, pooled_window
 from lens.metrics.sweep_outcomes import SweepOutcome, distrust_sweeps
-from lens.metrics.windows import judge_all
+from lens.metrics.windows import WindowFeed, judge_all
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan, PromptSpec, ProviderSpec, SlaSpec
 from lens.plan.split import Shard, plan_hash, planned_starts, shard_plan
@@ -99,28 +100,52 @@ def run_plan(
     whole = plan
     if shard is not None:
         plan = shard_plan(whole, shard.index, shard.count)
+        if plan.results_records_default:
+            # lens merge rebuilds the summaries from every shard's records.
+            plan = replace(plan, results_records=None, results_records_default=False)
     budget = budget_guard(plan)
     watch = SlaWatch(plan, plan.slas) if any(s.stop_on_fail for s in plan.slas) else None
-    sla_stop = None if watch is None else SlaStop(watch.on_record, watch.on_unit_end)
     harness = harness_monitor(plan)
     sweeps = SweepDriver(plan)
-    streamed = streaming_summaries(plan)
-    fed = 0
+    fold = run_fold(plan)
+    fold_failure: Exception | None = None
+    measured = 0  # records emitted, folded or not
+
+    def folding(feed: Callable[[], None]) -> None:
+        nonlocal fold_failure
+        if fold_failure is None:
+            try:
+                feed()
+            except Exception as exc:
+                # Analysing fails after the run instead, where it cannot stop the run and
+                # what was measured is salvaged.
+                fold_failure = exc
 
     def record(rec: RequestRecord) -> None:
-        nonlocal streamed, fed
+        nonlocal measured
+        measured += 1
         sweeps.record(rec)
-        if streamed is not None:
-            try:
-                streamed.add(rec)  # the records of outcome.records, in their order
-                fed += 1
-            except Exception:
-                # Summarising fails after the run instead, where it cannot stop the run
-                # and its records are salvaged.
-                streamed = None
+        if fold is not None:
+            folding(lambda: fold.add(rec))
         if on_record is not None:
             on_record(rec)
 
+    def started(start: RequestStart) -> None:
+        if fold is not None:
+            folding(lambda: fold.start(start))
+        if on_start is not None:
+            on_start(start)
+
+    def placed(rec: RequestRecord, origin_ns: int) -> None:
+        if fold is not None:
+            folding(lambda: fold.place(rec, origin_ns))
+
+    follow = placed if fold is not None and fold.windows.windowed else None
+    sla_stop = (
+        SlaStop(watch.on_record, watch.on_unit_end, follow=follow)
+        if watch is not None
+        else (SlaStop(follow=follow) if follow is not None else None)
+    )
     outcome: RunOutcome | None = None
     failure: BaseException | None = None
     regression_problem: str | None = None
@@ -142,25 +167,44 @@ def run_plan(
                 sla_stop=sla_stop,
                 start_at=start_at,
                 start_monotonic=start_monotonic,
-                on_start=on_start,
+                on_start=started if fold is not None else on_start,
                 before_unit=before_unit,
                 # Shards started at one instant start every later unit at its planned one.
                 unit_starts=None
                 if shard is None or start_at is None
                 else planned_starts(whole).offsets,
+                keep_records=fold is None,
             )
     except Exception as exc:
         if outcome is None:
             raise  # nothing was measured: the CLI's boundary reports it
         failure = exc  # stopping the simulators failed, after the run: keep the run
     failure = failure or outcome.failure
+    kept: FoldedRecords | None = None
+    if fold is not None:
+        if fold_failure is None:
+            try:
+                kept = fold.finish()
+            except Exception as exc:
+                fold_failure = exc
+        # Folding failed: the sample kept until then (the --records file has every line).
+        sample = tuple(r for _, r in fold.kept.records()) if kept is None else kept.records
+        outcome = replace(outcome, records=sample, records_not_kept=measured - len(sample))
     try:
+        if fold_failure is not None:
+            raise fold_failure  # noqa: TRY301 - the salvage below is its handler too
         slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its steps
-        bill = bill_run(plan.providers, outcome.windows, outcome.records)
-        complete = streamed if fed == len(outcome.records) else None
-        summaries, phase_summaries = summarise(plan, outcome, slas, bill, complete)
-        verdicts = mark_stopper(judge_run(slas, summaries, outcome, plan), watch)
-        analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
+        if fold is not None and kept is not None:
+            bill = bill_run(plan.providers, outcome.windows, ())
+            summaries, phase_summaries = summarise(plan, outcome, slas, bill, fold.summaries)
+            verdicts = judge_run(slas, summaries, outcome, plan, fold.windows)
+            verdicts = mark_stopper(verdicts, watch)
+            analysis = analyse_fold(fold, kept, outcome, summaries, verdicts, bill)
+        else:
+            bill = bill_run(plan.providers, outcome.windows, outcome.records)
+            summaries, phase_summaries = summarise(plan, outcome, slas, bill)
+            verdicts = mark_stopper(judge_run(slas, summaries, outcome, plan), watch)
+            analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
         results = build_results(
             plan,
             outcome,
@@ -186,7 +230,9 @@ def run_plan(
             )
     except Exception as exc:
         failure = failure or exc
-        results = salvage_results(plan, outcome, failure, redact)
+        results = salvage_results(
+            plan, outcome, failure, redact, summaries=salvaged_summaries(plan, outcome, fold)
+        )
     return RunReport(
         results,
         outcome,
@@ -195,6 +241,29 @@ def run_plan(
         None if sla_stop is None else sla_stop.reason,
         regression_problem,
     )
+
+
+def run_fold(plan: Plan) -> RunFold | None:
+    """The accumulators to feed each record as it finishes, so that the run keeps only the
+    records its results list (``lens.metrics.fold``); None when the analyses need the whole
+    run first, and every record is kept until it ends: GPU-hour prices share each unit's
+    bill among its records by busy time, and an adaptive sweep widens the SLAs' scopes to
+    the steps it ran."""
+    builder = streaming_summaries(plan)
+    return None if builder is None else RunFold(plan, plan.slas, builder)
+
+
+def salvaged_summaries(
+    plan: Plan, outcome: RunOutcome, fold: RunFold | None
+) -> tuple[Summary, ...]:
+    """What the failure path can still say of a folded run (whose records were not kept):
+    its summaries, if they can be built; nothing otherwise, or for a run that kept them."""
+    if fold is None:
+        return ()
+    try:
+        return summarise(plan, outcome, plan.slas, None, fold.summaries)[0]
+    except Exception:
+        return ()
 
 
 @contextmanager
@@ -371,11 +440,15 @@ def judge_run(
     summaries: tuple[Summary, ...],
     outcome: RunOutcome,
     plan: Plan | None = None,
+    windows: WindowFeed | None = None,
 ) -> tuple[Verdict, ...]:
     """Verdicts, made inconclusive when the client itself was the bottleneck.  Windowed
-    assertions are judged from the records, given the ``plan`` (without it, inconclusive)."""
+    assertions are judged from the records, given the ``plan`` (without it, inconclusive),
+    or from the ``windows`` fed as the run went (a folded run keeps no records)."""
     if plan is None:
         verdicts = judge(slas, summaries)
+    elif windows is not None:
+        verdicts = windows.judge(slas, summaries, measured_spans(plan, outcome))
     else:
         verdicts = judge_all(
             slas,

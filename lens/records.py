@@ -263,7 +263,15 @@ class RunOutcome:
     # lens itself failed mid-run (a bug, a full disk): the run stopped there.  Not for
     # failures of the system under test, which are records.
     failure: Exception | None = None
+    # Records measured but not in ``records``: a long run keeps only those its results
+    # list (lens.metrics.fold), its analyses fed each record as it finished.
+    records_not_kept: int = 0
 
     @property
     def partial(self) -> bool:
         return self.interrupted_by is not None
+
+    @property
+    def measured(self) -> int:
+        """Requests measured: a record each, kept or not."""
+        return len(self.records) + self.records_not_kept

@@ -778,7 +778,7 @@ def build_results(
             )
             for r in repetitions
         ),
-        records_omitted=len(outcome.records) - len(kept),
+        records_omitted=outcome.measured - len(kept),
         records=tuple(
             record_out(outcome.records[i], analysis.prices[i], analysis.cold[i]) for i in kept
         ),
@@ -809,12 +809,22 @@ def with_records_kept(results: Results, limit: int | None) -> Results:
 
 
 def salvage_results(
-    plan: Plan, outcome: RunOutcome, failure: BaseException, redactor: Redactor | None = None
+    plan: Plan,
+    outcome: RunOutcome,
+    failure: BaseException,
+    redactor: Redactor | None = None,
+    summaries: Sequence[Summary] = (),
 ) -> Results:
-    """Results of a run lens failed to summarise: every record (priced where that works),
-    the stage windows, the plan, and the failure; no summaries or verdicts.  Best effort on
-    purpose: it runs after something in lens broke, so it avoids the summarising code."""
+    """Results of a run lens failed to summarise: every record it kept (priced where that
+    works), the stage windows, the plan, and the failure; no verdicts.  Best effort on
+    purpose: it runs after something in lens broke, so it avoids the summarising code.
+    ``summaries``: those that could still be built of a run that kept only a sample of its
+    records, or none (lens.pipeline.salvaged_summaries); ``--records`` has every line."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
+    try:
+        summary_docs = tuple(summary_out(s, plan, None) for s in summaries)
+    except Exception:
+        summary_docs = ()
     try:
         plan_doc: dict[str, Any] = redact.tree(plan_to_dict(plan))
     except Exception:
@@ -829,9 +839,10 @@ def salvage_results(
         plan=plan_doc,
         stages=tuple(window_out(w) for w in outcome.windows),
         billing=None,  # the bill is summarising code too
-        summaries=(),
+        summaries=summary_docs,
         verdicts=(),
         recommendation=None,
+        records_omitted=outcome.records_not_kept,
         records=tuple(
             record_out(r, token_price(r, plan.providers.get(r.provider))) for r in outcome.records
         ),

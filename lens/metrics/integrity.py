@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -185,13 +185,13 @@ def in_flight(records: Iterable[RequestRecord]) -> float | None:
 
 
 def _reference(
-    warm: dict[str, list[float]], loads: dict[str, float | None], cold_stages: set[str]
+    warm: Mapping[str, int], loads: Mapping[str, float | None], cold_stages: set[str]
 ) -> str | None:
     """The stage to compare with: the cold requests' own one if it has ``MIN_WARM`` warm
     requests, else the least loaded one that has; if none has, the same preference over
     the stages with any warm request."""
     for need in (MIN_WARM, 1):
-        stages = [st for st, v in warm.items() if len(v) >= need]
+        stages = [st for st, n in warm.items() if n >= need]
         if not stages:
             continue
         if len(cold_stages) == 1 and (own := next(iter(cold_stages))) in stages:
@@ -225,31 +225,53 @@ def cold_start(records: Sequence[RequestRecord], flags: Sequence[bool]) -> tuple
         cold_v = [t for _, t in colds]
         cold_stages = {st for st, _ in colds}
         loads = {st: in_flight(by_stage[(provider, st)]) for st in warm_by[provider]}
-        stage = _reference(warm_by[provider], loads, cold_stages)
+        stage = _reference({st: len(v) for st, v in warm_by[provider].items()}, loads, cold_stages)
         warm_v = warm_by[provider][stage] if stage is not None else []
-        c50, w50, w90 = _p(cold_v, 0.5), _p(warm_v, 0.5), _p(warm_v, 0.9)
-        ratio = c50 / w50 if c50 is not None and w50 else None
         out.append(
-            ColdStart(
-                provider=provider,
-                cold_requests=len(cold_v),
-                warm_requests=len(warm_v),
-                cold_ttft_p50_ms=c50,
-                warm_ttft_p50_ms=w50,
-                warm_ttft_p90_ms=w90,
-                ratio=ratio,
-                penalty_ms=c50 - w50 if c50 is not None and w50 is not None else None,
-                significant=ratio is not None
-                and w90 is not None
-                and c50 is not None
-                and ratio >= COLD_RATIO
-                and c50 > w90,
-                warm_stage=stage,
-                warm_in_flight=None if stage is None else loads[stage],
-                same_stage=stage is not None and cold_stages == {stage},
+            _cold_start(
+                provider,
+                cold_v,
+                cold_stages,
+                stage,
+                len(warm_v),
+                _p(warm_v, 0.5),
+                _p(warm_v, 0.9),
+                None if stage is None else loads[stage],
             )
         )
     return tuple(out)
+
+
+def _cold_start(
+    provider: str,
+    cold_v: list[float],
+    cold_stages: set[str],
+    stage: str | None,
+    warm_n: int,
+    w50: float | None,
+    w90: float | None,
+    load: float | None,
+) -> ColdStart:
+    c50 = _p(cold_v, 0.5)
+    ratio = c50 / w50 if c50 is not None and w50 else None
+    return ColdStart(
+        provider=provider,
+        cold_requests=len(cold_v),
+        warm_requests=warm_n,
+        cold_ttft_p50_ms=c50,
+        warm_ttft_p50_ms=w50,
+        warm_ttft_p90_ms=w90,
+        ratio=ratio,
+        penalty_ms=c50 - w50 if c50 is not None and w50 is not None else None,
+        significant=ratio is not None
+        and w90 is not None
+        and c50 is not None
+        and ratio >= COLD_RATIO
+        and c50 > w90,
+        warm_stage=stage,
+        warm_in_flight=load,
+        same_stage=stage is not None and cold_stages == {stage},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +294,25 @@ def integrity_report(
     """The run's integrity checks (``colds``: the records' cold flags, same order), and a
     warning for each one that failed: an overloaded harness, a buffered stream, a
     significant cold start."""
-    streams = stream_delivery(records, buffered_share=buffered_share)
-    colds_by_provider = cold_start(records, colds)
+    early = EndedEarly()
+    for rec in records:
+        early.add(rec)
+    return integrity_of(
+        stream_delivery(records, buffered_share=buffered_share),
+        cold_start(records, colds),
+        harness,
+        early,
+    )
+
+
+def integrity_of(
+    streams: tuple[StreamDelivery, ...],
+    colds_by_provider: tuple[ColdStart, ...],
+    harness: HarnessReport | None,
+    ended_early: EndedEarly | None = None,
+) -> IntegrityReport:
+    """The report of checks already made (``integrity_report``, ``lens.metrics.fold``),
+    with a warning for each that failed."""
     warnings: list[str] = []
     if harness is not None:
         warnings += [f"harness overloaded: {r}" for r in harness.reasons]
@@ -291,27 +330,36 @@ def integrity_report(
                 f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
                 f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
             )
-    warnings += ended_early_warnings(records)
+    if ended_early is not None:
+        warnings += ended_early.warnings()
     return IntegrityReport(harness, streams, colds_by_provider, tuple(warnings))
 
 
-def ended_early_warnings(records: Sequence[RequestRecord]) -> list[str]:
-    """One warning per stage x provider where successful outputs stopped on their own before
+class EndedEarly:
+    """Counts, per stage x provider, the successful outputs that stopped on their own before
     the max_tokens they asked for (``extra.ended_early``, set by lens.run.request): their
-    TPOT and tokens/s describe shorter outputs than the plan's."""
-    early: dict[tuple[str, str], int] = {}
-    ok: dict[tuple[str, str], int] = {}
-    for rec in records:
+    TPOT and tokens/s describe shorter outputs than the plan's.  Fed one record at a time
+    (lens.metrics.fold), it keeps two counters a unit."""
+
+    __slots__ = ("early", "ok")
+
+    def __init__(self) -> None:
+        self.early: dict[tuple[str, str], int] = {}
+        self.ok: dict[tuple[str, str], int] = {}
+
+    def add(self, rec: RequestRecord) -> None:
         if not rec.ok:
-            continue
+            return
         key = (rec.stage, rec.provider)
-        ok[key] = ok.get(key, 0) + 1
+        self.ok[key] = self.ok.get(key, 0) + 1
         if "ended_early" in rec.extra:
-            early[key] = early.get(key, 0) + 1
-    return [
-        f"ended_early: {stage}/{provider}: {n} of {ok[stage, provider]} outputs stopped "
-        "before their max_tokens (finish reason stop): TPOT and tokens/s cover shorter "
-        "outputs than planned; output_tokens: exact asks vLLM-style servers for the full "
-        "length"
-        for (stage, provider), n in early.items()
-    ]
+            self.early[key] = self.early.get(key, 0) + 1
+
+    def warnings(self) -> list[str]:
+        return [
+            f"ended_early: {stage}/{provider}: {n} of {self.ok[stage, provider]} outputs "
+            "stopped before their max_tokens (finish reason stop): TPOT and tokens/s cover "
+            "shorter outputs than planned; output_tokens: exact asks vLLM-style servers for "
+            "the full length"
+            for (stage, provider), n in self.early.items()
+        ]

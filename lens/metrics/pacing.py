@@ -23,7 +23,7 @@ from pydantic import Field
 
 from lens.metrics._results_config import RESULTS_VALUE
 from lens.metrics.request import NS_PER_MS, NS_PER_S
-from lens.metrics.sketch import nearest_rank
+from lens.metrics.sketch import MetricSketch, nearest_rank
 from lens.records import RequestRecord
 
 
@@ -80,3 +80,61 @@ def pacing(records: Iterable[RequestRecord]) -> Mapping[tuple[str, str], Pacing]
             lag_max_ms=lags[-1],
         )
     return out
+
+
+class _UnitPacing:
+    __slots__ = ("first_dispatch", "first_intended", "lags", "last_dispatch", "last_intended", "n")
+
+    def __init__(self, intended: int, dispatched: int) -> None:
+        self.n = 0
+        self.first_intended = self.last_intended = intended
+        self.first_dispatch = self.last_dispatch = dispatched
+        self.lags = MetricSketch()
+
+
+class PacingAccumulator:
+    """``pacing`` fed one record at a time, in memory bounded by the number of open-loop
+    units: the rates need only the first and last stamps, the lag percentiles a sketch
+    (exact, as ``pacing``'s nearest rank, up to ``DEFAULT_EXACT_LIMIT`` arrivals per unit;
+    a t-digest estimate beyond, as every summary percentile; the maximum stays exact)."""
+
+    def __init__(self) -> None:
+        self._units: dict[tuple[str, str], _UnitPacing] = {}
+
+    def add(self, rec: RequestRecord) -> None:
+        intended = rec.t_intended
+        if intended is None or rec.attempt != 1:
+            return
+        key = (rec.stage, rec.provider)
+        unit = self._units.get(key)
+        dispatched = rec.t_dispatch
+        if unit is None:
+            unit = self._units[key] = _UnitPacing(intended, dispatched)
+        unit.n += 1
+        unit.first_intended = min(unit.first_intended, intended)
+        unit.last_intended = max(unit.last_intended, intended)
+        unit.first_dispatch = min(unit.first_dispatch, dispatched)
+        unit.last_dispatch = max(unit.last_dispatch, dispatched)
+        unit.lags.add((dispatched - intended) / NS_PER_MS)
+
+    def result(self) -> Mapping[tuple[str, str], Pacing]:
+        out: dict[tuple[str, str], Pacing] = {}
+        for key, u in self._units.items():
+            planned = _rate(u.first_intended, u.last_intended, u.n)
+            achieved = (
+                _rate(u.first_dispatch, u.last_dispatch, u.n) if planned is not None else None
+            )
+            p50, p99, top = u.lags.quantile(0.5), u.lags.quantile(0.99), u.lags.max
+            assert p50 is not None  # n >= 1: every statistic is known
+            assert p99 is not None
+            assert top is not None
+            out[key] = Pacing(
+                sent=u.n,
+                planned_rate_per_s=planned,
+                achieved_rate_per_s=achieved,
+                rate_error=achieved / planned - 1 if planned and achieved else None,
+                lag_p50_ms=p50,
+                lag_p99_ms=p99,
+                lag_max_ms=top,
+            )
+        return out

@@ -106,28 +106,50 @@ def judge_windows(
 ) -> Verdict:
     """One windowed assertion on one stage x provider: its ``records`` (measured ones)
     judged window by window."""
-    assert spec.window_s is not None
-    window_ns = max(round(spec.window_s * NS_PER_S), 1)
-    plain = replace(spec, window_s=None)
-    base = replace(
-        judge_one(plain, summary),
-        window=WindowedVerdict.of(spec.window_s, spec.allow, ()),
-        value=None,
-        n=0,
-    )
+    window_ns = _window_ns(spec)
+    base = _base_verdict(spec, summary)
     counted = [r for r in records if r.t_dispatch is not None]
     if span is None or not counted:
         why = "no stage window was recorded" if span is None else "no measured request was sent"
         return replace(base, outcome="inconclusive", reason=f"{why}: no window to judge")
     origin = span[0]
-    last = max(window_index(r.t_dispatch, origin, window_ns) for r in counted)
-    groups: list[StageAccumulator] = [
-        StageAccumulator(summary.stage, summary.provider, spec=provider) for _ in range(last + 1)
-    ]
+    groups: dict[int, StageAccumulator] = {}
     for rec in counted:
-        groups[window_index(rec.t_dispatch, origin, window_ns)].add(rec)
+        k = window_index(rec.t_dispatch, origin, window_ns)
+        acc = groups.get(k)
+        if acc is None:
+            acc = groups[k] = StageAccumulator(summary.stage, summary.provider, spec=provider)
+        acc.add(rec)
+    return _judge_groups(spec, base, summary, groups, origin, window_ns, provider)
+
+
+def _base_verdict(spec: SlaSpec, summary: Summary) -> Verdict:
+    assert spec.window_s is not None
+    return replace(
+        judge_one(replace(spec, window_s=None), summary),
+        window=WindowedVerdict.of(spec.window_s, spec.allow, ()),
+        value=None,
+        n=0,
+    )
+
+
+def _judge_groups(
+    spec: SlaSpec,
+    base: Verdict,
+    summary: Summary,
+    groups: Mapping[int, StageAccumulator],
+    origin: int,
+    window_ns: int,
+    provider: ProviderSpec | None,
+) -> Verdict:
+    """The verdict of ``spec`` from its windows' accumulators (index -> accumulator; a
+    window no request was dispatched in is judged empty)."""
+    assert spec.window_s is not None
+    plain = replace(spec, window_s=None)
+    last = max(groups)
     results: list[WindowResult] = []
-    for k, acc in enumerate(groups):
+    for k in range(last + 1):
+        acc = groups.get(k) or StageAccumulator(summary.stage, summary.provider, spec=provider)
         start, end = origin + k * window_ns, origin + (k + 1) * window_ns
         v = judge_one(plain, acc.summary((start, end)))
         results.append(
@@ -193,3 +215,94 @@ def _unit_of(spec: SlaSpec) -> str:
         return "count"
     info = REQUEST_METRICS.get(spec.expr.metric) or STAGE_METRICS.get(spec.expr.metric)
     return "" if info is None else info.unit
+
+
+class WindowFeed:
+    """The windows of ``judge_all`` filled as records finish, in memory bounded by the
+    number of windows (one ``StageAccumulator`` each) rather than of records.  Each record
+    comes with the start of its unit's windows (``origin_ns``: the measured phase's start,
+    or the unit's when it pools warmup), which the run knows by the time a measured record
+    ends (``lens.run.slastop.SlaStop(follow=...)``); ``judge`` checks it against the
+    spans the run ended with."""
+
+    def __init__(
+        self,
+        slas: Sequence[SlaSpec],
+        providers: Mapping[str, ProviderSpec],
+        pooled: frozenset[str] = frozenset(),
+    ) -> None:
+        self.windowed = tuple(s for s in slas if s.window_s is not None)
+        self.providers = providers
+        self.pooled = pooled
+        self._sizes: dict[StageKey, tuple[int, ...]] = {}  # window lengths of each unit
+        self._groups: dict[tuple[StageKey, int], dict[int, StageAccumulator]] = {}
+        self.origins: dict[StageKey, int] = {}
+
+    def _sizes_of(self, key: StageKey) -> tuple[int, ...]:
+        sizes = self._sizes.get(key)
+        if sizes is None:
+            sizes = self._sizes[key] = tuple(
+                dict.fromkeys(_window_ns(s) for s in self.windowed if s.applies_to(key[0], key[1]))
+            )
+        return sizes
+
+    def add(self, rec: RequestRecord, origin_ns: int) -> None:
+        if not self.windowed or not (rec.phase == "measure" or rec.stage in self.pooled):
+            return
+        key = (rec.stage, rec.provider)
+        sizes = self._sizes_of(key)
+        if not sizes:
+            return
+        self.origins.setdefault(key, origin_ns)
+        for window_ns in sizes:
+            groups = self._groups.setdefault((key, window_ns), {})
+            k = window_index(rec.t_dispatch, origin_ns, window_ns)
+            acc = groups.get(k)
+            if acc is None:
+                acc = groups[k] = StageAccumulator(
+                    rec.stage, rec.provider, spec=self.providers.get(rec.provider)
+                )
+            acc.add(rec)
+
+    def judge(
+        self,
+        slas: Sequence[SlaSpec],
+        summaries: Sequence[Summary],
+        spans: Mapping[StageKey, Window],
+    ) -> tuple[Verdict, ...]:
+        """``judge_all``'s verdicts, from the windows fed."""
+        out: list[Verdict] = []
+        for spec in slas:
+            matched = [s for s in summaries if spec.applies_to(s.stage, s.provider)]
+            if spec.window_s is None or not matched:
+                out.extend(judge([spec], summaries))
+                continue
+            for s in matched:
+                key = (s.stage, s.provider)
+                provider = self.providers.get(s.provider)
+                window_ns = _window_ns(spec)
+                base = _base_verdict(spec, s)
+                span = spans.get(key)
+                groups = self._groups.get((key, window_ns))
+                if span is None or not groups:
+                    why = (
+                        "no stage window was recorded"
+                        if span is None
+                        else "no measured request was sent"
+                    )
+                    out.append(
+                        replace(base, outcome="inconclusive", reason=f"{why}: no window to judge")
+                    )
+                    continue
+                if self.origins[key] != span[0]:
+                    raise RuntimeError(
+                        f"windows of {key[0]}/{key[1]} were cut from {self.origins[key]} ns, "
+                        f"the unit's measured span starts at {span[0]} ns"
+                    )
+                out.append(_judge_groups(spec, base, s, groups, span[0], window_ns, provider))
+        return tuple(out)
+
+
+def _window_ns(spec: SlaSpec) -> int:
+    assert spec.window_s is not None
+    return max(round(spec.window_s * NS_PER_S), 1)

@@ -92,6 +92,7 @@ class MonitorConfig:
     retention_cycles: int = DEFAULT_RETENTION_CYCLES
     once: bool = False
     seed: int | None = None  # the jitter's generator (LENS_MONITOR_SEED); None: random
+    notes: tuple[str, ...] = ()  # what the flags changed in the scenario's section, to say
 
 
 def resolve_config(
@@ -126,11 +127,21 @@ def resolve_config(
     if share > MAX_JITTER:
         raise InputError(f"--jitter: must be at most 50%, got {jitter}")
     deadline = section.cycle_deadline if section is not None else None
+    notes: list[str] = []
     if deadline is not None and deadline > every_s:
-        raise InputError(
-            f"monitor.cycle_deadline ({deadline:g}s) exceeds the interval ({every_s:g}s): "
-            "cycles never overlap"
+        if every is None:
+            raise InputError(
+                f"monitor.cycle_deadline ({deadline:g}s) exceeds the interval ({every_s:g}s): "
+                "cycles never overlap"
+            )
+        # A shorter --every than the scenario was written for (a quick look, a test): the
+        # scenario's deadline cannot hold, so the default share of the new interval does.
+        notes.append(
+            f"monitor.cycle_deadline ({deadline:g}s) is longer than --every {every}: "
+            f"the deadline is {DEADLINE_SHARE:.0%} of the interval instead "
+            f"({every_s * DEADLINE_SHARE:g}s)"
         )
+        deadline = None
     address = listen if listen is not None else (section.listen if section else DEFAULT_LISTEN)
     try:
         host, port = split_listen(address)
@@ -158,6 +169,7 @@ def resolve_config(
         retention_cycles=retention.cycles if retention is not None else DEFAULT_RETENTION_CYCLES,
         once=once,
         seed=seed,
+        notes=tuple(notes),
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from lens.errors import PlanError, Problem
 from lens.plan.arrivals import RateProfile, burst_arrivals, paced_arrivals
 from lens.plan.model import (
+    DEFAULT_RESULTS_RECORDS,
     GIT_BASELINE_PREFIX,
     AdaptiveSweep,
     AnthropicSettings,
@@ -206,7 +207,10 @@ def compile_plan(
         limits=limits,
         environment=_environment(scenario.source_map, ctx.reads),
         regression=_regression(scenario),
-        results_records=records_kept(scenario.results.records),
+        results_records=DEFAULT_RESULTS_RECORDS
+        if scenario.results.records is None
+        else records_kept(scenario.results.records),
+        results_records_default=scenario.results.records is None,
         workers=scenario.defaults.workers,
         prompt_sources=sources,
         tokenizer=scenario.tokenizer_for().name,

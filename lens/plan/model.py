@@ -49,6 +49,13 @@ PatternName = Literal["burst", "constant-rate", "concurrency", "ramp", "sweep", 
 ArrivalProcess = Literal["burst", "uniform", "poisson", "gamma"]
 
 
+# Records results.json lists when the scenario does not say (results: {records: ...}):
+# every one up to this many, an evenly spaced sample of this many beyond.  As many as a
+# sketch keeps exactly (lens.metrics.sketch), enough for lens compare's bootstrap; a run
+# holds them (~1.2 KB each, ~4.5 KB more while results are built), so memory stays flat.
+DEFAULT_RESULTS_RECORDS = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class Secret:
     """A credential. Its value only leaves through ``reveal()``, at the HTTP seam."""
@@ -677,6 +684,9 @@ class Plan:
     # Per-request records results.json lists: None all, else an evenly spaced sample of
     # this many (scenario ``results: {records: ...}``, ``lens run --results-records``).
     results_records: int | None = None
+    # ``results_records`` is lens's default limit (DEFAULT_RESULTS_RECORDS), not the user's
+    # choice: a sample it takes is warned about, and a shard keeps all (lens merge needs them).
+    results_records_default: bool = False
     # defaults.workers: processes that run the plan (lens.workers); "auto" resolved there.
     workers: int | Literal["auto"] = 1
     # What each prompt entry of the scenario yields, and the tokenizer that counted them.

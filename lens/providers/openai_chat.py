@@ -42,15 +42,19 @@ _QUOTE = ord('"')
 _SLOW_MARKERS = (b'"usage":{', b'"error"', b'"tool_calls"', b'"reasoning', b'"choices":[{"index":1')
 
 
+_USAGE, _ERROR, _TOOLS, _REASONING, _SECOND = _SLOW_MARKERS
+
+
 def _is_plain_delta(data: bytes) -> bool:
     """A compact OpenAI chunk whose only news is ``delta.content`` (JSON left unparsed).
 
     Compact JSON is what OpenAI, Azure, vLLM and the simulator send; a server that puts
     spaces after colons simply takes the full path.
     """
-    if data.count(_CONTENT) != 1:
-        return False
-    return not any(marker in data for marker in _SLOW_MARKERS)
+    # Spelled out: a generator over the markers costs more than the five searches.
+    return data.count(_CONTENT) == 1 and not (
+        _USAGE in data or _ERROR in data or _TOOLS in data or _REASONING in data or _SECOND in data
+    )
 
 
 class OpenAIChatAdapter:
@@ -60,6 +64,7 @@ class OpenAIChatAdapter:
         self.spec = spec
         self.settings = settings_of(spec, OpenAISettings)
         self._url = spec.base_url.rstrip("/") + "/chat/completions"
+        self._parsed_url: httpx.URL | None = None  # parsed once, on the first request
         # identity: a compressed event stream would be buffered by the compressor and
         # arrive in bursts, and lens reads raw bytes to stamp them before any decoding.
         headers = {
@@ -90,9 +95,10 @@ class OpenAIChatAdapter:
                 body["min_tokens"] = limit
         if prompt.body:
             body = deep_merge(body, prompt.body)
-        return httpx.Request(
-            "POST", self._url, headers=self._headers, content=json.dumps(body).encode()
-        )
+        url = self._parsed_url
+        if url is None:  # a URL httpx cannot parse fails the request, as before
+            url = self._parsed_url = httpx.URL(self._url)
+        return httpx.Request("POST", url, headers=self._headers, content=json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
         del prompt
@@ -111,7 +117,17 @@ class OpenAIChatAdapter:
 
 
 class OpenAIChatDecoder:
-    __slots__ = ("_done", "_error", "_finish", "_last_plain", "_sse", "_timeline", "_usage")
+    __slots__ = (
+        "_done",
+        "_error",
+        "_finish",
+        "_head",
+        "_last_plain",
+        "_sse",
+        "_tail",
+        "_timeline",
+        "_usage",
+    )
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._sse = SseDecoder(max_event_bytes)
@@ -119,9 +135,16 @@ class OpenAIChatDecoder:
         self._usage: dict[str, Any] | None = None
         self._done = False
         self._error: str | None = None
+        # The last plain delta around its content string: the bytes up to and including
+        # '"content":"' and those from the closing quote on.  A server repeats them on
+        # every delta of a stream (id, model, created, finish_reason: null), so an event
+        # with the same head and tail is plain too: the markers of _is_plain_delta all
+        # start with a quote, which the content string cannot hold unescaped.
+        self._head = b"\0"  # matches no event until a plain delta sets it
+        self._tail = b""
         self._finish: str | None = None  # the finish reason a parsed chunk gave
-        # The last chunk the fast path took without parsing: the finish reason may ride on
-        # it (vLLM sends the last token with it); parsed once, at the end of the stream.
+        # The last plain delta that did not repeat the template above: the finish reason
+        # may ride on it (vLLM sends the last token with it); parsed once, at the end.
         self._last_plain: bytes | None = None
 
     def feed(self, data: bytes, t_ns: int) -> None:
@@ -129,6 +152,14 @@ class OpenAIChatDecoder:
             self._on_event(payload, event, t_ns)
 
     def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:
+        if data.startswith(self._head) and not event:
+            # The plain delta again, as checked below: one compare at each end.
+            start = len(self._head)
+            size = json_string_bytes(data, start)
+            if data.endswith(self._tail) and start + size + len(self._tail) == len(data):
+                if size:  # '"content":""' is the role chunk: not a token
+                    self._timeline.add(t_ns, size)
+                return
         if data == _DONE:
             self._done = True
             return
@@ -136,9 +167,13 @@ class OpenAIChatDecoder:
             # Fast path for the overwhelmingly common event, a content delta with nothing
             # else of interest: no JSON parse.  Anything unusual takes the full path.
             start = data.find(_CONTENT) + len(_CONTENT)
-            self._last_plain = data
-            if data[start] != _QUOTE:  # '"content":""' is the role chunk: not a token
-                self._timeline.add(t_ns, json_string_bytes(data, start))
+            self._last_plain = data  # not on the template path: once or twice a stream
+            size = json_string_bytes(data, start)
+            if size:  # '"content":""' is the role chunk: not a token
+                self._timeline.add(t_ns, size)
+            if start + size < len(data):  # a closed string: the template of what follows
+                self._head = data[:start]
+                self._tail = data[start + size :]
             return
         try:
             obj = json.loads(data)

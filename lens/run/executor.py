@@ -63,6 +63,7 @@ from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
 from lens.run.pool import TransportPool
+from lens.run.readmux import ReadMux
 from lens.run.request import execute_request
 from lens.run.slastop import SlaStop
 
@@ -120,7 +121,7 @@ def _transport_factory(
     unit: StagePlan,
     spec: ProviderSpec,
     injected: httpx.AsyncBaseTransport | None,
-    ssl_context: ssl.SSLContext,
+    ssl_context: ssl.SSLContext | None,
 ) -> Callable[[], httpx.AsyncBaseTransport]:
     """Transports of one connection each (see lens.run.pool), with the provider's proxy,
     TLS context and keep-alive setting.
@@ -143,6 +144,12 @@ def _transport_factory(
         keep_alive=keep_alive,
         max_response_bytes=limits.max_response_bytes,
     )
+
+
+def _may_use_tls(spec: ProviderSpec) -> bool:
+    """Whether the provider's requests can go over TLS: all but a plain http:// base URL
+    (adapters without a base URL talk to their cloud's https endpoints)."""
+    return spec.base_url is None or not spec.base_url.lower().startswith("http://")
 
 
 class StageRunner:
@@ -257,7 +264,9 @@ class StageRunner:
         state = _UnitState()
         # Building transports costs time: do it before the stage clock starts, so the first
         # arrivals are not sent late because of it.
-        pool = TransportPool(_transport_factory(unit, spec, transport, self._ssl_context(spec)))
+        # A plain http:// provider never opens TLS: no CA bundle to load (tens of ms of CPU).
+        tls = self._ssl_context(spec) if _may_use_tls(spec) else None
+        pool = TransportPool(_transport_factory(unit, spec, transport, tls))
         pool.prepare(_prepared_transports(unit))
         first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
         if first_url is not None:
@@ -323,6 +332,7 @@ class _RunningUnit:
         "pool",
         "progress",
         "prompts",
+        "reader",
         "spec",
         "state",
         "t_start",
@@ -355,12 +365,22 @@ class _RunningUnit:
         # The optional max_concurrency cap of an open loop, acquired after the intended time.
         limit = unit.load.max_concurrency if isinstance(unit.load, OpenLoop) else None
         self.limiter = trio.CapacityLimiter(limit) if limit else None
+        # One task reads every response body of the unit (lens.run.readmux): a token then
+        # costs a read and its decoding, not a wake-up of its request's task.
+        self.reader = ReadMux(clock.now_ns) if ReadMux.supported() else None
 
     async def run(self) -> None:
-        """The unit's load, every request of it inside the drain scope."""
-        with self.state.drain:
-            async with trio.open_nursery() as nursery:
-                await self._load(nursery)
+        """The unit's load, every request of it inside the drain scope; the reader task
+        outlives them all (it is cancelled once the last request has ended)."""
+        async with trio.open_nursery() as io:
+            if self.reader is not None:
+                io.start_soon(self.reader.run)
+            try:
+                with self.state.drain:
+                    async with trio.open_nursery() as nursery:
+                        await self._load(nursery)
+            finally:
+                io.cancel_scope.cancel()
 
     def watch(self, rec: RequestRecord, stop: SlaStop) -> None:
         """Show ``stop`` a record of this unit; halt the unit if it stops the run."""
@@ -554,6 +574,7 @@ class _RunningUnit:
                     timeout_s=unit.timeout_s,
                     max_tokens=unit.max_tokens,
                     emit=emit,
+                    reader=self.reader,
                 )
             wait_s = self._retry_wait_s(last[-1], attempt)
             if wait_s is None:

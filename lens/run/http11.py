@@ -32,7 +32,7 @@ import os
 import select
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import certifi
@@ -53,8 +53,15 @@ from lens.run.http11_parse import (
     parse_response_head,
     response_framing,
 )
+from lens.run.readmux import ReadMux
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DISPATCH_HOOK", "STALE_HOOK", "LeanHTTP11Transport"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DISPATCH_HOOK",
+    "STALE_HOOK",
+    "LeanHTTP11Transport",
+    "read_muxed",
+]
 
 Origin = tuple[bytes, str, int]  # (scheme, host, port)
 
@@ -559,6 +566,36 @@ class _ResponseStream(httpx.AsyncByteStream):
                     yield tail
                 return
 
+    async def read_muxed(self, mux: ReadMux, deliver: Callable[[bytes, int], None]) -> bool:
+        """Read the whole body through ``mux``, the fast path of ``__aiter__``; False (and
+        nothing read) when this body cannot go there: TLS or a test stream, an httpx read
+        timeout, or a body already iterated.
+
+        ``deliver(payload, t_ns)`` is called, in the mux's task, for each read that carried
+        payload, with the stamp the mux took right after that read returned (before the
+        framing was parsed).  It returns when the body has ended; it raises what
+        ``__aiter__`` would (``ProtocolViolation``, ``httpx.ReadError``, a cut body's
+        ``RemoteProtocolError``) and whatever ``deliver`` raised.  Cancelled, it detaches
+        the socket at once: a request's deadline ends that request only.
+        """
+        conn = self._conn
+        if self._iterated or self._closed or conn.fd < 0 or self._read_timeout is not None:
+            return False
+        self._iterated = True
+        sink = _MuxedBody(mux, conn.fd, self._decoder, deliver, self._transport._max_response_bytes)
+        data, self._leftover = self._leftover, b""
+        if data:  # body bytes that came with the head: the head's read
+            sink.on_read(data, mux.now())
+        if not sink.over:
+            mux.attach(sink.fd, sink)
+            try:
+                await sink.ended.wait()
+            finally:
+                mux.detach(sink.fd)
+        if sink.error is not None:
+            raise sink.error
+        return True
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -566,6 +603,96 @@ class _ResponseStream(httpx.AsyncByteStream):
         decoder = self._decoder
         reusable = self._keep_alive and decoder.done and not decoder.trailing
         self._transport._release(self, self._conn, reusable)
+
+
+async def read_muxed(
+    response: httpx.Response, mux: ReadMux, deliver: Callable[[bytes, int], None]
+) -> bool:
+    """``response``'s body read through ``mux`` when it comes from this transport and can
+    (see ``_ResponseStream.read_muxed``); False, with nothing read, otherwise."""
+    stream = response.stream
+    if not isinstance(stream, _ResponseStream):
+        return False
+    return await stream.read_muxed(mux, deliver)
+
+
+class _MuxedBody:
+    """A body read by a ReadMux: ``__aiter__``'s loop body, called back once per read."""
+
+    __slots__ = (
+        "_deliver",
+        "_feed",
+        "_limit",
+        "_mux",
+        "_received",
+        "decoder",
+        "ended",
+        "error",
+        "fd",
+        "over",
+    )
+
+    def __init__(
+        self,
+        mux: ReadMux,
+        fd: int,
+        decoder: BodyDecoder,
+        deliver: Callable[[bytes, int], None],
+        limit: int,
+    ) -> None:
+        self._mux = mux
+        self.fd = fd
+        self.decoder = decoder
+        self._feed = decoder.feed
+        self._deliver = deliver
+        self._limit = limit
+        self._received = 0  # body bytes delivered (decoded)
+        self.over = decoder.done
+        self.error: BaseException | None = None
+        self.ended = trio.Event()
+
+    def on_read(self, data: bytes, t_ns: int) -> None:
+        try:
+            if data:
+                payload = self._feed(data)
+                if payload:
+                    self._received += len(payload)
+                    if self._received > self._limit:
+                        self._end(body_too_large(self._limit))
+                        return
+                    self._deliver(payload, t_ns)
+                if self.decoder.done:
+                    self._end(None)
+                return
+            tail = self.decoder.eof()  # raises unless the body is close-delimited
+            if tail:  # the end of a content-decoded body
+                if self._received + len(tail) > self._limit:
+                    self._end(body_too_large(self._limit))
+                    return
+                self._deliver(tail, t_ns)
+            self._end(None)
+        except PartialBody as partial:
+            try:
+                self._deliver(partial.payload, t_ns)  # what arrived before the error is data
+            except Exception as exc:
+                self._end(exc)
+            else:
+                self._end(partial.error)
+        except Exception as exc:
+            self._end(exc)
+
+    def on_error(self, exc: OSError) -> None:
+        error = httpx.ReadError(f"read failed: {exc!r}")
+        error.__cause__ = exc
+        self._end(error)
+
+    def _end(self, error: BaseException | None) -> None:
+        if self.over:
+            return
+        self.over = True
+        self.error = error
+        self._mux.detach(self.fd)
+        self.ended.set()
 
 
 # -- connection set-up and reuse ---------------------------------------------------------------

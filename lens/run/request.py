@@ -44,8 +44,9 @@ from lens.providers.base import (
 )
 from lens.records import ErrorClass, RequestRecord, TokenSource
 from lens.run.clock import RunClock
-from lens.run.http11 import DISPATCH_HOOK, STALE_HOOK
+from lens.run.http11 import DISPATCH_HOOK, STALE_HOOK, read_muxed
 from lens.run.http11_parse import ProtocolViolation
+from lens.run.readmux import ReadMux
 
 MAX_ERROR_BODY = 16 * 1024
 Error = tuple[ErrorClass, str]
@@ -127,7 +128,10 @@ async def execute_request(
     timeout_s: float,
     max_tokens: int | None,
     emit: Callable[[RequestRecord], None],
+    reader: ReadMux | None = None,
 ) -> None:
+    """Run one request and ``emit`` its record, however it ends.  ``reader``: the unit's
+    ReadMux (lens.run.readmux), which reads the body when the transport allows it."""
     now = clock.now_ns
     x = _Exchange(now)
     request: httpx.Request | None = None
@@ -137,7 +141,7 @@ async def execute_request(
         built = _build(x, adapter, prompt, max_tokens)
         if built is not None:
             request, decoder = built
-            await _timed_exchange(x, transport, adapter, request, decoder, timeout_s)
+            await _timed_exchange(x, transport, adapter, request, decoder, timeout_s, reader)
         cancelled = False
     finally:
         t_end = now()
@@ -176,10 +180,11 @@ async def _timed_exchange(
     request: httpx.Request,
     decoder: StreamDecoder,
     timeout_s: float,
+    reader: ReadMux | None,
 ) -> None:
     """The exchange under the request's deadline; past it, a timeout keeping what arrived."""
     with trio.move_on_after(timeout_s) as deadline:
-        await _exchange(x, transport, adapter, request, decoder, x.now)
+        await _exchange(x, transport, adapter, request, decoder, x.now, reader)
     if deadline.cancelled_caught:
         x.fail((ErrorClass.TIMEOUT, f"no complete response within {timeout_s:g}s"))
         if x.status == 200:
@@ -193,6 +198,7 @@ async def _exchange(
     request: httpx.Request,
     decoder: StreamDecoder,
     now: Callable[[], int],
+    reader: ReadMux | None,
 ) -> None:
     """Send ``request`` and read its response into ``x``; every failure lands in ``x``."""
     response = await _send(x, transport, request)
@@ -204,7 +210,7 @@ async def _exchange(
         x.facts = _facts(adapter, response.headers)
         x.request_id = request_id(x.facts)
         if status == 200:
-            await _stream(x, response, decoder, now)
+            await _stream(x, response, decoder, now, reader)
         else:
             body = await _error_body(response)
             x.fail(_classify(x, adapter, status, response.headers, body))
@@ -247,26 +253,25 @@ def _facts(adapter: ProviderAdapter, headers: httpx.Headers) -> dict[str, str]:
 
 
 async def _stream(
-    x: _Exchange, response: httpx.Response, decoder: StreamDecoder, now: Callable[[], int]
+    x: _Exchange,
+    response: httpx.Response,
+    decoder: StreamDecoder,
+    now: Callable[[], int],
+    reader: ReadMux | None,
 ) -> None:
     """Read a 200 body, stamping each read before any parsing: the hottest loop of lens.
 
-    The loop has no per-read work beyond the stamp, the counters and ``feed``; failures are
-    sorted out once, in the ``except`` clauses (a ``try`` costs nothing until it raises).
+    Through ``reader`` (the unit's ReadMux) when the transport can: one task reads every
+    stream's socket and calls ``_Reads.deliver`` with the stamp it took right after each
+    read; this task only waits for the body's end.  Otherwise the body is iterated here.
+    Failures are sorted out once, in the ``except`` clauses (a ``try`` costs nothing until
+    it raises).
     """
-    t_first_chunk: int | None = None
-    reads = 0
+    reads = _Reads(decoder)
     eof = False
-    body = _reads(response)
     try:
-        async for chunk in body:
-            if not chunk:
-                continue  # not a read that delivered body bytes (httpx's aiter_raw skips them too)
-            t = now()  # stamped before any parsing
-            if t_first_chunk is None:
-                t_first_chunk = t
-            reads += 1
-            decoder.feed(chunk, t)
+        if reader is None or not await read_muxed(response, reader, reads.deliver):
+            await _iterate(response, reads, now)
         eof = True
     except ProtocolViolation as exc:
         x.fail((ErrorClass.PROTOCOL_ERROR, describe(exc)))
@@ -278,10 +283,48 @@ async def _stream(
         x.fail((ErrorClass.PROTOCOL_ERROR, describe(exc)))
     finally:
         # Also when cancelled mid-read: what was measured stays measured.
-        x.t_first_chunk = t_first_chunk
-        x.reads = reads
-        await _close(body)
+        x.t_first_chunk = reads.t_first_chunk
+        x.reads = reads.count
     x.finish(decoder, now(), eof=eof)
+
+
+class _Reads:
+    """The body's reads that delivered payload: how many, the first one's stamp."""
+
+    __slots__ = ("count", "feed", "t_first_chunk")
+
+    def __init__(self, decoder: StreamDecoder) -> None:
+        self.feed = decoder.feed
+        self.count = 0
+        self.t_first_chunk: int | None = None
+
+    def deliver(self, payload: bytes, t_ns: int) -> None:
+        """One read's payload, stamped when the read returned (called by the ReadMux)."""
+        if self.t_first_chunk is None:
+            self.t_first_chunk = t_ns
+        self.count += 1
+        self.feed(payload, t_ns)
+
+
+async def _iterate(response: httpx.Response, reads: _Reads, now: Callable[[], int]) -> None:
+    """The body read in this task, one read per iteration (TLS, a transport of tests)."""
+    t_first_chunk: int | None = None
+    count = 0
+    feed = reads.feed
+    body = _reads(response)
+    try:
+        async for chunk in body:
+            if not chunk:
+                continue  # not a read that delivered body bytes (httpx's aiter_raw skips them too)
+            t = now()  # stamped before any parsing
+            if t_first_chunk is None:
+                t_first_chunk = t
+            count += 1
+            feed(chunk, t)
+    finally:
+        reads.t_first_chunk = t_first_chunk
+        reads.count = count
+        await _close(body)
 
 
 def _reads(response: httpx.Response) -> AsyncIterator[bytes]:

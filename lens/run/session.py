@@ -116,6 +116,7 @@ async def execute(
     on_start: Callable[[RequestStart], None] | None = None,
     before_unit: Callable[[int], Awaitable[float | None]] | None = None,
     unit_starts: Sequence[float | None] | None = None,
+    keep_records: bool = True,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
@@ -127,7 +128,9 @@ async def execute(
     every request's attempt as it goes out; ``before_unit``: awaited before each unit's
     clock starts (``StageRunner``).  ``unit_starts``: a shard's planned start of each unit,
     seconds from the run clock's start (``lens.plan.split.planned_starts``; None: when the
-    unit before ends), kept by a ``PlannedGate`` (unless ``before_unit`` is given)."""
+    unit before ends), kept by a ``PlannedGate`` (unless ``before_unit`` is given).
+    ``keep_records=False``: the outcome holds no record (``on_record`` is where they go: a
+    long run cannot keep them all)."""
     if start_monotonic is not None:
         waited = await _wait_for_monotonic(start_monotonic, handle_signals, stop)
         if waited is not None:
@@ -157,7 +160,8 @@ async def execute(
 
     def emit(rec: RequestRecord) -> None:
         rec = redact_record(rec, redact)
-        records.append(rec)
+        if keep_records:
+            records.append(rec)
         if on_record is not None:
             on_record(rec)
 
@@ -288,6 +292,7 @@ def run_blocking(
     on_start: Callable[[RequestStart], None] | None = None,
     before_unit: Callable[[int], Awaitable[float | None]] | None = None,
     unit_starts: Sequence[float | None] | None = None,
+    keep_records: bool = True,
 ) -> RunOutcome:
     return trio.run(
         lambda: execute(
@@ -309,5 +314,6 @@ def run_blocking(
             on_start=on_start,
             before_unit=before_unit,
             unit_starts=unit_starts,
+            keep_records=keep_records,
         )
     )

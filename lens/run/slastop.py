@@ -20,12 +20,26 @@ from lens.records import RequestRecord, StageWindow
 
 RecordCheck = Callable[[RequestRecord, int, int], str | None]
 UnitCheck = Callable[[StageWindow], str | None]
+# Told every record with the start of its unit's windows, stopped or not (the run's
+# windowed SLAs, judged after the run: lens.metrics.windows.WindowFeed).
+RecordPlacement = Callable[[RequestRecord, int], None]
+
+
+def never(*_: object) -> None:
+    """A check that never stops the run (``SlaStop`` used only to ``follow``)."""
+    return None
 
 
 class SlaStop:
-    def __init__(self, on_record: RecordCheck, on_unit_end: UnitCheck) -> None:
+    def __init__(
+        self,
+        on_record: RecordCheck = never,
+        on_unit_end: UnitCheck = never,
+        follow: RecordPlacement | None = None,
+    ) -> None:
         self._on_record = on_record
         self._on_unit_end = on_unit_end
+        self._follow = follow
         self.reason: str | None = None
 
     @property
@@ -34,6 +48,8 @@ class SlaStop:
 
     def observe(self, rec: RequestRecord, in_flight: int, origin_ns: int) -> bool:
         """Whether ``rec`` made the run stop (only the first time)."""
+        if self._follow is not None:
+            self._follow(rec, origin_ns)
         if self.reason is not None:
             return False
         self.reason = self._on_record(rec, in_flight, origin_ns)

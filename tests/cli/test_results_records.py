@@ -17,6 +17,8 @@ from lens.cli import main
 from lens.errors import ScenarioError
 from lens.export.results import kept_records
 from lens.pipeline import run_plan
+from lens.plan.model import DEFAULT_RESULTS_RECORDS
+from lens.records import RequestStart, RunOutcome
 
 LOAD = (
     "  - {id: b, pattern: burst, requests: 6}\n"
@@ -81,18 +83,49 @@ def test_the_cli_refuses_a_bad_count(capsys: pytest.CaptureFixture[str]) -> None
     assert "expected all, none or a count, got 'lots'" in capsys.readouterr().err
 
 
+def replay(outcome: RunOutcome) -> Callable[..., RunOutcome]:
+    """A ``run_blocking`` that feeds ``outcome``'s records again as a run would (each
+    request's start once the records before it ended later than its dispatch), then
+    returns ``outcome`` holding only what the caller keeps."""
+
+    def run(*_: Any, on_record: Any, on_start: Any, keep_records: bool, **__: Any) -> RunOutcome:
+        pending = sorted(outcome.records, key=lambda r: r.t_dispatch)
+        for rec in outcome.records:
+            while pending and pending[0].t_dispatch <= rec.t_end:
+                s = pending.pop(0)
+                if on_start is not None:
+                    on_start(
+                        RequestStart(
+                            s.stage,
+                            s.provider,
+                            s.prompt,
+                            s.index,
+                            s.attempt,
+                            s.phase,
+                            s.t_intended,
+                            s.t_dispatch,
+                        )
+                    )
+            on_record(rec)
+        return outcome if keep_records else dataclasses.replace(outcome, records=())
+
+    return run
+
+
 @pytest.mark.slow
 def test_summaries_are_the_same_with_and_without_records_kept(
     write_scenario: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = compile_plan(load_scenario(write_scenario(load=LOAD)))
+    full_report = run_plan(plan, handle_signals=False)
+    full = full_report.results
+    assert len(full.records) == 16
+    # The same measurements again, as the run fed them, listed as none this time.
+    monkeypatch.setattr(pipeline, "run_blocking", replay(full_report.outcome))
     sampled = run_plan(dataclasses.replace(plan, results_records=0), handle_signals=False)
     assert sampled.results.records == ()
     assert sampled.results.records_omitted == 16
-    # The same measurements again, listed in full this time.
-    monkeypatch.setattr(pipeline, "run_blocking", lambda *a, **k: sampled.outcome)
-    full = run_plan(plan, handle_signals=False).results
-    assert len(full.records) == 16
+    assert sampled.outcome.records == ()
     for part in ("summaries", "phase_summaries", "verdicts", "stages", "integrity", "billing"):
         assert getattr(sampled.results, part) == getattr(full, part), part
 
@@ -125,3 +158,32 @@ def test_summaries_streamed_as_records_finish_equal_the_batch_ones(
     report = run_plan(plan, handle_signals=False)
     assert compared[0] > 10_000
     assert [s.requests for s in report.results.summaries] == [20, 1950]
+
+
+def test_unset_the_plan_keeps_the_default_limit(write_scenario: Callable[..., Path]) -> None:
+    plan = compile_plan(load_scenario(write_scenario(load=LOAD)))
+    assert plan.results_records == DEFAULT_RESULTS_RECORDS == 10_000
+    assert plan.results_records_default
+
+
+@pytest.mark.slow
+def test_past_the_default_limit_results_list_a_sample_with_a_warning(
+    write_scenario: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("lens.plan.compile.DEFAULT_RESULTS_RECORDS", 5)
+    path, out = write_scenario(load=LOAD), tmp_path / "r.json"
+    assert main(["run", "-q", str(path), "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert (len(doc["records"]), doc["records_omitted"]) == (5, 11)
+    assert "sample of 5 of 16 records (lens's default limit" in capsys.readouterr().err
+    # Asked for explicitly: no warning.
+    assert main(["run", "-q", str(path), "-o", str(out), "--results-records", "5"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # A shard keeps every record by default: lens merge rebuilds from them.
+    assert main(["run", "-q", str(path), "-o", str(out), "--shard", "0/1"]) == 0
+    doc = json.loads(out.read_text())
+    assert len(doc["records"]) == 16
+    assert "records_omitted" not in doc

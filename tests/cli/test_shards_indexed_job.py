@@ -40,8 +40,9 @@ LENS = (sys.executable, "-m", "lens.cli")
 def test_an_indexed_job_of_three_shards_merges_into_the_whole_run(tmp_path: Path) -> None:
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(SCENARIO, encoding="utf-8")
-    # Far enough ahead for three interpreters to start on a loaded 2-core machine.
-    start_at = (datetime.now(UTC) + timedelta(seconds=8)).replace(microsecond=0)
+    # Far enough ahead for three interpreters to start on a loaded 2-core machine: 8 s
+    # was passed by 3.5 s there (each shard imports lens and starts its simulator).
+    start_at = (datetime.now(UTC) + timedelta(seconds=20)).replace(microsecond=0)
     procs = []
     for k in range(N):
         env = {**os.environ, "JOB_COMPLETION_INDEX": str(k)}

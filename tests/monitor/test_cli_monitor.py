@@ -62,7 +62,6 @@ def test_monitor_stages_selects_what_each_cycle_runs(
         (["--every", "soon"], "--every: expected a duration"),
         (["--jitter", "80%"], "--jitter: must be at most 50%"),
         (["--listen", "nowhere"], "--listen: expected HOST:PORT"),
-        (["--every", "1s"], "monitor.cycle_deadline (4s) exceeds the interval (1s)"),
     ],
 )
 def test_bad_flags_are_input_errors(
@@ -72,6 +71,26 @@ def test_bad_flags_are_input_errors(
     assert main(["monitor", str(path), *flags]) == exitcodes.INPUT
     err = capsys.readouterr().err
     assert message in err
+    assert "Traceback" not in err
+
+
+def test_a_shorter_every_flag_shortens_the_scenarios_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, scenario_text(monitor="{every: 5m, cycle_deadline: 2m}"))
+    assert main(["monitor", str(path), "--once", "--every", "1s"]) == exitcodes.OK
+    err = capsys.readouterr().err
+    assert "monitor.cycle_deadline (120s) is longer than --every 1s" in err
+    assert "(0.8s)" in err
+
+
+def test_a_deadline_longer_than_the_scenarios_interval_is_an_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, scenario_text(monitor="{every: 5s, cycle_deadline: 10s}"))
+    assert main(["monitor", str(path), "--once"]) == exitcodes.INPUT
+    err = capsys.readouterr().err
+    assert "cycle_deadline" in err
     assert "Traceback" not in err
 
 

@@ -256,3 +256,36 @@ def test_escaped_quotes_and_backslashes_in_content() -> None:
         dec = OpenAIChatDecoder()
         dec.feed(content(text) + DONE, 1)
         assert dec._timeline.chars == [size], text
+
+
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=8))
+def test_repeated_deltas_read_as_each_alone(texts: list[str]) -> None:
+    """After the first plain delta, a stream's deltas match its head and tail and skip the
+    marker search: the tokens come out as a fresh decoder reads each event."""
+    stream = OpenAIChatDecoder()
+    for k, text in enumerate(texts):
+        stream.feed(content(text), k)
+    alone: list[int] = []
+    for text in texts:
+        one = OpenAIChatDecoder()
+        one.feed(content(text), 0)
+        alone += one._timeline.chars
+    assert stream._timeline.chars == alone
+    assert stream._timeline.times == [k for k, text in enumerate(texts) if text]
+
+
+def test_same_head_with_news_in_the_tail_takes_the_full_path() -> None:
+    """vLLM may put usage on a content chunk, and the last delta carries finish_reason:
+    the head matches the plain deltas before, the tail does not."""
+    head = b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"'
+    with_usage = (
+        head + b'b"},"finish_reason":null}],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
+    )
+    last = head + b'c"},"finish_reason":"stop"}]}\n\n'
+    tool = head + b'","tool_calls":[{"function":{"arguments":"{}"}}]},"finish_reason":null}]}\n\n'
+    dec = OpenAIChatDecoder()
+    dec.feed(content("a") + with_usage + last + tool + content("d") + DONE, 5)
+    out = dec.finish(6, eof=True)
+    assert out.usage.output_tokens == 2
+    assert dec._timeline.chars == [1, 1, 1, 2, 1]  # a, b, c, the tool call's "{}", d
+    assert out.error_class is None

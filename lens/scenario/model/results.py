@@ -14,11 +14,14 @@ RecordsKept = Literal["all", "none"] | Annotated[int, Field(strict=True, ge=0)]
 class ResultsOptions(FrozenModel):
     """What results.json keeps of a run beyond its summaries."""
 
-    records: RecordsKept = Field(
-        "all",
-        description="Per-request records results.json lists: all (the default: lens compare's "
-        "bootstrap, the HTML report and CSV exports read them), none, or N (an evenly spaced "
-        "sample of N, in completion order). Summaries, verdicts and analyses always cover "
-        "every request; --records FILE.jsonl still gets every one. A long soak (an hour at "
-        "1,000 req/s is 3.6M records, ~4.5 KB each while results are built) wants none or N.",
+    records: RecordsKept | None = Field(
+        None,
+        description="Per-request records results.json lists: all, none, or N (an evenly "
+        "spaced sample of N, in completion order). Unset: every record up to 10,000 (lens "
+        "compare's bootstrap, the HTML report and CSV exports read them), an evenly spaced "
+        "sample of 10,000 beyond, with a warning, so a long soak's memory stays flat (a run "
+        "holds about 1.2 KB per record kept, and ~4.5 KB more while results are built). "
+        "Summaries, verdicts and analyses always cover every request; --records "
+        "FILE.jsonl still gets every one; a shard (lens run --shard) keeps all by default, "
+        "as lens merge needs them.",
     )
