@@ -59,6 +59,7 @@ LENS_SIDE = frozenset({ErrorClass.CANCELLED, ErrorClass.DRAINED, ErrorClass.LENS
 class TokenSource(StrEnum):
     USAGE = "usage"  # counts reported by the server in the stream
     ESTIMATED = "estimated"  # counts estimated by lens (about 4 characters per token)
+    TOKENIZER = "tokenizer"  # counted by lens with the provider's tokenizer: (no usage sent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ the plan as plain data (``plan_to_dict`` plus the cost estimate), the same docum
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -49,7 +50,7 @@ def plan_text(doc: dict[str, object]) -> str:
                 gaps,
                 _duration_cell(s),
                 usd(cost["usd"]) if cost["bounded"] else "unbounded",
-                ", ".join(s["prompts"]),
+                _prompt_ids(s["prompts"]),
             ]
         )
     headers = [
@@ -66,6 +67,8 @@ def plan_text(doc: dict[str, object]) -> str:
     ]
     providers = doc["providers"]
     assert isinstance(providers, list)
+    lines.extend(_sources_text(doc.get("prompt_sources")))
+    lines.extend(_body_text(providers, stages))
     lines.extend(_estimate_text(estimate, providers))
     adaptive = doc["adaptive_sweeps"]
     assert isinstance(adaptive, list)
@@ -83,6 +86,66 @@ def plan_text(doc: dict[str, object]) -> str:
     lines.extend(f"warning: {w}" for w in warnings)
     lines.append("nothing was sent")
     return "\n".join(lines)
+
+
+# A prompt entry that yields more prompt ids than this shows as one: "chat#* (200)".
+_LISTED_IDS = 6
+
+
+def _prompt_ids(ids: list[str]) -> str:
+    """A stage's prompt ids, those of one dataset, synthetic draw or file folded together."""
+    by_entry: dict[str, list[str]] = {}
+    for pid in ids:
+        by_entry.setdefault(pid.split("#", 1)[0], []).append(pid)
+    parts = []
+    for entry, members in by_entry.items():
+        if len(members) > _LISTED_IDS:
+            parts.append(f"{entry}#* ({len(members)})")
+        else:
+            parts.extend(members)
+    return ", ".join(parts)
+
+
+def _sources_text(sources: object) -> list[str]:
+    """What each prompt entry yields and how long its prompts are, in tokens."""
+    if not isinstance(sources, list) or not any(
+        s["prompts"] > 1 or s["kind"] in ("synthetic", "dataset") for s in sources
+    ):
+        return []  # only inline prompts: the table says it all
+    lines = ["prompt sources (input tokens min/p50/p90/max):"]
+    for s in sources:
+        n = s["input_tokens"]
+        lengths = f"{n['min']}/{n['p50']}/{n['p90']}/{n['max']}"
+        detail = f"; {s['detail']}" if s["detail"] else ""
+        lines.append(
+            f"  {s['id']}: {s['prompts']} {s['kind']} prompt{'s' if s['prompts'] != 1 else ''}, "
+            f"{lengths} ({s['tokenizer']}), output: {s['output']}{detail}"
+        )
+    return lines
+
+
+def _body_text(providers: list[Any], stages: list[Any]) -> list[str]:
+    """Extra request fields, as each unit sends them (prompt bodies: lens plan --json)."""
+    lines = []
+    for p in providers:
+        if p.get("output_tokens") == "exact":
+            lines.append(
+                f"output: {p['id']} asks for exactly max_tokens (ignore_eos: true, "
+                "min_tokens = max_tokens)"
+            )
+        if p.get("tokenizer"):
+            lines.append(f"tokenizer: {p['id']} counts responses without usage by {p['tokenizer']}")
+    seen: set[tuple[str, str]] = set()
+    for s in stages:
+        body = s.get("body")
+        if not body:
+            continue
+        shown = ", ".join(f"{k}: {json.dumps(v)}" for k, v in body.items())
+        key = (s["provider"], shown)
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"body: {s['stage']}/{s['provider']} adds {{{shown}}}")
+    return lines
 
 
 def _regression_text(block: dict[str, object]) -> str:

@@ -297,7 +297,7 @@ class RecordOut(_Frozen):
     cached_input_tokens: int | None
     cache_write_tokens: int | None
     reasoning_tokens: int | None
-    token_source: Literal["usage", "estimated"] | None
+    token_source: Literal["usage", "estimated", "tokenizer"] | None
     ttft: float | None
     ttfot: float | None
     ttfb: float | None

@@ -39,6 +39,7 @@ from lens.metrics.integrity import (
     DEFAULT_BUFFERED_SHARE,
     DEFAULT_COLD_AFTER_S,
     ColdStart,
+    EndedEarly,
     IntegrityReport,
     StreamDelivery,
     _cold_start,
@@ -341,6 +342,7 @@ class RunFold:
         self.colds = ColdFlagger(plan.integrity.cold_after_s)
         self.cold_starts = ColdStartAccumulator()
         self.streams = StreamDeliveryAccumulator(plan.integrity.buffered_share)
+        self.ended_early = EndedEarly()
         pooled = frozenset(u.stage for u in plan.stages if u.phases.pooled)
         self.windows = WindowFeed(slas, plan.providers, pooled)
         self.kept = RecordSample(plan.results_records)
@@ -358,6 +360,7 @@ class RunFold:
         self.summaries.add(rec)
         self.pacing.add(rec)
         self.streams.add(rec)
+        self.ended_early.add(rec)
         self.cold_starts.add(rec)
         self.kept.add(rec, seq)
         if rec.stage in self.probe_stages:
@@ -386,7 +389,9 @@ class RunFold:
         )
 
     def integrity(self, harness: HarnessReport | None) -> IntegrityReport:
-        return integrity_of(self.streams.result(), self.cold_starts.result(), harness)
+        return integrity_of(
+            self.streams.result(), self.cold_starts.result(), harness, self.ended_early
+        )
 
     def idle_probes(self) -> tuple[Iterable[RequestRecord], tuple[bool, ...]]:
         seqs = sorted(self.probes)

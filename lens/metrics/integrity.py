@@ -294,10 +294,14 @@ def integrity_report(
     """The run's integrity checks (``colds``: the records' cold flags, same order), and a
     warning for each one that failed: an overloaded harness, a buffered stream, a
     significant cold start."""
+    early = EndedEarly()
+    for rec in records:
+        early.add(rec)
     return integrity_of(
         stream_delivery(records, buffered_share=buffered_share),
         cold_start(records, colds),
         harness,
+        early,
     )
 
 
@@ -305,6 +309,7 @@ def integrity_of(
     streams: tuple[StreamDelivery, ...],
     colds_by_provider: tuple[ColdStart, ...],
     harness: HarnessReport | None,
+    ended_early: EndedEarly | None = None,
 ) -> IntegrityReport:
     """The report of checks already made (``integrity_report``, ``lens.metrics.fold``),
     with a warning for each that failed."""
@@ -325,4 +330,36 @@ def integrity_of(
                 f"cold_start: {c.provider}: cold TTFT p50 {c.cold_ttft_p50_ms:.0f} ms vs "
                 f"warm {c.warm_ttft_p50_ms:.0f} ms ({c.ratio:.1f}x), {c.compared_with()}"
             )
+    if ended_early is not None:
+        warnings += ended_early.warnings()
     return IntegrityReport(harness, streams, colds_by_provider, tuple(warnings))
+
+
+class EndedEarly:
+    """Counts, per stage x provider, the successful outputs that stopped on their own before
+    the max_tokens they asked for (``extra.ended_early``, set by lens.run.request): their
+    TPOT and tokens/s describe shorter outputs than the plan's.  Fed one record at a time
+    (lens.metrics.fold), it keeps two counters a unit."""
+
+    __slots__ = ("early", "ok")
+
+    def __init__(self) -> None:
+        self.early: dict[tuple[str, str], int] = {}
+        self.ok: dict[tuple[str, str], int] = {}
+
+    def add(self, rec: RequestRecord) -> None:
+        if not rec.ok:
+            return
+        key = (rec.stage, rec.provider)
+        self.ok[key] = self.ok.get(key, 0) + 1
+        if "ended_early" in rec.extra:
+            self.early[key] = self.early.get(key, 0) + 1
+
+    def warnings(self) -> list[str]:
+        return [
+            f"ended_early: {stage}/{provider}: {n} of {self.ok[stage, provider]} outputs "
+            "stopped before their max_tokens (finish reason stop): TPOT and tokens/s cover "
+            "shorter outputs than planned; output_tokens: exact asks vLLM-style servers for "
+            "the full length"
+            for (stage, provider), n in self.early.items()
+        ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from lens.plan.model import (
     OpenLoop,
     Plan,
     PluginSettings,
+    PromptSource,
     PromptSpec,
     ProviderSettings,
     ProviderSpec,
@@ -51,6 +52,13 @@ from lens.plan.model import (
 from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
+from lens.plan.workloads import (
+    dataset_detail,
+    dataset_prompts,
+    deep_merge,
+    source_of,
+    synthetic_prompts,
+)
 from lens.pricing import ModelPrice, ProviderPrice
 from lens.records import Repetition, SweepStep, repetition_id
 from lens.scenario.checks import duplicate_problems
@@ -67,6 +75,7 @@ from lens.scenario.model import (
     ConcurrencyRange,
     ConcurrencyStage,
     ConstantRateStage,
+    DatasetPrompt,
     FilePrompt,
     GeminiProvider,
     HostedProvider,
@@ -85,10 +94,11 @@ from lens.scenario.model import (
     Stage,
     SweepStage,
     SyntheticPrompt,
+    TokenizerRef,
 )
-from lens.scenario.prompts import synthetic_text
 from lens.scenario.sla import parse_sla
 from lens.scenario.thresholds import parse_threshold
+from lens.scenario.tokenizers import ESTIMATE, Tokenizer, TokenizerError
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path
 from lens.suggest import did_you_mean
@@ -132,6 +142,8 @@ def compile_plan(
             [Problem(f"--repeat takes a whole number from 1 to {MAX_REPEAT}, not {repeat}")]
         )
     ctx = _Context(scenario.source_map, os.environ if env is None else env, [], repeat=repeat)
+    ctx.scenario_tokenizer = scenario.tokenizer
+    ctx.tokenizer_for = scenario.tokenizer_for
     ctx.problems += duplicate_problems(scenario)
     providers = {
         pid: with_network(
@@ -144,7 +156,7 @@ def compile_plan(
         )
         for pid, spec in scenario.providers.items()
     }
-    prompts, groups = _prompts(scenario)
+    prompts, groups, sources = _prompts(scenario, ctx)
     stages = tuple(
         plan
         for i, stage in enumerate(scenario.load)
@@ -162,6 +174,8 @@ def compile_plan(
     prices = resolve_prices(
         scenario, {pid: p.model for pid, p in providers.items()}, ctx.problem, warnings
     )
+    warnings += _exact_without_limit(stages, providers, prompts)
+    warnings += _bodies_not_sent(stages, providers, prompts)
     if scenario.budget is not None:
         _budget_needs_bounds(stages, providers, prices, prompts, ctx)
     if ctx.problems:
@@ -198,6 +212,8 @@ def compile_plan(
         else records_kept(scenario.results.records),
         results_records_default=scenario.results.records is None,
         workers=scenario.defaults.workers,
+        prompt_sources=sources,
+        tokenizer=scenario.tokenizer_for().name,
     )
 
 
@@ -218,6 +234,8 @@ class _Context:
     repeat: int | None = None  # --repeat: replaces defaults.repeat
     repeats: dict[str, int] = field(default_factory=dict)  # stage id -> its repetitions
     notes: list[str] = field(default_factory=list)  # plan warnings found while compiling
+    scenario_tokenizer: TokenizerRef | None = None  # the scenario's tokenizer: as written
+    tokenizer_for: Callable[[str | None], Tokenizer] = lambda _pid: ESTIMATE
 
     def problem(self, message: str, path: PathT, *, key: bool = False) -> None:
         pos = self.source.key_pos(path) if key else self.source.value_pos(path)
@@ -283,7 +301,19 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             if isinstance(value, SecretHeader) and value.secret
         ),
         settings=_settings(pid, spec, ctx),
+        tokenizer=_response_tokenizer(pid, spec, ctx),
     )
+
+
+def _response_tokenizer(pid: str, spec: HostedProvider, ctx: _Context) -> Tokenizer | None:
+    """What counts this provider's output tokens when its server reports no usage: its own
+    ``tokenizer:``, else the scenario's; None (lens's estimate) when neither names one."""
+    if not isinstance(spec, OpenAICompatibleProvider | OpenAIProvider | AzureOpenAIProvider):
+        return None
+    if spec.tokenizer is None and ctx.scenario_tokenizer is None:
+        return None
+    tokenizer = ctx.tokenizer_for(pid)
+    return None if tokenizer is ESTIMATE else tokenizer
 
 
 def _settings(pid: str, spec: HostedProvider, ctx: _Context) -> ProviderSettings:
@@ -291,7 +321,10 @@ def _settings(pid: str, spec: HostedProvider, ctx: _Context) -> ProviderSettings
     if isinstance(spec, PluginProviderSettings):
         # A plugin's type: its own settings model (frozen), for its adapter to read.
         return PluginSettings(spec)
-    if isinstance(spec, OpenAICompatibleProvider | OpenAIProvider):
+    if isinstance(spec, OpenAICompatibleProvider):
+        exact = spec.output_tokens == "exact"
+        return OpenAISettings(spec.max_tokens_field, spec.include_usage, exact_output=exact)
+    if isinstance(spec, OpenAIProvider):
         return OpenAISettings(spec.max_tokens_field, spec.include_usage)
     if isinstance(spec, AnthropicProvider):
         return AnthropicSettings(spec.anthropic_version)
@@ -405,26 +438,32 @@ class PromptGroup:
     ids: tuple[str, ...]
 
 
-def _prompts(scenario: Scenario) -> tuple[dict[str, PromptSpec], dict[str, PromptGroup]]:
+def _prompts(
+    scenario: Scenario, ctx: _Context
+) -> tuple[dict[str, PromptSpec], dict[str, PromptGroup], tuple[PromptSource, ...]]:
     specs: dict[str, PromptSpec] = {}
     groups: dict[str, PromptGroup] = {}
-    for prompt in scenario.prompts:
+    sources: list[PromptSource] = []
+    tokenizer = scenario.tokenizer_for()
+    for i, prompt in enumerate(scenario.prompts):
         weight = float(prompt.weight)
+        body = dict(prompt.body)
+        detail = ""
         if isinstance(prompt, MessagesPrompt):
             messages = tuple(Message(m.role, m.content) for m in prompt.messages)
-            expanded = [PromptSpec(prompt.id, messages, prompt.max_tokens, weight, "inline")]
-        elif isinstance(prompt, SyntheticPrompt):
-            syn = prompt.synthetic
-            text = synthetic_text(syn.input_tokens, syn.seed)
             expanded = [
-                PromptSpec(
-                    prompt.id,
-                    (Message("user", text),),
-                    syn.output_tokens,
-                    weight,
-                    f"synthetic(seed={syn.seed})",
-                )
+                PromptSpec(prompt.id, messages, prompt.max_tokens, weight, "inline", body=body)
             ]
+        elif isinstance(prompt, SyntheticPrompt):
+            try:
+                expanded = synthetic_prompts(prompt, tokenizer)
+            except TokenizerError as exc:
+                ctx.problem(str(exc), ("prompts", i, "synthetic"))
+                expanded = []
+            detail = f"synthetic, seed {prompt.synthetic.seed}"
+        elif isinstance(prompt, DatasetPrompt):
+            expanded = dataset_prompts(prompt)
+            detail = dataset_detail(prompt)
         else:
             assert isinstance(prompt, FilePrompt)
             expanded = [
@@ -434,12 +473,25 @@ def _prompts(scenario: Scenario) -> tuple[dict[str, PromptSpec], dict[str, Promp
                     req.max_tokens,
                     weight,
                     f"{prompt.file}:{req.line}",
+                    body=body,
                 )
                 for req in prompt.requests
             ]
+            detail = prompt.file
+        kind = next(k for k in ("messages", "synthetic", "file", "dataset") if hasattr(prompt, k))
+        if expanded:
+            if any(spec.input_tokens is None for spec in expanded):
+                expanded = _with_counts(expanded, tokenizer)
+            sources.append(source_of(prompt.id, kind, expanded, tokenizer, detail))
         specs.update((spec.id, spec) for spec in expanded)
         groups[prompt.id] = PromptGroup(prompt.weight, tuple(spec.id for spec in expanded))
-    return specs, groups
+    return specs, groups, tuple(sources)
+
+
+def _with_counts(specs: list[PromptSpec], tokenizer: Tokenizer) -> list[PromptSpec]:
+    texts = [m.content for s in specs for m in s.messages]
+    counts = iter(tokenizer.count_many(texts))
+    return [replace(s, input_tokens=sum(next(counts) for _ in s.messages)) for s in specs]
 
 
 def _literal_variable_warnings(scenario: Scenario) -> list[str]:
@@ -554,6 +606,9 @@ def _stage(
     if isinstance(stage, SweepStage):
         steps, pause = list(sweep_steps(stage)), stage.pause
     pids = [pid for pid in stage.providers or provider_ids if pid in scenario.providers]
+    provider_bodies = {
+        pid: dict(getattr(scenario.providers[pid], "body", None) or {}) for pid in pids
+    }
     # Step order, then provider order (as the stage lists them, else as the scenario does);
     # a sweep's pause comes before each step after the first.  One load a step: every
     # provider of it faces the very same schedule.
@@ -574,6 +629,7 @@ def _stage(
                 sweep=step,
                 pause_before_s=pause if step and step.index and not k else 0.0,
                 spin_s=spin,
+                body=deep_merge(provider_bodies.get(pid, {}), stage.body),
             )
             for stage_id, step in steps
             for load in (_load(stage, stage_id, step),)
@@ -919,6 +975,55 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
         backoff_s=retries.backoff,
         max_wait_s=retries.max_wait,
     )
+
+
+# The provider types whose adapters merge body: into their requests (simulated: through the
+# client adapter of its protocol, Bedrock's excepted).
+BODY_TYPES = frozenset(
+    {"openai", "openai-compatible", "azure-openai", "anthropic", "gemini", "openai-responses"}
+)
+
+
+def _bodies_not_sent(
+    stages: Sequence[StagePlan],
+    providers: Mapping[str, ProviderSpec],
+    prompts: Mapping[str, PromptSpec],
+) -> list[str]:
+    """A body: that would reach a provider whose adapter does not send one: say so."""
+    found = []
+    for unit in stages:
+        spec = providers[unit.provider]
+        settings = spec.settings
+        if spec.type in BODY_TYPES:
+            continue
+        if isinstance(settings, SimSettings) and settings.protocol != "bedrock":
+            continue
+        if unit.body or any(prompts[pid].body for pid in set(unit.prompts)):
+            found.append(
+                f"stage {unit.stage!r} has body: fields for provider {unit.provider!r}, but "
+                f"{spec.type} requests do not take them yet: they are not sent"
+            )
+    return list(dict.fromkeys(found))
+
+
+def _exact_without_limit(
+    stages: Sequence[StagePlan],
+    providers: Mapping[str, ProviderSpec],
+    prompts: Mapping[str, PromptSpec],
+) -> list[str]:
+    """``output_tokens: exact`` needs a limit to be exact to: say where there is none."""
+    found = []
+    for unit in stages:
+        settings = providers[unit.provider].settings
+        if not (isinstance(settings, OpenAISettings) and settings.exact_output):
+            continue
+        if any(prompts[pid].token_limit(unit.max_tokens) is None for pid in set(unit.prompts)):
+            found.append(
+                f"provider {unit.provider!r} has output_tokens: exact, but stage {unit.stage!r} "
+                "sends prompts with no max_tokens: those are not held to a length (set "
+                "max_tokens in defaults, the stage or the prompt)"
+            )
+    return list(dict.fromkeys(found))
 
 
 # --- the budget -----------------------------------------------------------------------------

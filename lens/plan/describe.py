@@ -28,6 +28,8 @@ from lens.plan.model import (
     Phases,
     Plan,
     PluginSettings,
+    PromptSource,
+    PromptSpec,
     ProviderSpec,
     RegressionSpec,
     SimSettings,
@@ -81,6 +83,8 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             name: MASK if header_is_secret(spec, name) else value for name, value in spec.headers
         }
     out.update(settings_to_dict(spec))
+    if spec.tokenizer is not None:
+        out["tokenizer"] = spec.tokenizer.name  # counts responses without usage
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
     out["network"] = network_to_dict(spec)
     return out
@@ -90,7 +94,13 @@ def settings_to_dict(spec: ProviderSpec) -> dict[str, Any]:
     """The fields of ``spec``'s own type, under the names the scenario gives them."""
     match spec.settings:
         case OpenAISettings() as s:
-            return {"max_tokens_field": s.max_tokens_field, "include_usage": s.include_usage}
+            fields: dict[str, Any] = {
+                "max_tokens_field": s.max_tokens_field,
+                "include_usage": s.include_usage,
+            }
+            if s.exact_output:
+                fields["output_tokens"] = "exact"
+            return fields
         case AzureSettings() as s:
             return {
                 "max_tokens_field": s.max_tokens_field,
@@ -258,6 +268,8 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     out.update(_load_fields(unit.load))
     if unit.spin_s:
         out["pacing"] = {"mode": "precise", "spin_s": unit.spin_s}
+    if unit.body:
+        out["body"] = dict(unit.body)  # the provider's, the stage's merged over it
     if unit.retries is not None:
         out["retries"] = {
             "max": unit.retries.max_retries,
@@ -328,17 +340,9 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         "source": plan.source,
         "scenario_version": plan.scenario_version,
         "providers": [provider_to_dict(p) for p in plan.providers.values()],
-        "prompts": [
-            {
-                "id": p.id,
-                "source": p.source,
-                "messages": len(p.messages),
-                "chars": sum(len(m.content) for m in p.messages),
-                "max_tokens": p.max_tokens,
-                "weight": p.weight,
-            }
-            for p in plan.prompts.values()
-        ],
+        "prompts": [_prompt(p) for p in plan.prompts.values()],
+        "tokenizer": plan.tokenizer,
+        "prompt_sources": [source_to_dict(s) for s in plan.prompt_sources],
         "stages": stages,
         "total_requests": sum(s["requests"] or 0 for s in stages)
         if all(s["requests"] is not None for s in stages)
@@ -368,6 +372,40 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         # Only the masked destination: a token in it stays out of plans and results.
         "export": [{"kind": e.kind, "dest": e.dest.source, "where": e.where} for e in plan.exports],
         **({} if plan.regression is None else {"regression": regression_to_dict(plan.regression)}),
+    }
+
+
+def _prompt(p: PromptSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": p.id,
+        "source": p.source,
+        "messages": len(p.messages),
+        "chars": sum(len(m.content) for m in p.messages),
+        "input_tokens": p.input_tokens,
+        "max_tokens": p.max_tokens,
+        "weight": p.weight,
+    }
+    if p.body:
+        out["body"] = dict(p.body)
+    return out
+
+
+def source_to_dict(source: PromptSource) -> dict[str, Any]:
+    """What one prompt entry yields: how many prompts, their input lengths (tokens, counted
+    by ``tokenizer``) and how their output limit is set."""
+    return {
+        "id": source.id,
+        "kind": source.kind,
+        "prompts": source.prompts,
+        "input_tokens": {
+            "min": source.min_tokens,
+            "p50": source.p50_tokens,
+            "p90": source.p90_tokens,
+            "max": source.max_tokens,
+        },
+        "tokenizer": source.tokenizer,
+        "output": source.output,
+        "detail": source.detail,
     }
 
 

@@ -27,6 +27,7 @@ from lens.records import Phase, Repetition, SweepStep
 from lens.scenario.model import PluginProviderSettings
 from lens.scenario.sla import SlaExpr
 from lens.scenario.thresholds import Threshold
+from lens.scenario.tokenizers import Tokenizer
 from lens.scenario.units import Precision
 
 ProviderType = Literal[
@@ -161,6 +162,9 @@ class OpenAISettings:
 
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     include_usage: bool = True
+    # output_tokens: exact: ignore_eos + min_tokens = the limit (vLLM, SGLang), so every
+    # response is exactly max_tokens long.
+    exact_output: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +235,9 @@ class ProviderSpec:
     proxy: ProxySpec | None = None
     tls: TlsSpec = TlsSpec()
     keep_alive: bool = True
+    # Counts output tokens when the server reports no usage (token_source: tokenizer); None:
+    # lens's ~4 characters per token (token_source: estimated).
+    tokenizer: Tokenizer | None = None
 
     @property
     def plugin_settings(self) -> PluginProviderSettings | None:
@@ -263,10 +270,33 @@ class PromptSpec:
     max_tokens: int | None = None
     weight: float = 1.0
     source: str = ""  # "inline", "synthetic(seed=7)", "prompts/support.jsonl:3"
+    # Extra request fields, deep-merged into the body (lens.plan.workloads.unit_prompts adds
+    # the stage's and the provider's under them at run time).
+    body: Mapping[str, Any] = field(default_factory=dict)
+    # Input tokens of the message texts, counted by the scenario's tokenizer (None: not
+    # counted, e.g. a prompt built in code).
+    input_tokens: int | None = None
 
     def token_limit(self, stage_max_tokens: int | None) -> int | None:
         """The output limit to send: the prompt's own (synthetic, JSONL) beats the stage's."""
         return self.max_tokens if self.max_tokens is not None else stage_max_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSource:
+    """What one prompt entry of the scenario yields, as the plan lists it before anything is
+    sent: how many prompts, and their input lengths counted by ``tokenizer``."""
+
+    id: str
+    kind: str  # messages | synthetic | file | dataset
+    prompts: int
+    tokenizer: str
+    min_tokens: int
+    p50_tokens: int
+    p90_tokens: int
+    max_tokens: int
+    detail: str = ""  # e.g. "data/chat.jsonl: 40 read, 31 within the filter, sampled 20"
+    output: str = ""  # how max_tokens is set, e.g. "from the reference answers (3 without)"
 
 
 class OffsetSource:
@@ -495,6 +525,8 @@ class StagePlan:
     spin_s: float = 0.0
     # A repeated stage's unit (``repeat: N``): which repetition; ``stage`` is its own id.
     repetition: Repetition | None = None
+    # The provider's body: with the stage's merged over it (prompt bodies go over both).
+    body: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def drain_grace_s(self) -> float | None:
@@ -657,3 +689,6 @@ class Plan:
     results_records_default: bool = False
     # defaults.workers: processes that run the plan (lens.workers); "auto" resolved there.
     workers: int | Literal["auto"] = 1
+    # What each prompt entry of the scenario yields, and the tokenizer that counted them.
+    prompt_sources: tuple[PromptSource, ...] = ()
+    tokenizer: str = "estimate"

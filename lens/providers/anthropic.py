@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from lens.plan.model import AnthropicSettings, PromptSpec, ProviderSpec
+from lens.plan.workloads import deep_merge
 from lens.providers.base import (
     SYSTEM_ROLES,
     StreamOutcome,
@@ -100,6 +101,8 @@ class AnthropicAdapter:
         }
         if system is not None:
             body["system"] = system
+        if prompt.body:
+            body = deep_merge(body, prompt.body)
         return masked_request(self._url, self._headers, json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> AnthropicDecoder:

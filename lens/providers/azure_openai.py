@@ -29,6 +29,7 @@ import httpx
 
 from lens.errors import ProviderError
 from lens.plan.model import AzureSettings, PromptSpec, ProviderSpec
+from lens.plan.workloads import deep_merge
 from lens.providers.base import (
     COMMON_FACT_HEADERS,
     StreamOutcome,
@@ -112,6 +113,8 @@ class AzureOpenAIAdapter:
         limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body[self.settings.max_tokens_field] = limit
+        if prompt.body:
+            body = deep_merge(body, prompt.body)
         return masked_request(self._url, self._headers, json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> AzureChatDecoder:

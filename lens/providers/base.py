@@ -89,6 +89,11 @@ def json_kind(value: object) -> str:
 
 
 CHARS_PER_TOKEN = 4.0  # lens's token estimate when a server reports no usage
+# Stop reasons that mean the model chose to stop (end of sequence, a stop sequence), in
+# each protocol's words: a response that stops so before its max_tokens ended early.
+NATURAL_STOP_REASONS = frozenset(
+    {"stop", "end_turn", "stop_sequence", "STOP", "eos", "eos_token", "complete"}
+)
 
 
 def estimate_tokens(chars: int) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from lens.plan.model import PromptSpec, ProviderSpec
+from lens.plan.workloads import deep_merge
 from lens.providers.base import (
     SYSTEM_ROLES,
     StreamOutcome,
@@ -102,6 +103,8 @@ class GeminiAdapter:
         limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body["generationConfig"] = {"maxOutputTokens": limit}
+        if prompt.body:
+            body = deep_merge(body, prompt.body)
         return masked_request(self._url, self._headers, json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> GeminiDecoder:

@@ -10,6 +10,7 @@ DeepSeek) or ``delta.reasoning`` (Groq, Ollama).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 
 from lens.errors import ProviderError
 from lens.plan.model import OpenAISettings, PromptSpec, ProviderSpec
+from lens.plan.workloads import deep_merge
 from lens.providers.base import (
     PayloadShapeError,
     StreamOutcome,
@@ -30,7 +32,8 @@ from lens.providers.base import (
     settings_of,
 )
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
-from lens.records import ErrorClass
+from lens.records import ErrorClass, TokenSource
+from lens.scenario.tokenizers import Tokenizer
 
 _DONE = b"[DONE]"
 _CONTENT = b'"content":"'
@@ -85,6 +88,13 @@ class OpenAIChatAdapter:
         limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body[self.settings.max_tokens_field] = limit
+            if self.settings.exact_output:
+                # vLLM and SGLang: generate through end-of-sequence, and no fewer than the
+                # limit, so every response is exactly max_tokens long.
+                body["ignore_eos"] = True
+                body["min_tokens"] = limit
+        if prompt.body:
+            body = deep_merge(body, prompt.body)
         url = self._parsed_url
         if url is None:  # a URL httpx cannot parse fails the request, as before
             url = self._parsed_url = httpx.URL(self._url)
@@ -92,6 +102,8 @@ class OpenAIChatAdapter:
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
         del prompt
+        if self.spec.tokenizer is not None:
+            return CountingChatDecoder(self.spec.tokenizer, self.spec.limits.max_event_bytes)
         return OpenAIChatDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
@@ -105,7 +117,17 @@ class OpenAIChatAdapter:
 
 
 class OpenAIChatDecoder:
-    __slots__ = ("_done", "_error", "_head", "_sse", "_tail", "_timeline", "_usage")
+    __slots__ = (
+        "_done",
+        "_error",
+        "_finish",
+        "_head",
+        "_last_plain",
+        "_sse",
+        "_tail",
+        "_timeline",
+        "_usage",
+    )
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._sse = SseDecoder(max_event_bytes)
@@ -120,6 +142,10 @@ class OpenAIChatDecoder:
         # start with a quote, which the content string cannot hold unescaped.
         self._head = b"\0"  # matches no event until a plain delta sets it
         self._tail = b""
+        self._finish: str | None = None  # the finish reason a parsed chunk gave
+        # The last plain delta that did not repeat the template above: the finish reason
+        # may ride on it (vLLM sends the last token with it); parsed once, at the end.
+        self._last_plain: bytes | None = None
 
     def feed(self, data: bytes, t_ns: int) -> None:
         for event, payload in self._sse.feed(data):
@@ -141,6 +167,7 @@ class OpenAIChatDecoder:
             # Fast path for the overwhelmingly common event, a content delta with nothing
             # else of interest: no JSON parse.  Anything unusual takes the full path.
             start = data.find(_CONTENT) + len(_CONTENT)
+            self._last_plain = data  # not on the template path: once or twice a stream
             size = json_string_bytes(data, start)
             if size:  # '"content":""' is the role chunk: not a token
                 self._timeline.add(t_ns, size)
@@ -178,6 +205,9 @@ class OpenAIChatDecoder:
         for choice in choices:
             if not isinstance(choice, dict):
                 raise PayloadShapeError(f"a choice is {json_kind(choice)}, not an object")
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason:
+                self._finish = reason
             delta = choice.get("delta") or {}
             if not isinstance(delta, dict):
                 raise PayloadShapeError(f"choices[].delta is {json_kind(delta)}, not an object")
@@ -206,13 +236,76 @@ class OpenAIChatDecoder:
         elif not eof or not self._done:
             error_class = ErrorClass.CUT_STREAM
             message = "stream ended before data: [DONE]" if eof else "connection lost mid-stream"
+        reason = self._finish_reason()
         return self._timeline.outcome(
             usage,
             error_class=error_class,
             error_message=message,
             events=self._sse.events_seen,
             hidden_reasoning_tokens=hidden,
+            extra={"stop_reason": reason} if reason else None,
         )
+
+    def _finish_reason(self) -> str | None:
+        """The stream's finish reason (``stop``, ``length`` ...), None if none was sent."""
+        if self._finish is None and self._last_plain is not None:
+            try:
+                obj = json.loads(self._last_plain)
+            except (ValueError, RecursionError):
+                return None
+            for choice in obj.get("choices") or () if isinstance(obj, dict) else ():
+                reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                if isinstance(reason, str) and reason:
+                    self._finish = reason
+        return self._finish
+
+
+class CountingChatDecoder(OpenAIChatDecoder):
+    """A decoder that also keeps each event, so a response without usage is counted by the
+    provider's tokenizer (``token_source: tokenizer``) instead of estimated.  Only providers
+    that name a tokenizer get it: the plain decoder keeps nothing."""
+
+    __slots__ = ("_events", "_tokenizer")
+
+    def __init__(
+        self, tokenizer: Tokenizer, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> None:
+        super().__init__(max_event_bytes)
+        self._tokenizer = tokenizer
+        self._events: list[bytes] = []
+
+    def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:
+        self._events.append(data)
+        super()._on_event(data, event, t_ns)
+
+    def finish(self, t_ns: int, *, eof: bool) -> StreamOutcome:
+        out = super().finish(t_ns, eof=eof)
+        if out.token_source is not TokenSource.ESTIMATED:
+            return out  # the server's usage, or no token at all
+        count = self._tokenizer.count("".join(self._texts()))
+        return dataclasses.replace(
+            out,
+            chunk_tokens=self._timeline.tokens_per_chunk(count),
+            usage=dataclasses.replace(out.usage, output_tokens=count),
+            token_source=TokenSource.TOKENIZER,
+        )
+
+    def _texts(self) -> list[str]:
+        texts = []
+        for data in self._events:
+            try:
+                obj = json.loads(data)
+            except (ValueError, RecursionError):
+                continue
+            for choice in obj.get("choices") or () if isinstance(obj, dict) else ():
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(delta, dict):
+                    continue
+                for key in ("content", "reasoning_content", "reasoning"):
+                    value = delta.get(key)
+                    if isinstance(value, str):
+                        texts.append(value)
+        return texts
 
 
 def _text(value: object, name: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from lens.plan.model import PromptSpec, ProviderSpec
+from lens.plan.workloads import deep_merge
 from lens.providers.base import (
     StreamOutcome,
     TokenTimeline,
@@ -81,6 +82,8 @@ class OpenAIResponsesAdapter:
         limit = prompt.token_limit(max_tokens)
         if limit is not None:
             body["max_output_tokens"] = limit
+        if prompt.body:
+            body = deep_merge(body, prompt.body)
         return masked_request(self._url, self._headers, json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIResponsesDecoder:

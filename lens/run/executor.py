@@ -55,6 +55,7 @@ from lens.plan.model import (
     StagePlan,
     TlsSpec,
 )
+from lens.plan.workloads import unit_prompts
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
 from lens.records import ErrorClass, Phase, RequestRecord, RequestStart, StageWindow
@@ -358,7 +359,7 @@ class _RunningUnit:
         self.t_start = t_start
         self.budget = runner.budget
         self.progress = runner.progress
-        self.prompts = runner.plan.prompts
+        self.prompts = unit_prompts(runner.plan.prompts, unit)  # with the unit's body:
         self.emit = runner._emit
         self.on_start = runner.on_start
         # The optional max_concurrency cap of an open loop, acquired after the intended time.

@@ -25,6 +25,7 @@ How a failure is classed:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -33,6 +34,7 @@ import trio
 from lens.errors import describe
 from lens.plan.model import PromptSpec
 from lens.providers.base import (
+    NATURAL_STOP_REASONS,
     ProviderAdapter,
     StreamDecoder,
     StreamOutcome,
@@ -147,11 +149,10 @@ async def execute_request(
             x.error = (ErrorClass.CANCELLED, "run interrupted while the request was in flight")
             if x.status == 200 and decoder is not None:
                 x.finish(decoder, t_end, eof=False)
-        emit(
-            _record(
-                x, prompt, adapter, stage=stage, index=index, t_intended=t_intended, t_end=t_end
-            )
+        rec = _record(
+            x, prompt, adapter, stage=stage, index=index, t_intended=t_intended, t_end=t_end
         )
+        emit(ended_early(rec, prompt.token_limit(max_tokens)))
         if request is not None:
             del request.extensions[DISPATCH_HOOK]
 
@@ -378,6 +379,18 @@ def _classify(
         return classify_status(status), f"HTTP {status}: error body unreadable ({describe(exc)})"
 
 
+def ended_early(rec: RequestRecord, limit: int | None) -> RequestRecord:
+    """``rec``, marked ``extra.ended_early`` ("OUTPUT/LIMIT") when the model stopped on its
+    own (``stop``, ``end_turn`` ...) before the output limit the request asked for: then its
+    TPOT and tokens/s cover a shorter output than planned (lens.metrics.integrity warns)."""
+    out, reason = rec.output_tokens, rec.extra.get("stop_reason")
+    if not rec.ok or limit is None or out is None or out >= limit:
+        return rec
+    if reason not in NATURAL_STOP_REASONS:
+        return rec
+    return dataclasses.replace(rec, extra={**rec.extra, "ended_early": f"{out}/{limit}"})
+
+
 def _record(
     x: _Exchange,
     prompt: PromptSpec,
@@ -396,10 +409,15 @@ def _record(
         error = (outcome.error_class, outcome.error_message or outcome.error_class.value)
     usage_in = outcome.usage.input_tokens if outcome else None
     source = outcome.token_source if outcome else None
+    tokenizer = adapter.spec.tokenizer
     if usage_in is None and outcome is not None and outcome.chunk_times:
-        # No usage from the server: estimate the prompt too, and say so.
-        usage_in = estimate_tokens(sum(len(m.content) for m in prompt.messages))
-        source = TokenSource.ESTIMATED
+        if source is TokenSource.TOKENIZER and tokenizer is not None:
+            # Counted like the output: one source for both, never mixed.
+            usage_in = sum(tokenizer.count(m.content) for m in prompt.messages)
+        else:
+            # No usage from the server: estimate the prompt too, and say so.
+            usage_in = estimate_tokens(sum(len(m.content) for m in prompt.messages))
+            source = TokenSource.ESTIMATED
     return RequestRecord(
         provider=adapter.spec.id,
         stage=stage,

@@ -25,11 +25,21 @@ from pydantic import ValidationError
 
 from lens.errors import Problem, ScenarioError, SourcePos
 from lens.scenario.checks import duplicate_problems
+from lens.scenario.datasets import DatasetRead, read_dataset
 from lens.scenario.env_scope import PROMPTS_SWITCH, EnvScope
 from lens.scenario.messages import Explained, explain
-from lens.scenario.model import FilePrompt, FileRequest, Scenario, scenario_model
+from lens.scenario.model import (
+    DatasetPrompt,
+    DatasetSpec,
+    FilePrompt,
+    FileRequest,
+    Scenario,
+    TokenizerRef,
+    scenario_model,
+)
 from lens.scenario.prompts import read_prompt_file
 from lens.scenario.schema import schema_errors
+from lens.scenario.tokenizers import ESTIMATE, Tokenizer, TokenizerError, load_tokenizer
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path, parse_yaml
 
@@ -106,13 +116,24 @@ def parse_scenario(
     prompt_env = environ if scope.prompts_allowed(doc.data) else None
     files = _PromptFiles(Path(base_dir), allow_files_outside, prompt_env)
     requests = files.read(doc.data, doc.source, report)
+    tokenizers = (
+        _tokenizers(scenario, Path(base_dir), doc.source, report) if scenario is not None else {}
+    )
+    datasets = files.read_datasets(scenario, doc.source, report, tokenizers.get("", ESTIMATE))
 
     if scenario is not None:
         variables = {**doc.source.variables, **files.variables}
         scenario._source = dataclasses.replace(doc.source, variables=variables)
+        scenario._tokenizers = tokenizers
         for i, prompt in enumerate(scenario.prompts):
             if isinstance(prompt, FilePrompt):
                 prompt._requests = requests.get(i, ())
+            elif isinstance(prompt, DatasetPrompt) and i in datasets:
+                read = datasets[i]
+                prompt._requests = read.requests
+                prompt._records = read.records
+                prompt._skipped = read.skipped
+                prompt._passed = read.passed
         report.problems += duplicate_problems(scenario)
     if report.problems:
         raise ScenarioError(sorted(report.problems, key=lambda p: _position_order(p, file)))
@@ -252,6 +273,41 @@ class _PromptFiles:
             report.problems += problems
         return found
 
+    def read_datasets(
+        self, scenario: Scenario | None, source: SourceMap, report: _Report, tokenizer: Tokenizer
+    ) -> dict[int, DatasetRead]:
+        """Each ``dataset:`` prompt read, filtered and sampled (a valid scenario only: the
+        sample and filter settings must be known)."""
+        found: dict[int, DatasetRead] = {}
+        if scenario is None:
+            return found
+        for i, prompt in enumerate(scenario.prompts):
+            if not isinstance(prompt, DatasetPrompt):
+                continue
+            spec: DatasetSpec = prompt.dataset
+            here: PathT = ("prompts", i, "dataset")
+            where = source.value_pos((*here, "path"))
+            display = os.path.normpath(os.path.join(os.path.dirname(source.file), spec.path))
+            outside = None if self.allow_outside else self._outside(spec.path, display)
+            if outside is not None:
+                outside = outside.replace("prompts file", "dataset", 1)
+                report.problems.append(
+                    Problem(outside, pos=where, path=format_path((*here, "path")))
+                )
+                continue
+            read, problems = read_dataset(
+                self.base_dir / spec.path,
+                display,
+                spec,
+                prompt_id=prompt.id,
+                where=where,
+                tokenizer=tokenizer,
+                field=format_path(("prompts", i)),
+            )
+            report.problems += problems
+            found[i] = read
+        return found
+
     def _outside(self, written: str, display: str) -> str | None:
         """Why ``written`` may not be read, or None: it must resolve (symlinks followed)
         inside the scenario's folder."""
@@ -272,6 +328,34 @@ class _PromptFiles:
             f"prompts file {display} {how}: a scenario may only read files in its own folder "
             "(pass --allow-files-outside to lens validate/plan/run to read it anyway)"
         )
+
+
+def _tokenizers(
+    scenario: Scenario, base_dir: Path, source: SourceMap, report: _Report
+) -> dict[str, Tokenizer]:
+    """The tokenizers the scenario names, loaded once each ("" the scenario's own, else by
+    provider id); a tokenizer that cannot be loaded is a problem at its ``tokenizer:``."""
+    refs: list[tuple[str, TokenizerRef, PathT]] = []
+    if scenario.tokenizer is not None:
+        refs.append(("", scenario.tokenizer, ("tokenizer",)))
+    for pid, provider in scenario.providers.items():
+        ref = getattr(provider, "tokenizer", None)
+        if isinstance(ref, TokenizerRef):
+            refs.append((pid, ref, ("providers", pid, "tokenizer")))
+    loaded: dict[TokenizerRef, Tokenizer] = {}
+    found: dict[str, Tokenizer] = {}
+    display_dir = os.path.dirname(source.file)
+    for key, ref, path in refs:
+        if ref not in loaded:
+            try:
+                loaded[ref] = load_tokenizer(ref.as_spec(), base_dir, display_dir)
+            except TokenizerError as exc:
+                report.problems.append(
+                    Problem(str(exc), pos=source.value_pos(path), path=format_path(path))
+                )
+                continue
+        found[key] = loaded[ref]
+    return found
 
 
 def _position_order(problem: Problem, file: str) -> tuple[int, str, int, int]:

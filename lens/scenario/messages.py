@@ -223,6 +223,9 @@ def _prompt_kind_message(value: Any) -> str:
     if present:
         return (
             f"has both {' and '.join(repr(k) for k in present)}: a prompt takes exactly one of "
-            "'messages', 'synthetic' or 'file'"
+            "'messages', 'synthetic', 'file' or 'dataset'"
         )
-    return "needs one of 'messages' (inline chat), 'synthetic' (generated text) or 'file' (JSONL)"
+    return (
+        "needs one of 'messages' (inline chat), 'synthetic' (generated text), 'file' (JSONL) "
+        "or 'dataset' (sampled from a dataset)"
+    )

@@ -7,7 +7,6 @@ the other scenario problems, and compiling a plan never touches the file system.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,42 +17,18 @@ from lens.errors import Problem, SourcePos
 from lens.scenario.env import interpolate
 from lens.scenario.messages import explain
 from lens.scenario.model import ChatMessage, FileRequest, FrozenModel, PositiveInt
+from lens.scenario.tokenizers import ESTIMATE
 from lens.scenario.yaml_nodes import format_path
 
-# lens's token estimate when a server reports no usage (same as lens.providers.base).
-CHARS_PER_TOKEN = 4
-# Short, common English words: each is one token in the usual BPE vocabularies, so the
-# token count a server reports lands near the estimate instead of far above it.
-_WORD_LIST = (
-    "the of and to in is you that it he was for on are as with his they at be this have "
-    "from or one had by word but not what all were we when your can said there use an each "
-    "which she do how their if will up other about out many then them these so some her "
-    "would make like him into time has look two more write go see number no way could "
-    "people my than first water been call who oil its now find long down day did get come "
-    "made may part"
-)
-_WORDS = tuple(_WORD_LIST.split())
 MAX_PROBLEMS_PER_FILE = 20  # a wholly wrong file should not bury the other problems
 
 
 def synthetic_text(input_tokens: int, seed: int) -> str:
-    """Deterministic filler of about ``input_tokens`` tokens for ``seed``.
-
-    The estimate is lens's usual one, ~4 characters per token: the text is exactly
-    ``4 * input_tokens`` characters of words drawn by ``random.Random(seed)``, so lens's own
-    estimate of it is exactly ``input_tokens``.  Real tokenizers count within ~15% of that
-    on this word list.
-    """
-    rng = random.Random(seed)
-    target = input_tokens * CHARS_PER_TOKEN
-    words: list[str] = []
-    length = -1
-    while length < target:
-        word = rng.choice(_WORDS)
-        words.append(word)
-        length += len(word) + 1
-    text = " ".join(words)[:target]
-    return text[:-1] + "." if text.endswith(" ") else text
+    """Deterministic filler of about ``input_tokens`` tokens for ``seed``: exactly
+    ``4 * input_tokens`` characters of lens's word list, so lens's estimate of it is exactly
+    ``input_tokens`` (lens.scenario.tokenizers.EstimateTokenizer; real tokenizers count
+    within ~15% of it, and make exact texts of their own with ``tokenizer:``)."""
+    return ESTIMATE.text_of_length(input_tokens, seed)
 
 
 class _JsonlLine(FrozenModel):

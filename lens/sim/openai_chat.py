@@ -67,6 +67,8 @@ class ChatRequest:
     max_tokens: int | None  # max_completion_tokens wins over the legacy max_tokens
     prompt_tokens: int
     obfuscation: bool = True
+    ignore_eos: bool = False  # vLLM: generate to max_tokens
+    min_tokens: int | None = None  # vLLM: no fewer than this
 
 
 def _bad(message: str, param: str | None = None) -> HttpError:
@@ -111,7 +113,18 @@ def parse_chat_request(body: bytes, default_model: str) -> ChatRequest:
         max_tokens=_max_tokens(data),
         prompt_tokens=estimate_prompt_tokens(messages),
         obfuscation=options.get("include_obfuscation") is not False,
+        ignore_eos=data.get("ignore_eos") is True,
+        min_tokens=_min_tokens(data),
     )
+
+
+def _min_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("min_tokens")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(f"expected an integer >= 0, got {value!r}", "min_tokens")
+    return value
 
 
 class ChunkRenderer:
@@ -207,6 +220,8 @@ def chat_to_parsed(chat: ChatRequest, **extra: Any) -> ParsedRequest:
         prompt_tokens=chat.prompt_tokens,
         include_usage=chat.include_usage,
         obfuscation=chat.obfuscation,
+        ignore_eos=chat.ignore_eos,
+        min_tokens=chat.min_tokens,
         **extra,
     )
 

@@ -48,6 +48,10 @@ class ParsedRequest:
     variant: str = ""  # a protocol's sub-API, e.g. Bedrock "converse" / "invoke"
     instructions: str | None = None  # OpenAI Responses: echoed in the response object
     api_version: str = ""  # Azure: the api-version query parameter ("v1" on /openai/v1)
+    # OpenAI Chat, vLLM's extensions: generate through end-of-sequence (to max_tokens), and
+    # no fewer than min_tokens.
+    ignore_eos: bool = False
+    min_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

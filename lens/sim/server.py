@@ -31,6 +31,7 @@ import random
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
@@ -66,7 +67,8 @@ TOKENS_HEADER = "x-lens-sim-tokens"
 
 # Faults answered with a whole HTTP error instead of a stream.
 _REPLY_FAULTS: dict[Fault, ReplyFault] = {"429": "429", "500": "500", "529": "529"}
-_GET_ROUTES = ("/v1/models", "/health")
+_GET_ROUTES = ("/v1/models", "/health", "/lens-sim/received")
+RECEIVED_KEPT = 256  # request bodies kept for GET /lens-sim/received
 _ERROR_INDEX_BASE = 1 << 39  # ids of error replies: disjoint from request indexes
 
 
@@ -126,6 +128,9 @@ class SimServer:
         ).encode()
         self.pacer = Pacer()
         self.slots = GenerationSlots(settings.capacity)
+        # The bodies of the last requests, as received: tests read them (in process, or as
+        # GET /lens-sim/received) to see what a client sent.
+        self.received: deque[bytes] = deque(maxlen=RECEIVED_KEPT)
 
     async def serve(
         self,
@@ -182,9 +187,16 @@ class SimServer:
                 await stream.send_all(self._error(method_not_allowed(req, "GET"), keep))
             elif req.path == "/health":
                 await stream.send_all(response_bytes(200, b'{"status":"ok"}', keep_alive=keep))
+            elif req.path == "/lens-sim/received":
+                # Each body as a string, as received (it need not be JSON).
+                listed = [body.decode("utf-8", "replace") for body in self.received]
+                await stream.send_all(
+                    response_bytes(200, json.dumps(listed).encode(), keep_alive=keep)
+                )
             else:
                 await stream.send_all(response_bytes(200, self._models_body, keep_alive=keep))
             return keep
+        self.received.append(req.body)
         try:
             parsed = self.protocol.parse_request(req, self.model)
             plan = self._plan(req.headers, parsed, t0)
@@ -227,8 +239,14 @@ class SimServer:
         u_cut = rng.random()
 
         wanted = settings.output_tokens
+        if parsed.ignore_eos and parsed.max_tokens is not None:
+            wanted = parsed.max_tokens  # vLLM: past end-of-sequence, to the limit
+        elif parsed.min_tokens is not None:
+            wanted = max(wanted, parsed.min_tokens)
         n = wanted if parsed.max_tokens is None else min(wanted, parsed.max_tokens)
-        finish: FinishReason = "length" if n < wanted else "stop"
+        # Cut by the limit ("length"), else the model's own end ("stop"); ignoring
+        # end-of-sequence, only the limit ends it.
+        finish: FinishReason = "length" if n < wanted or parsed.ignore_eos else "stop"
 
         fault: Fault
         if forced is not None:

@@ -306,7 +306,7 @@ def test_prompt_with_two_kinds() -> None:
     found = problems(text)
     assert found[0] == (
         "s.yaml:7:5: prompts[0]: has both 'messages' and 'file': a prompt takes exactly one "
-        "of 'messages', 'synthetic' or 'file'"
+        "of 'messages', 'synthetic', 'file' or 'dataset'"
     )
 
 
@@ -314,7 +314,7 @@ def test_prompt_with_no_kind() -> None:
     text = BASE.replace("    messages:\n      - {role: user, content: hi}\n", "    weight: 2\n")
     assert only_problem(text) == (
         "s.yaml:7:5: prompts[0]: needs one of 'messages' (inline chat), 'synthetic' "
-        "(generated text) or 'file' (JSONL)"
+        "(generated text), 'file' (JSONL) or 'dataset' (sampled from a dataset)"
     )
 
 

@@ -6,13 +6,9 @@ import pytest
 
 from lens.errors import SourcePos
 from lens.scenario.model import FilePrompt
-from lens.scenario.prompts import (
-    _WORDS,
-    CHARS_PER_TOKEN,
-    MAX_PROBLEMS_PER_FILE,
-    read_prompt_file,
-    synthetic_text,
-)
+from lens.scenario.prompts import MAX_PROBLEMS_PER_FILE, read_prompt_file, synthetic_text
+from lens.scenario.tokenizers import CHARS_PER_TOKEN
+from lens.scenario.tokenizers import WORDS as _WORDS
 from tests.scenario.helpers import BASE, parse, problems
 
 WHERE = SourcePos("s.yaml", 9, 11)

@@ -34,6 +34,8 @@ from lens.scenario.model.prices import GpuHourPrice, TokenPrice
 from lens.scenario.model.prompts import (
     PROMPT_KINDS,
     ChatMessage,
+    DatasetPrompt,
+    DatasetRequest,
     FilePrompt,
     FileRequest,
     MessagesPrompt,
@@ -70,9 +72,16 @@ from lens.scenario.model.stages import (
     SweepStage,
 )
 from lens.scenario.model.wire import SecretHeader
+from lens.scenario.model.workloads import (
+    OWNED_BODY_FIELDS,
+    DatasetSpec,
+    LengthDist,
+    TokenizerRef,
+)
 
 __all__ = [
     "MAX_REPEAT",
+    "OWNED_BODY_FIELDS",
     "PATTERN_HINTS",
     "PROMPT_KINDS",
     "PROVIDER_TYPES",
@@ -87,6 +96,9 @@ __all__ = [
     "ConcurrencyRange",
     "ConcurrencyStage",
     "ConstantRateStage",
+    "DatasetPrompt",
+    "DatasetRequest",
+    "DatasetSpec",
     "Defaults",
     "FieldError",
     "FilePrompt",
@@ -96,6 +108,7 @@ __all__ = [
     "GpuHourPrice",
     "HostedProvider",
     "IdleProbeStage",
+    "LengthDist",
     "MessagesPrompt",
     "Monitor",
     "OpenAICompatibleProvider",
@@ -118,5 +131,6 @@ __all__ = [
     "SweepStage",
     "SyntheticPrompt",
     "TokenPrice",
+    "TokenizerRef",
     "scenario_model",
 ]

@@ -8,6 +8,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Discriminator, Field, PrivateAttr, Tag
 
 from lens.scenario.model.base import FrozenModel, Ident, NonEmptyStr, PositiveInt
+from lens.scenario.model.workloads import (
+    MAX_SYNTHETIC_PROMPTS,
+    Body,
+    DatasetSpec,
+    Length,
+    LengthDist,
+    body_field,
+)
 
 
 class ChatMessage(FrozenModel):
@@ -41,12 +49,34 @@ class MessagesPrompt(FrozenModel):
     max_tokens: PositiveInt | None = Field(
         None, description="Output token limit for this prompt (overrides the stage's)."
     )
+    body: Body = body_field()
 
 
 class SyntheticSpec(FrozenModel):
-    input_tokens: PositiveInt = Field(description="Approximate prompt length in tokens.")
-    output_tokens: PositiveInt = Field(description="max_tokens sent with the request.")
-    seed: int = Field(0, strict=True, description="Seed of the generated text.")
+    input_tokens: Length = Field(
+        description="Prompt length in tokens (exact with the scenario's tokenizer), or a "
+        "distribution {dist, mean, stdev, min, max} drawn per prompt."
+    )
+    output_tokens: Length = Field(
+        description="max_tokens sent with the request, or a distribution drawn per prompt."
+    )
+    seed: int = Field(0, strict=True, description="Seed of the generated text and the draws.")
+    count: PositiveInt | None = Field(
+        None,
+        le=MAX_SYNTHETIC_PROMPTS,
+        description="Distinct prompts to generate (default 1 for fixed lengths, 100 when "
+        "a length is a distribution).",
+    )
+
+    @property
+    def prompts(self) -> int:
+        """How many distinct prompts this spec yields."""
+        if self.count is not None:
+            return self.count
+        drawn = isinstance(self.input_tokens, LengthDist) or isinstance(
+            self.output_tokens, LengthDist
+        )
+        return 100 if drawn else 1
 
 
 class SyntheticPrompt(FrozenModel):
@@ -55,6 +85,7 @@ class SyntheticPrompt(FrozenModel):
     id: Ident = _prompt_id()
     weight: int = _weight()
     synthetic: SyntheticSpec = Field(description="Length and seed of the generated prompt.")
+    body: Body = body_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +103,7 @@ class FilePrompt(FrozenModel):
     id: Ident = _prompt_id()
     weight: int = _weight()
     file: NonEmptyStr = Field(description="Path of the JSONL file, relative to the scenario.")
+    body: Body = body_field()
     # Filled by the loader, which reads the file; not part of the YAML contract.
     _requests: tuple[FileRequest, ...] = PrivateAttr(default=())
 
@@ -80,11 +112,56 @@ class FilePrompt(FrozenModel):
         return self._requests
 
 
-PROMPT_KINDS: tuple[str, ...] = ("messages", "synthetic", "file")
+@dataclass(frozen=True, slots=True)
+class DatasetRequest:
+    """One prompt taken from a dataset: where it came from (``file:line`` or
+    ``file[item]``), its id suffix, messages, input tokens (the scenario's tokenizer) and the
+    reference answer's tokens (None: the record has none)."""
+
+    key: str
+    where: str
+    messages: tuple[ChatMessage, ...]
+    input_tokens: int
+    reference_tokens: int | None
+
+
+class DatasetPrompt(FrozenModel):
+    """Prompts sampled from a dataset file: ShareGPT, OpenAI chat JSONL, text lines, CSV,
+    Parquet or a local Hugging Face dataset."""
+
+    id: Ident = _prompt_id()
+    weight: int = _weight()
+    dataset: DatasetSpec = Field(description="The dataset, its format and how to sample it.")
+    body: Body = body_field()
+    # Filled by the loader, which reads and samples the dataset.
+    _requests: tuple[DatasetRequest, ...] = PrivateAttr(default=())
+    _records: int = PrivateAttr(default=0)  # prompts the file held before filter and sample
+    _skipped: int = PrivateAttr(default=0)  # records with no user turn
+    _passed: int = PrivateAttr(default=0)  # prompts within the length filter
+
+    @property
+    def requests(self) -> tuple[DatasetRequest, ...]:
+        return self._requests
+
+    @property
+    def records(self) -> int:
+        return self._records
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped
+
+    @property
+    def passed(self) -> int:
+        return self._passed
+
+
+PROMPT_KINDS: tuple[str, ...] = ("messages", "synthetic", "file", "dataset")
 _KIND_OF_CLASS: dict[type[BaseModel], str] = {
     MessagesPrompt: "messages",
     SyntheticPrompt: "synthetic",
     FilePrompt: "file",
+    DatasetPrompt: "dataset",
 }
 
 
@@ -99,10 +176,12 @@ def _prompt_kind(value: Any) -> str | None:
 Prompt = Annotated[
     Annotated[MessagesPrompt, Tag("messages")]
     | Annotated[SyntheticPrompt, Tag("synthetic")]
-    | Annotated[FilePrompt, Tag("file")],
+    | Annotated[FilePrompt, Tag("file")]
+    | Annotated[DatasetPrompt, Tag("dataset")],
     Discriminator(
         _prompt_kind,
         custom_error_type="prompt_kind",
-        custom_error_message="a prompt needs exactly one of 'messages', 'synthetic' or 'file'",
+        custom_error_message="a prompt needs exactly one of 'messages', 'synthetic', 'file' "
+        "or 'dataset'",
     ),
 ]

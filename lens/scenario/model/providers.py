@@ -18,6 +18,24 @@ from lens.scenario.model.base import (
 from lens.scenario.model.network import KeepAlive, Network
 from lens.scenario.model.prices import Priced
 from lens.scenario.model.wire import ApiKey, EnvHeaderText, EnvNonEmptyStr, Headers
+from lens.scenario.model.workloads import Body, TokenizerSpec, body_field
+
+
+class Workload(FrozenModel):
+    """Request-shaping settings of the providers whose adapters apply them."""
+
+    body: Body = body_field()
+
+
+class ChatWorkload(Workload):
+    """Chat Completions providers: also a tokenizer for responses without usage."""
+
+    tokenizer: TokenizerSpec | None = Field(
+        None,
+        description="Counts output tokens when the server reports no usage (token_source: "
+        "tokenizer): estimate, {hf: PATH} or {tiktoken: ENCODING}. Default: the "
+        "scenario's tokenizer:.",
+    )
 
 
 class SimErrors(FrozenModel):
@@ -40,7 +58,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(Priced, KeepAlive):
+class SimulatedProvider(Priced, KeepAlive, Workload):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -81,7 +99,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(Priced, Network):
+class OpenAICompatibleProvider(Priced, Network, ChatWorkload):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -97,9 +115,15 @@ class OpenAICompatibleProvider(Priced, Network):
         "max_tokens", description=_MAX_TOKENS_FIELD_DESCRIPTION
     )
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
+    output_tokens: Literal["natural", "exact"] = Field(
+        "natural",
+        description="exact: ask the server to generate exactly max_tokens (vLLM: ignore_eos: "
+        "true and min_tokens = max_tokens), so TPOT does not depend on when the model stops; "
+        "natural: the model stops when it will.",
+    )
 
 
-class OpenAIProvider(Priced, Network):
+class OpenAIProvider(Priced, Network, ChatWorkload):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -118,7 +142,7 @@ class OpenAIProvider(Priced, Network):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIResponsesProvider(Priced, Network):
+class OpenAIResponsesProvider(Priced, Network, Workload):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -133,7 +157,7 @@ class OpenAIResponsesProvider(Priced, Network):
     headers: Headers = _headers()
 
 
-class AnthropicProvider(Priced, Network):
+class AnthropicProvider(Priced, Network, Workload):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -153,7 +177,7 @@ class AnthropicProvider(Priced, Network):
     )
 
 
-class GeminiProvider(Priced, Network):
+class GeminiProvider(Priced, Network, Workload):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -235,7 +259,7 @@ class BedrockProvider(Priced, Network):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(Priced, Network):
+class AzureOpenAIProvider(Priced, Network, ChatWorkload):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)

@@ -20,6 +20,8 @@ from lens.scenario.model.providers import Provider
 from lens.scenario.model.regression import Regression
 from lens.scenario.model.results import ResultsOptions
 from lens.scenario.model.stages import Stage
+from lens.scenario.model.workloads import TOKENIZER_DESCRIPTION, TokenizerSpec
+from lens.scenario.tokenizers import ESTIMATE, Tokenizer
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import SourceMap
 
@@ -99,6 +101,12 @@ class Scenario(FrozenModel):
         description="Compare each run with a baseline results file and fail on a "
         "regression beyond the thresholds (lens compare).",
     )
+    tokenizer: TokenizerSpec | None = Field(
+        None,
+        description=TOKENIZER_DESCRIPTION + " This one counts prompts (synthetic lengths, "
+        "dataset filters, the plan's length statistics) and, unless a provider names its own, "
+        "responses.",
+    )
     results: ResultsOptions = Field(
         default=ResultsOptions.model_validate({}),
         description="What results.json keeps beyond its summaries: records: all | none | N.",
@@ -116,6 +124,14 @@ class Scenario(FrozenModel):
 
     # Where each value was written; set by the loader, empty for scenarios built in code.
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)
+    # The tokenizers the loader resolved: "" the scenario's, else by provider id.
+    _tokenizers: dict[str, Tokenizer] = PrivateAttr(default_factory=dict)
+
+    def tokenizer_for(self, provider: str | None = None) -> Tokenizer:
+        """The provider's own tokenizer, else the scenario's, else the estimate."""
+        if provider is not None and provider in self._tokenizers:
+            return self._tokenizers[provider]
+        return self._tokenizers.get("", ESTIMATE)
 
     @property
     def source_map(self) -> SourceMap:

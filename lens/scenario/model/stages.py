@@ -31,6 +31,7 @@ from lens.scenario.model.defaults import (
     Repeat,
     Retries,
 )
+from lens.scenario.model.workloads import Body, body_field
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.scenario.units import Precision, parse_precision, precision_json_schema
 
@@ -49,6 +50,7 @@ class _Stage(FrozenModel):
     repeat: Repeat | None = Field(
         None, description=REPEAT_DESCRIPTION + " Default: defaults.repeat."
     )
+    body: Body = body_field()
 
 
 class _PhasedStage(_Stage):
