@@ -250,16 +250,21 @@ def folded_results(
     *,
     watch: SlaWatch | None = None,
     sweeps: tuple[SweepOutcome, ...] = (),
+    overloaded: tuple[str, ...] = (),
 ) -> Results:
     """The results of a run whose records were folded as they finished (``run_fold``):
     summaries, verdicts and analyses from the accumulators, over ``outcome``'s windows;
     ``outcome.records`` are the records kept (``kept.records``).  A folded run's SLAs are
     the plan's (a sweep's widened scopes need the old path).  Shared by ``run_plan`` and
     the parent of ``lens run --workers`` (lens.workers), which folds every worker's
-    records itself."""
+    records itself; ``overloaded``: why its workers were (naming each), the verdicts'
+    distrust instead of ``outcome.harness``'s reasons."""
     bill = bill_run(plan.providers, outcome.windows, ())
     summaries, phase_summaries = summarise(plan, outcome, plan.slas, bill, fold.summaries)
-    verdicts = judge_run(plan.slas, summaries, outcome, plan, fold.windows)
+    judged = replace(outcome, harness=None) if overloaded else outcome
+    verdicts = judge_run(plan.slas, summaries, judged, plan, fold.windows)
+    if overloaded:
+        verdicts = distrust(verdicts, overloaded)
     verdicts = mark_stopper(verdicts, watch)
     analysis = analyse_fold(fold, kept, outcome, summaries, verdicts, bill)
     return build_results(

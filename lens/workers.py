@@ -795,7 +795,7 @@ class _Supervisor:
         )
         failed = next(
             (
-                f"worker {w.index}: {w.outcome.failure}"
+                f"shard {w.index}: {w.outcome.failure}"
                 for w in self.workers
                 if w.outcome is not None and w.outcome.failure is not None
             ),
@@ -815,11 +815,19 @@ class _Supervisor:
             records_not_kept=self.measured - len(sample),
         )
         regression_problem = None
+        overloaded = [
+            f"shard {w.index}: {reason}"
+            for w in self.workers
+            if w.outcome is not None and w.outcome.harness is not None
+            for reason in w.outcome.harness.reasons
+        ]
         try:
             if self.fold_failure is not None:
                 raise self.fold_failure  # noqa: TRY301 - the salvage below is its handler too
             assert kept is not None
-            results = folded_results(self.plan, outcome, fold, kept, redact)
+            results = folded_results(
+                self.plan, outcome, fold, kept, redact, overloaded=tuple(overloaded)
+            )
             if baseline is not None:
                 results, regression_problem = judge_regressions(self.plan, results, baseline)
         except Exception as exc:
@@ -830,6 +838,14 @@ class _Supervisor:
                 failure,
                 redact,
                 summaries=salvaged_summaries(self.plan, outcome, fold),
+            )
+        if overloaded and results.integrity is not None and results.integrity.harness:
+            # As lens merge says it: which worker was overloaded, and how.
+            harness = results.integrity.harness.model_copy(
+                update={"status": "overloaded", "reasons": tuple(overloaded)}
+            )
+            results = results.model_copy(
+                update={"integrity": results.integrity.model_copy(update={"harness": harness})}
             )
         hashed = plan_hash(self.plan)
         start_at = None if self.start_at is None else self.start_at.isoformat()
@@ -918,9 +934,9 @@ def _windows(plan: Plan, records: Sequence[RequestRecord]) -> tuple[StageWindow,
 def _interruption(w: _Worker) -> str | None:
     """Why ``w`` ended its share early, if it did."""
     if w.died is not None:
-        return f"worker {w.index} {w.died}"
+        return f"shard {w.index}: worker {w.index} {w.died}"
     if w.outcome is not None and w.outcome.interrupted_by is not None:
-        return f"worker {w.index}: {w.outcome.interrupted_by}"
+        return f"shard {w.index}: {w.outcome.interrupted_by}"
     return None
 
 
