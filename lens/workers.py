@@ -19,11 +19,16 @@ instead (as shards do).
 While the run goes on, each worker sends the parent a note of every request it starts and
 the record of every request it ends, batched every ``FLUSH_S`` by a thread, so the worker's
 read loop only appends to a deque.  The parent writes ``--records`` and the progress line
-from them, in the order they arrive (completion order, to within a batch).  At the end each
-worker sends its results (a shard's results); the parent merges them with
-``lens.export.merge.merge_results`` (records concatenated, each keeping its worker as
-``shard``; summaries rebuilt from the merged records; SLAs judged once; distrusted when
-any worker was overloaded).
+from them, in the order they arrive (completion order, to within a batch), and folds them
+into one ``lens.metrics.fold.RunFold`` of the whole plan (``parent_fold``), so no process
+keeps more records than results list: the workers keep none, and at the end each sends
+only its ``WorkerOutcome`` (stage windows, harness self-check, interruption, failure); the
+parent merges the windows and builds the results as ``run_plan`` builds a folded run's
+(``lens.pipeline.folded_results``; each record listed keeps its worker as ``shard``;
+distrusted when any worker was overloaded).  Where the fold does not apply (GPU-hour
+prices, windowed SLAs) each worker sends its results (a shard's results) and the parent
+merges them with ``lens.export.merge.merge_results`` (records concatenated; summaries
+rebuilt from the merged records; SLAs judged once).
 
 Ctrl-C / SIGTERM in the parent: every worker is told to stop (as SIGTERM stops a run: the
 requests in flight are cancelled and recorded), sends its partial results, and the merged
