@@ -195,27 +195,25 @@ def run_plan(
             raise fold_failure  # noqa: TRY301 - the salvage below is its handler too
         slas = sweeps.scoped(plan.slas)  # a scope naming a sweep takes in its steps
         if fold is not None and kept is not None:
-            bill = bill_run(plan.providers, outcome.windows, ())
-            summaries, phase_summaries = summarise(plan, outcome, slas, bill, fold.summaries)
-            verdicts = judge_run(slas, summaries, outcome, plan, fold.windows)
-            verdicts = mark_stopper(verdicts, watch)
-            analysis = analyse_fold(fold, kept, outcome, summaries, verdicts, bill)
+            results = folded_results(
+                plan, outcome, fold, kept, redact, watch=watch, sweeps=judge_sweeps(sweeps, outcome)
+            )
         else:
             bill = bill_run(plan.providers, outcome.windows, outcome.records)
             summaries, phase_summaries = summarise(plan, outcome, slas, bill)
             verdicts = mark_stopper(judge_run(slas, summaries, outcome, plan), watch)
             analysis = analyse_run(plan, outcome, summaries, verdicts, bill)
-        results = build_results(
-            plan,
-            outcome,
-            summaries,
-            verdicts,
-            analysis,
-            phase_summaries,
-            sweeps=judge_sweeps(sweeps, outcome),
-            redactor=redact,
-            repetitions=repetition_spreads(summaries),
-        )
+            results = build_results(
+                plan,
+                outcome,
+                summaries,
+                verdicts,
+                analysis,
+                phase_summaries,
+                sweeps=judge_sweeps(sweeps, outcome),
+                redactor=redact,
+                repetitions=repetition_spreads(summaries),
+            )
         if shard is not None:
             results = shard_results(results, whole, shard, start_at, redact)
         if baseline is not None:
@@ -240,6 +238,45 @@ def run_plan(
         failure,
         None if sla_stop is None else sla_stop.reason,
         regression_problem,
+    )
+
+
+def folded_results(
+    plan: Plan,
+    outcome: RunOutcome,
+    fold: RunFold,
+    kept: FoldedRecords,
+    redact: Redactor,
+    *,
+    watch: SlaWatch | None = None,
+    sweeps: tuple[SweepOutcome, ...] = (),
+    overloaded: tuple[str, ...] = (),
+) -> Results:
+    """The results of a run whose records were folded as they finished (``run_fold``):
+    summaries, verdicts and analyses from the accumulators, over ``outcome``'s windows;
+    ``outcome.records`` are the records kept (``kept.records``).  A folded run's SLAs are
+    the plan's (a sweep's widened scopes need the old path).  Shared by ``run_plan`` and
+    the parent of ``lens run --workers`` (lens.workers), which folds every worker's
+    records itself; ``overloaded``: why its workers were (naming each), the verdicts'
+    distrust instead of ``outcome.harness``'s reasons."""
+    bill = bill_run(plan.providers, outcome.windows, ())
+    summaries, phase_summaries = summarise(plan, outcome, plan.slas, bill, fold.summaries)
+    judged = replace(outcome, harness=None) if overloaded else outcome
+    verdicts = judge_run(plan.slas, summaries, judged, plan, fold.windows)
+    if overloaded:
+        verdicts = distrust(verdicts, overloaded)
+    verdicts = mark_stopper(verdicts, watch)
+    analysis = analyse_fold(fold, kept, outcome, summaries, verdicts, bill)
+    return build_results(
+        plan,
+        outcome,
+        summaries,
+        verdicts,
+        analysis,
+        phase_summaries,
+        sweeps=sweeps,
+        redactor=redact,
+        repetitions=repetition_spreads(summaries),
     )
 
 

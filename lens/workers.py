@@ -19,11 +19,16 @@ instead (as shards do).
 While the run goes on, each worker sends the parent a note of every request it starts and
 the record of every request it ends, batched every ``FLUSH_S`` by a thread, so the worker's
 read loop only appends to a deque.  The parent writes ``--records`` and the progress line
-from them, in the order they arrive (completion order, to within a batch).  At the end each
-worker sends its results (a shard's results); the parent merges them with
-``lens.export.merge.merge_results`` (records concatenated, each keeping its worker as
-``shard``; summaries rebuilt from the merged records; SLAs judged once; distrusted when
-any worker was overloaded).
+from them, in the order they arrive (completion order, to within a batch), and folds them
+into one ``lens.metrics.fold.RunFold`` of the whole plan (``parent_fold``), so no process
+keeps more records than results list: the workers keep none, and at the end each sends
+only its ``WorkerOutcome`` (stage windows, harness self-check, interruption, failure); the
+parent merges the windows and builds the results as ``run_plan`` builds a folded run's
+(``lens.pipeline.folded_results``; each record listed keeps its worker as ``shard``;
+distrusted when any worker was overloaded).  Where the fold does not apply (GPU-hour
+prices, windowed SLAs) each worker sends its results (a shard's results) and the parent
+merges them with ``lens.export.merge.merge_results`` (records concatenated; summaries
+rebuilt from the merged records; SLAs judged once).
 
 Ctrl-C / SIGTERM in the parent: every worker is told to stop (as SIGTERM stops a run: the
 requests in flight are cancelled and recorded), sends its partial results, and the merged
@@ -59,20 +64,32 @@ from typing import Any, Literal, TextIO
 
 from lens.errors import LensError, describe
 from lens.export.merge import merge_results
-from lens.export.results import Results, results_from_text, with_records_kept
+from lens.export.results import (
+    Results,
+    ShardOut,
+    results_from_text,
+    salvage_results,
+    with_records_kept,
+)
+from lens.metrics.fold import FoldedRecords, RunFold
 from lens.pipeline import (
     Baseline,
     RunReport,
+    folded_results,
     judge_regressions,
     outcome_results,
+    run_fold,
     run_plan,
+    salvaged_summaries,
     shard_results,
 )
 from lens.plan.model import ClosedLoop, OpenLoop, Plan, ProviderSpec
-from lens.plan.split import Shard, shard_plan
+from lens.plan.split import Shard, plan_hash, shard_plan
 from lens.records import (
     CANCEL_AFTER_STOP,
     ErrorClass,
+    HarnessLimits,
+    HarnessReport,
     RequestRecord,
     RequestStart,
     RunOutcome,
@@ -183,6 +200,21 @@ class WorkerJob:
     live: Mapping[str, ProviderSpec]  # the parent's simulators, already listening
     redactor: Redactor
     start_at: datetime | None  # --start-at: wait for this wall-clock instant instead
+    # The parent folds every record (``parent_fold``): the worker keeps none and sends its
+    # ``WorkerOutcome`` at the end, not its results.
+    folded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOutcome:
+    """What a worker sends at the end of a folded run: what the parent cannot rebuild from
+    the records and starts it was sent (its stage windows, harness self-check, why it
+    stopped early, lens's own failure in it)."""
+
+    windows: tuple[StageWindow, ...]
+    harness: HarnessReport | None
+    interrupted_by: str | None
+    failure: str | None  # described and redacted
 
 
 class _Batcher:
@@ -261,6 +293,20 @@ def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
             before_unit=gate,
         )
         batcher.close()
+        if job.folded:
+            failure = report.failure or report.outcome.failure
+            out.send(
+                (
+                    "outcome",
+                    WorkerOutcome(
+                        report.outcome.windows,
+                        report.outcome.harness,
+                        report.outcome.interrupted_by,
+                        None if failure is None else job.redactor(describe(failure)),
+                    ),
+                )
+            )
+            return
         # As JSON: the results document is what lens merge reads, and holds read-only
         # mappings that do not pickle.
         out.send(("results", report.results.model_dump_json()))
@@ -297,17 +343,22 @@ class _Worker:
     control: Connection  # to the worker
     ready: bool = False
     results: Results | None = None
+    outcome: WorkerOutcome | None = None  # a folded run's end
     error: str | None = None  # what the worker said went wrong
     died: str | None = None  # how it ended without results
     open: bool = True  # its pipe still delivers
     unit: int = -1  # the last unit it is set up for (waiting for it to start, or running it)
     in_flight: dict[tuple[str, str, int, int], RequestStart] = field(default_factory=dict)
-    records: list[RequestRecord] = field(default_factory=list)
+    records: list[RequestRecord] = field(default_factory=list)  # not kept when folded
     lost: list[RequestRecord] = field(default_factory=list)  # lens_lost, when it died
+    # Folded: its latest start (no later one is dispatched earlier), and per unit, what
+    # its records tell of its window, should it die: first start, last end, started.
+    horizon: float = 0.0
+    seen: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
-        return self.results is not None or self.died is not None
+        return self.results is not None or self.outcome is not None or self.died is not None
 
     def tell(self, message: tuple[Any, ...]) -> None:
         # A worker that is gone cannot be told: its sentinel says it is gone.
@@ -370,6 +421,20 @@ def _signals(stopper: _Stopper, enabled: bool) -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def parent_fold(plan: Plan) -> RunFold | None:
+    """The fold of the whole run the parent feeds every worker's starts and records into
+    (``lens.metrics.fold``, as ``run_plan`` folds its own), so that no process keeps more
+    records than results list; None where the workers' results are merged instead
+    (``lens.export.merge``, every record kept): where ``run_fold`` does not apply
+    (GPU-hour prices, adaptive sweeps), and for windowed SLAs, whose windows start at each
+    unit's measured phase, which the parent learns only from the workers' windows at the
+    end."""
+    fold = run_fold(plan)
+    if fold is None or fold.windows.windowed:
+        return None
+    return fold
+
+
 def run_workers(
     plan: Plan,
     count: int,
@@ -403,7 +468,13 @@ def run_workers(
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     for k in range(count):
         shard_plan(plan, k, count)  # a plan that cannot be split: refused before anything
-    whole = dataclasses.replace(plan, results_records=None)
+    folded = parent_fold(plan) is not None
+    # Folded: the parent folds every record as it arrives, and the workers keep none.
+    # Else every record comes back: the merge rebuilds summaries from them, and the
+    # parent lists only what results: {records: ...} keeps, after merging.
+    whole = dataclasses.replace(
+        plan, results_records=0 if folded else None, results_records_default=False
+    )
     context = multiprocessing.get_context("spawn")
     stopper = _Stopper(stop, cancel_after_s)
     with live_providers(plan) as live, _signals(stopper, handle_signals):
@@ -412,9 +483,7 @@ def run_workers(
             for k in range(count):
                 out_r, out_w = context.Pipe(duplex=False)
                 ctl_r, ctl_w = context.Pipe(duplex=False)
-                # Every record comes back: the merge rebuilds summaries from them, and the
-                # parent lists only what results: {records: ...} keeps, after merging.
-                job = WorkerJob(whole, k, count, live, redact, start_at)
+                job = WorkerJob(whole, k, count, live, redact, start_at, folded)
                 process = context.Process(
                     target=worker_main,
                     args=(job, out_w, ctl_r),
@@ -467,6 +536,10 @@ class _Supervisor:
         self.started_at = datetime.now(UTC)
         self._stop_sent = False
         self._released = -1  # the last unit every worker was told to start
+        self.fold = parent_fold(plan)
+        self.fold_failure: Exception | None = None  # folding failed: salvaged at the end
+        self.measured = 0  # records received (and lens_lost ones made)
+        self._worker_of: dict[int, int] = {}  # a kept record's place in the fold -> worker
 
     # Starting -----------------------------------------------------------------------------
 
@@ -551,8 +624,9 @@ class _Supervisor:
             if not w.finished and not w.process.is_alive():
                 while w.open and w.out.poll():
                     self._receive(w)  # what it sent before it ended
-                if w.results is None:
+                if w.results is None and w.outcome is None:
                     w.died = self._how_it_died(w)
+                    self._lose(w)
 
     def _receive(self, w: _Worker) -> None:
         try:
@@ -570,63 +644,73 @@ class _Supervisor:
                 if isinstance(item, RequestStart):
                     w.in_flight[_key(item)] = item
                     self.progress.started += 1
+                    w.horizon = item.t_start
+                    self._start(item)
                 else:
                     w.in_flight.pop(_key(item), None)
-                    w.records.append(item)
                     self.progress.record(item)
                     if self.on_record is not None:
                         self.on_record(item)
+                    self._add(w, item)
+            self._hold()
         elif kind == "results":
             w.results = results_from_text(message[1], f"worker {w.index}")
             w.in_flight.clear()
+        elif kind == "outcome":
+            w.outcome = message[1]
+            w.in_flight.clear()
+            self._hold()
         elif kind == "error":
             w.error = str(message[1])
 
-    @staticmethod
-    def _how_it_died(w: _Worker) -> str:
-        if w.error is not None:
-            return f"failed: {w.error}"
-        code = w.process.exitcode
-        if code is not None and code < 0:
+    # Folding ------------------------------------------------------------------------------
+
+    def _folding(self, feed: Callable[[RunFold], None]) -> None:
+        """Feed the fold; should it fail, the run goes on and is salvaged at the end (as
+        ``run_plan``'s does)."""
+        if self.fold is not None and self.fold_failure is None:
             try:
-                return f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"was killed by signal {-code}"
-        return f"exited (code {code}) without its results"
+                feed(self.fold)
+            except Exception as exc:
+                self.fold_failure = exc
 
-    # Merging ------------------------------------------------------------------------------
+    def _start(self, item: RequestStart) -> None:
+        self._folding(lambda fold: fold.start(item))
 
-    def report(self, redact: Redactor, baseline: Baseline | None) -> RunReport:
+    def _add(self, w: _Worker, rec: RequestRecord) -> None:
+        """A record of ``w``'s: kept (no fold), or folded, with what its window needs."""
+        self.measured += 1
+        if self.fold is None:
+            w.records.append(rec)
+            return
+        edges = w.seen.get((rec.stage, rec.provider))
+        first = rec.t_intended if rec.t_intended is not None else rec.t_dispatch
+        if edges is None:
+            w.seen[(rec.stage, rec.provider)] = [first, rec.t_end, int(rec.attempt == 1)]
+        else:
+            edges[0] = min(edges[0], first)
+            edges[1] = max(edges[1], rec.t_end)
+            edges[2] += rec.attempt == 1
+        self._folding(lambda fold: fold.add(rec))
+        fold = self.fold
+        seq = fold.count - 1
+        if seq in fold.kept.kept:
+            self._worker_of[seq] = w.index
+            if len(self._worker_of) > 2 * len(fold.kept.kept) + 64:
+                kept = fold.kept.kept
+                self._worker_of = {s: k for s, k in self._worker_of.items() if s in kept}
+
+    def _hold(self) -> None:
+        """Cold flags wait for every worker still running to be past their dispatch."""
+        running = [w.horizon for w in self.workers if not w.finished]
+        self._folding(lambda fold: fold.hold(min(running, default=math.inf)))
+
+    def _lose(self, w: _Worker) -> None:
+        """``w`` died: each request it had started and not ended, a ``lens_lost`` record
+        ending now (folded now, so they hold nothing back)."""
         now_ns = 0 if self.t0 is None else round((time.monotonic() - self.t0) * 1e9)
-        parts = [
-            w.results if w.results is not None else self._dead_results(w, now_ns, redact)
-            for w in self.workers
-        ]
-        merged = merge_results(parts, [f"worker {w.index}" for w in self.workers])
-        if self.stopper.reason is not None:
-            # The parent stopped them all: its reason, not the first worker's echo of it.
-            merged = merged.model_copy(update={"interrupted_by": self.stopper.reason})
-        regression_problem = None
-        if baseline is not None:
-            merged, regression_problem = judge_regressions(self.plan, merged, baseline)
-        merged = with_records_kept(merged, self.plan.results_records)
-        records = tuple(r for w in self.workers for r in (*w.records, *w.lost))
-        outcome = RunOutcome(
-            records=records,
-            windows=(),
-            started_at=self.started_at,
-            duration_s=now_ns / 1e9,
-            interrupted_by=self.stopper.reason or merged.interrupted_by,
-        )
-        failure = None if merged.failure is None else LensFailedInWorker(merged.failure)
-        return RunReport(merged, outcome, None, failure, None, regression_problem)
-
-    def _dead_results(self, w: _Worker, now_ns: int, redact: Redactor) -> Results:
-        """A worker that died: what it had sent, and a ``lens_lost`` record for each
-        request it had started and not ended, as its shard's results."""
-        assert w.died is not None
         reason = f"worker {w.index} {w.died}"
-        lost = [
+        w.lost = [
             RequestRecord(
                 provider=s.provider,
                 stage=s.stage,
@@ -650,8 +734,170 @@ class _Supervisor:
             for s in w.in_flight.values()
         ]
         w.in_flight.clear()
-        w.lost = lost
-        records = tuple(w.records) + tuple(lost)
+        if self.fold is not None:
+            for rec in w.lost:
+                self._add(w, rec)
+        self._hold()
+
+    @staticmethod
+    def _how_it_died(w: _Worker) -> str:
+        if w.error is not None:
+            return f"failed: {w.error}"
+        code = w.process.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited (code {code}) without its results"
+
+    # Merging ------------------------------------------------------------------------------
+
+    def report(self, redact: Redactor, baseline: Baseline | None) -> RunReport:
+        now_ns = 0 if self.t0 is None else round((time.monotonic() - self.t0) * 1e9)
+        if self.fold is not None:
+            return self._folded_report(self.fold, redact, baseline, now_ns)
+        parts = [
+            w.results if w.results is not None else self._dead_results(w, now_ns, redact)
+            for w in self.workers
+        ]
+        merged = merge_results(parts, [f"worker {w.index}" for w in self.workers])
+        if self.stopper.reason is not None:
+            # The parent stopped them all: its reason, not the first worker's echo of it.
+            merged = merged.model_copy(update={"interrupted_by": self.stopper.reason})
+        regression_problem = None
+        if baseline is not None:
+            merged, regression_problem = judge_regressions(self.plan, merged, baseline)
+        merged = with_records_kept(merged, self.plan.results_records)
+        records = tuple(r for w in self.workers for r in (*w.records, *w.lost))
+        outcome = RunOutcome(
+            records=records,
+            windows=(),
+            started_at=self.started_at,
+            duration_s=now_ns / 1e9,
+            interrupted_by=self.stopper.reason or merged.interrupted_by,
+        )
+        failure = None if merged.failure is None else LensFailedInWorker(merged.failure)
+        return RunReport(merged, outcome, None, failure, None, regression_problem)
+
+    def _folded_report(
+        self, fold: RunFold, redact: Redactor, baseline: Baseline | None, now_ns: int
+    ) -> RunReport:
+        """The run's results from the fold every worker's records went into, built as
+        ``run_plan`` builds a folded run's (``lens.pipeline.folded_results``), over the
+        workers' windows merged; each record kept names its worker."""
+        kept: FoldedRecords | None = None
+        if self.fold_failure is None:
+            try:
+                kept = fold.finish()
+            except Exception as exc:
+                self.fold_failure = exc
+        sample = fold.kept.records()
+        count = len(self.workers)
+        windows = _merge_windows(self.plan, [self._windows_of(w) for w in self.workers])
+        interrupted = self.stopper.reason or next(
+            (why for w in self.workers if (why := _interruption(w)) is not None), None
+        )
+        failed = next(
+            (
+                f"shard {w.index}: {w.outcome.failure}"
+                for w in self.workers
+                if w.outcome is not None and w.outcome.failure is not None
+            ),
+            None,
+        )
+        failure: Exception | None = None if failed is None else LensFailedInWorker(failed)
+        outcome = RunOutcome(
+            records=tuple(r for _, r in sample),
+            windows=windows,
+            started_at=self.started_at,
+            duration_s=now_ns / 1e9,
+            interrupted_by=interrupted,
+            harness=_worst_harness(
+                [w.outcome.harness for w in self.workers if w.outcome is not None]
+            ),
+            failure=failure,
+            records_not_kept=self.measured - len(sample),
+        )
+        regression_problem = None
+        overloaded = [
+            f"shard {w.index}: {reason}"
+            for w in self.workers
+            if w.outcome is not None and w.outcome.harness is not None
+            for reason in w.outcome.harness.reasons
+        ]
+        try:
+            if self.fold_failure is not None:
+                raise self.fold_failure  # noqa: TRY301 - the salvage below is its handler too
+            assert kept is not None
+            results = folded_results(
+                self.plan, outcome, fold, kept, redact, overloaded=tuple(overloaded)
+            )
+            if baseline is not None:
+                results, regression_problem = judge_regressions(self.plan, results, baseline)
+        except Exception as exc:
+            failure = failure or exc
+            results = salvage_results(
+                self.plan,
+                outcome,
+                failure,
+                redact,
+                summaries=salvaged_summaries(self.plan, outcome, fold),
+            )
+        if overloaded and results.integrity is not None and results.integrity.harness:
+            # As lens merge says it: which worker was overloaded, and how.
+            harness = results.integrity.harness.model_copy(
+                update={"status": "overloaded", "reasons": tuple(overloaded)}
+            )
+            results = results.model_copy(
+                update={"integrity": results.integrity.model_copy(update={"harness": harness})}
+            )
+        hashed = plan_hash(self.plan)
+        start_at = None if self.start_at is None else self.start_at.isoformat()
+        results = results.model_copy(
+            update={
+                "shards": tuple(
+                    ShardOut(index=k, count=count, plan_hash=hashed, start_at=start_at)
+                    for k in range(count)
+                ),
+                "records": tuple(
+                    out.model_copy(update={"shard": self._worker_of.get(seq)})
+                    for out, (seq, _) in zip(results.records, sample, strict=True)
+                ),
+            }
+        )
+        return RunReport(results, outcome, None, failure, None, regression_problem)
+
+    def _windows_of(self, w: _Worker) -> tuple[StageWindow, ...]:
+        """``w``'s stage windows: as it sent them, or, had it died, as its records tell:
+        from its first dispatch to its last end in each unit it had started."""
+        if w.outcome is not None:
+            return w.outcome.windows
+        out = []
+        for unit in shard_plan(self.plan, w.index, len(self.workers)).stages:
+            edges = w.seen.get((unit.stage, unit.provider))
+            if edges is None:
+                continue
+            out.append(
+                StageWindow(
+                    stage=unit.stage,
+                    provider=unit.provider,
+                    t_start=edges[0],
+                    t_end=edges[1],
+                    planned=unit.planned_requests,
+                    started=edges[2],
+                    sweep=unit.sweep,
+                    repetition=unit.repetition,
+                )
+            )
+        return tuple(out)
+
+    def _dead_results(self, w: _Worker, now_ns: int, redact: Redactor) -> Results:
+        """A worker that died: what it had sent, and a ``lens_lost`` record for each
+        request it had started and not ended (``_lose``), as its shard's results."""
+        assert w.died is not None
+        reason = f"worker {w.index} {w.died}"
+        records = tuple(w.records) + tuple(w.lost)
         shard = shard_plan(self.plan, w.index, len(self.workers))
         outcome = RunOutcome(
             records=records,
@@ -688,3 +934,80 @@ def _windows(plan: Plan, records: Sequence[RequestRecord]) -> tuple[StageWindow,
             )
         )
     return tuple(out)
+
+
+def _interruption(w: _Worker) -> str | None:
+    """Why ``w`` ended its share early, if it did."""
+    if w.died is not None:
+        return f"shard {w.index}: worker {w.index} {w.died}"
+    if w.outcome is not None and w.outcome.interrupted_by is not None:
+        return f"shard {w.index}: {w.outcome.interrupted_by}"
+    return None
+
+
+def _merge_windows(plan: Plan, parts: Sequence[Sequence[StageWindow]]) -> tuple[StageWindow, ...]:
+    """Each unit's window across the workers (as ``lens.export.merge`` merges shards'):
+    from the earliest start to the latest end of those that started anything (all of
+    them when none did); the measured phase from the earliest measured start to the
+    earliest cooldown; planned and started requests added up; the latest lateness."""
+    by_unit: dict[tuple[str, str], list[StageWindow]] = {}
+    for windows in parts:
+        for w in windows:
+            by_unit.setdefault((w.stage, w.provider), []).append(w)
+    out = []
+    for unit in plan.stages:
+        got = by_unit.get((unit.stage, unit.provider))
+        if not got:
+            continue
+        ran = [w for w in got if w.started > 0] or got
+        planned = [w.planned for w in got]
+        lates = [w.late_ns for w in got if w.late_ns is not None]
+        measure_start = None
+        if any(w.t_measure_start is not None for w in ran):
+            measure_start = min(
+                w.t_start if w.t_measure_start is None else w.t_measure_start for w in ran
+            )
+        measure_end = None
+        if any(w.t_measure_end is not None for w in ran):
+            measure_end = min(w.t_end if w.t_measure_end is None else w.t_measure_end for w in ran)
+        out.append(
+            StageWindow(
+                stage=unit.stage,
+                provider=unit.provider,
+                t_start=min(w.t_start for w in ran),
+                t_end=max(w.t_end for w in ran),
+                planned=None if None in planned else sum(p or 0 for p in planned),
+                started=sum(w.started for w in got),
+                sweep=got[0].sweep,
+                t_measure_start=measure_start,
+                t_measure_end=measure_end,
+                pause_ns=max(w.pause_ns for w in got),
+                repetition=got[0].repetition,
+                late_ns=max(lates) if lates else None,
+            )
+        )
+    return tuple(out)
+
+
+def _worst_harness(reports: Sequence[HarnessReport | None]) -> HarnessReport | None:
+    """The workers' self-checks as one: each figure the worst worker's, so the run is
+    distrusted when any worker's client was overloaded."""
+    known = [h for h in reports if h is not None]
+    if not known:
+        return None
+
+    def worst(values: Iterator[float | None]) -> float | None:
+        got = [v for v in values if v is not None]
+        return max(got) if got else None
+
+    return HarnessReport(
+        samples=sum(h.samples for h in known),
+        loop_lag_p50_ms=worst(h.loop_lag_p50_ms for h in known),
+        loop_lag_p99_ms=worst(h.loop_lag_p99_ms for h in known),
+        loop_lag_max_ms=worst(h.loop_lag_max_ms for h in known),
+        cpu=worst(h.cpu for h in known),
+        limits=HarnessLimits(
+            min(h.limits.max_loop_lag_ms for h in known), min(h.limits.max_cpu for h in known)
+        ),
+        span_s=max(h.span_s for h in known),
+    )

@@ -96,6 +96,9 @@ class ColdFlagger:
         self._starts: list[tuple[int, AttemptKey]] = []  # heap; stale entries skipped
         self._busy_until: dict[str, int] = {}
         self.flags: list[tuple[Flagged, bool]] = []  # released since last taken
+        # No start still to come is earlier than this (``hold``): when starts come from
+        # several sources (lens.workers' parent), one may not have told of an earlier one.
+        self.floor: float = float("inf")
 
     def start(self, s: RequestStart) -> None:
         key = (s.stage, s.provider, s.index, s.attempt)
@@ -125,7 +128,13 @@ class ColdFlagger:
         starts, in_flight = self._starts, self._in_flight
         while starts and starts[0][0] not in in_flight.get(starts[0][1], ()):
             heapq.heappop(starts)
-        return starts[0][0] if starts else float("inf")
+        return min(starts[0][0], self.floor) if starts else self.floor
+
+    def hold(self, floor: float) -> None:
+        """Starts still to come are dispatched at or after ``floor``: release what waits
+        before it (and the in-flight watermark)."""
+        self.floor = floor
+        self._release(self._watermark())
 
     def _release(self, before: float) -> None:
         waiting = self._waiting
@@ -370,6 +379,14 @@ class RunFold:
 
     def place(self, rec: RequestRecord, origin_ns: int) -> None:
         self.windows.add(rec, origin_ns)
+
+    def hold(self, floor: float) -> None:
+        """Starts from more than one source (the workers of ``lens run --workers``), each
+        in its own order: none still to come is dispatched before ``floor`` (the earliest
+        of every source's latest start), so the cold flags wait for it
+        (``ColdFlagger.hold``)."""
+        self.colds.hold(floor)
+        self._take_flags()
 
     def _take_flags(self) -> None:
         for item, cold in self.colds.take():
