@@ -439,6 +439,20 @@ class LeanHTTP11Transport(httpx.AsyncBaseTransport):
     @staticmethod
     async def _send(conn: _Connection, data: bytes, timeout: float | None) -> None:
         try:
+            if conn.fd >= 0:
+                # Plain TCP: a request fits the socket's send buffer, so one non-blocking
+                # write hands it to the kernel.  trio's send_all would wrap that write in an
+                # async context manager and two checkpoints, one a full trip through the
+                # scheduler, on the path of every dispatch; the response head is awaited
+                # next, which is this task's schedule point.  What did not fit (a large
+                # prompt, a full buffer) goes through trio as before.
+                try:
+                    sent = os.write(conn.fd, data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
             with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
                 await conn.stream.send_all(data)
         except trio.TooSlowError as exc:

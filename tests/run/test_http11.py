@@ -357,6 +357,44 @@ async def test_request_body_and_framing_headers(
     assert b"content-length" not in get.lower()
 
 
+async def test_a_request_larger_than_the_send_buffer_arrives_whole(
+    start_raw: StartRaw, transport: LeanHTTP11Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-write fast path hands the kernel what fits; the rest goes through trio."""
+    through_trio: list[bytes] = []  # what lens (not the test server) sent through trio
+    send_all = trio.SocketStream.send_all
+
+    async def counted(self: trio.SocketStream, data: bytes | bytearray | memoryview) -> None:
+        if not bytes(data[:5]).startswith(b"HTTP/"):  # the server's responses
+            through_trio.append(bytes(data))
+        await send_all(self, data)
+
+    monkeypatch.setattr(trio.SocketStream, "send_all", counted)
+    big = bytes(range(256)) * (64 * 1024)  # 16 MiB: more than a loopback send buffer
+    server = await start_raw(replies(ok(b"1"), ok(b"2")))
+    await fetch(transport, server.url, "POST", content=big)
+    await fetch(transport, server.url, "POST", content=b"small")  # same connection
+    posted, small = server.requests
+    assert posted.partition(b"\r\n\r\n")[2] == big
+    assert small.partition(b"\r\n\r\n")[2] == b"small"
+    assert server.accepts == 1
+    # The big one's rest went through trio; the small one never did.
+    assert len(through_trio) == 1
+    assert 0 < len(through_trio[0]) < len(big)
+    assert big.endswith(through_trio[0])
+
+
+async def test_a_write_to_a_closed_connection_is_a_write_error() -> None:
+    """A plain-TCP write that fails (the fast path's ``os.write``) is a WriteError."""
+    left, right = socket.socketpair()
+    right.close()
+    conn = _Connection(trio.SocketStream(trio.socket.from_stdlib_socket(left)), (b"http", "x", 80))
+    assert conn.fd >= 0
+    with pytest.raises(httpx.WriteError, match="write failed"):
+        await LeanHTTP11Transport._send(conn, b"x" * 1024, None)  # EPIPE: the peer is gone
+    conn.close()
+
+
 # -- protocol errors -----------------------------------------------------------------------
 
 
