@@ -51,8 +51,10 @@ class RequestTemplates:
     JSON encoding and httpx's header preparation (lookups, defaults, a rebuilt header
     list): ~14 us of the client's CPU per request on this machine's idle core, against
     ~2 us to copy a built one (``copy_request``).  Keyed by the prompt object and the
-    limit; at most ``limit`` templates are kept (a dataset of many prompts builds the rest
-    each time rather than holding a second copy of every body).
+    limit.  At most ``limit`` templates are kept: when full, the cache starts over, so a
+    later unit's prompts (a unit with a ``body:`` has prompt objects of its own) are cached
+    in turn, and a dataset of more prompts than that costs a build per request, as it did,
+    rather than a second copy of every body in memory.
     """
 
     __slots__ = ("_built", "limit")
@@ -71,8 +73,9 @@ class RequestTemplates:
         if entry is not None and entry[0] is prompt:
             return copy_request(entry[1])
         template = build()
-        if len(self._built) < self.limit:
-            self._built[key] = (prompt, template)
+        if len(self._built) >= self.limit:
+            self._built.clear()
+        self._built[key] = (prompt, template)
         return copy_request(template)
 
 

@@ -55,7 +55,7 @@ def test_the_limit_and_the_prompt_are_part_of_the_key() -> None:
     assert body["messages"][0]["content"] == "something else"
 
 
-def test_build_runs_once_per_key_and_never_past_the_limit() -> None:
+def test_build_runs_once_per_key_and_the_cache_starts_over_when_full() -> None:
     calls: list[str] = []
 
     def build(prompt: PromptSpec) -> httpx.Request:
@@ -64,11 +64,19 @@ def test_build_runs_once_per_key_and_never_past_the_limit() -> None:
 
     templates = RequestTemplates(limit=2)
     prompts = [PromptSpec(id=f"p{i}", messages=(Message("user", "x"),)) for i in range(3)]
-    for _ in range(3):
-        for p in prompts:
+
+    def send(*which: int) -> None:
+        for i in which:
+            p = prompts[i]
             assert templates.request(p, 1, functools.partial(build, p)).content == p.id.encode()
-    # Two kept after their first use; the third, past the limit, is built every time.
-    assert calls == ["p0", "p1", "p2", "p2", "p2"]
+
+    send(0, 1, 0, 1, 0, 1)
+    assert calls == ["p0", "p1"]  # within the limit: each built once
+    send(2, 2, 2)  # a later unit's prompt: the full cache starts over, and keeps it
+    assert calls == ["p0", "p1", "p2"]
+    send(0)
+    assert calls == ["p0", "p1", "p2", "p0"]  # dropped when the cache started over
+    assert len(templates._built) <= 2
 
 
 def test_a_build_that_fails_is_not_kept() -> None:
