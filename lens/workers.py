@@ -96,6 +96,7 @@ from lens.records import (
     StageWindow,
 )
 from lens.redact import Redactor
+from lens.run import recordwire
 from lens.run.executor import RunProgress
 from lens.run.gate import UnitGate
 from lens.run.progress import progress_line
@@ -254,7 +255,7 @@ class _Batcher:
         while items:
             batch.append(items.popleft())
         if batch:
-            self.send(("batch", batch))
+            self.send(("batch", recordwire.encode(batch)))
 
 
 def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
@@ -640,7 +641,7 @@ class _Supervisor:
         elif kind == "unit":
             w.unit = message[1]
         elif kind == "batch":
-            for item in message[1]:
+            for item in recordwire.decode(message[1]):
                 if isinstance(item, RequestStart):
                     w.in_flight[_key(item)] = item
                     self.progress.started += 1

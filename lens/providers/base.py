@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -40,6 +40,58 @@ def masked_request(url: str | httpx.URL, headers: dict[str, str], body: bytes) -
     """A POST whose headers never show a credential in a repr or a log line."""
     request = httpx.Request("POST", url, headers=headers, content=body)
     request.headers = MaskedHeaders(request.headers)
+    return request
+
+
+class RequestTemplates:
+    """Requests that repeat, built once each: a copy per request.
+
+    An adapter's request for one prompt and output limit is the same bytes every time
+    (the body's JSON, the headers with Host and Content-Length), yet building it costs a
+    JSON encoding and httpx's header preparation (lookups, defaults, a rebuilt header
+    list): ~14 us of the client's CPU per request on this machine's idle core, against
+    ~2 us to copy a built one (``copy_request``).  Keyed by the prompt object and the
+    limit.  At most ``limit`` templates are kept: when full, the cache starts over, so a
+    later unit's prompts (a unit with a ``body:`` has prompt objects of its own) are cached
+    in turn, and a dataset of more prompts than that costs a build per request, as it did,
+    rather than a second copy of every body in memory.
+    """
+
+    __slots__ = ("_built", "limit")
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._built: dict[tuple[int, int | None], tuple[PromptSpec, httpx.Request]] = {}
+
+    def request(
+        self, prompt: PromptSpec, max_tokens: int | None, build: Callable[[], httpx.Request]
+    ) -> httpx.Request:
+        """A fresh request equal to ``build()``'s for ``prompt`` and ``max_tokens``;
+        ``build`` runs on the first use only (and whenever it raises: nothing is kept)."""
+        key = (id(prompt), max_tokens)
+        entry = self._built.get(key)
+        if entry is not None and entry[0] is prompt:
+            return copy_request(entry[1])
+        template = build()
+        if len(self._built) >= self.limit:
+            self._built.clear()
+        self._built[key] = (prompt, template)
+        return copy_request(template)
+
+
+def copy_request(template: httpx.Request) -> httpx.Request:
+    """A new request with ``template``'s method, URL, headers (of its class: masked stay
+    masked) and body, read, and extensions of its own: the request layer hangs its
+    per-request hooks there."""
+    request = httpx.Request(
+        template.method,
+        template.url,
+        headers=template.headers,
+        stream=httpx.ByteStream(template.content),
+    )
+    if type(template.headers) is not httpx.Headers:
+        request.headers = type(template.headers)(request.headers)
+    request.read()
     return request
 
 
@@ -256,11 +308,14 @@ def header_facts(
 ) -> dict[str, str]:
     """The headers of ``names`` (and every ``anthropic-ratelimit-*``) that are present,
     verbatim, plus their waits in seconds (``retry_after_s``, ``<reset header>_s``)."""
-    facts = {name: headers[name] for name in names if name in headers}
+    # One pass over the head (names lower-cased, a repeated one joined with ", " as
+    # ``headers[name]`` joins it), not a scan of every header per name looked up.
+    present = dict(headers.items())
+    facts = {name: present[name] for name in names if name in present}
     facts.update(
-        (name, value) for name, value in headers.items() if name.startswith("anthropic-ratelimit-")
+        (name, value) for name, value in present.items() if name.startswith("anthropic-ratelimit-")
     )
-    return ratelimit.normalise(facts, headers.get("date")) if facts else facts
+    return ratelimit.normalise(facts, present.get("date")) if facts else facts
 
 
 def request_id(facts: Mapping[str, str]) -> str | None:

@@ -21,6 +21,7 @@ from lens.plan.model import OpenAISettings, PromptSpec, ProviderSpec
 from lens.plan.workloads import deep_merge
 from lens.providers.base import (
     PayloadShapeError,
+    RequestTemplates,
     StreamOutcome,
     TokenTimeline,
     Usage,
@@ -76,8 +77,12 @@ class OpenAIChatAdapter:
         if spec.api_key is not None and spec.api_key.reveal():
             headers["authorization"] = f"Bearer {spec.api_key.reveal()}"
         self._headers = headers
+        self._requests = RequestTemplates()  # each prompt's request built once
 
     def build_request(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
+        return self._requests.request(prompt, max_tokens, lambda: self._build(prompt, max_tokens))
+
+    def _build(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
         body: dict[str, Any] = {
             "model": self.spec.model,
             "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],

@@ -437,7 +437,14 @@ class _RunningUnit:
             i = first + j * step
             if not self._may_wait(t_start + round(offset * 1e9)):
                 return  # waiting for this arrival could overspend: in-flight ones finish
-            await _until(base + offset, unit.spin_s)  # absolute: lateness never accumulates
+            due = base + offset
+            if trio.current_time() < due:
+                await _until(due, unit.spin_s)  # absolute: lateness never accumulates
+            else:
+                # Due already (the loop is behind): a sleep would only cost a cancel scope
+                # and a Cancelled raised into this task; one schedule point lets the
+                # requests started so far go out, in order, before this one.
+                await trio.lowlevel.checkpoint()
             held = self._hold(self.prompts[unit.prompt_for(i)])
             if held is None:
                 return  # out of budget: in-flight requests finish, no new ones start
@@ -546,7 +553,7 @@ class _RunningUnit:
                 budget.settle(held, rec, spec)
             self.emit(rec)
 
-        on_start = self.on_start
+        on_start, pool = self.on_start, self.pool
         while True:
             state.in_flight += 1  # until its record is emitted
             if on_start is not None:
@@ -562,7 +569,8 @@ class _RunningUnit:
                         self.clock.now_ns(),
                     )
                 )
-            async with self.pool.transport() as transport:
+            transport = pool.take()
+            try:
                 await execute_request(
                     transport,
                     self.adapter,
@@ -576,6 +584,8 @@ class _RunningUnit:
                     emit=emit,
                     reader=self.reader,
                 )
+            finally:
+                pool.give(transport)
             wait_s = self._retry_wait_s(last[-1], attempt)
             if wait_s is None:
                 return

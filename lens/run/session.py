@@ -39,6 +39,7 @@ from lens.redact import Redactor, redact_record
 from lens.run.budget import BudgetGuard
 from lens.run.executor import RunProgress, StageRunner, TransportFactory
 from lens.run.gate import PlannedGate
+from lens.run.gcpolicy import run_gc_policy
 from lens.run.harness import HarnessMonitor
 from lens.run.progress import show_progress
 from lens.run.slastop import SlaStop
@@ -294,26 +295,29 @@ def run_blocking(
     unit_starts: Sequence[float | None] | None = None,
     keep_records: bool = True,
 ) -> RunOutcome:
-    return trio.run(
-        lambda: execute(
-            plan,
-            providers,
-            progress_out=progress_out,
-            tty=tty,
-            budget=budget,
-            harness=harness,
-            drive=drive,
-            on_record=on_record,
-            redactor=redactor,
-            handle_signals=handle_signals,
-            stop=stop,
-            cancel_after_s=cancel_after_s,
-            sla_stop=sla_stop,
-            start_at=start_at,
-            start_monotonic=start_monotonic,
-            on_start=on_start,
-            before_unit=before_unit,
-            unit_starts=unit_starts,
-            keep_records=keep_records,
+    # What the set-up left behind is frozen before the run clock starts, so no full
+    # collection walks it while the run measures (lens.run.gcpolicy).
+    with run_gc_policy():
+        return trio.run(
+            lambda: execute(
+                plan,
+                providers,
+                progress_out=progress_out,
+                tty=tty,
+                budget=budget,
+                harness=harness,
+                drive=drive,
+                on_record=on_record,
+                redactor=redactor,
+                handle_signals=handle_signals,
+                stop=stop,
+                cancel_after_s=cancel_after_s,
+                sla_stop=sla_stop,
+                start_at=start_at,
+                start_monotonic=start_monotonic,
+                on_start=on_start,
+                before_unit=before_unit,
+                unit_starts=unit_starts,
+                keep_records=keep_records,
+            )
         )
-    )

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lens.plan.model import SimSettings
+from lens.run import http11
 from lens.run.http11 import LeanHTTP11Transport, _Connection
 from lens.run.http11_parse import ProtocolViolation
 from lens.sim.openai_chat import completion_text
@@ -357,6 +358,44 @@ async def test_request_body_and_framing_headers(
     assert b"content-length" not in get.lower()
 
 
+async def test_a_request_larger_than_the_send_buffer_arrives_whole(
+    start_raw: StartRaw, transport: LeanHTTP11Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-write fast path hands the kernel what fits; the rest goes through trio."""
+    through_trio: list[bytes] = []  # what lens (not the test server) sent through trio
+    send_all = trio.SocketStream.send_all
+
+    async def counted(self: trio.SocketStream, data: bytes | bytearray | memoryview) -> None:
+        if not bytes(data[:5]).startswith(b"HTTP/"):  # the server's responses
+            through_trio.append(bytes(data))
+        await send_all(self, data)
+
+    monkeypatch.setattr(trio.SocketStream, "send_all", counted)
+    big = bytes(range(256)) * (64 * 1024)  # 16 MiB: more than a loopback send buffer
+    server = await start_raw(replies(ok(b"1"), ok(b"2")))
+    await fetch(transport, server.url, "POST", content=big)
+    await fetch(transport, server.url, "POST", content=b"small")  # same connection
+    posted, small = server.requests
+    assert posted.partition(b"\r\n\r\n")[2] == big
+    assert small.partition(b"\r\n\r\n")[2] == b"small"
+    assert server.accepts == 1
+    # The big one's rest went through trio; the small one never did.
+    assert len(through_trio) == 1
+    assert 0 < len(through_trio[0]) < len(big)
+    assert big.endswith(through_trio[0])
+
+
+async def test_a_write_to_a_closed_connection_is_a_write_error() -> None:
+    """A plain-TCP write that fails (the fast path's ``os.write``) is a WriteError."""
+    left, right = socket.socketpair()
+    right.close()
+    conn = _Connection(trio.SocketStream(trio.socket.from_stdlib_socket(left)), (b"http", "x", 80))
+    assert conn.fd >= 0
+    with pytest.raises(httpx.WriteError, match="write failed"):
+        await LeanHTTP11Transport._send(conn, b"x" * 1024, None)  # EPIPE: the peer is gone
+    conn.close()
+
+
 # -- protocol errors -----------------------------------------------------------------------
 
 
@@ -514,12 +553,46 @@ async def test_connection_refused(transport: LeanHTTP11Transport) -> None:
     assert isinstance(info.value.__cause__, OSError)
 
 
+async def test_an_ip_address_is_connected_without_the_resolver(
+    start_raw: StartRaw, transport: LeanHTTP11Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """127.0.0.1 and ::1 are connected directly; a name still goes through trio's opener."""
+    opened: list[str] = []
+    real = trio.open_tcp_stream
+
+    async def recorded(host: str, port: int, **kw: object) -> trio.SocketStream:
+        opened.append(host)
+        return await real(host, port)
+
+    monkeypatch.setattr(trio, "open_tcp_stream", recorded)
+    server = await start_raw(replies(ok(b"4"), ok(b"6")))
+    _, parts = await fetch(transport, server.url)
+    assert b"".join(parts) == b"4"
+    assert opened == []
+    assert http11._ip_family("127.0.0.1") == socket.AF_INET
+    assert http11._ip_family("::1") == socket.AF_INET6
+    assert http11._ip_family("localhost") is None
+    assert http11._ip_family("fe80::1%eth0") is None  # a zone: trio's opener handles it
+    await transport.aclose()
+    _, parts = await fetch(transport, f"http://localhost:{server.port}/")
+    assert b"".join(parts) == b"6"
+    assert opened == ["localhost"]
+
+
+async def test_a_refused_ip_connect_says_so(transport: LeanHTTP11Transport) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(httpx.ConnectError, match=f"cannot connect to 127.0.0.1:{port}: .*refused"):
+        await fetch(transport, f"http://127.0.0.1:{port}/")
+
+
 async def test_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     async def never(*args: object, **kw: object) -> trio.SocketStream:
         await trio.sleep_forever()
         raise AssertionError  # pragma: no cover
 
-    monkeypatch.setattr(trio, "open_tcp_stream", never)
+    monkeypatch.setattr(http11, "_open_tcp", never)
     t = LeanHTTP11Transport(connect_timeout=0.01)
     with pytest.raises(httpx.ConnectTimeout) as info:
         await fetch(t, "http://127.0.0.1:9/")

@@ -29,6 +29,7 @@ from lens.records import (
     StageWindow,
 )
 from lens.redact import Redactor
+from lens.run import recordwire
 from lens.scenario import parse_scenario
 from lens.workers import WorkerOutcome, _Stopper, _Supervisor, _Worker, parent_fold
 
@@ -162,7 +163,7 @@ def test_the_parent_folds_as_the_old_merge_path_merges_and_keeps_only_what_resul
     for step in range(max(len(b) for b in batches) + 2):
         for k, lag in ((0, 0), (1, 2)):
             if 0 <= step - lag < len(batches[k]):
-                senders[k][0].send(("batch", batches[k][step - lag]))
+                senders[k][0].send(("batch", recordwire.encode(batches[k][step - lag])))
         sup._poll(1.0)
         sup._poll(0.0)
     for k in range(2):

@@ -15,6 +15,7 @@ from lens.plan.compile import compile_plan
 from lens.plan.model import Plan
 from lens.records import ErrorClass, RequestRecord, RequestStart
 from lens.redact import Redactor
+from lens.run import recordwire
 from lens.scenario import parse_scenario
 from lens.workers import (
     _Stopper,
@@ -35,6 +36,11 @@ prompts:
 load:
 %s
 """
+
+
+def batch(*items: RequestStart | RequestRecord) -> tuple[str, recordwire.Encoded]:
+    """A worker's batch message, encoded as the worker encodes it."""
+    return ("batch", recordwire.encode(items))
 
 
 def plan_of(load: str) -> Plan:
@@ -134,9 +140,9 @@ def supervisor(plan: Plan, n: int) -> tuple[_Supervisor, list[Any], list[Request
 def test_the_parent_relays_records_in_arrival_order_and_tracks_requests_in_flight() -> None:
     plan = plan_of("  - {id: r, pattern: constant-rate, rate: 10/s, requests: 4}")
     sup, senders, seen = supervisor(plan, 2)
-    senders[0].send(("batch", [start("r", 0, 0), start("r", 2, 200_000_000)]))
-    senders[1].send(("batch", [start("r", 1, 100_000_000), record("r", 1, 100_000_000)]))
-    senders[0].send(("batch", [record("r", 0, 0)]))
+    senders[0].send(batch(start("r", 0, 0), start("r", 2, 200_000_000)))
+    senders[1].send(batch(start("r", 1, 100_000_000), record("r", 1, 100_000_000)))
+    senders[0].send(batch(record("r", 0, 0)))
     for _ in range(3):
         sup._poll(1.0)
     assert [(r.stage, r.index) for r in seen] == [("r", 1), ("r", 0)]
@@ -156,10 +162,10 @@ def test_a_dead_worker_s_requests_in_flight_become_lens_lost_records() -> None:
     plan = plan_of("  - {id: r, pattern: constant-rate, rate: 10/s, requests: 6}")
     sup, senders, _ = supervisor(plan, 2)
     # Worker 0 ended arrival 0, had 2 and 4 in flight; worker 1 ended 1, had 3 in flight.
-    senders[0].send(("batch", [start("r", 0, 0), record("r", 0, 0)]))
-    senders[0].send(("batch", [start("r", 2, 200_000_000), start("r", 4, 400_000_000)]))
-    senders[1].send(("batch", [start("r", 1, 100_000_000), record("r", 1, 100_000_000)]))
-    senders[1].send(("batch", [start("r", 3, 300_000_000)]))
+    senders[0].send(batch(start("r", 0, 0), record("r", 0, 0)))
+    senders[0].send(batch(start("r", 2, 200_000_000), start("r", 4, 400_000_000)))
+    senders[1].send(batch(start("r", 1, 100_000_000), record("r", 1, 100_000_000)))
+    senders[1].send(batch(start("r", 3, 300_000_000)))
     for _ in range(4):
         sup._poll(1.0)
     for k, w in enumerate(sup.workers):
