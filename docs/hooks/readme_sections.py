@@ -6,7 +6,8 @@ own level becomes ``##``.  ``<!-- readme: ## Heading | intro -->`` stops at the 
 sub-heading.  The README stays the one text of each section; a heading renamed there
 fails the docs build (``make docs``, part of ``make test``) instead of leaving a page
 silently stale.  Links to README anchors become plain text: the anchor may not exist on
-the page the section lands on.
+the page the section lands on.  Links to ``docs/PAGE.md`` (right from the README, at the
+repository's root) become ``PAGE.md``, the same page on the site.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 _MARKER = re.compile(r"^<!-- readme: (#+ .+?)(?: \| (intro))? -->$", re.MULTILINE)
 _HEADING = re.compile(r"^(#+) ")
 _ANCHOR_LINK = re.compile(r"\[([^\]]+)\]\(#[^)]*\)")
+_DOCS_LINK = re.compile(r"\]\(docs/([^)]+)\)")
 
 
 def readme_section(readme: str, heading: str, *, intro_only: bool = False) -> str:
@@ -46,7 +48,8 @@ def readme_section(readme: str, heading: str, *, intro_only: bool = False) -> st
             body.append(line)
     if start is None:
         raise PluginError(f"README.md has no heading {heading!r} (docs include it)")
-    return _ANCHOR_LINK.sub(r"\1", "\n".join(body).strip("\n"))
+    text = _ANCHOR_LINK.sub(r"\1", "\n".join(body).strip("\n"))
+    return _DOCS_LINK.sub(r"](\1)", text)
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

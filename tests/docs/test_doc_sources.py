@@ -75,6 +75,14 @@ def test_every_readme_include_of_the_docs_resolves() -> None:
         text = readme_hook.readme_section(readme, m.group(1), intro_only=m.group(2) == "intro")
         assert text.strip(), m.group(0)
         assert "](#" not in text  # README anchors do not exist on the docs page
+        assert "](docs/" not in text  # a README link to a docs page is that page on the site
+
+
+def test_a_readme_link_to_a_docs_page_lands_on_that_page() -> None:
+    readme = "## A\nsee [the page](docs/workloads.md) and [that](docs/shards.md#merge)\n"
+    assert readme_hook.readme_section(readme, "## A") == (
+        "see [the page](workloads.md) and [that](shards.md#merge)"
+    )
 
 
 def test_an_include_takes_its_section_only_and_rebases_its_headings() -> None:
