@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
+import lens.plan.prices
 from lens.export.merge import merge_results
 from lens.export.results import Environment, Results, build_results, load_results
 from lens.metrics.analysis import analyse_run
@@ -164,6 +165,21 @@ def normalised(results: Results) -> str:
         }
     )
     return results.model_copy(update={"environment": env}).to_json()
+
+
+class _GoldenDay(date):
+    """The day the golden files were written: a price given in the scenario is "checked"
+    the day the plan is compiled (``lens.plan.prices``), so without a fixed day the files
+    would hold a date and fail from the next day on."""
+
+    @classmethod
+    def today(cls) -> _GoldenDay:
+        return cls(2026, 12, 6)
+
+
+@pytest.fixture(autouse=True)
+def _compiled_on_the_golden_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lens.plan.prices, "date", _GoldenDay)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
