@@ -44,6 +44,7 @@ from lens.plan.model import (
     RegressionSpec,
     RetryPolicy,
     Secret,
+    ServerMetricsSpec,
     SimSettings,
     SlaSpec,
     StagePlan,
@@ -275,7 +276,14 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             protocol=spec.protocol,
             capacity=spec.capacity,
         )
-        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, settings=sim)
+        return ProviderSpec(
+            id=pid,
+            type="simulated",
+            model=spec.model,
+            base_url=None,
+            settings=sim,
+            server_metrics=_server_metrics(spec),
+        )
     key = _api_key(pid, spec, ctx)
     headers = tuple(
         (name, value.value if isinstance(value, SecretHeader) else value)
@@ -302,6 +310,16 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
         ),
         settings=_settings(pid, spec, ctx),
         tokenizer=_response_tokenizer(pid, spec, ctx),
+        server_metrics=_server_metrics(spec),
+    )
+
+
+def _server_metrics(spec: AnyProvider) -> ServerMetricsSpec | None:
+    given = spec.server_metrics
+    if given is None:
+        return None
+    return ServerMetricsSpec(
+        url=given.url, every_s=given.every, timeout_s=given.timeout_s, names=given.names
     )
 
 

@@ -17,6 +17,7 @@ from lens.scenario.model.base import (
 )
 from lens.scenario.model.network import KeepAlive, Network
 from lens.scenario.model.prices import Priced
+from lens.scenario.model.servermetrics import ServerMetricsSetting
 from lens.scenario.model.wire import ApiKey, EnvHeaderText, EnvNonEmptyStr, Headers
 from lens.scenario.model.workloads import Body, TokenizerSpec, body_field
 
@@ -58,7 +59,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(Priced, KeepAlive, Workload):
+class SimulatedProvider(Priced, KeepAlive, Workload, ServerMetricsSetting):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -99,7 +100,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(Priced, Network, ChatWorkload):
+class OpenAICompatibleProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -123,7 +124,7 @@ class OpenAICompatibleProvider(Priced, Network, ChatWorkload):
     )
 
 
-class OpenAIProvider(Priced, Network, ChatWorkload):
+class OpenAIProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -142,7 +143,7 @@ class OpenAIProvider(Priced, Network, ChatWorkload):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIResponsesProvider(Priced, Network, Workload):
+class OpenAIResponsesProvider(Priced, Network, Workload, ServerMetricsSetting):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -157,7 +158,7 @@ class OpenAIResponsesProvider(Priced, Network, Workload):
     headers: Headers = _headers()
 
 
-class AnthropicProvider(Priced, Network, Workload):
+class AnthropicProvider(Priced, Network, Workload, ServerMetricsSetting):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -177,7 +178,7 @@ class AnthropicProvider(Priced, Network, Workload):
     )
 
 
-class GeminiProvider(Priced, Network, Workload):
+class GeminiProvider(Priced, Network, Workload, ServerMetricsSetting):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -213,7 +214,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(Priced, Network):
+class BedrockProvider(Priced, Network, ServerMetricsSetting):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
@@ -259,7 +260,7 @@ class BedrockProvider(Priced, Network):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(Priced, Network, ChatWorkload):
+class AzureOpenAIProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
@@ -313,7 +314,7 @@ class AzureOpenAIProvider(Priced, Network, ChatWorkload):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class PluginProviderSettings(Priced, Network):
+class PluginProviderSettings(Priced, Network, ServerMetricsSetting):
     """Base of a provider plugin's settings (``lens.plugins.ProviderSettings``): the fields
     every network provider has; a plugin subclasses it with ``type: Literal["its-type"]``
     and its own fields, and lens validates, documents (JSON Schema) and positions errors
