@@ -303,7 +303,7 @@ class ServerMetricsReport:
     url: str  # credentials masked (lens.urlmask)
     every_s: float
     names: tuple[str, ...]  # the family globs kept; empty: every family
-    scrapes: int  # attempted
+    scrapes: int  # that answered or failed (not those cut off with their stage)
     failed: int  # failed or timed out: never a failure of the run
     last_error: str | None
     stages: tuple[StageServerMetrics, ...]

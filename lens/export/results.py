@@ -563,7 +563,9 @@ class ServerMetricsOut(_Frozen):
     scraped_by: str | None = Field(
         None, description="the shard or worker that scraped; null: a run in one process"
     )
-    scrapes: int = Field(description="scrapes attempted")
+    scrapes: int = Field(
+        description="scrapes that answered or failed (not those cut off with their stage)"
+    )
     failed_scrapes: int = Field(description="failed or timed out: never a failure of the run")
     last_error: str | None
     stages: tuple[StageServerMetricsOut, ...] = Field(

@@ -16,7 +16,6 @@ series of (t, value).
 
 from __future__ import annotations
 
-import math
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,8 +64,10 @@ def wanted(family: str, kind: str, names: tuple[str, ...]) -> bool:
 
 def parse_exposition(text: str, names: tuple[str, ...] = ()) -> Exposition:
     """The samples lens keeps of a text exposition; raises ``ValueError`` (the parser's) on
-    a body that is not one.  Buckets, quantiles, ``_created`` stamps, info and state sets
-    are left out: a stage's counts and sums say what a latency histogram adds up to."""
+    a body that is not one.  Buckets, quantiles, info and state sets are left out (a
+    stage's counts and sums say what a latency histogram adds up to), and so are ``_created``
+    samples, whatever their type: the creation stamps Python clients write next to each
+    counter, as gauges of their own in the 0.0.4 text format."""
     counters: dict[SampleKey, tuple[CounterKind, float]] = {}
     gauges: dict[SampleKey, float] = {}
     for family in text_string_to_metric_families(text):
@@ -74,11 +75,12 @@ def parse_exposition(text: str, names: tuple[str, ...] = ()) -> Exposition:
         if not wanted(family.name, kind, names):
             continue
         for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
             key = (sample.name, tuple(sorted(sample.labels.items())))
             value = float(sample.value)
             if kind == "counter":
-                if not sample.name.endswith("_created"):
-                    counters[key] = ("counter", value)
+                counters[key] = ("counter", value)
             elif kind in ("histogram", "summary"):
                 if sample.name in (f"{family.name}_count", f"{family.name}_sum"):
                     counters[key] = ("histogram" if kind == "histogram" else "summary", value)
@@ -195,8 +197,8 @@ class ServerMetricsScraper:
         self._open: _Stage | None = None
 
     async def scrape(self) -> int | None:
-        """Scrape once; the instant the answer was parsed (run clock), None if it failed."""
-        self.scrapes += 1
+        """Scrape once; the instant the answer was parsed (run clock), None if it failed.
+        A scrape cancelled with its stage is not counted: it neither failed nor answered."""
         timeout = self.spec.timeout_s
         error: str | None = None
         try:
@@ -208,6 +210,7 @@ class ServerMetricsScraper:
         except Exception as exc:
             error = describe(exc)
         stage = self._open
+        self.scrapes += 1
         if error is not None:
             self.failed += 1
             masked = mask_url(self.url)
@@ -230,14 +233,15 @@ class ServerMetricsScraper:
 
     async def during(self, t_start_ns: int) -> None:
         """Scrape every interval from ``t_start_ns`` (absolute times on the run clock)
-        until cancelled; a scrape that overruns its tick skips the ticks it missed."""
+        until cancelled; a scrape that overruns its interval skips the ticks it missed (the
+        next one due is taken, a tick due right now included)."""
         every_ns = round(self.spec.every_s * 1e9)
         k = 1
         while True:
             await trio.sleep_until(self.clock.at_ns(t_start_ns + k * every_ns))
             await self.scrape()
             elapsed = self.clock.now_ns() - t_start_ns
-            k = max(k + 1, math.floor(elapsed / every_ns) + 1)
+            k = max(k + 1, -(-elapsed // every_ns))
 
     async def after(self) -> None:
         """Scrape once after the stage, and close it."""

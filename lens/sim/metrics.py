@@ -10,7 +10,8 @@ generation slot (``capacity:``), processing while it holds one; its prompt token
 estimate of them, as in its usage) count when it is admitted, its output tokens when its
 response has been written (those actually sent: a cut stream's until the cut).  It adds one
 histogram of its own, ``lens_sim:request_duration_seconds`` (admission to last byte), so
-histogram deltas have a peer too.
+histogram deltas have a peer too, and counts the scrapes it answered
+(``lens_sim:metrics_scrapes_total``, this one included), so tests see who scraped how often.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class SimMetrics:
     duration_count: int = 0
     duration_sum: float = 0.0
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
+    scrapes: int = 0
 
     def admit(self, prompt_tokens: int, kv_tokens: int) -> None:
         self.processing += 1
@@ -51,6 +53,7 @@ class SimMetrics:
 
     def render(self) -> bytes:
         """The text exposition format (version 0.0.4), as llama-server writes it."""
+        self.scrapes += 1
         ratio = min(1.0, self.kv_tokens / KV_CACHE_TOKENS)
         lines = [
             *_one(
@@ -90,6 +93,12 @@ class SimMetrics:
             f'lens_sim:request_duration_seconds_bucket{{le="+Inf"}} {self.duration_count}',
             f"lens_sim:request_duration_seconds_sum {self.duration_sum!r}",
             f"lens_sim:request_duration_seconds_count {self.duration_count}",
+            *_one(
+                "lens_sim:metrics_scrapes_total",
+                "counter",
+                "Scrapes of /metrics answered, this one included.",
+                self.scrapes,
+            ),
         ]
         return ("\n".join(lines) + "\n").encode()
 
