@@ -7,12 +7,16 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from lens.scenario.model.base import EnvUrl, FieldError, FrozenModel, PositiveDuration
+from lens.scenario.model.base import (
+    METRIC_NAME_GLOB_PATTERN,
+    EnvUrl,
+    FieldError,
+    FrozenModel,
+    PositiveDuration,
+)
 
 DEFAULT_EVERY_S = 1.0
 DEFAULT_TIMEOUT_S = 2.0
-# A metric family name pattern: Prometheus's name characters plus the glob's * ? [ ].
-NAME_PATTERN = r"^[A-Za-z_:*?\[\]!][A-Za-z0-9_:*?\[\]!-]*$"
 
 
 class ServerMetrics(FrozenModel):
@@ -33,7 +37,7 @@ class ServerMetrics(FrozenModel):
         description="A scrape not answered within this counts as failed, e.g. 2s (default: "
         "2s, or every when shorter).",
     )
-    names: tuple[Annotated[str, Field(pattern=NAME_PATTERN)], ...] = Field(
+    names: tuple[Annotated[str, Field(pattern=METRIC_NAME_GLOB_PATTERN)], ...] = Field(
         (),
         description="Metric families to keep: exact names or globs (*, ?, [...]) matched "
         "against the family name, a counter's with or without _total, e.g. "
@@ -44,9 +48,10 @@ class ServerMetrics(FrozenModel):
     def _timeout_fits(self) -> ServerMetrics:
         # Scrapes of one endpoint never overlap: one still waiting would delay the next.
         if self.timeout is not None and self.timeout > self.every:
-            raise ValueError(
+            raise FieldError(
                 f"timeout ({self.timeout:g}s) must not exceed every ({self.every:g}s): "
-                "scrapes never overlap"
+                "scrapes never overlap",
+                "timeout",
             )
         return self
 
