@@ -70,6 +70,17 @@ def parse_exposition(text: str, names: tuple[str, ...] = ()) -> Exposition:
     counter, as gauges of their own in the 0.0.4 text format."""
     counters: dict[SampleKey, tuple[CounterKind, float]] = {}
     gauges: dict[SampleKey, float] = {}
+    # The parser names every counter sample ``<family>_total``, OpenMetrics style, even one
+    # the engine exposes without it (llama.cpp's llamacpp:n_tokens_max): keep the name the
+    # engine wrote, as its TYPE line gives it.
+    bare = {
+        parts[2]
+        for line in text.splitlines()
+        if line.startswith("# TYPE ")
+        and len(parts := line.split()) == 4
+        and parts[3] == "counter"
+        and not parts[2].endswith("_total")
+    }
     for family in text_string_to_metric_families(text):
         kind = family.type
         if not wanted(family.name, kind, names):
@@ -80,6 +91,8 @@ def parse_exposition(text: str, names: tuple[str, ...] = ()) -> Exposition:
             key = (sample.name, tuple(sorted(sample.labels.items())))
             value = float(sample.value)
             if kind == "counter":
+                if family.name in bare and sample.name == f"{family.name}_total":
+                    key = (family.name, key[1])
                 counters[key] = ("counter", value)
             elif kind in ("histogram", "summary"):
                 if sample.name in (f"{family.name}_count", f"{family.name}_sum"):

@@ -76,6 +76,23 @@ def test_names_select_families(names: tuple[str, ...], kept: set[str]) -> None:
     assert {name for name, _ in (*got.gauges, *got.counters)} == kept
 
 
+def test_a_counter_keeps_the_name_the_engine_wrote() -> None:
+    # llama-server writes some counters without _total; the parser would add it.
+    text = (
+        "# TYPE llamacpp:n_tokens_max counter\n"
+        "llamacpp:n_tokens_max 300\n"
+        "# TYPE llamacpp:n_decode_total counter\n"
+        "llamacpp:n_decode_total 120\n"
+    )
+    assert parse_exposition(text).counters == {
+        ("llamacpp:n_tokens_max", ()): ("counter", 300.0),
+        ("llamacpp:n_decode_total", ()): ("counter", 120.0),
+    }
+    assert set(parse_exposition(text, ("llamacpp:n_tokens_max",)).counters) == {
+        ("llamacpp:n_tokens_max", ())
+    }
+
+
 def test_wanted_is_case_sensitive_and_globbed() -> None:
     assert wanted("llamacpp:requests_processing", "gauge", ("llamacpp:requests_*",))
     assert not wanted("llamacpp:requests_processing", "gauge", ("LLAMACPP:*",))
