@@ -68,6 +68,7 @@ from lens.records import (
 )
 from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
+from lens.run.gate import UnitGate
 from lens.run.http11 import LeanHTTP11Transport
 from lens.run.pool import TransportPool
 from lens.run.readmux import ReadMux
@@ -183,6 +184,8 @@ class StageRunner:
         self.scrape_server_metrics = scrape_server_metrics
         self._fetch = server_metrics_fetch
         self.scrapers: dict[str, ServerMetricsScraper] = {}
+        # The scraper whose scrape after the last unit waits for the next gate (workers).
+        self._pending_after: ServerMetricsScraper | None = None
         # Awaited with the unit's position in the plan, once it is set up and just before
         # its clock starts: worker processes start each unit together (lens.workers), and
         # shards at its planned instant (lens.run.gate).  It may return the instant (trio's
@@ -245,6 +248,20 @@ class StageRunner:
             self.scrapers[spec.id] = scraper
         return scraper
 
+    async def _close_after(self, deadline: float | None = None) -> None:
+        pending, self._pending_after = self._pending_after, None
+        if pending is not None:
+            await pending.after(deadline)
+
+    async def finish(self) -> None:
+        """After the last unit: worker 0 of several waits until every worker has ended it
+        (a gate past the last unit), then scrapes the engines once more."""
+        if self._pending_after is None:
+            return
+        if isinstance(self.before_unit, UnitGate):
+            await self.before_unit.opened(len(self.plan.stages))
+        await self._close_after()
+
     def server_metrics(self) -> tuple[ServerMetricsReport, ...]:
         """What every scraped endpoint said, in the plan's provider order."""
         return tuple(self.scrapers[pid].report() for pid in self.providers if pid in self.scrapers)
@@ -302,11 +319,26 @@ class StageRunner:
         if first_url is not None:
             await pool.warm(first_url)
         scraper = self.scraper_for(spec)
-        if scraper is not None:
-            await scraper.before(unit.stage)  # the engine's state as the stage starts
         anchor = None
-        if self.before_unit is not None:
-            anchor = await self.before_unit(self.plan.stages.index(unit))
+        position = self.plan.stages.index(unit)
+        if isinstance(self.before_unit, UnitGate) and self.scrapers:
+            # Worker 0 of several: the gate opens once every worker has ended the units
+            # before, and the moment until the unit's instant is when the engine's books
+            # are closed for the unit before and opened for this one.
+            anchor = await self.before_unit.opened(position)
+            if scraper is not None and scraper is self._pending_after:
+                self._pending_after = None
+                await scraper.between(unit.stage, anchor)  # one scrape: after and before
+            else:
+                await self._close_after(anchor)
+                if scraper is not None:
+                    await scraper.before(unit.stage, anchor)
+            await trio.sleep_until(anchor)
+        else:
+            if scraper is not None:
+                await scraper.before(unit.stage)  # the engine's state as the stage starts
+            if self.before_unit is not None:
+                anchor = await self.before_unit(position)
         t_start = clock.now_ns()
         # The schedule's origin: the instant the gate named (the unit may start after it:
         # its arrivals keep their planned times, the lateness is dispatch lag), else now.
@@ -349,7 +381,11 @@ class StageRunner:
             if self.sla_stop is not None:
                 self.sla_stop.unit_ended(window)  # a tripped stop: no later unit starts
         if scraper is not None:
-            await scraper.after()  # after the window closed: it does not lengthen it
+            if isinstance(self.before_unit, UnitGate):
+                # Other workers may still run this unit: its books close at the next gate.
+                self._pending_after = scraper
+            else:
+                await scraper.after()  # after the window closed: it does not lengthen it
 
 
 def _within(t_ns: int | None, t_start: int) -> int | None:

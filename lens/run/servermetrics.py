@@ -43,6 +43,8 @@ Fetch = Callable[[str, float], Awaitable[str]]
 # A metrics page larger than this is not an exposition lens should parse mid-run.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 SampleKey = tuple[str, Labels]
+# The least time a scrape right before a gated stage start (lens run --workers) may take.
+MIN_BEFORE_START_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,40 +211,71 @@ class ServerMetricsScraper:
         self._stages: list[StageServerMetrics] = []
         self._open: _Stage | None = None
 
-    async def scrape(self) -> int | None:
-        """Scrape once; the instant the answer was parsed (run clock), None if it failed.
-        A scrape cancelled with its stage is not counted: it neither failed nor answered."""
+    async def scrape(self, deadline: float | None = None) -> int | None:
+        """Scrape once for the open stage; the instant the answer was parsed (run clock),
+        None if it failed.  A scrape cancelled with its stage is not counted: it neither
+        failed nor answered.  ``deadline`` (trio's clock): a stage starts then."""
+        got = await self._scrape(deadline)
+        if got is None:
+            return None
+        t, counters = got
+        if self._open is not None:
+            self._open.add(counters)
+        return t
+
+    async def _scrape(
+        self, deadline: float | None
+    ) -> tuple[int, dict[SampleKey, tuple[CounterKind, float]]] | None:
+        """One scrape: its gauges kept, its failure counted (for the open stage too); its
+        instant and counters, or None."""
         timeout = self.spec.timeout_s
+        if deadline is not None:
+            # Until the stage starts, but never less than MIN_BEFORE_START_S: the stage
+            # starts that late rather than lose its books (its lateness is reported).
+            timeout = min(timeout, max(deadline - trio.current_time(), MIN_BEFORE_START_S))
         error: str | None = None
         try:
             with trio.fail_after(timeout):
                 text = await self.fetch(self.url, timeout)
             parsed = parse_exposition(text, self.spec.names)
         except trio.TooSlowError:
-            error = f"timed out after {timeout:g}s"
+            error = f"timed out after {timeout:.3g}s"
         except Exception as exc:
             error = describe(exc)
-        stage = self._open
         self.scrapes += 1
         if error is not None:
             self.failed += 1
             masked = mask_url(self.url)
             self.last_error = error.replace(self.url, masked) if masked != self.url else error
-            if stage is not None:
-                stage.failed += 1
+            if self._open is not None:
+                self._open.failed += 1
             return None
         t = self.clock.now_ns()
         for key, value in parsed.gauges.items():
             self._gauges.setdefault(key, []).append((t, value))
-        if stage is not None:
-            stage.add(parsed.counters)
-        return t
+        return t, parsed.counters
 
-    async def before(self, stage: str) -> None:
+    async def between(self, stage: str, deadline: float | None = None) -> None:
+        """One scrape that closes the open stage and opens ``stage`` (it counts in both):
+        worker 0 scrapes between two units in the moment before the next one starts."""
+        closing = self._open
+        got = await self._scrape(deadline)
+        if closing is not None and got is not None:
+            closing.t_after = got[0]
+            closing.add(got[1])
+        self.end_stage()
+        opened = self._open = _Stage(stage)
+        if got is None:
+            opened.failed += 1
+        else:
+            opened.t_before = got[0]
+            opened.add(got[1])
+
+    async def before(self, stage: str, deadline: float | None = None) -> None:
         """Open ``stage`` (closing one left open) and scrape once before it starts."""
         self.end_stage()
         self._open = _Stage(stage)
-        self._open.t_before = await self.scrape()
+        self._open.t_before = await self.scrape(deadline)
 
     async def during(self, t_start_ns: int) -> None:
         """Scrape every interval from ``t_start_ns`` (absolute times on the run clock)
@@ -256,11 +289,11 @@ class ServerMetricsScraper:
             elapsed = self.clock.now_ns() - t_start_ns
             k = max(k + 1, -(-elapsed // every_ns))
 
-    async def after(self) -> None:
+    async def after(self, deadline: float | None = None) -> None:
         """Scrape once after the stage, and close it."""
         stage = self._open
         try:
-            t = await self.scrape()
+            t = await self.scrape(deadline)
             if stage is not None:
                 stage.t_after = t
         finally:

@@ -204,6 +204,7 @@ async def execute(
                 nursery.start_soon(harness.run)
             # A signal cancels this nursery, the run included; otherwise the watchers stop.
             await (drive or StageRunner.run_all)(runner)
+            await runner.finish()  # the engines' books closed for the last unit (workers)
             nursery.cancel_scope.cancel()
     except Exception as exc:
         # lens's own failure (a bug): what was measured until now is kept and returned.

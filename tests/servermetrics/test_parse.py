@@ -165,6 +165,26 @@ async def test_a_sample_born_during_the_stage_counts_from_zero() -> None:
     assert counters["llamacpp:tokens_predicted_total"].delta == 6
 
 
+async def test_one_scrape_between_two_stages_closes_one_and_opens_the_other() -> None:
+    bodies = [_exposition(1, 0), _exposition(4, 2), _exposition(6, 0), _exposition(10, 0)]
+
+    async def fetch(_url: str, _timeout: float) -> str:
+        return bodies.pop(0)
+
+    spec = ServerMetricsSpec(url="http://engine/metrics", every_s=1.0, timeout_s=0.5)
+    scraper = ServerMetricsScraper("p", spec, RunClock(), fetch)
+    await scraper.before("one")
+    await scraper.scrape()
+    await scraper.between("two")
+    await scraper.after()
+    one, two = scraper.report().stages
+    assert (one.stage, one.scrapes, one.counters[0].delta) == ("one", 3, 5)
+    assert (two.stage, two.scrapes, two.counters[0].delta) == ("two", 2, 4)
+    assert one.t_after is not None
+    assert one.t_after == two.t_before
+    assert scraper.report().scrapes == 4
+
+
 async def test_failed_scrapes_leave_gaps_not_errors() -> None:
     scraper = await _scraped(["fail", _exposition(5, 1), _exposition(9, 0)])
     report = scraper.report()
