@@ -56,6 +56,9 @@ def test_workers_scrape_once(tmp_path: Path) -> None:
         assert got["llamacpp:tokens_predicted_total"]["delta"] == served
         assert got["lens_sim:request_duration_seconds_count"]["delta"] == len(mine)
         assert stage["after_ms"] is not None
-    # The simulator answered exactly the scrapes worker 0 counted: worker 1 sent none.
+    # The simulator answered the scrapes worker 0 counted, and at most one more per stage
+    # (one in flight when the stage ended is cut off with it, uncounted): worker 1, which
+    # would have doubled them, sent none.
     last = {c["name"]: c for c in sm["stages"][-1]["counters"]}
-    assert last["lens_sim:metrics_scrapes_total"]["after"] == sm["scrapes"]
+    answered = last["lens_sim:metrics_scrapes_total"]["after"]
+    assert sm["scrapes"] <= answered <= sm["scrapes"] + len(sm["stages"])
