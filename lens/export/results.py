@@ -349,6 +349,17 @@ class RecordOut(_Frozen):
         exclude_if=lambda v: v is None,
         description="the shard that sent it (lens run --shard, lens merge); absent otherwise",
     )
+    session: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="a conversation's turn: its session's position in the stage x provider "
+        "schedule (its turns share it and index); absent for a request that is not a turn",
+    )
+    turn: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="a conversation's turn: 1, 2, ... in its session; absent otherwise",
+    )
 
 
 class ShardOut(_Frozen):
@@ -662,6 +673,8 @@ def record_out(
         stale_connection=rec.stale_connection,
         stale_lost_ms=_ms(rec.stale_lost_ns),
         provider_facts=dict(rec.extra),
+        session=rec.session,
+        turn=rec.turn,
         cost_usd=cost[0] if cost is not None else None,
         cost_detail=cost[1] if cost is not None else None,
     )

@@ -53,6 +53,8 @@ from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.plan.workloads import (
+    conversation_detail,
+    conversation_prompt,
     dataset_detail,
     dataset_prompts,
     deep_merge,
@@ -75,6 +77,7 @@ from lens.scenario.model import (
     ConcurrencyRange,
     ConcurrencyStage,
     ConstantRateStage,
+    ConversationPrompt,
     DatasetPrompt,
     FilePrompt,
     GeminiProvider,
@@ -464,6 +467,11 @@ def _prompts(
         elif isinstance(prompt, DatasetPrompt):
             expanded = dataset_prompts(prompt)
             detail = dataset_detail(prompt)
+            sessions = conversation_detail(expanded)
+            detail = f"{detail}; {sessions}" if sessions else detail
+        elif isinstance(prompt, ConversationPrompt):
+            expanded = [conversation_prompt(prompt)]
+            detail = conversation_detail(expanded)
         else:
             assert isinstance(prompt, FilePrompt)
             expanded = [
@@ -478,7 +486,11 @@ def _prompts(
                 for req in prompt.requests
             ]
             detail = prompt.file
-        kind = next(k for k in ("messages", "synthetic", "file", "dataset") if hasattr(prompt, k))
+        kind = next(
+            k
+            for k in ("messages", "synthetic", "file", "dataset", "conversation")
+            if hasattr(prompt, k)
+        )
         if expanded:
             if any(spec.input_tokens is None for spec in expanded):
                 expanded = _with_counts(expanded, tokenizer)
