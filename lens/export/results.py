@@ -43,7 +43,7 @@ from lens.metrics.pacing import Pacing
 from lens.metrics.recommend import Recommendation
 from lens.metrics.repetitions import RepetitionSpread, Spread
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
-from lens.metrics.summary import MetricStats, Summary
+from lens.metrics.summary import MetricStats, Summary, TurnSummary
 from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
@@ -201,6 +201,18 @@ class SummaryOut(_Frozen):
         exclude_if=lambda v: v is None,
         description="a repeated stage's pooled summary: how many repetitions it pools (its "
         "rates are over their measured windows added up); absent otherwise",
+    )
+    turns: FrozenMap[str, TurnSummary] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a stage that ran conversations: its requests by turn ('1', '2', ... "
+        "'8+'; turn 1 against later turns shows prefix-cache reuse); absent otherwise",
+    )
+    abandoned_turns: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a stage that ran conversations: turns its sessions left unsent (a "
+        "failed turn ends its session; a cutoff while a session thinks); absent otherwise",
     )
 
 
@@ -709,6 +721,8 @@ def summary_out(
         metrics=dict(s.metrics),
         repetition=_repetition_out(s.repetition),
         repeated=s.repeated or None,
+        turns=None if s.turns is None else dict(s.turns),
+        abandoned_turns=s.abandoned_turns,
     )
 
 

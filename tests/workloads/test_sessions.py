@@ -15,6 +15,7 @@ import pytest
 
 import lens
 from lens.errors import ScenarioError
+from lens.export.merge import record_from_out
 from lens.plan.model import SimSettings
 from lens.sim.text import completion_text
 from tests.timing import assert_on_time
@@ -78,6 +79,21 @@ async def test_three_turns_send_the_history_with_the_real_replies(
     ]
     recs = sorted(results.records, key=lambda r: r.turn or 0)
     assert [(r.session, r.turn, r.status) for r in recs] == [(0, k, "ok") for k in (1, 2, 3)]
+    # The stage's summary splits its requests by turn.
+    (summary,) = [s for s in results.summaries if s.stage == "s"]
+    assert summary.turns is not None
+    assert list(summary.turns) == ["1", "2", "3"]
+    for label, turn in summary.turns.items():
+        assert (turn.requests, turn.ok, turn.metrics["ttft"].n) == (1, 1, 1)
+        (rec,) = [r for r in recs if str(r.turn) == label]
+        assert turn.metrics["ttft"].p50 == rec.ttft
+    assert summary.abandoned_turns == 0
+    # Every record goes back to a RequestRecord (lens merge) with its session and turn.
+    assert [(record_from_out(r).session, record_from_out(r).turn) for r in recs] == [
+        (0, 1),
+        (0, 2),
+        (0, 3),
+    ]
     # The think time, from the previous reply's end to the next turn's dispatch.
     for before, after in itertools.pairwise(recs):
         assert after.t_intended is not None
@@ -176,6 +192,24 @@ async def test_a_failed_turn_ends_its_session(start_sim: StartSim, tmp_path: Pat
         (2, "error", "http_5xx"),
     ]
     assert recs[1].provider_facts["abandoned_turns"] == "1"
+    (summary,) = [s for s in results.summaries if s.stage == "s"]
+    assert summary.abandoned_turns == 1
+    assert summary.turns is not None
+    assert {k: (t.requests, t.ok) for k, t in summary.turns.items()} == {"1": (1, 1), "2": (1, 0)}
+
+
+async def test_a_stage_without_conversations_has_no_turn_summary(
+    start_sim: StartSim, tmp_path: Path
+) -> None:
+    _, base = await start_sim(FAST)
+    prompt = "- {id: q, messages: [{role: user, content: hi}]}"
+    load = "- {id: s, pattern: burst, requests: 2, max_tokens: 2}"
+    results = await lens.run_async(write(tmp_path, scenario(base, prompt, load)))
+    (summary,) = [s for s in results.summaries if s.stage == "s"]
+    assert summary.turns is None
+    assert summary.abandoned_turns is None
+    assert all(r.session is None and r.turn is None for r in results.records)
+    assert "turns" not in summary.model_dump()
 
 
 @pytest.mark.parametrize(
