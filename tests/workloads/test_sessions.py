@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import lens
-from lens.errors import ScenarioError
+from lens.errors import PlanError, ScenarioError
 from lens.export.merge import record_from_out
 from lens.plan.model import SimSettings
 from lens.sim.text import completion_text
@@ -246,3 +246,51 @@ def test_bad_conversations_are_positioned_errors(tmp_path: Path, prompt: str, me
         lens.load_scenario(path)
     assert message in str(caught.value)
     assert "s.yaml:" in str(caught.value)
+
+
+SIM_PLAN = """\
+version: 1
+name: plan
+providers:
+  sim: {{type: simulated, protocol: {protocol}}}
+prompts:
+  - id: chat
+    conversation:
+      turns: [hello, more, thanks]
+      think_time: {{dist: uniform, min: 1s, max: 3s}}
+      carry: {carry}
+      {replies}
+load:
+  - {{id: s, pattern: concurrency, concurrency: 2, requests: 4}}
+"""
+
+
+def test_plan_shows_conversations(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SIM_PLAN.format(protocol="openai", carry="responses", replies=""))
+    plan = lens.compile_plan(lens.load_scenario(path))
+    doc = lens.describe_plan(plan)
+    (prompt,) = doc["prompts"]
+    assert prompt["conversation"] == {
+        "turns": 3,
+        "carry": "responses",
+        "think_time": "uniform 1-3s",
+        "reference_replies": 0,
+    }
+    (source,) = doc["prompt_sources"]
+    assert source["kind"] == "conversation"
+    assert "1 conversation of 3 turns" in source["detail"]
+    assert any("count sessions" in w for w in doc["warnings"])
+
+
+def test_carry_responses_needs_a_provider_whose_replies_lens_reads(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SIM_PLAN.format(protocol="anthropic", carry="responses", replies=""))
+    with pytest.raises(PlanError) as caught:
+        lens.compile_plan(lens.load_scenario(path))
+    assert "use carry: reference" in str(caught.value)
+    assert "s.yaml:6:" in str(caught.value)
+    path.write_text(
+        SIM_PLAN.format(protocol="anthropic", carry="reference", replies="replies: [a, b]")
+    )
+    lens.compile_plan(lens.load_scenario(path))  # the references need no reply text
