@@ -26,6 +26,7 @@ from lens.plan.model import (
     StagePlan,
     ThinkTime,
 )
+from lens.plan.split import shard_plan
 from lens.records import ABANDONED_TURNS, LENS_SIDE, ErrorClass, RequestRecord
 from lens.run.executor import StageRunner
 
@@ -230,3 +231,22 @@ async def test_a_cutoff_while_thinking_records_the_turn_not_sent(
     assert cut.error_class in LENS_SIDE
     assert cut.extra[ABANDONED_TURNS] == "2"
     assert cut.t_headers is None
+
+
+async def test_shards_run_whole_sessions(autojump_clock: trio.testing.MockClock) -> None:
+    """``--workers``/``--shard``: each shard runs whole sessions (every turn of a session in
+    the shard that started it); open-loop sessions keep their plan index."""
+    prompt = conversation_prompt(think=ThinkTime("fixed", 0.5))
+    for load in (OpenLoop(ArrivalSchedule((0.0, 0.1, 0.2, 0.3, 0.4))), ClosedLoop(4, requests=6)):
+        plan = plan_with(prompt, load)
+        seen: list[tuple[int, int | None, int | None]] = []
+        for k in range(2):
+            recs = await run(shard_plan(plan, k, 2), Recording(Script(tokens=2)))
+            sessions = {r.session for r in recs}
+            for s in sessions:
+                assert sorted(r.turn or 0 for r in recs if r.session == s) == [1, 2, 3]
+            seen += [(k, r.session, r.turn) for r in recs]
+        assert len(seen) == (15 if isinstance(load, OpenLoop) else 18)
+        if isinstance(load, OpenLoop):
+            assert sorted({s or 0 for _, s, _ in seen}) == [0, 1, 2, 3, 4]
+            assert {s for k, s, _ in seen if k == 0} == {0, 2, 4}
