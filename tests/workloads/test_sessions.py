@@ -16,6 +16,7 @@ import pytest
 import lens
 from lens.errors import PlanError, ScenarioError
 from lens.export.merge import record_from_out
+from lens.export.table import render
 from lens.plan.model import SimSettings
 from lens.sim.text import completion_text
 from tests.timing import assert_on_time
@@ -194,6 +195,10 @@ async def test_a_failed_turn_ends_its_session(start_sim: StartSim, tmp_path: Pat
     assert recs[1].provider_facts["abandoned_turns"] == "1"
     (summary,) = [s for s in results.summaries if s.stage == "s"]
     assert summary.abandoned_turns == 1
+    table = render(results)
+    assert "conversations (by turn):" in table
+    assert "turn 1: 1 reqs, TTFT p50" in table
+    assert "turn 2: 1 reqs, TTFT p50 -; 1 turns not sent" in table
     assert summary.turns is not None
     assert {k: (t.requests, t.ok) for k, t in summary.turns.items()} == {"1": (1, 1), "2": (1, 0)}
 
