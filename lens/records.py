@@ -62,6 +62,11 @@ class TokenSource(StrEnum):
     TOKENIZER = "tokenizer"  # counted by lens with the provider's tokenizer: (no usage sent)
 
 
+# ``RequestRecord.extra`` key: on the record that ended a conversation early (a failed turn,
+# or a turn never sent), how many of its session's turns were left unsent, as a string.
+ABANDONED_TURNS = "abandoned_turns"
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     provider: str
@@ -103,6 +108,11 @@ class RequestRecord:
     # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
     # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.
     extra: dict[str, str] = field(default_factory=dict)
+    # A turn of a conversation (lens.run.executor): its session's position in the stage x
+    # provider schedule (the turns of a session share it, and ``index``), and the turn,
+    # 1-based.  None for a request that is not part of a conversation.
+    session: int | None = None
+    turn: int | None = None
 
     @property
     def status(self) -> str:

@@ -77,6 +77,8 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "error_message",
     "phase",
     "cold",
+    "session",
+    "turn",
 )
 
 
@@ -138,6 +140,8 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.error_message,
         rec.phase,
         None if rec.cold is None else str(rec.cold).lower(),
+        rec.session,
+        rec.turn,
     ]
 
 

@@ -109,7 +109,7 @@ def _prompt_ids(ids: list[str]) -> str:
 def _sources_text(sources: object) -> list[str]:
     """What each prompt entry yields and how long its prompts are, in tokens."""
     if not isinstance(sources, list) or not any(
-        s["prompts"] > 1 or s["kind"] in ("synthetic", "dataset") for s in sources
+        s["prompts"] > 1 or s["kind"] in ("synthetic", "dataset", "conversation") for s in sources
     ):
         return []  # only inline prompts: the table says it all
     lines = ["prompt sources (input tokens min/p50/p90/max):"]

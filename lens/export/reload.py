@@ -87,6 +87,8 @@ def summary_from_out(s: SummaryOut) -> Summary:
         if s.repetition is None
         else Repetition(s.repetition.stage, s.repetition.index, s.repetition.count),
         repeated=s.repeated or 0,
+        turns=s.turns,
+        abandoned_turns=s.abandoned_turns,
     )
 
 

@@ -43,7 +43,7 @@ from lens.metrics.pacing import Pacing
 from lens.metrics.recommend import Recommendation
 from lens.metrics.repetitions import RepetitionSpread, Spread
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
-from lens.metrics.summary import MetricStats, Summary
+from lens.metrics.summary import MetricStats, Summary, TurnSummary
 from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
@@ -209,6 +209,18 @@ class SummaryOut(_Frozen):
         description="a repeated stage's pooled summary: how many repetitions it pools (its "
         "rates are over their measured windows added up); absent otherwise",
     )
+    turns: FrozenMap[str, TurnSummary] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a stage that ran conversations: its requests by turn ('1', '2', ... "
+        "'8+'; turn 1 against later turns shows prefix-cache reuse); absent otherwise",
+    )
+    abandoned_turns: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a stage that ran conversations: turns its sessions left unsent (a "
+        "failed turn ends its session; a cutoff while a session thinks); absent otherwise",
+    )
 
 
 class ExclusionOut(_Frozen):
@@ -355,6 +367,17 @@ class RecordOut(_Frozen):
         default=None,
         exclude_if=lambda v: v is None,
         description="the shard that sent it (lens run --shard, lens merge); absent otherwise",
+    )
+    session: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="a conversation's turn: its session's position in the stage x provider "
+        "schedule (its turns share it and index); absent for a request that is not a turn",
+    )
+    turn: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="a conversation's turn: 1, 2, ... in its session; absent otherwise",
     )
 
 
@@ -736,6 +759,8 @@ def record_out(
         stale_connection=rec.stale_connection,
         stale_lost_ms=_ms(rec.stale_lost_ns),
         provider_facts=dict(rec.extra),
+        session=rec.session,
+        turn=rec.turn,
         cost_usd=cost[0] if cost is not None else None,
         cost_detail=cost[1] if cost is not None else None,
     )
@@ -770,6 +795,8 @@ def summary_out(
         metrics=dict(s.metrics),
         repetition=_repetition_out(s.repetition),
         repeated=s.repeated or None,
+        turns=None if s.turns is None else dict(s.turns),
+        abandoned_turns=s.abandoned_turns,
     )
 
 

@@ -299,6 +299,19 @@ def _pacing_line(s: SummaryOut) -> str | None:
     )
 
 
+def _turns_line(s: SummaryOut) -> str | None:
+    """A stage of conversations: requests and TTFT p50 by turn, and the turns left unsent."""
+    if s.turns is None:
+        return None
+    parts = []
+    for label, turn in s.turns.items():
+        ttft = turn.metrics["ttft"].p50
+        shown = "-" if ttft is None else f"{ttft:.1f} ms"
+        parts.append(f"turn {label}: {turn.requests} reqs, TTFT p50 {shown}")
+    abandoned = f"; {s.abandoned_turns} turns not sent" if s.abandoned_turns else ""
+    return f"  {s.stage}/{s.provider}: " + "; ".join(parts) + abandoned
+
+
 def _probe_lines(p: IdleProbes) -> list[str]:
     out = [f"  {p.stage}/{p.provider}:"]
     for probe in p.probes:
@@ -390,6 +403,9 @@ def render(results: Results, fmt: str = "simple") -> str:
     drained = [line for s in results.summaries if (line := _drained_line(s))]
     if drained:
         out += ["", "drained:", *drained]
+    turns = [line for s in results.summaries if (line := _turns_line(s))]
+    if turns:
+        out += ["", "conversations (by turn):", *turns]
     paced = [line for s in results.summaries if (line := _pacing_line(s))]
     if paced:
         out += ["", "pacing (open loop, every phase):", *paced]

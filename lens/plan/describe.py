@@ -401,6 +401,16 @@ def _prompt(p: PromptSpec) -> dict[str, Any]:
     }
     if p.body:
         out["body"] = dict(p.body)
+    conv = p.conversation
+    if conv is not None:
+        # The turn count, how turns follow, and the history's reply source: what a run of
+        # it sends (its texts are the scenario's or the dataset's).
+        out["conversation"] = {
+            "turns": len(conv.turns),
+            "carry": conv.carry,
+            "think_time": conv.think.describe(),
+            "reference_replies": sum(1 for r in conv.replies if r is not None),
+        }
     return out
 
 

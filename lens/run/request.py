@@ -129,9 +129,12 @@ async def execute_request(
     max_tokens: int | None,
     emit: Callable[[RequestRecord], None],
     reader: ReadMux | None = None,
-) -> None:
+) -> str | None:
     """Run one request and ``emit`` its record, however it ends.  ``reader``: the unit's
-    ReadMux (lens.run.readmux), which reads the body when the transport allows it."""
+    ReadMux (lens.run.readmux), which reads the body when the transport allows it.
+
+    Returns the reply's text when the prompt asked to keep it (``keep_reply``: a
+    conversation's turn) and the decoder kept it; None otherwise."""
     now = clock.now_ns
     x = _Exchange(now)
     request: httpx.Request | None = None
@@ -155,6 +158,7 @@ async def execute_request(
         emit(ended_early(rec, prompt.token_limit(max_tokens)))
         if request is not None:
             del request.extensions[DISPATCH_HOOK]
+    return x.outcome.text if x.outcome is not None else None
 
 
 def _build(

@@ -43,6 +43,8 @@ def _every_field_set() -> RequestRecord:
         stale_connection=True,
         stale_lost_ns=11,
         extra={"retry-after": "1", "retry_after_s": "1"},
+        session=3,
+        turn=2,
     )
 
 

@@ -218,3 +218,10 @@ async def test_the_shipped_workloads_scenario_runs_offline() -> None:
         assert "ended_early" not in rec.provider_facts
     assert results.integrity is not None
     assert any(w.startswith("ended_early: mixed/sim") for w in results.integrity.warnings)
+    # Conversations: 8 sessions of 3 turns each, every turn its own record.
+    turns = [r for r in results.records if r.stage == "conversations"]
+    assert len(turns) == 24
+    assert sorted({r.session for r in turns if r.session is not None}) == list(range(8))
+    (summary,) = [s for s in results.summaries if s.stage == "conversations"]
+    assert summary.turns is not None
+    assert {k: t.ok for k, t in summary.turns.items()} == {"1": 8, "2": 8, "3": 8}

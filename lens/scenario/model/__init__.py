@@ -34,6 +34,7 @@ from lens.scenario.model.prices import GpuHourPrice, TokenPrice
 from lens.scenario.model.prompts import (
     PROMPT_KINDS,
     ChatMessage,
+    ConversationPrompt,
     DatasetPrompt,
     DatasetRequest,
     FilePrompt,
@@ -74,8 +75,11 @@ from lens.scenario.model.stages import (
 from lens.scenario.model.wire import SecretHeader
 from lens.scenario.model.workloads import (
     OWNED_BODY_FIELDS,
+    ConversationSpec,
     DatasetSpec,
     LengthDist,
+    SessionOptions,
+    ThinkDist,
     TokenizerRef,
 )
 
@@ -96,6 +100,8 @@ __all__ = [
     "ConcurrencyRange",
     "ConcurrencyStage",
     "ConstantRateStage",
+    "ConversationPrompt",
+    "ConversationSpec",
     "DatasetPrompt",
     "DatasetRequest",
     "DatasetSpec",
@@ -124,12 +130,14 @@ __all__ = [
     "Retries",
     "Scenario",
     "SecretHeader",
+    "SessionOptions",
     "SimProtocolName",
     "SimulatedProvider",
     "Span",
     "Stage",
     "SweepStage",
     "SyntheticPrompt",
+    "ThinkDist",
     "TokenPrice",
     "TokenizerRef",
     "scenario_model",
