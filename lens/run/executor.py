@@ -322,8 +322,10 @@ class StageRunner:
             await pool.warm(first_url)
         scraper = self.scraper_for(spec)
         anchor = None
-        position = self.plan.stages.index(unit)
+        # An adaptive sweep's steps are made as it runs: only gated runs (workers, shards:
+        # never adaptive) look a unit up in the plan.
         if isinstance(self.before_unit, UnitGate) and self.scrapers:
+            position = self.plan.stages.index(unit)
             # Worker 0 of several: the gate opens once every worker has ended the units
             # before, and the moment until the unit's instant is when the engine's books
             # are closed for the unit before and opened for this one.
@@ -340,7 +342,7 @@ class StageRunner:
             if scraper is not None:
                 await scraper.before(unit.stage)  # the engine's state as the stage starts
             if self.before_unit is not None:
-                anchor = await self.before_unit(position)
+                anchor = await self.before_unit(self.plan.stages.index(unit))
         t_start = clock.now_ns()
         # The schedule's origin: the instant the gate named (the unit may start after it:
         # its arrivals keep their planned times, the lateness is dispatch lag), else now.

@@ -174,3 +174,22 @@ def test_results_leave_the_block_out_when_nothing_is_scraped() -> None:
     results = run(text.replace("requests: 16", "requests: 4"))
     assert results.server_metrics == ()
     assert "server_metrics" not in json.loads(results.to_json())
+
+
+def test_an_adaptive_sweep_scrapes_each_step_it_decides_to_run() -> None:
+    # Steps of an adaptive sweep are made while it runs: not in the plan's stage list.
+    text = SIMULATED.replace("{names}", "").replace(
+        "  - {id: conc, pattern: concurrency, concurrency: 4, requests: 16}\n"
+        "  - {id: wave, pattern: burst, requests: 5}\n",
+        "  - {id: ladder, pattern: sweep, concurrencies: [1, 2, 4], requests: 8,"
+        ' stop_when: "error_rate > 50%"}\n',
+    )
+    results = run(text)
+    assert results.exit_code == 0
+    (sm,) = results.server_metrics
+    steps = [w.stage for w in results.stages]
+    assert len(steps) == 3
+    assert [s.stage for s in sm.stages] == steps
+    for stage in sm.stages:
+        served = sum(r.output_tokens or 0 for r in results.records if r.stage == stage.stage)
+        assert counters(stage)["llamacpp:tokens_predicted_total"].delta == served
