@@ -59,7 +59,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(Priced, KeepAlive, Workload, ServerMetricsSetting):
+class SimulatedProvider(ServerMetricsSetting, Priced, KeepAlive, Workload):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -100,7 +100,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
+class OpenAICompatibleProvider(ServerMetricsSetting, Priced, Network, ChatWorkload):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -124,7 +124,7 @@ class OpenAICompatibleProvider(Priced, Network, ChatWorkload, ServerMetricsSetti
     )
 
 
-class OpenAIProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
+class OpenAIProvider(ServerMetricsSetting, Priced, Network, ChatWorkload):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -143,7 +143,7 @@ class OpenAIProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
 
-class OpenAIResponsesProvider(Priced, Network, Workload, ServerMetricsSetting):
+class OpenAIResponsesProvider(ServerMetricsSetting, Priced, Network, Workload):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -158,7 +158,7 @@ class OpenAIResponsesProvider(Priced, Network, Workload, ServerMetricsSetting):
     headers: Headers = _headers()
 
 
-class AnthropicProvider(Priced, Network, Workload, ServerMetricsSetting):
+class AnthropicProvider(ServerMetricsSetting, Priced, Network, Workload):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -178,7 +178,7 @@ class AnthropicProvider(Priced, Network, Workload, ServerMetricsSetting):
     )
 
 
-class GeminiProvider(Priced, Network, Workload, ServerMetricsSetting):
+class GeminiProvider(ServerMetricsSetting, Priced, Network, Workload):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -214,7 +214,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(Priced, Network, ServerMetricsSetting):
+class BedrockProvider(ServerMetricsSetting, Priced, Network):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
@@ -260,7 +260,7 @@ class BedrockProvider(Priced, Network, ServerMetricsSetting):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
+class AzureOpenAIProvider(ServerMetricsSetting, Priced, Network, ChatWorkload):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
@@ -314,7 +314,7 @@ class AzureOpenAIProvider(Priced, Network, ChatWorkload, ServerMetricsSetting):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class PluginProviderSettings(Priced, Network, ServerMetricsSetting):
+class PluginProviderSettings(ServerMetricsSetting, Priced, Network):
     """Base of a provider plugin's settings (``lens.plugins.ProviderSettings``): the fields
     every network provider has; a plugin subclasses it with ``type: Literal["its-type"]``
     and its own fields, and lens validates, documents (JSON Schema) and positions errors
