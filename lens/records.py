@@ -103,6 +103,9 @@ class RequestRecord:
     # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
     # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.
     extra: dict[str, str] = field(default_factory=dict)
+    # endpoint: embeddings: the inputs of the batch the response answered (None: a
+    # generation request, or no answer); what inputs/s counts.
+    inputs: int | None = None
 
     @property
     def status(self) -> str:

@@ -25,6 +25,7 @@ from lens.plan.model import (
     AzureSettings,
     BedrockSettings,
     ClosedLoop,
+    EndpointSpec,
     EnvRead,
     ExportSpec,
     IdleProbe,
@@ -82,6 +83,7 @@ from lens.scenario.model import (
     IdleProbeStage,
     MessagesPrompt,
     OpenAICompatibleProvider,
+    OpenAIEndpoint,
     OpenAIProvider,
     OpenAIResponsesProvider,
     PluginProviderSettings,
@@ -275,7 +277,14 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             protocol=spec.protocol,
             capacity=spec.capacity,
         )
-        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, settings=sim)
+        return ProviderSpec(
+            id=pid,
+            type="simulated",
+            model=spec.model,
+            base_url=None,
+            settings=sim,
+            endpoint=_endpoint(spec),
+        )
     key = _api_key(pid, spec, ctx)
     headers = tuple(
         (name, value.value if isinstance(value, SecretHeader) else value)
@@ -302,7 +311,16 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
         ),
         settings=_settings(pid, spec, ctx),
         tokenizer=_response_tokenizer(pid, spec, ctx),
+        endpoint=_endpoint(spec),
     )
+
+
+def _endpoint(spec: AnyProvider) -> EndpointSpec:
+    """The OpenAI API and streaming a provider's requests use (the default for a type
+    without the fields: the scenario model has refused them there)."""
+    if not isinstance(spec, OpenAIEndpoint):
+        return EndpointSpec()
+    return EndpointSpec(spec.endpoint, spec.stream, spec.inputs_per_request)
 
 
 def _response_tokenizer(pid: str, spec: HostedProvider, ctx: _Context) -> Tokenizer | None:

@@ -178,6 +178,7 @@ class StreamOutcome:
     error_message: str | None = None
     events: int = 0
     extra: dict[str, str] = field(default_factory=dict)  # e.g. stop reason, server latency
+    inputs: int | None = None  # embeddings: the inputs of the batch answered
 
 
 @dataclass(slots=True)

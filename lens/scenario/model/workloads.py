@@ -86,7 +86,7 @@ OWNED_BODY_FIELDS: dict[str, str] = {
     "contents": "the prompt",
     "system": "the prompt's system messages",
     "prompt": "the prompt",
-    "stream": "lens measures streams",
+    "stream": "the provider's stream:",
     "max_tokens": "max_tokens: (defaults, stage or prompt)",
     "max_completion_tokens": "max_tokens: with the provider's max_tokens_field",
     "max_output_tokens": "max_tokens: (defaults, stage or prompt)",
