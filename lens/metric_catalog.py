@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Unit = Literal["ms", "tokens/s", "ratio", "count", "req/s", "usd"]
+Unit = Literal["ms", "tokens/s", "ratio", "count", "req/s", "inputs/s", "usd"]
 # scalar: one value (or none) per request; series: several values per request (gaps);
 # priced: one value per request, from the provider's price rather than the record's stamps;
 # stage: one value per stage x provider, no statistic.
@@ -138,6 +138,11 @@ CATALOGUE: tuple[MetricInfo, ...] = (
     MetricInfo(
         "throughput", "tokens/s", "stage", "output tokens / W",
         "output tokens / stage wall time",
+    ),
+    MetricInfo(
+        "inputs_per_s", "inputs/s", "stage", "embedding inputs / W",
+        "embedding inputs of successful requests / stage wall time (endpoint: embeddings)",
+        elsewhere="embeddings throughput",
     ),
     MetricInfo(
         "goodput", "req/s", "stage",

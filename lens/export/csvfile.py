@@ -71,6 +71,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "error_message",
     "phase",
     "cold",
+    "inputs",
 )
 
 
@@ -101,6 +102,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *(f"pacing_{p}" for p in PACING_FIELDS),
     "goodput_per_s",
     "goodput_ratio",
+    "inputs",
+    "inputs_per_s",
 )
 
 
@@ -132,6 +135,7 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.error_message,
         rec.phase,
         None if rec.cold is None else str(rec.cold).lower(),
+        rec.inputs,
     ]
 
 
@@ -160,6 +164,7 @@ def summary_row(s: SummaryOut) -> list[Cell]:
     row += [s.phase, s.drained, s.sla_conforming]
     row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
     row += [s.goodput, s.goodput_ratio]
+    row += [s.inputs, s.inputs_per_s]
     return row
 
 

@@ -87,6 +87,8 @@ def summary_from_out(s: SummaryOut) -> Summary:
         if s.repetition is None
         else Repetition(s.repetition.stage, s.repetition.index, s.repetition.count),
         repeated=s.repeated or 0,
+        inputs=s.inputs or 0,
+        inputs_per_s=s.inputs_per_s,
     )
 
 

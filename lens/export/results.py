@@ -168,6 +168,17 @@ class SummaryOut(_Frozen):
     output_tokens: int
     token_sources: FrozenMap[str, int]
     planned_requests: int | None
+    inputs: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="endpoint: embeddings: inputs of the successful requests' batches; absent "
+        "for a stage that sent none",
+    )
+    inputs_per_s: float | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="inputs per second of stage wall time (embeddings); absent otherwise",
+    )
     metrics: FrozenMap[str, MetricStats]
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
@@ -333,6 +344,12 @@ class RecordOut(_Frozen):
     )
     stale_lost_ms: float | None = Field(
         None, description="with stale_connection: time from the first dispatch to the re-send"
+    )
+    inputs: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="endpoint: embeddings: inputs in the batch the response answered; absent "
+        "for generation requests",
     )
     cost_usd: str | None = Field(
         None, description="what the request cost (decimal string); absent if unknown"
@@ -661,6 +678,7 @@ def record_out(
         request_id=rec.request_id,
         stale_connection=rec.stale_connection,
         stale_lost_ms=_ms(rec.stale_lost_ns),
+        inputs=rec.inputs,
         provider_facts=dict(rec.extra),
         cost_usd=cost[0] if cost is not None else None,
         cost_detail=cost[1] if cost is not None else None,
@@ -696,6 +714,8 @@ def summary_out(
         metrics=dict(s.metrics),
         repetition=_repetition_out(s.repetition),
         repeated=s.repeated or None,
+        inputs=s.inputs or None,
+        inputs_per_s=s.inputs_per_s,
     )
 
 

@@ -141,6 +141,10 @@ class Summary:
     # the stage's own id, is).  None: a stage run once, or the pooled summary.
     repetition: Repetition | None = None
     repeated: int = 0  # the pooled summary of a repeated stage: how many repetitions
+    # endpoint: embeddings: the inputs of successful requests' batches, and per second of
+    # the window rps divides by (None: no request carried inputs, or no window).
+    inputs: int = 0
+    inputs_per_s: float | None = None
 
     @property
     def goodput(self) -> float | None:
@@ -233,6 +237,7 @@ class StageAccumulator:
         self.requests = 0
         self.ok = 0
         self.output_tokens = 0
+        self.inputs = 0  # embedding inputs of successful requests
         self.error_counts: dict[str, int] = {c.value: 0 for c in ErrorClass}
         self.token_sources: dict[str, int] = {}
         self.sketches: dict[str, MetricSketch] = {
@@ -286,6 +291,7 @@ class StageAccumulator:
         if rec.ok:
             self.ok += 1
             self.output_tokens += rec.output_tokens or 0
+            self.inputs += rec.inputs or 0
             if rec.token_source is not None:
                 src = rec.token_source.value
                 self.token_sources[src] = self.token_sources.get(src, 0) + 1
@@ -319,6 +325,7 @@ class StageAccumulator:
         self.drained += other.drained
         self.ok += other.ok
         self.output_tokens += other.output_tokens
+        self.inputs += other.inputs
         self.sla_conforming += other.sla_conforming
         self.cost.merge(other.cost)
         for cls, n in other.error_counts.items():
@@ -332,11 +339,16 @@ class StageAccumulator:
         duration_s: float | None = None
         rps: float | None = None
         throughput: float | None = None
+        inputs_per_s: float | None = None
         if window is not None:
             duration_s = (window[1] - window[0]) / NS_PER_S
             if duration_s > 0:
                 rps = self.ok / duration_s
-                throughput = self.output_tokens / duration_s
+                # Embeddings generate nothing: their output rate is not measured, not 0.
+                if self.output_tokens or not self.inputs:
+                    throughput = self.output_tokens / duration_s
+                if self.inputs:
+                    inputs_per_s = self.inputs / duration_s
         cost = self.cost.result(self.sla_conforming)
         metrics = {
             name: MetricStats.from_sketch(s, _unit(name)) for name, s in self.sketches.items()
@@ -371,6 +383,8 @@ class StageAccumulator:
             drained=self.drained,
             repetition=self.repetition,
             repeated=self.repeated,
+            inputs=self.inputs,
+            inputs_per_s=inputs_per_s,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -387,6 +401,7 @@ class StageAccumulator:
             "sketches": {name: s.to_dict() for name, s in self.sketches.items()},
             "cost": self.cost.to_dict(),
             "sla_conforming": self.sla_conforming,
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -401,6 +416,7 @@ class StageAccumulator:
         acc.sketches.update({str(k): MetricSketch.from_dict(v) for k, v in d["sketches"].items()})
         acc.cost.load(d["cost"])
         acc.sla_conforming = int(d["sla_conforming"])
+        acc.inputs = int(d.get("inputs", 0))
         return acc
 
 
