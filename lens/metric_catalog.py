@@ -50,6 +50,8 @@ CATALOGUE: tuple[MetricInfo, ...] = (
         "ttft", "ms", "scalar", "t_first_token − t_dispatch",
         "time to first token: first token-bearing delta - dispatch",
         elsewhere="TTFT (vLLM counts an empty first chunk; lens does not)",
+        unmeasured="no response was streamed (stream: false, endpoint: embeddings): no token "
+        "was timed",
     ),
     MetricInfo(
         "ttfot", "ms", "scalar", "t_first_visible − t_dispatch",
