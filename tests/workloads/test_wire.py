@@ -218,3 +218,16 @@ async def test_the_shipped_workloads_scenario_runs_offline() -> None:
         assert "ended_early" not in rec.provider_facts
     assert results.integrity is not None
     assert any(w.startswith("ended_early: mixed/sim") for w in results.integrity.warnings)
+    # The other endpoints: completions streamed, chat not streamed, embedding batches.
+    ends = {s.provider: s for s in results.summaries if s.stage == "endpoints"}
+    assert {p: (s.ok, s.requests) for p, s in ends.items()} == {
+        "sim-completions": (24, 24),
+        "sim-no-stream": (24, 24),
+        "sim-embeddings": (24, 24),
+    }
+    assert ends["sim-completions"].metrics["ttft"].n == 24
+    assert ends["sim-no-stream"].metrics["ttft"].n == 0
+    assert ends["sim-no-stream"].metrics["e2e"].n == 24
+    assert ends["sim-embeddings"].inputs == 24 * 16
+    assert ends["sim-embeddings"].inputs_per_s is not None
+    assert ends["sim-embeddings"].throughput is None
