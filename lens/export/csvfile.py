@@ -104,6 +104,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "goodput_ratio",
     "inputs",
     "inputs_per_s",
+    "ended_early",
 )
 
 
@@ -164,7 +165,7 @@ def summary_row(s: SummaryOut) -> list[Cell]:
     row += [s.phase, s.drained, s.sla_conforming]
     row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
     row += [s.goodput, s.goodput_ratio]
-    row += [s.inputs, s.inputs_per_s]
+    row += [s.inputs, s.inputs_per_s, s.ended_early]
     return row
 
 

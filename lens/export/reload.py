@@ -89,6 +89,7 @@ def summary_from_out(s: SummaryOut) -> Summary:
         repeated=s.repeated or 0,
         inputs=s.inputs or 0,
         inputs_per_s=s.inputs_per_s,
+        ended_early=s.ended_early or 0,
     )
 
 

@@ -179,6 +179,13 @@ class SummaryOut(_Frozen):
         exclude_if=lambda v: v is None,
         description="inputs per second of stage wall time (embeddings); absent otherwise",
     )
+    ended_early: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="successful outputs that stopped on their own before their max_tokens "
+        "(records' provider_facts.ended_early): TPOT and tokens/s cover shorter outputs than "
+        "planned; absent when none did",
+    )
     metrics: FrozenMap[str, MetricStats]
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
@@ -716,6 +723,7 @@ def summary_out(
         repeated=s.repeated or None,
         inputs=s.inputs or None,
         inputs_per_s=s.inputs_per_s,
+        ended_early=s.ended_early or None,
     )
 
 

@@ -145,6 +145,9 @@ class Summary:
     # the window rps divides by (None: no request carried inputs, or no window).
     inputs: int = 0
     inputs_per_s: float | None = None
+    # Successful outputs that stopped on their own before their max_tokens (the record's
+    # extra.ended_early): their TPOT and tokens/s cover shorter outputs than planned.
+    ended_early: int = 0
 
     @property
     def goodput(self) -> float | None:
@@ -238,6 +241,7 @@ class StageAccumulator:
         self.ok = 0
         self.output_tokens = 0
         self.inputs = 0  # embedding inputs of successful requests
+        self.ended_early = 0  # successful outputs that stopped before their max_tokens
         self.error_counts: dict[str, int] = {c.value: 0 for c in ErrorClass}
         self.token_sources: dict[str, int] = {}
         self.sketches: dict[str, MetricSketch] = {
@@ -292,6 +296,8 @@ class StageAccumulator:
             self.ok += 1
             self.output_tokens += rec.output_tokens or 0
             self.inputs += rec.inputs or 0
+            if "ended_early" in rec.extra:
+                self.ended_early += 1
             if rec.token_source is not None:
                 src = rec.token_source.value
                 self.token_sources[src] = self.token_sources.get(src, 0) + 1
@@ -326,6 +332,7 @@ class StageAccumulator:
         self.ok += other.ok
         self.output_tokens += other.output_tokens
         self.inputs += other.inputs
+        self.ended_early += other.ended_early
         self.sla_conforming += other.sla_conforming
         self.cost.merge(other.cost)
         for cls, n in other.error_counts.items():
@@ -385,6 +392,7 @@ class StageAccumulator:
             repeated=self.repeated,
             inputs=self.inputs,
             inputs_per_s=inputs_per_s,
+            ended_early=self.ended_early,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -402,6 +410,7 @@ class StageAccumulator:
             "cost": self.cost.to_dict(),
             "sla_conforming": self.sla_conforming,
             "inputs": self.inputs,
+            "ended_early": self.ended_early,
         }
 
     @classmethod
@@ -417,6 +426,7 @@ class StageAccumulator:
         acc.cost.load(d["cost"])
         acc.sla_conforming = int(d["sla_conforming"])
         acc.inputs = int(d.get("inputs", 0))
+        acc.ended_early = int(d.get("ended_early", 0))
         return acc
 
 

@@ -78,6 +78,7 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "goodput_ratio",
         "inputs",
         "inputs_per_s",
+        "ended_early",
     )
     dest = tmp_path / "requests.csv"
     assert export_all(rich_results(), [parse_target(f"csv={dest}")]) == []

@@ -128,6 +128,7 @@ async def test_stream_false_measures_e2e_and_usage_and_no_token_timing(
         assert rec.provider_facts["stop_reason"] == "stop"
         assert rec.provider_facts["ended_early"] == "5/9"
     for summary in results.summaries:
+        assert summary.ended_early == 4  # every output stopped at 5 of its 9 (machine-readable)
         assert summary.metrics["ttft"].n == 0
         assert summary.metrics["itl"].n == 0
         assert summary.metrics["e2e"].n == 4
@@ -184,6 +185,7 @@ async def test_embeddings_send_batches_and_report_inputs_per_second(
         assert summary.inputs_per_s == pytest.approx(summary.inputs / summary.duration_s)
         assert summary.inputs_per_s == pytest.approx(summary.rps * per_request)
         assert summary.throughput is None  # no output tokens: not measured, not 0
+        assert summary.ended_early is None  # none did (embeddings have no output limit)
 
 
 async def test_an_sla_on_ttft_without_a_stream_is_inconclusive(

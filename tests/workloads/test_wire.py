@@ -111,6 +111,8 @@ async def test_output_tokens_exact_sends_ignore_eos_and_min_tokens(
         assert (rec.output_tokens, rec.provider_facts["stop_reason"]) == (5, "stop")
         assert rec.provider_facts["ended_early"] == "5/20"
     assert all("ended_early" not in r.provider_facts for r in by_provider["exact"])
+    # The same count, machine-readable in each summary (absent: none ended early).
+    assert {s.provider: s.ended_early for s in results.summaries} == {"exact": None, "natural": 3}
     assert results.integrity is not None
     early = [w for w in results.integrity.warnings if w.startswith("ended_early")]
     assert early == [
