@@ -996,9 +996,18 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
 
 
 # The provider types whose adapters merge body: into their requests (simulated: through the
-# client adapter of its protocol, Bedrock's excepted).
+# client adapter of its protocol).  Plugins' adapters may not.
 BODY_TYPES = frozenset(
-    {"openai", "openai-compatible", "azure-openai", "anthropic", "gemini", "openai-responses"}
+    {
+        "openai",
+        "openai-compatible",
+        "azure-openai",
+        "anthropic",
+        "gemini",
+        "openai-responses",
+        "bedrock",
+        "simulated",
+    }
 )
 
 
@@ -1011,10 +1020,7 @@ def _bodies_not_sent(
     found = []
     for unit in stages:
         spec = providers[unit.provider]
-        settings = spec.settings
         if spec.type in BODY_TYPES:
-            continue
-        if isinstance(settings, SimSettings) and settings.protocol != "bedrock":
             continue
         if unit.body or any(prompts[pid].body for pid in set(unit.prompts)):
             found.append(

@@ -304,7 +304,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(Priced, Network, StreamOnly):
+class BedrockProvider(Priced, Network, Workload, StreamOnly):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
