@@ -24,6 +24,7 @@ tokenizer, else lens's estimate (``token_source`` says which).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -110,7 +111,7 @@ class OpenAIEndpointAdapter(OpenAIChatAdapter):
                 inputs = embedding_inputs(prompt, endpoint.inputs_per_request)
             return WholeBodyDecoder(endpoint.kind, self.spec.tokenizer, inputs)
         if endpoint.kind == "completions":
-            return CompletionsDecoder(limit)
+            return CompletionsDecoder(limit, self.spec.tokenizer)
         return super().new_decoder(prompt)
 
 
@@ -118,12 +119,29 @@ class CompletionsDecoder(OpenAIChatDecoder):
     """A ``/completions`` stream: chat's decoder with the tokens in ``choices[i].text``.
 
     Every event is parsed (no fast path: the chat decoder's is keyed to ``delta.content``);
-    finish reason, usage, errors and the end are read as on chat."""
+    finish reason, usage, errors and the end are read as on chat.  With a ``tokenizer``, a
+    stream without usage is counted by it (``token_source: tokenizer``), as chat's is."""
 
-    __slots__ = ()
+    __slots__ = ("_texts", "_tokenizer")
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, tokenizer: Tokenizer | None = None
+    ) -> None:
         super().__init__(max_event_bytes)
+        self._tokenizer = tokenizer
+        self._texts: list[str] = []  # kept only to be counted by the tokenizer
+
+    def finish(self, t_ns: int, *, eof: bool) -> StreamOutcome:
+        out = super().finish(t_ns, eof=eof)
+        if self._tokenizer is None or out.token_source is not TokenSource.ESTIMATED:
+            return out
+        count = self._tokenizer.count("".join(self._texts))
+        return dataclasses.replace(
+            out,
+            chunk_tokens=self._timeline.tokens_per_chunk(count),
+            usage=dataclasses.replace(out.usage, output_tokens=count),
+            token_source=TokenSource.TOKENIZER,
+        )
 
     def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:
         if data == _DONE:
@@ -155,6 +173,8 @@ class CompletionsDecoder(OpenAIChatDecoder):
                 if not isinstance(text, str):
                     raise PayloadShapeError(f"choices[].text is {json_kind(text)}, not a string")
                 self._timeline.add(t_ns, len(text))
+                if self._tokenizer is not None:
+                    self._texts.append(text)
 
 
 def _choices(obj: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ import lens
 from lens.errors import ScenarioError
 from lens.export.merge import record_from_out
 from lens.export.results import record_out
-from lens.plan.model import Message, PromptSpec, SimSettings
+from lens.metrics.cost import record_cost
+from lens.plan.model import Message, PromptSpec, ProviderSpec, SimSettings
+from lens.pricing.catalog import ModelPrice, PricingCatalog, Rates
 from lens.providers.base import PayloadShapeError
 from lens.providers.openai_endpoints import (
     CompletionsDecoder,
@@ -26,6 +30,7 @@ from lens.providers.openai_endpoints import (
 )
 from lens.records import ErrorClass, TokenSource
 from lens.scenario.load import parse_scenario
+from lens.scenario.tokenizers import Tokenizer
 from lens.sim.text import completion_text
 from tests.run.test_recordwire import _every_field_set
 from tests.workloads.conftest import StartSim
@@ -340,3 +345,50 @@ def test_the_prompt_maps_to_a_completion_string_and_an_embedding_batch() -> None
     assert completion_prompt(prompt) == "a\n\nb"
     assert embedding_inputs(prompt, None) == ["a", "b"]
     assert embedding_inputs(prompt, 5) == ["a", "b", "a", "b", "a"]
+
+
+class _Words(Tokenizer):
+    """A tokenizer counting words: enough to tell its counts from the estimate's."""
+
+    name = "words"
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+    def text_of_length(self, tokens: int, seed: int) -> str:
+        return "w " * tokens
+
+
+def test_a_completions_stream_without_usage_is_counted_by_the_tokenizer() -> None:
+    decoder = CompletionsDecoder(tokenizer=_Words())
+    decoder.feed(b'data: {"choices":[{"text":"a b c "}]}\n\n', 10)
+    decoder.feed(b'data: {"choices":[{"text":"d e "}]}\n\ndata: [DONE]\n\n', 20)
+    out = decoder.finish(21, eof=True)
+    assert (out.usage.output_tokens, out.token_source) == (5, TokenSource.TOKENIZER)
+    assert out.chunk_tokens == (3, 2)
+
+
+def test_an_embeddings_batch_is_priced_by_its_input_alone() -> None:
+    price = ModelPrice(
+        provider="openai-compatible",
+        model="e",
+        rates=Rates(input=Decimal(2), output=Decimal(1000)),
+        source="test",
+        checked=PricingCatalog.load().checked,
+    )
+    spec = ProviderSpec(id="e", type="openai-compatible", model="e", base_url="x", price=price)
+    base = _every_field_set()
+    rec = replace(
+        base,
+        ok=True,
+        error_class=None,
+        input_tokens=500_000,
+        output_tokens=None,
+        cached_input_tokens=None,
+        cache_write_tokens=None,
+        reasoning_tokens=None,
+    )
+    found = record_cost(rec, spec)
+    assert found is not None
+    assert found.total == Decimal(1)  # 0.5M input tokens at $2 per 1M, no output
+    assert record_cost(replace(rec, inputs=None), spec) is None  # generation: unknown output
