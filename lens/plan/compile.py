@@ -25,6 +25,7 @@ from lens.plan.model import (
     AzureSettings,
     BedrockSettings,
     ClosedLoop,
+    EndpointSpec,
     EnvRead,
     ExportSpec,
     IdleProbe,
@@ -85,6 +86,7 @@ from lens.scenario.model import (
     IdleProbeStage,
     MessagesPrompt,
     OpenAICompatibleProvider,
+    OpenAIEndpoint,
     OpenAIProvider,
     OpenAIResponsesProvider,
     PluginProviderSettings,
@@ -279,7 +281,14 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             protocol=spec.protocol,
             capacity=spec.capacity,
         )
-        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, settings=sim)
+        return ProviderSpec(
+            id=pid,
+            type="simulated",
+            model=spec.model,
+            base_url=None,
+            settings=sim,
+            endpoint=_endpoint(spec),
+        )
     key = _api_key(pid, spec, ctx)
     headers = tuple(
         (name, value.value if isinstance(value, SecretHeader) else value)
@@ -306,7 +315,16 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
         ),
         settings=_settings(pid, spec, ctx),
         tokenizer=_response_tokenizer(pid, spec, ctx),
+        endpoint=_endpoint(spec),
     )
+
+
+def _endpoint(spec: AnyProvider) -> EndpointSpec:
+    """The OpenAI API and streaming a provider's requests use (the default for a type
+    without the fields: the scenario model has refused them there)."""
+    if not isinstance(spec, OpenAIEndpoint):
+        return EndpointSpec()
+    return EndpointSpec(spec.endpoint, spec.stream, spec.inputs_per_request)
 
 
 def _response_tokenizer(pid: str, spec: HostedProvider, ctx: _Context) -> Tokenizer | None:
@@ -991,9 +1009,18 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
 
 
 # The provider types whose adapters merge body: into their requests (simulated: through the
-# client adapter of its protocol, Bedrock's excepted).
+# client adapter of its protocol).  Plugins' adapters may not.
 BODY_TYPES = frozenset(
-    {"openai", "openai-compatible", "azure-openai", "anthropic", "gemini", "openai-responses"}
+    {
+        "openai",
+        "openai-compatible",
+        "azure-openai",
+        "anthropic",
+        "gemini",
+        "openai-responses",
+        "bedrock",
+        "simulated",
+    }
 )
 
 
@@ -1006,10 +1033,7 @@ def _bodies_not_sent(
     found = []
     for unit in stages:
         spec = providers[unit.provider]
-        settings = spec.settings
         if spec.type in BODY_TYPES:
-            continue
-        if isinstance(settings, SimSettings) and settings.protocol != "bedrock":
             continue
         if unit.body or any(prompts[pid].body for pid in set(unit.prompts)):
             found.append(

@@ -169,6 +169,24 @@ class OpenAISettings:
     exact_output: bool = False
 
 
+Endpoint = Literal["chat", "completions", "embeddings"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """Which OpenAI API a provider's requests go to and whether they stream (the scenario's
+    ``endpoint:``, ``stream:``, ``inputs_per_request:``; lens.providers.openai_chat)."""
+
+    kind: Endpoint = "chat"
+    stream: bool = True  # embeddings never stream, whatever this says
+    inputs_per_request: int | None = None  # embeddings: None, the prompt's texts
+
+    @property
+    def streams(self) -> bool:
+        """Whether responses are read as a stream of events."""
+        return self.stream and self.kind != "embeddings"
+
+
 @dataclass(frozen=True, slots=True)
 class AnthropicSettings:
     version: str = "2023-06-01"  # the anthropic-version header
@@ -240,6 +258,9 @@ class ProviderSpec:
     # Counts output tokens when the server reports no usage (token_source: tokenizer); None:
     # lens's ~4 characters per token (token_source: estimated).
     tokenizer: Tokenizer | None = None
+    # openai-compatible, openai and simulated (protocol openai): chat, completions or
+    # embeddings, streamed or not.  The default for every other type.
+    endpoint: EndpointSpec = EndpointSpec()
 
     @property
     def plugin_settings(self) -> PluginProviderSettings | None:
