@@ -103,6 +103,9 @@ class RequestRecord:
     # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
     # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.
     extra: dict[str, str] = field(default_factory=dict)
+    # The shared-prefix group of a synthetic prompt (``shared_prefix_tokens``): requests of
+    # one group begin with the same text.  None: the prompt has no shared prefix.
+    prefix_group: int | None = None
 
     @property
     def status(self) -> str:

@@ -71,6 +71,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "error_message",
     "phase",
     "cold",
+    "prefix_group",
 )
 
 
@@ -132,6 +133,7 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.error_message,
         rec.phase,
         None if rec.cold is None else str(rec.cold).lower(),
+        rec.prefix_group,
     ]
 
 

@@ -171,6 +171,7 @@ def record_from_out(rec: RecordOut) -> RequestRecord:
         stale_connection=rec.stale_connection,
         stale_lost_ns=ns(rec.stale_lost_ms),
         extra=dict(rec.provider_facts),
+        prefix_group=rec.prefix_group,
     )
 
 

@@ -57,6 +57,7 @@ from lens.plan.workloads import (
     dataset_prompts,
     deep_merge,
     source_of,
+    synthetic_detail,
     synthetic_prompts,
 )
 from lens.pricing import ModelPrice, ProviderPrice
@@ -460,7 +461,7 @@ def _prompts(
             except TokenizerError as exc:
                 ctx.problem(str(exc), ("prompts", i, "synthetic"))
                 expanded = []
-            detail = f"synthetic, seed {prompt.synthetic.seed}"
+            detail = synthetic_detail(prompt.synthetic)
         elif isinstance(prompt, DatasetPrompt):
             expanded = dataset_prompts(prompt)
             detail = dataset_detail(prompt)

@@ -276,6 +276,9 @@ class PromptSpec:
     # Input tokens of the message texts, counted by the scenario's tokenizer (None: not
     # counted, e.g. a prompt built in code).
     input_tokens: int | None = None
+    # Synthetic prompts with ``shared_prefix_tokens``: the group whose leading text this one
+    # shares (records carry it).  None: no shared prefix.
+    prefix_group: int | None = None
 
     def token_limit(self, stage_max_tokens: int | None) -> int | None:
         """The output limit to send: the prompt's own (synthetic, JSONL) beats the stage's."""

@@ -513,6 +513,7 @@ class _RunningUnit:
             t_last_token=None,
             t_end=now,
             phase=phase,
+            prefix_group=prompt.prefix_group,
         )
         if self.budget is not None:
             self.budget.release(held)

@@ -448,4 +448,5 @@ def _record(
         extra={**facts, **outcome.extra} if outcome else facts,
         stale_connection=x.stale_from is not None,
         stale_lost_ns=None if x.stale_from is None else x.t_dispatch - x.stale_from,
+        prefix_group=prompt.prefix_group,
     )

@@ -43,6 +43,7 @@ def _every_field_set() -> RequestRecord:
         stale_connection=True,
         stale_lost_ns=11,
         extra={"retry-after": "1", "retry_after_s": "1"},
+        prefix_group=3,
     )
 
 
