@@ -37,6 +37,7 @@ from lens.plan.model import (
     StagePlan,
     header_is_secret,
 )
+from lens.plan.trace import trace_to_dict
 from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
 
@@ -245,6 +246,8 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     }
     if isinstance(unit.load, OpenLoop):
         out["arrivals"] = arrival_stats(unit.load.arrivals)
+    if unit.trace is not None:
+        out["trace"] = trace_to_dict(unit.trace)
     if unit.sweep is not None:
         step = unit.sweep
         out["sweep"] = {"id": step.sweep, "step": step.index, "steps": step.steps}

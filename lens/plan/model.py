@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -30,6 +30,9 @@ from lens.scenario.thresholds import Threshold
 from lens.scenario.tokenizers import Tokenizer
 from lens.scenario.units import Precision
 
+if TYPE_CHECKING:
+    from lens.plan.trace import TraceReplay
+
 ProviderType = Literal[
     "openai",
     "openai-compatible",
@@ -44,9 +47,11 @@ ProviderType = Literal[
 SimProtocol = Literal[
     "openai", "openai-responses", "anthropic", "gemini", "bedrock", "azure-openai"
 ]
-PatternName = Literal["burst", "constant-rate", "concurrency", "ramp", "sweep", "idle-probe"]
+PatternName = Literal[
+    "burst", "constant-rate", "concurrency", "ramp", "sweep", "idle-probe", "trace"
+]
 # How a schedule's offsets were drawn: at once (burst), evenly, or from a seeded process.
-ArrivalProcess = Literal["burst", "uniform", "poisson", "gamma"]
+ArrivalProcess = Literal["burst", "uniform", "poisson", "gamma", "trace"]
 
 
 # Records results.json lists when the scenario does not say (results: {records: ...}):
@@ -530,6 +535,9 @@ class StagePlan:
     repetition: Repetition | None = None
     # The provider's body: with the stage's merged over it (prompt bodies go over both).
     body: Mapping[str, Any] = field(default_factory=dict)
+    # pattern: trace: the rows the unit replays; request i sends row i (``prompts`` is
+    # empty: the rows' prompts are made when sent, lens.plan.trace).
+    trace: TraceReplay | None = None
 
     @property
     def drain_grace_s(self) -> float | None:
@@ -550,6 +558,8 @@ class StagePlan:
                 return probe.requests
 
     def prompt_for(self, index: int) -> str:
+        if self.trace is not None:
+            return self.trace.prompt_id(index)
         return self.prompts[index % len(self.prompts)]
 
 

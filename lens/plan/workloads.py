@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from lens.plan.model import Message, PromptSource, PromptSpec, StagePlan
+from lens.plan.trace import TracePrompts
 from lens.scenario.model import DatasetPrompt, LengthDist, SyntheticPrompt
 from lens.scenario.model.prompts import SyntheticSpec
 from lens.scenario.model.workloads import MAX_TOKENS_DRAWN
@@ -230,7 +231,10 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 def unit_prompts(prompts: Mapping[str, PromptSpec], unit: StagePlan) -> Mapping[str, PromptSpec]:
     """The prompts as ``unit`` sends them: each one's ``body`` merged over the unit's
     (provider and stage), so the adapter applies one mapping.  Precedence: prompt > stage >
-    provider.  Without a unit body, ``prompts`` itself."""
+    provider.  Without a unit body, ``prompts`` itself.  A trace unit's: its rows' prompts,
+    made when looked up (lens.plan.trace)."""
+    if unit.trace is not None:
+        return TracePrompts(unit.trace, unit.body)
     if not unit.body:
         return prompts
     return {

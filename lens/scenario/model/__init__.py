@@ -70,6 +70,8 @@ from lens.scenario.model.stages import (
     RateRange,
     Stage,
     SweepStage,
+    TraceStage,
+    TraceWindow,
 )
 from lens.scenario.model.wire import SecretHeader
 from lens.scenario.model.workloads import (
@@ -132,5 +134,7 @@ __all__ = [
     "SyntheticPrompt",
     "TokenPrice",
     "TokenizerRef",
+    "TraceStage",
+    "TraceWindow",
     "scenario_model",
 ]
