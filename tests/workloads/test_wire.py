@@ -218,3 +218,10 @@ async def test_the_shipped_workloads_scenario_runs_offline() -> None:
         assert "ended_early" not in rec.provider_facts
     assert results.integrity is not None
     assert any(w.startswith("ended_early: mixed/sim") for w in results.integrity.warnings)
+    # Shared prefixes: each record says its group; trace replays: one record per row.
+    groups = [r.prefix_group for r in results.records if r.stage == "shared-prefix"]
+    assert sorted(g for g in groups if g is not None) == sorted([0, 1, 2, 3] * 6)
+    assert len([r for r in results.records if r.stage == "azure-replay"]) == 20
+    mooncake = [r for r in results.records if r.stage == "mooncake-replay"]
+    assert len(mooncake) == 15  # the window's 3 s of trace time: 15 of the 16 rows
+    assert all(r.status == "ok" for r in mooncake)
