@@ -97,7 +97,8 @@ class TraceReplay:
         sha = hashlib.sha256()
         for part in (table.times_s, table.inputs, table.outputs, table.lines):
             sha.update(part.tobytes())
-        sha.update(repr(table.blocks).encode())
+        for blocks in (table.block_ids, table.block_starts):
+            sha.update(b"-" if blocks is None else blocks.tobytes())
         return cls(stage, table, speedup, block_tokens, seed, tokenizer, sha.hexdigest())
 
     def __len__(self) -> int:

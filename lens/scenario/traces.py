@@ -24,10 +24,11 @@ import csv
 import io
 import json
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from lens.errors import Problem, SourcePos
 
@@ -40,6 +41,7 @@ _JSON_FIELDS: dict[str, tuple[str, int, str, str]] = {
     "jsonl": ("time_s", 1, "input_tokens", "output_tokens"),
 }
 _EPOCH = datetime(1970, 1, 1)
+_INT64 = (-(2**63), 2**63)  # hash ids are kept in a flat array of 64-bit integers
 _US = timedelta(microseconds=1)
 
 
@@ -48,7 +50,8 @@ class TraceTable:
     """The rows of a trace inside a window, in time order.
 
     ``times_s[i]`` is row i's time from the start of the window, in trace time (before any
-    speedup); ``lines[i]`` its line in the file; ``blocks[i]`` its hash ids (empty without).
+    speedup); ``lines[i]`` its line in the file; its hash ids are ``block_ids[block_starts[i]:
+    block_starts[i + 1]]`` (one flat array: no Python object per id).
     """
 
     file: str
@@ -57,7 +60,8 @@ class TraceTable:
     inputs: array[int] = field(default_factory=lambda: array("q"))
     outputs: array[int] = field(default_factory=lambda: array("q"))
     lines: array[int] = field(default_factory=lambda: array("q"))
-    blocks: tuple[tuple[int, ...], ...] | None = None  # None: no row has hash ids
+    block_ids: array[int] | None = None  # None: no row has hash ids
+    block_starts: array[int] | None = None
     rows_read: int = 0  # rows in the file, window or not
     span_s: float = 0.0  # from the file's first row to its last, trace time
 
@@ -65,7 +69,9 @@ class TraceTable:
         return len(self.times_s)
 
     def blocks_of(self, row: int) -> tuple[int, ...]:
-        return () if self.blocks is None else self.blocks[row]
+        if self.block_ids is None or self.block_starts is None:
+            return ()
+        return tuple(self.block_ids[self.block_starts[row] : self.block_starts[row + 1]])
 
 
 @dataclass(slots=True)
@@ -77,7 +83,8 @@ class _Rows:
     inputs: array[int] = field(default_factory=lambda: array("q"))
     outputs: array[int] = field(default_factory=lambda: array("q"))
     lines: array[int] = field(default_factory=lambda: array("q"))
-    blocks: list[tuple[int, ...]] = field(default_factory=list)
+    block_ids: array[int] = field(default_factory=lambda: array("q"))
+    block_starts: array[int] = field(default_factory=lambda: array("q", [0]))
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -94,26 +101,22 @@ def read_trace(
     """The rows of the trace at ``path`` whose time from the file's first row is in
     [``start_s``, ``start_s + duration_s``), timed from ``start_s``.  Problems inside the file
     name ``display:line:col``; problems with the file as a whole point at ``where``."""
+    rows = _Rows()
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            lines = _lines(file, display, rows)
+            if fmt == "azure":
+                _read_azure(lines, display, rows)
+            else:
+                _read_json_lines(lines, display, fmt, rows)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         directory = isinstance(exc, IsADirectoryError)
         reason = "it is a directory" if directory else (getattr(exc, "strerror", "") or str(exc))
         return None, [Problem(f"cannot read trace {display}: {reason}", pos=where, path=field_path)]
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, [Problem("not valid UTF-8 text", pos=SourcePos(display, line, 1))]
-    rows = _Rows()
-    if fmt == "azure":
-        _read_azure(text, display, rows)
-    else:
-        _read_json_lines(text, display, fmt, rows)
     problems = rows.problems
     if len(problems) > MAX_PROBLEMS:
-        rest = len(problems) - MAX_PROBLEMS
-        problems = [*problems[:MAX_PROBLEMS], Problem(f"... and {rest} more in {display}")]
+        # Reading stopped there: a wholly wrong file (another format) is not read to its end.
+        problems = [*problems[:MAX_PROBLEMS], Problem(f"... and more in {display}")]
     if problems:
         return None, problems
     if not rows.times:
@@ -129,7 +132,12 @@ def _window(
     since = [(t - first) / per_s for t in rows.times]
     end = None if duration_s is None else start_s + duration_s
     kept = [i for i, t in enumerate(since) if start_s <= t and (end is None or t < end)]
-    any_blocks = any(rows.blocks)
+    any_blocks = len(rows.block_ids) > 0
+    ids, starts = array("q"), array("q", [0])
+    if any_blocks:
+        for i in kept:
+            ids.extend(rows.block_ids[rows.block_starts[i] : rows.block_starts[i + 1]])
+            starts.append(len(ids))
     return TraceTable(
         file=display,
         format=fmt,
@@ -137,7 +145,8 @@ def _window(
         inputs=array("q", (rows.inputs[i] for i in kept)),
         outputs=array("q", (rows.outputs[i] for i in kept)),
         lines=array("q", (rows.lines[i] for i in kept)),
-        blocks=tuple(rows.blocks[i] for i in kept) if any_blocks else None,
+        block_ids=ids if any_blocks else None,
+        block_starts=starts if any_blocks else None,
         rows_read=len(rows.times),
         span_s=since[-1],
     )
@@ -160,16 +169,33 @@ def _add(
     rows.inputs.append(n_in)
     rows.outputs.append(n_out)
     rows.lines.append(pos.line)
-    rows.blocks.append(ids)
+    rows.block_ids.extend(ids)
+    rows.block_starts.append(len(rows.block_ids))
 
 
-def _read_azure(text: str, display: str, rows: _Rows) -> None:
+def _lines(file: BinaryIO, display: str, rows: _Rows) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line that is not blank, read one at a time (a trace may
+    be gigabytes); stops after a line that is not UTF-8, or once ``MAX_PROBLEMS`` are found."""
+    for number, data in enumerate(file, start=1):
+        if len(rows.problems) > MAX_PROBLEMS:
+            return
+        try:
+            raw = data.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            pos = SourcePos(display, number, exc.start + 1)
+            rows.problems.append(Problem("not valid UTF-8 text", pos=pos))
+            return
+        if raw.strip():
+            yield number, raw
+
+
+def _read_azure(lines: Iterator[tuple[int, str]], display: str, rows: _Rows) -> None:
     rows.per_s = 1_000_000
-    lines = text.split("\n")
-    header_at = next((i for i, raw in enumerate(lines) if raw.strip()), None)
-    if header_at is None:
+    first = next(lines, None)
+    if first is None:
         return
-    header = next(csv.reader([lines[header_at].rstrip("\r")]))
+    header_line, header_text = first
+    header = next(csv.reader([header_text]))
     names = [h.strip() for h in header]
     index: dict[str, int] = {}
     for column in _AZURE_COLUMNS:
@@ -179,15 +205,12 @@ def _read_azure(text: str, display: str, rows: _Rows) -> None:
                 Problem(
                     f"an azure trace needs the columns {', '.join(_AZURE_COLUMNS)}; "
                     f"{column} is missing (the header has {', '.join(names) or 'nothing'})",
-                    pos=SourcePos(display, header_at + 1, 1),
+                    pos=SourcePos(display, header_line, 1),
                 )
             )
             return
         index[column] = found[0]
-    for number, written in enumerate(lines[header_at + 1 :], start=header_at + 2):
-        raw = written.rstrip("\r")
-        if not raw.strip():
-            continue
+    for number, raw in lines:
         cells = next(csv.reader(io.StringIO(raw)))
         starts = _cell_starts(raw)
         values: list[Any] = []
@@ -244,13 +267,12 @@ def _count(value: Any) -> int | None:
     return None
 
 
-def _read_json_lines(text: str, display: str, fmt: TraceFormat, rows: _Rows) -> None:
+def _read_json_lines(
+    lines: Iterator[tuple[int, str]], display: str, fmt: TraceFormat, rows: _Rows
+) -> None:
     time_key, per_s, in_key, out_key = _JSON_FIELDS[fmt]
     rows.per_s = per_s
-    for number, written in enumerate(text.split("\n"), start=1):
-        raw = written.rstrip("\r")
-        if not raw.strip():
-            continue
+    for number, raw in lines:
         try:
             item = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -288,7 +310,8 @@ def _read_json_lines(text: str, display: str, fmt: TraceFormat, rows: _Rows) -> 
         else:
             ids = item.get("hash_ids", [])
             if not isinstance(ids, list) or any(
-                isinstance(h, bool) or not isinstance(h, int) for h in ids
+                isinstance(h, bool) or not isinstance(h, int) or not _INT64[0] <= h < _INT64[1]
+                for h in ids
             ):
                 message = f"hash_ids: expected a list of whole numbers, got {json.dumps(ids)}"
                 rows.problems.append(Problem(message, pos=at("hash_ids")))
