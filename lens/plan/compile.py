@@ -606,6 +606,8 @@ def _stage(
         return []
     timeout = defaults.timeout if stage.timeout is None else stage.timeout
     max_tokens = defaults.max_tokens if stage.max_tokens is None else stage.max_tokens
+    if isinstance(stage, TraceStage):
+        max_tokens = None  # each row sends its own output length
     retries = _retry_policy(stage.retries or defaults.retries)
     spin = PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0
     steps: list[tuple[str, SweepStep | None]] = [(stage.id, None)]

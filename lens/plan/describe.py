@@ -37,7 +37,7 @@ from lens.plan.model import (
     StagePlan,
     header_is_secret,
 )
-from lens.plan.trace import trace_to_dict
+from lens.plan.trace import TraceReplay, trace_to_dict
 from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
 
@@ -246,7 +246,7 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     }
     if isinstance(unit.load, OpenLoop):
         out["arrivals"] = arrival_stats(unit.load.arrivals)
-    if unit.trace is not None:
+    if isinstance(unit.trace, TraceReplay):
         out["trace"] = trace_to_dict(unit.trace)
     if unit.sweep is not None:
         step = unit.sweep
@@ -390,6 +390,8 @@ def _prompt(p: PromptSpec) -> dict[str, Any]:
     }
     if p.body:
         out["body"] = dict(p.body)
+    if p.prefix_group is not None:
+        out["prefix_group"] = p.prefix_group
     return out
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -29,9 +29,6 @@ from lens.scenario.sla import SlaExpr
 from lens.scenario.thresholds import Threshold
 from lens.scenario.tokenizers import Tokenizer
 from lens.scenario.units import Precision
-
-if TYPE_CHECKING:
-    from lens.plan.trace import TraceReplay
 
 ProviderType = Literal[
     "openai",
@@ -307,6 +304,34 @@ class PromptSource:
     output: str = ""  # how max_tokens is set, e.g. "from the reference answers (3 without)"
 
 
+class TraceSource:
+    """The rows a ``pattern: trace`` unit replays (lens.plan.trace.TraceReplay): request i
+    sends row i, whose prompt is made when it is sent."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def prompt_id(self, row: int) -> str:
+        raise NotImplementedError
+
+    def sizing_prompt(self, row: int) -> PromptSpec:
+        """Row ``row``'s lengths without its text, for cost bounds."""
+        raise NotImplementedError
+
+    def prompts(self, body: Mapping[str, Any]) -> Mapping[str, PromptSpec]:
+        """Every row's prompt by id, made when looked up, with ``body``."""
+        raise NotImplementedError
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # A plan dumped as JSON shows what the trace is (the repr), not its rows.
+        return core_schema.is_instance_schema(
+            cls, serialization=core_schema.plain_serializer_function_ser_schema(repr)
+        )
+
+
 class OffsetSource:
     """Offsets computed from a schedule's parameters (lens.plan.arrivals), so a plan holds
     the parameters and not one float per arrival: an hour at 1,000 req/s is 3.6M of them."""
@@ -537,7 +562,7 @@ class StagePlan:
     body: Mapping[str, Any] = field(default_factory=dict)
     # pattern: trace: the rows the unit replays; request i sends row i (``prompts`` is
     # empty: the rows' prompts are made when sent, lens.plan.trace).
-    trace: TraceReplay | None = None
+    trace: TraceSource | None = None
 
     @property
     def drain_grace_s(self) -> float | None:

@@ -27,11 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
-
-from lens.plan.model import Message, OffsetSource, PromptSpec
+from lens.plan.model import Message, OffsetSource, PromptSpec, TraceSource
 from lens.scenario.tokenizers import Tokenizer
 from lens.scenario.traces import TraceTable
 
@@ -71,7 +67,7 @@ class TraceOffsets(OffsetSource):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class TraceReplay:
+class TraceReplay(TraceSource):
     """What a trace unit sends: its rows, and how their text is made."""
 
     stage: str  # the trace stage's id: prompt ids are ``<stage>#<line>``
@@ -210,18 +206,8 @@ class TraceReplay:
             ),
         )
 
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        # A plan dumped as JSON shows what the trace is (the repr), not its rows.
-        return core_schema.is_instance_schema(
-            cls, serialization=core_schema.plain_serializer_function_ser_schema(repr)
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "string", "description": "the trace a unit replays"}
+    def prompts(self, body: Mapping[str, Any]) -> TracePrompts:
+        return TracePrompts(self, body)
 
 
 def _seed(kind: str, seed: int, value: int) -> int:

@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 from lens.plan.model import Message, PromptSource, PromptSpec, StagePlan
-from lens.plan.trace import TracePrompts
 from lens.scenario.model import DatasetPrompt, LengthDist, SyntheticPrompt
 from lens.scenario.model.prompts import SyntheticSpec
 from lens.scenario.model.workloads import MAX_TOKENS_DRAWN
@@ -234,7 +233,7 @@ def unit_prompts(prompts: Mapping[str, PromptSpec], unit: StagePlan) -> Mapping[
     provider.  Without a unit body, ``prompts`` itself.  A trace unit's: its rows' prompts,
     made when looked up (lens.plan.trace)."""
     if unit.trace is not None:
-        return TracePrompts(unit.trace, unit.body)
+        return unit.trace.prompts(unit.body)
     if not unit.body:
         return prompts
     return {

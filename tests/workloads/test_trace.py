@@ -5,6 +5,7 @@ and bad files are positioned errors."""
 from __future__ import annotations
 
 import json
+import pickle
 import textwrap
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from pydantic import TypeAdapter
 
 import lens
 from lens.errors import ScenarioError
@@ -278,3 +280,22 @@ async def test_a_trace_replays_over_real_sockets_with_its_lengths(
         assert rec.status == "ok"
         assert rec.output_tokens == n_out  # the simulator stops at max_tokens
     assert len({b["messages"][0]["content"] for b in sent}) == 20  # no two rows share text
+
+
+def test_a_trace_plan_dumps_and_pickles_without_its_text(tmp_path: Path) -> None:
+    mooncake(tmp_path / "mc.jsonl")
+    stage = "{id: mc, pattern: trace, file: mc.jsonl, format: mooncake, block_tokens: 256}"
+    plan = compile_plan(load_scenario(scenario(tmp_path, stage)), env={})
+    unit = plan.stages[0]
+    assert unit.trace is not None
+    first = unit_prompts(plan.prompts, unit)[unit.prompt_for(0)]  # makes block texts
+    dumped = TypeAdapter(Plan).dump_json(plan).decode()
+    assert "TraceReplay(" in dumped
+    assert first.messages[0].content[:40] not in dumped
+    # To a worker process: the rows go, the text made so far does not, and it comes out
+    # the same on the other side.
+    copy = pickle.loads(pickle.dumps(plan))
+    assert len(pickle.dumps(unit.trace)) < 2000
+    again = unit_prompts(copy.prompts, copy.stages[0])[unit.prompt_for(0)]
+    assert again.messages == first.messages
+    assert again.max_tokens == 12
