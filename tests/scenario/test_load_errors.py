@@ -144,7 +144,7 @@ def test_unknown_pattern_lists_allowed() -> None:
     text = BASE.replace("pattern: burst", "pattern: spike")
     assert only_problem(text) == (
         "s.yaml:12:14: load[0].pattern: unknown pattern 'spike'; expected one of 'burst', "
-        "'concurrency', 'constant-rate', 'idle-probe', 'ramp', 'sweep'"
+        "'concurrency', 'constant-rate', 'idle-probe', 'ramp', 'sweep', 'trace'"
     )
 
 
