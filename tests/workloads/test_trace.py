@@ -299,3 +299,15 @@ def test_a_trace_plan_dumps_and_pickles_without_its_text(tmp_path: Path) -> None
     again = unit_prompts(copy.prompts, copy.stages[0])[unit.prompt_for(0)]
     assert again.messages == first.messages
     assert again.max_tokens == 12
+
+
+def test_a_scenario_of_trace_stages_needs_no_prompts(tmp_path: Path) -> None:
+    azure_trace(tmp_path / "azure.csv")
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "version: 1\nname: t\nproviders: {sim: {type: simulated}}\n"
+        "load: [{id: r, pattern: trace, file: azure.csv, format: azure}]\n"
+    )
+    plan = compile_plan(load_scenario(path), env={})
+    assert plan.prompts == {}
+    assert plan.stages[0].planned_requests == 20
