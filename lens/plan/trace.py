@@ -78,6 +78,8 @@ class TraceReplay(TraceSource):
     tokenizer: Tokenizer
     digest: str = ""  # sha256 of the rows: two traces never look alike in a plan's hash
     _blocks: dict[int, str] = field(default_factory=dict, repr=False)
+    # trace_to_dict's result: each provider's unit of the stage shares this replay.
+    _summary: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(
@@ -244,26 +246,31 @@ class TracePrompts(Mapping[str, PromptSpec]):
 def trace_to_dict(replay: TraceReplay) -> dict[str, Any]:
     """What a trace unit replays, for ``lens plan``: the rows, their lengths, and the rate
     over the replay (requests per bucket of ``bucket_s``, after the speedup)."""
+    if replay._summary:
+        return dict(replay._summary)
     table = replay.table
     inputs = sorted(replay.input_tokens(r) for r in range(len(replay)))
     outputs = sorted(replay.output_tokens(r) for r in range(len(replay)))
     width, counts = replay.rate_buckets()
     shared = sum(1 for r in range(len(replay)) if replay.shared_blocks(r))
-    return {
-        "file": table.file,
-        "format": table.format,
-        "rows": len(replay),
-        "rows_read": table.rows_read,
-        "trace_span_s": table.span_s,
-        "speedup": replay.speedup,
-        "block_tokens": replay.block_tokens,
-        "rows_with_shared_blocks": shared,
-        "input_tokens": _lengths(inputs),
-        "output_tokens": _lengths(outputs),
-        "bucket_s": width,
-        "requests_per_bucket": counts,
-        "sha256": replay.digest,
-    }
+    replay._summary.update(
+        {
+            "file": table.file,
+            "format": table.format,
+            "rows": len(replay),
+            "rows_read": table.rows_read,
+            "trace_span_s": table.span_s,
+            "speedup": replay.speedup,
+            "block_tokens": replay.block_tokens,
+            "rows_with_shared_blocks": shared,
+            "input_tokens": _lengths(inputs),
+            "output_tokens": _lengths(outputs),
+            "bucket_s": width,
+            "requests_per_bucket": counts,
+            "sha256": replay.digest,
+        }
+    )
+    return dict(replay._summary)
 
 
 def _lengths(ordered: list[int]) -> dict[str, int]:
