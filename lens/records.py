@@ -116,6 +116,9 @@ class RequestRecord:
     # endpoint: embeddings: the inputs of the batch the response answered (None: a
     # generation request, or no answer); what inputs/s counts.
     inputs: int | None = None
+    # The shared-prefix group of a synthetic prompt (``shared_prefix_tokens``): requests of
+    # one group begin with the same text.  None: the prompt has no shared prefix.
+    prefix_group: int | None = None
 
     @property
     def status(self) -> str:

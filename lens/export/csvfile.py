@@ -74,6 +74,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "session",
     "turn",
     "inputs",
+    "prefix_group",
 )
 
 
@@ -141,6 +142,7 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.session,
         rec.turn,
         rec.inputs,
+        rec.prefix_group,
     ]
 
 

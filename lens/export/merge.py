@@ -174,6 +174,7 @@ def record_from_out(rec: RecordOut) -> RequestRecord:
         session=rec.session,
         turn=rec.turn,
         inputs=rec.inputs,
+        prefix_group=rec.prefix_group,
     )
 
 

@@ -380,6 +380,12 @@ class RecordOut(_Frozen):
         description="provider headers and stream facts kept verbatim: retry-after, rate "
         "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
     )
+    prefix_group: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="the shared-prefix group of its synthetic prompt (shared_prefix_tokens): "
+        "requests of one group begin with the same text; absent otherwise",
+    )
     shard: int | None = Field(
         default=None,
         exclude_if=lambda v: v is None,
@@ -709,6 +715,7 @@ def record_out(
         stale_connection=rec.stale_connection,
         stale_lost_ms=_ms(rec.stale_lost_ns),
         inputs=rec.inputs,
+        prefix_group=rec.prefix_group,
         provider_facts=dict(rec.extra),
         session=rec.session,
         turn=rec.turn,

@@ -22,6 +22,7 @@ from lens.plan.model import (
     GIT_BASELINE_PREFIX,
     AdaptiveSweep,
     AnthropicSettings,
+    ArrivalSchedule,
     AzureSettings,
     BedrockSettings,
     ClosedLoop,
@@ -53,6 +54,7 @@ from lens.plan.model import (
 from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
+from lens.plan.trace import TraceReplay
 from lens.plan.workloads import (
     conversation_detail,
     conversation_prompt,
@@ -60,6 +62,7 @@ from lens.plan.workloads import (
     dataset_prompts,
     deep_merge,
     source_of,
+    synthetic_detail,
     synthetic_prompts,
 )
 from lens.pricing import ModelPrice, ProviderPrice
@@ -100,6 +103,7 @@ from lens.scenario.model import (
     SweepStage,
     SyntheticPrompt,
     TokenizerRef,
+    TraceStage,
 )
 from lens.scenario.sla import parse_sla
 from lens.scenario.thresholds import parse_threshold
@@ -482,7 +486,7 @@ def _prompts(
             except TokenizerError as exc:
                 ctx.problem(str(exc), ("prompts", i, "synthetic"))
                 expanded = []
-            detail = f"synthetic, seed {prompt.synthetic.seed}"
+            detail = synthetic_detail(prompt.synthetic)
         elif isinstance(prompt, DatasetPrompt):
             expanded = dataset_prompts(prompt)
             detail = dataset_detail(prompt)
@@ -627,9 +631,14 @@ def _stage(
         ctx.problem("a prompt file of this stage has no requests", here)
         return []
     defaults = scenario.defaults
-    cycle = prompt_cycle(chosen)
+    cycle = prompt_cycle(chosen) if not isinstance(stage, TraceStage) else ()
+    trace = _trace(scenario, stage, index, ctx) if isinstance(stage, TraceStage) else None
+    if isinstance(stage, TraceStage) and trace is None:
+        return []
     timeout = defaults.timeout if stage.timeout is None else stage.timeout
     max_tokens = defaults.max_tokens if stage.max_tokens is None else stage.max_tokens
+    if isinstance(stage, TraceStage):
+        max_tokens = None  # each row sends its own output length
     retries = _retry_policy(stage.retries or defaults.retries)
     spin = PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0
     steps: list[tuple[str, SweepStep | None]] = [(stage.id, None)]
@@ -661,9 +670,10 @@ def _stage(
                 pause_before_s=pause if step and step.index and not k else 0.0,
                 spin_s=spin,
                 body=deep_merge(provider_bodies.get(pid, {}), stage.body),
+                trace=trace,
             )
             for stage_id, step in steps
-            for load in (_load(stage, stage_id, step),)
+            for load in (_load(stage, stage_id, step, trace),)
             for k, pid in enumerate(pids)
         ],
     )
@@ -766,7 +776,28 @@ def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
     ]
 
 
-def _load(stage: Stage, stage_id: str, step: SweepStep | None) -> Load:
+def _trace(scenario: Scenario, stage: TraceStage, index: int, ctx: _Context) -> TraceReplay | None:
+    """The replay of a trace stage (None: its file was not read, a problem said why)."""
+    table = stage.table
+    if table is None:  # a scenario built in code, without loading the file
+        ctx.problem(
+            f"trace {stage.file} was not read (load the scenario from its file)",
+            ("load", index, "file"),
+        )
+        return None
+    return TraceReplay.of(
+        stage.id,
+        table,
+        speedup=stage.speedup,
+        block_tokens=stage.block_tokens,
+        seed=stage.seed,
+        tokenizer=scenario.tokenizer_for(),
+    )
+
+
+def _load(
+    stage: Stage, stage_id: str, step: SweepStep | None, trace: TraceReplay | None = None
+) -> Load:
     """The load of ``stage`` (of its sweep step ``step``, named ``stage_id``): arrivals
     (open loop), workers (closed loop) or idle gaps (idle probe).
 
@@ -785,6 +816,11 @@ def _load(stage: Stage, stage_id: str, step: SweepStep | None) -> Load:
         return ClosedLoop(stage.concurrency, stage.requests, stage.duration)
     if isinstance(stage, IdleProbeStage):
         return IdleProbe(stage.gaps)
+    if isinstance(stage, TraceStage):
+        assert trace is not None
+        return OpenLoop(
+            ArrivalSchedule(process="trace", source=trace.offsets()), stage.max_concurrency
+        )
     if isinstance(stage, SweepStage):
         assert step is not None
         if step.concurrency is not None:

@@ -38,6 +38,7 @@ from lens.plan.model import (
     StagePlan,
     header_is_secret,
 )
+from lens.plan.trace import TraceReplay, trace_to_dict
 from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
 
@@ -252,6 +253,8 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     }
     if isinstance(unit.load, OpenLoop):
         out["arrivals"] = arrival_stats(unit.load.arrivals)
+    if isinstance(unit.trace, TraceReplay):
+        out["trace"] = trace_to_dict(unit.trace)
     if unit.sweep is not None:
         step = unit.sweep
         out["sweep"] = {"id": step.sweep, "step": step.index, "steps": step.steps}
@@ -404,6 +407,8 @@ def _prompt(p: PromptSpec) -> dict[str, Any]:
             "think_time": conv.think.describe(),
             "reference_replies": sum(1 for r in conv.replies if r is not None),
         }
+    if p.prefix_group is not None:
+        out["prefix_group"] = p.prefix_group
     return out
 
 

@@ -455,4 +455,5 @@ def _record(
         stale_connection=x.stale_from is not None,
         stale_lost_ns=None if x.stale_from is None else x.t_dispatch - x.stale_from,
         inputs=outcome.inputs if outcome else None,
+        prefix_group=prompt.prefix_group,
     )

@@ -46,6 +46,7 @@ def _every_field_set() -> RequestRecord:
         session=3,
         turn=2,
         inputs=4,
+        prefix_group=3,
     )
 
 

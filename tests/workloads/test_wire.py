@@ -240,3 +240,10 @@ async def test_the_shipped_workloads_scenario_runs_offline() -> None:
     assert ends["sim-embeddings"].inputs == 24 * 16
     assert ends["sim-embeddings"].inputs_per_s is not None
     assert ends["sim-embeddings"].throughput is None
+    # Shared prefixes: each record says its group; trace replays: one record per row.
+    groups = [r.prefix_group for r in results.records if r.stage == "shared-prefix"]
+    assert sorted(g for g in groups if g is not None) == sorted([0, 1, 2, 3] * 6)
+    assert len([r for r in results.records if r.stage == "azure-replay"]) == 20
+    mooncake = [r for r in results.records if r.stage == "mooncake-replay"]
+    assert len(mooncake) == 15  # the window's 3 s of trace time: 15 of the 16 rows
+    assert all(r.status == "ok" for r in mooncake)

@@ -72,6 +72,8 @@ from lens.scenario.model.stages import (
     RateRange,
     Stage,
     SweepStage,
+    TraceStage,
+    TraceWindow,
 )
 from lens.scenario.model.wire import SecretHeader
 from lens.scenario.model.workloads import (
@@ -142,5 +144,7 @@ __all__ = [
     "ThinkDist",
     "TokenPrice",
     "TokenizerRef",
+    "TraceStage",
+    "TraceWindow",
     "scenario_model",
 ]
