@@ -113,6 +113,12 @@ class RequestRecord:
     # 1-based.  None for a request that is not part of a conversation.
     session: int | None = None
     turn: int | None = None
+    # endpoint: embeddings: the inputs of the batch the response answered (None: a
+    # generation request, or no answer); what inputs/s counts.
+    inputs: int | None = None
+    # The shared-prefix group of a synthetic prompt (``shared_prefix_tokens``): requests of
+    # one group begin with the same text.  None: the prompt has no shared prefix.
+    prefix_group: int | None = None
 
     @property
     def status(self) -> str:

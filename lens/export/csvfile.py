@@ -79,6 +79,8 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "cold",
     "session",
     "turn",
+    "inputs",
+    "prefix_group",
 )
 
 
@@ -109,6 +111,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *(f"pacing_{p}" for p in PACING_FIELDS),
     "goodput_per_s",
     "goodput_ratio",
+    "inputs",
+    "inputs_per_s",
+    "ended_early",
 )
 
 
@@ -142,6 +147,8 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         None if rec.cold is None else str(rec.cold).lower(),
         rec.session,
         rec.turn,
+        rec.inputs,
+        rec.prefix_group,
     ]
 
 
@@ -170,6 +177,7 @@ def summary_row(s: SummaryOut) -> list[Cell]:
     row += [s.phase, s.drained, s.sla_conforming]
     row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
     row += [s.goodput, s.goodput_ratio]
+    row += [s.inputs, s.inputs_per_s, s.ended_early]
     return row
 
 

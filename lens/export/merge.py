@@ -173,6 +173,8 @@ def record_from_out(rec: RecordOut) -> RequestRecord:
         extra=dict(rec.provider_facts),
         session=rec.session,
         turn=rec.turn,
+        inputs=rec.inputs,
+        prefix_group=rec.prefix_group,
     )
 
 

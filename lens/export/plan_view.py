@@ -68,6 +68,7 @@ def plan_text(doc: dict[str, object]) -> str:
     providers = doc["providers"]
     assert isinstance(providers, list)
     lines.extend(_sources_text(doc.get("prompt_sources")))
+    lines.extend(_traces_text(stages))
     lines.extend(_body_text(providers, stages))
     lines.extend(_estimate_text(estimate, providers))
     adaptive = doc["adaptive_sweeps"]
@@ -124,6 +125,41 @@ def _sources_text(sources: object) -> list[str]:
     return lines
 
 
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _traces_text(stages: list[Any]) -> list[str]:
+    """Each replayed trace once: its rows, lengths and the rate over the replay."""
+    lines = []
+    seen: set[str] = set()
+    for s in stages:
+        t = s.get("trace")
+        if t is None or t["sha256"] + s["stage"] in seen:
+            continue
+        seen.add(t["sha256"] + s["stage"])
+        n_in, n_out = t["input_tokens"], t["output_tokens"]
+        counts = t["requests_per_bucket"]
+        width = t["bucket_s"]
+        peak = max(counts)
+        spark = "".join(_spark(c, peak) for c in counts)
+        shared = t["rows_with_shared_blocks"]
+        lines += [
+            f"trace {s['stage']}: {t['file']} ({t['format']}), {t['rows']} of {t['rows_read']} "
+            f"requests, speedup {t['speedup']:g}; input tokens "
+            f"{n_in['min']}/{n_in['p50']}/{n_in['p90']}/{n_in['max']} (min/p50/p90/max, "
+            f"{n_in['total']} in all), output {n_out['min']}-{n_out['max']} ({n_out['total']})"
+            + (f"; {shared} share blocks of {t['block_tokens']} tokens" if shared else ""),
+            f"  rate per {width:.3g}s: {spark} peak {peak} ({peak / width:.3g}/s); requests "
+            f"per bucket: {' '.join(str(c) for c in counts)}",
+        ]
+    return lines
+
+
+def _spark(count: int, peak: int) -> str:
+    """A bar for ``count`` of ``peak``; a blank for none."""
+    return _SPARKS[round(count / peak * (len(_SPARKS) - 1))] if count else " "
+
+
 def _body_text(providers: list[Any], stages: list[Any]) -> list[str]:
     """Extra request fields, as each unit sends them (prompt bodies: lens plan --json)."""
     lines = []
@@ -135,6 +171,8 @@ def _body_text(providers: list[Any], stages: list[Any]) -> list[str]:
             )
         if p.get("tokenizer"):
             lines.append(f"tokenizer: {p['id']} counts responses without usage by {p['tokenizer']}")
+        if "endpoint" in p:  # only when not streamed chat (lens.plan.describe)
+            lines.append(f"endpoint: {p['id']} sends {_endpoint_text(p)}")
     seen: set[tuple[str, str]] = set()
     for s in stages:
         body = s.get("body")
@@ -146,6 +184,18 @@ def _body_text(providers: list[Any], stages: list[Any]) -> list[str]:
             seen.add(key)
             lines.append(f"body: {s['stage']}/{s['provider']} adds {{{shown}}}")
     return lines
+
+
+def _endpoint_text(p: dict[str, Any]) -> str:
+    kind = p["endpoint"]
+    if kind == "embeddings":
+        per = p.get("inputs_per_request")
+        batch = f"{per} inputs a request" if per else "the prompt's texts as one batch"
+        return f"/embeddings ({batch}; no stream: e2e and inputs/s, no TTFT)"
+    path = "/chat/completions" if kind == "chat" else "/completions (the prompt's texts)"
+    if p["stream"]:
+        return f"{path}, streamed"
+    return f"{path}, not streamed (stream: false: e2e and usage, no TTFT/ITL/TPOT)"
 
 
 def _regression_text(block: dict[str, object]) -> str:

@@ -175,6 +175,24 @@ class SummaryOut(_Frozen):
     output_tokens: int
     token_sources: FrozenMap[str, int]
     planned_requests: int | None
+    inputs: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="endpoint: embeddings: inputs of the successful requests' batches; absent "
+        "for a stage that sent none",
+    )
+    inputs_per_s: float | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="inputs per second of stage wall time (embeddings); absent otherwise",
+    )
+    ended_early: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="successful outputs that stopped on their own before their max_tokens "
+        "(records' provider_facts.ended_early): TPOT and tokens/s cover shorter outputs than "
+        "planned; absent when none did",
+    )
     metrics: FrozenMap[str, MetricStats]
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
@@ -353,6 +371,12 @@ class RecordOut(_Frozen):
     stale_lost_ms: float | None = Field(
         None, description="with stale_connection: time from the first dispatch to the re-send"
     )
+    inputs: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="endpoint: embeddings: inputs in the batch the response answered; absent "
+        "for generation requests",
+    )
     cost_usd: str | None = Field(
         None, description="what the request cost (decimal string); absent if unknown"
     )
@@ -362,6 +386,12 @@ class RecordOut(_Frozen):
     provider_facts: FrozenMap[str, str] = Field(
         description="provider headers and stream facts kept verbatim: retry-after, rate "
         "limits, server-side timings (openai-processing-ms, Bedrock latencyMs), stop reason"
+    )
+    prefix_group: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="the shared-prefix group of its synthetic prompt (shared_prefix_tokens): "
+        "requests of one group begin with the same text; absent otherwise",
     )
     shard: int | None = Field(
         default=None,
@@ -758,6 +788,8 @@ def record_out(
         request_id=rec.request_id,
         stale_connection=rec.stale_connection,
         stale_lost_ms=_ms(rec.stale_lost_ns),
+        inputs=rec.inputs,
+        prefix_group=rec.prefix_group,
         provider_facts=dict(rec.extra),
         session=rec.session,
         turn=rec.turn,
@@ -797,6 +829,9 @@ def summary_out(
         repeated=s.repeated or None,
         turns=None if s.turns is None else dict(s.turns),
         abandoned_turns=s.abandoned_turns,
+        inputs=s.inputs or None,
+        inputs_per_s=s.inputs_per_s,
+        ended_early=s.ended_early or None,
     )
 
 

@@ -48,6 +48,10 @@ def _pct(v: float | None) -> str:
 def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[str]]]:
     headers = ["stage", "provider", "reqs", "ok", "err%", "req/s", "good/s", "tok/s"]
     headers += [h + " ms" for h, _, _ in _COLUMNS]
+    # Embeddings: inputs/s, only when a stage sent batches (other tables stay as they were).
+    embeddings = any(s.inputs_per_s is not None for s in summaries)
+    if embeddings:
+        headers.insert(8, "in/s")
     rows = []
     for s in _display_order(summaries):
         row = [
@@ -60,6 +64,8 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
             _num(s.goodput, 2),
             _num(s.throughput, 0),
         ]
+        if embeddings:
+            row.append(_num(s.inputs_per_s, 1))
         for _, metric, stat in _COLUMNS:
             stats = s.metrics.get(metric)
             row.append(_num(getattr(stats, stat) if stats else None))
@@ -326,7 +332,8 @@ def _probe_lines(p: IdleProbes) -> list[str]:
 
 def _cold_line(c: ColdStart) -> str:
     if c.cold_ttft_p50_ms is None:
-        return f"  {c.provider}: no successful cold request"
+        # stream: false and embeddings time no token: their requests have no TTFT
+        return f"  {c.provider}: no successful cold request with a TTFT"
     head = f"  {c.provider}: {c.cold_requests} cold, TTFT p50 {_num(c.cold_ttft_p50_ms)} ms"
     if c.warm_ttft_p50_ms is None:
         return f"{head}; {c.compared_with()}"

@@ -46,6 +46,11 @@ _MICRO_USD = Decimal("0.000001")
 
 
 def input_tokens_bound(prompt: PromptSpec) -> int:
+    if not prompt.messages and prompt.input_tokens is not None:
+        # Known by its length alone (a trace row, lens.plan.trace): its text will be lens's
+        # synthetic text, about 4 characters a token.
+        chars = prompt.input_tokens * 4
+        return math.ceil(chars / CHARS_PER_TOKEN_BOUND) + MESSAGE_OVERHEAD_TOKENS
     return sum(
         math.ceil(len(m.content) / CHARS_PER_TOKEN_BOUND) + MESSAGE_OVERHEAD_TOKENS
         for m in prompt.messages
@@ -128,6 +133,16 @@ def unit_estimate(plan: Plan, unit: StagePlan) -> UnitEstimate:
         )
     if spec.price is None:
         return UnitEstimate(unit.stage, unit.provider, None, "no price known")
+    if unit.trace is not None:
+        replay = unit.trace
+        total = Decimal(0)
+        for row in range(len(replay)):
+            bound = request_bound(spec, replay.sizing_prompt(row), unit.max_tokens)
+            assert bound is not None  # token-priced, and every row has its output length
+            total += bound * attempts(unit)
+        return UnitEstimate(
+            unit.stage, unit.provider, total, f"{len(replay)} trace requests at their limits"
+        )
     unlimited = [
         p for p in unit.prompts if output_limit(spec, plan.prompts[p], unit.max_tokens) is None
     ]
@@ -176,7 +191,8 @@ def first_request_usd(plan: Plan) -> Decimal | None:
     if isinstance(spec.price, GpuHourRate):
         lead = unit.pause_before_s + setup_bound_s(unit) + unit.timeout_s + SETTLE_MARGIN_S
         return _ceil_usd(spec.price.cost_of(round(lead * _NS_PER_S)))
-    return request_bound(spec, plan.prompts[unit.prompt_for(0)], unit.max_tokens)
+    first = plan.prompts[unit.prompt_for(0)] if unit.trace is None else unit.trace.sizing_prompt(0)
+    return request_bound(spec, first, unit.max_tokens)
 
 
 def estimate_to_dict(plan: Plan) -> dict[str, object]:

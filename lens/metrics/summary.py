@@ -222,6 +222,13 @@ class Summary:
     # turns its sessions left unsent (a failed turn, a cutoff).  None: no conversation.
     turns: Mapping[str, TurnSummary] | None = None
     abandoned_turns: int | None = None
+    # endpoint: embeddings: the inputs of successful requests' batches, and per second of
+    # the window rps divides by (None: no request carried inputs, or no window).
+    inputs: int = 0
+    inputs_per_s: float | None = None
+    # Successful outputs that stopped on their own before their max_tokens (the record's
+    # extra.ended_early): their TPOT and tokens/s cover shorter outputs than planned.
+    ended_early: int = 0
 
     @property
     def goodput(self) -> float | None:
@@ -314,6 +321,8 @@ class StageAccumulator:
         self.requests = 0
         self.ok = 0
         self.output_tokens = 0
+        self.inputs = 0  # embedding inputs of successful requests
+        self.ended_early = 0  # successful outputs that stopped before their max_tokens
         self.error_counts: dict[str, int] = {c.value: 0 for c in ErrorClass}
         self.token_sources: dict[str, int] = {}
         self.sketches: dict[str, MetricSketch] = {
@@ -381,6 +390,9 @@ class StageAccumulator:
         if rec.ok:
             self.ok += 1
             self.output_tokens += rec.output_tokens or 0
+            self.inputs += rec.inputs or 0
+            if "ended_early" in rec.extra:
+                self.ended_early += 1
             if rec.token_source is not None:
                 src = rec.token_source.value
                 self.token_sources[src] = self.token_sources.get(src, 0) + 1
@@ -416,6 +428,8 @@ class StageAccumulator:
         self.drained += other.drained
         self.ok += other.ok
         self.output_tokens += other.output_tokens
+        self.inputs += other.inputs
+        self.ended_early += other.ended_early
         self.sla_conforming += other.sla_conforming
         self.cost.merge(other.cost)
         for cls, n in other.error_counts.items():
@@ -435,11 +449,16 @@ class StageAccumulator:
         duration_s: float | None = None
         rps: float | None = None
         throughput: float | None = None
+        inputs_per_s: float | None = None
         if window is not None:
             duration_s = (window[1] - window[0]) / NS_PER_S
             if duration_s > 0:
                 rps = self.ok / duration_s
-                throughput = self.output_tokens / duration_s
+                # Embeddings generate nothing: their output rate is not measured, not 0.
+                if self.output_tokens or not self.inputs:
+                    throughput = self.output_tokens / duration_s
+                if self.inputs:
+                    inputs_per_s = self.inputs / duration_s
         cost = self.cost.result(self.sla_conforming)
         metrics = {
             name: MetricStats.from_sketch(s, _unit(name)) for name, s in self.sketches.items()
@@ -476,6 +495,9 @@ class StageAccumulator:
             repeated=self.repeated,
             turns=self._turn_summaries(),
             abandoned_turns=self.abandoned_turns if self.turns else None,
+            inputs=self.inputs,
+            inputs_per_s=inputs_per_s,
+            ended_early=self.ended_early,
         )
 
     def _turn_summaries(self) -> dict[str, TurnSummary] | None:
@@ -500,6 +522,8 @@ class StageAccumulator:
             "sla_conforming": self.sla_conforming,
             "turns": {label: t.to_dict() for label, t in self.turns.items()},
             "abandoned_turns": self.abandoned_turns,
+            "inputs": self.inputs,
+            "ended_early": self.ended_early,
         }
 
     @classmethod
@@ -519,6 +543,8 @@ class StageAccumulator:
             for k, v in d.get("turns", {}).items()
         }
         acc.abandoned_turns = int(d.get("abandoned_turns", 0))
+        acc.inputs = int(d.get("inputs", 0))
+        acc.ended_early = int(d.get("ended_early", 0))
         return acc
 
 

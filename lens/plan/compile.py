@@ -22,9 +22,11 @@ from lens.plan.model import (
     GIT_BASELINE_PREFIX,
     AdaptiveSweep,
     AnthropicSettings,
+    ArrivalSchedule,
     AzureSettings,
     BedrockSettings,
     ClosedLoop,
+    EndpointSpec,
     EnvRead,
     ExportSpec,
     IdleProbe,
@@ -53,6 +55,7 @@ from lens.plan.model import (
 from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
+from lens.plan.trace import TraceReplay
 from lens.plan.workloads import (
     conversation_detail,
     conversation_prompt,
@@ -60,6 +63,7 @@ from lens.plan.workloads import (
     dataset_prompts,
     deep_merge,
     source_of,
+    synthetic_detail,
     synthetic_prompts,
 )
 from lens.pricing import ModelPrice, ProviderPrice
@@ -86,6 +90,7 @@ from lens.scenario.model import (
     IdleProbeStage,
     MessagesPrompt,
     OpenAICompatibleProvider,
+    OpenAIEndpoint,
     OpenAIProvider,
     OpenAIResponsesProvider,
     PluginProviderSettings,
@@ -99,6 +104,7 @@ from lens.scenario.model import (
     SweepStage,
     SyntheticPrompt,
     TokenizerRef,
+    TraceStage,
 )
 from lens.scenario.sla import parse_sla
 from lens.scenario.thresholds import parse_threshold
@@ -287,6 +293,7 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             base_url=None,
             settings=sim,
             server_metrics=_server_metrics(spec),
+            endpoint=_endpoint(spec),
         )
     key = _api_key(pid, spec, ctx)
     headers = tuple(
@@ -315,6 +322,7 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
         settings=_settings(pid, spec, ctx),
         tokenizer=_response_tokenizer(pid, spec, ctx),
         server_metrics=_server_metrics(spec),
+        endpoint=_endpoint(spec),
     )
 
 
@@ -325,6 +333,14 @@ def _server_metrics(spec: AnyProvider) -> ServerMetricsSpec | None:
     return ServerMetricsSpec(
         url=given.url, every_s=given.every, timeout_s=given.timeout_s, names=given.names
     )
+
+
+def _endpoint(spec: AnyProvider) -> EndpointSpec:
+    """The OpenAI API and streaming a provider's requests use (the default for a type
+    without the fields: the scenario model has refused them there)."""
+    if not isinstance(spec, OpenAIEndpoint):
+        return EndpointSpec()
+    return EndpointSpec(spec.endpoint, spec.stream, spec.inputs_per_request)
 
 
 def _response_tokenizer(pid: str, spec: HostedProvider, ctx: _Context) -> Tokenizer | None:
@@ -482,7 +498,7 @@ def _prompts(
             except TokenizerError as exc:
                 ctx.problem(str(exc), ("prompts", i, "synthetic"))
                 expanded = []
-            detail = f"synthetic, seed {prompt.synthetic.seed}"
+            detail = synthetic_detail(prompt.synthetic)
         elif isinstance(prompt, DatasetPrompt):
             expanded = dataset_prompts(prompt)
             detail = dataset_detail(prompt)
@@ -627,9 +643,14 @@ def _stage(
         ctx.problem("a prompt file of this stage has no requests", here)
         return []
     defaults = scenario.defaults
-    cycle = prompt_cycle(chosen)
+    cycle = prompt_cycle(chosen) if not isinstance(stage, TraceStage) else ()
+    trace = _trace(scenario, stage, index, ctx) if isinstance(stage, TraceStage) else None
+    if isinstance(stage, TraceStage) and trace is None:
+        return []
     timeout = defaults.timeout if stage.timeout is None else stage.timeout
     max_tokens = defaults.max_tokens if stage.max_tokens is None else stage.max_tokens
+    if isinstance(stage, TraceStage):
+        max_tokens = None  # each row sends its own output length
     retries = _retry_policy(stage.retries or defaults.retries)
     spin = PRECISE_SPIN_S if defaults.pacing == "precise" else 0.0
     steps: list[tuple[str, SweepStep | None]] = [(stage.id, None)]
@@ -661,9 +682,10 @@ def _stage(
                 pause_before_s=pause if step and step.index and not k else 0.0,
                 spin_s=spin,
                 body=deep_merge(provider_bodies.get(pid, {}), stage.body),
+                trace=trace,
             )
             for stage_id, step in steps
-            for load in (_load(stage, stage_id, step),)
+            for load in (_load(stage, stage_id, step, trace),)
             for k, pid in enumerate(pids)
         ],
     )
@@ -766,7 +788,28 @@ def sweep_steps(stage: SweepStage) -> list[tuple[str, SweepStep]]:
     ]
 
 
-def _load(stage: Stage, stage_id: str, step: SweepStep | None) -> Load:
+def _trace(scenario: Scenario, stage: TraceStage, index: int, ctx: _Context) -> TraceReplay | None:
+    """The replay of a trace stage (None: its file was not read, a problem said why)."""
+    table = stage.table
+    if table is None:  # a scenario built in code, without loading the file
+        ctx.problem(
+            f"trace {stage.file} was not read (load the scenario from its file)",
+            ("load", index, "file"),
+        )
+        return None
+    return TraceReplay.of(
+        stage.id,
+        table,
+        speedup=stage.speedup,
+        block_tokens=stage.block_tokens,
+        seed=stage.seed,
+        tokenizer=scenario.tokenizer_for(),
+    )
+
+
+def _load(
+    stage: Stage, stage_id: str, step: SweepStep | None, trace: TraceReplay | None = None
+) -> Load:
     """The load of ``stage`` (of its sweep step ``step``, named ``stage_id``): arrivals
     (open loop), workers (closed loop) or idle gaps (idle probe).
 
@@ -785,6 +828,11 @@ def _load(stage: Stage, stage_id: str, step: SweepStep | None) -> Load:
         return ClosedLoop(stage.concurrency, stage.requests, stage.duration)
     if isinstance(stage, IdleProbeStage):
         return IdleProbe(stage.gaps)
+    if isinstance(stage, TraceStage):
+        assert trace is not None
+        return OpenLoop(
+            ArrivalSchedule(process="trace", source=trace.offsets()), stage.max_concurrency
+        )
     if isinstance(stage, SweepStage):
         assert step is not None
         if step.concurrency is not None:
@@ -1009,9 +1057,18 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
 
 
 # The provider types whose adapters merge body: into their requests (simulated: through the
-# client adapter of its protocol, Bedrock's excepted).
+# client adapter of its protocol).  Plugins' adapters may not.
 BODY_TYPES = frozenset(
-    {"openai", "openai-compatible", "azure-openai", "anthropic", "gemini", "openai-responses"}
+    {
+        "openai",
+        "openai-compatible",
+        "azure-openai",
+        "anthropic",
+        "gemini",
+        "openai-responses",
+        "bedrock",
+        "simulated",
+    }
 )
 
 
@@ -1024,10 +1081,7 @@ def _bodies_not_sent(
     found = []
     for unit in stages:
         spec = providers[unit.provider]
-        settings = spec.settings
         if spec.type in BODY_TYPES:
-            continue
-        if isinstance(settings, SimSettings) and settings.protocol != "bedrock":
             continue
         if unit.body or any(prompts[pid].body for pid in set(unit.prompts)):
             found.append(

@@ -21,6 +21,7 @@ from lens.plan.model import (
     AzureSettings,
     BedrockSettings,
     ClosedLoop,
+    EndpointSpec,
     IdleProbe,
     Load,
     OpenAISettings,
@@ -38,6 +39,7 @@ from lens.plan.model import (
     StagePlan,
     header_is_secret,
 )
+from lens.plan.trace import TraceReplay, trace_to_dict
 from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
 from lens.urlmask import mask_url
@@ -85,6 +87,12 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             name: MASK if header_is_secret(spec, name) else value for name, value in spec.headers
         }
     out.update(settings_to_dict(spec))
+    endpoint = spec.endpoint
+    if endpoint != EndpointSpec():  # the default says nothing: plans stay as they were
+        out["endpoint"] = endpoint.kind
+        out["stream"] = endpoint.streams
+        if endpoint.inputs_per_request is not None:
+            out["inputs_per_request"] = endpoint.inputs_per_request
     if spec.tokenizer is not None:
         out["tokenizer"] = spec.tokenizer.name  # counts responses without usage
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
@@ -259,6 +267,8 @@ def stage_to_dict(unit: StagePlan, spec: ProviderSpec) -> dict[str, Any]:
     }
     if isinstance(unit.load, OpenLoop):
         out["arrivals"] = arrival_stats(unit.load.arrivals)
+    if isinstance(unit.trace, TraceReplay):
+        out["trace"] = trace_to_dict(unit.trace)
     if unit.sweep is not None:
         step = unit.sweep
         out["sweep"] = {"id": step.sweep, "step": step.index, "steps": step.steps}
@@ -411,6 +421,8 @@ def _prompt(p: PromptSpec) -> dict[str, Any]:
             "think_time": conv.think.describe(),
             "reference_replies": sum(1 for r in conv.replies if r is not None),
         }
+    if p.prefix_group is not None:
+        out["prefix_group"] = p.prefix_group
     return out
 
 

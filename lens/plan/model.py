@@ -46,9 +46,11 @@ ProviderType = Literal[
 SimProtocol = Literal[
     "openai", "openai-responses", "anthropic", "gemini", "bedrock", "azure-openai"
 ]
-PatternName = Literal["burst", "constant-rate", "concurrency", "ramp", "sweep", "idle-probe"]
+PatternName = Literal[
+    "burst", "constant-rate", "concurrency", "ramp", "sweep", "idle-probe", "trace"
+]
 # How a schedule's offsets were drawn: at once (burst), evenly, or from a seeded process.
-ArrivalProcess = Literal["burst", "uniform", "poisson", "gamma"]
+ArrivalProcess = Literal["burst", "uniform", "poisson", "gamma", "trace"]
 
 
 # Records results.json lists when the scenario does not say (results: {records: ...}):
@@ -169,6 +171,24 @@ class OpenAISettings:
     exact_output: bool = False
 
 
+Endpoint = Literal["chat", "completions", "embeddings"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """Which OpenAI API a provider's requests go to and whether they stream (the scenario's
+    ``endpoint:``, ``stream:``, ``inputs_per_request:``; lens.providers.openai_chat)."""
+
+    kind: Endpoint = "chat"
+    stream: bool = True  # embeddings never stream, whatever this says
+    inputs_per_request: int | None = None  # embeddings: None, the prompt's texts
+
+    @property
+    def streams(self) -> bool:
+        """Whether responses are read as a stream of events."""
+        return self.stream and self.kind != "embeddings"
+
+
 @dataclass(frozen=True, slots=True)
 class AnthropicSettings:
     version: str = "2023-06-01"  # the anthropic-version header
@@ -251,6 +271,9 @@ class ProviderSpec:
     # Counts output tokens when the server reports no usage (token_source: tokenizer); None:
     # lens's ~4 characters per token (token_source: estimated).
     tokenizer: Tokenizer | None = None
+    # openai-compatible, openai and simulated (protocol openai): chat, completions or
+    # embeddings, streamed or not.  The default for every other type.
+    endpoint: EndpointSpec = EndpointSpec()
     # The engine's metrics endpoint to scrape during the run; None: not scraped.
     server_metrics: ServerMetricsSpec | None = None
 
@@ -387,6 +410,9 @@ class PromptSpec:
     keep_reply: bool = False
     # A conversation's turn (1-based), built at run time with the history so far.
     turn: int | None = None
+    # Synthetic prompts with ``shared_prefix_tokens``: the group whose leading text this one
+    # shares (records carry it).  None: no shared prefix.
+    prefix_group: int | None = None
 
     def token_limit(self, stage_max_tokens: int | None) -> int | None:
         """The output limit to send: the prompt's own (synthetic, JSONL) beats the stage's."""
@@ -408,6 +434,34 @@ class PromptSource:
     max_tokens: int
     detail: str = ""  # e.g. "data/chat.jsonl: 40 read, 31 within the filter, sampled 20"
     output: str = ""  # how max_tokens is set, e.g. "from the reference answers (3 without)"
+
+
+class TraceSource:
+    """The rows a ``pattern: trace`` unit replays (lens.plan.trace.TraceReplay): request i
+    sends row i, whose prompt is made when it is sent."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def prompt_id(self, row: int) -> str:
+        raise NotImplementedError
+
+    def sizing_prompt(self, row: int) -> PromptSpec:
+        """Row ``row``'s lengths without its text, for cost bounds."""
+        raise NotImplementedError
+
+    def prompts(self, body: Mapping[str, Any]) -> Mapping[str, PromptSpec]:
+        """Every row's prompt by id, made when looked up, with ``body``."""
+        raise NotImplementedError
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # A plan dumped as JSON shows what the trace is (the repr), not its rows.
+        return core_schema.is_instance_schema(
+            cls, serialization=core_schema.plain_serializer_function_ser_schema(repr)
+        )
 
 
 class OffsetSource:
@@ -638,6 +692,9 @@ class StagePlan:
     repetition: Repetition | None = None
     # The provider's body: with the stage's merged over it (prompt bodies go over both).
     body: Mapping[str, Any] = field(default_factory=dict)
+    # pattern: trace: the rows the unit replays; request i sends row i (``prompts`` is
+    # empty: the rows' prompts are made when sent, lens.plan.trace).
+    trace: TraceSource | None = None
 
     @property
     def drain_grace_s(self) -> float | None:
@@ -658,6 +715,8 @@ class StagePlan:
                 return probe.requests
 
     def prompt_for(self, index: int) -> str:
+        if self.trace is not None:
+            return self.trace.prompt_id(index)
         return self.prompts[index % len(self.prompts)]
 
 

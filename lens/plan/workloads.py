@@ -8,6 +8,7 @@ same prompts.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from lens.scenario.model import (
     SyntheticPrompt,
     ThinkDist,
 )
+from lens.scenario.model.prompts import SyntheticSpec
 from lens.scenario.model.workloads import MAX_TOKENS_DRAWN
 from lens.scenario.tokenizers import Tokenizer
 
@@ -67,23 +69,39 @@ def draw_length(length: int | LengthDist, rng: random.Random) -> int:
 
 def synthetic_prompts(prompt: SyntheticPrompt, tokenizer: Tokenizer) -> list[PromptSpec]:
     """The prompts a ``synthetic:`` entry yields: one (fixed lengths, no ``count``) under the
-    prompt's own id, else ``count`` of them, ``<id>#1`` ... each with its drawn lengths."""
+    prompt's own id, else ``count`` of them, ``<id>#1`` ... each with its drawn lengths.
+
+    With ``shared_prefix_tokens``, each prompt is its group's prefix followed by its own
+    tail of the drawn ``input_tokens``: ``shared_prefix_tokens + input_tokens`` in all."""
     syn = prompt.synthetic
     weight = float(prompt.weight)
     body = dict(prompt.body)
     count = syn.prompts
+    groups = prefix_groups(syn.seed, count, syn.prefix_groups)
+    prefix_tokens = syn.shared_prefix_tokens or 0
+    prefixes: dict[int, str] = {}
+
+    def text(tail: int, seed: int, index: int) -> tuple[str, int | None]:
+        if not prefix_tokens:
+            return tokenizer.text_of_length(tail, seed), None
+        group = groups[index]
+        if group not in prefixes:
+            prefixes[group] = tokenizer.text_of_length(prefix_tokens, prefix_seed(syn.seed, group))
+        return tokenizer.text_after(prefixes[group], prefix_tokens + tail, seed), group
+
     fixed_in, fixed_out = syn.input_tokens, syn.output_tokens
     if count == 1 and isinstance(fixed_in, int) and isinstance(fixed_out, int):
-        text = tokenizer.text_of_length(fixed_in, syn.seed)
+        content, group = text(fixed_in, syn.seed, 0)
         return [
             PromptSpec(
                 prompt.id,
-                (Message("user", text),),
+                (Message("user", content),),
                 fixed_out,
                 weight,
                 f"synthetic(seed={syn.seed})",
                 body=body,
-                input_tokens=fixed_in,
+                input_tokens=prefix_tokens + fixed_in,
+                prefix_group=group,
             )
         ]
     # Separate streams: a change of the output distribution leaves the inputs as they were.
@@ -93,16 +111,17 @@ def synthetic_prompts(prompt: SyntheticPrompt, tokenizer: Tokenizer) -> list[Pro
     for i in range(1, count + 1):
         n_in = draw_length(syn.input_tokens, inputs)
         n_out = draw_length(syn.output_tokens, outputs)
-        text = tokenizer.text_of_length(n_in, syn.seed * 1_000_003 + i)
+        content, group = text(n_in, syn.seed * 1_000_003 + i, i - 1)
         specs.append(
             PromptSpec(
                 f"{prompt.id}#{i}",
-                (Message("user", text),),
+                (Message("user", content),),
                 n_out,
                 weight,
                 f"synthetic(seed={syn.seed}, #{i})",
                 body=body,
-                input_tokens=n_in,
+                input_tokens=prefix_tokens + n_in,
+                prefix_group=group,
             )
         )
     return specs
@@ -143,6 +162,31 @@ def conversation_prompt(prompt: ConversationPrompt) -> PromptSpec:
         body=dict(prompt.body),
         conversation=_conversation(conv, conv.turns, replies),
     )
+
+
+def prefix_groups(seed: int, count: int, groups: int) -> list[int]:
+    """The prefix group of each of ``count`` prompts: dealt evenly (group sizes differ by at
+    most one), in an order shuffled with ``seed``, so neighbours need not share a group."""
+    order = [i % groups for i in range(count)]
+    random.Random(f"lens-prefix-groups:{seed}").shuffle(order)
+    return order
+
+
+def prefix_seed(seed: int, group: int) -> int:
+    """The text seed of prefix ``group``: apart from every tail's (``seed * 1_000_003 + i``)."""
+    digest = hashlib.sha256(f"lens-prefix:{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def synthetic_detail(syn: SyntheticSpec) -> str:
+    detail = f"synthetic, seed {syn.seed}"
+    if syn.shared_prefix_tokens:
+        groups = "1 prefix group" if syn.prefix_groups == 1 else f"{syn.prefix_groups} groups"
+        detail += (
+            f", {groups} sharing {syn.shared_prefix_tokens} leading tokens "
+            "(input_tokens: each prompt's own tail)"
+        )
+    return detail
 
 
 def dataset_prompts(prompt: DatasetPrompt) -> list[PromptSpec]:
@@ -261,7 +305,10 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 def unit_prompts(prompts: Mapping[str, PromptSpec], unit: StagePlan) -> Mapping[str, PromptSpec]:
     """The prompts as ``unit`` sends them: each one's ``body`` merged over the unit's
     (provider and stage), so the adapter applies one mapping.  Precedence: prompt > stage >
-    provider.  Without a unit body, ``prompts`` itself."""
+    provider.  Without a unit body, ``prompts`` itself.  A trace unit's: its rows' prompts,
+    made when looked up (lens.plan.trace)."""
+    if unit.trace is not None:
+        return unit.trace.prompts(unit.body)
     if not unit.body:
         return prompts
     return {

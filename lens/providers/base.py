@@ -181,6 +181,7 @@ class StreamOutcome:
     # The reply's visible text, kept only when the prompt asked (``PromptSpec.keep_reply``:
     # a conversation turn whose reply the next turn carries); None otherwise.
     text: str | None = None
+    inputs: int | None = None  # embeddings: the inputs of the batch answered
 
 
 @dataclass(slots=True)

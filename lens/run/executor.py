@@ -317,7 +317,8 @@ class StageRunner:
         tls = self._ssl_context(spec) if _may_use_tls(spec) else None
         pool = TransportPool(_transport_factory(unit, spec, transport, tls))
         pool.prepare(_prepared_transports(unit))
-        first_url = _first_url(adapter, self.plan.prompts[unit.prompt_for(0)], unit)
+        first = unit_prompts(self.plan.prompts, unit)[unit.prompt_for(0)]
+        first_url = _first_url(adapter, first, unit)
         if first_url is not None:
             await pool.warm(first_url)
         scraper = self.scraper_for(spec)
@@ -523,6 +524,9 @@ class _RunningUnit:
             if not self._may_wait(t_start + round(offset * 1e9)):
                 return  # waiting for this arrival could overspend: in-flight ones finish
             due = base + offset
+            # Looked up before the wait: a trace's prompt is made now (lens.plan.trace), so
+            # making its text does not make it late.
+            prompt = self.prompts[unit.prompt_for(i)]
             if trio.current_time() < due:
                 await _until(due, unit.spin_s)  # absolute: lateness never accumulates
             else:
@@ -530,7 +534,7 @@ class _RunningUnit:
                 # and a Cancelled raised into this task; one schedule point lets the
                 # requests started so far go out, in order, before this one.
                 await trio.lowlevel.checkpoint()
-            held = self._hold(self.prompts[unit.prompt_for(i)])
+            held = self._hold(prompt)
             if held is None:
                 return  # out of budget: in-flight requests finish, no new ones start
             t_intended = t_start + round(offset * 1e9)
@@ -722,6 +726,7 @@ class _RunningUnit:
             t_last_token=None,
             t_end=now,
             phase=phase,
+            prefix_group=prompt.prefix_group,
         )
         if prompt.conversation is not None:  # a whole session that never started
             left = str(len(prompt.conversation.turns))

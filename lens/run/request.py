@@ -414,7 +414,9 @@ def _record(
     usage_in = outcome.usage.input_tokens if outcome else None
     source = outcome.token_source if outcome else None
     tokenizer = adapter.spec.tokenizer
-    if usage_in is None and outcome is not None and outcome.chunk_times:
+    # A streamed response with tokens, or a whole one whose output was counted (stream: false).
+    counted = outcome is not None and (outcome.chunk_times or outcome.token_source is not None)
+    if usage_in is None and outcome is not None and counted:
         if source is TokenSource.TOKENIZER and tokenizer is not None:
             # Counted like the output: one source for both, never mixed.
             usage_in = sum(tokenizer.count(m.content) for m in prompt.messages)
@@ -452,4 +454,6 @@ def _record(
         extra={**facts, **outcome.extra} if outcome else facts,
         stale_connection=x.stale_from is not None,
         stale_lost_ns=None if x.stale_from is None else x.t_dispatch - x.stale_from,
+        inputs=outcome.inputs if outcome else None,
+        prefix_group=prompt.prefix_group,
     )

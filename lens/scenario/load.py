@@ -35,11 +35,14 @@ from lens.scenario.model import (
     FileRequest,
     Scenario,
     TokenizerRef,
+    TraceStage,
     scenario_model,
 )
+from lens.scenario.model.base import MAX_REQUESTS_PER_STAGE
 from lens.scenario.prompts import read_prompt_file
 from lens.scenario.schema import schema_errors
 from lens.scenario.tokenizers import ESTIMATE, Tokenizer, TokenizerError, load_tokenizer
+from lens.scenario.traces import TraceTable, read_trace
 from lens.scenario.units import show
 from lens.scenario.yaml_nodes import PathT, SourceMap, format_path, parse_yaml
 
@@ -120,6 +123,7 @@ def parse_scenario(
         _tokenizers(scenario, Path(base_dir), doc.source, report) if scenario is not None else {}
     )
     datasets = files.read_datasets(scenario, doc.source, report, tokenizers.get("", ESTIMATE))
+    traces = files.read_traces(scenario, doc.source, report)
 
     if scenario is not None:
         variables = {**doc.source.variables, **files.variables}
@@ -134,6 +138,9 @@ def parse_scenario(
                 prompt._records = read.records
                 prompt._skipped = read.skipped
                 prompt._passed = read.passed
+        for i, stage in enumerate(scenario.load):
+            if isinstance(stage, TraceStage) and i in traces:
+                stage._table = traces[i]
         report.problems += duplicate_problems(scenario)
     if report.problems:
         raise ScenarioError(sorted(report.problems, key=lambda p: _position_order(p, file)))
@@ -306,6 +313,58 @@ class _PromptFiles:
             )
             report.problems += problems
             found[i] = read
+        return found
+
+    def read_traces(
+        self, scenario: Scenario | None, source: SourceMap, report: _Report
+    ) -> dict[int, TraceTable]:
+        """Each ``pattern: trace`` stage's rows in its window (a valid scenario only: the
+        format and window must be known)."""
+        found: dict[int, TraceTable] = {}
+        if scenario is None:
+            return found
+        for i, stage in enumerate(scenario.load):
+            if not isinstance(stage, TraceStage):
+                continue
+            here: PathT = ("load", i, "file")
+            where = source.value_pos(here)
+            display = os.path.normpath(os.path.join(os.path.dirname(source.file), stage.file))
+            outside = None if self.allow_outside else self._outside(stage.file, display)
+            if outside is not None:
+                outside = outside.replace("prompts file", "trace", 1)
+                report.problems.append(Problem(outside, pos=where, path=format_path(here)))
+                continue
+            window = stage.window
+            table, problems = read_trace(
+                self.base_dir / stage.file,
+                display,
+                stage.format,
+                start_s=window.start if window is not None else 0.0,
+                duration_s=window.duration if window is not None else None,
+                where=where,
+                field_path=format_path(here),
+            )
+            report.problems += problems
+            if table is not None and not len(table):
+                report.problems.append(
+                    Problem(
+                        f"the window keeps none of the {table.rows_read} requests of trace "
+                        f"{display} (it spans {table.span_s:g}s of trace time)",
+                        pos=source.value_pos(("load", i, "window")) or where,
+                        path=format_path(("load", i, "window")),
+                    )
+                )
+            elif table is not None and len(table) > MAX_REQUESTS_PER_STAGE:
+                report.problems.append(
+                    Problem(
+                        f"the trace has {len(table)} requests in its window, more than the "
+                        f"{MAX_REQUESTS_PER_STAGE} lens plans for one stage: set a window",
+                        pos=where,
+                        path=format_path(here),
+                    )
+                )
+            elif table is not None:
+                found[i] = table
         return found
 
     def _outside(self, written: str, display: str) -> str | None:

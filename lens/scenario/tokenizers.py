@@ -65,6 +65,48 @@ class Tokenizer(ABC):
     def text_of_length(self, tokens: int, seed: int) -> str:
         """Deterministic filler of exactly ``tokens`` tokens for ``seed``."""
 
+    # What joins texts of text_of_length into one: a space for real tokenizers (words stay
+    # words), nothing for the estimate (characters add up exactly).
+    separator = " "
+
+    def joins_exactly(self) -> bool:
+        """Whether texts of ``text_of_length`` joined by ``separator`` always count the sum
+        of their tokens, so a joined text needs no recount."""
+        return False
+
+    def join(self, texts: Sequence[str]) -> str:
+        """``texts`` (each made by ``text_of_length``) one after another."""
+        return self.separator.join(t for t in texts if t)
+
+    def text_after(self, head: str, total: int, seed: int) -> str:
+        """``head`` (texts of ``text_of_length`` joined by ``join``), then a tail of filler
+        for ``seed``, exactly ``total`` tokens in all: the head is kept as it is, so texts
+        with the same head share it exactly (a shared prefix), and only the tail's length
+        is corrected when joining changed the count."""
+        if not head:
+            return self.text_of_length(total, seed)
+        if self.joins_exactly():
+            return self.join([head, self.text_of_length(total - self.count_joined(head), seed)])
+        tail = max(0, total - self.count(head))
+        seen: set[int] = set()
+        for _ in range(_MAX_ROUNDS):
+            text = self.join([head, self.text_of_length(tail, seed)])
+            got = self.count(text)
+            if got == total:
+                return text
+            seen.add(tail)
+            tail = max(0, tail + total - got)
+            if tail in seen:
+                break
+        raise TokenizerError(
+            f"tokenizer {self.name} cannot make a text of exactly {total} tokens that begins "
+            f"with a shared prefix of {self.count(head)} (the prefix alone may be too long)"
+        )
+
+    def count_joined(self, head: str) -> int:
+        """Tokens of a joined text (cheap when ``joins_exactly``: no tokenizing)."""
+        return self.count(head)
+
     def __repr__(self) -> str:
         return f"Tokenizer({self.name})"
 
@@ -112,6 +154,11 @@ class EstimateTokenizer(Tokenizer):
         text = word_text(target, seed)[:target]
         return text[:-1] + "." if text.endswith(" ") else text
 
+    separator = ""
+
+    def joins_exactly(self) -> bool:
+        return True  # 4 characters a token, and texts of 4 * n characters: they add up
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (EstimateTokenizer, ())
 
@@ -155,6 +202,16 @@ class _OffsetTokenizer(Tokenizer):
             pairs = [f"{a} {b}" for a in unit for b in unit]
             self._additive = bool(unit) and self.count(" ".join(pairs)) == 2 * len(pairs)
         return self._additive
+
+    def joins_exactly(self) -> bool:
+        # Texts of unit words joined by spaces (text_of_length's own when this holds).
+        return len(self.unit_words()) >= _MIN_UNIT_WORDS and self.additive()
+
+    def count_joined(self, head: str) -> int:
+        # One token a word when joins_exactly: count the spaces, not the tokens.
+        if self.joins_exactly():
+            return head.count(" ") + 1 if head else 0
+        return self.count(head)
 
     def text_of_length(self, tokens: int, seed: int) -> str:
         if tokens <= 0:

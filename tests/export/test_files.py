@@ -62,7 +62,14 @@ def test_csv_rows_columns_and_empty_cells(tmp_path: Path) -> None:
 
 def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> None:
     # Appended: every earlier column keeps its position.
-    assert REQUEST_COLUMNS[-4:] == ("phase", "cold", "session", "turn")
+    assert REQUEST_COLUMNS[REQUEST_COLUMNS.index("error_message") + 1 :] == (
+        "phase",
+        "cold",
+        "session",
+        "turn",
+        "inputs",
+        "prefix_group",
+    )
     assert SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("cost_per_sla_conforming_usd") + 1 :] == (
         "phase",
         "drained",
@@ -76,6 +83,9 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "pacing_lag_max_ms",
         "goodput_per_s",
         "goodput_ratio",
+        "inputs",
+        "inputs_per_s",
+        "ended_early",
     )
     dest = tmp_path / "requests.csv"
     assert export_all(rich_results(), [parse_target(f"csv={dest}")]) == []

@@ -45,6 +45,8 @@ def _every_field_set() -> RequestRecord:
         extra={"retry-after": "1", "retry_after_s": "1"},
         session=3,
         turn=2,
+        inputs=4,
+        prefix_group=3,
     )
 
 

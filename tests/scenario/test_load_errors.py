@@ -118,8 +118,15 @@ def test_missing_required_field_names_it_and_says_what_it_is() -> None:
 
 def test_missing_top_level_sections() -> None:
     found = problems("version: 1\nname: t\n")
-    assert [p.split(": ")[1] for p in found] == ["providers", "prompts", "load"]
+    # prompts: needed unless every stage replays a trace, which is known once load: is.
+    assert [p.split(": ")[1] for p in found] == ["providers", "load"]
     assert all(p.startswith("s.yaml:1:1: ") for p in found)
+    found = problems("version: 1\nname: t\nproviders: {s: {type: simulated}}\n"
+                     "load: [{id: b, pattern: burst, requests: 1}]\n")  # fmt: skip
+    assert found == [
+        "s.yaml:1:1: prompts: a scenario needs prompts: at least one (only trace replays "
+        "send their own)"
+    ]
 
 
 def test_unknown_provider_type_lists_allowed() -> None:
@@ -144,7 +151,7 @@ def test_unknown_pattern_lists_allowed() -> None:
     text = BASE.replace("pattern: burst", "pattern: spike")
     assert only_problem(text) == (
         "s.yaml:12:14: load[0].pattern: unknown pattern 'spike'; expected one of 'burst', "
-        "'concurrency', 'constant-rate', 'idle-probe', 'ramp', 'sweep'"
+        "'concurrency', 'constant-rate', 'idle-probe', 'ramp', 'sweep', 'trace'"
     )
 
 

@@ -111,6 +111,8 @@ async def test_output_tokens_exact_sends_ignore_eos_and_min_tokens(
         assert (rec.output_tokens, rec.provider_facts["stop_reason"]) == (5, "stop")
         assert rec.provider_facts["ended_early"] == "5/20"
     assert all("ended_early" not in r.provider_facts for r in by_provider["exact"])
+    # The same count, machine-readable in each summary (absent: none ended early).
+    assert {s.provider: s.ended_early for s in results.summaries} == {"exact": None, "natural": 3}
     assert results.integrity is not None
     early = [w for w in results.integrity.warnings if w.startswith("ended_early")]
     assert early == [
@@ -225,3 +227,23 @@ async def test_the_shipped_workloads_scenario_runs_offline() -> None:
     (summary,) = [s for s in results.summaries if s.stage == "conversations"]
     assert summary.turns is not None
     assert {k: t.ok for k, t in summary.turns.items()} == {"1": 8, "2": 8, "3": 8}
+    # The other endpoints: completions streamed, chat not streamed, embedding batches.
+    ends = {s.provider: s for s in results.summaries if s.stage == "endpoints"}
+    assert {p: (s.ok, s.requests) for p, s in ends.items()} == {
+        "sim-completions": (24, 24),
+        "sim-no-stream": (24, 24),
+        "sim-embeddings": (24, 24),
+    }
+    assert ends["sim-completions"].metrics["ttft"].n == 24
+    assert ends["sim-no-stream"].metrics["ttft"].n == 0
+    assert ends["sim-no-stream"].metrics["e2e"].n == 24
+    assert ends["sim-embeddings"].inputs == 24 * 16
+    assert ends["sim-embeddings"].inputs_per_s is not None
+    assert ends["sim-embeddings"].throughput is None
+    # Shared prefixes: each record says its group; trace replays: one record per row.
+    groups = [r.prefix_group for r in results.records if r.stage == "shared-prefix"]
+    assert sorted(g for g in groups if g is not None) == sorted([0, 1, 2, 3] * 6)
+    assert len([r for r in results.records if r.stage == "azure-replay"]) == 20
+    mooncake = [r for r in results.records if r.stage == "mooncake-replay"]
+    assert len(mooncake) == 15  # the window's 3 s of trace time: 15 of the 16 rows
+    assert all(r.status == "ok" for r in mooncake)

@@ -52,6 +52,7 @@ from lens.scenario.model.providers import (
     GeminiProvider,
     HostedProvider,
     OpenAICompatibleProvider,
+    OpenAIEndpoint,
     OpenAIProvider,
     OpenAIResponsesProvider,
     PluginProviderSettings,
@@ -71,6 +72,8 @@ from lens.scenario.model.stages import (
     RateRange,
     Stage,
     SweepStage,
+    TraceStage,
+    TraceWindow,
 )
 from lens.scenario.model.wire import SecretHeader
 from lens.scenario.model.workloads import (
@@ -118,6 +121,7 @@ __all__ = [
     "MessagesPrompt",
     "Monitor",
     "OpenAICompatibleProvider",
+    "OpenAIEndpoint",
     "OpenAIProvider",
     "OpenAIResponsesProvider",
     "PhasedStage",
@@ -140,5 +144,7 @@ __all__ = [
     "ThinkDist",
     "TokenPrice",
     "TokenizerRef",
+    "TraceStage",
+    "TraceWindow",
     "scenario_model",
 ]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Discriminator, Field, PrivateAttr, Tag, model_va
 from lens.scenario.model.base import FieldError, FrozenModel, Ident, NonEmptyStr, PositiveInt
 from lens.scenario.model.workloads import (
     MAX_SYNTHETIC_PROMPTS,
+    MAX_TOKENS_DRAWN,
     Body,
     ConversationSpec,
     DatasetSpec,
@@ -69,6 +70,26 @@ class SyntheticSpec(FrozenModel):
         description="Distinct prompts to generate (default 1 for fixed lengths, 100 when "
         "a length is a distribution).",
     )
+
+    shared_prefix_tokens: PositiveInt | None = Field(
+        None,
+        le=MAX_TOKENS_DRAWN,
+        description="Tokens of leading text every prompt of a prefix group shares (a system "
+        "prompt or document), before its own tail of input_tokens: a prompt is "
+        "shared_prefix_tokens + input_tokens long, as vLLM's --random-prefix-len counts.",
+    )
+    prefix_groups: PositiveInt = Field(
+        1,
+        le=MAX_SYNTHETIC_PROMPTS,
+        description="Distinct shared prefixes; prompts are dealt to the groups evenly, in an "
+        "order drawn with the seed.",
+    )
+
+    @model_validator(mode="after")
+    def _prefix(self) -> SyntheticSpec:
+        if self.prefix_groups > 1 and self.shared_prefix_tokens is None:
+            raise FieldError("prefix_groups needs shared_prefix_tokens", "prefix_groups")
+        return self
 
     @property
     def prompts(self) -> int:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
 from lens.scenario.env_scope import FROM_ENV
 from lens.scenario.model.assertions import SlaEntry
-from lens.scenario.model.base import SUPPORTED_VERSIONS, FrozenModel, Ident, NonEmptyStr
+from lens.scenario.model.base import (
+    SUPPORTED_VERSIONS,
+    FieldError,
+    FrozenModel,
+    Ident,
+    NonEmptyStr,
+)
 from lens.scenario.model.defaults import Defaults
 from lens.scenario.model.exports import ExportEntry
 from lens.scenario.model.integrity import Integrity
@@ -19,7 +25,7 @@ from lens.scenario.model.prompts import Prompt
 from lens.scenario.model.providers import Provider
 from lens.scenario.model.regression import Regression
 from lens.scenario.model.results import ResultsOptions
-from lens.scenario.model.stages import Stage
+from lens.scenario.model.stages import Stage, TraceStage
 from lens.scenario.model.workloads import TOKENIZER_DESCRIPTION, TokenizerSpec
 from lens.scenario.tokenizers import ESTIMATE, Tokenizer
 from lens.scenario.units import show
@@ -65,7 +71,9 @@ class Scenario(FrozenModel):
         json_schema_extra=_ids_as_property_names,
     )
     prompts: tuple[Prompt, ...] = Field(
-        min_length=1, description="What to send; stages use them round-robin."
+        (),
+        description="What to send; stages use them round-robin. Needed unless every stage "
+        "is a trace replay (which sends its rows' own).",
     )
     load: tuple[Stage, ...] = Field(min_length=1, description="Stages, run in order.")
     sla: tuple[SlaEntry, ...] = Field(
@@ -132,6 +140,15 @@ class Scenario(FrozenModel):
         if provider is not None and provider in self._tokenizers:
             return self._tokenizers[provider]
         return self._tokenizers.get("", ESTIMATE)
+
+    @model_validator(mode="after")
+    def _prompts_needed(self) -> Scenario:
+        if not self.prompts and any(not isinstance(s, TraceStage) for s in self.load):
+            raise FieldError(
+                "a scenario needs prompts: at least one (only trace replays send their own)",
+                "prompts",
+            )
+        return self
 
     @property
     def source_map(self) -> SourceMap:

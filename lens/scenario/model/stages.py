@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, PlainValidator, Tag, WithJsonSchema, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 
 from lens.scenario.model.base import (
     MAX_REQUESTS_PER_STAGE,
@@ -15,6 +23,7 @@ from lens.scenario.model.base import (
     FieldError,
     FrozenModel,
     Ident,
+    NonEmptyStr,
     PhaseSpan,
     PositiveDuration,
     PositiveInt,
@@ -33,6 +42,7 @@ from lens.scenario.model.defaults import (
 )
 from lens.scenario.model.workloads import Body, body_field
 from lens.scenario.sla import SlaSyntaxError, parse_sla
+from lens.scenario.traces import TraceTable
 from lens.scenario.units import Precision, parse_precision, precision_json_schema
 
 
@@ -544,6 +554,67 @@ class IdleProbeStage(_Stage):
         return self
 
 
+class TraceWindow(FrozenModel):
+    """The part of a trace to replay, in the trace's own time (before ``speedup``)."""
+
+    start: Duration = Field(
+        0.0, description="Skip the rows before this time from the trace's first row, e.g. 10m."
+    )
+    duration: PositiveDuration | None = Field(
+        None, description="Replay the rows within this long after 'start' (default: to the end)."
+    )
+
+
+class TraceStage(_PhasedStage):
+    """Open loop replaying a request trace: each row is one request, sent at the row's time
+    from the trace's start (divided by ``speedup``), with synthetic text of the row's input
+    length and max_tokens = its output length; rows that share ``hash_ids`` share those
+    blocks of leading text."""
+
+    pattern: Literal["trace"] = Field(description="Load pattern.")
+    file: NonEmptyStr = Field(description="The trace file, relative to the scenario.")
+    format: Literal["azure", "mooncake", "jsonl"] = Field(
+        description="azure (CSV: TIMESTAMP, ContextTokens, GeneratedTokens), mooncake (JSON "
+        "lines: timestamp ms, input_length, output_length, hash_ids) or jsonl (JSON lines: "
+        "time_s, input_tokens, output_tokens, hash_ids)."
+    )
+    speedup: float = Field(
+        1.0, gt=0, description="Replay this many times faster (2.0: every gap halved)."
+    )
+    window: TraceWindow | None = Field(
+        None, description="Replay only {start, duration} of the trace (trace time)."
+    )
+    block_tokens: PositiveInt = Field(
+        512,
+        description="Tokens of text one hash id stands for (Mooncake's traces: 512).",
+    )
+    seed: int = Field(0, strict=True, description="Seed of the generated text.")
+    max_concurrency: PositiveInt | None = Field(
+        None, description="Cap on requests in flight; later arrivals wait for a slot."
+    )
+    _table: TraceTable | None = PrivateAttr(default=None)
+
+    @property
+    def table(self) -> TraceTable | None:
+        """The trace's rows in the window (read when the scenario loads)."""
+        return self._table
+
+    @model_validator(mode="after")
+    def _own_prompts(self) -> TraceStage:
+        if self.prompts is not None:
+            raise FieldError(
+                "a trace stage sends the trace's own requests (synthetic text of each row's "
+                "lengths): remove 'prompts'",
+                "prompts",
+            )
+        if self.max_tokens is not None:
+            raise FieldError(
+                "a trace stage sends each row's output length as max_tokens: remove 'max_tokens'",
+                "max_tokens",
+            )
+        return self
+
+
 def _check_size(n: float) -> None:
     if n > MAX_REQUESTS_PER_STAGE:
         raise ValueError(
@@ -562,10 +633,18 @@ def _check_expected_size(rate: float, duration: float | None, requests: int | No
 
 
 Stage = Annotated[
-    BurstStage | ConstantRateStage | ConcurrencyStage | RampStage | SweepStage | IdleProbeStage,
+    BurstStage
+    | ConstantRateStage
+    | ConcurrencyStage
+    | RampStage
+    | SweepStage
+    | IdleProbeStage
+    | TraceStage,
     Field(discriminator="pattern"),
 ]
-PhasedStage = BurstStage | ConstantRateStage | ConcurrencyStage | RampStage | SweepStage
+PhasedStage = (
+    BurstStage | ConstantRateStage | ConcurrencyStage | RampStage | SweepStage | TraceStage
+)
 PATTERNS: tuple[str, ...] = (
     "burst",
     "constant-rate",
@@ -573,4 +652,5 @@ PATTERNS: tuple[str, ...] = (
     "ramp",
     "sweep",
     "idle-probe",
+    "trace",
 )

@@ -86,11 +86,18 @@ OWNED_BODY_FIELDS: dict[str, str] = {
     "contents": "the prompt",
     "system": "the prompt's system messages",
     "prompt": "the prompt",
-    "stream": "lens measures streams",
+    "stream": "the provider's stream:",
     "max_tokens": "max_tokens: (defaults, stage or prompt)",
     "max_completion_tokens": "max_tokens: with the provider's max_tokens_field",
     "max_output_tokens": "max_tokens: (defaults, stage or prompt)",
 }
+
+
+# Output limits nested in a provider's request: Bedrock Converse's and Gemini's.
+_NESTED_LIMITS = (
+    ("inferenceConfig", "maxTokens", "max_tokens: (defaults, stage or prompt)"),
+    ("generationConfig", "maxOutputTokens", "max_tokens: (defaults, stage or prompt)"),
+)
 
 
 def _body(value: Any) -> dict[str, Any]:
@@ -101,6 +108,10 @@ def _body(value: Any) -> dict[str, Any]:
             raise ValueError(f"request field names are strings, got {show(key)}")
         if key in OWNED_BODY_FIELDS:
             raise ValueError(f"{key!r} is set by lens ({OWNED_BODY_FIELDS[key]})")
+    for parent, child, owner in _NESTED_LIMITS:
+        nested = value.get(parent)
+        if isinstance(nested, dict) and child in nested:
+            raise ValueError(f"'{parent}.{child}' is set by lens ({owner})")
     options = value.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options:
         raise ValueError(
