@@ -87,6 +87,7 @@ def run_plan(
     start_monotonic: float | None = None,
     on_start: Callable[[RequestStart], None] | None = None,
     before_unit: Callable[[int], Awaitable[float | None]] | None = None,
+    scrape_server_metrics: bool = True,
 ) -> RunReport:
     """Run ``plan``; ``on_record`` sees each request's record (redacted) as it finishes.
     SIGINT/SIGTERM (``handle_signals``: the main thread only), ``stop`` and
@@ -95,7 +96,8 @@ def run_plan(
     the plan (lens.plan.split); ``start_at``: wait for that wall-clock instant first
     (lens.run.start).  ``live``: the providers already reachable (a worker process is
     handed the simulators its parent started), else started here (``live_providers``);
-    ``start_monotonic``/``on_start``/``before_unit``: see ``lens.run.session.execute``."""
+    ``start_monotonic``/``on_start``/``before_unit``/``scrape_server_metrics``: see
+    ``lens.run.session.execute``."""
     redact = redactor if redactor is not None else Redactor.for_plan(plan)
     whole = plan
     if shard is not None:
@@ -174,6 +176,7 @@ def run_plan(
                 if shard is None or start_at is None
                 else planned_starts(whole).offsets,
                 keep_records=fold is None,
+                scrape_server_metrics=scrape_server_metrics,
             )
     except Exception as exc:
         if outcome is None:
@@ -348,6 +351,11 @@ def shard_results(
                 start_at=None if start_at is None else start_at.isoformat(),
             ),
             "records": tuple(r.model_copy(update={"shard": shard.index}) for r in results.records),
+            # Every shard scrapes the engines it runs against: say which one these are.
+            "server_metrics": tuple(
+                m.model_copy(update={"scraped_by": f"shard {shard.index}"})
+                for m in results.server_metrics
+            ),
         }
     )
 

@@ -266,6 +266,68 @@ CANCEL_AFTER_STOP = "cancel_after"  # the run's time limit ran out
 SLA_STOP = "sla"  # an assertion with stop_on_fail failed (lens.run.slastop)
 
 
+# Server metrics (lens.run.servermetrics): what the engine's own Prometheus endpoint said
+# during the run.  Label sets are sorted (name, value) pairs.
+Labels = tuple[tuple[str, str], ...]
+CounterKind = Literal["counter", "histogram", "summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class CounterDelta:
+    """How much one counter sample (or a histogram's/summary's ``_count``/``_sum``) grew
+    over one stage: the increments between consecutive scrapes of the stage, added up.  A
+    value that went down was reset (the engine restarted): the value after the reset counts
+    as the increment, as Prometheus's ``increase()`` does, and ``reset`` says so.  A sample
+    absent from an earlier successful scrape of the stage counts from 0 (labelled counters
+    appear on their first increment)."""
+
+    name: str  # the sample's name, e.g. llamacpp:prompt_tokens_total
+    labels: Labels
+    kind: CounterKind
+    before: float | None  # its value in the stage's first scrape that had it
+    after: float | None  # in the last one
+    delta: float
+    reset: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StageServerMetrics:
+    """One stage x provider unit's scrapes: before it, every interval while it ran, after."""
+
+    stage: str
+    t_before: int | None  # the scrape before the stage, ns on the run clock; None: it failed
+    t_after: int | None  # the scrape after it; None: failed, or the stage was cut off
+    scrapes: int  # successful scrapes of the stage, before and after included
+    failed: int
+    counters: tuple[CounterDelta, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeSeries:
+    """One gauge sample over the run: (t ns on the run clock, value) per successful scrape."""
+
+    name: str
+    labels: Labels
+    points: tuple[tuple[int, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMetricsReport:
+    """What one provider's ``server_metrics:`` endpoint said during the run."""
+
+    provider: str
+    url: str  # credentials masked (lens.urlmask)
+    every_s: float
+    names: tuple[str, ...]  # the family globs kept; empty: every family
+    scrapes: int  # that answered or failed (not those cut off with their stage)
+    failed: int  # failed or timed out: never a failure of the run
+    last_error: str | None
+    stages: tuple[StageServerMetrics, ...]
+    gauges: tuple[GaugeSeries, ...]
+    # Who scraped: None for a run in one process; "shard K" when shards each scraped.
+    scraped_by: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
     """Everything one run measured (lens.run.session), before any analysis."""
@@ -282,6 +344,8 @@ class RunOutcome:
     # Records measured but not in ``records``: a long run keeps only those its results
     # list (lens.metrics.fold), its analyses fed each record as it finished.
     records_not_kept: int = 0
+    # The engines' own metrics, one report per provider with ``server_metrics:``.
+    server_metrics: tuple[ServerMetricsReport, ...] = ()
 
     @property
     def partial(self) -> bool:

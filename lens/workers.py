@@ -93,6 +93,7 @@ from lens.records import (
     RequestRecord,
     RequestStart,
     RunOutcome,
+    ServerMetricsReport,
     StageWindow,
 )
 from lens.redact import Redactor
@@ -216,6 +217,8 @@ class WorkerOutcome:
     harness: HarnessReport | None
     interrupted_by: str | None
     failure: str | None  # described and redacted
+    # The engines' metrics: worker 0 alone scrapes them (one scrape per interval, not N).
+    server_metrics: tuple[ServerMetricsReport, ...] = ()
 
 
 class _Batcher:
@@ -292,6 +295,8 @@ def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
             live=job.live,
             start_monotonic=value,
             before_unit=gate,
+            # N workers scraping an engine would scrape it N times per interval.
+            scrape_server_metrics=job.index == 0,
         )
         batcher.close()
         if job.folded:
@@ -304,6 +309,7 @@ def worker_main(job: WorkerJob, out: Connection, control: Connection) -> None:
                         report.outcome.harness,
                         report.outcome.interrupted_by,
                         None if failure is None else job.redactor(describe(failure)),
+                        report.outcome.server_metrics,
                     ),
                 )
             )
@@ -819,6 +825,12 @@ class _Supervisor:
             ),
             failure=failure,
             records_not_kept=self.measured - len(sample),
+            server_metrics=tuple(
+                dataclasses.replace(m, scraped_by=f"worker {w.index}")
+                for w in self.workers
+                if w.outcome is not None
+                for m in w.outcome.server_metrics
+            ),
         )
         regression_problem = None
         overloaded = [

@@ -1,6 +1,11 @@
 """CSV: one row per request, and a summary CSV per stage x provider written next to it.
 
-``out/requests.csv`` also writes ``out/requests.summary.csv``.  Columns keep a fixed order
+``out/requests.csv`` also writes ``out/requests.summary.csv``, and, when a provider's
+``server_metrics:`` was scraped, ``out/requests.server-metrics.csv``: one row per counter
+sample per stage (``kind`` counter/histogram/summary; ``before``, ``after``, ``delta``,
+``reset``) and one per gauge value scraped (``kind`` gauge; ``t_ms``, ``value``, ``stage``
+the window it fell in, empty between stages); ``labels`` is the engine's label set as
+Prometheus writes it.  Columns keep a fixed order
 whatever the run measured (every metric, statistic and error class of the catalogue), and a
 value that was not measured is an empty cell, never 0.  ``t_*`` columns are ms after the
 start of the run; metric columns carry their unit in the name.
@@ -34,6 +39,7 @@ from lens.export.facts import (
     models,
 )
 from lens.export.results import RecordOut, Results, SummaryOut
+from lens.export.servermetrics import labels_text, stage_of
 from lens.export.sink import write_atomic
 from lens.metric_catalog import REQUEST_METRICS
 from lens.targets import ExportTarget
@@ -194,7 +200,61 @@ def summary_csv(results: Results) -> str:
     return to_csv(SUMMARY_COLUMNS, rows)
 
 
+SERVER_METRICS_COLUMNS = (
+    "provider", "stage", "kind", "metric", "labels", "t_ms", "value", "before", "after",
+    "delta", "reset",
+)  # fmt: skip
+
+
+def server_metrics_path(path: Path) -> Path:
+    """``requests.csv`` -> ``requests.server-metrics.csv`` (same directory)."""
+    suffix = path.suffix or ".csv"
+    return path.with_name(f"{path.stem if path.suffix else path.name}.server-metrics{suffix}")
+
+
+def server_metrics_csv(results: Results) -> str:
+    rows: list[list[Cell]] = []
+    for sm in results.server_metrics:
+        for stage in sm.stages:
+            rows.extend(
+                [
+                    sm.provider,
+                    stage.stage,
+                    c.kind,
+                    c.name,
+                    labels_text(c.labels),
+                    stage.after_ms,
+                    None,
+                    c.before,
+                    c.after,
+                    c.delta,
+                    str(c.reset).lower(),
+                ]
+                for c in stage.counters
+            )
+        for g in sm.gauges:
+            rows.extend(
+                [
+                    sm.provider,
+                    stage_of(results, sm.provider, t),
+                    "gauge",
+                    g.name,
+                    labels_text(g.labels),
+                    t,
+                    value,
+                    None,
+                    None,
+                    None,
+                    None,
+                ]
+                for t, value in g.points
+            )
+    return to_csv(SERVER_METRICS_COLUMNS, rows)
+
+
 def export_csv(results: Results, target: ExportTarget) -> None:
     path = Path(target.dest)
     write_atomic(path, requests_csv(results))
     write_atomic(summary_path(path), summary_csv(results))
+    if results.server_metrics:
+        write_atomic(server_metrics_path(path), server_metrics_csv(results))

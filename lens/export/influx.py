@@ -28,6 +28,17 @@ Measurements (tags: ``scenario``, ``stage``, ``provider``, ``model``):
   (string), ``overloaded`` (boolean), ``samples``, ``loop_lag_{p50,p99,max}_ms``, ``cpu``,
   the limits ``max_loop_lag_ms`` and ``max_cpu``, and ``reasons`` ("; "-joined).
 
+* ``lens_server_counter``: the engines' own counters (a provider's ``server_metrics:``),
+  one point per stage x provider x counter sample at the stage's scrape after it (else its
+  window's end); tags ``metric`` (the engine's sample name), ``kind`` (counter, histogram,
+  summary) and the engine's labels prefixed ``engine_``; fields ``delta``, ``before``,
+  ``after``, ``reset`` (boolean).
+* ``lens_server_gauge``: every scraped value of the engines' gauges, at its scrape's wall
+  clock; tags ``metric``, the ``engine_`` labels and ``stage`` (the window it fell in;
+  none between stages); field ``value``.
+* ``lens_server_scrapes``: per provider at the end of the run: ``scrapes``, ``failed``,
+  ``last_error``.
+
 Destinations: ``/write?db=...`` (InfluxDB 1.x, VictoriaMetrics) or
 ``/api/v2/write?org=...&bucket=...`` (InfluxDB 2.x and 3.x; ``precision=ns`` is added).  A
 ``token`` option of the URL, else ``$INFLUX_TOKEN``, is sent as ``Authorization: Token``
@@ -54,6 +65,7 @@ from lens.export.facts import (
 )
 from lens.export.lineproto import FieldValue, batches, line
 from lens.export.results import RecordOut, Results, SummaryOut, SweepOut
+from lens.export.servermetrics import stage_of
 from lens.export.sink import send
 from lens.targets import ExportTarget
 
@@ -185,6 +197,58 @@ def harness_point(results: Results) -> str | None:
     return line("lens_harness", {"scenario": results.scenario}, fields, ts)
 
 
+def _engine_tags(labels: Mapping[str, str]) -> dict[str, str | None]:
+    return {f"engine_{k}": v for k, v in labels.items()}
+
+
+def server_points(results: Results) -> Iterator[str]:
+    model = models(results)
+    for sm in results.server_metrics:
+        base: dict[str, str | None] = {
+            "scenario": results.scenario,
+            "provider": sm.provider,
+            "model": model.get(sm.provider, ""),
+        }
+        ends = {w.stage: w.end_ms for w in results.stages if w.provider == sm.provider}
+        for stage in sm.stages:
+            at = stage.after_ms if stage.after_ms is not None else ends.get(stage.stage, 0.0)
+            for c in stage.counters:
+                tags = {**base, "stage": stage.stage, "metric": c.name, "kind": c.kind}
+                fields: dict[str, FieldValue] = {
+                    "delta": c.delta,
+                    "before": c.before,
+                    "after": c.after,
+                    "reset": c.reset,
+                }
+                text = line(
+                    "lens_server_counter",
+                    {**_engine_tags(c.labels), **tags},
+                    fields,
+                    wall_ns(results, at),
+                )
+                if text is not None:
+                    yield text
+        for g in sm.gauges:
+            for t, value in g.points:
+                tags = {**base, "metric": g.name, "stage": stage_of(results, sm.provider, t)}
+                text = line(
+                    "lens_server_gauge",
+                    {**_engine_tags(g.labels), **tags},
+                    {"value": value},
+                    wall_ns(results, t),
+                )
+                if text is not None:
+                    yield text
+        summary: dict[str, FieldValue] = {
+            "scrapes": sm.scrapes,
+            "failed": sm.failed_scrapes,
+            "last_error": sm.last_error,
+        }
+        text = line("lens_server_scrapes", base, summary, wall_ns(results, _run_end_ms(results)))
+        if text is not None:
+            yield text
+
+
 def _run_end_ms(results: Results) -> float:
     return max((w.end_ms for w in results.stages), default=0.0)
 
@@ -208,6 +272,7 @@ def points(results: Results) -> Iterator[str]:
             yield text
     if (text := harness_point(results)) is not None:
         yield text
+    yield from server_points(results)
 
 
 def write_url(dest: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]:

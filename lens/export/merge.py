@@ -555,6 +555,24 @@ def merge_results(shards: Sequence[Results], labels: Sequence[str] | None = None
                 | {"status": "overloaded", "reasons": tuple(overloaded)}
             }
         )
+    # Each shard scraped the engines it ran against (worker runs: worker 0 only): kept as
+    # scraped, each naming its shard, with the shards' warnings about them.
+    scraped = tuple(
+        m if m.scraped_by is not None else m.model_copy(update={"scraped_by": label})
+        for results, label in zip(shards, [f"shard {i.index}" for i in infos], strict=True)
+        for m in results.server_metrics
+    )
+    scrape_warnings = tuple(
+        w
+        for results in shards
+        if results.integrity is not None
+        for w in results.integrity.warnings
+        if w.startswith("server metrics of ")
+    )
+    if scrape_warnings:
+        integrity = integrity.model_copy(
+            update={"warnings": (*integrity.warnings, *dict.fromkeys(scrape_warnings))}
+        )
     env = shards[0].environment
     environment = Environment.model_validate(
         env.model_dump()
@@ -585,6 +603,7 @@ def merge_results(shards: Sequence[Results], labels: Sequence[str] | None = None
         recommendation=recommendation_out(recommend(summaries, verdicts, models)),
         repetitions=_repetitions_out(summaries),
         shards=tuple(infos),
+        server_metrics=scraped,
         records=record_outs,
     )
 

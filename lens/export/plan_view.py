@@ -345,6 +345,15 @@ def _config_text(doc: dict[str, Any]) -> list[str]:
         if headers:
             shown = ", ".join(f"{name}: {value}" for name, value in headers.items())
             lines.append(f"headers of {provider['id']}: {shown}")
+    for provider in doc["providers"]:
+        scraped = provider.get("server_metrics")
+        if scraped:
+            names = scraped["names"]
+            lines.append(
+                f"server metrics of {provider['id']}: {scraped['url']} every "
+                f"{scraped['every_s']:g}s (timeout {scraped['timeout_s']:g}s), families: "
+                + (names if isinstance(names, str) else ", ".join(names))
+            )
     limits = doc["limits"]
     lines.append(
         f"limits: events up to {size_text(limits['max_event_bytes'])}, responses up to "

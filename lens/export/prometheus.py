@@ -27,6 +27,14 @@ and ``lens_sweep_distrusted`` (0/1) for each, for find_max_rate
 passed, when the run stopped before the sweep ended, and when the client was overloaded
 (the 0/1 families say which).
 
+The engines' own metrics (a provider's ``server_metrics:``), labelled ``scenario``,
+``provider``, ``model`` (and ``stage``, ``metric``: the engine's sample name, with its own
+labels prefixed ``engine_``): ``lens_server_counter_delta`` (how much each counter, or a
+histogram's or summary's ``_count``/``_sum``, grew over the stage),
+``lens_server_counter_reset`` (1: it was reset during the stage), ``lens_server_gauge``
+with ``stat="mean"|"max"|"min"|"last"`` over the scrapes within the stage window, and
+``lens_server_scrapes_total`` / ``lens_server_scrapes_failed_total`` per provider.
+
 Push: ``PUT {url}/metrics/job/<job>{/<label>/<value>}``.  PUT replaces the whole group, so a
 re-push never leaves series of a previous run behind.  ``job`` (default ``lens``) and any
 other query option of the destination URL (``?job=lens&instance=ci``) form the grouping key;
@@ -38,13 +46,14 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from lens.export.facts import ERROR_CLASSES, METRICS, models, repetition_label, run_start_ns
 from lens.export.results import Results, SummaryOut
+from lens.export.servermetrics import stage_gauges
 from lens.export.sink import send, write_atomic
 from lens.metric_catalog import REQUEST_METRICS
 from lens.targets import ExportTarget, is_url
@@ -319,6 +328,57 @@ def _unit_families(results: Results) -> list[Family]:
     ]
 
 
+def _engine_labels(labels: Mapping[str, str]) -> Labels:
+    return tuple((f"engine_{_label_name(k)}", v) for k, v in sorted(labels.items()))
+
+
+def _label_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def _server_families(results: Results) -> list[Family]:
+    delta = Family(
+        "lens_server_counter_delta",
+        "gauge",
+        "engine counter growth over the stage (server_metrics; a reset counts from 0)",
+    )
+    reset = Family("lens_server_counter_reset", "gauge", "1 when the engine counter was reset")
+    gauge = Family(
+        "lens_server_gauge", "gauge", "engine gauge over the scrapes within the stage window"
+    )
+    scrapes = Family("lens_server_scrapes_total", "counter", "scrapes of the metrics endpoint")
+    failed = Family(
+        "lens_server_scrapes_failed_total", "counter", "scrapes that failed or timed out"
+    )
+    model = models(results)
+    for sm in results.server_metrics:
+        base: Labels = (
+            ("scenario", results.scenario),
+            ("provider", sm.provider),
+            ("model", model.get(sm.provider, "")),
+        )
+        scrapes.add(base, sm.scrapes)
+        failed.add(base, sm.failed_scrapes)
+        for stage in sm.stages:
+            for c in stage.counters:
+                labels = (*base, ("stage", stage.stage), ("metric", c.name))
+                labels = (*labels, *_engine_labels(c.labels))
+                delta.add(labels, c.delta)
+                reset.add(labels, 1 if c.reset else 0)
+    for g in stage_gauges(results):
+        labels = (
+            ("scenario", results.scenario),
+            ("provider", g.metrics.provider),
+            ("model", model.get(g.metrics.provider, "")),
+            ("stage", g.window.stage),
+            ("metric", g.gauge.name),
+            *_engine_labels(g.gauge.labels),
+        )
+        for stat in ("mean", "max", "min", "last"):
+            gauge.add((*labels, ("stat", stat)), getattr(g, stat))
+    return [delta, reset, gauge, scrapes, failed]
+
+
 def families(results: Results) -> list[Family]:
     model = models(results)
     verdicts = Family(
@@ -349,6 +409,7 @@ def families(results: Results) -> list[Family]:
         started,
         *_integrity_families(results),
         *_sweep_families(results),
+        *_server_families(results),
     ]
 
 

@@ -48,7 +48,14 @@ from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
 from lens.pricing.gpu import money_text
-from lens.records import LENS_FAILED_STOP, Repetition, RequestRecord, RunOutcome, StageWindow
+from lens.records import (
+    LENS_FAILED_STOP,
+    Repetition,
+    RequestRecord,
+    RunOutcome,
+    ServerMetricsReport,
+    StageWindow,
+)
 from lens.redact import Redactor
 
 SCHEMA_VERSION: Literal["lens.results/v1"] = "lens.results/v1"
@@ -561,6 +568,67 @@ class SweepOut(_Frozen):
     )
 
 
+class CounterDeltaOut(_Frozen):
+    """How much one counter sample grew over the stage (lens.records.CounterDelta)."""
+
+    name: str = Field(description="the sample's name, e.g. llamacpp:prompt_tokens_total")
+    labels: FrozenMap[str, str]
+    kind: Literal["counter", "histogram", "summary"] = Field(
+        description="counter, or a histogram's/summary's _count or _sum sample"
+    )
+    before: float | None = Field(description="its value in the stage's first scrape")
+    after: float | None = Field(description="its value in the stage's last scrape")
+    delta: float = Field(
+        description="the increments between consecutive scrapes, added up (a reset counts "
+        "the value after it); equals after - before without a reset"
+    )
+    reset: bool = Field(description="the value went down during the stage: a counter reset")
+
+
+class StageServerMetricsOut(_Frozen):
+    stage: str
+    before_ms: float | None = Field(
+        description="when the scrape before the stage answered (run clock); null: it failed"
+    )
+    after_ms: float | None = Field(
+        description="when the scrape after it answered; null: failed, or the stage was cut off"
+    )
+    scrapes: int = Field(description="successful scrapes: before, every interval, after")
+    failed_scrapes: int
+    counters: tuple[CounterDeltaOut, ...]
+
+
+class GaugeSeriesOut(_Frozen):
+    name: str
+    labels: FrozenMap[str, str]
+    points: tuple[tuple[float, float], ...] = Field(
+        description="[t_ms on the run clock, value] per successful scrape"
+    )
+
+
+class ServerMetricsOut(_Frozen):
+    """What a provider's server_metrics endpoint (the engine's Prometheus metrics) said."""
+
+    provider: str
+    url: str = Field(description="the endpoint, credentials masked")
+    every_s: float
+    names: tuple[str, ...] = Field(description="family globs kept; empty: every family")
+    scraped_by: str | None = Field(
+        None, description="the shard or worker that scraped; null: a run in one process"
+    )
+    scrapes: int = Field(
+        description="scrapes that answered or failed (not those cut off with their stage)"
+    )
+    failed_scrapes: int = Field(description="failed or timed out: never a failure of the run")
+    last_error: str | None
+    stages: tuple[StageServerMetricsOut, ...] = Field(
+        description="counter deltas per stage x provider unit"
+    )
+    gauges: tuple[GaugeSeriesOut, ...] = Field(
+        description="gauge (and untyped) samples over the whole run"
+    )
+
+
 class Results(_Frozen):
     model_config = ConfigDict(
         frozen=True, extra="forbid", json_schema_extra={"$id": SCHEMA_ID}, title="lens results v1"
@@ -624,6 +692,12 @@ class Results(_Frozen):
         default=(),
         exclude_if=lambda v: not v,
         description="lens merge: the shards these results were merged from; absent otherwise",
+    )
+    server_metrics: tuple[ServerMetricsOut, ...] = Field(
+        default=(),
+        exclude_if=lambda v: not v,
+        description="providers' server_metrics: the engine's own Prometheus metrics scraped "
+        "before, during and after each stage; absent when no provider sets it",
     )
     records_omitted: int = Field(
         default=0,
@@ -827,9 +901,10 @@ def build_results(
         phase_summaries=tuple(summary_out(s, plan, None) for s in phase_summaries),
         verdicts=tuple(verdicts),
         idle_probes=tuple(analysis.idle_probes),
-        integrity=integrity_out(analysis.integrity),
+        integrity=integrity_out(analysis.integrity, outcome.server_metrics),
         recommendation=recommendation_out(analysis.recommendation),
         sweeps=tuple(sweep_out(o) for o in sweeps),
+        server_metrics=tuple(server_metrics_out(r) for r in outcome.server_metrics),
         repetitions=tuple(
             RepetitionsOut(
                 stage=r.stage,
@@ -904,6 +979,7 @@ def salvage_results(
         summaries=summary_docs,
         verdicts=(),
         recommendation=None,
+        server_metrics=tuple(server_metrics_out(r) for r in outcome.server_metrics),
         records_omitted=outcome.records_not_kept,
         records=tuple(
             record_out(r, token_price(r, plan.providers.get(r.provider))) for r in outcome.records
@@ -930,7 +1006,71 @@ def billing_out(bill: RunBill) -> BillingOut | None:
     )
 
 
-def integrity_out(report: IntegrityReport) -> IntegrityOut:
+def server_metrics_out(report: ServerMetricsReport) -> ServerMetricsOut:
+    return ServerMetricsOut(
+        provider=report.provider,
+        url=report.url,
+        every_s=report.every_s,
+        names=report.names,
+        scraped_by=report.scraped_by,
+        scrapes=report.scrapes,
+        failed_scrapes=report.failed,
+        last_error=report.last_error,
+        stages=tuple(
+            StageServerMetricsOut(
+                stage=st.stage,
+                before_ms=None if st.t_before is None else st.t_before / NS_PER_MS,
+                after_ms=None if st.t_after is None else st.t_after / NS_PER_MS,
+                scrapes=st.scrapes,
+                failed_scrapes=st.failed,
+                counters=tuple(
+                    CounterDeltaOut(
+                        name=c.name,
+                        labels=dict(c.labels),
+                        kind=c.kind,
+                        before=c.before,
+                        after=c.after,
+                        delta=c.delta,
+                        reset=c.reset,
+                    )
+                    for c in st.counters
+                ),
+            )
+            for st in report.stages
+        ),
+        gauges=tuple(
+            GaugeSeriesOut(
+                name=g.name,
+                labels=dict(g.labels),
+                points=tuple((t / NS_PER_MS, v) for t, v in g.points),
+            )
+            for g in report.gauges
+        ),
+    )
+
+
+def server_metrics_warnings(reports: Sequence[ServerMetricsReport]) -> tuple[str, ...]:
+    """One warning per provider whose metrics endpoint failed a scrape (or reset a counter
+    during a stage): the run went on, its server-side numbers have gaps."""
+    out = []
+    for r in reports:
+        if r.failed:
+            out.append(
+                f"server metrics of {r.provider}: {r.failed} of {r.scrapes} scrapes of "
+                f"{r.url} failed (last: {r.last_error})"
+            )
+        reset = sorted({c.name for st in r.stages for c in st.counters if c.reset})
+        if reset:
+            out.append(
+                f"server metrics of {r.provider}: counters reset during a stage (the engine "
+                f"restarted?): {', '.join(reset)}"
+            )
+    return tuple(out)
+
+
+def integrity_out(
+    report: IntegrityReport, server_metrics: Sequence[ServerMetricsReport] = ()
+) -> IntegrityOut:
     harness = None
     if report.harness is not None:
         h = report.harness
@@ -949,7 +1089,7 @@ def integrity_out(report: IntegrityReport) -> IntegrityOut:
         harness=harness,
         streams=tuple(report.streams),
         cold_start=tuple(report.cold_start),
-        warnings=tuple(report.warnings),
+        warnings=(*report.warnings, *server_metrics_warnings(server_metrics)),
     )
 
 

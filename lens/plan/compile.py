@@ -46,6 +46,7 @@ from lens.plan.model import (
     RegressionSpec,
     RetryPolicy,
     Secret,
+    ServerMetricsSpec,
     SimSettings,
     SlaSpec,
     StagePlan,
@@ -291,6 +292,7 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             model=spec.model,
             base_url=None,
             settings=sim,
+            server_metrics=_server_metrics(spec),
             endpoint=_endpoint(spec),
         )
     key = _api_key(pid, spec, ctx)
@@ -319,7 +321,17 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
         ),
         settings=_settings(pid, spec, ctx),
         tokenizer=_response_tokenizer(pid, spec, ctx),
+        server_metrics=_server_metrics(spec),
         endpoint=_endpoint(spec),
+    )
+
+
+def _server_metrics(spec: AnyProvider) -> ServerMetricsSpec | None:
+    given = spec.server_metrics
+    if given is None:
+        return None
+    return ServerMetricsSpec(
+        url=given.url, every_s=given.every, timeout_s=given.timeout_s, names=given.names
     )
 
 

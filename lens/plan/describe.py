@@ -33,6 +33,7 @@ from lens.plan.model import (
     PromptSpec,
     ProviderSpec,
     RegressionSpec,
+    ServerMetricsSpec,
     SimSettings,
     SlaSpec,
     StagePlan,
@@ -41,6 +42,7 @@ from lens.plan.model import (
 from lens.plan.trace import TraceReplay, trace_to_dict
 from lens.pricing import GpuHourRate, ProviderPrice
 from lens.scenario.model import PluginProviderSettings
+from lens.urlmask import mask_url
 
 MASK = "***"
 # ``lens plan --json`` lists at most this many arrival offsets per stage (marking the list
@@ -95,7 +97,19 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
         out["tokenizer"] = spec.tokenizer.name  # counts responses without usage
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
     out["network"] = network_to_dict(spec)
+    if spec.server_metrics is not None:
+        out["server_metrics"] = server_metrics_to_dict(spec.server_metrics)
     return out
+
+
+def server_metrics_to_dict(sm: ServerMetricsSpec) -> dict[str, Any]:
+    """``server_metrics:`` as the plan shows it: the URL's credentials masked (urlmask)."""
+    return {
+        "url": "<the simulator's /metrics>" if sm.url is None else mask_url(sm.url),
+        "every_s": sm.every_s,
+        "timeout_s": sm.timeout_s,
+        "names": list(sm.names) if sm.names else "all",
+    }
 
 
 def settings_to_dict(spec: ProviderSpec) -> dict[str, Any]:

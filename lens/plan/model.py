@@ -238,6 +238,17 @@ ProviderSettings = (
 
 
 @dataclass(frozen=True, slots=True)
+class ServerMetricsSpec:
+    """A provider's ``server_metrics:``: the engine's Prometheus endpoint lens scrapes before,
+    every ``every_s`` during, and after each stage (lens.run.servermetrics)."""
+
+    url: str | None  # None: a simulated provider's own /metrics, known once it listens
+    every_s: float
+    timeout_s: float
+    names: tuple[str, ...] = ()  # globs of family names to keep; empty: every family
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     id: str
     type: str  # a ProviderType, or the type of a provider plugin (lens.entry_points)
@@ -263,6 +274,8 @@ class ProviderSpec:
     # openai-compatible, openai and simulated (protocol openai): chat, completions or
     # embeddings, streamed or not.  The default for every other type.
     endpoint: EndpointSpec = EndpointSpec()
+    # The engine's metrics endpoint to scrape during the run; None: not scraped.
+    server_metrics: ServerMetricsSpec | None = None
 
     @property
     def plugin_settings(self) -> PluginProviderSettings | None:

@@ -65,14 +65,17 @@ from lens.records import (
     Phase,
     RequestRecord,
     RequestStart,
+    ServerMetricsReport,
     StageWindow,
 )
 from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
+from lens.run.gate import UnitGate
 from lens.run.http11 import LeanHTTP11Transport
 from lens.run.pool import TransportPool
 from lens.run.readmux import ReadMux
 from lens.run.request import execute_request
+from lens.run.servermetrics import Fetch, ServerMetricsScraper, http_fetch
 from lens.run.slastop import SlaStop
 
 
@@ -174,8 +177,17 @@ class StageRunner:
         sla_stop: SlaStop | None = None,
         on_start: Callable[[RequestStart], None] | None = None,
         before_unit: Callable[[int], Awaitable[float | None]] | None = None,
+        scrape_server_metrics: bool = True,
+        server_metrics_fetch: Fetch = http_fetch,
     ) -> None:
         self.plan = plan
+        # Providers' server_metrics endpoints are scraped by this runner (False: another
+        # process scrapes them, e.g. worker 0 of lens run --workers).
+        self.scrape_server_metrics = scrape_server_metrics
+        self._fetch = server_metrics_fetch
+        self.scrapers: dict[str, ServerMetricsScraper] = {}
+        # The scraper whose scrape after the last unit waits for the next gate (workers).
+        self._pending_after: ServerMetricsScraper | None = None
         # Awaited with the unit's position in the plan, once it is set up and just before
         # its clock starts: worker processes start each unit together (lens.workers), and
         # shards at its planned instant (lens.run.gate).  It may return the instant (trio's
@@ -226,6 +238,35 @@ class StageRunner:
             except TlsSetupError as exc:
                 raise ProviderError(f"provider {spec.id}: tls: {exc}") from exc
         return ctx
+
+    def scraper_for(self, spec: ProviderSpec) -> ServerMetricsScraper | None:
+        """The scraper of ``spec``'s metrics endpoint (made on first use), if it has one
+        and this runner scrapes."""
+        if spec.server_metrics is None or not self.scrape_server_metrics:
+            return None
+        scraper = self.scrapers.get(spec.id)
+        if scraper is None:
+            scraper = ServerMetricsScraper(spec.id, spec.server_metrics, self.clock, self._fetch)
+            self.scrapers[spec.id] = scraper
+        return scraper
+
+    async def _close_after(self, deadline: float | None = None) -> None:
+        pending, self._pending_after = self._pending_after, None
+        if pending is not None:
+            await pending.after(deadline)
+
+    async def finish(self) -> None:
+        """After the last unit: worker 0 of several waits until every worker has ended it
+        (a gate past the last unit), then scrapes the engines once more."""
+        if self._pending_after is None:
+            return
+        if isinstance(self.before_unit, UnitGate):
+            await self.before_unit.opened(len(self.plan.stages))
+        await self._close_after()
+
+    def server_metrics(self) -> tuple[ServerMetricsReport, ...]:
+        """What every scraped endpoint said, in the plan's provider order."""
+        return tuple(self.scrapers[pid].report() for pid in self.providers if pid in self.scrapers)
 
     def _emit(self, rec: RequestRecord) -> None:
         self.progress.record(rec)
@@ -280,9 +321,29 @@ class StageRunner:
         first_url = _first_url(adapter, first, unit)
         if first_url is not None:
             await pool.warm(first_url)
+        scraper = self.scraper_for(spec)
         anchor = None
-        if self.before_unit is not None:
-            anchor = await self.before_unit(self.plan.stages.index(unit))
+        # An adaptive sweep's steps are made as it runs: only gated runs (workers, shards:
+        # never adaptive) look a unit up in the plan.
+        if isinstance(self.before_unit, UnitGate) and self.scrapers:
+            position = self.plan.stages.index(unit)
+            # Worker 0 of several: the gate opens once every worker has ended the units
+            # before, and the moment until the unit's instant is when the engine's books
+            # are closed for the unit before and opened for this one.
+            anchor = await self.before_unit.opened(position)
+            if scraper is not None and scraper is self._pending_after:
+                self._pending_after = None
+                await scraper.between(unit.stage, anchor)  # one scrape: after and before
+            else:
+                await self._close_after(anchor)
+                if scraper is not None:
+                    await scraper.before(unit.stage, anchor)
+            await trio.sleep_until(anchor)
+        else:
+            if scraper is not None:
+                await scraper.before(unit.stage)  # the engine's state as the stage starts
+            if self.before_unit is not None:
+                anchor = await self.before_unit(self.plan.stages.index(unit))
         t_start = clock.now_ns()
         # The schedule's origin: the instant the gate named (the unit may start after it:
         # its arrivals keep their planned times, the lateness is dispatch lag), else now.
@@ -290,11 +351,15 @@ class StageRunner:
         if unit.cutoff_s is not None and not isinstance(unit.load, OpenLoop):
             # An open loop knows its cutoff when its last arrival is sent (open_loop).
             state.cut_off_at(clock.at_ns(origin) + unit.cutoff_s, unit.drain_grace_s)
-        running = _RunningUnit(self, unit, spec, adapter, pool, state, clock, origin)
+        running = _RunningUnit(self, unit, spec, adapter, pool, state, clock, origin, scraper)
         self._running = running
+        ended = False
         try:
             await running.run()
+            ended = True
         finally:
+            if scraper is not None and not ended:
+                scraper.end_stage()  # cut off: no scrape after it
             self._running = None
             with trio.CancelScope(shield=True):
                 await pool.aclose()
@@ -320,6 +385,12 @@ class StageRunner:
                 self.budget.unit_ended(window.t_end)
             if self.sla_stop is not None:
                 self.sla_stop.unit_ended(window)  # a tripped stop: no later unit starts
+        if scraper is not None:
+            if isinstance(self.before_unit, UnitGate):
+                # Other workers may still run this unit: its books close at the next gate.
+                self._pending_after = scraper
+            else:
+                await scraper.after()  # after the window closed: it does not lengthen it
 
 
 def _within(t_ns: int | None, t_start: int) -> int | None:
@@ -342,6 +413,7 @@ class _RunningUnit:
         "progress",
         "prompts",
         "reader",
+        "scraper",
         "spec",
         "state",
         "t_start",
@@ -358,8 +430,10 @@ class _RunningUnit:
         state: _UnitState,
         clock: RunClock,
         t_start: int,
+        scraper: ServerMetricsScraper | None = None,
     ) -> None:
         self.unit = unit
+        self.scraper = scraper
         self.spec = spec
         self.adapter = adapter
         self.pool = pool
@@ -384,6 +458,9 @@ class _RunningUnit:
         async with trio.open_nursery() as io:
             if self.reader is not None:
                 io.start_soon(self.reader.run)
+            if self.scraper is not None:
+                # On its own connection, every interval while the load runs.
+                io.start_soon(self.scraper.during, self.t_start)
             try:
                 with self.state.drain:
                     async with trio.open_nursery() as nursery:

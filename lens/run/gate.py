@@ -48,6 +48,15 @@ class UnitGate:
                 token.run_sync_soon(event.set)
 
     async def __call__(self, position: int) -> float:
+        at = await self.opened(position)
+        await trio.sleep_until(at)
+        return at
+
+    async def opened(self, position: int) -> float:
+        """Until unit ``position`` is let through: the instant (trio's clock) it starts at,
+        not slept until yet.  Every worker has ended the units before it by then, so the
+        moment until that instant is when worker 0 scrapes the engines' metrics
+        (lens.run.executor)."""
         event = trio.Event()
         with self._lock:
             known = position in self._instants
@@ -60,9 +69,7 @@ class UnitGate:
         instant = self._instants[position]
         # trio's clock is perf_counter plus a random offset: the same clock as monotonic
         # on Linux, converted once.
-        at = trio.current_time() + (instant - time.monotonic())
-        await trio.sleep_until(at)
-        return at
+        return trio.current_time() + (instant - time.monotonic())
 
 
 class PlannedGate:

@@ -16,6 +16,7 @@ facts lose the secrets lens holds (lens.redact) before anything else sees them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -118,6 +119,7 @@ async def execute(
     before_unit: Callable[[int], Awaitable[float | None]] | None = None,
     unit_starts: Sequence[float | None] | None = None,
     keep_records: bool = True,
+    scrape_server_metrics: bool = True,
 ) -> RunOutcome:
     """Run the plan's units; ``stop`` and ``cancel_after_s`` (seconds from here) end the
     run early as a signal would, with ``interrupted_by`` the stop's reason or
@@ -131,7 +133,8 @@ async def execute(
     seconds from the run clock's start (``lens.plan.split.planned_starts``; None: when the
     unit before ends), kept by a ``PlannedGate`` (unless ``before_unit`` is given).
     ``keep_records=False``: the outcome holds no record (``on_record`` is where they go: a
-    long run cannot keep them all)."""
+    long run cannot keep them all).  ``scrape_server_metrics=False``: providers'
+    ``server_metrics:`` endpoints are left to another process (lens.workers)."""
     if start_monotonic is not None:
         waited = await _wait_for_monotonic(start_monotonic, handle_signals, stop)
         if waited is not None:
@@ -180,6 +183,7 @@ async def execute(
         sla_stop=sla_stop,
         on_start=on_start,
         before_unit=before_unit,
+        scrape_server_metrics=scrape_server_metrics,
     )
     started_at = wall_clock()
     t_start = trio.current_time()
@@ -200,6 +204,7 @@ async def execute(
                 nursery.start_soon(harness.run)
             # A signal cancels this nursery, the run included; otherwise the watchers stop.
             await (drive or StageRunner.run_all)(runner)
+            await runner.finish()  # the engines' books closed for the last unit (workers)
             nursery.cancel_scope.cancel()
     except Exception as exc:
         # lens's own failure (a bug): what was measured until now is kept and returned.
@@ -218,6 +223,12 @@ async def execute(
         interrupted_by=interrupted[0] if interrupted else None,
         harness=None if harness is None else harness.report(),
         failure=failure,
+        server_metrics=tuple(
+            dataclasses.replace(
+                r, last_error=None if r.last_error is None else redact(r.last_error)
+            )
+            for r in runner.server_metrics()
+        ),
     )
 
 
@@ -294,6 +305,7 @@ def run_blocking(
     before_unit: Callable[[int], Awaitable[float | None]] | None = None,
     unit_starts: Sequence[float | None] | None = None,
     keep_records: bool = True,
+    scrape_server_metrics: bool = True,
 ) -> RunOutcome:
     # What the set-up left behind is frozen before the run clock starts, so no full
     # collection walks it while the run measures (lens.run.gcpolicy).
@@ -319,5 +331,6 @@ def run_blocking(
                 before_unit=before_unit,
                 unit_starts=unit_starts,
                 keep_records=keep_records,
+                scrape_server_metrics=scrape_server_metrics,
             )
         )

@@ -64,8 +64,13 @@ def simulated_client_spec(spec: ProviderSpec, url: str) -> ProviderSpec:
     assert isinstance(spec.settings, SimSettings)
     protocol = spec.settings.protocol
     client_type, v1 = _CLIENT_FOR[protocol]
+    scraped = spec.server_metrics
+    if scraped is not None and scraped.url is None:
+        # server_metrics without a url: the simulator's own endpoint.
+        scraped = dataclasses.replace(scraped, url=f"{url}/metrics")
     return dataclasses.replace(
         spec,
+        server_metrics=scraped,
         type=client_type,
         base_url=f"{url}/v1" if v1 else url,
         api_key=_SIM_KEY,

@@ -42,6 +42,8 @@ from lens.plan.model import SimSettings
 from lens.sim.capacity import GenerationSlots
 from lens.sim.config import LISTENING_PREFIX, ServerConfig, parse_argv, validate_settings
 from lens.sim.http import HttpError, Request, RequestReader, response_bytes
+from lens.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from lens.sim.metrics import SimMetrics
 from lens.sim.pacer import Pacer, send_now
 from lens.sim.protocol_base import (
     Exchange,
@@ -67,7 +69,7 @@ TOKENS_HEADER = "x-lens-sim-tokens"
 
 # Faults answered with a whole HTTP error instead of a stream.
 _REPLY_FAULTS: dict[Fault, ReplyFault] = {"429": "429", "500": "500", "529": "529"}
-_GET_ROUTES = ("/v1/models", "/health", "/lens-sim/received")
+_GET_ROUTES = ("/v1/models", "/health", "/lens-sim/received", "/metrics")
 RECEIVED_KEPT = 256  # request bodies kept for GET /lens-sim/received
 _ERROR_INDEX_BASE = 1 << 39  # ids of error replies: disjoint from request indexes
 
@@ -131,6 +133,8 @@ class SimServer:
         # The bodies of the last requests, as received: tests read them (in process, or as
         # GET /lens-sim/received) to see what a client sent.
         self.received: deque[bytes] = deque(maxlen=RECEIVED_KEPT)
+        # Its live state in llama.cpp's metric names, served at GET /metrics.
+        self.metrics = SimMetrics()
 
     async def serve(
         self,
@@ -187,6 +191,12 @@ class SimServer:
                 await stream.send_all(self._error(method_not_allowed(req, "GET"), keep))
             elif req.path == "/health":
                 await stream.send_all(response_bytes(200, b'{"status":"ok"}', keep_alive=keep))
+            elif req.path == "/metrics":
+                body = self.metrics.render()
+                reply = response_bytes(
+                    200, body, content_type=METRICS_CONTENT_TYPE, keep_alive=keep
+                )
+                await stream.send_all(reply)
             elif req.path == "/lens-sim/received":
                 # Each body as a string, as received (it need not be JSON).
                 listed = [body.decode("utf-8", "replace") for body in self.received]
@@ -285,16 +295,33 @@ class SimServer:
             reply = self.protocol.fault_reply(reply_fault, parsed, ex)
             await stream.send_all(_reply_bytes(reply, keep))
             return keep
-        async with self.slots.held() as admitted:
-            # Generation starts when a slot frees up: the wait in the queue delays every
-            # token, the first one included (a rejection above never queues).
-            if admitted > t0:
-                plan = replace(plan, due=[t + (admitted - t0) for t in plan.due])
-            due = plan.due
-            timing = Timing(round((due[0] - t0) * 1e3), round((due[max(plan.n - 1, 0)] - t0) * 1e3))
-            if parsed.stream:
-                return await self._stream(stream, reader, parsed, plan, t0, ex, timing, keep)
-            return await self._complete(stream, reader, parsed, plan, t0, ex, timing, keep)
+        metrics = self.metrics
+        metrics.deferred += 1
+        waiting = True
+        try:
+            async with self.slots.held() as admitted:
+                metrics.deferred -= 1
+                waiting = False
+                kv_tokens = parsed.prompt_tokens + plan.n
+                metrics.admit(parsed.prompt_tokens, kv_tokens)
+                served = 0
+                try:
+                    # Generation starts when a slot frees up: the wait in the queue delays
+                    # every token, the first one included (a rejection above never queues).
+                    if admitted > t0:
+                        plan = replace(plan, due=[t + (admitted - t0) for t in plan.due])
+                    due = plan.due
+                    last = due[max(plan.n - 1, 0)]
+                    timing = Timing(round((due[0] - t0) * 1e3), round((last - t0) * 1e3))
+                    answer = self._stream if parsed.stream else self._complete
+                    again = await answer(stream, reader, parsed, plan, t0, ex, timing, keep)
+                    served = _served_tokens(plan)
+                    return again
+                finally:
+                    metrics.release(kv_tokens, served, trio.current_time() - admitted)
+        finally:
+            if waiting:
+                metrics.deferred -= 1
 
     async def _stream(
         self,
@@ -400,6 +427,13 @@ class SimServer:
         reply = self.protocol.completion(parsed, ex, plan.n, plan.finish, processing_ms, timing)
         await stream.send_all(_reply_bytes(reply, keep))
         return keep
+
+
+def _served_tokens(plan: ResponsePlan) -> int:
+    """Output tokens a response that was written in full carried (until a cut)."""
+    if plan.fault in ("cut", "midstream-error"):
+        return plan.cut_after
+    return 0 if plan.fault == "hang" else plan.n
 
 
 def _merge_equal_times(

@@ -24,7 +24,16 @@ from lens.metrics.analysis import analyse_run
 from lens.pipeline import Baseline, judge_regressions, judge_run, shard_results, summarise
 from lens.plan.compile import compile_plan
 from lens.plan.split import Shard
-from lens.records import ErrorClass, RequestRecord, RunOutcome, StageWindow
+from lens.records import (
+    CounterDelta,
+    ErrorClass,
+    GaugeSeries,
+    RequestRecord,
+    RunOutcome,
+    ServerMetricsReport,
+    StageServerMetrics,
+    StageWindow,
+)
 from lens.redact import Redactor
 from lens.scenario import parse_scenario
 from tests.export._repeat_results import repeat_results
@@ -95,8 +104,51 @@ def _gpu_records() -> tuple[RequestRecord, ...]:
     return (*steady, broken, *idle)
 
 
-def gpu_results(kept: str = "all") -> Results:
-    """``kept``: the scenario's results: {records: ...}."""
+# What a provider's server_metrics endpoint said (lens.run.servermetrics): a counter reset
+# in a stage, histogram sums, a gauge series, one failed scrape.
+SERVER_METRICS = ServerMetricsReport(
+    provider="g",
+    url="http://***:***@10.0.0.5:8080/metrics",
+    every_s=0.1,
+    names=("llamacpp:*",),
+    scrapes=6,
+    failed=1,
+    last_error="ConnectError: [Errno 111] Connection refused",
+    stages=(
+        StageServerMetrics(
+            stage="steady",
+            t_before=ns(1),
+            t_after=ns(301),
+            scrapes=4,
+            failed=0,
+            counters=(
+                CounterDelta("llamacpp:tokens_predicted_total", (), "counter", 10, 18, 8),
+                CounterDelta("llamacpp:prompt_tokens_total", (), "counter", 50, 4, 12, True),
+                CounterDelta(
+                    "vllm:e2e_request_latency_seconds_count",
+                    (("model_name", "m"),),
+                    "histogram",
+                    2,
+                    4,
+                    2,
+                ),
+            ),
+        ),
+        StageServerMetrics(stage="idle", t_before=None, t_after=ns(3101), scrapes=1, failed=1),
+    ),
+    gauges=(
+        GaugeSeries(
+            "llamacpp:requests_processing",
+            (),
+            ((ns(1), 0.0), (ns(101), 2.0), (ns(201), 1.0), (ns(301), 0.0), (ns(3101), 0.0)),
+        ),
+    ),
+)
+
+
+def gpu_results(kept: str = "all", server_metrics: bool = False) -> Results:
+    """``kept``: the scenario's results: {records: ...}; ``server_metrics``: with what
+    provider g's engine said (``SERVER_METRICS``)."""
     text = GPU_SCENARIO + f"results: {{records: {kept}}}\n"
     plan = compile_plan(parse_scenario(text), env={})
     records = _gpu_records()
@@ -106,7 +158,11 @@ def gpu_results(kept: str = "all") -> Results:
         StageWindow("idle", "g", ns(350), ns(3100), planned=3, started=3),
     )
     outcome = RunOutcome(
-        records, windows, started_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC), duration_s=3.2
+        records,
+        windows,
+        started_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        duration_s=3.2,
+        server_metrics=(SERVER_METRICS,) if server_metrics else (),
     )
     summaries, phase_summaries = summarise(plan, outcome, plan.slas)
     verdicts = judge_run(plan.slas, summaries, outcome)
@@ -145,6 +201,7 @@ CASES: dict[str, Callable[[], Results]] = {
     "repeat": repeat_results,
     "shard": lambda: shard_of_hand(1),
     "merged": merged_results,
+    "server-metrics": lambda: gpu_results(server_metrics=True),
 }
 
 

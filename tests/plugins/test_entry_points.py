@@ -92,8 +92,8 @@ def test_a_plugins_fields_are_validated_with_positions(install: Install) -> None
     assert [str(p) for p in caught.value.problems] == [
         "<scenario>:9:18: providers.local.temperature: must be at most 2, got 9",
         "<scenario>:10:5: providers.local.colour: unknown field 'colour'; allowed here: "
-        "keep_alive, proxy, tls, price, type, model, base_url, api_key, headers, path, "
-        "temperature",
+        "keep_alive, proxy, tls, price, server_metrics, type, model, base_url, api_key, "
+        "headers, path, temperature",
     ]
 
 

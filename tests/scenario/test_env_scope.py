@@ -201,6 +201,7 @@ def test_the_opted_in_fields() -> None:
         "providers[*].profile",
         "providers[*].proxy",
         "providers[*].region",
+        "providers[*].server_metrics.url",
         "providers[*].tls",
         "regression",
     ]

@@ -37,6 +37,7 @@ from lens.export.report.series import (
     usd,
 )
 from lens.export.results import Results
+from lens.export.servermetrics import labels_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -106,7 +107,72 @@ def draw_charts(results: Results) -> list[Chart]:
         costs = [c for c in cost_points(results.summaries) if c.per_1m_output_usd is not None]
         if costs:
             charts.append(_cost_chart(costs, colors))
+        charts += _server_gauge_charts(results)
         return charts
+
+
+# At most this many server-gauge charts (one per provider x gauge); a vLLM endpoint has
+# dozens of families, and the page names the ones left out.
+MAX_SERVER_GAUGE_CHARTS = 24
+
+
+def server_gauge_keys(results: Results) -> list[tuple[str, str, str]]:
+    """(chart key, provider, gauge name) of each server-gauge chart, in page order."""
+    out: list[tuple[str, str, str]] = []
+    for sm in results.server_metrics:
+        for name in dict.fromkeys(g.name for g in sm.gauges):
+            out.append((f"server-gauge-{len(out)}", sm.provider, name))
+    return out[:MAX_SERVER_GAUGE_CHARTS]
+
+
+def _server_gauge_charts(results: Results) -> list[Chart]:
+    """One chart per engine gauge (server_metrics) over the run, a line per label set,
+    the provider's stage windows marked."""
+    charts = []
+    by_provider = {sm.provider: sm for sm in results.server_metrics}
+    for key, provider, name in server_gauge_keys(results):
+        series = [g for g in by_provider[provider].gauges if g.name == name]
+        title = f"{name} ({provider})"
+        fig = _figure(3.4)
+        ax = fig.subplots(1, 1)
+        for i, g in enumerate(series):
+            color, dash = _line_style(i)
+            label = labels_text(g.labels) or name
+            xs = [t / 1000 for t, _ in g.points]
+            ax.step(
+                xs,
+                [v for _, v in g.points],
+                where="post",
+                color=color,
+                linestyle=dash,
+                linewidth=1.4,
+                label=label,
+                marker="o",
+                markersize=2.5,
+            )
+        ax.set_ylabel(name if len(name) <= 32 else "value")
+        ax.set_xlabel("time since run start (s)")
+        if all(v >= 0 for g in series for _, v in g.points):
+            _from_zero(ax, 0.1)
+        if len(series) > 1:
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
+        marks = [m for m in stage_marks(results) if m.provider == provider]
+        x_max = (
+            max(
+                [m.end_s for m in marks] + [t / 1000 for g in series for t, _ in g.points],
+                default=1.0,
+            )
+            * 1.01
+            or 1.0
+        )
+        _name_stages(fig, [ax], marks, x_max, f"{name}, as {provider}'s server reported it")
+        note = (
+            f"Scraped from {by_provider[provider].url} every "
+            f"{by_provider[provider].every_s:g}s while a stage ran, and before and after each; "
+            "a dot per scrape. Shaded bands and dashed lines mark the stages."
+        )
+        charts.append(Chart(key, title, _svg(fig, key), note))
+    return charts
 
 
 @contextmanager

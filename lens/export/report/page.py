@@ -13,13 +13,14 @@ from decimal import Decimal
 from html import escape
 
 from lens._version import __version__
-from lens.export.report.charts import Chart
+from lens.export.report.charts import Chart, server_gauge_keys
 from lens.export.report.markup import in_ms, table
 from lens.export.report.sections import (
     drained_table,
     integrity_section,
     pacing_section,
     recommendation_section,
+    server_metrics_section,
     sweeps_section,
     warnings_banner,
 )
@@ -275,6 +276,9 @@ def assemble(results: Results, charts: Sequence[Chart]) -> str:
     paced = pacing_section(results)
     if paced:
         sections.append(_section("Pacing and phases", paced))
+    if results.server_metrics:
+        gauges = figures(*(key for key, _, _ in server_gauge_keys(results)))
+        sections.append(_section("Server metrics", server_metrics_section(results) + gauges))
     sections += [
         _section("Measurement integrity", integrity_section(results)),
         _section("Cost", _costs(results) + figures("cost")),

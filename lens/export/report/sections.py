@@ -18,6 +18,7 @@ from lens.export.results import (
     Results,
     SweepOut,
 )
+from lens.export.servermetrics import labels_text
 from lens.export.table import exclusion_text, recommendation_rows, summary_rows
 from lens.metrics.judge import Verdict
 
@@ -443,3 +444,38 @@ def recommendation_section(rec: RecommendationOut) -> str:
         )
         + why
     )
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
+
+
+def server_metrics_section(results: Results) -> str:
+    """What each provider's metrics endpoint said: how its scrapes went, and how much each
+    counter grew in each stage (the gauges are charts, drawn after this)."""
+    parts = []
+    for sm in results.server_metrics:
+        status = (
+            f"{sm.scrapes} scrapes of {sm.url} every {sm.every_s:g}s, {sm.failed_scrapes} failed"
+            + (f" (last: {sm.last_error})" if sm.last_error else "")
+            + (f"; scraped by {sm.scraped_by}" if sm.scraped_by else "")
+        )
+        parts.append(f"<h3>{escape(sm.provider)}</h3><p>{escape(status)}.</p>")
+        rows = [
+            [
+                st.stage,
+                c.name + labels_text(c.labels),
+                _number(c.before),
+                _number(c.after),
+                _number(c.delta),
+                "reset" if c.reset else "",
+            ]
+            for st in sm.stages
+            for c in st.counters
+        ]
+        if rows:
+            headers = ["stage", "counter", "before", "after", "delta", ""]
+            parts.append(table(headers, rows, text_cols=(0, 1, 5)))
+    return "".join(parts)

@@ -31,11 +31,16 @@ URL_PATTERN = r"^https?://[^\s/]+\S*$"
 # The shape of an AWS region name (us-east-1, us-gov-west-1, us-isob-east-1); whether the
 # region exists and offers Bedrock is left to the provider adapter.
 REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$"
+# A Prometheus metric family name, or a glob of them (server_metrics.names): the name
+# characters plus the glob's * ? [ ] and [!...].
+METRIC_NAME_GLOB_PATTERN = r"^[A-Za-z_:*?\[\]!][A-Za-z0-9_:*?\[\]!]*$"
 # Friendly wording for pattern mismatches, keyed by pattern (see messages.py).
 PATTERN_HINTS: dict[str, str] = {
     ID_PATTERN: "expected an id made of letters, digits, '_', '-' and '.' (no spaces, no '#')",
     URL_PATTERN: "expected an http:// or https:// URL such as http://127.0.0.1:8000/v1",
     REGION_PATTERN: "expected an AWS region name such as us-east-1 or eu-west-3",
+    METRIC_NAME_GLOB_PATTERN: "expected a metric family name or a glob of them, such as "
+    "llamacpp:requests_processing or 'vllm:*' (letters, digits, '_', ':', and * ? [ ])",
 }
 
 

@@ -17,6 +17,7 @@ from lens.scenario.model.base import (
 )
 from lens.scenario.model.network import KeepAlive, Network
 from lens.scenario.model.prices import Priced
+from lens.scenario.model.servermetrics import ServerMetricsSetting
 from lens.scenario.model.wire import ApiKey, EnvHeaderText, EnvNonEmptyStr, Headers
 from lens.scenario.model.workloads import Body, TokenizerSpec, body_field
 
@@ -126,7 +127,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(Priced, KeepAlive, Workload, OpenAIEndpoint):
+class SimulatedProvider(ServerMetricsSetting, Priced, KeepAlive, Workload, OpenAIEndpoint):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -180,7 +181,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(Priced, Network, ChatWorkload, OpenAIEndpoint):
+class OpenAICompatibleProvider(ServerMetricsSetting, Priced, Network, ChatWorkload, OpenAIEndpoint):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -209,7 +210,7 @@ class OpenAICompatibleProvider(Priced, Network, ChatWorkload, OpenAIEndpoint):
         return self
 
 
-class OpenAIProvider(Priced, Network, ChatWorkload, OpenAIEndpoint):
+class OpenAIProvider(ServerMetricsSetting, Priced, Network, ChatWorkload, OpenAIEndpoint):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -233,7 +234,7 @@ class OpenAIProvider(Priced, Network, ChatWorkload, OpenAIEndpoint):
         return self
 
 
-class OpenAIResponsesProvider(Priced, Network, Workload, StreamOnly):
+class OpenAIResponsesProvider(ServerMetricsSetting, Priced, Network, Workload, StreamOnly):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -248,7 +249,7 @@ class OpenAIResponsesProvider(Priced, Network, Workload, StreamOnly):
     headers: Headers = _headers()
 
 
-class AnthropicProvider(Priced, Network, Workload, StreamOnly):
+class AnthropicProvider(ServerMetricsSetting, Priced, Network, Workload, StreamOnly):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -268,7 +269,7 @@ class AnthropicProvider(Priced, Network, Workload, StreamOnly):
     )
 
 
-class GeminiProvider(Priced, Network, Workload, StreamOnly):
+class GeminiProvider(ServerMetricsSetting, Priced, Network, Workload, StreamOnly):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -304,7 +305,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(Priced, Network, Workload, StreamOnly):
+class BedrockProvider(ServerMetricsSetting, Priced, Network, Workload, StreamOnly):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
@@ -350,7 +351,7 @@ class BedrockProvider(Priced, Network, Workload, StreamOnly):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(Priced, Network, ChatWorkload, StreamOnly):
+class AzureOpenAIProvider(ServerMetricsSetting, Priced, Network, ChatWorkload, StreamOnly):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)
@@ -404,7 +405,7 @@ class AzureOpenAIProvider(Priced, Network, ChatWorkload, StreamOnly):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class PluginProviderSettings(Priced, Network):
+class PluginProviderSettings(ServerMetricsSetting, Priced, Network):
     """Base of a provider plugin's settings (``lens.plugins.ProviderSettings``): the fields
     every network provider has; a plugin subclasses it with ``type: Literal["its-type"]``
     and its own fields, and lens validates, documents (JSON Schema) and positions errors
