@@ -9,11 +9,13 @@ Columns added later are appended, so the position of every earlier column never 
 
 * requests: ... ``error_message``, then ``phase`` (warmup, measure, cooldown) and ``cold``
   (``true``/``false``: the first request to its provider, or sent after an idle gap; empty
-  when unknown);
+  when unknown), then the engine's own timings ``engine_*`` and ``ttft_overhead_ms``;
 * summary: ... ``cost_*``, then ``phase``, ``drained``, ``sla_conforming`` and the open-loop
   pacing ``pacing_sent``, ``pacing_planned_rate_per_s``, ``pacing_achieved_rate_per_s``,
-  ``pacing_rate_error`` (achieved / planned - 1), ``pacing_lag_{p50,p99,max}_ms``.  The
-  judged (``measure``) rows come first, then one row per warmup/cooldown phase summary.
+  ``pacing_rate_error`` (achieved / planned - 1), ``pacing_lag_{p50,p99,max}_ms``, then
+  ``goodput_*`` and the statistics of the engine metrics (``engine_prefill_*``,
+  ``ttft_overhead_*``, ``engine_tpot_*``).  The judged (``measure``) rows come first, then
+  one row per warmup/cooldown phase summary.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from lens.export.facts import (
     ERROR_CLASSES,
     METRICS,
     PACING_FIELDS,
+    RECORD_ENGINE,
     RECORD_TIMES_MS,
     RECORD_TOKENS,
     STATS,
+    engine_cells,
     models,
 )
 from lens.export.results import RecordOut, Results, SummaryOut
 from lens.export.sink import write_atomic
-from lens.metric_catalog import REQUEST_METRICS
+from lens.metric_catalog import ENGINE_METRICS, REQUEST_METRICS
 from lens.targets import ExportTarget
 
 Cell = str | int | float | None
@@ -71,7 +75,12 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "error_message",
     "phase",
     "cold",
+    *RECORD_ENGINE,
 )
+
+
+# The engine's metrics came later: their columns follow every earlier one.
+_METRICS_BEFORE = tuple(m for m in METRICS if m not in ENGINE_METRICS)
 
 
 def _unit_suffix(metric: str, stat: str) -> str:
@@ -93,7 +102,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "planned_requests",
     *(f"errors_{c}" for c in ERROR_CLASSES),
-    *(f"{m}_{s}{_unit_suffix(m, s)}" for m in METRICS for s in STATS),
+    *(f"{m}_{s}{_unit_suffix(m, s)}" for m in _METRICS_BEFORE for s in STATS),
     *(f"cost_{c}" for c in COST_FIELDS),
     "phase",
     "drained",
@@ -101,6 +110,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *(f"pacing_{p}" for p in PACING_FIELDS),
     "goodput_per_s",
     "goodput_ratio",
+    *(f"{m}_{s}{_unit_suffix(m, s)}" for m in ENGINE_METRICS for s in STATS),
 )
 
 
@@ -132,6 +142,7 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.error_message,
         rec.phase,
         None if rec.cold is None else str(rec.cold).lower(),
+        *engine_cells(rec),
     ]
 
 
@@ -153,14 +164,21 @@ def summary_row(s: SummaryOut) -> list[Cell]:
         s.planned_requests,
         *(s.error_counts.get(c, 0) for c in ERROR_CLASSES),
     ]
-    for metric in METRICS:
-        stats = s.metrics.get(metric)
-        row += [None if stats is None else getattr(stats, stat) for stat in STATS]
+    row += _stats(s, _METRICS_BEFORE)
     row += [cost.get(c) for c in COST_FIELDS]
     row += [s.phase, s.drained, s.sla_conforming]
     row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
     row += [s.goodput, s.goodput_ratio]
+    row += _stats(s, ENGINE_METRICS)
     return row
+
+
+def _stats(s: SummaryOut, metrics: Iterable[str]) -> list[Cell]:
+    cells: list[Cell] = []
+    for metric in metrics:
+        stats = s.metrics.get(metric)
+        cells += [None if stats is None else getattr(stats, stat) for stat in STATS]
+    return cells
 
 
 def to_csv(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:

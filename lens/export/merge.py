@@ -68,6 +68,7 @@ from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.pricing import GpuHourRate
 from lens.pricing.gpu import money_text
 from lens.records import (
+    EngineTimings,
     ErrorClass,
     HarnessLimits,
     HarnessReport,
@@ -171,6 +172,7 @@ def record_from_out(rec: RecordOut) -> RequestRecord:
         stale_connection=rec.stale_connection,
         stale_lost_ns=ns(rec.stale_lost_ms),
         extra=dict(rec.provider_facts),
+        engine=None if rec.engine is None else EngineTimings(**rec.engine.model_dump()),
     )
 
 

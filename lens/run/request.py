@@ -40,6 +40,7 @@ from lens.providers.base import (
     StreamOutcome,
     classify_status,
     estimate_tokens,
+    header_timings,
     request_id,
 )
 from lens.records import ErrorClass, RequestRecord, TokenSource
@@ -448,4 +449,5 @@ def _record(
         extra={**facts, **outcome.extra} if outcome else facts,
         stale_connection=x.stale_from is not None,
         stale_lost_ns=None if x.stale_from is None else x.t_dispatch - x.stale_from,
+        engine=(outcome.engine if outcome else None) or header_timings(facts),
     )

@@ -62,7 +62,22 @@ def test_csv_rows_columns_and_empty_cells(tmp_path: Path) -> None:
 
 def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> None:
     # Appended: every earlier column keeps its position.
-    assert REQUEST_COLUMNS[-2:] == ("phase", "cold")
+    assert REQUEST_COLUMNS[-9:] == (
+        "phase",
+        "cold",
+        "engine_prompt_ms",
+        "engine_prompt_tokens",
+        "engine_cached_tokens",
+        "engine_decode_ms",
+        "engine_decode_tokens",
+        "engine_per_token_ms",
+        "ttft_overhead_ms",
+    )
+    engine_stats = tuple(
+        f"{m}_{s}{'' if s == 'n' else '_ms'}"
+        for m in ("engine_prefill", "ttft_overhead", "engine_tpot")
+        for s in ("n", "min", "mean", "p50", "p90", "p95", "p99", "max")
+    )
     assert SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("cost_per_sla_conforming_usd") + 1 :] == (
         "phase",
         "drained",
@@ -76,6 +91,7 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "pacing_lag_max_ms",
         "goodput_per_s",
         "goodput_ratio",
+        *engine_stats,
     )
     dest = tmp_path / "requests.csv"
     assert export_all(rich_results(), [parse_target(f"csv={dest}")]) == []

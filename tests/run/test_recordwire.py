@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
-from lens.records import ErrorClass, RequestRecord, RequestStart, TokenSource
+from lens.records import EngineTimings, ErrorClass, RequestRecord, RequestStart, TokenSource
 from lens.run import recordwire
 
 
@@ -43,6 +43,7 @@ def _every_field_set() -> RequestRecord:
         stale_connection=True,
         stale_lost_ns=11,
         extra={"retry-after": "1", "retry_after_s": "1"},
+        engine=EngineTimings(prompt_ms=1.5, prompt_tokens=10, cached_tokens=3, per_token_ms=2.0),
     )
 
 
