@@ -274,6 +274,7 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             seed=spec.seed,
             protocol=spec.protocol,
             capacity=spec.capacity,
+            engine_timings=spec.engine_timings,
         )
         return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, settings=sim)
     key = _api_key(pid, spec, ctx)

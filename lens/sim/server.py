@@ -291,7 +291,12 @@ class SimServer:
             if admitted > t0:
                 plan = replace(plan, due=[t + (admitted - t0) for t in plan.due])
             due = plan.due
-            timing = Timing(round((due[0] - t0) * 1e3), round((due[max(plan.n - 1, 0)] - t0) * 1e3))
+            timing = Timing(
+                round((due[0] - t0) * 1e3),
+                round((due[max(plan.n - 1, 0)] - t0) * 1e3),
+                queued_ms=round(max(admitted - t0, 0.0) * 1e3),
+                engine_timings=self.settings.engine_timings,
+            )
             if parsed.stream:
                 return await self._stream(stream, reader, parsed, plan, t0, ex, timing, keep)
             return await self._complete(stream, reader, parsed, plan, t0, ex, timing, keep)
