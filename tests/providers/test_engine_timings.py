@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from lens.api import run_async
+from lens.export.report import render_html
+from lens.export.table import render as render_table
 from lens.metrics.request import request_metrics
 from lens.providers.base import header_facts, header_timings, llama_timings
 from lens.providers.openai_chat import OpenAIChatDecoder
@@ -138,6 +140,15 @@ async def test_sim_engine_timings_split_ttft_into_prefill_and_queueing() -> None
     assert queued.max is not None
     assert queued.max > 60
     assert summary[("one", "sim")].metrics["engine_prefill"].p50 == pytest.approx(60, abs=2)
+    # The table and the HTML report split TTFT at the engine's prefill.
+    text = render_table(results)
+    assert "engine timings (p50 of the engine's own figures per request):" in text
+    line = next(x for x in text.splitlines() if x.startswith("  one/sim: TTFT p50"))
+    assert "prefill 60.0 ms (engine)" in line
+    assert "engine 5.00 ms" in line
+    html = render_html(results)
+    assert "<h2>Engine timings</h2>" in html or ">Engine timings<" in html
+    assert "TTFT - prefill p50" in html
     record_out = next(r for r in results.records if r.stage == "one")
     assert record_out.engine is not None
     assert record_out.engine.decode_tokens == 8
@@ -151,3 +162,5 @@ async def test_sim_without_engine_timings_sends_none() -> None:
     assert records
     assert all(r.ok and r.engine is None for r in records)
     assert results.summaries[0].metrics["ttft_overhead"].n == 0
+    assert "engine timings" not in render_table(results)
+    assert "TTFT - prefill" not in render_html(results)
