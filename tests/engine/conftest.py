@@ -98,7 +98,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         "--port", str(port),
         "--parallel", str(SLOTS),
         "--ctx-size", str(CONTEXT),
-        "--threads", "2",
+        "--threads", "1",  # the ggml pool spins: 2 threads on 2 shared cores starve lens
         "--metrics",
         "--jinja",
         "--chat-template-file", str(CHAT_TEMPLATE),

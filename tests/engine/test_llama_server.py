@@ -119,11 +119,12 @@ async def test_lens_agrees_with_the_engines_own_timings_at_concurrency_1(engine:
         ttft_ms = (rec.t_first_token - rec.t_dispatch) / 1e6
         assert ttft_ms > e.prompt_ms
     overhead, tpot, engine_tpot = _agreement(records)
+    print(f"c1: overhead {overhead:.1f} ms, tpot {tpot:.2f} / engine {engine_tpot:.2f} ms")
     # One request at a time: no queue, so what TTFT adds to the prefill is loopback HTTP,
     # the engine's tokenising and template, and its first decode step (a few ms, ~1 TPOT).
     assert 0 < overhead < max(50.0, 3 * engine_tpot), (overhead, engine_tpot)
-    # lens's TPOT spans the n-1 gaps between chunk arrivals; llama.cpp divides its decode
-    # time by n.  The same decode, seen from both ends: within 10 % (typically 1-3 %).
+    # lens's TPOT spans the n-1 gaps between chunk arrivals, and llama.cpp divides its
+    # decode time by predicted_n - 1 too: the same decode seen from both ends, within 10 %.
     assert tpot == pytest.approx(engine_tpot, rel=0.10), (tpot, engine_tpot)
 
 
@@ -200,5 +201,6 @@ async def test_a_concurrency_sweep_over_four_slots_shows_the_batching_knee(
     # At 4 on 4 slots nothing queues: TTFT - prefill stays within a few decode steps.
     at4 = [r for r in records if r.stage == "sweep.c4"]
     overhead4, tpot4_lens, engine_tpot4 = _agreement(at4)
-    print(f"c4: overhead {overhead4:.1f} ms, tpot {tpot4_lens:.2f} / {engine_tpot4:.2f} ms")
+    print(f"c4: overhead {overhead4:.1f} ms, tpot {tpot4_lens:.2f} / engine {engine_tpot4:.2f} ms")
+    print(f"sweep throughput c1 {c1.throughput:.1f}, c4 {c4.throughput:.1f} tokens/s")
     assert tpot4_lens == pytest.approx(engine_tpot4, rel=0.15)
