@@ -110,9 +110,11 @@ async def test_lens_agrees_with_the_engines_own_timings_at_concurrency_1(engine:
         assert rec.token_source is TokenSource.USAGE
         assert rec.output_tokens == e.decode_tokens
         assert sum(rec.chunk_tokens) == rec.output_tokens
-        # The role-only first chunk (content null/empty) is no token: one chunk per token
-        # generated, so counting it would show predicted_n + 1 chunks.
-        assert len(rec.chunk_times) == e.decode_tokens
+        # The role-only first chunk ("content": null) is no token: at most one chunk per
+        # token generated (counting it would make predicted_n + 1).  A token holding half
+        # of a UTF-8 character is sent with the next one, so a chunk or two may carry two.
+        assert e.decode_tokens is not None
+        assert e.decode_tokens - 2 <= len(rec.chunk_times) <= e.decode_tokens
         assert rec.t_first_chunk is not None
         assert rec.t_first_token is not None
         # TTFT covers the engine's prefill plus the way there and back: never less.

@@ -51,6 +51,42 @@ def test_llama_cpp_timings_on_the_final_chunk_are_kept_normalised() -> None:
     )
 
 
+# llama-server's stream as it sends it (b1-0c1e570, include_usage): a role chunk whose
+# content is null, one chunk per token, the finish chunk, then usage with timings.
+_HEAD = b'data: {"choices":[{"finish_reason":%s,"index":0,"delta":%s}],"created":1,"id":"c",'
+_TAIL = b'"model":"gemma3-270m","object":"chat.completion.chunk"}\n\n'
+LLAMA_STREAM = (
+    _HEAD % (b"null", b'{"role":"assistant","content":null}') + _TAIL,
+    _HEAD % (b"null", b'{"content":"Say"}') + _TAIL,
+    _HEAD % (b"null", b'{"content":" hi"}') + _TAIL,
+    _HEAD % (b'"length"', b"{}") + _TAIL,
+    b'data: {"choices":[],"created":1,"id":"c","model":"gemma3-270m","object":"chat.completion'
+    b'.chunk","usage":{"completion_tokens":2,"prompt_tokens":15,"total_tokens":17,'
+    b'"prompt_tokens_details":{"cached_tokens":0}},"timings":{"cache_n":0,"prompt_n":15,'
+    b'"prompt_ms":23.0,"prompt_per_token_ms":1.53,"prompt_per_second":652.1,"predicted_n":2,'
+    b'"predicted_ms":14.9,"predicted_per_token_ms":14.9,"predicted_per_second":134.2}}\n\n',
+    DONE,
+)
+
+
+def test_llama_servers_null_role_chunk_is_no_token_and_its_timings_are_kept() -> None:
+    dec = OpenAIChatDecoder()
+    for k, event in enumerate(LLAMA_STREAM):
+        dec.feed(event, 1000 * (k + 1))
+    out = dec.finish(10_000, eof=True)
+    assert out.error_class is None
+    assert out.chunk_times == (2000, 3000)  # the role chunk at 1000 is not a token
+    assert out.usage.output_tokens == 2
+    assert out.engine == EngineTimings(
+        prompt_ms=23.0,
+        prompt_tokens=15,
+        cached_tokens=0,
+        decode_ms=14.9,
+        decode_tokens=2,
+        per_token_ms=14.9,
+    )
+
+
 def test_a_stream_without_timings_has_none() -> None:
     assert _decode(ROLE, content("a"), usage(5, 1), DONE) is None
 
