@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Unit = Literal["ms", "tokens/s", "ratio", "count", "req/s", "usd"]
+Unit = Literal["ms", "tokens/s", "ratio", "count", "req/s", "inputs/s", "usd"]
 # scalar: one value (or none) per request; series: several values per request (gaps);
 # priced: one value per request, from the provider's price rather than the record's stamps;
 # stage: one value per stage x provider, no statistic.
@@ -53,6 +53,8 @@ CATALOGUE: tuple[MetricInfo, ...] = (
         "ttft", "ms", "scalar", "t_first_token − t_dispatch",
         "time to first token: first token-bearing delta - dispatch",
         elsewhere="TTFT (vLLM counts an empty first chunk; lens does not)",
+        unmeasured="no response was streamed (stream: false, endpoint: embeddings): no token "
+        "was timed",
     ),
     MetricInfo(
         "ttfot", "ms", "scalar", "t_first_visible − t_dispatch",
@@ -158,6 +160,11 @@ CATALOGUE: tuple[MetricInfo, ...] = (
     MetricInfo(
         "throughput", "tokens/s", "stage", "output tokens / W",
         "output tokens / stage wall time",
+    ),
+    MetricInfo(
+        "inputs_per_s", "inputs/s", "stage", "embedding inputs / W",
+        "embedding inputs of successful requests / stage wall time (endpoint: embeddings)",
+        elsewhere="embeddings throughput",
     ),
     MetricInfo(
         "goodput", "req/s", "stage",

@@ -62,6 +62,11 @@ class TokenSource(StrEnum):
     TOKENIZER = "tokenizer"  # counted by lens with the provider's tokenizer: (no usage sent)
 
 
+# ``RequestRecord.extra`` key: on the record that ended a conversation early (a failed turn,
+# or a turn never sent), how many of its session's turns were left unsent, as a string.
+ABANDONED_TURNS = "abandoned_turns"
+
+
 @dataclass(frozen=True, slots=True)
 class EngineTimings:
     """What the inference engine said it spent on one request (llama.cpp's ``timings``,
@@ -120,6 +125,14 @@ class RequestRecord:
     # Provider facts kept verbatim: retry-after, rate-limit headers, server-side timings
     # (openai-processing-ms, Bedrock metrics.latencyMs), stop reason.
     extra: dict[str, str] = field(default_factory=dict)
+    # A turn of a conversation (lens.run.executor): its session's position in the stage x
+    # provider schedule (the turns of a session share it, and ``index``), and the turn,
+    # 1-based.  None for a request that is not part of a conversation.
+    session: int | None = None
+    turn: int | None = None
+    # endpoint: embeddings: the inputs of the batch the response answered (None: a
+    # generation request, or no answer); what inputs/s counts.
+    inputs: int | None = None
     # The engine's own account of the request, when the response carried one.
     engine: EngineTimings | None = None
 

@@ -9,11 +9,13 @@ Columns added later are appended, so the position of every earlier column never 
 
 * requests: ... ``error_message``, then ``phase`` (warmup, measure, cooldown) and ``cold``
   (``true``/``false``: the first request to its provider, or sent after an idle gap; empty
-  when unknown), then the engine's own timings ``engine_*`` and ``ttft_overhead_ms``;
+  when unknown), ``session``, ``turn``, ``inputs``, then the engine's own timings
+  ``engine_*`` and ``ttft_overhead_ms``;
 * summary: ... ``cost_*``, then ``phase``, ``drained``, ``sla_conforming`` and the open-loop
   pacing ``pacing_sent``, ``pacing_planned_rate_per_s``, ``pacing_achieved_rate_per_s``,
   ``pacing_rate_error`` (achieved / planned - 1), ``pacing_lag_{p50,p99,max}_ms``, then
-  ``goodput_*`` and the statistics of the engine metrics (``engine_prefill_*``,
+  ``goodput_*``, ``inputs``, ``inputs_per_s``, ``ended_early`` and the statistics of the
+  engine metrics (``engine_prefill_*``,
   ``ttft_overhead_*``, ``engine_tpot_*``).  The judged (``measure``) rows come first, then
   one row per warmup/cooldown phase summary.
 """
@@ -75,6 +77,9 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "error_message",
     "phase",
     "cold",
+    "session",
+    "turn",
+    "inputs",
     *RECORD_ENGINE,
 )
 
@@ -110,6 +115,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *(f"pacing_{p}" for p in PACING_FIELDS),
     "goodput_per_s",
     "goodput_ratio",
+    "inputs",
+    "inputs_per_s",
+    "ended_early",
     *(f"{m}_{s}{_unit_suffix(m, s)}" for m in ENGINE_METRICS for s in STATS),
 )
 
@@ -142,6 +150,9 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.error_message,
         rec.phase,
         None if rec.cold is None else str(rec.cold).lower(),
+        rec.session,
+        rec.turn,
+        rec.inputs,
         *engine_cells(rec),
     ]
 
@@ -169,6 +180,7 @@ def summary_row(s: SummaryOut) -> list[Cell]:
     row += [s.phase, s.drained, s.sla_conforming]
     row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
     row += [s.goodput, s.goodput_ratio]
+    row += [s.inputs, s.inputs_per_s, s.ended_early]
     row += _stats(s, ENGINE_METRICS)
     return row
 

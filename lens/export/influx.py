@@ -91,6 +91,8 @@ def request_point(results: Results, rec: RecordOut, model: str, ts: int) -> str 
         cold=rec.cold,
         cost_usd=_money(rec.cost_usd),
         error_message=rec.error_message,
+        session=rec.session,
+        turn=rec.turn,
     )
     return line("lens_request", tags, fields, ts)
 

@@ -172,6 +172,9 @@ def record_from_out(rec: RecordOut) -> RequestRecord:
         stale_connection=rec.stale_connection,
         stale_lost_ns=ns(rec.stale_lost_ms),
         extra=dict(rec.provider_facts),
+        session=rec.session,
+        turn=rec.turn,
+        inputs=rec.inputs,
         engine=None if rec.engine is None else EngineTimings(**rec.engine.model_dump()),
     )
 

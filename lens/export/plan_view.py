@@ -109,7 +109,7 @@ def _prompt_ids(ids: list[str]) -> str:
 def _sources_text(sources: object) -> list[str]:
     """What each prompt entry yields and how long its prompts are, in tokens."""
     if not isinstance(sources, list) or not any(
-        s["prompts"] > 1 or s["kind"] in ("synthetic", "dataset") for s in sources
+        s["prompts"] > 1 or s["kind"] in ("synthetic", "dataset", "conversation") for s in sources
     ):
         return []  # only inline prompts: the table says it all
     lines = ["prompt sources (input tokens min/p50/p90/max):"]
@@ -135,6 +135,8 @@ def _body_text(providers: list[Any], stages: list[Any]) -> list[str]:
             )
         if p.get("tokenizer"):
             lines.append(f"tokenizer: {p['id']} counts responses without usage by {p['tokenizer']}")
+        if "endpoint" in p:  # only when not streamed chat (lens.plan.describe)
+            lines.append(f"endpoint: {p['id']} sends {_endpoint_text(p)}")
     seen: set[tuple[str, str]] = set()
     for s in stages:
         body = s.get("body")
@@ -146,6 +148,18 @@ def _body_text(providers: list[Any], stages: list[Any]) -> list[str]:
             seen.add(key)
             lines.append(f"body: {s['stage']}/{s['provider']} adds {{{shown}}}")
     return lines
+
+
+def _endpoint_text(p: dict[str, Any]) -> str:
+    kind = p["endpoint"]
+    if kind == "embeddings":
+        per = p.get("inputs_per_request")
+        batch = f"{per} inputs a request" if per else "the prompt's texts as one batch"
+        return f"/embeddings ({batch}; no stream: e2e and inputs/s, no TTFT)"
+    path = "/chat/completions" if kind == "chat" else "/completions (the prompt's texts)"
+    if p["stream"]:
+        return f"{path}, streamed"
+    return f"{path}, not streamed (stream: false: e2e and usage, no TTFT/ITL/TPOT)"
 
 
 def _regression_text(block: dict[str, object]) -> str:

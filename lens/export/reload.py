@@ -87,6 +87,11 @@ def summary_from_out(s: SummaryOut) -> Summary:
         if s.repetition is None
         else Repetition(s.repetition.stage, s.repetition.index, s.repetition.count),
         repeated=s.repeated or 0,
+        turns=s.turns,
+        abandoned_turns=s.abandoned_turns,
+        inputs=s.inputs or 0,
+        inputs_per_s=s.inputs_per_s,
+        ended_early=s.ended_early or 0,
     )
 
 

@@ -44,7 +44,7 @@ from lens.metrics.pacing import Pacing
 from lens.metrics.recommend import Recommendation
 from lens.metrics.repetitions import RepetitionSpread, Spread
 from lens.metrics.request import NS_PER_MS, NS_PER_S, request_metrics
-from lens.metrics.summary import MetricStats, Summary
+from lens.metrics.summary import MetricStats, Summary, TurnSummary
 from lens.metrics.sweep_outcomes import SweepOutcome, SweepProbe
 from lens.plan.describe import plan_to_dict
 from lens.plan.model import Plan
@@ -169,6 +169,24 @@ class SummaryOut(_Frozen):
     output_tokens: int
     token_sources: FrozenMap[str, int]
     planned_requests: int | None
+    inputs: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="endpoint: embeddings: inputs of the successful requests' batches; absent "
+        "for a stage that sent none",
+    )
+    inputs_per_s: float | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="inputs per second of stage wall time (embeddings); absent otherwise",
+    )
+    ended_early: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="successful outputs that stopped on their own before their max_tokens "
+        "(records' provider_facts.ended_early): TPOT and tokens/s cover shorter outputs than "
+        "planned; absent when none did",
+    )
     metrics: FrozenMap[str, MetricStats]
     sla_conforming: int = Field(
         0, description="successful requests whose own values met every per-request SLA"
@@ -202,6 +220,18 @@ class SummaryOut(_Frozen):
         exclude_if=lambda v: v is None,
         description="a repeated stage's pooled summary: how many repetitions it pools (its "
         "rates are over their measured windows added up); absent otherwise",
+    )
+    turns: FrozenMap[str, TurnSummary] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a stage that ran conversations: its requests by turn ('1', '2', ... "
+        "'8+'; turn 1 against later turns shows prefix-cache reuse); absent otherwise",
+    )
+    abandoned_turns: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="a stage that ran conversations: turns its sessions left unsent (a "
+        "failed turn ends its session; a cutoff while a session thinks); absent otherwise",
     )
 
 
@@ -353,6 +383,12 @@ class RecordOut(_Frozen):
     stale_lost_ms: float | None = Field(
         None, description="with stale_connection: time from the first dispatch to the re-send"
     )
+    inputs: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="endpoint: embeddings: inputs in the batch the response answered; absent "
+        "for generation requests",
+    )
     cost_usd: str | None = Field(
         None, description="what the request cost (decimal string); absent if unknown"
     )
@@ -367,6 +403,17 @@ class RecordOut(_Frozen):
         default=None,
         exclude_if=lambda v: v is None,
         description="the shard that sent it (lens run --shard, lens merge); absent otherwise",
+    )
+    session: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="a conversation's turn: its session's position in the stage x provider "
+        "schedule (its turns share it and index); absent for a request that is not a turn",
+    )
+    turn: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="a conversation's turn: 1, 2, ... in its session; absent otherwise",
     )
     engine: EngineOut | None = Field(
         None, description="the engine's own timings of the request, when its response had them"
@@ -688,7 +735,10 @@ def record_out(
         request_id=rec.request_id,
         stale_connection=rec.stale_connection,
         stale_lost_ms=_ms(rec.stale_lost_ns),
+        inputs=rec.inputs,
         provider_facts=dict(rec.extra),
+        session=rec.session,
+        turn=rec.turn,
         engine=None if rec.engine is None else EngineOut(**dataclasses.asdict(rec.engine)),
         cost_usd=cost[0] if cost is not None else None,
         cost_detail=cost[1] if cost is not None else None,
@@ -724,6 +774,11 @@ def summary_out(
         metrics=dict(s.metrics),
         repetition=_repetition_out(s.repetition),
         repeated=s.repeated or None,
+        turns=None if s.turns is None else dict(s.turns),
+        abandoned_turns=s.abandoned_turns,
+        inputs=s.inputs or None,
+        inputs_per_s=s.inputs_per_s,
+        ended_early=s.ended_early or None,
     )
 
 

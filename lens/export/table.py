@@ -48,6 +48,10 @@ def _pct(v: float | None) -> str:
 def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[str]]]:
     headers = ["stage", "provider", "reqs", "ok", "err%", "req/s", "good/s", "tok/s"]
     headers += [h + " ms" for h, _, _ in _COLUMNS]
+    # Embeddings: inputs/s, only when a stage sent batches (other tables stay as they were).
+    embeddings = any(s.inputs_per_s is not None for s in summaries)
+    if embeddings:
+        headers.insert(8, "in/s")
     rows = []
     for s in _display_order(summaries):
         row = [
@@ -60,6 +64,8 @@ def summary_rows(summaries: Sequence[SummaryOut]) -> tuple[list[str], list[list[
             _num(s.goodput, 2),
             _num(s.throughput, 0),
         ]
+        if embeddings:
+            row.append(_num(s.inputs_per_s, 1))
         for _, metric, stat in _COLUMNS:
             stats = s.metrics.get(metric)
             row.append(_num(getattr(stats, stat) if stats else None))
@@ -321,6 +327,19 @@ def _pacing_line(s: SummaryOut) -> str | None:
     )
 
 
+def _turns_line(s: SummaryOut) -> str | None:
+    """A stage of conversations: requests and TTFT p50 by turn, and the turns left unsent."""
+    if s.turns is None:
+        return None
+    parts = []
+    for label, turn in s.turns.items():
+        ttft = turn.metrics["ttft"].p50
+        shown = "-" if ttft is None else f"{ttft:.1f} ms"
+        parts.append(f"turn {label}: {turn.requests} reqs, TTFT p50 {shown}")
+    abandoned = f"; {s.abandoned_turns} turns not sent" if s.abandoned_turns else ""
+    return f"  {s.stage}/{s.provider}: " + "; ".join(parts) + abandoned
+
+
 def _probe_lines(p: IdleProbes) -> list[str]:
     out = [f"  {p.stage}/{p.provider}:"]
     for probe in p.probes:
@@ -335,7 +354,8 @@ def _probe_lines(p: IdleProbes) -> list[str]:
 
 def _cold_line(c: ColdStart) -> str:
     if c.cold_ttft_p50_ms is None:
-        return f"  {c.provider}: no successful cold request"
+        # stream: false and embeddings time no token: their requests have no TTFT
+        return f"  {c.provider}: no successful cold request with a TTFT"
     head = f"  {c.provider}: {c.cold_requests} cold, TTFT p50 {_num(c.cold_ttft_p50_ms)} ms"
     if c.warm_ttft_p50_ms is None:
         return f"{head}; {c.compared_with()}"
@@ -412,6 +432,9 @@ def render(results: Results, fmt: str = "simple") -> str:
     drained = [line for s in results.summaries if (line := _drained_line(s))]
     if drained:
         out += ["", "drained:", *drained]
+    turns = [line for s in results.summaries if (line := _turns_line(s))]
+    if turns:
+        out += ["", "conversations (by turn):", *turns]
     paced = [line for s in results.summaries if (line := _pacing_line(s))]
     if paced:
         out += ["", "pacing (open loop, every phase):", *paced]

@@ -31,13 +31,16 @@ def record_cost(rec: RequestRecord, spec: ProviderSpec) -> CostBreakdown | None:
     """What one request cost at token prices; None for GPU-hour or unknown prices."""
     if not isinstance(spec.price, ModelPrice):
         return None
+    output = rec.output_tokens
+    if output is None and rec.inputs is not None:
+        output = 0  # an embeddings batch generates nothing: its input is the whole bill
     return _token_cost(
         spec.price,
         spec.type,
         rec.input_tokens,
         rec.cached_input_tokens,
         rec.cache_write_tokens,
-        rec.output_tokens,
+        output,
         rec.reasoning_tokens,
     )
 

@@ -235,7 +235,7 @@ def _judge_one(spec: SlaSpec, summary: Summary) -> Verdict:
         if value is None:
             return verdict(
                 "inconclusive",
-                f"{label} could not be computed (no stage window was recorded)",
+                f"{label} could not be computed ({_uncomputed(expr.metric, summary)})",
                 None,
                 n,
             )
@@ -330,3 +330,14 @@ def distrust(verdicts: Sequence[Verdict], reasons: Sequence[str]) -> tuple[Verdi
         else v
         for v in verdicts
     )
+
+
+def _uncomputed(metric: str, summary: Summary) -> str:
+    """Why a stage metric has no value: no window, or nothing of what it counts."""
+    if summary.duration_s is None:
+        return "no stage window was recorded"
+    if metric == "inputs_per_s":
+        return "no successful request carried embedding inputs"
+    if metric == "throughput":
+        return "no successful request generated output tokens (embeddings)"
+    return "its stage window has no length"

@@ -1,7 +1,9 @@
 """Did the open-loop schedule go out as planned?  Achieved vs planned rate, and lateness.
 
 Per stage x provider, over the first attempts that had an intended send time (every
-phase: pacing is a property of the schedule, not of the measured window):
+phase: pacing is a property of the schedule, not of the measured window).  A conversation's
+later turns are not arrivals: their intended time is the previous reply's end plus the think
+time, so only turn 1 (the session's arrival) counts here:
 
 * ``planned_rate_per_s``: (n - 1) / (last - first intended time) of the n arrivals sent,
   so a run stopped early (budget, Ctrl-C) is compared with the part of the plan it ran;
@@ -58,7 +60,7 @@ def pacing(records: Iterable[RequestRecord]) -> Mapping[tuple[str, str], Pacing]
     first-seen order."""
     stamps: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for rec in records:
-        if rec.t_intended is not None and rec.attempt == 1:
+        if rec.t_intended is not None and rec.attempt == 1 and (rec.turn or 1) == 1:
             stamps.setdefault((rec.stage, rec.provider), []).append(
                 (rec.t_intended, rec.t_dispatch)
             )
@@ -103,8 +105,8 @@ class PacingAccumulator:
 
     def add(self, rec: RequestRecord) -> None:
         intended = rec.t_intended
-        if intended is None or rec.attempt != 1:
-            return
+        if intended is None or rec.attempt != 1 or (rec.turn or 1) != 1:
+            return  # a retry, or a conversation's later turn: not an arrival
         key = (rec.stage, rec.provider)
         unit = self._units.get(key)
         dispatched = rec.t_dispatch

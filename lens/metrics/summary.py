@@ -52,7 +52,14 @@ from lens.metrics.request import NS_PER_S, SERIES_FORMULAS, request_metrics
 from lens.metrics.sketch import DEFAULT_EXACT_LIMIT, MetricSketch, QuantileSketch
 from lens.plan.model import ProviderSpec, SlaSpec
 from lens.pricing import GpuHourRate
-from lens.records import LENS_SIDE, ErrorClass, Phase, Repetition, RequestRecord
+from lens.records import (
+    ABANDONED_TURNS,
+    LENS_SIDE,
+    ErrorClass,
+    Phase,
+    Repetition,
+    RequestRecord,
+)
 from lens.scenario.sla import SlaExpr
 
 StageKey = tuple[str, str]  # (stage, provider)
@@ -115,6 +122,76 @@ class MetricStats:
         return None if value is None else float(value)
 
 
+# Conversations: each turn's requests are summarised apart too (``Summary.turns``), for these
+# metrics; turns past the last bucket share it ("8+").
+TURN_METRICS: tuple[str, ...] = ("ttft", "e2e", "tpot", "input_tokens", "cached_input_tokens")
+TURN_BUCKETS = 8
+
+
+def turn_label(turn: int) -> str:
+    """The ``Summary.turns`` key of ``turn``: "1" ... "7", then "8+"."""
+    return str(turn) if turn < TURN_BUCKETS else f"{TURN_BUCKETS}+"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSummary:
+    """The requests of one turn of a stage's conversations (turn 1 against later turns:
+    how much a server's prefix cache saves on a conversation's history)."""
+
+    __pydantic_config__ = RESULTS_VALUE
+
+    requests: int
+    ok: int
+    metrics: Mapping[str, MetricStats]
+
+
+class _TurnAccumulator:
+    __slots__ = ("ok", "requests", "sketches")
+
+    def __init__(self, exact_limit: int) -> None:
+        self.requests = 0
+        self.ok = 0
+        self.sketches = {name: MetricSketch(exact_limit) for name in TURN_METRICS}
+
+    def take(self, rec: RequestRecord, values: Mapping[str, float | None]) -> None:
+        self.requests += 1
+        if not rec.ok:
+            return
+        self.ok += 1
+        for name, sketch in self.sketches.items():
+            value = values.get(name)
+            if value is not None:
+                sketch.add(value)
+
+    def merge(self, other: _TurnAccumulator) -> None:
+        self.requests += other.requests
+        self.ok += other.ok
+        for name, sketch in other.sketches.items():
+            self.sketches[name].merge(sketch)
+
+    def summary(self) -> TurnSummary:
+        return TurnSummary(
+            requests=self.requests,
+            ok=self.ok,
+            metrics={n: MetricStats.from_sketch(s, _unit(n)) for n, s in self.sketches.items()},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "ok": self.ok,
+            "sketches": {name: s.to_dict() for name, s in self.sketches.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], exact_limit: int) -> _TurnAccumulator:
+        acc = cls(exact_limit)
+        acc.requests = int(d["requests"])
+        acc.ok = int(d["ok"])
+        acc.sketches.update({str(k): MetricSketch.from_dict(v) for k, v in d["sketches"].items()})
+        return acc
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """What one stage x provider run measured. Times in ms, rates per second."""
@@ -141,6 +218,17 @@ class Summary:
     # the stage's own id, is).  None: a stage run once, or the pooled summary.
     repetition: Repetition | None = None
     repeated: int = 0  # the pooled summary of a repeated stage: how many repetitions
+    # A stage that ran conversations: its requests by turn ("1", "2", ... "8+"), and the
+    # turns its sessions left unsent (a failed turn, a cutoff).  None: no conversation.
+    turns: Mapping[str, TurnSummary] | None = None
+    abandoned_turns: int | None = None
+    # endpoint: embeddings: the inputs of successful requests' batches, and per second of
+    # the window rps divides by (None: no request carried inputs, or no window).
+    inputs: int = 0
+    inputs_per_s: float | None = None
+    # Successful outputs that stopped on their own before their max_tokens (the record's
+    # extra.ended_early): their TPOT and tokens/s cover shorter outputs than planned.
+    ended_early: int = 0
 
     @property
     def goodput(self) -> float | None:
@@ -233,11 +321,22 @@ class StageAccumulator:
         self.requests = 0
         self.ok = 0
         self.output_tokens = 0
+        self.inputs = 0  # embedding inputs of successful requests
+        self.ended_early = 0  # successful outputs that stopped before their max_tokens
         self.error_counts: dict[str, int] = {c.value: 0 for c in ErrorClass}
         self.token_sources: dict[str, int] = {}
         self.sketches: dict[str, MetricSketch] = {
             name: MetricSketch(exact_limit) for name in REQUEST_METRICS
         }
+        self.turns: dict[str, _TurnAccumulator] = {}  # conversations only
+        self.abandoned_turns = 0
+
+    def _turn(self, turn: int) -> _TurnAccumulator:
+        label = turn_label(turn)
+        acc = self.turns.get(label)
+        if acc is None:
+            acc = self.turns[label] = _TurnAccumulator(self.exact_limit)
+        return acc
 
     @property
     def key(self) -> StageKey:
@@ -271,6 +370,11 @@ class StageAccumulator:
     def take(self, rec: RequestRecord, gpu_usd: Decimal | None = None) -> None:
         """``add`` without the check that the record is this group's own: how a repeated
         stage's pooled group takes its repetitions' records (stage ``<id>#<k>``)."""
+        if rec.turn is not None:
+            self._turn(rec.turn)  # a turn cut off still shows its bucket
+            left = rec.extra.get(ABANDONED_TURNS)
+            if left is not None and left.isdigit():
+                self.abandoned_turns += int(left)
         if rec.error_class in LENS_SIDE:
             # Cut off by lens: by its own interruption (Ctrl-C, SIGTERM; the run is marked
             # partial, and a partial run never passes) or by the stage's own end (drain:
@@ -286,6 +390,9 @@ class StageAccumulator:
         if rec.ok:
             self.ok += 1
             self.output_tokens += rec.output_tokens or 0
+            self.inputs += rec.inputs or 0
+            if "ended_early" in rec.extra:
+                self.ended_early += 1
             if rec.token_source is not None:
                 src = rec.token_source.value
                 self.token_sources[src] = self.token_sources.get(src, 0) + 1
@@ -303,6 +410,8 @@ class StageAccumulator:
         for name, value in values.items():
             if value is not None:
                 sketches[name].add(value)
+        if rec.turn is not None:
+            self._turn(rec.turn).take(rec, values)
         series: dict[str, list[float]] = {}
         if rec.ok and len(rec.chunk_times) > 1:
             series = {name: formula(rec) for name, formula in SERIES_FORMULAS.items()}
@@ -319,6 +428,8 @@ class StageAccumulator:
         self.drained += other.drained
         self.ok += other.ok
         self.output_tokens += other.output_tokens
+        self.inputs += other.inputs
+        self.ended_early += other.ended_early
         self.sla_conforming += other.sla_conforming
         self.cost.merge(other.cost)
         for cls, n in other.error_counts.items():
@@ -327,16 +438,27 @@ class StageAccumulator:
             self.token_sources[src] = self.token_sources.get(src, 0) + n
         for name, sketch in other.sketches.items():
             self.sketches.setdefault(name, MetricSketch(self.exact_limit)).merge(sketch)
+        self.abandoned_turns += other.abandoned_turns
+        for label, turn in other.turns.items():
+            mine = self.turns.get(label)
+            if mine is None:
+                self.turns[label] = mine = _TurnAccumulator(self.exact_limit)
+            mine.merge(turn)
 
     def summary(self, window: Window | None = None) -> Summary:
         duration_s: float | None = None
         rps: float | None = None
         throughput: float | None = None
+        inputs_per_s: float | None = None
         if window is not None:
             duration_s = (window[1] - window[0]) / NS_PER_S
             if duration_s > 0:
                 rps = self.ok / duration_s
-                throughput = self.output_tokens / duration_s
+                # Embeddings generate nothing: their output rate is not measured, not 0.
+                if self.output_tokens or not self.inputs:
+                    throughput = self.output_tokens / duration_s
+                if self.inputs:
+                    inputs_per_s = self.inputs / duration_s
         cost = self.cost.result(self.sla_conforming)
         metrics = {
             name: MetricStats.from_sketch(s, _unit(name)) for name, s in self.sketches.items()
@@ -371,7 +493,18 @@ class StageAccumulator:
             drained=self.drained,
             repetition=self.repetition,
             repeated=self.repeated,
+            turns=self._turn_summaries(),
+            abandoned_turns=self.abandoned_turns if self.turns else None,
+            inputs=self.inputs,
+            inputs_per_s=inputs_per_s,
+            ended_early=self.ended_early,
         )
+
+    def _turn_summaries(self) -> dict[str, TurnSummary] | None:
+        if not self.turns:
+            return None
+        order = sorted(self.turns, key=lambda label: int(label.rstrip("+")))
+        return {label: self.turns[label].summary() for label in order}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -387,6 +520,10 @@ class StageAccumulator:
             "sketches": {name: s.to_dict() for name, s in self.sketches.items()},
             "cost": self.cost.to_dict(),
             "sla_conforming": self.sla_conforming,
+            "turns": {label: t.to_dict() for label, t in self.turns.items()},
+            "abandoned_turns": self.abandoned_turns,
+            "inputs": self.inputs,
+            "ended_early": self.ended_early,
         }
 
     @classmethod
@@ -401,6 +538,13 @@ class StageAccumulator:
         acc.sketches.update({str(k): MetricSketch.from_dict(v) for k, v in d["sketches"].items()})
         acc.cost.load(d["cost"])
         acc.sla_conforming = int(d["sla_conforming"])
+        acc.turns = {
+            str(k): _TurnAccumulator.from_dict(v, acc.exact_limit)
+            for k, v in d.get("turns", {}).items()
+        }
+        acc.abandoned_turns = int(d.get("abandoned_turns", 0))
+        acc.inputs = int(d.get("inputs", 0))
+        acc.ended_early = int(d.get("ended_early", 0))
         return acc
 
 

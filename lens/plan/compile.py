@@ -25,6 +25,7 @@ from lens.plan.model import (
     AzureSettings,
     BedrockSettings,
     ClosedLoop,
+    EndpointSpec,
     EnvRead,
     ExportSpec,
     IdleProbe,
@@ -53,6 +54,8 @@ from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
 from lens.plan.prices import resolve_prices
 from lens.plan.workloads import (
+    conversation_detail,
+    conversation_prompt,
     dataset_detail,
     dataset_prompts,
     deep_merge,
@@ -75,6 +78,7 @@ from lens.scenario.model import (
     ConcurrencyRange,
     ConcurrencyStage,
     ConstantRateStage,
+    ConversationPrompt,
     DatasetPrompt,
     FilePrompt,
     GeminiProvider,
@@ -82,6 +86,7 @@ from lens.scenario.model import (
     IdleProbeStage,
     MessagesPrompt,
     OpenAICompatibleProvider,
+    OpenAIEndpoint,
     OpenAIProvider,
     OpenAIResponsesProvider,
     PluginProviderSettings,
@@ -176,6 +181,7 @@ def compile_plan(
     )
     warnings += _exact_without_limit(stages, providers, prompts)
     warnings += _bodies_not_sent(stages, providers, prompts)
+    warnings += _conversations(scenario, stages, providers, prompts, ctx)
     if scenario.budget is not None:
         _budget_needs_bounds(stages, providers, prices, prompts, ctx)
     if ctx.problems:
@@ -276,7 +282,14 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             capacity=spec.capacity,
             engine_timings=spec.engine_timings,
         )
-        return ProviderSpec(id=pid, type="simulated", model=spec.model, base_url=None, settings=sim)
+        return ProviderSpec(
+            id=pid,
+            type="simulated",
+            model=spec.model,
+            base_url=None,
+            settings=sim,
+            endpoint=_endpoint(spec),
+        )
     key = _api_key(pid, spec, ctx)
     headers = tuple(
         (name, value.value if isinstance(value, SecretHeader) else value)
@@ -303,7 +316,16 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
         ),
         settings=_settings(pid, spec, ctx),
         tokenizer=_response_tokenizer(pid, spec, ctx),
+        endpoint=_endpoint(spec),
     )
+
+
+def _endpoint(spec: AnyProvider) -> EndpointSpec:
+    """The OpenAI API and streaming a provider's requests use (the default for a type
+    without the fields: the scenario model has refused them there)."""
+    if not isinstance(spec, OpenAIEndpoint):
+        return EndpointSpec()
+    return EndpointSpec(spec.endpoint, spec.stream, spec.inputs_per_request)
 
 
 def _response_tokenizer(pid: str, spec: HostedProvider, ctx: _Context) -> Tokenizer | None:
@@ -465,6 +487,11 @@ def _prompts(
         elif isinstance(prompt, DatasetPrompt):
             expanded = dataset_prompts(prompt)
             detail = dataset_detail(prompt)
+            sessions = conversation_detail(expanded)
+            detail = f"{detail}; {sessions}" if sessions else detail
+        elif isinstance(prompt, ConversationPrompt):
+            expanded = [conversation_prompt(prompt)]
+            detail = conversation_detail(expanded)
         else:
             assert isinstance(prompt, FilePrompt)
             expanded = [
@@ -479,7 +506,11 @@ def _prompts(
                 for req in prompt.requests
             ]
             detail = prompt.file
-        kind = next(k for k in ("messages", "synthetic", "file", "dataset") if hasattr(prompt, k))
+        kind = next(
+            k
+            for k in ("messages", "synthetic", "file", "dataset", "conversation")
+            if hasattr(prompt, k)
+        )
         if expanded:
             if any(spec.input_tokens is None for spec in expanded):
                 expanded = _with_counts(expanded, tokenizer)
@@ -979,9 +1010,18 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy | None:
 
 
 # The provider types whose adapters merge body: into their requests (simulated: through the
-# client adapter of its protocol, Bedrock's excepted).
+# client adapter of its protocol).  Plugins' adapters may not.
 BODY_TYPES = frozenset(
-    {"openai", "openai-compatible", "azure-openai", "anthropic", "gemini", "openai-responses"}
+    {
+        "openai",
+        "openai-compatible",
+        "azure-openai",
+        "anthropic",
+        "gemini",
+        "openai-responses",
+        "bedrock",
+        "simulated",
+    }
 )
 
 
@@ -994,10 +1034,7 @@ def _bodies_not_sent(
     found = []
     for unit in stages:
         spec = providers[unit.provider]
-        settings = spec.settings
         if spec.type in BODY_TYPES:
-            continue
-        if isinstance(settings, SimSettings) and settings.protocol != "bedrock":
             continue
         if unit.body or any(prompts[pid].body for pid in set(unit.prompts)):
             found.append(
@@ -1005,6 +1042,60 @@ def _bodies_not_sent(
                 f"{spec.type} requests do not take them yet: they are not sent"
             )
     return list(dict.fromkeys(found))
+
+
+# The provider types whose adapters keep a reply's text for a conversation's next turn
+# (carry: responses): the OpenAI Chat decoder's.
+REPLY_TEXT_TYPES = frozenset({"openai", "openai-compatible"})
+
+
+def _keeps_reply_text(spec: ProviderSpec) -> bool:
+    if isinstance(spec.settings, SimSettings):
+        return spec.settings.protocol == "openai"
+    return spec.type in REPLY_TEXT_TYPES
+
+
+def _conversations(
+    scenario: Scenario,
+    stages: Sequence[StagePlan],
+    providers: Mapping[str, ProviderSpec],
+    prompts: Mapping[str, PromptSpec],
+    ctx: _Context,
+) -> list[str]:
+    """Stages that send conversations: ``carry: responses`` needs a provider whose reply
+    text lens reads (a problem otherwise), and ``requests:`` counts their sessions, while
+    durations and cost bounds count one request each (a warning says so)."""
+    warnings = []
+    index = {prompt.id: i for i, prompt in enumerate(scenario.prompts)}
+    for unit in stages:
+        convs = {
+            pid: conv
+            for pid in dict.fromkeys(unit.prompts)
+            if (conv := prompts[pid].conversation) is not None
+        }
+        if not convs:
+            continue
+        most = max(len(c.turns) for c in convs.values())
+        warnings.append(
+            f"stage {unit.stage!r} sends conversations (up to {most} turns): its requests "
+            "and concurrency count sessions, each a request per turn; expected durations and "
+            "cost bounds count one request a session"
+        )
+        spec = providers[unit.provider]
+        if _keeps_reply_text(spec):
+            continue
+        for pid, conv in convs.items():
+            if conv.carry != "responses":
+                continue
+            entry = pid.split("#", 1)[0]
+            ctx.problem(
+                f"conversation {entry!r} carries the model's replies (carry: responses), "
+                f"but lens reads the reply text of openai-style providers only, not yet of "
+                f"{unit.provider!r} ({spec.type}): use carry: reference",
+                ("prompts", index.get(entry, 0)),
+            )
+            break
+    return list(dict.fromkeys(warnings))
 
 
 def _exact_without_limit(

@@ -21,6 +21,7 @@ from lens.plan.model import (
     AzureSettings,
     BedrockSettings,
     ClosedLoop,
+    EndpointSpec,
     IdleProbe,
     Load,
     OpenAISettings,
@@ -83,6 +84,12 @@ def provider_to_dict(spec: ProviderSpec) -> dict[str, Any]:
             name: MASK if header_is_secret(spec, name) else value for name, value in spec.headers
         }
     out.update(settings_to_dict(spec))
+    endpoint = spec.endpoint
+    if endpoint != EndpointSpec():  # the default says nothing: plans stay as they were
+        out["endpoint"] = endpoint.kind
+        out["stream"] = endpoint.streams
+        if endpoint.inputs_per_request is not None:
+            out["inputs_per_request"] = endpoint.inputs_per_request
     if spec.tokenizer is not None:
         out["tokenizer"] = spec.tokenizer.name  # counts responses without usage
     out["price"] = price_to_dict(spec.price) if spec.price is not None else None
@@ -387,6 +394,16 @@ def _prompt(p: PromptSpec) -> dict[str, Any]:
     }
     if p.body:
         out["body"] = dict(p.body)
+    conv = p.conversation
+    if conv is not None:
+        # The turn count, how turns follow, and the history's reply source: what a run of
+        # it sends (its texts are the scenario's or the dataset's).
+        out["conversation"] = {
+            "turns": len(conv.turns),
+            "carry": conv.carry,
+            "think_time": conv.think.describe(),
+            "reference_replies": sum(1 for r in conv.replies if r is not None),
+        }
     return out
 
 

@@ -61,12 +61,17 @@ def _sim_tokens(sim: SimSettings, max_tokens: int | None) -> int:
     return sim.output_tokens if max_tokens is None else min(sim.output_tokens, max_tokens)
 
 
+def _limit(spec: ProviderSpec, max_tokens: int | None) -> int | None:
+    """The simulator answers an embeddings batch when its first token would be due."""
+    return 1 if spec.endpoint.kind == "embeddings" else max_tokens
+
+
 def sim_e2e_s(spec: ProviderSpec, max_tokens: int | None) -> float | None:
     """A simulated response's end-to-end time (None: not simulated)."""
     sim = spec.settings
     if not isinstance(sim, SimSettings):
         return None
-    return sim.ttft_s + max(_sim_tokens(sim, max_tokens) - 1, 0) * sim.itl_s
+    return sim.ttft_s + max(_sim_tokens(sim, _limit(spec, max_tokens)) - 1, 0) * sim.itl_s
 
 
 def request_bound_s(unit: StagePlan) -> float:
@@ -97,7 +102,7 @@ def _sim_text(spec: ProviderSpec, unit: StagePlan) -> str:
     sim = spec.settings
     assert isinstance(sim, SimSettings)
     assert e2e is not None
-    gaps = max(_sim_tokens(sim, unit.max_tokens) - 1, 0)
+    gaps = max(_sim_tokens(sim, _limit(spec, unit.max_tokens)) - 1, 0)
     capacity = f", capacity {sim.capacity}" if sim.capacity is not None else ""
     return (
         f"{spec.id}: e2e {_ms(e2e)} = ttft {_ms(sim.ttft_s)} + {gaps} x itl "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
+import random
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -170,6 +172,24 @@ class OpenAISettings:
     exact_output: bool = False
 
 
+Endpoint = Literal["chat", "completions", "embeddings"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """Which OpenAI API a provider's requests go to and whether they stream (the scenario's
+    ``endpoint:``, ``stream:``, ``inputs_per_request:``; lens.providers.openai_chat)."""
+
+    kind: Endpoint = "chat"
+    stream: bool = True  # embeddings never stream, whatever this says
+    inputs_per_request: int | None = None  # embeddings: None, the prompt's texts
+
+    @property
+    def streams(self) -> bool:
+        """Whether responses are read as a stream of events."""
+        return self.stream and self.kind != "embeddings"
+
+
 @dataclass(frozen=True, slots=True)
 class AnthropicSettings:
     version: str = "2023-06-01"  # the anthropic-version header
@@ -241,6 +261,9 @@ class ProviderSpec:
     # Counts output tokens when the server reports no usage (token_source: tokenizer); None:
     # lens's ~4 characters per token (token_source: estimated).
     tokenizer: Tokenizer | None = None
+    # openai-compatible, openai and simulated (protocol openai): chat, completions or
+    # embeddings, streamed or not.  The default for every other type.
+    endpoint: EndpointSpec = EndpointSpec()
 
     @property
     def plugin_settings(self) -> PluginProviderSettings | None:
@@ -266,6 +289,94 @@ class Message:
     content: str
 
 
+# The think-time draw's redraws before it clamps (a truncated distribution keeps its shape).
+_THINK_REDRAWS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkTime:
+    """The wait between a conversation's reply and its next turn (seconds): fixed, or drawn
+    per turn (``draw``) from a distribution of these parameters."""
+
+    dist: Literal["fixed", "uniform", "normal", "lognormal", "exponential"] = "fixed"
+    mean_s: float = 0.0
+    stdev_s: float = 0.0
+    min_s: float | None = None
+    max_s: float | None = None
+
+    def draw(self, rng: random.Random) -> float:
+        """One think time, never below zero (nor outside min/max: drawn again)."""
+        low = self.min_s or 0.0
+        high = self.max_s if self.max_s is not None else math.inf
+        if self.dist == "fixed":
+            return min(max(self.mean_s, low), high)
+        if self.dist == "uniform":
+            return rng.uniform(low, high)
+        value = self.mean_s
+        for _ in range(_THINK_REDRAWS):
+            if self.dist == "normal":
+                value = rng.gauss(self.mean_s, self.stdev_s)
+            elif self.dist == "exponential":
+                value = rng.expovariate(1 / self.mean_s) if self.mean_s > 0 else 0.0
+            else:  # lognormal: mean and stdev of the times themselves
+                sigma2 = math.log1p((self.stdev_s / self.mean_s) ** 2)
+                mu = math.log(self.mean_s) - sigma2 / 2
+                value = rng.lognormvariate(mu, math.sqrt(sigma2))
+            if low <= value <= high:
+                return value
+        return min(max(value, low), high)
+
+    def describe(self) -> str:
+        """``2s``, ``exponential mean 2s`` ..., for plans."""
+        if self.dist == "fixed":
+            return f"{self.mean_s:g}s"
+        if self.dist == "uniform":
+            return f"uniform {self.min_s or 0:g}-{self.max_s:g}s"
+        text = f"{self.dist} mean {self.mean_s:g}s"
+        if self.dist != "exponential":
+            text += f" stdev {self.stdev_s:g}s"
+        if self.min_s is not None or self.max_s is not None:
+            text += (
+                f" in [{self.min_s or 0:g}, {'inf' if self.max_s is None else f'{self.max_s:g}'}]s"
+            )
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A prompt that is a multi-turn session: the user messages of its turns (the first is
+    the prompt's last message), the reference reply after each (None: none known), what
+    later turns carry as the assistant's replies, and the think time between turns."""
+
+    turns: tuple[str, ...]
+    replies: tuple[str | None, ...] = ()
+    carry: Literal["responses", "reference"] = "responses"
+    think: ThinkTime = ThinkTime()
+    seed: int = 0  # of the think-time draws
+
+    def think_s(self, session: int, turn: int) -> float:
+        """The think time before ``turn`` (2, 3, ...) of session ``session``: the same for
+        the same session and turn in every run (and every worker)."""
+        if self.think.dist == "fixed":
+            return self.think.draw(_NO_RANDOM)
+        return self.think.draw(random.Random(f"lens-think:{self.seed}:{session}:{turn}"))
+
+    def history(
+        self, lead: tuple[Message, ...], replies: list[str], turn: int
+    ) -> tuple[Message, ...]:
+        """The messages turn ``turn`` (1-based) sends: ``lead`` (the system messages), then
+        each earlier turn and the reply to it, then the turn's own user message."""
+        out = list(lead)
+        for j in range(turn - 1):
+            out.append(Message("user", self.turns[j]))
+            out.append(Message("assistant", replies[j]))
+        out.append(Message("user", self.turns[turn - 1]))
+        return tuple(out)
+
+
+_NO_RANDOM = random.Random(0)  # a fixed think time draws nothing
+
+
 @dataclass(frozen=True, slots=True)
 class PromptSpec:
     id: str
@@ -279,6 +390,14 @@ class PromptSpec:
     # Input tokens of the message texts, counted by the scenario's tokenizer (None: not
     # counted, e.g. a prompt built in code).
     input_tokens: int | None = None
+    # A multi-turn session (``messages`` is its first turn); None: one request.
+    conversation: Conversation | None = None
+    # A conversation's turn whose reply text the next turn sends (carry: responses): the
+    # adapter's decoder keeps the text (lens.providers.base.StreamOutcome.text).  Only
+    # these pay for keeping it.
+    keep_reply: bool = False
+    # A conversation's turn (1-based), built at run time with the history so far.
+    turn: int | None = None
 
     def token_limit(self, stage_max_tokens: int | None) -> int | None:
         """The output limit to send: the prompt's own (synthetic, JSONL) beats the stage's."""

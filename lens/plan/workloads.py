@@ -14,8 +14,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from lens.plan.model import Message, PromptSource, PromptSpec, StagePlan
-from lens.scenario.model import DatasetPrompt, LengthDist, SyntheticPrompt
+from lens.plan.model import (
+    Conversation,
+    Message,
+    PromptSource,
+    PromptSpec,
+    StagePlan,
+    ThinkTime,
+)
+from lens.scenario.model import (
+    ConversationPrompt,
+    DatasetPrompt,
+    LengthDist,
+    SessionOptions,
+    SyntheticPrompt,
+    ThinkDist,
+)
 from lens.scenario.model.workloads import MAX_TOKENS_DRAWN
 from lens.scenario.tokenizers import Tokenizer
 
@@ -94,11 +108,50 @@ def synthetic_prompts(prompt: SyntheticPrompt, tokenizer: Tokenizer) -> list[Pro
     return specs
 
 
+def think_time(value: float | ThinkDist) -> ThinkTime:
+    """The plan's form of a ``think_time:`` (seconds, or a distribution)."""
+    if not isinstance(value, ThinkDist):
+        return ThinkTime("fixed", value)
+    return ThinkTime(value.dist, value.mean or 0.0, value.stdev or 0.0, value.min, value.max)
+
+
+def _conversation(
+    options: SessionOptions, turns: tuple[str, ...], replies: tuple[str | None, ...]
+) -> Conversation:
+    return Conversation(
+        turns=turns,
+        replies=replies,
+        carry=options.carry,
+        think=think_time(options.think_time),
+        seed=options.seed,
+    )
+
+
+def conversation_prompt(prompt: ConversationPrompt) -> PromptSpec:
+    """An inline ``conversation:``: its first turn as the prompt's messages (after the
+    system message), every turn in its ``Conversation``."""
+    conv = prompt.conversation
+    lead = (Message("system", conv.system),) if conv.system is not None else ()
+    replies: tuple[str | None, ...] = tuple(conv.replies[: len(conv.turns)])
+    replies += (None,) * (len(conv.turns) - len(replies))
+    return PromptSpec(
+        prompt.id,
+        (*lead, Message("user", conv.turns[0])),
+        prompt.max_tokens,
+        float(prompt.weight),
+        "inline conversation",
+        body=dict(prompt.body),
+        conversation=_conversation(conv, conv.turns, replies),
+    )
+
+
 def dataset_prompts(prompt: DatasetPrompt) -> list[PromptSpec]:
-    """The sampled prompts of a ``dataset:`` entry, ``<id>#<line or item>``."""
+    """The sampled prompts of a ``dataset:`` entry, ``<id>#<line or item>`` (with ``turns:
+    all``, each a conversation)."""
     spec = prompt.dataset
     weight = float(prompt.weight)
     body = dict(prompt.body)
+    options = prompt.session_options
     out = []
     for req in prompt.requests:
         # from_dataset without a reference answer: None, the stage's max_tokens.
@@ -113,9 +166,31 @@ def dataset_prompts(prompt: DatasetPrompt) -> list[PromptSpec]:
                 req.where,
                 body=body,
                 input_tokens=req.input_tokens,
+                conversation=None
+                if options is None
+                else _conversation(options, req.turns, req.replies),
             )
         )
     return out
+
+
+def conversation_detail(specs: Sequence[PromptSpec]) -> str:
+    """Turns per conversation, carry and think time, for the plan's prompt sources."""
+    convs = [s.conversation for s in specs if s.conversation is not None]
+    if not convs:
+        return ""
+    counts = sorted(len(c.turns) for c in convs)
+    turns = f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
+    first = convs[0]
+    text = (
+        f"{len(convs)} conversation{'s' if len(convs) != 1 else ''} of {turns} turns "
+        f"(p50 {nearest_rank(counts, 0.5)}), carry {first.carry}, think {first.think.describe()}"
+    )
+    if first.carry == "reference":
+        missing = sum(1 for c in convs for r in c.replies[:-1] if r is None)
+        if missing:
+            text += f" ({missing} replies missing)"
+    return text
 
 
 def source_of(

@@ -179,6 +179,10 @@ class StreamOutcome:
     error_message: str | None = None
     events: int = 0
     extra: dict[str, str] = field(default_factory=dict)  # e.g. stop reason, server latency
+    # The reply's visible text, kept only when the prompt asked (``PromptSpec.keep_reply``:
+    # a conversation turn whose reply the next turn carries); None otherwise.
+    text: str | None = None
+    inputs: int | None = None  # embeddings: the inputs of the batch answered
     engine: EngineTimings | None = None  # the engine's own timings, when it sent them
 
 

@@ -45,6 +45,7 @@ import httpx
 
 from lens.errors import ProviderError
 from lens.plan.model import BedrockSettings, Message, PromptSpec, ProviderSpec
+from lens.plan.workloads import deep_merge
 from lens.providers.base import (
     COMMON_FACT_HEADERS,
     SYSTEM_ROLES,
@@ -163,6 +164,8 @@ class BedrockAdapter:
     def build_request(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
         limit = prompt.token_limit(max_tokens)
         body = self._invoke_body(prompt, limit) if self._invoke else _converse_body(prompt, limit)
+        if prompt.body:  # before signing: the signature covers the body
+            body = deep_merge(body, prompt.body)
         content = json.dumps(body, separators=(",", ":")).encode()
         request = httpx.Request("POST", self._url, headers=self._headers, content=content)
         if self._signer is not None:

@@ -81,6 +81,9 @@ class OpenAIChatAdapter:
         self._requests = RequestTemplates()  # each prompt's request built once
 
     def build_request(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
+        if prompt.turn is not None:
+            # A conversation's turn: its history is sent once, not worth a template.
+            return self._build(prompt, max_tokens)
         return self._requests.request(prompt, max_tokens, lambda: self._build(prompt, max_tokens))
 
     def _build(self, prompt: PromptSpec, max_tokens: int | None) -> httpx.Request:
@@ -107,9 +110,10 @@ class OpenAIChatAdapter:
         return httpx.Request("POST", url, headers=self._headers, content=json.dumps(body).encode())
 
     def new_decoder(self, prompt: PromptSpec) -> OpenAIChatDecoder:
-        del prompt
-        if self.spec.tokenizer is not None:
-            return CountingChatDecoder(self.spec.tokenizer, self.spec.limits.max_event_bytes)
+        if self.spec.tokenizer is not None or prompt.keep_reply:
+            return CountingChatDecoder(
+                self.spec.tokenizer, self.spec.limits.max_event_bytes, keep_text=prompt.keep_reply
+            )
         return OpenAIChatDecoder(self.spec.limits.max_event_bytes)
 
     def response_facts(self, headers: httpx.Headers) -> dict[str, str]:
@@ -276,16 +280,22 @@ class OpenAIChatDecoder:
 
 class CountingChatDecoder(OpenAIChatDecoder):
     """A decoder that also keeps each event, so a response without usage is counted by the
-    provider's tokenizer (``token_source: tokenizer``) instead of estimated.  Only providers
-    that name a tokenizer get it: the plain decoder keeps nothing."""
+    provider's tokenizer (``token_source: tokenizer``) instead of estimated, and (``keep_text``)
+    its reply text is kept for a conversation's next turn.  Only providers that name a
+    tokenizer, and conversation turns, get it: the plain decoder keeps nothing."""
 
-    __slots__ = ("_events", "_tokenizer")
+    __slots__ = ("_events", "_keep_text", "_tokenizer")
 
     def __init__(
-        self, tokenizer: Tokenizer, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+        self,
+        tokenizer: Tokenizer | None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        *,
+        keep_text: bool = False,
     ) -> None:
         super().__init__(max_event_bytes)
         self._tokenizer = tokenizer
+        self._keep_text = keep_text
         self._events: list[bytes] = []
 
     def _on_event(self, data: bytes, event: bytes, t_ns: int) -> None:
@@ -294,7 +304,10 @@ class CountingChatDecoder(OpenAIChatDecoder):
 
     def finish(self, t_ns: int, *, eof: bool) -> StreamOutcome:
         out = super().finish(t_ns, eof=eof)
-        if out.token_source is not TokenSource.ESTIMATED:
+        if self._keep_text:
+            visible = "".join(self._texts(("content",)))
+            out = dataclasses.replace(out, text=visible)
+        if out.token_source is not TokenSource.ESTIMATED or self._tokenizer is None:
             return out  # the server's usage, or no token at all
         count = self._tokenizer.count("".join(self._texts()))
         return dataclasses.replace(
@@ -304,7 +317,9 @@ class CountingChatDecoder(OpenAIChatDecoder):
             token_source=TokenSource.TOKENIZER,
         )
 
-    def _texts(self) -> list[str]:
+    def _texts(
+        self, keys: tuple[str, ...] = ("content", "reasoning_content", "reasoning")
+    ) -> list[str]:
         texts = []
         for data in self._events:
             try:
@@ -315,7 +330,7 @@ class CountingChatDecoder(OpenAIChatDecoder):
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if not isinstance(delta, dict):
                     continue
-                for key in ("content", "reasoning_content", "reasoning"):
+                for key in keys:
                     value = delta.get(key)
                     if isinstance(value, str):
                         texts.append(value)

@@ -14,7 +14,7 @@ from lens.providers.azure_openai import AzureOpenAIAdapter
 from lens.providers.base import ProviderAdapter
 from lens.providers.bedrock import BedrockAdapter
 from lens.providers.gemini import GeminiAdapter
-from lens.providers.openai_chat import OpenAIChatAdapter
+from lens.providers.openai_endpoints import openai_adapter
 from lens.providers.openai_responses import OpenAIResponsesAdapter
 
 AdapterFactory = Callable[[ProviderSpec], ProviderAdapter]
@@ -23,12 +23,12 @@ AdapterFactory = Callable[[ProviderSpec], ProviderAdapter]
 def _simulated(spec: ProviderSpec) -> ProviderAdapter:
     """A ``simulated`` spec given an address without ``live_providers`` (a test's own
     transport): the OpenAI Chat client, with its defaults."""
-    return OpenAIChatAdapter(dataclasses.replace(spec, settings=OpenAISettings()))
+    return openai_adapter(dataclasses.replace(spec, settings=OpenAISettings()))
 
 
 ADAPTERS: dict[str, AdapterFactory] = {
-    "openai": OpenAIChatAdapter,
-    "openai-compatible": OpenAIChatAdapter,
+    "openai": openai_adapter,
+    "openai-compatible": openai_adapter,
     "simulated": _simulated,
     "bedrock": BedrockAdapter,
     "anthropic": AnthropicAdapter,

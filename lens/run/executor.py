@@ -47,6 +47,7 @@ from lens.plan.duration import CONNECT_BOUND_S
 from lens.plan.model import (
     ArrivalSchedule,
     ClosedLoop,
+    Conversation,
     IdleProbe,
     OpenLoop,
     Plan,
@@ -58,7 +59,14 @@ from lens.plan.model import (
 from lens.plan.workloads import unit_prompts
 from lens.providers.base import ProviderAdapter
 from lens.providers.registry import adapter_for
-from lens.records import ErrorClass, Phase, RequestRecord, RequestStart, StageWindow
+from lens.records import (
+    ABANDONED_TURNS,
+    ErrorClass,
+    Phase,
+    RequestRecord,
+    RequestStart,
+    StageWindow,
+)
 from lens.run.budget import BudgetGuard
 from lens.run.clock import RunClock
 from lens.run.http11 import LeanHTTP11Transport
@@ -468,13 +476,13 @@ class _RunningUnit:
             if held is None:
                 return
             self._started()
-            await self._send(prompt, index, None, held, "measure")
+            await self._request_or_session(prompt, index, None, held, "measure")
 
     async def _one(self, index: int, t_intended: int, held: Decimal, phase: Phase) -> None:
         prompt = self.prompts[self.unit.prompt_for(index)]
         limiter = self.limiter
         if limiter is None:
-            await self._send(prompt, index, t_intended, held, phase)
+            await self._request_or_session(prompt, index, t_intended, held, phase)
             return
         try:
             await limiter.acquire()
@@ -484,9 +492,133 @@ class _RunningUnit:
             self._never_sent(prompt, index, t_intended, held, phase)
             raise
         try:
-            await self._send(prompt, index, t_intended, held, phase)
+            await self._request_or_session(prompt, index, t_intended, held, phase)
         finally:
             limiter.release()
+
+    async def _request_or_session(
+        self,
+        prompt: PromptSpec,
+        index: int,
+        t_intended: int | None,
+        held: Decimal,
+        phase: Phase,
+    ) -> None:
+        """One scheduled unit of work: a request, or a whole conversation (a session)."""
+        if prompt.conversation is None:
+            await self._send(prompt, index, t_intended, held, phase)
+        else:
+            await self._session(prompt, prompt.conversation, index, t_intended, held, phase)
+
+    async def _session(
+        self,
+        prompt: PromptSpec,
+        conv: Conversation,
+        index: int,
+        t_intended: int | None,
+        held: Decimal,
+        phase: Phase,
+    ) -> None:
+        """A conversation, turn after turn: each turn sends the history so far (the model's
+        replies, or the reference ones) ``think`` seconds after the previous reply ended.
+
+        The session keeps its schedule slot (``index``) and phase; every turn is its own
+        record (``session``, ``turn``).  Turn 1 has the arrival's intended time (None in a
+        closed loop); a later turn's ``t_intended`` is the previous end + its think time,
+        which pacing leaves out (lens.metrics.pacing reads turn 1 only).  A turn that fails
+        ends the session: its record says how many turns were left unsent
+        (``extra.abandoned_turns``).  A session cut off while thinking (drain, Ctrl-C, the
+        budget, an SLA stop) records its next turn as never sent, with the same count.
+        """
+        lead = prompt.messages[:-1]
+        replies: list[str] = []
+        last = len(conv.turns)
+        clock = self.clock
+        for turn in range(1, last + 1):
+            keep = conv.carry == "responses" and turn < last
+            messages = prompt.messages if turn == 1 else conv.history(lead, replies, turn)
+            turn_prompt = dataclasses.replace(
+                prompt,
+                messages=messages,
+                conversation=None,
+                keep_reply=keep,
+                turn=turn,
+                input_tokens=prompt.input_tokens if turn == 1 else None,
+            )
+            if turn > 1:
+                next_hold = self._hold(turn_prompt)
+                if next_hold is None:
+                    self._turns_not_sent(prompt.id, index, turn, t_intended, phase, last - turn + 1)
+                    return
+                held = next_hold
+            rec, text = await self._send(
+                turn_prompt, index, t_intended, held, phase, session=index, turns=last
+            )
+            if rec is None or not rec.ok or turn == last:
+                return  # a failed turn's record already counts the turns left
+            reply = text if conv.carry == "responses" else conv.replies[turn - 1]
+            if reply is None:
+                # Nothing to carry: the adapter kept no reply text (a protocol lens does
+                # not yet read replies of), or the dataset has no reference reply here.
+                why = "no reply text to carry (" + (
+                    f"the {self.spec.type} adapter keeps none: use carry: reference)"
+                    if conv.carry == "responses"
+                    else "the dataset has no reference reply for this turn)"
+                )
+                self._turns_not_sent(prompt.id, index, turn + 1, None, phase, last - turn, why)
+                return
+            replies.append(reply)
+            t_intended = rec.t_end + round(conv.think_s(index, turn + 1) * 1e9)
+            if not self._may_wait(t_intended):
+                self._turns_not_sent(prompt.id, index, turn + 1, t_intended, phase, last - turn)
+                return
+            try:
+                await trio.sleep_until(clock.at_ns(t_intended))
+            except trio.Cancelled:
+                self._turns_not_sent(prompt.id, index, turn + 1, t_intended, phase, last - turn)
+                raise
+
+    def _turns_not_sent(
+        self,
+        prompt_id: str,
+        index: int,
+        turn: int,
+        t_intended: int | None,
+        phase: Phase,
+        left: int,
+        why: str | None = None,
+    ) -> None:
+        """The session ended before turn ``turn`` went out: one record for that turn,
+        ``cancelled``/``drained`` (lens's own doing: no error rate counts it), with the
+        turns left unsent, itself included, in ``extra.abandoned_turns``."""
+        now = self.clock.now_ns()
+        drained = self.state.drain.cancel_called
+        if why is None:
+            by = "the stage's cutoff" if drained else "the run stopping"
+            why = f"session ended by {by} before this turn; never sent"
+        rec = RequestRecord(
+            provider=self.unit.provider,
+            stage=self.unit.stage,
+            prompt=prompt_id,
+            index=index,
+            ok=False,
+            error_class=ErrorClass.DRAINED if drained else ErrorClass.CANCELLED,
+            error_message=why,
+            http_status=None,
+            t_intended=t_intended,
+            t_dispatch=now,
+            t_headers=None,
+            t_first_chunk=None,
+            t_first_token=None,
+            t_first_visible=None,
+            t_last_token=None,
+            t_end=now,
+            phase=phase,
+            extra={ABANDONED_TURNS: str(left)},
+            session=index,
+            turn=turn,
+        )
+        self.emit(rec)
 
     def _never_sent(
         self, prompt: PromptSpec, index: int, t_intended: int, held: Decimal, phase: Phase
@@ -514,6 +646,9 @@ class _RunningUnit:
             t_end=now,
             phase=phase,
         )
+        if prompt.conversation is not None:  # a whole session that never started
+            left = str(len(prompt.conversation.turns))
+            rec = dataclasses.replace(rec, session=index, turn=1, extra={ABANDONED_TURNS: left})
         if self.budget is not None:
             self.budget.release(held)
         self.emit(rec)
@@ -525,14 +660,21 @@ class _RunningUnit:
         t_intended: int | None,
         held: Decimal,
         phase: Phase,
-    ) -> None:
-        """One request, and its retries if the stage asks for them.
+        *,
+        session: int | None = None,
+        turns: int = 0,
+    ) -> tuple[RequestRecord | None, str | None]:
+        """One request, and its retries if the stage asks for them: the last attempt's
+        record and, for a conversation's turn that keeps it, its reply text.
 
         Every attempt is emitted as its own record (``attempt`` 1, 2, ...) the moment it
         ends, cancelled ones included, so retries are never hidden from any rate.  Only the
         first attempt is on the schedule; a retry has no intended time.  ``held`` is the
         budget reserved for the first attempt; each retry reserves its own.  An attempt cut
         off by the unit's drain is ``drained``, not ``cancelled`` (lens's own interruption).
+        A conversation's turn (``session``; ``turns`` in all) is tagged with its session
+        and turn, and the final failed attempt of a turn before the last says how many
+        turns its session leaves unsent (``extra.abandoned_turns``).
         """
         unit, state, spec, budget = self.unit, self.state, self.spec, self.budget
         attempt = 1
@@ -547,6 +689,8 @@ class _RunningUnit:
                 )
             if attempt > 1 or phase != "measure":
                 rec = dataclasses.replace(rec, attempt=attempt, phase=phase)
+            if session is not None:
+                rec = self._turn_record(rec, session, prompt.turn or 1, turns, attempt)
             last.append(rec)
             state.in_flight -= 1
             if budget is not None:
@@ -571,7 +715,7 @@ class _RunningUnit:
                 )
             transport = pool.take()
             try:
-                await execute_request(
+                text = await execute_request(
                     transport,
                     self.adapter,
                     prompt,
@@ -588,15 +732,25 @@ class _RunningUnit:
                 pool.give(transport)
             wait_s = self._retry_wait_s(last[-1], attempt)
             if wait_s is None:
-                return
+                return last[-1], text
             if not self._may_wait(self.clock.now_ns() + round(wait_s * 1e9)):
-                return  # the back-off alone could overspend
+                return last[-1], None  # the back-off alone could overspend
             await trio.sleep(wait_s)
             next_hold = self._hold(prompt)
             if next_hold is None:
-                return
+                return last[-1], None
             held = next_hold
             attempt += 1
+
+    def _turn_record(
+        self, rec: RequestRecord, session: int, turn: int, turns: int, attempt: int
+    ) -> RequestRecord:
+        """``rec`` tagged as turn ``turn`` of ``session``; a failure that ends the session
+        (no retry follows) also counts the turns it leaves unsent."""
+        extra = rec.extra
+        if not rec.ok and turn < turns and self._retry_wait_s(rec, attempt) is None:
+            extra = {**extra, ABANDONED_TURNS: str(turns - turn)}
+        return dataclasses.replace(rec, session=session, turn=turn, extra=extra)
 
     def _retry_wait_s(self, rec: RequestRecord, attempt: int) -> float | None:
         """The back-off before retrying ``rec``, the record of attempt ``attempt``; None
@@ -640,11 +794,11 @@ class _RunningUnit:
                 state.cut_off_at(trio.current_time(), unit.drain_grace_s)
             state.enter(phase, now)
             if phase != "warmup":
-                await self._send(prompt, index, None, held, phase)
+                await self._request_or_session(prompt, index, None, held, phase)
                 continue
             state.warmup_in_flight += 1
             try:
-                await self._send(prompt, index, None, held, phase)
+                await self._request_or_session(prompt, index, None, held, phase)
             finally:
                 state.warmup_done(clock.now_ns())
 

@@ -130,9 +130,12 @@ async def execute_request(
     max_tokens: int | None,
     emit: Callable[[RequestRecord], None],
     reader: ReadMux | None = None,
-) -> None:
+) -> str | None:
     """Run one request and ``emit`` its record, however it ends.  ``reader``: the unit's
-    ReadMux (lens.run.readmux), which reads the body when the transport allows it."""
+    ReadMux (lens.run.readmux), which reads the body when the transport allows it.
+
+    Returns the reply's text when the prompt asked to keep it (``keep_reply``: a
+    conversation's turn) and the decoder kept it; None otherwise."""
     now = clock.now_ns
     x = _Exchange(now)
     request: httpx.Request | None = None
@@ -156,6 +159,7 @@ async def execute_request(
         emit(ended_early(rec, prompt.token_limit(max_tokens)))
         if request is not None:
             del request.extensions[DISPATCH_HOOK]
+    return x.outcome.text if x.outcome is not None else None
 
 
 def _build(
@@ -411,7 +415,9 @@ def _record(
     usage_in = outcome.usage.input_tokens if outcome else None
     source = outcome.token_source if outcome else None
     tokenizer = adapter.spec.tokenizer
-    if usage_in is None and outcome is not None and outcome.chunk_times:
+    # A streamed response with tokens, or a whole one whose output was counted (stream: false).
+    counted = outcome is not None and (outcome.chunk_times or outcome.token_source is not None)
+    if usage_in is None and outcome is not None and counted:
         if source is TokenSource.TOKENIZER and tokenizer is not None:
             # Counted like the output: one source for both, never mixed.
             usage_in = sum(tokenizer.count(m.content) for m in prompt.messages)
@@ -449,5 +455,6 @@ def _record(
         extra={**facts, **outcome.extra} if outcome else facts,
         stale_connection=x.stale_from is not None,
         stale_lost_ns=None if x.stale_from is None else x.t_dispatch - x.stale_from,
+        inputs=outcome.inputs if outcome else None,
         engine=(outcome.engine if outcome else None) or header_timings(facts),
     )

@@ -51,6 +51,30 @@ class _Record:
     where: str  # file:line or file[item]
     messages: tuple[ChatMessage, ...]
     reference: str | None
+    # The conversation after the first user turn, as (role, text): user, assistant, or
+    # another speaker (which ends the session there); read for turns: all.
+    rest: tuple[tuple[str, str], ...] = ()
+
+
+def _session(record: _Record) -> tuple[tuple[str, ...], tuple[str | None, ...]]:
+    """(user turns, the reply after each) of ``record``'s conversation: user and assistant
+    alternate from the first user turn; the first break in that pattern (two user turns in
+    a row, a turn of another speaker) ends the session, so every turn but the last has
+    the dataset's reply."""
+    turns = [record.messages[-1].content]
+    replies: list[str | None] = [None]
+    expect = "assistant"
+    for role, text in record.rest:
+        if role != expect or (role == "user" and not text.strip()):
+            break
+        if role == "assistant":
+            replies[-1] = text
+            expect = "user"
+        else:
+            turns.append(text)
+            replies.append(None)
+            expect = "assistant"
+    return tuple(turns), tuple(replies)
 
 
 @dataclass(slots=True)
@@ -139,6 +163,7 @@ def read_dataset(
         given = [(j, text) for j, text in texts if text]
         for (j, _), n in zip(given, tokenizer.count_many([t for _, t in given]), strict=True):
             references[j] = max(1, n)
+    sessions = {i: _session(records[i]) for i in keep} if spec.turns == "all" else {}
     read.requests = tuple(
         DatasetRequest(
             key=records[i].key,
@@ -146,6 +171,8 @@ def read_dataset(
             messages=records[i].messages,
             input_tokens=lengths[i],
             reference_tokens=references[j],
+            turns=sessions[i][0] if sessions else (),
+            replies=sessions[i][1] if sessions else (),
         )
         for j, i in enumerate(keep)
     )
@@ -281,16 +308,16 @@ def _sharegpt(text: str, display: str, key: str, problems: _Problems) -> tuple[l
         if parsed is None:
             skipped += 1
             continue
-        messages, reference = parsed
-        records.append(_Record(ident, where, messages, reference))
+        messages, reference, rest = parsed
+        records.append(_Record(ident, where, messages, reference, rest))
     return records, skipped
 
 
 def _sharegpt_turns(
     turns: list[Any],
-) -> tuple[tuple[ChatMessage, ...], str | None] | str | None:
-    """(prompt messages, reference) of a conversation; None when it has no user turn; a
-    string says what is wrong with it."""
+) -> tuple[tuple[ChatMessage, ...], str | None, tuple[tuple[str, str], ...]] | str | None:
+    """(prompt messages, reference, the turns after the prompt) of a conversation; None when
+    it has no user turn; a string says what is wrong with it."""
     system: list[ChatMessage] = []
     for j, turn in enumerate(turns):
         speaker = turn.get("from") if isinstance(turn, dict) else None
@@ -307,10 +334,24 @@ def _sharegpt_turns(
                 after = turns[j + 1]
                 if after.get("from") in SHAREGPT_ASSISTANT and isinstance(after.get("value"), str):
                     reference = after["value"]
-            return (*system, ChatMessage(role="user", content=value)), reference
+            rest = tuple(_sharegpt_role(t) for t in turns[j + 1 :])
+            return (*system, ChatMessage(role="user", content=value)), reference, rest
         else:
             return None  # the conversation opens with the model: no first user turn
     return None
+
+
+def _sharegpt_role(turn: Any) -> tuple[str, str]:
+    """A later ShareGPT turn as (user | assistant | other, text)."""
+    speaker = turn.get("from") if isinstance(turn, dict) else None
+    value = turn.get("value") if isinstance(turn, dict) else None
+    if not isinstance(value, str):
+        return ("other", "")
+    if speaker in SHAREGPT_USER:
+        return ("user", value)
+    if speaker in SHAREGPT_ASSISTANT:
+        return ("assistant", value)
+    return ("other", value)
 
 
 def _chat_jsonl(text: str, display: str, problems: _Problems) -> tuple[list[_Record], int]:
@@ -323,6 +364,7 @@ def _chat_jsonl(text: str, display: str, problems: _Problems) -> tuple[list[_Rec
             continue
         prompt: list[ChatMessage] = []
         reference: str | None = None
+        rest: tuple[tuple[str, str], ...] = ()
         bad = False
         for j, m in enumerate(messages):
             role = m.get("role") if isinstance(m, dict) else None
@@ -340,6 +382,7 @@ def _chat_jsonl(text: str, display: str, problems: _Problems) -> tuple[list[_Rec
                 break
             if prompt and prompt[-1].role == "user":
                 reference = content if role == "assistant" else None
+                rest = tuple(_chat_role(later) for later in messages[j:])
                 break
             prompt.append(ChatMessage(role=role, content=content))
         if bad:
@@ -347,8 +390,17 @@ def _chat_jsonl(text: str, display: str, problems: _Problems) -> tuple[list[_Rec
         if not prompt or prompt[-1].role != "user":
             skipped += 1
             continue
-        records.append(_Record(str(line), f"{display}:{line}", tuple(prompt), reference))
+        records.append(_Record(str(line), f"{display}:{line}", tuple(prompt), reference, rest))
     return records, skipped
+
+
+def _chat_role(message: Any) -> tuple[str, str]:
+    """A later chat message as (user | assistant | other, text)."""
+    role = message.get("role") if isinstance(message, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if role in ("user", "assistant") and isinstance(content, str):
+        return (role, content)
+    return ("other", "")
 
 
 def _csv(text: str, display: str, spec: DatasetSpec, problems: _Problems) -> list[_Record]:

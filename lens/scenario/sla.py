@@ -130,7 +130,7 @@ def parse_sla(text: str) -> SlaExpr:
         if unit not in (None, "USD", "usd"):
             raise SlaSyntaxError(f"{metric} is an amount of money: write $0.002, not {unit!r}")
         threshold = value
-    elif info.unit in ("req/s", "tokens/s") and stat != "n":
+    elif info.unit in ("req/s", "tokens/s", "inputs/s") and stat != "n":
         if unit in (None, "/s", "tokens/s"):
             threshold = value
         elif unit == "/m":

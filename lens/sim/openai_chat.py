@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lens.sim.http import CHUNK_END, HttpError, Request, error_body, frame_chunk
+from lens.sim.openai_endpoints import (
+    COMPLETIONS_PATH,
+    EMBEDDINGS_PATH,
+    TextCompletionStream,
+    completions_prompt,
+    embeddings_body,
+    parse_embeddings,
+    text_completion_body,
+)
 from lens.sim.protocol_base import (
     Exchange,
     FinishReason,
@@ -299,19 +308,51 @@ def openai_fault_reply(fault: ReplyFault, ex: Exchange) -> Reply:
     return Reply(500, error_body(message, "server_error"), headers=headers)
 
 
+_PATHS = (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH)
+
+
+def _parse_other(path: str, body: bytes, default_model: str) -> ParsedRequest:
+    """``/v1/completions`` or ``/v1/embeddings``: validated as chat is."""
+    data = json_object(body)
+    model = data.get("model", default_model)
+    if not isinstance(model, str) or not model:
+        raise _bad("expected a non-empty string", "model")
+    if path == EMBEDDINGS_PATH:
+        return parse_embeddings(data, model)
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad(f"expected a boolean, got {stream!r}", "stream")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise _bad("expected an object", "stream_options")
+    return ParsedRequest(
+        model=model,
+        stream=stream,
+        max_tokens=_max_tokens(data),
+        prompt_tokens=tokens_for([completions_prompt(data)]),
+        include_usage=options.get("include_usage") is True,
+        variant="completions",
+        ignore_eos=data.get("ignore_eos") is True,
+        min_tokens=_min_tokens(data),
+    )
+
+
 class OpenAIChat(SimProtocol):
-    """``POST /v1/chat/completions``; no auth required (any key is accepted)."""
+    """``POST /v1/chat/completions``, ``/v1/completions`` and ``/v1/embeddings``
+    (lens.sim.openai_endpoints); no auth required (any key is accepted)."""
 
     name: ClassVar[str] = "openai"
 
     def parse_request(self, req: Request, default_model: str) -> ParsedRequest:
-        if req.path != CHAT_PATH:
+        if req.path not in _PATHS:
             raise HttpError(
                 404, f"Unknown request URL: {req.method} {req.path}.", code="unknown_url"
             )
         if req.method != "POST":
             raise method_not_allowed(req)
-        return chat_to_parsed(parse_chat_request(req.body, default_model))
+        if req.path == CHAT_PATH:
+            return chat_to_parsed(parse_chat_request(req.body, default_model))
+        return _parse_other(req.path, req.body, default_model)
 
     def error_reply(self, error: HttpError, ex: Exchange) -> Reply:
         return openai_error_reply(error, ex)
@@ -331,6 +372,10 @@ class OpenAIChat(SimProtocol):
         )
 
     def renderer(self, parsed: ParsedRequest, ex: Exchange, timing: Timing) -> StreamRenderer:
+        if parsed.variant == "completions":
+            return TextCompletionStream(
+                parsed, f"cmpl-sim{ex.hex}", ex.created, MIDSTREAM_ERROR_CHUNK
+            )
         return _ChatStream(parsed, f"chatcmpl-sim{ex.hex}", ex.created, timing)
 
     def completion(
@@ -342,8 +387,13 @@ class OpenAIChat(SimProtocol):
         processing_ms: int,
         timing: Timing,
     ) -> Reply:
-        body = completion_body(
-            f"chatcmpl-sim{ex.hex}", ex.created, parsed.model, n, finish, parsed.prompt_tokens
-        )
+        if parsed.variant == "completions":
+            body = text_completion_body(f"cmpl-sim{ex.hex}", ex.created, parsed, n, finish)
+        elif parsed.variant == "embeddings":
+            body = embeddings_body(parsed)
+        else:
+            body = completion_body(
+                f"chatcmpl-sim{ex.hex}", ex.created, parsed.model, n, finish, parsed.prompt_tokens
+            )
         headers = (("x-request-id", request_id(ex)), ("openai-processing-ms", str(processing_ms)))
         return Reply(200, body, headers=headers)

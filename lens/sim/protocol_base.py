@@ -52,6 +52,7 @@ class ParsedRequest:
     # no fewer than min_tokens.
     ignore_eos: bool = False
     min_tokens: int | None = None
+    inputs: int = 0  # OpenAI embeddings: the inputs of the batch
 
 
 @dataclass(frozen=True, slots=True)

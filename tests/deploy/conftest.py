@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.deploy.promql import RULES
-from tests.export.servers import free_port
+from tests.export.servers import free_port, stop_process
 
 READY_TIMEOUT_S = 30.0
 SCRAPE_INTERVAL_S = 1
@@ -61,15 +61,6 @@ class Process:
     log: Path
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="session")
 def lens_monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     """``lens monitor`` as a subprocess, its address read from its stderr line."""
@@ -94,7 +85,7 @@ def lens_monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
             time.sleep(0.05)
         yield Process(match.group(1), log)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")
@@ -149,4 +140,4 @@ def prometheus(
             time.sleep(0.1)
         yield Process(url, log)
     finally:
-        _stop(proc)
+        stop_process(proc)

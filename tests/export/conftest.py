@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.export.servers import Server, free_port
+from tests.export.servers import Server, free_port, stop_process
 
 READY_TIMEOUT_S = 30.0
 
@@ -55,12 +55,7 @@ def _serve(args: list[str], url: str, ready_path: str, log: Path) -> Iterator[Se
             time.sleep(0.1)
         yield Server(url, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")

@@ -62,9 +62,12 @@ def test_csv_rows_columns_and_empty_cells(tmp_path: Path) -> None:
 
 def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> None:
     # Appended: every earlier column keeps its position.
-    assert REQUEST_COLUMNS[-9:] == (
+    assert REQUEST_COLUMNS[-12:] == (
         "phase",
         "cold",
+        "session",
+        "turn",
+        "inputs",
         "engine_prompt_ms",
         "engine_prompt_tokens",
         "engine_cached_tokens",
@@ -91,6 +94,9 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "pacing_lag_max_ms",
         "goodput_per_s",
         "goodput_ratio",
+        "inputs",
+        "inputs_per_s",
+        "ended_early",
         *engine_stats,
     )
     dest = tmp_path / "requests.csv"

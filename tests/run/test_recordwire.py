@@ -43,6 +43,9 @@ def _every_field_set() -> RequestRecord:
         stale_connection=True,
         stale_lost_ns=11,
         extra={"retry-after": "1", "retry_after_s": "1"},
+        session=3,
+        turn=2,
+        inputs=4,
         engine=EngineTimings(prompt_ms=1.5, prompt_tokens=10, cached_tokens=3, per_token_ms=2.0),
     )
 

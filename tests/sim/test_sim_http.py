@@ -117,7 +117,7 @@ async def _error(conn: Connection, raw: bytes) -> tuple[int, dict[str, str], str
 
 async def test_unknown_path_is_404_and_keeps_the_connection(sim: LiveSim) -> None:
     async with await sim.connect() as conn:
-        resp = await conn.request("GET", "/v1/embeddings")
+        resp = await conn.request("GET", "/v1/audio/speech")
         assert resp.status == 404
         assert resp.json()["error"]["code"] == "unknown_url"
         assert (await conn.request("GET", "/health")).status == 200

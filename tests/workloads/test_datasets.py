@@ -294,6 +294,68 @@ def test_hf_without_the_datasets_library_names_the_extra(
     assert "pip install 'llm-latency-lens[datasets]'" in found
 
 
-def test_turns_all_is_not_supported_yet(tmp_path: Path) -> None:
-    (found,) = problems_of(tmp_path, "{path: x.json, format: sharegpt, turns: all}")
-    assert "turns: all (each conversation as a multi-turn session) is not supported yet" in found
+def test_turns_all_reads_whole_conversations(tmp_path: Path) -> None:
+    items = [
+        {  # regular: system, then human and gpt alternating
+            "conversations": [
+                {"from": "system", "value": "sys"},
+                {"from": "human", "value": "q1"},
+                {"from": "gpt", "value": "a1"},
+                {"from": "human", "value": "q2"},
+                {"from": "gpt", "value": "a2"},
+            ]
+        },
+        {  # two human turns in a row: the session ends at the break
+            "conversations": [
+                {"from": "human", "value": "x1"},
+                {"from": "gpt", "value": "y1"},
+                {"from": "human", "value": "x2"},
+                {"from": "human", "value": "x3"},
+                {"from": "gpt", "value": "y3"},
+            ]
+        },
+        {"conversations": [{"from": "human", "value": "only"}]},  # one turn, no reply
+    ]
+    (tmp_path / "share.json").write_text(json.dumps(items))
+    plan = plan_of(tmp_path, "{path: share.json, format: sharegpt, turns: all}")
+    convs = {pid: p.conversation for pid, p in plan.prompts.items()}
+    assert {pid: (c.turns, c.replies) for pid, c in convs.items() if c is not None} == {
+        "chat#1": (("q1", "q2"), ("a1", "a2")),
+        "chat#2": (("x1", "x2"), ("y1", None)),
+        "chat#3": (("only",), (None,)),
+    }
+    assert [m.content for m in plan.prompts["chat#1"].messages] == ["sys", "q1"]
+    first = convs["chat#1"]
+    assert first is not None
+    assert (first.carry, first.think.mean_s) == ("responses", 0.0)  # the defaults
+
+
+def test_turns_all_of_openai_chat_jsonl(tmp_path: Path) -> None:
+    line = {
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u1"},
+            {"role": "assistant", "content": "r1"},
+            {"role": "user", "content": "u2"},
+        ]
+    }
+    (tmp_path / "chat.jsonl").write_text(json.dumps(line) + "\n")
+    plan = plan_of(
+        tmp_path,
+        "{path: chat.jsonl, format: openai-chat-jsonl, turns: all}\n"
+        "            conversation: {carry: reference, think_time: 1s, seed: 4}",
+    )
+    conv = plan.prompts["chat#1"].conversation
+    assert conv is not None
+    assert (conv.turns, conv.replies, conv.carry, conv.seed) == (
+        ("u1", "u2"),
+        ("r1", None),
+        "reference",
+        4,
+    )
+    assert conv.think_s(0, 2) == 1.0
+
+
+def test_turns_all_needs_a_conversation_format(tmp_path: Path) -> None:
+    (found,) = problems_of(tmp_path, "{path: x.csv, format: csv, turns: all}")
+    assert "turns: all needs conversations: format csv" in found

@@ -105,7 +105,7 @@ def test_include_usage_in_a_body_points_at_the_setting(tmp_path: Path) -> None:
     assert "use the provider's include_usage:" in str(info.value.problems[0])
 
 
-def test_a_body_bedrock_would_not_send_is_a_plan_warning(tmp_path: Path) -> None:
+def test_bedrock_sends_a_body_so_the_plan_no_longer_warns(tmp_path: Path) -> None:
     text = textwrap.dedent(
         """\
         version: 1
@@ -119,7 +119,5 @@ def test_a_body_bedrock_would_not_send_is_a_plan_warning(tmp_path: Path) -> None
         """
     )
     doc = _doc(tmp_path, text)
-    assert (
-        "stage 's' has body: fields for provider 'br', but bedrock requests do not take them"
-        in (" ".join(doc["warnings"]))
-    )
+    assert not [w for w in doc["warnings"] if "body:" in w]
+    assert "temperature" in json.dumps(doc["prompts"])

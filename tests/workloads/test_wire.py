@@ -111,6 +111,8 @@ async def test_output_tokens_exact_sends_ignore_eos_and_min_tokens(
         assert (rec.output_tokens, rec.provider_facts["stop_reason"]) == (5, "stop")
         assert rec.provider_facts["ended_early"] == "5/20"
     assert all("ended_early" not in r.provider_facts for r in by_provider["exact"])
+    # The same count, machine-readable in each summary (absent: none ended early).
+    assert {s.provider: s.ended_early for s in results.summaries} == {"exact": None, "natural": 3}
     assert results.integrity is not None
     early = [w for w in results.integrity.warnings if w.startswith("ended_early")]
     assert early == [
@@ -218,3 +220,23 @@ async def test_the_shipped_workloads_scenario_runs_offline() -> None:
         assert "ended_early" not in rec.provider_facts
     assert results.integrity is not None
     assert any(w.startswith("ended_early: mixed/sim") for w in results.integrity.warnings)
+    # Conversations: 8 sessions of 3 turns each, every turn its own record.
+    turns = [r for r in results.records if r.stage == "conversations"]
+    assert len(turns) == 24
+    assert sorted({r.session for r in turns if r.session is not None}) == list(range(8))
+    (summary,) = [s for s in results.summaries if s.stage == "conversations"]
+    assert summary.turns is not None
+    assert {k: t.ok for k, t in summary.turns.items()} == {"1": 8, "2": 8, "3": 8}
+    # The other endpoints: completions streamed, chat not streamed, embedding batches.
+    ends = {s.provider: s for s in results.summaries if s.stage == "endpoints"}
+    assert {p: (s.ok, s.requests) for p, s in ends.items()} == {
+        "sim-completions": (24, 24),
+        "sim-no-stream": (24, 24),
+        "sim-embeddings": (24, 24),
+    }
+    assert ends["sim-completions"].metrics["ttft"].n == 24
+    assert ends["sim-no-stream"].metrics["ttft"].n == 0
+    assert ends["sim-no-stream"].metrics["e2e"].n == 24
+    assert ends["sim-embeddings"].inputs == 24 * 16
+    assert ends["sim-embeddings"].inputs_per_s is not None
+    assert ends["sim-embeddings"].throughput is None

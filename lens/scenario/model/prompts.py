@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, PrivateAttr, Tag
+from pydantic import BaseModel, Discriminator, Field, PrivateAttr, Tag, model_validator
 
-from lens.scenario.model.base import FrozenModel, Ident, NonEmptyStr, PositiveInt
+from lens.scenario.model.base import FieldError, FrozenModel, Ident, NonEmptyStr, PositiveInt
 from lens.scenario.model.workloads import (
     MAX_SYNTHETIC_PROMPTS,
     Body,
+    ConversationSpec,
     DatasetSpec,
     Length,
     LengthDist,
+    SessionOptions,
     body_field,
 )
 
@@ -116,13 +118,30 @@ class FilePrompt(FrozenModel):
 class DatasetRequest:
     """One prompt taken from a dataset: where it came from (``file:line`` or
     ``file[item]``), its id suffix, messages, input tokens (the scenario's tokenizer) and the
-    reference answer's tokens (None: the record has none)."""
+    reference answer's tokens (None: the record has none).  ``turns: all``: the
+    conversation's user turns (the first is the last of ``messages``) and the reply after
+    each (None: the dataset has none, the last turn's only)."""
 
     key: str
     where: str
     messages: tuple[ChatMessage, ...]
     input_tokens: int
     reference_tokens: int | None
+    turns: tuple[str, ...] = ()
+    replies: tuple[str | None, ...] = ()
+
+
+class ConversationPrompt(FrozenModel):
+    """A multi-turn conversation written inline: each turn is its own request, sent with the
+    history so far, after a think time."""
+
+    id: Ident = _prompt_id()
+    weight: int = _weight()
+    conversation: ConversationSpec = Field(description="The turns and how they follow.")
+    max_tokens: PositiveInt | None = Field(
+        None, description="Output token limit of every turn (overrides the stage's)."
+    )
+    body: Body = body_field()
 
 
 class DatasetPrompt(FrozenModel):
@@ -132,7 +151,29 @@ class DatasetPrompt(FrozenModel):
     id: Ident = _prompt_id()
     weight: int = _weight()
     dataset: DatasetSpec = Field(description="The dataset, its format and how to sample it.")
+    conversation: SessionOptions | None = Field(
+        None,
+        description="With turns: all: think time, carry and seed of the conversations "
+        "(default: no think time, carry responses).",
+    )
     body: Body = body_field()
+
+    @model_validator(mode="after")
+    def _sessions(self) -> DatasetPrompt:
+        if self.conversation is not None and self.dataset.turns != "all":
+            raise FieldError(
+                "conversation: applies to whole conversations: set the dataset's turns: all",
+                "conversation",
+            )
+        return self
+
+    @property
+    def session_options(self) -> SessionOptions | None:
+        """How the conversations run (``turns: all``); None: single prompts."""
+        if self.dataset.turns != "all":
+            return None
+        return self.conversation or SessionOptions.model_validate({})
+
     # Filled by the loader, which reads and samples the dataset.
     _requests: tuple[DatasetRequest, ...] = PrivateAttr(default=())
     _records: int = PrivateAttr(default=0)  # prompts the file held before filter and sample
@@ -156,12 +197,13 @@ class DatasetPrompt(FrozenModel):
         return self._passed
 
 
-PROMPT_KINDS: tuple[str, ...] = ("messages", "synthetic", "file", "dataset")
+PROMPT_KINDS: tuple[str, ...] = ("messages", "synthetic", "file", "dataset", "conversation")
 _KIND_OF_CLASS: dict[type[BaseModel], str] = {
     MessagesPrompt: "messages",
     SyntheticPrompt: "synthetic",
     FilePrompt: "file",
     DatasetPrompt: "dataset",
+    ConversationPrompt: "conversation",
 }
 
 
@@ -169,6 +211,8 @@ def _prompt_kind(value: Any) -> str | None:
     """The tag of a prompt: the one of messages/synthetic/file it has (None: not exactly one)."""
     if isinstance(value, dict):
         kinds = [k for k in PROMPT_KINDS if k in value]
+        if kinds == ["dataset", "conversation"]:
+            return "dataset"  # a dataset's conversations: how they run
         return kinds[0] if len(kinds) == 1 else None
     return _KIND_OF_CLASS.get(type(value))
 
@@ -177,11 +221,12 @@ Prompt = Annotated[
     Annotated[MessagesPrompt, Tag("messages")]
     | Annotated[SyntheticPrompt, Tag("synthetic")]
     | Annotated[FilePrompt, Tag("file")]
-    | Annotated[DatasetPrompt, Tag("dataset")],
+    | Annotated[DatasetPrompt, Tag("dataset")]
+    | Annotated[ConversationPrompt, Tag("conversation")],
     Discriminator(
         _prompt_kind,
         custom_error_type="prompt_kind",
-        custom_error_message="a prompt needs exactly one of 'messages', 'synthetic', 'file' "
-        "or 'dataset'",
+        custom_error_message="a prompt needs exactly one of 'messages', 'synthetic', 'file', "
+        "'dataset' or 'conversation'",
     ),
 ]

@@ -38,6 +38,74 @@ class ChatWorkload(Workload):
     )
 
 
+Endpoint = Literal["chat", "completions", "embeddings"]
+# The types whose adapter (lens.providers.openai_chat) serves every endpoint and stream: false.
+ENDPOINT_TYPES = ("openai-compatible", "openai", "simulated (protocol: openai)")
+
+
+class OpenAIEndpoint(FrozenModel):
+    """Which OpenAI API a provider's requests go to, and whether they stream
+    (lens.providers.openai_chat): the types whose adapter serves them all take these."""
+
+    endpoint: Endpoint = Field(
+        "chat",
+        description="chat (/chat/completions, the prompt's messages), completions "
+        "(/completions, the prompt's texts joined by blank lines as one prompt string) or "
+        "embeddings (/embeddings: the prompt's texts as one batch of inputs; never streamed).",
+    )
+    stream: bool = Field(
+        True,
+        strict=True,
+        description="false: one JSON response per request, for non-streaming latency: e2e and "
+        "tokens from its usage, no TTFT/ITL/TPOT (absent, never e2e).",
+    )
+    inputs_per_request: PositiveInt | None = Field(
+        None,
+        description="endpoint: embeddings: inputs in each request's batch, the prompt's texts "
+        "repeated in turn to this many (default: the prompt's texts, one input each).",
+    )
+
+    def _check_endpoint(self, output_tokens: str = "natural") -> None:
+        if self.inputs_per_request is not None and self.endpoint != "embeddings":
+            raise FieldError(
+                "inputs_per_request is the batch size of endpoint: embeddings, and this "
+                f"provider's endpoint is {self.endpoint}",
+                "inputs_per_request",
+            )
+        if self.endpoint == "embeddings" and output_tokens == "exact":
+            raise FieldError(
+                "output_tokens: exact asks for generated tokens, and endpoint: embeddings "
+                "generates none",
+                "output_tokens",
+            )
+
+
+def _streams_only(kind: str, stream: bool) -> None:
+    """``stream: false`` where the type's adapter reads only streams: refused at the key."""
+    if not stream:
+        raise FieldError(
+            f"stream: false is not supported for {kind} providers (lens reads their "
+            f"streams only); it is for {', '.join(ENDPOINT_TYPES)}",
+            "stream",
+        )
+
+
+class StreamOnly(FrozenModel):
+    """Providers whose adapter reads only streams: ``stream:`` is there to say so."""
+
+    stream: bool = Field(
+        True,
+        strict=True,
+        description="Always true for this type (false is for openai-compatible, openai and "
+        "simulated with protocol: openai).",
+    )
+
+    @model_validator(mode="after")
+    def _streams(self) -> StreamOnly:
+        _streams_only(str(getattr(self, "type", "these")), self.stream)
+        return self
+
+
 class SimErrors(FrozenModel):
     """Injected failures of the simulated server, as fractions of requests."""
 
@@ -58,7 +126,7 @@ SimProtocolName = Literal[
 ]
 
 
-class SimulatedProvider(Priced, KeepAlive, Workload):
+class SimulatedProvider(Priced, KeepAlive, Workload, OpenAIEndpoint):
     """lens's own loopback server with a scripted latency profile: no network, no cost."""
 
     type: Literal["simulated"] = Field(description="Provider kind.")
@@ -91,6 +159,19 @@ class SimulatedProvider(Priced, KeepAlive, Workload):
         "(prefill and decode times as the simulator planned them), as llama-server does.",
     )
 
+    @model_validator(mode="after")
+    def _endpoint(self) -> SimulatedProvider:
+        if self.protocol != "openai":
+            if self.endpoint != "chat":
+                raise FieldError(
+                    f"endpoint: {self.endpoint} needs protocol: openai (the simulator serves "
+                    f"completions and embeddings in OpenAI's protocol only)",
+                    "endpoint",
+                )
+            _streams_only(f"simulated (protocol: {self.protocol})", self.stream)
+        self._check_endpoint()
+        return self
+
 
 _HEADERS_DESCRIPTION = (
     "Extra HTTP headers sent with every request: 'Name: value', or 'Name: {value: ${VAR}, "
@@ -105,7 +186,7 @@ def _headers() -> Any:
     return Field(default_factory=dict, description=_HEADERS_DESCRIPTION)
 
 
-class OpenAICompatibleProvider(Priced, Network, ChatWorkload):
+class OpenAICompatibleProvider(Priced, Network, ChatWorkload, OpenAIEndpoint):
     """Any server speaking OpenAI Chat Completions: vLLM, TGI, SGLang, llama.cpp, Ollama."""
 
     type: Literal["openai-compatible"] = Field(description="Provider kind.")
@@ -128,8 +209,13 @@ class OpenAICompatibleProvider(Priced, Network, ChatWorkload):
         "natural: the model stops when it will.",
     )
 
+    @model_validator(mode="after")
+    def _endpoint(self) -> OpenAICompatibleProvider:
+        self._check_endpoint(self.output_tokens)
+        return self
 
-class OpenAIProvider(Priced, Network, ChatWorkload):
+
+class OpenAIProvider(Priced, Network, ChatWorkload, OpenAIEndpoint):
     """The OpenAI API itself (Chat Completions)."""
 
     type: Literal["openai"] = Field(description="Provider kind.")
@@ -147,8 +233,13 @@ class OpenAIProvider(Priced, Network, ChatWorkload):
     )
     include_usage: bool = Field(True, strict=True, description=_INCLUDE_USAGE_DESCRIPTION)
 
+    @model_validator(mode="after")
+    def _endpoint(self) -> OpenAIProvider:
+        self._check_endpoint()
+        return self
 
-class OpenAIResponsesProvider(Priced, Network, Workload):
+
+class OpenAIResponsesProvider(Priced, Network, Workload, StreamOnly):
     """The OpenAI Responses API (POST {base_url}/responses); usage always comes at the end."""
 
     type: Literal["openai-responses"] = Field(description="Provider kind.")
@@ -163,7 +254,7 @@ class OpenAIResponsesProvider(Priced, Network, Workload):
     headers: Headers = _headers()
 
 
-class AnthropicProvider(Priced, Network, Workload):
+class AnthropicProvider(Priced, Network, Workload, StreamOnly):
     """Anthropic's Messages API (Claude)."""
 
     type: Literal["anthropic"] = Field(description="Provider kind.")
@@ -183,7 +274,7 @@ class AnthropicProvider(Priced, Network, Workload):
     )
 
 
-class GeminiProvider(Priced, Network, Workload):
+class GeminiProvider(Priced, Network, Workload, StreamOnly):
     """Google's Gemini API (streamGenerateContent over SSE)."""
 
     type: Literal["gemini"] = Field(description="Provider kind.")
@@ -219,7 +310,7 @@ def _one_url(base_url: str | None, endpoint: str | None) -> None:
         )
 
 
-class BedrockProvider(Priced, Network):
+class BedrockProvider(Priced, Network, Workload, StreamOnly):
     """Amazon Bedrock runtime: ConverseStream, or InvokeModelWithResponseStream."""
 
     model_config = ConfigDict(json_schema_extra=_NOT_BOTH_URLS)
@@ -265,7 +356,7 @@ class BedrockProvider(Priced, Network):
         return self.endpoint if self.endpoint is not None else self.base_url
 
 
-class AzureOpenAIProvider(Priced, Network, ChatWorkload):
+class AzureOpenAIProvider(Priced, Network, ChatWorkload, StreamOnly):
     """Azure OpenAI chat completions: the v1 API, or the classic one with api_version."""
 
     model_config = ConfigDict(json_schema_extra=_ONE_URL)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
-from lens.scenario.model.base import FieldError, FrozenModel, NonEmptyStr, PositiveInt
+from lens.scenario.model.base import Duration, FieldError, FrozenModel, NonEmptyStr, PositiveInt
 from lens.scenario.units import show
 
 # --- tokenizer: ------------------------------------------------------------------------------
@@ -86,11 +86,18 @@ OWNED_BODY_FIELDS: dict[str, str] = {
     "contents": "the prompt",
     "system": "the prompt's system messages",
     "prompt": "the prompt",
-    "stream": "lens measures streams",
+    "stream": "the provider's stream:",
     "max_tokens": "max_tokens: (defaults, stage or prompt)",
     "max_completion_tokens": "max_tokens: with the provider's max_tokens_field",
     "max_output_tokens": "max_tokens: (defaults, stage or prompt)",
 }
+
+
+# Output limits nested in a provider's request: Bedrock Converse's and Gemini's.
+_NESTED_LIMITS = (
+    ("inferenceConfig", "maxTokens", "max_tokens: (defaults, stage or prompt)"),
+    ("generationConfig", "maxOutputTokens", "max_tokens: (defaults, stage or prompt)"),
+)
 
 
 def _body(value: Any) -> dict[str, Any]:
@@ -101,6 +108,10 @@ def _body(value: Any) -> dict[str, Any]:
             raise ValueError(f"request field names are strings, got {show(key)}")
         if key in OWNED_BODY_FIELDS:
             raise ValueError(f"{key!r} is set by lens ({OWNED_BODY_FIELDS[key]})")
+    for parent, child, owner in _NESTED_LIMITS:
+        nested = value.get(parent)
+        if isinstance(nested, dict) and child in nested:
+            raise ValueError(f"'{parent}.{child}' is set by lens ({owner})")
     options = value.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options:
         raise ValueError(
@@ -169,6 +180,7 @@ MAX_SYNTHETIC_PROMPTS = 100_000
 # --- dataset: ---------------------------------------------------------------------------------
 
 DatasetFormat = Literal["sharegpt", "openai-chat-jsonl", "text-lines", "csv", "parquet", "hf"]
+CONVERSATION_FORMATS = ("sharegpt", "openai-chat-jsonl")  # the formats turns: all reads
 
 
 class DatasetFilter(FrozenModel):
@@ -218,7 +230,8 @@ class DatasetSpec(FrozenModel):
     turns: Literal["first", "all"] = Field(
         "first",
         description="first: each conversation's first user turn (with any system message "
-        "before it). all (whole conversations as sessions) is not supported yet.",
+        "before it). all: each conversation as a multi-turn session (sharegpt, "
+        "openai-chat-jsonl), with the dataset's replies as references.",
     )
     output_tokens: Literal["from_dataset"] | PositiveInt | None = Field(
         None,
@@ -228,10 +241,10 @@ class DatasetSpec(FrozenModel):
 
     @model_validator(mode="after")
     def _supported(self) -> DatasetSpec:
-        if self.turns == "all":
+        if self.turns == "all" and self.format not in CONVERSATION_FORMATS:
             raise FieldError(
-                "turns: all (each conversation as a multi-turn session) is not supported "
-                "yet: use turns: first",
+                f"turns: all needs conversations: format {self.format} holds one prompt a "
+                f"record (use {' or '.join(CONVERSATION_FORMATS)})",
                 "turns",
             )
         structural = self.format in ("sharegpt", "openai-chat-jsonl", "text-lines")
@@ -242,4 +255,96 @@ class DatasetSpec(FrozenModel):
             )
         if self.column is not None and self.format in ("openai-chat-jsonl", "text-lines"):
             raise FieldError(f"format {self.format} takes no 'column'", "column")
+        return self
+
+
+# --- conversations ---------------------------------------------------------------------------
+
+MAX_THINK_S = 3600.0  # a think time past an hour is a typo
+
+
+class ThinkDist(FrozenModel):
+    """A distribution of think times (seconds), drawn per turn with the conversation's seed."""
+
+    dist: Literal["fixed", "uniform", "normal", "lognormal", "exponential"] = Field(
+        description="fixed (mean), uniform (min, max), normal / lognormal (mean, stdev) or "
+        "exponential (mean)."
+    )
+    mean: Duration | None = Field(None, description="Mean think time.")
+    stdev: Duration | None = Field(None, description="Standard deviation.")
+    min: Duration | None = Field(
+        None, description="Shortest (draws below are drawn again; uniform: its low end)."
+    )
+    max: Duration | None = Field(
+        None, description="Longest (draws above are drawn again; uniform: its high end)."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> ThinkDist:
+        needs = {
+            "normal": ("mean", "stdev"),
+            "lognormal": ("mean", "stdev"),
+            "uniform": ("min", "max"),
+            "fixed": ("mean",),
+            "exponential": ("mean",),
+        }[self.dist]
+        for key in needs:
+            if getattr(self, key) is None:
+                raise FieldError(f"dist: {self.dist} needs {' and '.join(needs)}", key)
+        if self.dist == "lognormal" and not self.mean:
+            raise FieldError("dist: lognormal needs a mean above zero", "mean")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise FieldError(f"min {self.min:g}s is above max {self.max:g}s", "min")
+        for key in ("mean", "max"):
+            value = getattr(self, key)
+            if value is not None and value > MAX_THINK_S:
+                raise FieldError(f"{key} {value:g}s is over an hour", key)
+        return self
+
+
+THINK_TIME_DESCRIPTION = (
+    "Wait between the end of a reply and the next turn: a duration (2s) or a distribution "
+    "{dist: fixed|uniform|normal|lognormal|exponential, mean, stdev, min, max}, drawn per turn "
+    "with the conversation's seed."
+)
+Carry = Literal["responses", "reference"]
+CARRY_DESCRIPTION = (
+    "What later turns send as the assistant's earlier replies: responses (the model's own "
+    "reply text, as a chat client does) or reference (the dataset's, or replies:, so every "
+    "run sends the same history)."
+)
+
+
+class SessionOptions(FrozenModel):
+    """How a conversation's turns follow each other (a dataset's ``turns: all``)."""
+
+    think_time: Duration | ThinkDist = Field(0.0, description=THINK_TIME_DESCRIPTION)
+    carry: Carry = Field("responses", description=CARRY_DESCRIPTION)
+    seed: int = Field(0, strict=True, description="Seed of the think-time draws.")
+
+
+class ConversationSpec(SessionOptions):
+    """A conversation written inline: its user turns, sent one after the other, each with
+    the history so far."""
+
+    system: str | None = Field(None, description="A system message sent before every turn.")
+    turns: tuple[NonEmptyStr, ...] = Field(
+        min_length=1, description="The user messages, one per turn, in order."
+    )
+    replies: tuple[str, ...] = Field(
+        (),
+        description="carry: reference: the assistant reply after each turn (at least one "
+        "per turn but the last).",
+    )
+
+    @model_validator(mode="after")
+    def _replies(self) -> ConversationSpec:
+        if self.carry == "reference" and len(self.replies) < len(self.turns) - 1:
+            raise FieldError(
+                f"carry: reference needs a reply after each turn but the last: "
+                f"{len(self.turns) - 1} replies, got {len(self.replies)}",
+                "replies",
+            )
+        if self.replies and self.carry != "reference":
+            raise FieldError("replies are sent with carry: reference only", "replies")
         return self
