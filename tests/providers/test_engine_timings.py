@@ -16,6 +16,7 @@ from lens.export.table import render as render_table
 from lens.metrics.request import request_metrics
 from lens.providers.base import header_facts, header_timings, llama_timings
 from lens.providers.openai_chat import OpenAIChatDecoder
+from lens.providers.openai_endpoints import CompletionsDecoder, WholeBodyDecoder
 from lens.records import EngineTimings, RequestRecord
 from tests.providers.test_openai_chat import DONE, ROLE, content, usage
 
@@ -200,3 +201,37 @@ async def test_sim_without_engine_timings_sends_none() -> None:
     assert results.summaries[0].metrics["ttft_overhead"].n == 0
     assert "engine timings" not in render_table(results)
     assert "TTFT - prefill" not in render_html(results)
+
+
+_TIMINGS = (
+    b'"timings":{"cache_n":0,"prompt_n":6,"prompt_ms":9.5,"predicted_n":2,'
+    b'"predicted_ms":20.0,"predicted_per_token_ms":20.0}'
+)
+
+
+def test_a_not_streamed_llama_cpp_body_keeps_its_timings() -> None:
+    # stream: false: llama-server puts the same timings object in the chat.completion body.
+    dec = WholeBodyDecoder("chat")
+    dec.feed(
+        b'{"choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant",'
+        b'"content":"Hi there"}}],"usage":{"completion_tokens":2,"prompt_tokens":6,'
+        b'"total_tokens":8},' + _TIMINGS + b"}",
+        1,
+    )
+    out = dec.finish(2, eof=True)
+    assert out.error_class is None
+    assert out.engine == EngineTimings(
+        prompt_ms=9.5, prompt_tokens=6, cached_tokens=0, decode_ms=20.0, decode_tokens=2,
+        per_token_ms=20.0,
+    )  # fmt: skip
+
+
+def test_a_llama_cpp_completions_stream_keeps_its_timings() -> None:
+    dec = CompletionsDecoder()
+    dec.feed(b'data: {"choices":[{"index":0,"text":"Hi","finish_reason":null}]}\n\n', 1)
+    dec.feed(b'data: {"choices":[{"index":0,"text":"!","finish_reason":"length"}],' + _TIMINGS
+             + b"}\n\n" + DONE, 2)  # fmt: skip
+    out = dec.finish(3, eof=True)
+    assert out.error_class is None
+    assert out.engine is not None
+    assert (out.engine.prompt_ms, out.engine.per_token_ms) == (9.5, 20.0)
