@@ -58,6 +58,15 @@ load:
 """
 
 
+def _short_prompts(n: int) -> str:
+    # Decode dominates: a short prompt each, so the sweep measures batched decoding (a long
+    # prefill on one thread gains little from batching and would hide the knee).
+    return "\n".join(
+        f'  - {{id: s{i}, messages: [{{role: user, content: "Write about {_WORDS[i % 10]}."}}]}}'
+        for i in range(n)
+    )
+
+
 def _uncached_prompts(n: int) -> str:
     # cache_prompt: false makes the engine prefill every prompt afresh (llama.cpp's default
     # reuses a slot's cached prefix), so prompt_ms is a real prefill each time.
@@ -182,9 +191,7 @@ async def test_a_concurrency_sweep_over_four_slots_shows_the_batching_knee(
     # on 2 cores never loses throughput against 1, and a step of 4 never decodes faster per
     # request than a step of 1.
     load = "  - {id: sweep, pattern: sweep, concurrencies: [1, 2, 4], requests: 8}"
-    results, records = await _run(
-        _scenario(engine, load, max_tokens=24, prompts=_uncached_prompts(8))
-    )
+    results, records = await _run(_scenario(engine, load, max_tokens=32, prompts=_short_prompts(8)))
     _ok(records)
     steps = {s.stage: s for s in results.summaries}
     c1, c4 = steps["sweep.c1"], steps["sweep.c4"]
