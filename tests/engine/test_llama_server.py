@@ -185,11 +185,12 @@ async def test_keep_alive_200_sequential_and_200_concurrent_without_an_error(
 async def test_a_concurrency_sweep_over_four_slots_shows_the_batching_knee(
     engine: Engine,
 ) -> None:
-    # 1..4 requests at once on 4 slots: the engine batches them into one decode step, so the
-    # aggregate token rate grows while each request's own TPOT grows too (the knee: per-user
-    # speed traded for throughput).  The bounds hold when the machine is busy: batching 4
-    # on 2 cores never loses throughput against 1, and a step of 4 never decodes faster per
-    # request than a step of 1.
+    # 1, 2, 4 requests at once on 4 slots sharing one CPU thread: the engine batches them
+    # into one decode step, but the step costs nearly as much more as it carries, so the
+    # aggregate token rate rises far less than 4x (measured 1.2-1.5x) while each request's
+    # own TPOT grows (2.5-4x): the knee, where per-user speed is traded for throughput.
+    # The bounds hold on a busy machine and fail if lens mis-times the stream: throughput
+    # neither collapses nor scales with the slots, TPOT clearly grows.
     load = "  - {id: sweep, pattern: sweep, concurrencies: [1, 2, 4], requests: 8}"
     results, records = await _run(_scenario(engine, load, max_tokens=32, prompts=_short_prompts(8)))
     _ok(records)
@@ -197,11 +198,11 @@ async def test_a_concurrency_sweep_over_four_slots_shows_the_batching_knee(
     c1, c4 = steps["sweep.c1"], steps["sweep.c4"]
     assert c1.throughput is not None
     assert c4.throughput is not None
-    assert c4.throughput > 1.2 * c1.throughput, (c1.throughput, c4.throughput)
+    assert 0.8 * c1.throughput < c4.throughput < 3 * c1.throughput, (c1.throughput, c4.throughput)
     tpot1, tpot4 = c1.metrics["tpot"].p50, c4.metrics["tpot"].p50
     assert tpot1 is not None
     assert tpot4 is not None
-    assert tpot4 > tpot1, (tpot1, tpot4)
+    assert tpot4 > 1.5 * tpot1, (tpot1, tpot4)
     # The engine saw the same: its own per-token time grew with the batch.
     e1, e4 = c1.metrics["engine_tpot"].p50, c4.metrics["engine_tpot"].p50
     assert e1 is not None
