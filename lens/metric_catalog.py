@@ -44,6 +44,9 @@ class MetricInfo:
 
 
 _OPEN_LOOP_ONLY = "only open-loop stages have an intended send time"
+_NO_ENGINE_TIMINGS = (
+    "no response carried the engine's own timings (llama.cpp `timings`, TGI `x-*-time` headers)"
+)
 
 CATALOGUE: tuple[MetricInfo, ...] = (
     MetricInfo(
@@ -117,6 +120,23 @@ CATALOGUE: tuple[MetricInfo, ...] = (
         "generated tokens, reasoning included",
     ),
     MetricInfo(
+        "engine_prefill", "ms", "scalar", "engine.prompt_ms",
+        "prefill time the engine reported (llama.cpp timings.prompt_ms): the prompt tokens "
+        "not taken from its prompt cache",
+        elsewhere="llama.cpp prompt_ms", unmeasured=_NO_ENGINE_TIMINGS,
+    ),
+    MetricInfo(
+        "ttft_overhead", "ms", "scalar", "(t_first_token − t_dispatch) − engine.prompt_ms",
+        "TTFT less the engine's prefill: network, queueing before a slot, HTTP and framing",
+        unmeasured=_NO_ENGINE_TIMINGS,
+    ),
+    MetricInfo(
+        "engine_tpot", "ms", "scalar", "engine.per_token_ms",
+        "decode time per output token the engine reported (llama.cpp "
+        "timings.predicted_per_token_ms, TGI x-time-per-token)",
+        elsewhere="llama.cpp predicted_per_token_ms", unmeasured=_NO_ENGINE_TIMINGS,
+    ),
+    MetricInfo(
         "cost", "usd", "priced",
         "input tokens × input price + output tokens × output price (+ cache prices)",
         "what the request cost (failed ones too); .total per stage",
@@ -177,6 +197,10 @@ STAGE_METRICS: dict[str, MetricInfo] = {m.name: m for m in CATALOGUE if not m.pe
 SCALAR_METRICS: tuple[str, ...] = tuple(m.name for m in CATALOGUE if m.kind == "scalar")
 # Several values per request: the gaps between its token-bearing chunks.
 SERIES_METRICS: tuple[str, ...] = tuple(m.name for m in CATALOGUE if m.kind == "series")
+
+# The engine's own figures (RequestRecord.engine) and what lens derives from them: columns
+# added after the others in exports with a fixed column order.
+ENGINE_METRICS: tuple[str, ...] = ("engine_prefill", "ttft_overhead", "engine_tpot")
 
 REQUEST_STATS: tuple[str, ...] = ("n", "min", "mean", "p50", "p90", "p95", "p99", "max")
 # Statistics only some metrics have: the exact sum of what a stage spent.

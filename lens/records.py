@@ -68,6 +68,23 @@ ABANDONED_TURNS = "abandoned_turns"
 
 
 @dataclass(frozen=True, slots=True)
+class EngineTimings:
+    """What the inference engine said it spent on one request (llama.cpp's ``timings``,
+    TGI's ``x-*-time`` headers), normalised; a figure the engine did not report is None.
+
+    Times are the engine's own milliseconds, not stamps on lens's clock: compared with
+    lens's TTFT they split it into prefill (``prompt_ms``) and everything else (network,
+    queueing, HTTP and JSON framing)."""
+
+    prompt_ms: float | None = None  # prefill of the tokens not taken from the prompt cache
+    prompt_tokens: int | None = None  # tokens prefilled (llama.cpp prompt_n: cached excluded)
+    cached_tokens: int | None = None  # prompt tokens reused from the cache (llama.cpp cache_n)
+    decode_ms: float | None = None  # generation of the output tokens
+    decode_tokens: int | None = None  # tokens generated (llama.cpp predicted_n)
+    per_token_ms: float | None = None  # decode_ms / decode_tokens, as the engine gave it
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     provider: str
     stage: str
@@ -119,6 +136,8 @@ class RequestRecord:
     # The shared-prefix group of a synthetic prompt (``shared_prefix_tokens``): requests of
     # one group begin with the same text.  None: the prompt has no shared prefix.
     prefix_group: int | None = None
+    # The engine's own account of the request, when the response carried one.
+    engine: EngineTimings | None = None
 
     @property
     def status(self) -> str:

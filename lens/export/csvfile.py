@@ -14,11 +14,15 @@ Columns added later are appended, so the position of every earlier column never 
 
 * requests: ... ``error_message``, then ``phase`` (warmup, measure, cooldown) and ``cold``
   (``true``/``false``: the first request to its provider, or sent after an idle gap; empty
-  when unknown);
+  when unknown), ``session``, ``turn``, ``inputs``, then the engine's own timings
+  ``engine_*`` and ``ttft_overhead_ms``;
 * summary: ... ``cost_*``, then ``phase``, ``drained``, ``sla_conforming`` and the open-loop
   pacing ``pacing_sent``, ``pacing_planned_rate_per_s``, ``pacing_achieved_rate_per_s``,
-  ``pacing_rate_error`` (achieved / planned - 1), ``pacing_lag_{p50,p99,max}_ms``.  The
-  judged (``measure``) rows come first, then one row per warmup/cooldown phase summary.
+  ``pacing_rate_error`` (achieved / planned - 1), ``pacing_lag_{p50,p99,max}_ms``, then
+  ``goodput_*``, ``inputs``, ``inputs_per_s``, ``ended_early`` and the statistics of the
+  engine metrics (``engine_prefill_*``,
+  ``ttft_overhead_*``, ``engine_tpot_*``).  The judged (``measure``) rows come first, then
+  one row per warmup/cooldown phase summary.
 """
 
 from __future__ import annotations
@@ -33,15 +37,17 @@ from lens.export.facts import (
     ERROR_CLASSES,
     METRICS,
     PACING_FIELDS,
+    RECORD_ENGINE,
     RECORD_TIMES_MS,
     RECORD_TOKENS,
     STATS,
+    engine_cells,
     models,
 )
 from lens.export.results import RecordOut, Results, SummaryOut
 from lens.export.servermetrics import labels_text, stage_of
 from lens.export.sink import write_atomic
-from lens.metric_catalog import REQUEST_METRICS
+from lens.metric_catalog import ENGINE_METRICS, REQUEST_METRICS
 from lens.targets import ExportTarget
 
 Cell = str | int | float | None
@@ -81,7 +87,12 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "turn",
     "inputs",
     "prefix_group",
+    *RECORD_ENGINE,
 )
+
+
+# The engine's metrics came later: their columns follow every earlier one.
+_METRICS_BEFORE = tuple(m for m in METRICS if m not in ENGINE_METRICS)
 
 
 def _unit_suffix(metric: str, stat: str) -> str:
@@ -103,7 +114,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "planned_requests",
     *(f"errors_{c}" for c in ERROR_CLASSES),
-    *(f"{m}_{s}{_unit_suffix(m, s)}" for m in METRICS for s in STATS),
+    *(f"{m}_{s}{_unit_suffix(m, s)}" for m in _METRICS_BEFORE for s in STATS),
     *(f"cost_{c}" for c in COST_FIELDS),
     "phase",
     "drained",
@@ -114,6 +125,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "inputs",
     "inputs_per_s",
     "ended_early",
+    *(f"{m}_{s}{_unit_suffix(m, s)}" for m in ENGINE_METRICS for s in STATS),
 )
 
 
@@ -149,6 +161,7 @@ def request_row(rec: RecordOut, model: str) -> list[Cell]:
         rec.turn,
         rec.inputs,
         rec.prefix_group,
+        *engine_cells(rec),
     ]
 
 
@@ -170,15 +183,22 @@ def summary_row(s: SummaryOut) -> list[Cell]:
         s.planned_requests,
         *(s.error_counts.get(c, 0) for c in ERROR_CLASSES),
     ]
-    for metric in METRICS:
-        stats = s.metrics.get(metric)
-        row += [None if stats is None else getattr(stats, stat) for stat in STATS]
+    row += _stats(s, _METRICS_BEFORE)
     row += [cost.get(c) for c in COST_FIELDS]
     row += [s.phase, s.drained, s.sla_conforming]
     row += [None if s.pacing is None else getattr(s.pacing, p) for p in PACING_FIELDS]
     row += [s.goodput, s.goodput_ratio]
     row += [s.inputs, s.inputs_per_s, s.ended_early]
+    row += _stats(s, ENGINE_METRICS)
     return row
+
+
+def _stats(s: SummaryOut, metrics: Iterable[str]) -> list[Cell]:
+    cells: list[Cell] = []
+    for metric in metrics:
+        stats = s.metrics.get(metric)
+        cells += [None if stats is None else getattr(stats, stat) for stat in STATS]
+    return cells
 
 
 def to_csv(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:

@@ -7,8 +7,8 @@ import dataclasses
 from datetime import UTC, datetime
 
 from lens.export.results import RecordOut, Results, SummaryOut
+from lens.metric_catalog import ENGINE_METRICS, REQUEST_METRICS, REQUEST_STATS, SCALAR_METRICS
 from lens.metric_catalog import METRICS as CATALOGUE
-from lens.metric_catalog import REQUEST_METRICS, REQUEST_STATS, SCALAR_METRICS
 from lens.metrics.pacing import Pacing
 from lens.records import ErrorClass
 
@@ -24,9 +24,41 @@ COST_FIELDS: tuple[str, ...] = (
 )
 # Per-request values every per-request export carries: the request's metrics in ms (as
 # request_metrics computes them, in the order of the record's fields), then token counts.
+# The engine's figures come apart, in RECORD_ENGINE, after every column of a fixed order.
 RECORD_TIMES_MS: tuple[str, ...] = tuple(
-    f for f in RecordOut.model_fields if f in SCALAR_METRICS and CATALOGUE[f].unit == "ms"
+    f
+    for f in RecordOut.model_fields
+    if f in SCALAR_METRICS and CATALOGUE[f].unit == "ms" and f not in ENGINE_METRICS
 )
+# The engine's own account of each request (RecordOut.engine), flattened, then what lens
+# derives from it (ENGINE_METRICS, ms).
+RECORD_ENGINE: tuple[str, ...] = (
+    "engine_prompt_ms",
+    "engine_prompt_tokens",
+    "engine_cached_tokens",
+    "engine_decode_ms",
+    "engine_decode_tokens",
+    "engine_per_token_ms",
+    "ttft_overhead_ms",
+)
+
+
+def engine_cells(rec: RecordOut) -> list[float | int | None]:
+    """The values of RECORD_ENGINE for one record (None where unreported)."""
+    e = rec.engine
+    if e is None:
+        return [None] * 6 + [rec.ttft_overhead]
+    return [
+        e.prompt_ms,
+        e.prompt_tokens,
+        e.cached_tokens,
+        e.decode_ms,
+        e.decode_tokens,
+        e.per_token_ms,
+        rec.ttft_overhead,
+    ]
+
+
 RECORD_TOKENS: tuple[str, ...] = (
     "input_tokens",
     "output_tokens",

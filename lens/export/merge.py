@@ -68,6 +68,7 @@ from lens.plan.model import Plan, ProviderSpec, SlaSpec
 from lens.pricing import GpuHourRate
 from lens.pricing.gpu import money_text
 from lens.records import (
+    EngineTimings,
     ErrorClass,
     HarnessLimits,
     HarnessReport,
@@ -175,6 +176,7 @@ def record_from_out(rec: RecordOut) -> RequestRecord:
         turn=rec.turn,
         inputs=rec.inputs,
         prefix_group=rec.prefix_group,
+        engine=None if rec.engine is None else EngineTimings(**rec.engine.model_dump()),
     )
 
 

@@ -8,6 +8,7 @@ generated from these models, and ``schema_version`` names the contract.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -316,6 +317,24 @@ def recommendation_out(rec: Recommendation) -> RecommendationOut:
     )
 
 
+class EngineOut(_Frozen):
+    """The engine's own account of a request (llama.cpp ``timings``, TGI headers); a figure
+    it did not report is null."""
+
+    prompt_ms: float | None = Field(None, description="prefill time (llama.cpp prompt_ms)")
+    prompt_tokens: int | None = Field(
+        None, description="tokens prefilled, the cached ones excluded (llama.cpp prompt_n)"
+    )
+    cached_tokens: int | None = Field(
+        None, description="prompt tokens reused from the engine's cache (llama.cpp cache_n)"
+    )
+    decode_ms: float | None = Field(None, description="decode time (llama.cpp predicted_ms)")
+    decode_tokens: int | None = Field(None, description="tokens generated (llama.cpp predicted_n)")
+    per_token_ms: float | None = Field(
+        None, description="decode ms per token (llama.cpp predicted_per_token_ms)"
+    )
+
+
 class RecordOut(_Frozen):
     """One request. Times in ms; ``t_*`` are offsets from the start of the run."""
 
@@ -409,6 +428,14 @@ class RecordOut(_Frozen):
         exclude_if=lambda v: v is None,
         description="a conversation's turn: 1, 2, ... in its session; absent otherwise",
     )
+    engine: EngineOut | None = Field(
+        None, description="the engine's own timings of the request, when its response had them"
+    )
+    engine_prefill: float | None = Field(None, description="engine.prompt_ms (ms)")
+    ttft_overhead: float | None = Field(
+        None, description="ttft - engine.prompt_ms: network, queueing, HTTP and framing (ms)"
+    )
+    engine_tpot: float | None = Field(None, description="engine.per_token_ms (ms)")
 
 
 class ShardOut(_Frozen):
@@ -793,6 +820,7 @@ def record_out(
         provider_facts=dict(rec.extra),
         session=rec.session,
         turn=rec.turn,
+        engine=None if rec.engine is None else EngineOut(**dataclasses.asdict(rec.engine)),
         cost_usd=cost[0] if cost is not None else None,
         cost_detail=cost[1] if cost is not None else None,
     )

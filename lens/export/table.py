@@ -289,6 +289,28 @@ def _drained_line(s: SummaryOut) -> str | None:
     )
 
 
+def _engine_line(s: SummaryOut) -> str | None:
+    """TTFT split at the engine's own prefill time, and TPOT beside the engine's, where the
+    responses carried the engine's timings (llama.cpp ``timings``)."""
+
+    def p50(metric: str) -> float | None:
+        stats = s.metrics.get(metric)
+        return None if stats is None else stats.p50
+
+    prefill, overhead, engine_tpot = p50("engine_prefill"), p50("ttft_overhead"), p50("engine_tpot")
+    if prefill is None and engine_tpot is None:
+        return None
+    parts = []
+    if prefill is not None:
+        parts.append(
+            f"TTFT p50 {_num(p50('ttft'))} ms: prefill {_num(prefill)} ms (engine), the rest "
+            f"{_num(overhead)} ms (network, queueing)"
+        )
+    if engine_tpot is not None:
+        parts.append(f"TPOT p50 {_num(p50('tpot'), 2)} ms, engine {_num(engine_tpot, 2)} ms")
+    return f"  {s.stage}/{s.provider}: " + "; ".join(parts)
+
+
 def _pacing_line(s: SummaryOut) -> str | None:
     p = s.pacing
     if p is None:
@@ -419,6 +441,9 @@ def render(results: Results, fmt: str = "simple") -> str:
     if results.idle_probes:
         out += ["", "idle probes (idle time before each probe):"]
         out += [line for p in results.idle_probes for line in _probe_lines(p)]
+    engine = [line for s in results.summaries if (line := _engine_line(s))]
+    if engine:
+        out += ["", "engine timings (p50 of the engine's own figures per request):", *engine]
     colds = results.integrity.cold_start if results.integrity is not None else []
     if colds:
         out += ["", "cold start (TTFT of cold requests vs warm ones):"]

@@ -67,6 +67,16 @@ def output_tokens_per_s(rec: RequestRecord) -> float | None:
     return (n - 1) * NS_PER_S / decode_ns
 
 
+def ttft_overhead_ms(rec: RequestRecord) -> float | None:
+    """TTFT less the engine's own prefill time: what the network, the engine's queue, HTTP
+    and the stream's framing added.  Needs both."""
+    engine = rec.engine
+    if engine is None or engine.prompt_ms is None:
+        return None
+    ttft = _span_ms(rec.t_dispatch, rec.t_first_token)
+    return None if ttft is None else ttft - engine.prompt_ms
+
+
 Formula = Callable[[RequestRecord], float | None]
 
 # One formula per scalar metric of the catalogue (lens.metric_catalog), keyed by its name;
@@ -83,6 +93,9 @@ FORMULAS: dict[str, Formula] = {
     "output_tokens_per_s": output_tokens_per_s,
     "input_tokens": lambda r: _count(r.input_tokens),
     "output_tokens": lambda r: _count(r.output_tokens),
+    "engine_prefill": lambda r: None if r.engine is None else r.engine.prompt_ms,
+    "ttft_overhead": ttft_overhead_ms,
+    "engine_tpot": lambda r: None if r.engine is None else r.engine.per_token_ms,
 }
 if tuple(FORMULAS) != SCALAR_METRICS:  # a catalogue entry without its formula, or the reverse
     raise ImportError(

@@ -285,6 +285,7 @@ def _provider(pid: str, spec: AnyProvider, ctx: _Context) -> ProviderSpec:
             seed=spec.seed,
             protocol=spec.protocol,
             capacity=spec.capacity,
+            engine_timings=spec.engine_timings,
         )
         return ProviderSpec(
             id=pid,

@@ -105,6 +105,9 @@ class SimSettings:
     seed: int = 0
     protocol: SimProtocol = "openai"  # the wire protocol the simulator speaks
     capacity: int | None = None  # responses generated at once; None: no limit
+    # Chat Completions: the finish chunk carries llama.cpp's ``timings`` (its plan's prefill
+    # and decode times), so lens's engine figures are tested without a real engine.
+    engine_timings: bool = False
 
 
 @dataclass(frozen=True, slots=True)

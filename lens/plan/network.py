@@ -38,7 +38,11 @@ def with_network(
         # lens's own loopback server: never through a proxy, plain http.
         return out if spec.keep_alive else replace(out, keep_alive=False)
     where: PathT = ("providers", pid)
-    scheme, host, port = _origin_of(out.base_url)
+    try:
+        scheme, host, port = _origin_of(out.base_url)
+    except ValueError as exc:  # "http://[::1/v1": an unclosed IPv6 bracket
+        problem(f"base_url is not a valid URL ({exc})", (*where, "base_url"))
+        return out
     written = spec.proxy.get_secret_value() if spec.proxy is not None else None
     proxy = _proxy(written, env, scheme, host, port)
     if isinstance(proxy, str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -19,7 +20,7 @@ import httpx
 from lens.errors import ProviderError
 from lens.plan.model import PromptSpec, ProviderSpec
 from lens.providers import ratelimit
-from lens.records import ErrorClass, TokenSource
+from lens.records import EngineTimings, ErrorClass, TokenSource
 
 SYSTEM_ROLES = frozenset({"system", "developer"})
 
@@ -182,6 +183,7 @@ class StreamOutcome:
     # a conversation turn whose reply the next turn carries); None otherwise.
     text: str | None = None
     inputs: int | None = None  # embeddings: the inputs of the batch answered
+    engine: EngineTimings | None = None  # the engine's own timings, when it sent them
 
 
 @dataclass(slots=True)
@@ -233,6 +235,7 @@ class TokenTimeline:
         events: int,
         hidden_reasoning_tokens: int = 0,
         extra: dict[str, str] | None = None,
+        engine: EngineTimings | None = None,
     ) -> StreamOutcome:
         if usage.output_tokens is not None:
             source: TokenSource | None = TokenSource.USAGE
@@ -258,6 +261,7 @@ class TokenTimeline:
             error_message=error_message,
             events=events,
             extra=extra or {},
+            engine=engine,
         )
 
 
@@ -293,6 +297,16 @@ class ProviderAdapter(Protocol):
 # Anthropic, AWS), in the order the record's ``request_id`` takes them.
 REQUEST_ID_HEADERS: tuple[str, ...] = ("x-request-id", "request-id", "x-amzn-requestid")
 
+# Hugging Face TGI's account of a request, in its response head (ms; its non-streamed
+# responses carry them: a stream's head goes out before the figures exist).
+TGI_TIMING_HEADERS: tuple[str, ...] = (
+    "x-queue-time",
+    "x-inference-time",
+    "x-time-per-token",
+    "x-prompt-tokens",
+    "x-generated-tokens",
+)
+
 # Headers kept in records when present, whatever the provider (lower-case names).
 COMMON_FACT_HEADERS: tuple[str, ...] = (
     "retry-after",
@@ -304,6 +318,7 @@ COMMON_FACT_HEADERS: tuple[str, ...] = (
     "x-ratelimit-reset-requests",
     "x-ratelimit-reset-tokens",
     "server-timing",
+    *TGI_TIMING_HEADERS,
 )
 
 
@@ -384,3 +399,57 @@ def json_string_bytes(data: bytes, start: int) -> int:
             break
         end = data.find(_QUOTE_CHAR, end + 1)
     return (end if end > 0 else len(data)) - start
+
+
+def _number(value: object) -> float | None:
+    """A JSON number as a float (a bool is not one; NaN and infinities are not kept)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _whole(value: object) -> int | None:
+    """A JSON count: an int, or a float with no fraction (some servers write 12.0)."""
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def llama_timings(raw: object) -> EngineTimings | None:
+    """llama.cpp's ``timings`` object (``prompt_n``, ``prompt_ms``, ``cache_n``,
+    ``predicted_n``, ``predicted_ms``, ``predicted_per_token_ms``) normalised; None when
+    it is not an object or carries none of them.  A figure of the wrong type is left out
+    rather than failing the request: timings are the engine's commentary, not the answer."""
+    if not isinstance(raw, dict):
+        return None
+    timings = EngineTimings(
+        prompt_ms=_number(raw.get("prompt_ms")),
+        prompt_tokens=_whole(raw.get("prompt_n")),
+        cached_tokens=_whole(raw.get("cache_n")),
+        decode_ms=_number(raw.get("predicted_ms")),
+        decode_tokens=_whole(raw.get("predicted_n")),
+        per_token_ms=_number(raw.get("predicted_per_token_ms")),
+    )
+    return None if timings == EngineTimings() else timings
+
+
+def header_timings(facts: Mapping[str, str]) -> EngineTimings | None:
+    """TGI's timing headers (kept in a record's facts) normalised; None without them.
+    TGI reports no prefill time of its own: ``x-inference-time`` covers prefill and decode."""
+    if not any(name in facts for name in TGI_TIMING_HEADERS):
+        return None
+
+    def number(name: str) -> float | None:
+        try:
+            return _number(float(facts[name])) if name in facts else None
+        except ValueError:
+            return None
+
+    tokens = number("x-generated-tokens")
+    prompt = number("x-prompt-tokens")
+    timings = EngineTimings(
+        prompt_tokens=int(prompt) if prompt is not None and prompt.is_integer() else None,
+        decode_tokens=int(tokens) if tokens is not None and tokens.is_integer() else None,
+        per_token_ms=number("x-time-per-token"),
+    )
+    return None if timings == EngineTimings() else timings

@@ -30,10 +30,11 @@ from lens.providers.base import (
     header_facts,
     json_kind,
     json_string_bytes,
+    llama_timings,
     settings_of,
 )
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES, SseDecoder
-from lens.records import ErrorClass, TokenSource
+from lens.records import EngineTimings, ErrorClass, TokenSource
 from lens.scenario.tokenizers import Tokenizer
 
 _DONE = b"[DONE]"
@@ -128,6 +129,7 @@ class OpenAIChatAdapter:
 class OpenAIChatDecoder:
     __slots__ = (
         "_done",
+        "_engine",
         "_error",
         "_finish",
         "_head",
@@ -155,6 +157,9 @@ class OpenAIChatDecoder:
         # The last plain delta that did not repeat the template above: the finish reason
         # may ride on it (vLLM sends the last token with it); parsed once, at the end.
         self._last_plain: bytes | None = None
+        # llama.cpp's ``timings``: on its final chunk (an empty delta, so never a plain
+        # delta), which the full path parses anyway; the fast paths look for nothing.
+        self._engine: EngineTimings | None = None
 
     def feed(self, data: bytes, t_ns: int) -> None:
         for event, payload in self._sse.feed(data):
@@ -206,6 +211,9 @@ class OpenAIChatDecoder:
             if not isinstance(usage, dict):
                 raise PayloadShapeError(f"usage is {json_kind(usage)}, not an object")
             self._usage = usage
+        timings = obj.get("timings")
+        if timings is not None:
+            self._engine = llama_timings(timings) or self._engine
         choices = obj.get("choices")
         if not choices:
             return
@@ -253,6 +261,7 @@ class OpenAIChatDecoder:
             events=self._sse.events_seen,
             hidden_reasoning_tokens=hidden,
             extra={"stop_reason": reason} if reason else None,
+            engine=self._engine,
         )
 
     def _finish_reason(self) -> str | None:

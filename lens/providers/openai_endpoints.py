@@ -39,6 +39,7 @@ from lens.providers.base import (
     Usage,
     estimate_tokens,
     json_kind,
+    llama_timings,
 )
 from lens.providers.openai_chat import OpenAIChatAdapter, OpenAIChatDecoder, _map_usage
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES
@@ -164,6 +165,9 @@ class CompletionsDecoder(OpenAIChatDecoder):
             if not isinstance(usage, dict):
                 raise PayloadShapeError(f"usage is {json_kind(usage)}, not an object")
             self._usage = usage
+        timings = obj.get("timings")  # llama.cpp: on the last chunk, as on chat
+        if timings is not None:
+            self._engine = llama_timings(timings) or self._engine
         for choice in _choices(obj):
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
@@ -286,6 +290,7 @@ class WholeBodyDecoder:
             error_message=message,
             events=1,
             extra={"stop_reason": reason} if reason else {},
+            engine=llama_timings(obj.get("timings")),  # llama.cpp's, in the body
         )
 
     def _embeddings(self, obj: dict[str, Any], raw_usage: dict[str, Any] | None) -> StreamOutcome:

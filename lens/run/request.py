@@ -40,6 +40,7 @@ from lens.providers.base import (
     StreamOutcome,
     classify_status,
     estimate_tokens,
+    header_timings,
     request_id,
 )
 from lens.records import ErrorClass, RequestRecord, TokenSource
@@ -456,4 +457,5 @@ def _record(
         stale_lost_ns=None if x.stale_from is None else x.t_dispatch - x.stale_from,
         inputs=outcome.inputs if outcome else None,
         prefix_group=prompt.prefix_group,
+        engine=(outcome.engine if outcome else None) or header_timings(facts),
     )

@@ -85,6 +85,12 @@ def _capacity(text: str) -> int | None:
     return value or None  # 0: no limit, so every SimSettings value has a flag form
 
 
+def _switch(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return text == "true"
+
+
 def _argparse_type(parse: Callable[[str], object], name: str) -> Callable[[str], object]:
     """Wrap a parser so argparse prints our message instead of a bare 'invalid value'."""
 
@@ -131,6 +137,13 @@ _SETTINGS_FLAGS: tuple[_Flag, ...] = (
         _capacity,
         "responses generated at once; later requests queue, FIFO (0: no limit)",
         format=lambda value: str(value or 0),
+    ),
+    _Flag(
+        "engine_timings",
+        ("--engine-timings",),
+        _switch,
+        "openai: llama.cpp's timings object on the finish chunk (true/false)",
+        format=lambda value: str(value).lower(),
     ),
 )
 

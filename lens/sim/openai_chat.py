@@ -169,11 +169,12 @@ class ChunkRenderer:
             unit.append(frame_chunk(self._content_pre + word + self._CONTENT_POST))
         return cycle(n, unit)
 
-    def finish(self, reason: FinishReason) -> bytes:
+    def finish(self, reason: FinishReason, timings: bytes = b"") -> bytes:
+        """The finish chunk; ``timings`` (llama.cpp's ``,"timings":{...}``) rides on it."""
         return frame_chunk(
             self._head
             + b',"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"%b"}],'
-            b'"usage":null}\n\n' % reason.encode()
+            b'"usage":null%b}\n\n' % (reason.encode(), timings)
         )
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
@@ -235,20 +236,49 @@ def chat_to_parsed(chat: ChatRequest, **extra: Any) -> ParsedRequest:
     )
 
 
-class _ChatStream(StreamRenderer):
-    __slots__ = ("_chunks", "_include_usage", "_prompt_tokens")
+def llama_timings_json(timing: Timing, prompt_tokens: int, n: int) -> bytes:
+    """llama.cpp's ``timings`` object for the planned timeline: the prefill is the wait for
+    the first token less the wait for a slot, the decode the span from first to last token
+    (``predicted_per_token_ms`` over its n - 1 gaps).  No prompt cache: ``cache_n`` 0."""
+    prompt_ms = float(max(timing.first_ms - timing.queued_ms, 0))
+    predicted_ms = float(max(timing.total_ms - timing.first_ms, 0))
+    per_token = predicted_ms / (n - 1) if n > 1 else predicted_ms
+    return (
+        b',"timings":'
+        + json.dumps(
+            {
+                "cache_n": 0,
+                "prompt_n": prompt_tokens,
+                "prompt_ms": prompt_ms,
+                "prompt_per_token_ms": prompt_ms / max(prompt_tokens, 1),
+                "predicted_n": n,
+                "predicted_ms": predicted_ms,
+                "predicted_per_token_ms": per_token,
+            },
+            separators=(",", ":"),
+        ).encode()
+    )
 
-    def __init__(self, parsed: ParsedRequest, completion_id: str, created: int) -> None:
+
+class _ChatStream(StreamRenderer):
+    __slots__ = ("_chunks", "_include_usage", "_prompt_tokens", "_timing")
+
+    def __init__(
+        self, parsed: ParsedRequest, completion_id: str, created: int, timing: Timing
+    ) -> None:
         self._chunks = ChunkRenderer(completion_id, created, parsed.model)
         self._include_usage = parsed.include_usage
         self._prompt_tokens = parsed.prompt_tokens
+        self._timing = timing if timing.engine_timings else None
         super().__init__(self._chunks.role)
 
     def tokens(self, count: int) -> list[bytes]:
         return self._chunks.tokens(count)
 
     def suffix(self, n: int, finish: FinishReason) -> bytes:
-        trailer = self._chunks.finish(finish)
+        timing = self._timing
+        timings = b"" if timing is None else llama_timings_json(timing, self._prompt_tokens, n)
+        trailer = self._chunks.finish(finish, timings)
         if self._include_usage:
             trailer += self._chunks.usage(self._prompt_tokens, n)
         return trailer + DONE_CHUNK + CHUNK_END
@@ -346,7 +376,7 @@ class OpenAIChat(SimProtocol):
             return TextCompletionStream(
                 parsed, f"cmpl-sim{ex.hex}", ex.created, MIDSTREAM_ERROR_CHUNK
             )
-        return _ChatStream(parsed, f"chatcmpl-sim{ex.hex}", ex.created)
+        return _ChatStream(parsed, f"chatcmpl-sim{ex.hex}", ex.created, timing)
 
     def completion(
         self,

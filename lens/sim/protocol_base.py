@@ -75,6 +75,8 @@ class Timing:
 
     first_ms: int  # request read -> first token due
     total_ms: int  # request read -> last token due
+    queued_ms: int = 0  # request read -> a generation slot free (capacity)
+    engine_timings: bool = False  # report the timeline in-band as llama.cpp does (openai)
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,7 +312,12 @@ class SimServer:
                         plan = replace(plan, due=[t + (admitted - t0) for t in plan.due])
                     due = plan.due
                     last = due[max(plan.n - 1, 0)]
-                    timing = Timing(round((due[0] - t0) * 1e3), round((last - t0) * 1e3))
+                    timing = Timing(
+                        round((due[0] - t0) * 1e3),
+                        round((last - t0) * 1e3),
+                        queued_ms=round(max(admitted - t0, 0.0) * 1e3),
+                        engine_timings=self.settings.engine_timings,
+                    )
                     answer = self._stream if parsed.stream else self._complete
                     again = await answer(stream, reader, parsed, plan, t0, ex, timing, keep)
                     served = _served_tokens(plan)

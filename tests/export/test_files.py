@@ -69,6 +69,18 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "turn",
         "inputs",
         "prefix_group",
+        "engine_prompt_ms",
+        "engine_prompt_tokens",
+        "engine_cached_tokens",
+        "engine_decode_ms",
+        "engine_decode_tokens",
+        "engine_per_token_ms",
+        "ttft_overhead_ms",
+    )
+    engine_stats = tuple(
+        f"{m}_{s}{'' if s == 'n' else '_ms'}"
+        for m in ("engine_prefill", "ttft_overhead", "engine_tpot")
+        for s in ("n", "min", "mean", "p50", "p90", "p95", "p99", "max")
     )
     assert SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("cost_per_sla_conforming_usd") + 1 :] == (
         "phase",
@@ -86,6 +98,7 @@ def test_new_columns_are_appended_and_phase_summaries_follow(tmp_path: Path) -> 
         "inputs",
         "inputs_per_s",
         "ended_early",
+        *engine_stats,
     )
     dest = tmp_path / "requests.csv"
     assert export_all(rich_results(), [parse_target(f"csv={dest}")]) == []

@@ -26,6 +26,7 @@ from lens.plan.compile import compile_plan
 from lens.plan.split import Shard
 from lens.records import (
     CounterDelta,
+    EngineTimings,
     ErrorClass,
     GaugeSeries,
     RequestRecord,
@@ -78,6 +79,17 @@ def _gpu_records() -> tuple[RequestRecord, ...]:
             t_first_visible=ns(220),
             request_id=f"req-{p}-{i}",
             extra={"x-ratelimit-remaining-requests": "99"},
+            # The engine's own timings (llama.cpp's): g reported them, t did not.
+            engine=EngineTimings(
+                prompt_ms=150.5,
+                prompt_tokens=8,
+                cached_tokens=4,
+                decode_ms=30.0,
+                decode_tokens=4,
+                per_token_ms=7.5,
+            )
+            if p == "g"
+            else None,
         )
         for p in ("g", "t")
         for i in range(2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from lens.metric_catalog import REQUEST_METRICS, SCALAR_METRICS, SERIES_METRICS
@@ -13,7 +15,7 @@ from lens.metrics.request import (
     request_metrics,
     tpot_ms,
 )
-from lens.records import ErrorClass
+from lens.records import EngineTimings, ErrorClass
 
 from ._factory import failed, ns, record
 
@@ -22,6 +24,21 @@ def test_metric_names_cover_the_catalogue_exactly() -> None:
     # cost is the one metric a record cannot give alone: it needs a price (metrics.cost)
     assert set(SCALAR_METRICS) | set(SERIES_METRICS) | {"cost"} == set(REQUEST_METRICS)
     assert not set(SCALAR_METRICS) & set(SERIES_METRICS)
+
+
+def test_engine_metrics_split_ttft_at_the_engines_prefill() -> None:
+    rec = dataclasses.replace(
+        record(), engine=EngineTimings(prompt_ms=150.0, per_token_ms=9.5, decode_tokens=4)
+    )
+    m = request_metrics(rec)
+    assert (m["engine_prefill"], m["ttft_overhead"], m["engine_tpot"]) == (150.0, 50.0, 9.5)
+    # No prefill reported (TGI): no split, the decode figure still kept.
+    rec = dataclasses.replace(record(), engine=EngineTimings(per_token_ms=9.5))
+    m = request_metrics(rec)
+    assert (m["engine_prefill"], m["ttft_overhead"], m["engine_tpot"]) == (None, None, 9.5)
+    # No first token: no TTFT to split.
+    rec = dataclasses.replace(rec, t_first_token=None, engine=EngineTimings(prompt_ms=1.0))
+    assert request_metrics(rec)["ttft_overhead"] is None
 
 
 def test_every_formula_on_a_plain_stream() -> None:
@@ -39,6 +56,9 @@ def test_every_formula_on_a_plain_stream() -> None:
         "output_tokens_per_s": 100.0,  # 3 tokens / 0.030 s
         "input_tokens": 12.0,
         "output_tokens": 4.0,
+        "engine_prefill": None,  # the engine reported no timings
+        "ttft_overhead": None,
+        "engine_tpot": None,
     }
     assert itl_values(record()) == [10.0, 10.0, 10.0]
     assert icl_values(record()) == [10.0, 10.0, 10.0]

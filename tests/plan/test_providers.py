@@ -350,3 +350,11 @@ def test_lens_validate_names_the_missing_variables(
     assert "set AZURE_OPENAI_API_KEY" in err
     assert "set OPENAI_API_KEY" in err
     assert "nova" not in err  # Bedrock falls back to the AWS credential chain
+
+
+def test_a_base_url_python_cannot_split_is_a_problem_at_its_place_not_a_traceback() -> None:
+    # An unclosed IPv6 bracket: urlsplit raises ValueError (found by the mangling test).
+    block = '  v: {type: openai-compatible, base_url: "http://[::1/v1", model: m}\n'
+    assert plan_problems(block) == [
+        "s.yaml:4:42: providers.v.base_url: base_url is not a valid URL (Invalid IPv6 URL)"
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
-from lens.records import ErrorClass, RequestRecord, RequestStart, TokenSource
+from lens.records import EngineTimings, ErrorClass, RequestRecord, RequestStart, TokenSource
 from lens.run import recordwire
 
 
@@ -47,6 +47,7 @@ def _every_field_set() -> RequestRecord:
         turn=2,
         inputs=4,
         prefix_group=3,
+        engine=EngineTimings(prompt_ms=1.5, prompt_tokens=10, cached_tokens=3, per_token_ms=2.0),
     )
 
 

@@ -52,6 +52,7 @@ _rates = st.floats(min_value=0, max_value=1 / 3, allow_nan=False)
     stdin=st.booleans(),
     protocol=st.sampled_from(PROTOCOL_NAMES),
     capacity=st.none() | st.integers(1, 10**6),
+    engine=st.booleans(),
 )
 def test_settings_round_trip_through_argv(
     ttft: float,
@@ -66,8 +67,11 @@ def test_settings_round_trip_through_argv(
     stdin: bool,
     protocol: SimProtocol,
     capacity: int | None,
+    engine: bool,
 ) -> None:
-    settings = SimSettings(ttft, itl, tokens, jitter, e429, e500, cut, seed, protocol, capacity)
+    settings = SimSettings(
+        ttft, itl, tokens, jitter, e429, e500, cut, seed, protocol, capacity, engine
+    )
     config = ServerConfig(settings, "127.0.0.1", port, "m-1", exit_on_stdin_eof=stdin)
     assert parse_argv(config_to_argv(config)) == config
 

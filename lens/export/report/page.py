@@ -17,6 +17,7 @@ from lens.export.report.charts import Chart, server_gauge_keys
 from lens.export.report.markup import in_ms, table
 from lens.export.report.sections import (
     drained_table,
+    engine_section,
     integrity_section,
     pacing_section,
     recommendation_section,
@@ -262,6 +263,9 @@ def assemble(results: Results, charts: Sequence[Chart]) -> str:
     rec = results.recommendation
     if rec is not None and rec.candidates:
         sections.append(_section("Recommendation", recommendation_section(rec)))
+    engine = engine_section(results)
+    if engine:
+        sections.append(_section("Engine timings", engine))
     sections += [
         _section("Errors by class", _errors(results)),
         _section("Latency distributions", figures("cdf-ttft", "cdf-itl", "cdf-e2e")),

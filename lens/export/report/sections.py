@@ -16,6 +16,7 @@ from lens.export.results import (
     IntegrityOut,
     RecommendationOut,
     Results,
+    SummaryOut,
     SweepOut,
 )
 from lens.export.servermetrics import labels_text
@@ -185,6 +186,50 @@ def sweeps_section(results: Results, figure: Callable[[str], str]) -> str:
             + _sweep_table(runs, results.verdicts)
         )
     return "".join(out)
+
+
+def engine_section(results: Results) -> str:
+    """TTFT split at the engine's own prefill time (llama.cpp ``timings``), and lens's TPOT
+    beside the engine's; empty when no response carried the engine's timings."""
+
+    def stat(s: SummaryOut, metric: str, name: str) -> float | None:
+        stats = s.metrics.get(metric)
+        return None if stats is None else getattr(stats, name)
+
+    rows = [
+        [
+            s.stage,
+            s.provider,
+            str(stat(s, "engine_prefill", "n") or stat(s, "engine_tpot", "n") or 0),
+            num(stat(s, "ttft", "p50")),
+            num(stat(s, "engine_prefill", "p50")),
+            num(stat(s, "ttft_overhead", "p50")),
+            num(stat(s, "ttft_overhead", "p95")),
+            num(stat(s, "tpot", "p50"), 2),
+            num(stat(s, "engine_tpot", "p50"), 2),
+        ]
+        for s in results.summaries
+        if stat(s, "engine_prefill", "n") or stat(s, "engine_tpot", "n")
+    ]
+    if not rows:
+        return ""
+    headers = [
+        "stage",
+        "provider",
+        "with timings",
+        "TTFT p50",
+        "prefill p50 (engine)",
+        "TTFT - prefill p50",
+        "TTFT - prefill p95",
+        "TPOT p50",
+        "TPOT p50 (engine)",
+    ]
+    return table(headers, rows, text_cols=(0, 1)) + para(
+        "Times in ms. The engine reported its own timings with each response (llama.cpp "
+        "timings): prefill is its prompt processing; TTFT - prefill is what lens saw beyond "
+        "it: network, the wait for a free slot, HTTP and the stream's framing. Medians are "
+        "taken per column, so they need not add up."
+    )
 
 
 def drained_table(results: Results) -> str:

@@ -153,6 +153,12 @@ class SimulatedProvider(ServerMetricsSetting, Priced, KeepAlive, Workload, OpenA
         "queue and their TTFT grows by the wait, as on a real inference server (default: no "
         "limit).",
     )
+    engine_timings: bool = Field(
+        False,
+        strict=True,
+        description="protocol openai: end each stream with llama.cpp's `timings` object "
+        "(prefill and decode times as the simulator planned them), as llama-server does.",
+    )
 
     @model_validator(mode="after")
     def _endpoint(self) -> SimulatedProvider:
