@@ -224,9 +224,16 @@ def _renderer(fig: Figure) -> RendererBase:
 def _text_box(label: Annotation, renderer: RendererBase) -> Bbox:
     """Where a label's text lies on the figure (pixels), its connector left out."""
     from matplotlib.text import Text  # noqa: PLC0415
+    from matplotlib.transforms import Bbox  # noqa: PLC0415
 
     label.update_positions(renderer)
-    return Text.get_window_extent(label, renderer).padded(_LABEL_GAP_PX / 2)
+    box = Text.get_window_extent(label, renderer)
+    # The page draws the text in the browser's font, whose metrics differ from matplotlib's
+    # by a few per cent: room in proportion to the text, so that placed names stay apart
+    # in the browser too (a fixed gap alone let two names touch there on a loaded CI run).
+    dx = _LABEL_GAP_PX / 2 + 0.04 * box.width
+    dy = _LABEL_GAP_PX / 2 + 0.1 * box.height
+    return Bbox.from_extents(box.x0 - dx, box.y0 - dy, box.x1 + dx, box.y1 + dy)
 
 
 # A place to try for a label: the point it names, the text's offset from it (points), and
