@@ -157,8 +157,16 @@ def _planned_text(plan: Plan) -> str | None:
     )
 
 
+def run_plan_of(path: str, *, allow_files_outside: bool = False, repeat: int | None = None) -> Plan:
+    """The plan ``lens run`` executes: with ``tokenizer: server``, loaded and compiled inside
+    the tokenizer pre-flight (lens.api.preflight_plan), before anything is measured."""
+    return api.preflight_plan(
+        lambda: load_plan(path, allow_files_outside=allow_files_outside, repeat=repeat)
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
+    plan = run_plan_of(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
     if args.results_records is not None:
         plan = dataclasses.replace(
             plan,
