@@ -99,6 +99,9 @@ class SimTokenizer:
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._pieces: list[str] = []
+        # Which server's wire format it speaks (tests switch it): llama.cpp's, vLLM's, or
+        # none (the routes answer 404, as a server without them).
+        self.format: Literal["llamacpp", "vllm"] | None = "llamacpp"
 
     def tokenize(self, text: str) -> list[int]:
         ids = []
@@ -114,12 +117,23 @@ class SimTokenizer:
         return "".join(self._pieces[i] for i in ids)
 
     def answer(self, path: str, body: bytes, keep_alive: bool) -> bytes:
+        if self.format is None:
+            error = {"error": {"code": 404, "message": "File Not Found"}}
+            return response_bytes(404, json.dumps(error).encode(), keep_alive=keep_alive)
+        vllm = self.format == "vllm"
         try:
             doc = json.loads(body)
+            reply: dict[str, object]
             if path == "/tokenize":
-                reply: dict[str, object] = {"tokens": self.tokenize(str(doc["content"]))}
+                ids = self.tokenize(str(doc["prompt" if vllm else "content"]))
+                reply = (
+                    {"count": len(ids), "max_model_len": 4096, "tokens": ids}
+                    if vllm
+                    else {"tokens": ids}
+                )
             else:
-                reply = {"content": self.detokenize([int(i) for i in doc["tokens"]])}
+                text = self.detokenize([int(i) for i in doc["tokens"]])
+                reply = {"prompt": text} if vllm else {"content": text}
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             error = {"error": {"code": 400, "message": f"bad request: {exc!r}"}}
             return response_bytes(400, json.dumps(error).encode(), keep_alive=keep_alive)

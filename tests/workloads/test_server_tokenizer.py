@@ -147,8 +147,41 @@ async def test_a_server_that_cannot_tokenize_is_named(start_sim: StartSim, tmp_p
     )
 
 
-async def test_cutting_by_detokenize_is_exact(start_sim: StartSim) -> None:
-    _, base = await start_sim(SIM)
+async def test_auto_detects_vllm_by_its_reply_and_keeps_its_format(
+    start_sim: StartSim, tmp_path: Path
+) -> None:
+    server, base = await start_sim(SIM)
+    server.tokenizer.format = "vllm"
+    results = await lens.run_async(scenario(tmp_path, base))
+    assert results.exit_code == 0
+    bodies = [json.loads(b) for b in server.received]
+    tokenize = [b for b in bodies if "messages" not in b]
+    # The llama.cpp form once (refused with a 400), then vLLM's for every call.
+    assert "content" in tokenize[0]
+    assert all(b.keys() == {"model", "prompt", "add_special_tokens"} for b in tokenize[1:])
+    assert all(b["model"] == "m" and b["add_special_tokens"] is False for b in tokenize[1:])
+    chats = [b["messages"][-1]["content"] for b in bodies if "messages" in b]
+    assert sorted(sim_count(t) for t in chats) == list(LENGTHS)
+    assert results.plan["tokenizer_preflight"]["calls"] == len(tokenize)
+
+
+async def test_a_server_without_tokenize_is_a_404_error(
+    start_sim: StartSim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, base = await start_sim(SIM)
+    server.tokenizer.format = None
+    code = await trio.to_thread.run_sync(main, ["run", "-q", str(scenario(tmp_path, base))])
+    assert code == exitcodes.INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0  # one line
+    assert f"POST {base.removesuffix('/v1')}/tokenize cannot count tokens: HTTP 404" in err
+    assert all("messages" not in json.loads(b) for b in server.received)  # nothing measured
+
+
+@pytest.mark.parametrize("flavour", ["llamacpp", "vllm"])
+async def test_cutting_by_detokenize_is_exact(start_sim: StartSim, flavour: str) -> None:
+    server, base = await start_sim(SIM)
+    server.tokenizer.format = "vllm" if flavour == "vllm" else "llamacpp"
 
     def cut() -> list[int]:
         target = ServerTarget("srv", base.removesuffix("/v1"), "m", "auto")
