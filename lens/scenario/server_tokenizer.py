@@ -212,14 +212,18 @@ class ServerTokenizer(_OffsetTokenizer):
         k = tokens
         seen: set[int] = set()
         for _ in range(_CUT_ROUNDS):
-            text = self.detokenize(ids[:k]).strip()
+            # As detokenized (a SentencePiece server may add a leading space): the recount
+            # is what says whether it is exact.
+            text = self.detokenize(ids[:k])
             got = self.count(text)
             if got == tokens:
                 return text
             seen.add(k)
             k = min(max(1, k + tokens - got), len(ids))
             if k in seen:
-                break
+                k = min(max(1, k + (1 if got < tokens else -1)), len(ids))
+                if k in seen:
+                    break
         raise TokenizerError(
             f"tokenizer {self.name} cannot make a text of exactly {tokens} tokens: the "
             "server's count of a detokenized cut keeps disagreeing with the cut"

@@ -5,8 +5,10 @@ sends nothing and says so; a server that cannot count is a clear input error."""
 from __future__ import annotations
 
 import json
+import pickle
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -21,9 +23,11 @@ from lens.scenario.load import parse_scenario
 from lens.scenario.server_tokenizer import (
     PreflightError,
     ServerTarget,
+    learnt_before_closing,
     server_preflight,
     unit_check_calls,
 )
+from lens.scenario.tokenizers import Tokenizer, TokenizerError
 from lens.sim.server import SimTokenizer
 from tests.workloads.conftest import StartSim
 
@@ -115,7 +119,13 @@ async def test_dataset_filters_count_with_the_server(start_sim: StartSim, tmp_pa
         "filter: {min_input_tokens: 2, max_input_tokens: 3}}\n"
         "load:\n  - {id: s, pattern: burst, requests: 2}\n"
     )
+    planned = lens.compile_plan(lens.load_scenario(path), env={}).tokenizer_preflight
+    assert planned is not None
+    assert planned.calls is None
     results = await lens.run_async(path)
+    # lens plan said how many calls the pre-flight makes: one a counted text.
+    assert results.plan["tokenizer_preflight"]["calls"] == planned.planned_calls
+    assert planned.planned_calls == len(server.received) - 2  # the 2 measured requests
     sent = {
         json.loads(b)["messages"][-1]["content"]
         for b in server.received
@@ -220,3 +230,117 @@ def test_a_compiled_plan_without_its_preflight_is_not_run(tmp_path: Path) -> Non
     assert plan.tokenizer_preflight.calls is None
     with pytest.raises(lens.errors.InputError, match="compiled without the server's pre-flight"):
         lens.run(plan)
+
+
+async def test_a_trace_replay_makes_its_texts_without_calling_during_the_run(
+    start_sim: StartSim, tmp_path: Path
+) -> None:
+    server, base = await start_sim(SIM)
+    rows = [(0, 40, 3, [1, 2]), (10, 37, 3, [1]), (20, 70, 3, [1, 2, 3]), (30, 9, 3, [])]
+    (tmp_path / "mc.jsonl").write_text(
+        "".join(
+            json.dumps({"timestamp": t, "input_length": n, "output_length": o, "hash_ids": h})
+            + "\n"
+            for t, n, o, h in rows
+        )
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "version: 1\nname: tr\ntokenizer: server\nproviders:\n"
+        f"  srv: {{type: openai-compatible, base_url: {base}, model: m}}\n"
+        "load:\n  - {id: r, pattern: trace, file: mc.jsonl, format: mooncake, block_tokens: 16}\n"
+    )
+    results = await lens.run_async(path)
+    assert results.exit_code == 0
+    bodies = [json.loads(b) for b in server.received]
+    first_chat = next(i for i, b in enumerate(bodies) if "messages" in b)
+    assert all("messages" in b for b in bodies[first_chat:])  # no call during the replay
+    texts = [b["messages"][-1]["content"] for b in bodies[first_chat:]]
+    assert sorted(sim_count(t) for t in texts) == sorted(n for _, n, _, _ in rows)
+    # Rows sharing hash id 1 share its 16-token block exactly.
+    heads = {t.split(" ")[:16].__str__() for t in texts if sim_count(t) >= 16}
+    assert len(heads) == 1
+
+
+class CharTransport:
+    """An in-process server whose tokenizer reads every character as a token: no word of
+    lens's list is one token, so texts are cut by detokenize."""
+
+    def __init__(self, reply: bytes | None = None) -> None:
+        self.reply = reply
+
+    def post(self, target: ServerTarget, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        if self.reply is not None:
+            return 200, self.reply
+        if path == "/tokenize":
+            return 200, json.dumps({"tokens": [ord(c) for c in body["content"]]}).encode()
+        return 200, json.dumps({"content": "".join(chr(i) for i in body["tokens"])}).encode()
+
+    def close(self) -> None:
+        pass
+
+
+TARGET = ServerTarget("srv", "http://in-process", "m", "llamacpp")
+
+
+def test_a_vocabulary_without_one_token_words_is_cut_exactly_but_refused_for_traces() -> None:
+    with server_preflight(CharTransport()) as session:
+        tok = session.tokenizer(TARGET)
+        assert [len(tok.text_of_length(n, seed=n)) for n in (1, 5, 50)] == [1, 5, 50]
+        with pytest.raises(PreflightError, match="a trace replay makes its texts as it sends"):
+            learnt_before_closing(session, makes_texts_later=True)
+        learnt_before_closing(session, makes_texts_later=False)  # no trace: nothing to learn
+        auto = session.tokenizer(ServerTarget("srv", "http://in-process", "m", "auto"))
+        assert auto.detokenize([104, 105]) == "hi"  # the flavour settled by a tokenize first
+    frozen = pickle.loads(pickle.dumps(tok))  # as a worker process gets it
+    assert frozen.name == tok.name
+    with pytest.raises(TokenizerError, match="after its pre-flight ended"):
+        frozen.text_of_length(5, seed=1)
+
+
+def test_a_reply_that_is_not_a_token_list_is_named() -> None:
+    for reply, what in ((b"nope", "not JSON"), (b"[1]", "not a JSON object"), (b"{}", "'tokens'")):
+        with server_preflight(CharTransport(reply)) as session:
+            tok = session.tokenizer(TARGET)
+            with pytest.raises(PreflightError, match=what):
+                tok.count("the")
+    with server_preflight(CharTransport(b'{"tokens": [1]}')) as session:
+        tok = session.tokenizer(TARGET)
+        assert tok.count("the") == 1
+        with pytest.raises(PreflightError, match="/detokenize cannot count tokens: no 'content'"):
+            tok.detokenize([1])
+
+
+async def test_a_frozen_tokenizer_that_learnt_its_words_makes_texts_without_calls(
+    start_sim: StartSim,
+) -> None:
+    _, base = await start_sim(SIM)
+
+    def learn() -> Tokenizer:
+        target = ServerTarget("srv", base.removesuffix("/v1"), "m", "llamacpp")
+        with server_preflight(HttpTransport(timeout_s=5)) as session:
+            session.tokenizer(target)
+            learnt_before_closing(session, makes_texts_later=True)
+        frozen: Tokenizer = pickle.loads(pickle.dumps(session.tokenizers[0]))
+        return frozen
+
+    frozen = await trio.to_thread.run_sync(learn)
+    assert sim_count(frozen.text_of_length(77, seed=3)) == 77
+
+
+def test_plan_json_lists_the_planned_calls(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "http://127.0.0.1:9/v1")
+    loaded = lens.load_scenario(path)
+    plan = lens.compile_plan(loaded, env={})
+    doc = lens.describe_plan(plan, env={})
+    estimate = loaded.tokenizer_for()
+    assert pickle.loads(pickle.dumps(estimate)).name == estimate.name
+    assert doc["tokenizer_preflight"] == {
+        "tokenizers": ["server:srv"],
+        "origins": ["http://127.0.0.1:9"],
+        "planned_calls": unit_check_calls(),
+        "calls": None,
+        "seconds": None,
+    }
+    tokenizer = plan.prompt_sources[0].tokenizer
+    assert tokenizer == "server:srv (estimated; counted by the server at lens run)"
