@@ -4,6 +4,7 @@ sends nothing and says so; a server that cannot count is a clear input error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import textwrap
@@ -18,6 +19,7 @@ from lens import exitcodes
 from lens.cli import main
 from lens.errors import ScenarioError
 from lens.plan.model import SimSettings
+from lens.plan.split import plan_hash
 from lens.run.tokenize_http import HttpTransport
 from lens.scenario.load import parse_scenario
 from lens.scenario.server_tokenizer import (
@@ -344,3 +346,16 @@ def test_plan_json_lists_the_planned_calls(tmp_path: Path) -> None:
     }
     tokenizer = plan.prompt_sources[0].tokenizer
     assert tokenizer == "server:srv (estimated; counted by the server at lens run)"
+
+
+def test_shards_agree_on_the_plan_whatever_their_preflight_took(tmp_path: Path) -> None:
+    plan = lens.compile_plan(lens.load_scenario(scenario(tmp_path, "http://h:1/v1")), env={})
+    assert plan.tokenizer_preflight is not None
+    took = [
+        dataclasses.replace(
+            plan,
+            tokenizer_preflight=dataclasses.replace(plan.tokenizer_preflight, calls=99, seconds=s),
+        )
+        for s in (0.5, 1.5)
+    ]
+    assert plan_hash(took[0]) == plan_hash(took[1]) == plan_hash(plan)
