@@ -269,6 +269,10 @@ def run(
       ``if __name__ == "__main__":`` (or the workers start the script over).  ``on_record``
       is still called in this thread, once per request, in finishing order.
 
+    A scenario with ``tokenizer: server`` is counted by its server in a pre-flight, before
+    anything is measured, when ``target`` is a file or text; a ``Scenario`` or ``Plan``
+    built outside it has estimated lengths and is refused (``InputError``).
+
     ``results.exit_code`` is what ``lens run`` would exit with before exporting (0 pass, 1
     an SLA failed, 3 inconclusive or partial, 5 lens itself failed mid-run, with what was
     measured and ``results.failure`` naming the exception).  Raises ``ScenarioError``,
