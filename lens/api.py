@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -66,10 +67,12 @@ from lens.plan.model import Plan, SlaSpec
 from lens.records import RequestRecord
 from lens.redact import Redactor
 from lens.run.session import StopSwitch
+from lens.run.tokenize_http import HttpTransport
 from lens.scenario.env import interpolate
 from lens.scenario.load import load_scenario as _load_scenario_file
 from lens.scenario.load import parse_scenario
 from lens.scenario.model import Scenario
+from lens.scenario.server_tokenizer import learnt_before_closing, server_preflight
 from lens.scenario.sla import SlaSyntaxError, parse_sla
 from lens.scenario.thresholds import (
     Threshold,
@@ -266,6 +269,10 @@ def run(
       ``if __name__ == "__main__":`` (or the workers start the script over).  ``on_record``
       is still called in this thread, once per request, in finishing order.
 
+    A scenario with ``tokenizer: server`` is counted by its server in a pre-flight, before
+    anything is measured, when ``target`` is a file or text; a ``Scenario`` or ``Plan``
+    built outside it has estimated lengths and is refused (``InputError``).
+
     ``results.exit_code`` is what ``lens run`` would exit with before exporting (0 pass, 1
     an SLA failed, 3 inconclusive or partial, 5 lens itself failed mid-run, with what was
     measured and ``results.failure`` naming the exception).  Raises ``ScenarioError``,
@@ -374,9 +381,14 @@ class _Job:
                     "lens.compile_plan(scenario, repeat=N)"
                 )
             plan = target
+        elif isinstance(target, Scenario):
+            plan = compile_plan(target, env=env, repeat=repeat)
         else:
-            scenario = target if isinstance(target, Scenario) else load_scenario(target, env=env)
-            plan = compile_plan(scenario, env=env, repeat=repeat)
+            source = target
+            plan = preflight_plan(
+                lambda: compile_plan(load_scenario(source, env=env), env=env, repeat=repeat)
+            )
+        check_preflight_done(plan)
         extra = export_targets(exporters, env=environ)
         redactor = Redactor.for_plan(plan, environ).with_secrets(
             (secret, "export destination") for t in extra for secret in secrets_of(t.dest)
@@ -773,3 +785,30 @@ def report(results: Results, path: str | os.PathLike[str]) -> Path:
     dest = Path(path)
     write_html(results, dest)
     return dest
+
+
+def preflight_plan(load: Callable[[], Plan]) -> Plan:
+    """``load()`` (load and compile a scenario) inside ``tokenizer: server``'s pre-flight:
+    the server counts the prompts before anything is measured, on connections of its own
+    that close before the run starts; the plan records the calls made and their time."""
+    with server_preflight(HttpTransport()) as session:
+        plan = load()
+        learnt_before_closing(session, any(unit.trace is not None for unit in plan.stages))
+    if plan.tokenizer_preflight is None:
+        return plan
+    made = dataclasses.replace(
+        plan.tokenizer_preflight, calls=session.calls, seconds=round(session.seconds, 6)
+    )
+    return dataclasses.replace(plan, tokenizer_preflight=made)
+
+
+def check_preflight_done(plan: Plan) -> None:
+    """A plan compiled outside the pre-flight has estimated lengths where the scenario
+    asked for the server's: refused rather than run as if exact."""
+    preflight = plan.tokenizer_preflight
+    if preflight is not None and preflight.calls is None:
+        raise InputError(
+            "tokenizer: server: this plan was compiled without the server's pre-flight (its "
+            "token counts are estimates): run the scenario from its file or text "
+            "(lens run FILE, lens.run(path)) so lens asks the server first"
+        )

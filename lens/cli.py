@@ -59,7 +59,7 @@ from lens.pricing import PricingCatalog
 from lens.redact import Redactor
 from lens.run.start import check_not_passed, parse_start_at, utc_now
 from lens.scenario.env import interpolate
-from lens.scenario.model import MAX_REPEAT
+from lens.scenario.model import MAX_REPEAT, Scenario
 from lens.scenario.schema import scenario_json_schema, schema_text
 from lens.sim.server import main as sim_main
 from lens.targets import ExportTarget, secrets_of
@@ -157,8 +157,16 @@ def _planned_text(plan: Plan) -> str | None:
     )
 
 
+def run_plan_of(path: str, *, allow_files_outside: bool = False, repeat: int | None = None) -> Plan:
+    """The plan ``lens run`` executes: with ``tokenizer: server``, loaded and compiled inside
+    the tokenizer pre-flight (lens.api.preflight_plan), before anything is measured."""
+    return api.preflight_plan(
+        lambda: load_plan(path, allow_files_outside=allow_files_outside, repeat=repeat)
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = load_plan(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
+    plan = run_plan_of(args.file, allow_files_outside=args.allow_files_outside, repeat=args.repeat)
     if args.results_records is not None:
         plan = dataclasses.replace(
             plan,
@@ -276,7 +284,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Runs until SIGTERM/SIGINT (exit 0); ``--once``: one cycle, its exit code."""
-    scenario = api.load_scenario(args.file, allow_files_outside=args.allow_files_outside)
+    loaded: list[Scenario] = []
+
+    def load() -> Plan:
+        # Loaded and compiled in tokenizer: server's pre-flight, once, before any cycle.
+        loaded.append(api.load_scenario(args.file, allow_files_outside=args.allow_files_outside))
+        return api.compile_plan(monitored_scenario(loaded[0]))
+
+    plan = api.preflight_plan(load)
+    scenario = loaded[0]
     seed = os.environ.get("LENS_MONITOR_SEED")
     if seed is not None and not seed.strip().lstrip("-").isdigit():
         raise InputError(f"LENS_MONITOR_SEED: expected a whole number, got {seed!r}")
@@ -289,7 +305,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         once=args.once,
         seed=None if seed is None else int(seed),
     )
-    plan = api.compile_plan(monitored_scenario(scenario))
     redact = _redactor(args, plan)
     flagged = cli_targets(args.export, "--export")
     if flagged:

@@ -68,6 +68,7 @@ def plan_text(doc: dict[str, object]) -> str:
     providers = doc["providers"]
     assert isinstance(providers, list)
     lines.extend(_sources_text(doc.get("prompt_sources")))
+    lines.extend(_preflight_text(doc.get("tokenizer_preflight")))
     lines.extend(_traces_text(stages))
     lines.extend(_body_text(providers, stages))
     lines.extend(_estimate_text(estimate, providers))
@@ -123,6 +124,23 @@ def _sources_text(sources: object) -> list[str]:
             f"{lengths} ({s['tokenizer']}), output: {s['output']}{detail}"
         )
     return lines
+
+
+def _preflight_text(preflight: object) -> list[str]:
+    """tokenizer: server: the figures above are estimates until lens run's pre-flight."""
+    if not isinstance(preflight, dict):
+        return []
+    where = ", ".join(preflight["origins"])
+    if preflight["calls"] is not None:
+        return [
+            f"tokenizer pre-flight: {preflight['calls']} tokenize calls to {where} in "
+            f"{preflight['seconds']:.2f} s, before the run clock started"
+        ]
+    return [
+        f"tokenizer: server: token counts above are estimates; lens run counts them with "
+        f"{where}/tokenize in a pre-flight before the run clock starts (about "
+        f"{preflight['planned_calls']} calls; texts it must cut cost a few more)"
+    ]
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"

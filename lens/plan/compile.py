@@ -51,6 +51,7 @@ from lens.plan.model import (
     SlaSpec,
     StagePlan,
     SweepKind,
+    TokenizerPreflight,
 )
 from lens.plan.network import network_warnings, with_network
 from lens.plan.phases import with_phases
@@ -106,6 +107,7 @@ from lens.scenario.model import (
     TokenizerRef,
     TraceStage,
 )
+from lens.scenario.server_tokenizer import ServerEstimate, ServerTokenizer
 from lens.scenario.sla import parse_sla
 from lens.scenario.thresholds import parse_threshold
 from lens.scenario.tokenizers import ESTIMATE, Tokenizer, TokenizerError
@@ -225,7 +227,21 @@ def compile_plan(
         workers=scenario.defaults.workers,
         prompt_sources=sources,
         tokenizer=scenario.tokenizer_for().name,
+        tokenizer_preflight=_tokenizer_preflight(scenario.tokenizer_for()),
     )
+
+
+def _tokenizer_preflight(tokenizer: Tokenizer) -> TokenizerPreflight | None:
+    """tokenizer: server: the calls its pre-flight will make (lens plan), or the live
+    tokenizer's (lens run fills in the calls made once the pre-flight ends)."""
+    if isinstance(tokenizer, ServerEstimate):
+        target = tokenizer.target
+        return TokenizerPreflight(
+            (tokenizer.name.split(" ")[0],), (target.origin,), tokenizer.planned_calls()
+        )
+    if isinstance(tokenizer, ServerTokenizer):
+        return TokenizerPreflight((tokenizer.name,), (tokenizer.target.origin,))
+    return None
 
 
 def records_kept(value: str | int) -> int | None:
@@ -352,7 +368,10 @@ def _response_tokenizer(pid: str, spec: HostedProvider, ctx: _Context) -> Tokeni
     if spec.tokenizer is None and ctx.scenario_tokenizer is None:
         return None
     tokenizer = ctx.tokenizer_for(pid)
-    return None if tokenizer is ESTIMATE else tokenizer
+    # A server tokenizer never counts during a run (lens sends nothing of its own then).
+    if tokenizer is ESTIMATE or isinstance(tokenizer, ServerEstimate | ServerTokenizer):
+        return None
+    return tokenizer
 
 
 def _settings(pid: str, spec: HostedProvider, ctx: _Context) -> ProviderSettings:

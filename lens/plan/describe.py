@@ -37,6 +37,7 @@ from lens.plan.model import (
     SimSettings,
     SlaSpec,
     StagePlan,
+    TokenizerPreflight,
     header_is_secret,
 )
 from lens.plan.trace import TraceReplay, trace_to_dict
@@ -367,6 +368,7 @@ def plan_to_dict(plan: Plan, *, arrivals: bool = False) -> dict[str, Any]:
         "prompts": [_prompt(p) for p in plan.prompts.values()],
         "tokenizer": plan.tokenizer,
         "prompt_sources": [source_to_dict(s) for s in plan.prompt_sources],
+        **_preflight(plan.tokenizer_preflight),
         "stages": stages,
         "total_requests": sum(s["requests"] or 0 for s in stages)
         if all(s["requests"] is not None for s in stages)
@@ -465,3 +467,18 @@ def _sla(spec: SlaSpec) -> dict[str, Any]:
     if spec.stop_on_fail:
         out["stop_on_fail"] = True
     return out
+
+
+def _preflight(preflight: TokenizerPreflight | None) -> dict[str, Any]:
+    """``tokenizer_preflight`` when a tokenizer counts by the server; absent otherwise."""
+    if preflight is None:
+        return {}
+    return {
+        "tokenizer_preflight": {
+            "tokenizers": list(preflight.tokenizers),
+            "origins": list(preflight.origins),
+            "planned_calls": preflight.planned_calls,
+            "calls": preflight.calls,
+            "seconds": preflight.seconds,
+        }
+    }

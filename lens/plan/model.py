@@ -423,6 +423,19 @@ class PromptSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenizerPreflight:
+    """``tokenizer: server``: the tokenize calls ``lens run`` makes before its run clock
+    starts.  In ``lens plan`` only ``planned_calls`` is known (the figures are estimates
+    until then); the run's plan has ``calls`` and ``seconds`` instead."""
+
+    tokenizers: tuple[str, ...]  # e.g. ("server:vllm",)
+    origins: tuple[str, ...]  # where each counts, e.g. ("http://127.0.0.1:8000",)
+    planned_calls: int | None = None  # lens plan: calls the pre-flight will make, about
+    calls: int | None = None  # lens run: calls made
+    seconds: float | None = None  # lens run: their wall time, outside every stage
+
+
+@dataclass(frozen=True, slots=True)
 class PromptSource:
     """What one prompt entry of the scenario yields, as the plan lists it before anything is
     sent: how many prompts, and their input lengths counted by ``tokenizer``."""
@@ -865,3 +878,5 @@ class Plan:
     # What each prompt entry of the scenario yields, and the tokenizer that counted them.
     prompt_sources: tuple[PromptSource, ...] = ()
     tokenizer: str = "estimate"
+    # tokenizer: server: the pre-flight's calls (planned in lens plan, made in lens run).
+    tokenizer_preflight: TokenizerPreflight | None = None

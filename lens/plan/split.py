@@ -180,10 +180,13 @@ def _shard_unit(unit: StagePlan, index: int, count: int) -> StagePlan:
 
 def plan_hash(plan: Plan) -> str:
     """sha256 of the plan's canonical JSON (every arrival offset, secrets masked), without
-    where the scenario file was read from: equal on every machine and process that compiled
-    the same scenario with the same inputs.  ``sha256:`` + 64 hex digits."""
+    where the scenario file was read from nor how long a tokenizer pre-flight took: equal
+    on every machine and process that compiled the same scenario with the same inputs.
+    ``sha256:`` + 64 hex digits."""
     doc = plan_to_dict(plan, arrivals=True)
     doc.pop("source", None)
+    # The tokenizer pre-flight's time differs on every run; what it counted is in the prompts.
+    doc.pop("tokenizer_preflight", None)
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 

@@ -33,6 +33,7 @@ from lens.scenario.model import (
     DatasetSpec,
     FilePrompt,
     FileRequest,
+    OpenAICompatibleProvider,
     Scenario,
     TokenizerRef,
     TraceStage,
@@ -41,6 +42,13 @@ from lens.scenario.model import (
 from lens.scenario.model.base import MAX_REQUESTS_PER_STAGE
 from lens.scenario.prompts import read_prompt_file
 from lens.scenario.schema import schema_errors
+from lens.scenario.server_tokenizer import (
+    Flavour,
+    ServerEstimate,
+    ServerTarget,
+    current_session,
+    origin_of,
+)
 from lens.scenario.tokenizers import ESTIMATE, Tokenizer, TokenizerError, load_tokenizer
 from lens.scenario.traces import TraceTable, read_trace
 from lens.scenario.units import show
@@ -405,6 +413,14 @@ def _tokenizers(
     found: dict[str, Tokenizer] = {}
     display_dir = os.path.dirname(source.file)
     for key, ref, path in refs:
+        if ref.kind == "server":
+            try:
+                found[key] = _server_tokenizer(scenario, key, ref)
+            except TokenizerError as exc:
+                report.problems.append(
+                    Problem(str(exc), pos=source.value_pos(path), path=format_path(path))
+                )
+            continue
         if ref not in loaded:
             try:
                 loaded[ref] = load_tokenizer(ref.as_spec(), base_dir, display_dir)
@@ -415,6 +431,49 @@ def _tokenizers(
                 continue
         found[key] = loaded[ref]
     return found
+
+
+def _server_tokenizer(scenario: Scenario, key: str, ref: TokenizerRef) -> Tokenizer:
+    """``tokenizer: server``: the openai-compatible provider whose server counts; a live
+    tokenizer inside ``lens run``'s pre-flight, else the estimate under its name."""
+    if key:
+        raise TokenizerError(
+            "server counts the scenario's prompts, so it goes at the top level "
+            f"(tokenizer: {{server: auto, provider: {key}}}); lens never calls /tokenize "
+            "during a run, so responses without usage are estimated"
+        )
+    compatible = [
+        pid for pid, p in scenario.providers.items() if isinstance(p, OpenAICompatibleProvider)
+    ]
+    pid = ref.provider
+    if pid and pid not in compatible:
+        what = (
+            "no provider" if pid not in scenario.providers else "not an openai-compatible provider"
+        )
+        raise TokenizerError(
+            f"server: provider {pid} is {what}: the server that counts must be an "
+            "openai-compatible provider's (llama.cpp's llama-server or vLLM)"
+        )
+    if not pid:
+        if len(compatible) != 1:
+            some = ", ".join(compatible) if compatible else "none"
+            raise TokenizerError(
+                "server needs the one openai-compatible provider (llama.cpp's "
+                f"llama-server or vLLM) whose /tokenize counts; the scenario has {some}: name "
+                "it with tokenizer: {server: auto, provider: ID}"
+            )
+        pid = compatible[0]
+    provider = scenario.providers[pid]
+    assert isinstance(provider, OpenAICompatibleProvider)
+    key_value = provider.api_key.get_secret_value() if provider.api_key is not None else None
+    flavour: Flavour = (
+        "vllm" if ref.value == "vllm" else ("llamacpp" if ref.value == "llamacpp" else "auto")
+    )
+    target = ServerTarget(
+        pid, origin_of(str(provider.base_url)), provider.model, flavour, key_value or None
+    )
+    session = current_session()
+    return ServerEstimate(target) if session is None else session.tokenizer(target)
 
 
 def _position_order(problem: Problem, file: str) -> tuple[int, str, int, int]:

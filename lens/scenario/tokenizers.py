@@ -366,11 +366,8 @@ def load_tokenizer(
     if spec is None or spec == "estimate":
         return ESTIMATE
     if spec == "server":
-        raise TokenizerError(
-            "tokenizer: server is not supported yet: counting through the server's /tokenize "
-            "would send requests during the measurement; use {hf: PATH} with the model's "
-            "tokenizer.json (see docs/workloads.md)"
-        )
+        # The scenario loader makes these: the server's address is its provider's.
+        raise TokenizerError("tokenizer: server is resolved with its provider, not here")
     assert isinstance(spec, dict)
     if "hf" in spec:
         written = spec["hf"]

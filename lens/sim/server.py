@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -71,6 +72,7 @@ TOKENS_HEADER = "x-lens-sim-tokens"
 _REPLY_FAULTS: dict[Fault, ReplyFault] = {"429": "429", "500": "500", "529": "529"}
 _GET_ROUTES = ("/v1/models", "/health", "/lens-sim/received", "/metrics")
 RECEIVED_KEPT = 256  # request bodies kept for GET /lens-sim/received
+_TOKEN_ROUTES = ("/tokenize", "/detokenize")  # llama.cpp's, for tokenizer: server
 _ERROR_INDEX_BASE = 1 << 39  # ids of error replies: disjoint from request indexes
 
 
@@ -84,6 +86,60 @@ class ResponsePlan:
     finish: FinishReason
     cut_after: int  # for "cut" and "midstream-error": content tokens sent before the fault
     due: list[float]  # absolute due times of tokens 0..max(n, 1)-1
+
+
+# The simulator's tokenizer: a word of up to 5 characters, with the spaces before it, is
+# one token; a longer word is split every 5 characters; trailing spaces are one token.
+_PIECES = re.compile(r"\s*\S{1,5}|\s+")
+
+
+class SimTokenizer:
+    """llama.cpp's ``/tokenize`` and ``/detokenize`` over a simple deterministic
+    tokenizer, so ``tokenizer: server`` is tested offline over real sockets.  Ids are
+    given in order of first sight and stay for the server's life."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._pieces: list[str] = []
+        # Which server's wire format it speaks (tests switch it): llama.cpp's, vLLM's, or
+        # none (the routes answer 404, as a server without them).
+        self.format: Literal["llamacpp", "vllm"] | None = "llamacpp"
+
+    def tokenize(self, text: str) -> list[int]:
+        ids = []
+        for piece in _PIECES.findall(text):
+            known = self._ids.get(piece)
+            if known is None:
+                known = self._ids[piece] = len(self._pieces)
+                self._pieces.append(piece)
+            ids.append(known)
+        return ids
+
+    def detokenize(self, ids: list[int]) -> str:
+        return "".join(self._pieces[i] for i in ids)
+
+    def answer(self, path: str, body: bytes, keep_alive: bool) -> bytes:
+        if self.format is None:
+            error = {"error": {"code": 404, "message": "File Not Found"}}
+            return response_bytes(404, json.dumps(error).encode(), keep_alive=keep_alive)
+        vllm = self.format == "vllm"
+        try:
+            doc = json.loads(body)
+            reply: dict[str, object]
+            if path == "/tokenize":
+                ids = self.tokenize(str(doc["prompt" if vllm else "content"]))
+                reply = (
+                    {"count": len(ids), "max_model_len": 4096, "tokens": ids}
+                    if vllm
+                    else {"tokens": ids}
+                )
+            else:
+                text = self.detokenize([int(i) for i in doc["tokens"]])
+                reply = {"prompt": text} if vllm else {"content": text}
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            error = {"error": {"code": 400, "message": f"bad request: {exc!r}"}}
+            return response_bytes(400, json.dumps(error).encode(), keep_alive=keep_alive)
+        return response_bytes(200, json.dumps(reply).encode(), keep_alive=keep_alive)
 
 
 def _ms_header(headers: dict[str, str], name: str) -> float | None:
@@ -135,6 +191,7 @@ class SimServer:
         self.received: deque[bytes] = deque(maxlen=RECEIVED_KEPT)
         # Its live state in llama.cpp's metric names, served at GET /metrics.
         self.metrics = SimMetrics()
+        self.tokenizer = SimTokenizer()
 
     async def serve(
         self,
@@ -207,6 +264,9 @@ class SimServer:
                 await stream.send_all(response_bytes(200, self._models_body, keep_alive=keep))
             return keep
         self.received.append(req.body)
+        if req.path in _TOKEN_ROUTES and req.method == "POST":
+            await stream.send_all(self.tokenizer.answer(req.path, req.body, keep))
+            return keep
         try:
             parsed = self.protocol.parse_request(req, self.model)
             plan = self._plan(req.headers, parsed, t0)

@@ -119,14 +119,15 @@ def test_a_file_that_is_not_a_tokenizer_is_an_input_error(tmp_path: Path) -> Non
     assert "bad.json is not a tokenizer.json" in found
 
 
-def test_server_is_refused_until_supported(tmp_path: Path) -> None:
+def test_server_needs_an_openai_compatible_provider(tmp_path: Path) -> None:
     (found,) = _problems(tmp_path, "server")
-    assert "tokenizer: server is not supported yet" in found
+    assert found.startswith("s.yaml:3:12: tokenizer: server needs the one openai-compatible")
+    assert "the scenario has none" in found
 
 
 def test_a_bad_tokenizer_value_says_what_is_expected(tmp_path: Path) -> None:
     (found,) = _problems(tmp_path, "{hf: a, tiktoken: b}")
-    assert "expected estimate, server, {hf: PATH}" in found
+    assert "expected estimate, server, {server: auto" in found
 
 
 def _without(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:

@@ -15,27 +15,34 @@ from lens.scenario.units import show
 
 @dataclass(frozen=True, slots=True)
 class TokenizerRef:
-    """What ``tokenizer:`` names: ``estimate``, ``server``, ``{hf: PATH}`` or
-    ``{tiktoken: ENCODING}`` (``value`` is the path or the encoding)."""
+    """What ``tokenizer:`` names: ``estimate``, ``server``, ``{server: FLAVOUR, provider:
+    ID}``, ``{hf: PATH}`` or ``{tiktoken: ENCODING}`` (``value`` is the path, the encoding,
+    or the server's flavour: auto, llamacpp or vllm)."""
 
     kind: Literal["estimate", "server", "hf", "tiktoken"]
     value: str = ""
+    provider: str = ""  # server: whose server counts ("": the scenario's only one)
 
     def as_spec(self) -> str | dict[str, str]:
         return self.kind if self.kind in ("estimate", "server") else {self.kind: self.value}
 
 
 _TOKENIZER_EXPECTED = (
-    "expected estimate, server, {hf: PATH} (a local tokenizer.json or model folder) or "
-    "{tiktoken: ENCODING}"
+    "expected estimate, server, {server: auto | llamacpp | vllm, provider: ID}, "
+    "{hf: PATH} (a local tokenizer.json or model folder) or {tiktoken: ENCODING}"
 )
+SERVER_FLAVOURS = ("auto", "llamacpp", "vllm")
 
 
 def _tokenizer(value: Any) -> TokenizerRef:
     if isinstance(value, TokenizerRef):
         return value
     if value in ("estimate", "server"):
-        return TokenizerRef(value)
+        return TokenizerRef(value, "auto" if value == "server" else "")
+    if isinstance(value, dict) and "server" in value and set(value) <= {"server", "provider"}:
+        flavour, provider = value["server"], value.get("provider", "")
+        if flavour in SERVER_FLAVOURS and isinstance(provider, str):
+            return TokenizerRef("server", flavour, provider)
     if isinstance(value, dict) and len(value) == 1:
         ((key, inner),) = value.items()
         if key in ("hf", "tiktoken") and isinstance(inner, str) and inner:
@@ -46,7 +53,9 @@ def _tokenizer(value: Any) -> TokenizerRef:
 TOKENIZER_DESCRIPTION = (
     "How lens counts tokens: estimate (about 4 characters per token, the default), "
     "{hf: PATH} (a local tokenizer.json or model folder, through the tokenizers library), "
-    "{tiktoken: ENCODING} (a tiktoken encoding cached locally). Used for exact synthetic "
+    "{tiktoken: ENCODING} (a tiktoken encoding cached locally), server or {server: auto | "
+    "llamacpp | vllm, provider: ID} (the openai-compatible provider's own /tokenize, asked "
+    "in a pre-flight of lens run before anything is measured). Used for exact synthetic "
     "lengths, dataset length filters, and output tokens when the server reports no usage."
 )
 TokenizerSpec = Annotated[
@@ -57,6 +66,15 @@ TokenizerSpec = Annotated[
             "description": TOKENIZER_DESCRIPTION,
             "oneOf": [
                 {"enum": ["estimate", "server"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "server": {"enum": list(SERVER_FLAVOURS)},
+                        "provider": {"type": "string", "minLength": 1},
+                    },
+                    "required": ["server"],
+                    "additionalProperties": False,
+                },
                 {
                     "type": "object",
                     "properties": {"hf": {"type": "string", "minLength": 1}},
