@@ -262,3 +262,30 @@ def _the_engines_metrics_agree_with_the_sweep(
         if width > 1:
             assert max(busy) >= 2, (step, busy)
         print(f"{step}: deltas {deltas}, requests_processing max {max(busy)}")
+
+
+async def test_tokenizer_server_counts_with_the_engines_own_tokenizer(engine: Engine) -> None:
+    # tokenizer: server makes synthetic prompts of exact length in the engine's own count
+    # (its /tokenize, in a pre-flight before the run).  The chat template adds the same
+    # tokens to both prompts, so the engine's usage differs by exactly 120 - 40 tokens.
+    prompts = (
+        "  - {id: short, synthetic: {input_tokens: 40, output_tokens: 2, seed: 1}}\n"
+        "  - {id: long, synthetic: {input_tokens: 120, output_tokens: 2, seed: 2}}"
+    )
+    load = (
+        "  - {id: a, pattern: concurrency, concurrency: 1, requests: 1, prompts: [short]}\n"
+        "  - {id: b, pattern: concurrency, concurrency: 1, requests: 1, prompts: [long]}"
+    )
+    text = _scenario(engine, load, max_tokens=2, prompts=prompts)
+    results, records = await _run(
+        text.replace("name: engine\n", "name: engine\ntokenizer: server\n")
+    )
+    _ok(records)
+    usage = {r.stage: r.input_tokens for r in records}
+    assert all(r.token_source is TokenSource.USAGE for r in records), records
+    short, long = usage["a"], usage["b"]
+    assert short is not None
+    assert long is not None
+    assert long - short == 80, usage
+    preflight = results.plan["tokenizer_preflight"]
+    print(f"tokenizer: server: usage {usage}, pre-flight {preflight}")
