@@ -672,18 +672,30 @@ class _RunningUnit:
         """The session ended before turn ``turn`` went out: one record for that turn,
         ``cancelled``/``drained`` (lens's own doing: no error rate counts it), with the
         turns left unsent, itself included, in ``extra.abandoned_turns``."""
-        now = self.clock.now_ns()
         drained = self.state.drain.cancel_called
         if why is None:
             by = "the stage's cutoff" if drained else "the run stopping"
             why = f"session ended by {by} before this turn; never sent"
-        rec = RequestRecord(
+        rec = self._unsent(prompt_id, index, t_intended, phase, why)
+        self.emit(
+            dataclasses.replace(rec, extra={ABANDONED_TURNS: str(left)}, session=index, turn=turn)
+        )
+
+    def _unsent(
+        self, prompt_id: str, index: int, t_intended: int | None, phase: Phase, why: str
+    ) -> RequestRecord:
+        """The record of a request that never went out: ``drained`` when the stage's cutoff
+        stopped it, else ``cancelled`` (lens's own doing: no error rate counts either)."""
+        now = self.clock.now_ns()
+        return RequestRecord(
             provider=self.unit.provider,
             stage=self.unit.stage,
             prompt=prompt_id,
             index=index,
             ok=False,
-            error_class=ErrorClass.DRAINED if drained else ErrorClass.CANCELLED,
+            error_class=(
+                ErrorClass.DRAINED if self.state.drain.cancel_called else ErrorClass.CANCELLED
+            ),
             error_message=why,
             http_status=None,
             t_intended=t_intended,
@@ -695,39 +707,19 @@ class _RunningUnit:
             t_last_token=None,
             t_end=now,
             phase=phase,
-            extra={ABANDONED_TURNS: str(left)},
-            session=index,
-            turn=turn,
         )
-        self.emit(rec)
 
     def _never_sent(
         self, prompt: PromptSpec, index: int, t_intended: int, held: Decimal, phase: Phase
     ) -> None:
-        now = self.clock.now_ns()
         drained = self.state.drain.cancel_called
-        rec = RequestRecord(
-            provider=self.unit.provider,
-            stage=self.unit.stage,
-            prompt=prompt.id,
-            index=index,
-            ok=False,
-            error_class=ErrorClass.DRAINED if drained else ErrorClass.CANCELLED,
-            error_message="waited for a max_concurrency slot until the "
+        why = (
+            "waited for a max_concurrency slot until the "
             + ("stage's cutoff" if drained else "run was interrupted")
-            + "; never sent",
-            http_status=None,
-            t_intended=t_intended,
-            t_dispatch=now,
-            t_headers=None,
-            t_first_chunk=None,
-            t_first_token=None,
-            t_first_visible=None,
-            t_last_token=None,
-            t_end=now,
-            phase=phase,
-            prefix_group=prompt.prefix_group,
+            + "; never sent"
         )
+        rec = self._unsent(prompt.id, index, t_intended, phase, why)
+        rec = dataclasses.replace(rec, prefix_group=prompt.prefix_group)
         if prompt.conversation is not None:  # a whole session that never started
             left = str(len(prompt.conversation.turns))
             rec = dataclasses.replace(rec, session=index, turn=1, extra={ABANDONED_TURNS: left})

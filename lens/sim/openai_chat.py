@@ -106,15 +106,8 @@ def parse_chat_request(body: bytes, default_model: str) -> ChatRequest:
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("expected a non-empty array of messages", "messages")
-    model = data.get("model", default_model)
-    if not isinstance(model, str) or not model:
-        raise _bad("expected a non-empty string", "model")
-    stream = data.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad(f"expected a boolean, got {stream!r}", "stream")
-    options = data.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise _bad("expected an object", "stream_options")
+    model = _model(data, default_model)
+    stream, options = _stream_fields(data)
     return ChatRequest(
         model=model,
         stream=stream,
@@ -125,6 +118,24 @@ def parse_chat_request(body: bytes, default_model: str) -> ChatRequest:
         ignore_eos=data.get("ignore_eos") is True,
         min_tokens=_min_tokens(data),
     )
+
+
+def _model(data: dict[str, Any], default_model: str) -> str:
+    model = data.get("model", default_model)
+    if not isinstance(model, str) or not model:
+        raise _bad("expected a non-empty string", "model")
+    return model
+
+
+def _stream_fields(data: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """``stream`` and ``stream_options``, checked as OpenAI's endpoints take them."""
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad(f"expected a boolean, got {stream!r}", "stream")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise _bad("expected an object", "stream_options")
+    return stream, options
 
 
 def _min_tokens(body: dict[str, Any]) -> int | None:
@@ -314,17 +325,10 @@ _PATHS = (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH)
 def _parse_other(path: str, body: bytes, default_model: str) -> ParsedRequest:
     """``/v1/completions`` or ``/v1/embeddings``: validated as chat is."""
     data = json_object(body)
-    model = data.get("model", default_model)
-    if not isinstance(model, str) or not model:
-        raise _bad("expected a non-empty string", "model")
+    model = _model(data, default_model)
     if path == EMBEDDINGS_PATH:
         return parse_embeddings(data, model)
-    stream = data.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad(f"expected a boolean, got {stream!r}", "stream")
-    options = data.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise _bad("expected an object", "stream_options")
+    stream, options = _stream_fields(data)
     return ParsedRequest(
         model=model,
         stream=stream,
