@@ -126,6 +126,17 @@ class OpenAIChatAdapter:
         return classify_status(status), f"HTTP {status}: {error_text(body)}"
 
 
+def stream_error_message(err: object, data: bytes) -> str:
+    """The message of an in-stream error event (``{"error": ...}``): its ``message``, else
+    the event quoted as sent when the message is not text, cut to 300 characters."""
+    msg = err.get("message") if isinstance(err, dict) else err
+    if not msg:
+        return "error event in stream"
+    if not isinstance(msg, str | int | float):
+        return data[:300].decode("utf-8", "replace")
+    return str(msg)[:300]
+
+
 class OpenAIChatDecoder:
     __slots__ = (
         "_done",
@@ -199,12 +210,7 @@ class OpenAIChatDecoder:
         err = obj.get("error")
         if err is not None or event == b"error":
             if self._error is None:
-                msg = err.get("message") if isinstance(err, dict) else err
-                if not msg:
-                    msg = "error event in stream"
-                elif not isinstance(msg, str | int | float):
-                    msg = data[:300].decode("utf-8", "replace")  # quoted as sent
-                self._error = str(msg)[:300]
+                self._error = stream_error_message(err, data)
             return
         usage = obj.get("usage")
         if usage:

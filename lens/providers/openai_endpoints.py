@@ -41,7 +41,12 @@ from lens.providers.base import (
     json_kind,
     llama_timings,
 )
-from lens.providers.openai_chat import OpenAIChatAdapter, OpenAIChatDecoder, _map_usage
+from lens.providers.openai_chat import (
+    OpenAIChatAdapter,
+    OpenAIChatDecoder,
+    _map_usage,
+    stream_error_message,
+)
 from lens.providers.sse import DEFAULT_MAX_EVENT_BYTES
 from lens.records import ErrorClass, TokenSource
 from lens.scenario.tokenizers import Tokenizer
@@ -158,7 +163,7 @@ class CompletionsDecoder(OpenAIChatDecoder):
         err = obj.get("error")
         if err is not None or event == b"error":
             if self._error is None:
-                self._error = _error_message(err, data)
+                self._error = stream_error_message(err, data)
             return
         usage = obj.get("usage")
         if usage:
@@ -191,15 +196,6 @@ def _choices(obj: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(choice, dict):
             raise PayloadShapeError(f"a choice is {json_kind(choice)}, not an object")
     return choices
-
-
-def _error_message(err: object, data: bytes) -> str:
-    msg = err.get("message") if isinstance(err, dict) else err
-    if not msg:
-        return "error event in stream"
-    if not isinstance(msg, str | int | float):
-        return data[:300].decode("utf-8", "replace")
-    return str(msg)[:300]
 
 
 class WholeBodyDecoder:
@@ -235,7 +231,7 @@ class WholeBodyDecoder:
             raise PayloadShapeError(f"the response is {json_kind(obj)}, not an object")
         err = obj.get("error")
         if err is not None:
-            return _failed(ErrorClass.STREAM_ERROR, _error_message(err, b"error in the body"))
+            return _failed(ErrorClass.STREAM_ERROR, stream_error_message(err, b"error in the body"))
         usage = obj.get("usage")
         if usage is not None and not isinstance(usage, dict):
             raise PayloadShapeError(f"usage is {json_kind(usage)}, not an object")
